@@ -1,0 +1,316 @@
+//! Runs one task, a WASI preview 1 module, inside wasmtime under memory, CPU-time and output
+//! limits, and reports what happened.
+//!
+//! The sandbox gives a task nothing but its own inputs: no preopened directories, no environment
+//! variables, no sockets, only the imports of WASI preview 1 and of the runtime API
+//! ([`idlegrid_task_abi`]). A task that traps, exhausts its memory, passes its CPU-time limit or
+//! ignores a stop request fails (or is suspended) with a clear reason; the caller keeps running.
+//!
+//! Stopping works at any instruction: an engine-wide ticker advances wasmtime's epoch every
+//! `epoch_tick`, and each store checks its [`TaskControl`] and CPU clock on every tick.
+//! [`Sandbox::run`] is synchronous and CPU-bound: call it from a blocking thread.
+
+mod host;
+mod output;
+mod run;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+pub use run::{TaskEvents, TaskInput, TaskElement, NoEvents};
+
+/// Settings of the sandbox shared by all tasks of one engine.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// How often running tasks check for stop requests and CPU time; the worst-case delay of a
+    /// forced stop.
+    pub epoch_tick: Duration,
+    /// Compiled modules kept in memory, keyed by the SHA-256 of their bytes.
+    pub module_cache_entries: usize,
+    /// Maximum WebAssembly stack per task.
+    pub wasm_stack_bytes_max: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig { epoch_tick: Duration::from_millis(10), module_cache_entries: 64, wasm_stack_bytes_max: 1 << 20 }
+    }
+}
+
+/// Limits of one task run, set by the job and capped by the engine owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskLimits {
+    pub memory_bytes_max: u64,
+    pub cpu_time_max: Duration,
+    pub result_bytes_max: usize,
+    pub status_bytes_max: usize,
+    pub checkpoint_bytes_max: usize,
+    /// Bytes of stdout and stderr kept (the rest is dropped, never an error for the task).
+    pub output_bytes_max: usize,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        TaskLimits {
+            memory_bytes_max: 256 << 20,
+            cpu_time_max: Duration::from_secs(3600),
+            result_bytes_max: 64 << 20,
+            status_bytes_max: 64 << 10,
+            checkpoint_bytes_max: 64 << 20,
+            output_bytes_max: 64 << 10,
+        }
+    }
+}
+
+/// How a task run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    Succeeded(Vec<u8>),
+    Failed(TaskFailure),
+    /// Stopped on request (by the task itself in time, or by force after the grace period); the
+    /// last checkpoint, if any, is in [`TaskRun::checkpoint`].
+    Suspended,
+    /// Killed without a stop request (the task was removed).
+    Killed,
+}
+
+/// Why a task failed. The text of each reason reaches the client.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TaskFailure {
+    #[error("the executable element is not a valid WebAssembly module: {0}")]
+    InvalidModule(String),
+    #[error("the module imports '{module}::{name}', which the sandbox does not provide (only WASI preview 1 and the idlegrid runtime API are allowed)")]
+    ForbiddenImport { module: String, name: String },
+    #[error("the module has no '_start' function (build it as a WASI command, e.g. a Rust binary for wasm32-wasip1)")]
+    MissingEntryPoint,
+    #[error("the task trapped: {0}")]
+    Trap(String),
+    #[error("the task exceeded its memory limit of {limit_bytes} bytes")]
+    OutOfMemory { limit_bytes: u64 },
+    #[error("the task exceeded its CPU-time limit of {limit_ms} ms")]
+    CpuTimeExceeded { limit_ms: u64 },
+    #[error("the task exited with code {0} without sending a result")]
+    Exit(i32),
+    #[error("the task returned without sending a result")]
+    NoResult,
+    #[error("the task reported failure: {0}")]
+    Reported(String),
+    #[error("the sandbox failed: {0}")]
+    Internal(String),
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct TaskRun {
+    pub outcome: TaskOutcome,
+    /// The last checkpoint saved in this run, or the one it was restored from.
+    pub checkpoint: Option<Vec<u8>>,
+    /// CPU time the task used on its thread (wall time where the platform has no thread clock).
+    pub cpu_time: Duration,
+    /// The first bytes the task wrote to stdout and stderr.
+    pub output: Vec<u8>,
+}
+
+/// A shared handle through which the engine asks a running task to stop, checkpoint, or die.
+#[derive(Debug, Clone, Default)]
+pub struct TaskControl(Arc<ControlState>);
+
+#[derive(Debug, Default)]
+struct ControlState {
+    request: AtomicI32,
+    kill: AtomicBool,
+}
+
+impl TaskControl {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Ask the task to checkpoint and return; see the grace period in the engine.
+    pub fn request_stop(&self) {
+        self.0.request.store(idlegrid_task_abi::control::STOP, Ordering::SeqCst);
+    }
+    /// Ask the task to save a checkpoint and go on (ignored if a stop is pending).
+    pub fn request_checkpoint(&self) {
+        let _ = self.0.request.compare_exchange(
+            idlegrid_task_abi::control::CONTINUE,
+            idlegrid_task_abi::control::CHECKPOINT,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+    /// Stop the task at its next instruction boundary (within one epoch tick).
+    pub fn kill(&self) {
+        self.0.kill.store(true, Ordering::SeqCst);
+    }
+    pub fn stop_requested(&self) -> bool {
+        self.0.request.load(Ordering::SeqCst) == idlegrid_task_abi::control::STOP
+    }
+    pub fn killed(&self) -> bool {
+        self.0.kill.load(Ordering::SeqCst)
+    }
+    fn take_request(&self) -> i32 {
+        // A checkpoint request is answered once; a stop request stays until the task ends.
+        let value = self.0.request.load(Ordering::SeqCst);
+        if value == idlegrid_task_abi::control::CHECKPOINT {
+            let _ = self.0.request.compare_exchange(
+                value,
+                idlegrid_task_abi::control::CONTINUE,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
+        }
+        value
+    }
+}
+
+/// A module compiled and linked, ready to instantiate many times.
+pub struct CompiledTask {
+    pub sha256: [u8; 32],
+    pre: InstancePre<host::TaskCtx>,
+}
+
+impl std::fmt::Debug for CompiledTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledTask").field("sha256", &hex_short(&self.sha256)).finish()
+    }
+}
+
+fn hex_short(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The wasmtime engine, linker, module cache and epoch ticker of one compute engine.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<host::TaskCtx>,
+    modules: Mutex<ModuleCache>,
+    ticker_stop: Arc<AtomicBool>,
+    config: SandboxConfig,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct ModuleCache {
+    entries: HashMap<[u8; 32], (u64, Arc<CompiledTask>)>,
+    clock: u64,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, TaskFailure> {
+        let mut wasm = wasmtime::Config::new();
+        wasm.epoch_interruption(true)
+            .max_wasm_stack(config.wasm_stack_bytes_max)
+            // Replicas of a task on different machines must compute the same bits.
+            .cranelift_nan_canonicalization(true)
+            .relaxed_simd_deterministic(true)
+            // Features a task has no use for are off: less attack surface. (Threads, GC and
+            // the component model are not even compiled into this build of wasmtime.)
+            .wasm_memory64(false)
+            .wasm_multi_memory(false);
+        let engine = Engine::new(&wasm).map_err(|e| TaskFailure::Internal(e.to_string()))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut host::TaskCtx| &mut ctx.wasi)
+            .map_err(|e| TaskFailure::Internal(e.to_string()))?;
+        host::add_runtime_api(&mut linker).map_err(|e| TaskFailure::Internal(e.to_string()))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("idlegrid-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| TaskFailure::Internal(format!("cannot start the epoch ticker: {e}")))?;
+        }
+        Ok(Sandbox {
+            inner: Arc::new(Inner { engine, linker, modules: Mutex::new(ModuleCache::default()), ticker_stop, config }),
+        })
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.inner.config
+    }
+
+    /// Compile (or find in the cache) a task module, checking that it imports only what the
+    /// runtime provides and has a `_start` entry point.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledTask>, TaskFailure> {
+        let sha256: [u8; 32] = Sha256::digest(wasm).into();
+        {
+            let mut cache = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
+            cache.clock += 1;
+            let clock = cache.clock;
+            if let Some(entry) = cache.entries.get_mut(&sha256) {
+                entry.0 = clock;
+                return Ok(entry.1.clone());
+            }
+        }
+        let module = Module::new(&self.inner.engine, wasm).map_err(|e| TaskFailure::InvalidModule(format!("{e:#}")))?;
+        check_imports(&module)?;
+        if !module.exports().any(|e| e.name() == "_start" && e.ty().func().is_some()) {
+            return Err(TaskFailure::MissingEntryPoint);
+        }
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| TaskFailure::InvalidModule(format!("cannot link the module: {e:#}")))?;
+        let compiled = Arc::new(CompiledTask { sha256, pre });
+        let mut cache = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.entries.len() >= self.inner.config.module_cache_entries.max(1) {
+            if let Some(oldest) = cache.entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k) {
+                cache.entries.remove(&oldest);
+            }
+        }
+        let clock = cache.clock;
+        cache.entries.insert(sha256, (clock, compiled.clone()));
+        Ok(compiled)
+    }
+
+    /// Run a task to its end (result, failure, suspension or kill). Blocks the calling thread.
+    pub fn run(
+        &self,
+        task: &CompiledTask,
+        input: TaskInput,
+        limits: &TaskLimits,
+        control: &TaskControl,
+        events: Box<dyn TaskEvents>,
+    ) -> TaskRun {
+        run::run(&self.inner.engine, task, input, limits, control, events)
+    }
+}
+
+fn check_imports(module: &Module) -> Result<(), TaskFailure> {
+    use idlegrid_task_abi::{MODULE, WASI_MODULE, func};
+    for import in module.imports() {
+        let allowed = match import.module() {
+            WASI_MODULE => import.ty().func().is_some(),
+            MODULE => func::ALL.contains(&import.name()),
+            _ => false,
+        };
+        if !allowed {
+            return Err(TaskFailure::ForbiddenImport { module: import.module().to_string(), name: import.name().to_string() });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,65 @@
+//! Helpers shared by the tests, benchmarks and `xtask`: building the example tasks to
+//! WebAssembly, and locating them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The wasm target tasks are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+
+/// The repository's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the workspace root exists")
+}
+
+/// Folder where `build_example_tasks` puts the `.wasm` files.
+pub fn example_tasks_dir() -> PathBuf {
+    workspace_root().join("examples/tasks/target").join(WASM_TARGET).join("release")
+}
+
+/// Build every example task (release, wasm32-wasip1). Cargo's own lock makes concurrent calls
+/// from parallel test processes safe; within a process the build runs once.
+pub fn build_example_tasks() -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = workspace_root();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+            let output = Command::new(cargo)
+                .current_dir(root.join("examples/tasks"))
+                .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--target-dir"])
+                .arg(root.join("examples/tasks/target"))
+                .env_remove("CARGO_TARGET_DIR")
+                .env_remove("RUSTFLAGS")
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .output()
+                .map_err(|e| format!("cannot run cargo to build the example tasks: {e}"))?;
+            if !output.status.success() {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                let hint = if stderr.contains(WASM_TARGET) {
+                    format!("\nhint: install the target with `rustup target add {WASM_TARGET}` (or run `cargo xtask build-tasks`)")
+                } else {
+                    String::new()
+                };
+                return Err(format!("building the example tasks failed:\n{stderr}{hint}"));
+            }
+            Ok(example_tasks_dir())
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Path of one example task's module, building the examples first if needed.
+pub fn example_task(name: &str) -> PathBuf {
+    match build_example_tasks() {
+        Ok(dir) => dir.join(format!("{name}.wasm")),
+        Err(error) => panic!("{error:#}"),
+    }
+}
+
+/// Bytes of one example task's module.
+pub fn example_task_bytes(name: &str) -> Vec<u8> {
+    let path = example_task(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
