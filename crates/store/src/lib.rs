@@ -1,1 +1,47 @@
-//! placeholder
+//! Durable state of the server behind one interface: [`Store`] runs a closure in a transaction
+//! and hands it a [`Tx`] of domain operations (parties, sessions and their outboxes, providers,
+//! elements, jobs, tasks, assignments, results, attachments). The coordinator is written against
+//! [`Tx`] only; SQLite is the embedded implementation, and other databases implement the same
+//! trait and pass the same [`conformance`] suite.
+//!
+//! Architecture invariant: the store never reads the clock; callers pass `now_ms`.
+
+mod model;
+mod sqlite;
+mod tx;
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+pub use tx::Tx;
+
+/// A failure of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A database that runs closures in transactions. A closure that returns `Err` rolls back.
+pub trait Store: Send + Sync + 'static {
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E>;
+
+    /// A transaction that only reads (it may run concurrently with others where supported).
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        self.write(f)
+    }
+}

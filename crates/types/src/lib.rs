@@ -1,1 +1,10 @@
-//! placeholder
+//! The shared vocabulary of Idlegrid: identifiers, job properties, task and job states.
+//! No I/O, no clock, no async: every other crate can depend on it.
+
+mod ids;
+mod job;
+mod state;
+
+pub use ids::*;
+pub use job::*;
+pub use state::*;

@@ -1,0 +1,408 @@
+//! The message catalogue of the seed (P8.6), one enum per direction. The four enums together,
+//! as [`Message`], are the whole catalogue; each channel endpoint decodes only the direction it
+//! accepts, so a provider cannot send `CreateJob` and a client cannot send `NodeStatus`.
+//!
+//! Where the seed uses one name in two directions (`Task`, `TaskStatus`, `GetTask`), each
+//! direction has its own payload. Messages added to the seed's illustrative list: `Launch`
+//! (P1.3), `Detach`, and `Stop`/`RemoveTask` towards providers (the engine "receives messages to
+//! remove, suspend or resume tasks").
+
+use std::collections::BTreeMap;
+
+use idlegrid_types::{
+    AssignmentId, ElementHash, ElementKind, ElementRef, JobCounts, JobId, JobProperties, JobState, TaskFailureInfo,
+    TaskIndex, TaskLimitsSpec, TaskState,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::payload::{Payload, base64_bytes};
+
+/// A task as the client defines it: code, named data elements and parameters (P1.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskSpec {
+    pub index: TaskIndex,
+    pub executable: ElementHash,
+    #[serde(default)]
+    pub data: BTreeMap<String, ElementHash>,
+    #[serde(default, with = "base64_bytes")]
+    pub params: Vec<u8>,
+    /// Overrides the job's priority for this task.
+    #[serde(default)]
+    pub priority: Option<i32>,
+}
+
+/// Which results an `Attach` replays before streaming new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replay {
+    /// Final results no session of this client has acknowledged yet (results wait on the server
+    /// for a client that was away, P1.6).
+    #[default]
+    Undelivered,
+    /// Every final result the server holds for the job.
+    All,
+    /// Only results that arrive from now on.
+    None,
+}
+
+/// Machine-readable class of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthenticated,
+    Forbidden,
+    UnknownJob,
+    UnknownTask,
+    UnknownElement,
+    UnknownSession,
+    Conflict,
+    LimitExceeded,
+    Unsupported,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::UnknownJob => "unknown_job",
+            ErrorCode::UnknownTask => "unknown_task",
+            ErrorCode::UnknownElement => "unknown_element",
+            ErrorCode::UnknownSession => "unknown_session",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::LimitExceeded => "limit_exceeded",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// An error condition (the seed's `Error` message, in every direction).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorReport {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorReport { code, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ErrorReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code.as_str())
+    }
+}
+
+/// A job as the server reports it (the seed's `JobProperties`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobInfo {
+    pub job: JobId,
+    pub properties: JobProperties,
+    pub state: JobState,
+    pub counts: JobCounts,
+    pub created_unix_ms: u64,
+}
+
+/// A task's status as the client sees it (the seed's server-to-client `TaskStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStatusReport {
+    pub job: JobId,
+    pub task: TaskIndex,
+    pub state: TaskState,
+    /// 0.0..=1.0 as last reported by the task.
+    pub progress: f32,
+    /// The last interim status the task sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Payload>,
+    /// The final result, for a succeeded task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Payload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TaskFailureInfo>,
+    pub cpu_ms: u64,
+    /// How many times the task was placed on an engine.
+    pub attempts: u32,
+    /// The job's counts when this status was sent.
+    pub counts: JobCounts,
+}
+
+/// Registered element as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElementInfo {
+    pub element: ElementRef,
+    pub kind: ElementKind,
+    pub name: String,
+}
+
+/// Client to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ClientToServer {
+    /// Ask for a `Config` message.
+    GetConfig,
+    /// Sent on startup and whenever client settings change.
+    ClientProfile { name: String, software_version: String },
+    CreateJob { job: JobId, properties: JobProperties },
+    /// Add tasks to a job (a batch of the seed's `Task` message).
+    Task { job: JobId, tasks: Vec<TaskSpec> },
+    /// Launch every task of the job that is not launched yet (P1.3).
+    Launch { job: JobId },
+    /// Stop a job, or one of its tasks.
+    Stop { job: JobId, task: Option<TaskIndex> },
+    /// Resume a stopped job or task.
+    Resume { job: JobId, task: Option<TaskIndex> },
+    /// Remove (cancel) a job and everything it holds on the server.
+    RemoveJob { job: JobId },
+    RemoveTask { job: JobId, task: TaskIndex },
+    GetJobProperties { job: JobId },
+    /// Ask for a `Contents` message: the client's jobs.
+    GetContents,
+    GetExecutableElement { hash: ElementHash },
+    GetDataElement { hash: ElementHash },
+    RemoveExecutableElement { hash: ElementHash },
+    RemoveDataElement { hash: ElementHash },
+    /// Register an uploaded executable element under a name.
+    ExecutableElement { element: ElementRef, name: String },
+    /// Register an uploaded data element under a name.
+    DataElement { element: ElementRef, name: String },
+    /// Subscribe this session to a job's task statuses and results.
+    Attach { job: JobId, #[serde(default)] replay: Replay },
+    Detach { job: JobId },
+    /// Ask for a checkpoint of a task, returned in a `Task` message.
+    GetTask { job: JobId, task: TaskIndex },
+    /// Ask for a `TaskStatus` of one task (also for results of running tasks, P1.4).
+    GetTaskStatus { job: JobId, task: TaskIndex },
+    CloseSession,
+    Error(ErrorReport),
+    ExternalDelivery { url: String },
+    Heartbeat,
+}
+
+/// Server to client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ServerToClient {
+    /// A checkpoint of a task, in reply to `GetTask` (`None` when the task has none yet).
+    Task { job: JobId, task: TaskIndex, checkpoint: Option<ElementRef> },
+    TaskStatus(TaskStatusReport),
+    Config { settings: BTreeMap<String, String> },
+    JobProperties(JobInfo),
+    /// The client's jobs.
+    Contents { jobs: Vec<JobInfo> },
+    ExecutableElement(ElementInfo),
+    DataElement(ElementInfo),
+    Error(ErrorReport),
+    ExternalDelivery { url: String },
+    Heartbeat,
+}
+
+/// One task placed on one engine: everything needed to stage and run it, and nothing that
+/// names the client, the job or the task (P6.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub assignment: AssignmentId,
+    pub executable: ElementRef,
+    #[serde(default)]
+    pub data: BTreeMap<String, ElementRef>,
+    #[serde(default, with = "base64_bytes")]
+    pub params: Vec<u8>,
+    /// A checkpoint to restart from, when the task ran before.
+    #[serde(default)]
+    pub checkpoint: Option<ElementRef>,
+    pub priority: i32,
+    pub limits: TaskLimitsSpec,
+    /// Lets this engine, and only it, download the elements above for a while.
+    pub ticket: String,
+}
+
+/// Server to provider.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ServerToProvider {
+    /// Assign a task.
+    Task(Assignment),
+    GetTaskStatus { assignment: AssignmentId },
+    /// Ask for a checkpoint of a task; answered with `Task`.
+    GetTask { assignment: AssignmentId },
+    /// Suspend a task and hand it back with its checkpoint (client stop, migration).
+    Stop { assignment: AssignmentId },
+    /// Drop a task: its result is no longer wanted.
+    RemoveTask { assignment: AssignmentId },
+    Config { settings: BTreeMap<String, String> },
+    /// Ask for the engine's task queue.
+    GetContents,
+    /// Node statistics to show the owner.
+    WorkSummary { tasks_completed: u64, cpu_seconds: u64 },
+    GetCacheContents,
+    DisplayContent { title: String, body: String, url: Option<String> },
+    Upgrade { version: String, element: ElementRef },
+    Error(ErrorReport),
+    ExternalDelivery { url: String },
+    Heartbeat,
+}
+
+/// Where a task is on an engine, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentState {
+    Running,
+    /// Handed back after a `Stop`, with a checkpoint if the task saved one.
+    Suspended,
+    Succeeded,
+    Failed,
+    /// Dropped after `RemoveTask`, or unknown to the engine.
+    Removed,
+}
+
+/// A task's status from the engine (the seed's provider-to-server `TaskStatus`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentStatus {
+    pub assignment: AssignmentId,
+    pub state: AssignmentState,
+    pub progress: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Payload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Payload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<TaskFailureInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<ElementRef>,
+    pub cpu_ms: u64,
+}
+
+/// What the engine is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Accepting and running tasks.
+    Active,
+    /// Connected, not running tasks now (owner busy, outside hours).
+    Paused,
+    /// About to disconnect; running tasks are being suspended.
+    ShuttingDown,
+}
+
+/// Provider to server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum ProviderToServer {
+    /// A change of the node's state; `queue_capacity` is how many tasks it wants to hold
+    /// (running and staged) so that it never waits for work (P3.1).
+    NodeStatus { state: NodeState, slots: u32, queue_capacity: u32 },
+    NodeProfile { os: String, arch: String, cores: u32, memory_bytes: u64, disk_bytes: u64, engine_version: String },
+    GetConfig,
+    CacheContents { elements: Vec<ElementHash> },
+    /// The engine's task queue.
+    Contents { tasks: Vec<(AssignmentId, AssignmentState)> },
+    TaskStatus(AssignmentStatus),
+    /// A checkpoint, in reply to `GetTask`.
+    Task { assignment: AssignmentId, checkpoint: Option<ElementRef> },
+    Error(ErrorReport),
+    ExternalDelivery { url: String },
+    Heartbeat,
+}
+
+/// The whole catalogue, for logs and tools that handle every direction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "direction", content = "message", rename_all = "snake_case")]
+pub enum Message {
+    ClientToServer(ClientToServer),
+    ServerToClient(ServerToClient),
+    ServerToProvider(ServerToProvider),
+    ProviderToServer(ProviderToServer),
+}
+
+/// A message type that travels on a channel.
+pub trait ChannelMessage: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug + 'static {
+    /// The seed's name of the message, for logs.
+    fn name(&self) -> &'static str;
+}
+
+macro_rules! names {
+    ($ty:ty { $($variant:ident),* $(,)? }) => {
+        impl ChannelMessage for $ty {
+            fn name(&self) -> &'static str {
+                match self { $(Self::$variant { .. } => stringify!($variant),)* }
+            }
+        }
+    };
+}
+
+names!(ClientToServer {
+    GetConfig, ClientProfile, CreateJob, Task, Launch, Stop, Resume, RemoveJob, RemoveTask, GetJobProperties,
+    GetContents, GetExecutableElement, GetDataElement, RemoveExecutableElement, RemoveDataElement,
+    ExecutableElement, DataElement, Attach, Detach, GetTask, GetTaskStatus, CloseSession, Error,
+    ExternalDelivery, Heartbeat,
+});
+names!(ServerToClient {
+    Task, TaskStatus, Config, JobProperties, Contents, ExecutableElement, DataElement, Error, ExternalDelivery, Heartbeat,
+});
+names!(ServerToProvider {
+    Task, GetTaskStatus, GetTask, Stop, RemoveTask, Config, GetContents, WorkSummary, GetCacheContents,
+    DisplayContent, Upgrade, Error, ExternalDelivery, Heartbeat,
+});
+names!(ProviderToServer {
+    NodeStatus, NodeProfile, GetConfig, CacheContents, Contents, TaskStatus, Task, Error, ExternalDelivery, Heartbeat,
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_json() {
+        let job = JobId::random();
+        let msg = ClientToServer::Launch { job };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, format!(r#"{{"type":"Launch","job":"{job}"}}"#));
+        assert_eq!(serde_json::from_str::<ClientToServer>(&json).unwrap(), msg);
+        assert_eq!(msg.name(), "Launch");
+    }
+
+    #[test]
+    fn a_provider_message_does_not_decode_as_a_client_message() {
+        let json = serde_json::to_string(&ProviderToServer::GetConfig).unwrap();
+        assert!(serde_json::from_str::<ClientToServer>(&json).is_ok(), "GetConfig exists in both directions");
+        let json = serde_json::to_string(&ProviderToServer::NodeStatus {
+            state: NodeState::Active,
+            slots: 2,
+            queue_capacity: 4,
+        })
+        .unwrap();
+        let err = serde_json::from_str::<ClientToServer>(&json).unwrap_err();
+        assert!(err.to_string().contains("NodeStatus"), "{err}");
+    }
+
+    #[test]
+    fn task_spec_params_are_base64_and_defaults_apply() {
+        let spec = TaskSpec {
+            index: 3,
+            executable: ElementHash::of(b"x"),
+            data: BTreeMap::new(),
+            params: b"n=5".to_vec(),
+            priority: None,
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["params"], "bj01");
+        let minimal = format!(r#"{{"index":1,"executable":"{}"}}"#, ElementHash::of(b"x"));
+        let parsed: TaskSpec = serde_json::from_str(&minimal).unwrap();
+        assert!(parsed.params.is_empty() && parsed.data.is_empty());
+        assert!(serde_json::from_str::<TaskSpec>(r#"{"index":1,"executable":"zz"}"#).is_err());
+    }
+
+    #[test]
+    fn the_catalogue_round_trips() {
+        let msg = Message::ServerToProvider(ServerToProvider::RemoveTask { assignment: AssignmentId(9) });
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), msg);
+    }
+}

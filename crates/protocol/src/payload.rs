@@ -1,0 +1,42 @@
+//! Bytes inside messages: small ones inline (base64 in JSON), large ones as a reference to an
+//! element that travels on the data channel (P8.1).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use idlegrid_types::ElementRef;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payload {
+    Inline(#[serde(with = "base64_bytes")] Vec<u8>),
+    Element(ElementRef),
+}
+
+impl Payload {
+    /// Size of the bytes this payload stands for.
+    pub fn len(&self) -> u64 {
+        match self {
+            Payload::Inline(bytes) => bytes.len() as u64,
+            Payload::Element(element) => element.size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Serde adapter: `Vec<u8>` as a base64 string.
+pub mod base64_bytes {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        STANDARD.decode(text.as_bytes()).map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
+    }
+}

@@ -1,0 +1,143 @@
+//! HTTP request and response bodies of the message channel, registration and errors.
+//!
+//! The message channel (P8.3-P8.5) is one session per party process:
+//! - `POST /v1/sessions` opens a session (or resumes one after a restart) and tells both
+//!   positions: the last message from the party the server processed, and the last message from
+//!   the server the party acknowledged.
+//! - `POST /v1/sessions/{id}/messages` carries a batch of sequence-numbered messages. The server
+//!   processes each message exactly once, in order: a message whose number it has processed is
+//!   skipped (a retransmission), a gap stops the batch. The reply says how far it got and how
+//!   far the server's own outbox reaches, so replies to this batch are known to be there.
+//! - `GET /v1/sessions/{id}/messages?after=N` acknowledges everything up to `N` and long-polls
+//!   for what follows. A reconnecting party resumes from its last acknowledged number.
+//! - `POST /v1/sessions/{id}/reset` re-synchronises a party that lost track (P8.5).
+
+use idlegrid_types::{PartyId, Role, SessionId};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+pub const API_PREFIX: &str = "/v1";
+
+/// Headers of a signed request (see [`crate::auth`]).
+pub const HEADER_ID: &str = "x-idlegrid-id";
+pub const HEADER_TIME: &str = "x-idlegrid-time";
+pub const HEADER_SIGNATURE: &str = "x-idlegrid-signature";
+/// Header carrying an element download ticket.
+pub const HEADER_TICKET: &str = "x-idlegrid-ticket";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub role: Role,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterResponse {
+    pub id: PartyId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSessionRequest {
+    /// Resume this session instead of opening a new one.
+    #[serde(default)]
+    pub resume: Option<SessionId>,
+}
+
+/// Both positions of a session's channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    pub session: SessionId,
+    /// Sequence number of the last message from the party that the server processed.
+    pub inbound_acked: u64,
+    /// Sequence number of the last server message the party acknowledged.
+    pub outbound_acked: u64,
+    /// Sequence number of the last message in the server's outbox for this session.
+    pub outbound_head: u64,
+}
+
+/// One message with its place in the channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<M> {
+    pub seq: u64,
+    /// For a server message: the sequence number of the party message it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<u64>,
+    pub message: M,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostBatch<M> {
+    /// Optionally acknowledge server messages up to this number, as a poll would.
+    #[serde(default)]
+    pub ack: Option<u64>,
+    pub messages: Vec<Envelope<M>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostReply {
+    /// Sequence number of the last party message processed (after this batch).
+    pub inbound_acked: u64,
+    /// Last sequence number in the server's outbox after processing: every reply to this
+    /// batch has a number at or below it.
+    pub outbound_head: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollQuery {
+    /// Acknowledge server messages up to this number and return those after it.
+    pub after: u64,
+    /// Wait up to this long for a message when none is ready (long poll).
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// A poll's answer. Messages are raw JSON on the server side (it stores them encoded) and
+/// typed on the party side.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PollReply<M> {
+    pub messages: Vec<Envelope<M>>,
+}
+
+/// What the server sends: messages stored as encoded JSON are spliced in without re-parsing.
+pub type RawPollReply = PollReply<Box<RawValue>>;
+
+/// Body of every error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: crate::ErrorReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReply {
+    pub status: String,
+    pub version: String,
+}
+
+/// Upper bounds of the channel, shared by both ends.
+pub mod limits {
+    /// Messages in one POST batch.
+    pub const BATCH_MESSAGES_MAX: usize = 1000;
+    /// Bytes of one message-channel request body.
+    pub const MESSAGE_BODY_BYTES_MAX: usize = 32 << 20;
+    /// Messages returned by one poll.
+    pub const POLL_MESSAGES_MAX: u32 = 2000;
+    /// Longest long poll the server holds.
+    pub const POLL_WAIT_MS_MAX: u64 = 30_000;
+    /// Tasks in one `Task` message.
+    pub const TASKS_PER_MESSAGE_MAX: usize = 10_000;
+    /// Bytes of a task's parameters.
+    pub const TASK_PARAMS_BYTES_MAX: usize = 1 << 20;
+    /// Data elements of one task.
+    pub const TASK_ELEMENTS_MAX: usize = 256;
+    /// Results and statuses up to this size travel inline; larger ones as elements.
+    pub const INLINE_PAYLOAD_BYTES_MAX: usize = 256 << 10;
+}

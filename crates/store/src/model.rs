@@ -1,0 +1,165 @@
+//! Rows as the coordinator sees them.
+
+use std::collections::BTreeMap;
+
+use idlegrid_protocol::messages::{NodeState, Replay};
+use idlegrid_protocol::Payload;
+use idlegrid_types::{
+    AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role, SessionId,
+    TaskFailureInfo, TaskIndex, TaskState,
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartyRow {
+    pub id: PartyId,
+    pub role: Role,
+    pub public_key: [u8; 32],
+    pub name: String,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub inbound_acked: u64,
+    pub outbound_head: u64,
+    pub outbound_acked: u64,
+    pub last_seen_ms: u64,
+}
+
+/// A session with the party that owns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedSession {
+    pub party: PartyId,
+    pub session: SessionRow,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    pub seq: u64,
+    pub reply_to: Option<u64>,
+    /// The message, encoded as JSON.
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRow {
+    pub id: PartyId,
+    pub session: Option<SessionId>,
+    pub state: NodeState,
+    pub slots: u32,
+    /// Tasks the engine wants to hold (running and staged).
+    pub capacity: u32,
+    /// Active assignments now.
+    pub assigned: u32,
+    pub last_contact_ms: u64,
+}
+
+/// A provider that can take `room` more tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRoom {
+    pub id: PartyId,
+    pub session: SessionId,
+    pub room: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: JobId,
+    pub client: PartyId,
+    pub properties: JobProperties,
+    pub state: JobState,
+    pub counts: JobCounts,
+    pub created_ms: u64,
+}
+
+/// A task to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub index: TaskIndex,
+    pub priority: i32,
+    pub executable: ElementHash,
+    pub data: BTreeMap<String, ElementHash>,
+    pub params: Vec<u8>,
+}
+
+/// Database key of a task (its row), distinct from the client's (job, index).
+pub type TaskKey = i64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRow {
+    pub key: TaskKey,
+    pub job: JobId,
+    pub index: TaskIndex,
+    pub state: TaskState,
+    pub priority: i32,
+    pub executable: ElementHash,
+    pub data: BTreeMap<String, ElementHash>,
+    pub params: Vec<u8>,
+    pub attempts: u32,
+    pub checkpoint: Option<ElementHash>,
+    pub progress: f32,
+    pub status: Option<Payload>,
+    pub cpu_ms: u64,
+}
+
+/// A queued task in scheduling order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuedTask {
+    pub key: TaskKey,
+    pub priority: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AssignmentRowState {
+    /// The engine holds the task.
+    Active,
+    /// Ended: result or failure received, handed back, removed, or the engine went silent.
+    Ended,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssignmentRow {
+    pub id: AssignmentId,
+    pub task: TaskKey,
+    pub provider: PartyId,
+    pub state: AssignmentRowState,
+    pub created_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewResult {
+    pub task: TaskKey,
+    pub job: JobId,
+    pub index: TaskIndex,
+    pub state: TaskState,
+    pub result: Option<Payload>,
+    pub failure: Option<TaskFailureInfo>,
+    pub cpu_ms: u64,
+    pub attempts: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultRow {
+    pub id: i64,
+    pub result: NewResult,
+    pub delivered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    pub session: SessionId,
+    pub job: JobId,
+    pub replay: Replay,
+    /// Results with an id at or below this were already put in the session's outbox.
+    pub cursor: i64,
+    /// The job's completion was announced to this session.
+    pub completion_sent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementGrant {
+    pub kind: ElementKind,
+    pub name: String,
+    pub size: u64,
+}

@@ -1,0 +1,972 @@
+//! The embedded store: one SQLite database file in WAL mode.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use idlegrid_protocol::messages::{NodeState, Replay};
+use idlegrid_protocol::Payload;
+use idlegrid_types::{
+    AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, Role, SessionId, TaskIndex, TaskState,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::model::*;
+use crate::tx::Tx;
+use crate::{Store, StoreError, StoreResult};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE parties (
+    id BLOB PRIMARY KEY, role TEXT NOT NULL, public_key BLOB NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE sessions (
+    id BLOB PRIMARY KEY, party BLOB NOT NULL, inbound_acked INTEGER NOT NULL, outbound_head INTEGER NOT NULL,
+    outbound_acked INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL);
+CREATE INDEX sessions_idle ON sessions(last_seen_ms);
+CREATE TABLE outbox (
+    session BLOB NOT NULL, seq INTEGER NOT NULL, reply_to INTEGER, body TEXT NOT NULL, result_id INTEGER,
+    PRIMARY KEY (session, seq)) WITHOUT ROWID;
+CREATE TABLE providers (
+    id BLOB PRIMARY KEY, session BLOB, state TEXT NOT NULL, slots INTEGER NOT NULL, capacity INTEGER NOT NULL,
+    assigned INTEGER NOT NULL DEFAULT 0, last_contact_ms INTEGER NOT NULL, profile TEXT);
+CREATE TABLE elements (hash BLOB PRIMARY KEY, size INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE element_grants (
+    owner BLOB NOT NULL, hash BLOB NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    PRIMARY KEY (owner, hash)) WITHOUT ROWID;
+CREATE INDEX element_grants_hash ON element_grants(hash);
+CREATE TABLE jobs (
+    id BLOB PRIMARY KEY, client BLOB NOT NULL, properties TEXT NOT NULL, state TEXT NOT NULL,
+    n_created INTEGER NOT NULL, n_queued INTEGER NOT NULL, n_running INTEGER NOT NULL, n_stopped INTEGER NOT NULL,
+    n_succeeded INTEGER NOT NULL, n_failed INTEGER NOT NULL, created_ms INTEGER NOT NULL);
+CREATE INDEX jobs_client ON jobs(client);
+CREATE TABLE job_elements (job BLOB NOT NULL, hash BLOB NOT NULL, PRIMARY KEY (job, hash)) WITHOUT ROWID;
+CREATE INDEX job_elements_hash ON job_elements(hash);
+CREATE TABLE tasks (
+    key INTEGER PRIMARY KEY, job BLOB NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL, priority INTEGER NOT NULL,
+    executable BLOB NOT NULL, data TEXT NOT NULL, params BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    checkpoint BLOB, progress REAL NOT NULL DEFAULT 0, status TEXT, cpu_ms INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (job, idx));
+CREATE INDEX tasks_queued ON tasks(priority DESC, key) WHERE state = 'queued';
+CREATE TABLE assignments (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL, provider BLOB NOT NULL, active INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL, ended_ms INTEGER);
+CREATE INDEX assignments_task ON assignments(task);
+CREATE INDEX assignments_active_provider ON assignments(provider) WHERE active = 1;
+CREATE TABLE results (
+    id INTEGER PRIMARY KEY, task INTEGER NOT NULL UNIQUE, job BLOB NOT NULL, idx INTEGER NOT NULL, state TEXT NOT NULL,
+    result TEXT, failure TEXT, cpu_ms INTEGER NOT NULL, attempts INTEGER NOT NULL, delivered INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL);
+CREATE INDEX results_job ON results(job, id);
+CREATE TABLE attachments (
+    session BLOB NOT NULL, job BLOB NOT NULL, replay TEXT NOT NULL, cursor INTEGER NOT NULL,
+    completion_sent INTEGER NOT NULL, PRIMARY KEY (session, job)) WITHOUT ROWID;
+CREATE INDEX attachments_job ON attachments(job);
+"#];
+
+/// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
+/// statement cache warm.
+pub struct SqliteStore {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) and migrate the database at `path`.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path)
+            .map_err(|e| StoreError::Database(format!("cannot open the database {}: {e}", path.display())))?;
+        Self::setup(connection)
+    }
+
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        Self::setup(Connection::open_in_memory()?)
+    }
+
+    fn setup(mut connection: Connection) -> StoreResult<SqliteStore> {
+        // WAL with NORMAL sync survives a killed process (not a power cut mid-write, which
+        // loses at most the last transactions, never corrupts).
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", "OFF")?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.set_prepared_statement_cache_capacity(128);
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Corrupt(format!(
+                "the database has schema version {version}, newer than this program knows ({}): use a newer idlegrid",
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = connection.transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore { connection: Mutex::new(connection) })
+    }
+}
+
+impl Store for SqliteStore {
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let result = f(&mut SqliteTx { tx: &tx });
+        match result {
+            Ok(value) => {
+                tx.commit().map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Err(error) => {
+                // Dropping the transaction rolls it back.
+                drop(tx);
+                Err(error)
+            }
+        }
+    }
+}
+
+struct SqliteTx<'a> {
+    tx: &'a rusqlite::Transaction<'a>,
+}
+
+fn int(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn uint(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn corrupt(what: &str) -> rusqlite::Error {
+    rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Blob)
+}
+
+fn get_party_id(row: &Row, i: usize) -> rusqlite::Result<PartyId> {
+    let bytes: Vec<u8> = row.get(i)?;
+    let hex = hex::encode(bytes);
+    hex.parse().map_err(|_| corrupt("party id"))
+}
+
+fn get_uuid(row: &Row, i: usize) -> rusqlite::Result<uuid::Uuid> {
+    let bytes: Vec<u8> = row.get(i)?;
+    uuid::Uuid::from_slice(&bytes).map_err(|_| corrupt("uuid"))
+}
+
+fn get_job_id(row: &Row, i: usize) -> rusqlite::Result<JobId> {
+    Ok(get_uuid(row, i)?.to_string().parse().expect("a uuid prints as a valid job id"))
+}
+
+fn get_session_id(row: &Row, i: usize) -> rusqlite::Result<SessionId> {
+    Ok(get_uuid(row, i)?.to_string().parse().expect("a uuid prints as a valid session id"))
+}
+
+fn get_hash(row: &Row, i: usize) -> rusqlite::Result<ElementHash> {
+    let bytes: Vec<u8> = row.get(i)?;
+    let array: [u8; 32] = bytes.try_into().map_err(|_| corrupt("element hash"))?;
+    Ok(ElementHash::from_bytes(array))
+}
+
+fn get_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(i)?;
+    serde_json::from_str(&text).map_err(|_| corrupt("json"))
+}
+
+fn get_opt_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(i)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt("json"))).transpose()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("model types serialize")
+}
+
+fn task_state(row: &Row, i: usize) -> rusqlite::Result<TaskState> {
+    let text: String = row.get(i)?;
+    TaskState::parse(&text).ok_or_else(|| corrupt("task state"))
+}
+
+fn node_state_str(state: NodeState) -> &'static str {
+    match state {
+        NodeState::Active => "active",
+        NodeState::Paused => "paused",
+        NodeState::ShuttingDown => "shutting_down",
+    }
+}
+
+fn node_state(text: &str) -> NodeState {
+    match text {
+        "active" => NodeState::Active,
+        "shutting_down" => NodeState::ShuttingDown,
+        _ => NodeState::Paused,
+    }
+}
+
+fn replay_str(replay: Replay) -> &'static str {
+    match replay {
+        Replay::Undelivered => "undelivered",
+        Replay::All => "all",
+        Replay::None => "none",
+    }
+}
+
+fn replay(text: &str) -> Replay {
+    match text {
+        "all" => Replay::All,
+        "none" => Replay::None,
+        _ => Replay::Undelivered,
+    }
+}
+
+const TASK_COLUMNS: &str =
+    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms";
+
+fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
+    let data: BTreeMap<String, ElementHash> = get_json(row, 6)?;
+    let checkpoint: Option<Vec<u8>> = row.get(9)?;
+    Ok(TaskRow {
+        key: row.get(0)?,
+        job: get_job_id(row, 1)?,
+        index: uint(row.get(2)?),
+        state: task_state(row, 3)?,
+        priority: row.get(4)?,
+        executable: get_hash(row, 5)?,
+        data,
+        params: row.get(7)?,
+        attempts: row.get(8)?,
+        checkpoint: checkpoint
+            .map(|b| b.try_into().map(ElementHash::from_bytes).map_err(|_| corrupt("checkpoint hash")))
+            .transpose()?,
+        progress: row.get::<_, f64>(10)? as f32,
+        status: get_opt_json(row, 11)?,
+        cpu_ms: uint(row.get(12)?),
+    })
+}
+
+const JOB_COLUMNS: &str =
+    "id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded, n_failed, created_ms";
+
+fn job_row(row: &Row) -> rusqlite::Result<JobRow> {
+    let state: String = row.get(3)?;
+    Ok(JobRow {
+        id: get_job_id(row, 0)?,
+        client: get_party_id(row, 1)?,
+        properties: get_json(row, 2)?,
+        state: JobState::parse(&state).ok_or_else(|| corrupt("job state"))?,
+        counts: JobCounts {
+            created: uint(row.get(4)?),
+            queued: uint(row.get(5)?),
+            running: uint(row.get(6)?),
+            stopped: uint(row.get(7)?),
+            succeeded: uint(row.get(8)?),
+            failed: uint(row.get(9)?),
+        },
+        created_ms: uint(row.get(10)?),
+    })
+}
+
+fn assignment_row(row: &Row) -> rusqlite::Result<AssignmentRow> {
+    let active: bool = row.get(3)?;
+    Ok(AssignmentRow {
+        id: AssignmentId(uint(row.get(0)?)),
+        task: row.get(1)?,
+        provider: get_party_id(row, 2)?,
+        state: if active { AssignmentRowState::Active } else { AssignmentRowState::Ended },
+        created_ms: uint(row.get(4)?),
+    })
+}
+
+fn result_row(row: &Row) -> rusqlite::Result<ResultRow> {
+    Ok(ResultRow {
+        id: row.get(0)?,
+        result: NewResult {
+            task: row.get(1)?,
+            job: get_job_id(row, 2)?,
+            index: uint(row.get(3)?),
+            state: task_state(row, 4)?,
+            result: get_opt_json(row, 5)?,
+            failure: get_opt_json(row, 6)?,
+            cpu_ms: uint(row.get(7)?),
+            attempts: row.get(8)?,
+        },
+        delivered: row.get(9)?,
+    })
+}
+
+fn attachment_row(row: &Row) -> rusqlite::Result<AttachmentRow> {
+    let replay_text: String = row.get(2)?;
+    Ok(AttachmentRow {
+        session: get_session_id(row, 0)?,
+        job: get_job_id(row, 1)?,
+        replay: replay(&replay_text),
+        cursor: row.get(3)?,
+        completion_sent: row.get(4)?,
+    })
+}
+
+const ASSIGNMENT_COLUMNS: &str = "id, task, provider, active, created_ms";
+const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered";
+
+impl SqliteTx<'_> {
+    fn collect<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnMut(&Row) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        let mut stmt = self.tx.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, f)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+}
+
+impl Tx for SqliteTx<'_> {
+    fn meta(&mut self, key: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+    }
+
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2")?
+            .execute(params![key, value])?;
+        Ok(())
+    }
+
+    fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool> {
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO parties (id, role, public_key, name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                &party.id.as_bytes()[..],
+                party.role.as_str(),
+                &party.public_key[..],
+                party.name,
+                int(party.created_ms)
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id, role, public_key, name, created_ms FROM parties WHERE id = ?1")?
+            .query_row([&id.as_bytes()[..]], |row| {
+                let role: String = row.get(1)?;
+                let key: Vec<u8> = row.get(2)?;
+                Ok(PartyRow {
+                    id: get_party_id(row, 0)?,
+                    role: role.parse::<Role>().map_err(|_| corrupt("role"))?,
+                    public_key: key.try_into().map_err(|_| corrupt("public key"))?,
+                    name: row.get(3)?,
+                    created_ms: uint(row.get(4)?),
+                })
+            })
+            .optional()?)
+    }
+
+    fn insert_session(&mut self, party: &PartyId, s: &SessionRow) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO sessions (id, party, inbound_acked, outbound_head, outbound_acked, last_seen_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                &s.id.as_uuid().as_bytes()[..],
+                &party.as_bytes()[..],
+                int(s.inbound_acked),
+                int(s.outbound_head),
+                int(s.outbound_acked),
+                int(s.last_seen_ms)
+            ])?;
+        Ok(())
+    }
+
+    fn session(&mut self, id: SessionId) -> StoreResult<Option<OwnedSession>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT party, inbound_acked, outbound_head, outbound_acked, last_seen_ms FROM sessions WHERE id = ?1",
+            )?
+            .query_row([&id.as_uuid().as_bytes()[..]], |row| {
+                Ok(OwnedSession {
+                    party: get_party_id(row, 0)?,
+                    session: SessionRow {
+                        id,
+                        inbound_acked: uint(row.get(1)?),
+                        outbound_head: uint(row.get(2)?),
+                        outbound_acked: uint(row.get(3)?),
+                        last_seen_ms: uint(row.get(4)?),
+                    },
+                })
+            })
+            .optional()?)
+    }
+
+    fn set_session_inbound(&mut self, id: SessionId, inbound_acked: u64, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE sessions SET inbound_acked = ?2, last_seen_ms = ?3 WHERE id = ?1")?
+            .execute(params![&id.as_uuid().as_bytes()[..], int(inbound_acked), int(now_ms)])?;
+        Ok(())
+    }
+
+    fn touch_session(&mut self, id: SessionId, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE sessions SET last_seen_ms = ?2 WHERE id = ?1")?
+            .execute(params![&id.as_uuid().as_bytes()[..], int(now_ms)])?;
+        Ok(())
+    }
+
+    fn delete_session(&mut self, id: SessionId) -> StoreResult<()> {
+        let key = &id.as_uuid().as_bytes()[..];
+        self.tx.prepare_cached("DELETE FROM outbox WHERE session = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM attachments WHERE session = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([key])?;
+        self.tx.prepare_cached("UPDATE providers SET session = NULL WHERE session = ?1")?.execute([key])?;
+        Ok(())
+    }
+
+    fn sessions_idle_since(&mut self, before_ms: u64, limit: u32) -> StoreResult<Vec<SessionId>> {
+        self.collect(
+            "SELECT id FROM sessions WHERE last_seen_ms < ?1 LIMIT ?2",
+            params![int(before_ms), limit],
+            |row| get_session_id(row, 0),
+        )
+    }
+
+    fn push_outbox(&mut self, session: SessionId, reply_to: Option<u64>, body: &str, result: Option<i64>) -> StoreResult<u64> {
+        let key = &session.as_uuid().as_bytes()[..];
+        let seq: i64 = self
+            .tx
+            .prepare_cached("UPDATE sessions SET outbound_head = outbound_head + 1 WHERE id = ?1 RETURNING outbound_head")?
+            .query_row([key], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Conflict(format!("session {session} does not exist")))?;
+        self.tx
+            .prepare_cached("INSERT INTO outbox (session, seq, reply_to, body, result_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![key, seq, reply_to.map(int), body, result])?;
+        Ok(uint(seq))
+    }
+
+    fn outbox_after(&mut self, session: SessionId, after: u64, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+        self.collect(
+            "SELECT seq, reply_to, body FROM outbox WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            params![&session.as_uuid().as_bytes()[..], int(after), limit],
+            |row| {
+                Ok(OutboxRow {
+                    seq: uint(row.get(0)?),
+                    reply_to: row.get::<_, Option<i64>>(1)?.map(uint),
+                    body: row.get(2)?,
+                })
+            },
+        )
+    }
+
+    fn ack_outbox(&mut self, session: SessionId, upto: u64) -> StoreResult<Vec<i64>> {
+        let key = &session.as_uuid().as_bytes()[..];
+        let results = self.collect(
+            "DELETE FROM outbox WHERE session = ?1 AND seq <= ?2 RETURNING result_id",
+            params![key, int(upto)],
+            |row| row.get::<_, Option<i64>>(0),
+        )?;
+        self.tx
+            .prepare_cached(
+                "UPDATE sessions SET outbound_acked = MAX(outbound_acked, MIN(?2, outbound_head)) WHERE id = ?1",
+            )?
+            .execute(params![key, int(upto)])?;
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    fn upsert_provider(&mut self, id: &PartyId, state: NodeState, slots: u32, capacity: u32, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO providers (id, state, slots, capacity, last_contact_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (id) DO UPDATE SET state = ?2, slots = ?3, capacity = ?4, last_contact_ms = ?5",
+            )?
+            .execute(params![&id.as_bytes()[..], node_state_str(state), slots, capacity, int(now_ms)])?;
+        Ok(())
+    }
+
+    fn set_provider_profile(&mut self, id: &PartyId, profile_json: &str) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE providers SET profile = ?2 WHERE id = ?1")?
+            .execute(params![&id.as_bytes()[..], profile_json])?;
+        Ok(())
+    }
+
+    fn set_provider_session(&mut self, id: &PartyId, session: Option<SessionId>) -> StoreResult<()> {
+        let session = session.map(|s| s.as_uuid().as_bytes().to_vec());
+        let n = self
+            .tx
+            .prepare_cached("UPDATE providers SET session = ?2 WHERE id = ?1")?
+            .execute(params![&id.as_bytes()[..], session])?;
+        if n == 0 {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO providers (id, session, state, slots, capacity, last_contact_ms) VALUES (?1, ?2, 'paused', 0, 0, 0)",
+                )?
+                .execute(params![&id.as_bytes()[..], session])?;
+        }
+        Ok(())
+    }
+
+    fn touch_provider(&mut self, id: &PartyId, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE providers SET last_contact_ms = MAX(last_contact_ms, ?2) WHERE id = ?1")?
+            .execute(params![&id.as_bytes()[..], int(now_ms)])?;
+        Ok(())
+    }
+
+    fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT id, session, state, slots, capacity, assigned, last_contact_ms FROM providers WHERE id = ?1",
+            )?
+            .query_row([&id.as_bytes()[..]], |row| {
+                let session: Option<Vec<u8>> = row.get(1)?;
+                let state: String = row.get(2)?;
+                Ok(ProviderRow {
+                    id: get_party_id(row, 0)?,
+                    session: session.and_then(|b| uuid::Uuid::from_slice(&b).ok()).map(|u| u.to_string().parse().expect("uuid")),
+                    state: node_state(&state),
+                    slots: row.get(3)?,
+                    capacity: row.get(4)?,
+                    assigned: row.get(5)?,
+                    last_contact_ms: uint(row.get(6)?),
+                })
+            })
+            .optional()?)
+    }
+
+    fn providers_with_room(&mut self, contact_since_ms: u64) -> StoreResult<Vec<ProviderRoom>> {
+        self.collect(
+            "SELECT id, session, capacity - assigned FROM providers
+             WHERE state = 'active' AND session IS NOT NULL AND capacity > assigned AND last_contact_ms >= ?1
+             ORDER BY id",
+            params![int(contact_since_ms)],
+            |row| Ok(ProviderRoom { id: get_party_id(row, 0)?, session: get_session_id(row, 1)?, room: row.get(2)? }),
+        )
+    }
+
+    fn insert_element(&mut self, hash: &ElementHash, size: u64, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO elements (hash, size, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING")?
+            .execute(params![&hash.as_bytes()[..], int(size), int(now_ms)])?;
+        Ok(())
+    }
+
+    fn element_size(&mut self, hash: &ElementHash) -> StoreResult<Option<u64>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT size FROM elements WHERE hash = ?1")?
+            .query_row([&hash.as_bytes()[..]], |r| r.get::<_, i64>(0))
+            .optional()?
+            .map(uint))
+    }
+
+    fn grant_element(&mut self, owner: &PartyId, hash: &ElementHash, kind: ElementKind, name: &str, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO element_grants (owner, hash, kind, name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (owner, hash) DO UPDATE SET kind = ?3, name = CASE WHEN ?4 = '' THEN name ELSE ?4 END",
+            )?
+            .execute(params![&owner.as_bytes()[..], &hash.as_bytes()[..], kind.as_str(), name, int(now_ms)])?;
+        Ok(())
+    }
+
+    fn element_grant(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<Option<ElementGrant>> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT g.kind, g.name, e.size FROM element_grants g JOIN elements e ON e.hash = g.hash
+                 WHERE g.owner = ?1 AND g.hash = ?2",
+            )?
+            .query_row([&owner.as_bytes()[..], &hash.as_bytes()[..]], |row| {
+                let kind: String = row.get(0)?;
+                Ok(ElementGrant {
+                    kind: kind.parse().map_err(|_| corrupt("element kind"))?,
+                    name: row.get(1)?,
+                    size: uint(row.get(2)?),
+                })
+            })
+            .optional()?)
+    }
+
+    fn revoke_element(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<bool> {
+        let n = self
+            .tx
+            .prepare_cached("DELETE FROM element_grants WHERE owner = ?1 AND hash = ?2")?
+            .execute([&owner.as_bytes()[..], &hash.as_bytes()[..]])?;
+        Ok(n > 0)
+    }
+
+    fn add_job_elements(&mut self, job: JobId, hashes: &[ElementHash]) -> StoreResult<()> {
+        let mut stmt = self.tx.prepare_cached("INSERT INTO job_elements (job, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
+        for hash in hashes {
+            stmt.execute([&job.as_uuid().as_bytes()[..], &hash.as_bytes()[..]])?;
+        }
+        Ok(())
+    }
+
+    fn unreferenced_elements(&mut self, limit: u32) -> StoreResult<Vec<ElementHash>> {
+        self.collect(
+            "SELECT e.hash FROM elements e
+             WHERE NOT EXISTS (SELECT 1 FROM element_grants g WHERE g.hash = e.hash)
+               AND NOT EXISTS (SELECT 1 FROM job_elements j WHERE j.hash = e.hash)
+             LIMIT ?1",
+            [limit],
+            |row| get_hash(row, 0),
+        )
+    }
+
+    fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()> {
+        self.tx.prepare_cached("DELETE FROM elements WHERE hash = ?1")?.execute([&hash.as_bytes()[..]])?;
+        Ok(())
+    }
+
+    fn insert_job(&mut self, job: &JobRow) -> StoreResult<bool> {
+        let c = &job.counts;
+        let n = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO jobs (id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded,
+                                   n_failed, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![
+                &job.id.as_uuid().as_bytes()[..],
+                &job.client.as_bytes()[..],
+                json(&job.properties),
+                job.state.as_str(),
+                int(c.created),
+                int(c.queued),
+                int(c.running),
+                int(c.stopped),
+                int(c.succeeded),
+                int(c.failed),
+                int(job.created_ms)
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn job(&mut self, id: JobId) -> StoreResult<Option<JobRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))?
+            .query_row([&id.as_uuid().as_bytes()[..]], job_row)
+            .optional()?)
+    }
+
+    fn jobs_of_client(&mut self, client: &PartyId) -> StoreResult<Vec<JobRow>> {
+        self.collect(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE client = ?1 ORDER BY created_ms, id"),
+            [&client.as_bytes()[..]],
+            job_row,
+        )
+    }
+
+    fn save_job_state(&mut self, id: JobId, state: JobState, c: &JobCounts) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE jobs SET state = ?2, n_created = ?3, n_queued = ?4, n_running = ?5, n_stopped = ?6,
+                                 n_succeeded = ?7, n_failed = ?8 WHERE id = ?1",
+            )?
+            .execute(params![
+                &id.as_uuid().as_bytes()[..],
+                state.as_str(),
+                int(c.created),
+                int(c.queued),
+                int(c.running),
+                int(c.stopped),
+                int(c.succeeded),
+                int(c.failed)
+            ])?;
+        Ok(())
+    }
+
+    fn delete_job(&mut self, id: JobId) -> StoreResult<()> {
+        let key = &id.as_uuid().as_bytes()[..];
+        // Assignments first: they are found through the job's tasks.
+        let ended = self.collect(
+            "UPDATE assignments SET active = 0 WHERE active = 1 AND task IN (SELECT key FROM tasks WHERE job = ?1)
+             RETURNING provider",
+            [key],
+            |row| row.get::<_, Vec<u8>>(0),
+        )?;
+        for provider in ended {
+            self.tx
+                .prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?
+                .execute([provider])?;
+        }
+        self.tx.prepare_cached("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM results WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM tasks WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM attachments WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM job_elements WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute([key])?;
+        Ok(())
+    }
+
+    fn insert_tasks(&mut self, job: JobId, tasks: &[NewTask]) -> StoreResult<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO tasks (job, idx, state, priority, executable, data, params) VALUES (?1, ?2, 'created', ?3, ?4, ?5, ?6)",
+        )?;
+        for task in tasks {
+            let data: BTreeMap<&String, String> = task.data.iter().map(|(k, v)| (k, v.to_string())).collect();
+            let inserted = stmt.execute(params![
+                &job.as_uuid().as_bytes()[..],
+                int(task.index),
+                task.priority,
+                &task.executable.as_bytes()[..],
+                json(&data),
+                task.params
+            ]);
+            match inserted {
+                Ok(_) => {}
+                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    return Err(StoreError::Conflict(format!("task {} of job {job} exists already", task.index)));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn task(&mut self, job: JobId, index: TaskIndex) -> StoreResult<Option<TaskRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE job = ?1 AND idx = ?2"))?
+            .query_row(params![&job.as_uuid().as_bytes()[..], int(index)], task_row)
+            .optional()?)
+    }
+
+    fn task_by_key(&mut self, key: TaskKey) -> StoreResult<Option<TaskRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE key = ?1"))?
+            .query_row([key], task_row)
+            .optional()?)
+    }
+
+    fn set_task_state(&mut self, key: TaskKey, state: TaskState) -> StoreResult<()> {
+        self.tx.prepare_cached("UPDATE tasks SET state = ?2 WHERE key = ?1")?.execute(params![key, state.as_str()])?;
+        Ok(())
+    }
+
+    fn move_job_tasks(&mut self, job: JobId, from: &[TaskState], to: TaskState) -> StoreResult<Vec<(TaskState, u64)>> {
+        let mut moved = Vec::new();
+        for state in from {
+            let n = self
+                .tx
+                .prepare_cached("UPDATE tasks SET state = ?3 WHERE job = ?1 AND state = ?2")?
+                .execute(params![&job.as_uuid().as_bytes()[..], state.as_str(), to.as_str()])?;
+            moved.push((*state, n as u64));
+        }
+        Ok(moved)
+    }
+
+    fn set_task_progress(&mut self, key: TaskKey, progress: f32, status: Option<&Payload>) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE tasks SET progress = ?2, status = COALESCE(?3, status) WHERE key = ?1")?
+            .execute(params![key, progress as f64, status.map(json)])?;
+        Ok(())
+    }
+
+    fn set_task_checkpoint(&mut self, key: TaskKey, checkpoint: Option<&ElementHash>) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE tasks SET checkpoint = ?2 WHERE key = ?1")?
+            .execute(params![key, checkpoint.map(|h| h.as_bytes().to_vec())])?;
+        Ok(())
+    }
+
+    fn set_task_run(&mut self, key: TaskKey, attempts: u32, cpu_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE tasks SET attempts = ?2, cpu_ms = ?3 WHERE key = ?1")?
+            .execute(params![key, attempts, int(cpu_ms)])?;
+        Ok(())
+    }
+
+    fn delete_task(&mut self, key: TaskKey) -> StoreResult<()> {
+        let ended = self.collect("UPDATE assignments SET active = 0 WHERE active = 1 AND task = ?1 RETURNING provider", [key], |row| {
+            row.get::<_, Vec<u8>>(0)
+        })?;
+        for provider in ended {
+            self.tx.prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?.execute([provider])?;
+        }
+        self.tx.prepare_cached("DELETE FROM assignments WHERE task = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM results WHERE task = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM tasks WHERE key = ?1")?.execute([key])?;
+        Ok(())
+    }
+
+    fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
+        self.collect(
+            "SELECT key, priority FROM tasks WHERE state = 'queued' ORDER BY priority DESC, key LIMIT ?1",
+            [limit],
+            |row| Ok(QueuedTask { key: row.get(0)?, priority: row.get(1)? }),
+        )
+    }
+
+    fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId> {
+        let id: i64 = self
+            .tx
+            .prepare_cached("INSERT INTO assignments (task, provider, active, created_ms) VALUES (?1, ?2, 1, ?3) RETURNING id")?
+            .query_row(params![task, &provider.as_bytes()[..], int(now_ms)], |r| r.get(0))?;
+        self.tx.prepare_cached("UPDATE providers SET assigned = assigned + 1 WHERE id = ?1")?.execute([&provider.as_bytes()[..]])?;
+        Ok(AssignmentId(uint(id)))
+    }
+
+    fn assignment(&mut self, id: AssignmentId) -> StoreResult<Option<AssignmentRow>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = ?1"))?
+            .query_row([int(id.0)], assignment_row)
+            .optional()?)
+    }
+
+    fn end_assignment(&mut self, id: AssignmentId, now_ms: u64) -> StoreResult<bool> {
+        let provider: Option<Vec<u8>> = self
+            .tx
+            .prepare_cached("UPDATE assignments SET active = 0, ended_ms = ?2 WHERE id = ?1 AND active = 1 RETURNING provider")?
+            .query_row(params![int(id.0), int(now_ms)], |r| r.get(0))
+            .optional()?;
+        match provider {
+            None => Ok(false),
+            Some(provider) => {
+                self.tx
+                    .prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?
+                    .execute([provider])?;
+                Ok(true)
+            }
+        }
+    }
+
+    fn active_assignments_of_task(&mut self, task: TaskKey) -> StoreResult<Vec<AssignmentRow>> {
+        self.collect(
+            &format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE task = ?1 AND active = 1 ORDER BY id"),
+            [task],
+            assignment_row,
+        )
+    }
+
+    fn active_assignments_of_provider(&mut self, provider: &PartyId) -> StoreResult<Vec<AssignmentRow>> {
+        self.collect(
+            &format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE provider = ?1 AND active = 1 ORDER BY id"),
+            [&provider.as_bytes()[..]],
+            assignment_row,
+        )
+    }
+
+    fn active_assignments_of_job(&mut self, job: JobId) -> StoreResult<Vec<AssignmentRow>> {
+        self.collect(
+            &format!(
+                "SELECT {ASSIGNMENT_COLUMNS} FROM assignments
+                 WHERE active = 1 AND task IN (SELECT key FROM tasks WHERE job = ?1) ORDER BY id"
+            ),
+            [&job.as_uuid().as_bytes()[..]],
+            assignment_row,
+        )
+    }
+
+    fn silent_assignments(&mut self, contact_before_ms: u64, limit: u32) -> StoreResult<Vec<AssignmentRow>> {
+        self.collect(
+            "SELECT a.id, a.task, a.provider, a.active, a.created_ms FROM assignments a JOIN providers p ON p.id = a.provider
+             WHERE a.active = 1 AND p.last_contact_ms < ?1 ORDER BY a.id LIMIT ?2",
+            params![int(contact_before_ms), limit],
+            assignment_row,
+        )
+    }
+
+    fn insert_result(&mut self, r: &NewResult, now_ms: u64) -> StoreResult<i64> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "INSERT INTO results (task, job, idx, state, result, failure, cpu_ms, attempts, delivered, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9) RETURNING id",
+            )?
+            .query_row(
+                params![
+                    r.task,
+                    &r.job.as_uuid().as_bytes()[..],
+                    int(r.index),
+                    r.state.as_str(),
+                    r.result.as_ref().map(json),
+                    r.failure.as_ref().map(json),
+                    int(r.cpu_ms),
+                    r.attempts,
+                    int(now_ms)
+                ],
+                |row| row.get(0),
+            )?)
+    }
+
+    fn results_after(&mut self, job: JobId, after: i64, undelivered_only: bool, limit: u32) -> StoreResult<Vec<ResultRow>> {
+        let sql = if undelivered_only {
+            format!("SELECT {RESULT_COLUMNS} FROM results WHERE job = ?1 AND id > ?2 AND delivered = 0 ORDER BY id LIMIT ?3")
+        } else {
+            format!("SELECT {RESULT_COLUMNS} FROM results WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+        };
+        self.collect(&sql, params![&job.as_uuid().as_bytes()[..], after, limit], result_row)
+    }
+
+    fn last_result_id(&mut self, job: JobId) -> StoreResult<i64> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM results WHERE job = ?1")?
+            .query_row([&job.as_uuid().as_bytes()[..]], |r| r.get(0))?)
+    }
+
+    fn mark_delivered(&mut self, result_ids: &[i64]) -> StoreResult<()> {
+        let mut stmt = self.tx.prepare_cached("UPDATE results SET delivered = 1 WHERE id = ?1")?;
+        for id in result_ids {
+            stmt.execute([id])?;
+        }
+        Ok(())
+    }
+
+    fn upsert_attachment(&mut self, a: &AttachmentRow) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO attachments (session, job, replay, cursor, completion_sent) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (session, job) DO UPDATE SET replay = ?3, cursor = ?4, completion_sent = ?5",
+            )?
+            .execute(params![
+                &a.session.as_uuid().as_bytes()[..],
+                &a.job.as_uuid().as_bytes()[..],
+                replay_str(a.replay),
+                a.cursor,
+                a.completion_sent
+            ])?;
+        Ok(())
+    }
+
+    fn delete_attachment(&mut self, session: SessionId, job: JobId) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("DELETE FROM attachments WHERE session = ?1 AND job = ?2")?
+            .execute([&session.as_uuid().as_bytes()[..], &job.as_uuid().as_bytes()[..]])?;
+        Ok(())
+    }
+
+    fn attachments_of_job(&mut self, job: JobId) -> StoreResult<Vec<AttachmentRow>> {
+        self.collect(
+            "SELECT session, job, replay, cursor, completion_sent FROM attachments WHERE job = ?1",
+            [&job.as_uuid().as_bytes()[..]],
+            attachment_row,
+        )
+    }
+
+    fn attachments_of_session(&mut self, session: SessionId) -> StoreResult<Vec<AttachmentRow>> {
+        self.collect(
+            "SELECT session, job, replay, cursor, completion_sent FROM attachments WHERE session = ?1",
+            [&session.as_uuid().as_bytes()[..]],
+            attachment_row,
+        )
+    }
+}

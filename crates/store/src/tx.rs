@@ -1,0 +1,104 @@
+//! The domain operations available inside a transaction.
+
+use idlegrid_protocol::messages::NodeState;
+use idlegrid_protocol::Payload;
+use idlegrid_types::{AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, SessionId, TaskIndex, TaskState};
+
+use crate::model::*;
+use crate::StoreResult;
+
+/// Everything the coordinator may do to durable state, inside one transaction.
+pub trait Tx {
+    // ---- metadata
+    fn meta(&mut self, key: &str) -> StoreResult<Option<Vec<u8>>>;
+    fn set_meta(&mut self, key: &str, value: &[u8]) -> StoreResult<()>;
+
+    // ---- parties
+    /// Insert a party; returns false if the ID exists already (with whatever key it has).
+    fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool>;
+    fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>>;
+
+    // ---- sessions and their outboxes
+    fn insert_session(&mut self, party: &PartyId, session: &SessionRow) -> StoreResult<()>;
+    fn session(&mut self, id: SessionId) -> StoreResult<Option<OwnedSession>>;
+    fn set_session_inbound(&mut self, id: SessionId, inbound_acked: u64, now_ms: u64) -> StoreResult<()>;
+    fn touch_session(&mut self, id: SessionId, now_ms: u64) -> StoreResult<()>;
+    /// Delete a session with its outbox and attachments.
+    fn delete_session(&mut self, id: SessionId) -> StoreResult<()>;
+    fn sessions_idle_since(&mut self, before_ms: u64, limit: u32) -> StoreResult<Vec<SessionId>>;
+    /// Append a message; returns its sequence number. `result` links a final result so that it
+    /// is marked delivered when the party acknowledges the message.
+    fn push_outbox(&mut self, session: SessionId, reply_to: Option<u64>, body: &str, result: Option<i64>) -> StoreResult<u64>;
+    fn outbox_after(&mut self, session: SessionId, after: u64, limit: u32) -> StoreResult<Vec<OutboxRow>>;
+    /// Drop messages up to `upto`; returns the result ids they carried.
+    fn ack_outbox(&mut self, session: SessionId, upto: u64) -> StoreResult<Vec<i64>>;
+
+    // ---- providers
+    fn upsert_provider(&mut self, id: &PartyId, state: NodeState, slots: u32, capacity: u32, now_ms: u64) -> StoreResult<()>;
+    fn set_provider_profile(&mut self, id: &PartyId, profile_json: &str) -> StoreResult<()>;
+    fn set_provider_session(&mut self, id: &PartyId, session: Option<SessionId>) -> StoreResult<()>;
+    fn touch_provider(&mut self, id: &PartyId, now_ms: u64) -> StoreResult<()>;
+    fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>>;
+    /// Active providers heard from since `contact_since_ms` that can take more tasks.
+    fn providers_with_room(&mut self, contact_since_ms: u64) -> StoreResult<Vec<ProviderRoom>>;
+
+    // ---- elements
+    /// Record stored bytes (no-op if known).
+    fn insert_element(&mut self, hash: &ElementHash, size: u64, now_ms: u64) -> StoreResult<()>;
+    fn element_size(&mut self, hash: &ElementHash) -> StoreResult<Option<u64>>;
+    fn grant_element(&mut self, owner: &PartyId, hash: &ElementHash, kind: ElementKind, name: &str, now_ms: u64) -> StoreResult<()>;
+    fn element_grant(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<Option<ElementGrant>>;
+    fn revoke_element(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<bool>;
+    fn add_job_elements(&mut self, job: JobId, hashes: &[ElementHash]) -> StoreResult<()>;
+    /// Elements no owner and no job refers to any more.
+    fn unreferenced_elements(&mut self, limit: u32) -> StoreResult<Vec<ElementHash>>;
+    fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()>;
+
+    // ---- jobs
+    /// Insert a job; returns false if the ID exists.
+    fn insert_job(&mut self, job: &JobRow) -> StoreResult<bool>;
+    fn job(&mut self, id: JobId) -> StoreResult<Option<JobRow>>;
+    fn jobs_of_client(&mut self, client: &PartyId) -> StoreResult<Vec<JobRow>>;
+    fn save_job_state(&mut self, id: JobId, state: JobState, counts: &JobCounts) -> StoreResult<()>;
+    /// Delete a job and its tasks, assignments, results, attachments and element references.
+    fn delete_job(&mut self, id: JobId) -> StoreResult<()>;
+
+    // ---- tasks
+    /// Insert tasks; fails with `Conflict` naming the first index that exists already.
+    fn insert_tasks(&mut self, job: JobId, tasks: &[NewTask]) -> StoreResult<()>;
+    fn task(&mut self, job: JobId, index: TaskIndex) -> StoreResult<Option<TaskRow>>;
+    fn task_by_key(&mut self, key: TaskKey) -> StoreResult<Option<TaskRow>>;
+    fn set_task_state(&mut self, key: TaskKey, state: TaskState) -> StoreResult<()>;
+    /// Move every task of the job in one of `from` to `to`; returns how many moved per source.
+    fn move_job_tasks(&mut self, job: JobId, from: &[TaskState], to: TaskState) -> StoreResult<Vec<(TaskState, u64)>>;
+    fn set_task_progress(&mut self, key: TaskKey, progress: f32, status: Option<&Payload>) -> StoreResult<()>;
+    fn set_task_checkpoint(&mut self, key: TaskKey, checkpoint: Option<&ElementHash>) -> StoreResult<()>;
+    fn set_task_run(&mut self, key: TaskKey, attempts: u32, cpu_ms: u64) -> StoreResult<()>;
+    fn delete_task(&mut self, key: TaskKey) -> StoreResult<()>;
+    /// Up to `limit` queued tasks, highest priority first, then oldest.
+    fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>>;
+
+    // ---- assignments
+    fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId>;
+    fn assignment(&mut self, id: AssignmentId) -> StoreResult<Option<AssignmentRow>>;
+    /// End an active assignment (no-op if it already ended); returns whether it was active.
+    fn end_assignment(&mut self, id: AssignmentId, now_ms: u64) -> StoreResult<bool>;
+    fn active_assignments_of_task(&mut self, task: TaskKey) -> StoreResult<Vec<AssignmentRow>>;
+    fn active_assignments_of_provider(&mut self, provider: &PartyId) -> StoreResult<Vec<AssignmentRow>>;
+    fn active_assignments_of_job(&mut self, job: JobId) -> StoreResult<Vec<AssignmentRow>>;
+    /// Active assignments whose provider has not been heard from since `contact_before_ms`.
+    fn silent_assignments(&mut self, contact_before_ms: u64, limit: u32) -> StoreResult<Vec<AssignmentRow>>;
+
+    // ---- results
+    fn insert_result(&mut self, result: &NewResult, now_ms: u64) -> StoreResult<i64>;
+    /// Results of a job with an id above `after`, oldest first.
+    fn results_after(&mut self, job: JobId, after: i64, undelivered_only: bool, limit: u32) -> StoreResult<Vec<ResultRow>>;
+    fn last_result_id(&mut self, job: JobId) -> StoreResult<i64>;
+    fn mark_delivered(&mut self, result_ids: &[i64]) -> StoreResult<()>;
+
+    // ---- attachments
+    fn upsert_attachment(&mut self, attachment: &AttachmentRow) -> StoreResult<()>;
+    fn delete_attachment(&mut self, session: SessionId, job: JobId) -> StoreResult<()>;
+    fn attachments_of_job(&mut self, job: JobId) -> StoreResult<Vec<AttachmentRow>>;
+    fn attachments_of_session(&mut self, session: SessionId) -> StoreResult<Vec<AttachmentRow>>;
+}

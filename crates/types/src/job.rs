@@ -1,0 +1,232 @@
+//! What a client asks for when it creates a job (P1.1, P1.2), and how a task can fail.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Connectivity of a node in a virtual cluster request (P1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connectivity {
+    Intermittent,
+    Constant,
+}
+
+/// The virtual cluster a client asks for (P1.2): node attributes and facts about the work.
+/// Stored with the job; the scheduler of a later issue places tasks to meet it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VirtualClusterRequest {
+    pub node_cpu_gflops: Option<f64>,
+    pub node_memory_mb: Option<u64>,
+    pub node_disk_mb: Option<u64>,
+    pub node_bandwidth_mbps: Option<f64>,
+    pub connectivity: Option<Connectivity>,
+    pub node_count: Option<u32>,
+    /// Probability in [0, 1) that a virtual node delivers.
+    pub reliability: Option<f64>,
+    pub work_per_task_gflop_hours: Option<f64>,
+    pub data_in_mb: Option<f64>,
+    pub data_out_mb: Option<f64>,
+}
+
+/// Limits every task of a job runs under; engines cap them further by their owners' budgets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskLimitsSpec {
+    pub memory_bytes_max: u64,
+    pub cpu_seconds_max: u64,
+    pub result_bytes_max: u64,
+    pub checkpoint_bytes_max: u64,
+}
+
+impl Default for TaskLimitsSpec {
+    fn default() -> Self {
+        TaskLimitsSpec {
+            memory_bytes_max: 256 << 20,
+            cpu_seconds_max: 3600,
+            result_bytes_max: 16 << 20,
+            checkpoint_bytes_max: 16 << 20,
+        }
+    }
+}
+
+/// Highest limits a job may ask for, whatever engines allow.
+pub mod limits {
+    pub const JOB_NAME_BYTES_MAX: usize = 200;
+    pub const TASK_MEMORY_BYTES_MAX: u64 = 4 << 30;
+    pub const TASK_CPU_SECONDS_MAX: u64 = 7 * 24 * 3600;
+    pub const TASK_RESULT_BYTES_MAX: u64 = 1 << 30;
+    pub const TASK_CHECKPOINT_BYTES_MAX: u64 = 1 << 30;
+    pub const PRIORITY_ABS_MAX: i32 = 1_000_000;
+    pub const ATTEMPTS_MAX: u32 = 100;
+    pub const HINTS_MAX: usize = 64;
+}
+
+/// Properties of a job (P1.1). Fields that later issues act on (cost, power, reliability,
+/// deadline) are stored and reported now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobProperties {
+    pub name: String,
+    /// Higher runs first; a task may override it.
+    pub priority: i32,
+    pub deadline_unix_ms: Option<u64>,
+    /// Maximum cost in micro-units of the account's currency.
+    pub cost_max_micros: Option<u64>,
+    pub power_max_gflops: Option<f64>,
+    pub power_requested_gflops: Option<f64>,
+    pub cluster: Option<VirtualClusterRequest>,
+    pub scheduling_hints: BTreeMap<String, String>,
+    pub task_limits: TaskLimitsSpec,
+    /// How many times a task is placed before it fails for good when its engines vanish.
+    pub attempts_max: u32,
+}
+
+impl Default for JobProperties {
+    fn default() -> Self {
+        JobProperties {
+            name: String::new(),
+            priority: 0,
+            deadline_unix_ms: None,
+            cost_max_micros: None,
+            power_max_gflops: None,
+            power_requested_gflops: None,
+            cluster: None,
+            scheduling_hints: BTreeMap::new(),
+            task_limits: TaskLimitsSpec::default(),
+            attempts_max: 5,
+        }
+    }
+}
+
+impl JobProperties {
+    /// Check every field; the error names the field and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        use limits::*;
+        if self.name.len() > JOB_NAME_BYTES_MAX {
+            return Err(format!("job name is {} bytes; at most {JOB_NAME_BYTES_MAX} allowed", self.name.len()));
+        }
+        if self.priority.abs() > PRIORITY_ABS_MAX {
+            return Err(format!("priority {} is outside -{PRIORITY_ABS_MAX}..={PRIORITY_ABS_MAX}", self.priority));
+        }
+        let limits = &self.task_limits;
+        let ranges = [
+            ("task_limits.memory_bytes_max", limits.memory_bytes_max, 1 << 20, TASK_MEMORY_BYTES_MAX),
+            ("task_limits.cpu_seconds_max", limits.cpu_seconds_max, 1, TASK_CPU_SECONDS_MAX),
+            ("task_limits.result_bytes_max", limits.result_bytes_max, 1, TASK_RESULT_BYTES_MAX),
+            ("task_limits.checkpoint_bytes_max", limits.checkpoint_bytes_max, 0, TASK_CHECKPOINT_BYTES_MAX),
+        ];
+        for (field, value, low, high) in ranges {
+            if value < low || value > high {
+                return Err(format!("{field} = {value} is outside {low}..={high}"));
+            }
+        }
+        if self.attempts_max == 0 || self.attempts_max > ATTEMPTS_MAX {
+            return Err(format!("attempts_max = {} is outside 1..={ATTEMPTS_MAX}", self.attempts_max));
+        }
+        if self.scheduling_hints.len() > HINTS_MAX {
+            return Err(format!("{} scheduling hints; at most {HINTS_MAX} allowed", self.scheduling_hints.len()));
+        }
+        let positive = [("power_max_gflops", self.power_max_gflops), ("power_requested_gflops", self.power_requested_gflops)];
+        for (field, value) in positive {
+            if let Some(v) = value {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("{field} = {v} must be a positive number"));
+                }
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if let Some(r) = cluster.reliability {
+                if !(0.0..1.0).contains(&r) {
+                    return Err(format!("cluster.reliability = {r} must be in [0, 1)"));
+                }
+            }
+            let non_negative = [
+                ("cluster.node_cpu_gflops", cluster.node_cpu_gflops),
+                ("cluster.node_bandwidth_mbps", cluster.node_bandwidth_mbps),
+                ("cluster.work_per_task_gflop_hours", cluster.work_per_task_gflop_hours),
+                ("cluster.data_in_mb", cluster.data_in_mb),
+                ("cluster.data_out_mb", cluster.data_out_mb),
+            ];
+            for (field, value) in non_negative {
+                if let Some(v) = value {
+                    if !(v.is_finite() && v >= 0.0) {
+                        return Err(format!("{field} = {v} must be a non-negative number"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The class of a task failure, for programs; the message is for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The executable element is not a valid module, imports what the sandbox forbids, or has
+    /// no entry point.
+    InvalidModule,
+    Trap,
+    OutOfMemory,
+    CpuTimeExceeded,
+    /// Exited with a non-zero code, or returned without a result.
+    NoResult,
+    /// The task itself reported failure.
+    Reported,
+    /// An element of the task could not be fetched or verified.
+    ElementUnavailable,
+    /// The task's engines vanished more times than the job allows.
+    AttemptsExhausted,
+    /// A fault of the engine, not of the task.
+    Engine,
+}
+
+impl FailureKind {
+    /// Failures that would happen again on any engine: retrying is pointless.
+    pub fn is_deterministic(self) -> bool {
+        !matches!(self, FailureKind::ElementUnavailable | FailureKind::Engine)
+    }
+}
+
+/// Why a task failed, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFailureInfo {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_properties_are_valid() {
+        JobProperties::default().validate().unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut p = JobProperties::default();
+        p.task_limits.memory_bytes_max = 1;
+        assert!(p.validate().unwrap_err().contains("task_limits.memory_bytes_max"));
+        let mut p = JobProperties { attempts_max: 0, ..JobProperties::default() };
+        assert!(p.validate().unwrap_err().contains("attempts_max"));
+        p.attempts_max = 3;
+        p.cluster = Some(VirtualClusterRequest { reliability: Some(1.0), ..Default::default() });
+        assert!(p.validate().unwrap_err().contains("cluster.reliability"));
+        p.cluster = None;
+        p.power_requested_gflops = Some(f64::NAN);
+        assert!(p.validate().unwrap_err().contains("power_requested_gflops"));
+        p.power_requested_gflops = None;
+        p.name = "x".repeat(500);
+        assert!(p.validate().unwrap_err().contains("job name"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = serde_json::from_str::<JobProperties>(r#"{"name":"a","prority":3}"#).unwrap_err();
+        assert!(err.to_string().contains("prority"), "{err}");
+    }
+}
