@@ -139,6 +139,10 @@ pub fn tasks_queue_in_priority_order(store: &impl Store) {
             tx.set_task_progress(t.key, 0.5, Some(&Payload::Inline(b"half".to_vec())))?;
             tx.set_task_checkpoint(t.key, Some(&ElementHash::of(b"cp")))?;
             tx.set_task_run(t.key, 2, 900)?;
+            let sid = SessionId::random();
+            tx.add_task_request(t.key, sid, 4)?;
+            assert_eq!(tx.take_task_requests(t.key)?, vec![(sid, 4)]);
+            assert!(tx.take_task_requests(t.key)?.is_empty());
             let t = tx.task(j.id, 3)?.unwrap();
             assert_eq!(
                 (t.state, t.progress, t.status, t.checkpoint, t.attempts, t.cpu_ms),
@@ -278,11 +282,15 @@ pub fn elements_are_referenced_by_grants_and_jobs(store: &impl Store) {
             assert_eq!(tx.element_grant(&client.id, &a)?.unwrap().name, "task.wasm", "an empty name keeps the old one");
             tx.insert_job(&j)?;
             tx.add_job_elements(j.id, &[b])?;
-            assert!(tx.unreferenced_elements(10)?.is_empty());
+            assert!(tx.unreferenced_elements(1, 10)?.is_empty());
+            assert!(tx.element_visible_to_client(&client.id, &a)?);
+            assert!(tx.element_visible_to_client(&client.id, &b)?, "through its job");
+            assert!(!tx.element_visible_to_client(&party(9, Role::Client).id, &a)?);
             assert!(tx.revoke_element(&client.id, &a)?);
-            assert_eq!(tx.unreferenced_elements(10)?, vec![a]);
+            assert_eq!(tx.unreferenced_elements(1, 10)?, vec![a]);
+            assert!(tx.unreferenced_elements(0, 10)?.is_empty(), "young elements are spared");
             tx.delete_job(j.id)?;
-            let mut free = tx.unreferenced_elements(10)?;
+            let mut free = tx.unreferenced_elements(1, 10)?;
             free.sort();
             let mut both = vec![a, b];
             both.sort();

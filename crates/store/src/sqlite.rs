@@ -48,6 +48,9 @@ CREATE TABLE tasks (
     checkpoint BLOB, progress REAL NOT NULL DEFAULT 0, status TEXT, cpu_ms INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job, idx));
 CREATE INDEX tasks_queued ON tasks(priority DESC, key) WHERE state = 'queued';
+CREATE INDEX tasks_job_state ON tasks(job, state);
+CREATE TABLE task_requests (task INTEGER NOT NULL, session BLOB NOT NULL, reply_to INTEGER NOT NULL);
+CREATE INDEX task_requests_task ON task_requests(task);
 CREATE TABLE assignments (
     id INTEGER PRIMARY KEY, task INTEGER NOT NULL, provider BLOB NOT NULL, active INTEGER NOT NULL,
     created_ms INTEGER NOT NULL, ended_ms INTEGER);
@@ -615,15 +618,27 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn unreferenced_elements(&mut self, limit: u32) -> StoreResult<Vec<ElementHash>> {
+    fn unreferenced_elements(&mut self, created_before_ms: u64, limit: u32) -> StoreResult<Vec<ElementHash>> {
         self.collect(
             "SELECT e.hash FROM elements e
-             WHERE NOT EXISTS (SELECT 1 FROM element_grants g WHERE g.hash = e.hash)
+             WHERE e.created_ms < ?1
+               AND NOT EXISTS (SELECT 1 FROM element_grants g WHERE g.hash = e.hash)
                AND NOT EXISTS (SELECT 1 FROM job_elements j WHERE j.hash = e.hash)
-             LIMIT ?1",
-            [limit],
+             LIMIT ?2",
+            params![int(created_before_ms), limit],
             |row| get_hash(row, 0),
         )
+    }
+
+    fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM element_grants WHERE owner = ?1 AND hash = ?2)
+                     OR EXISTS (SELECT 1 FROM job_elements je JOIN jobs j ON j.id = je.job
+                                WHERE je.hash = ?2 AND j.client = ?1)",
+            )?
+            .query_row([&client.as_bytes()[..], &hash.as_bytes()[..]], |r| r.get(0))?)
     }
 
     fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()> {
@@ -707,6 +722,9 @@ impl Tx for SqliteTx<'_> {
         }
         self.tx.prepare_cached("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM results WHERE job = ?1")?.execute([key])?;
+        self.tx
+            .prepare_cached("DELETE FROM task_requests WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
+            .execute([key])?;
         self.tx.prepare_cached("DELETE FROM tasks WHERE job = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM attachments WHERE job = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM job_elements WHERE job = ?1")?.execute([key])?;
@@ -802,6 +820,7 @@ impl Tx for SqliteTx<'_> {
         }
         self.tx.prepare_cached("DELETE FROM assignments WHERE task = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM results WHERE task = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM task_requests WHERE task = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM tasks WHERE key = ?1")?.execute([key])?;
         Ok(())
     }
@@ -812,6 +831,19 @@ impl Tx for SqliteTx<'_> {
             [limit],
             |row| Ok(QueuedTask { key: row.get(0)?, priority: row.get(1)? }),
         )
+    }
+
+    fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO task_requests (task, session, reply_to) VALUES (?1, ?2, ?3)")?
+            .execute(params![task, &session.as_uuid().as_bytes()[..], int(reply_to)])?;
+        Ok(())
+    }
+
+    fn take_task_requests(&mut self, task: TaskKey) -> StoreResult<Vec<(SessionId, u64)>> {
+        self.collect("DELETE FROM task_requests WHERE task = ?1 RETURNING session, reply_to", [task], |row| {
+            Ok((get_session_id(row, 0)?, uint(row.get(1)?)))
+        })
     }
 
     fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId> {

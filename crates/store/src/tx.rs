@@ -50,8 +50,11 @@ pub trait Tx {
     fn element_grant(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<Option<ElementGrant>>;
     fn revoke_element(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<bool>;
     fn add_job_elements(&mut self, job: JobId, hashes: &[ElementHash]) -> StoreResult<()>;
-    /// Elements no owner and no job refers to any more.
-    fn unreferenced_elements(&mut self, limit: u32) -> StoreResult<Vec<ElementHash>>;
+    /// Elements stored before `created_before_ms` that no owner and no job refers to. The age
+    /// bound spares elements uploaded just before the message that will refer to them.
+    fn unreferenced_elements(&mut self, created_before_ms: u64, limit: u32) -> StoreResult<Vec<ElementHash>>;
+    /// Whether a client may read an element: it registered it, or a job of its refers to it.
+    fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool>;
     fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()>;
 
     // ---- jobs
@@ -77,6 +80,10 @@ pub trait Tx {
     fn delete_task(&mut self, key: TaskKey) -> StoreResult<()>;
     /// Up to `limit` queued tasks, highest priority first, then oldest.
     fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>>;
+
+    /// Remember that a session waits for a checkpoint of a task (`GetTask`).
+    fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()>;
+    fn take_task_requests(&mut self, task: TaskKey) -> StoreResult<Vec<(SessionId, u64)>>;
 
     // ---- assignments
     fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId>;

@@ -1,0 +1,256 @@
+//! The server's logic without I/O. Every operation runs inside a store transaction (`&mut dyn
+//! Tx`) with the current time passed in, and returns its answer plus [`Effects`] for the I/O
+//! shell to carry out (wake long polls, delete element bytes). It never reads the clock, opens a
+//! socket or touches a file, so it can be driven by tests and simulations directly.
+//!
+//! Architecture invariants:
+//! - A party message is processed exactly once: its effects and the session's inbound position
+//!   commit in the same transaction.
+//! - A task is `running` iff it has at least one active assignment, except briefly for a task
+//!   stopped by its client whose engine has not handed it back yet.
+//! - The first final result of a task wins; later ones are ignored and their engines told to
+//!   drop the task.
+//! - A final result reaches a client session through the session's outbox, at most a window of
+//!   messages ahead of the session's acknowledgements, and is marked delivered only when a
+//!   session acknowledges the message that carried it.
+
+mod client;
+mod error;
+mod provider;
+mod schedule;
+mod session;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use idlegrid_protocol::auth::{Claim, parse_public_key};
+use idlegrid_protocol::ticket::Ticket;
+use idlegrid_protocol::wire::{RegisterRequest, RegisterResponse};
+use idlegrid_store::{PartyRow, Tx};
+use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
+
+pub use error::ApiError;
+
+/// Tunable limits and intervals of the coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// An engine not heard from for this long loses its tasks to other engines.
+    pub provider_silence_ms_max: u64,
+    /// How long an element ticket stays valid.
+    pub ticket_ttl_ms: u64,
+    /// Final results a client session may have unacknowledged in its outbox (flow control that
+    /// keeps client memory bounded whatever the job's size).
+    pub client_window_messages: u64,
+    /// Sessions idle this long are deleted (undelivered results stay with their jobs).
+    pub session_idle_ms_max: u64,
+    /// Most tasks assigned in one scheduling pass.
+    pub schedule_batch_max: u32,
+    /// Most tasks an engine may ask to hold.
+    pub engine_capacity_max: u32,
+    /// Elements unreferenced for this long are deleted.
+    pub element_grace_ms: u64,
+    /// Largest element accepted.
+    pub element_bytes_max: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            provider_silence_ms_max: 120_000,
+            ticket_ttl_ms: 6 * 3600 * 1000,
+            client_window_messages: 1024,
+            session_idle_ms_max: 7 * 24 * 3600 * 1000,
+            schedule_batch_max: 2000,
+            engine_capacity_max: 1024,
+            element_grace_ms: 3600 * 1000,
+            element_bytes_max: 1 << 30,
+        }
+    }
+}
+
+/// What the I/O shell must do after the transaction commits.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Effects {
+    /// Sessions with new messages: wake their long polls.
+    pub wake: BTreeSet<SessionId>,
+    /// Element bytes nobody refers to any more.
+    pub delete_elements: Vec<ElementHash>,
+}
+
+impl Effects {
+    pub fn merge(&mut self, other: Effects) {
+        self.wake.extend(other.wake);
+        self.delete_elements.extend(other.delete_elements);
+    }
+}
+
+/// An authenticated party.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Party {
+    pub id: PartyId,
+    pub role: Role,
+}
+
+/// The server's brain. Cheap to share: its only state is configuration, the ticket secret and
+/// a cache of public keys (parties never change their key).
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    secret: Vec<u8>,
+    keys: Mutex<HashMap<PartyId, (Role, [u8; 32])>>,
+}
+
+const SECRET_KEY: &str = "ticket_secret";
+const KEY_CACHE_ENTRIES_MAX: usize = 100_000;
+
+impl Coordinator {
+    /// Load (or create on first start) the ticket secret from the store.
+    pub fn new(config: CoordinatorConfig, tx: &mut dyn Tx) -> Result<Coordinator, ApiError> {
+        let secret = match tx.meta(SECRET_KEY)? {
+            Some(secret) => secret,
+            None => {
+                let mut secret = vec![0u8; 32];
+                rand::fill(&mut secret[..]);
+                tx.set_meta(SECRET_KEY, &secret)?;
+                secret
+            }
+        };
+        Ok(Coordinator { config, secret, keys: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// Register a party by its public key (P4.1). Registering the same key again is harmless.
+    pub fn register(&self, tx: &mut dyn Tx, request: &RegisterRequest, now_ms: u64) -> Result<RegisterResponse, ApiError> {
+        let key = parse_public_key(&request.public_key)
+            .map_err(|_| ApiError::bad_request("public_key must be a 64-character hex Ed25519 public key"))?;
+        if request.name.len() > 200 {
+            return Err(ApiError::bad_request("name must be at most 200 bytes"));
+        }
+        let id = PartyId::from_public_key(&key);
+        let row = PartyRow { id: id.clone(), role: request.role, public_key: key, name: request.name.clone(), created_ms: now_ms };
+        if !tx.insert_party(&row)? {
+            let existing = tx.party(&id)?.ok_or_else(|| ApiError::internal("party vanished during registration"))?;
+            if existing.role != request.role {
+                return Err(ApiError::conflict(format!(
+                    "this key is registered as a {}; use another key for a {}",
+                    existing.role.as_str(),
+                    request.role.as_str()
+                )));
+            }
+        }
+        Ok(RegisterResponse { id, role: request.role })
+    }
+
+    /// Check a signed request; returns who sent it.
+    pub fn authenticate(
+        &self,
+        tx: &mut dyn Tx,
+        claim: &Claim,
+        method: &str,
+        path_and_query: &str,
+        body_sha256_hex: &str,
+        now_ms: u64,
+    ) -> Result<Party, ApiError> {
+        let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&claim.id).copied();
+        let (role, key) = match cached {
+            Some(entry) => entry,
+            None => {
+                let party = tx.party(&claim.id)?.ok_or_else(|| {
+                    ApiError::unauthenticated(format!("unknown party {}: register first (POST /v1/register)", claim.id))
+                })?;
+                let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+                if keys.len() >= KEY_CACHE_ENTRIES_MAX {
+                    keys.clear();
+                }
+                keys.insert(party.id.clone(), (party.role, party.public_key));
+                (party.role, party.public_key)
+            }
+        };
+        claim
+            .verify(&key, method, path_and_query, body_sha256_hex, now_ms)
+            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        Ok(Party { id: claim.id.clone(), role })
+    }
+
+    /// Whether the store has a party (for the key cache's cold path in tests).
+    pub fn knows(&self, tx: &mut dyn Tx, id: &PartyId) -> Result<bool, ApiError> {
+        Ok(tx.party(id)?.is_some())
+    }
+
+    /// Record an element whose bytes the shell has stored and verified (P4.4). A client becomes
+    /// an owner; an engine's uploads (results, checkpoints) are owned by the job that refers to
+    /// them once the engine's status arrives.
+    pub fn element_stored(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        hash: &ElementHash,
+        size: u64,
+        kind: ElementKind,
+        name: &str,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
+        if name.len() > 256 {
+            return Err(ApiError::bad_request("element name must be at most 256 bytes"));
+        }
+        tx.insert_element(hash, size, now_ms)?;
+        if party.role == Role::Client {
+            tx.grant_element(&party.id, hash, kind, name, now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Whether a party already has an element (so it need not upload it again). A client sees
+    /// only elements it owns or its jobs refer to: deduplication across clients stays invisible.
+    pub fn element_known(&self, tx: &mut dyn Tx, party: &Party, hash: &ElementHash) -> Result<Option<u64>, ApiError> {
+        let size = tx.element_size(hash)?;
+        match (party.role, size) {
+            (_, None) => Ok(None),
+            (Role::Client, Some(size)) => Ok(tx.element_visible_to_client(&party.id, hash)?.then_some(size)),
+            (Role::Provider, Some(_)) => Ok(None),
+        }
+    }
+
+    /// Check that a party may download an element. Engines need a valid ticket for an active
+    /// assignment whose task uses the element.
+    pub fn authorize_download(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        hash: &ElementHash,
+        ticket: Option<&str>,
+        now_ms: u64,
+    ) -> Result<u64, ApiError> {
+        let not_found = || ApiError::not_found_element(format!("element {hash} not found"));
+        let size = tx.element_size(hash)?.ok_or_else(not_found)?;
+        match party.role {
+            Role::Client => {
+                if tx.element_visible_to_client(&party.id, hash)? {
+                    Ok(size)
+                } else {
+                    Err(not_found())
+                }
+            }
+            Role::Provider => {
+                let ticket = ticket.ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;
+                let ticket = Ticket::verify(ticket, &self.secret, &party.id, now_ms).map_err(|e| ApiError::forbidden(e.to_string()))?;
+                let assignment = tx.assignment(ticket.assignment)?.ok_or_else(|| ApiError::forbidden("the ticket's assignment does not exist"))?;
+                if assignment.provider != party.id || assignment.state != idlegrid_store::AssignmentRowState::Active {
+                    return Err(ApiError::forbidden("the ticket's assignment is not active on this engine"));
+                }
+                let task = tx.task_by_key(assignment.task)?.ok_or_else(|| ApiError::forbidden("the ticket's task no longer exists"))?;
+                let uses = task.executable == *hash || task.data.values().any(|h| h == hash) || task.checkpoint.as_ref() == Some(hash);
+                if uses { Ok(size) } else { Err(ApiError::forbidden("the ticket does not cover this element")) }
+            }
+        }
+    }
+
+    fn ticket(&self, holder: &PartyId, assignment: idlegrid_types::AssignmentId, now_ms: u64) -> String {
+        Ticket { holder: holder.clone(), assignment, expires_unix_ms: now_ms + self.config.ticket_ttl_ms }.issue(&self.secret)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,275 @@
+//! Messages from engines (P3, P8.6 provider-to-server).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use idlegrid_protocol::messages::{
+    AssignmentState, AssignmentStatus, ProviderToServer, ServerToProvider, TaskStatusReport,
+};
+use idlegrid_protocol::wire::limits;
+use idlegrid_protocol::{ErrorCode, Payload};
+use idlegrid_store::{AssignmentRowState, StoreError, Tx};
+use idlegrid_types::{AssignmentId, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState};
+
+use crate::error::{Reject, report};
+use crate::schedule::transition;
+use crate::session::{Ctx, push};
+use crate::{Coordinator, Effects, Party};
+
+fn engine_settings(c: &Coordinator) -> BTreeMap<String, String> {
+    [
+        ("poll_wait_ms_max".to_string(), limits::POLL_WAIT_MS_MAX.to_string()),
+        ("silence_ms_max".to_string(), c.config.provider_silence_ms_max.to_string()),
+        ("capacity_max".to_string(), c.config.engine_capacity_max.to_string()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+impl Coordinator {
+    /// Make `session` the engine's channel. A new session (the engine lost its state, or the
+    /// old session expired) replaces the old one, and the engine is sent its active tasks again,
+    /// with fresh tickets: a task is never stranded in a dead outbox.
+    pub(crate) fn adopt_provider_session(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        session: SessionId,
+        resend: bool,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let previous = tx.provider(&party.id)?.and_then(|p| p.session);
+        if let Some(previous) = previous.filter(|p| *p != session) {
+            tx.delete_session(previous)?;
+        }
+        tx.set_provider_session(&party.id, Some(session))?;
+        tx.touch_provider(&party.id, now_ms)?;
+        if resend {
+            for assignment in tx.active_assignments_of_provider(&party.id)? {
+                let Some(task) = tx.task_by_key(assignment.task)? else { continue };
+                let Some(job) = tx.job(task.job)? else { continue };
+                let size = |tx: &mut dyn Tx, hash| -> Result<ElementRef, StoreError> {
+                    Ok(ElementRef { hash, size: tx.element_size(&hash)?.unwrap_or(0) })
+                };
+                let mut data = BTreeMap::new();
+                for (name, hash) in &task.data {
+                    data.insert(name.clone(), size(tx, *hash)?);
+                }
+                let checkpoint = match task.checkpoint {
+                    Some(hash) => Some(size(tx, hash)?),
+                    None => None,
+                };
+                let message = ServerToProvider::Task(idlegrid_protocol::messages::Assignment {
+                    assignment: assignment.id,
+                    executable: size(tx, task.executable)?,
+                    data,
+                    params: task.params.clone(),
+                    checkpoint,
+                    priority: task.priority,
+                    limits: job.properties.task_limits.clone(),
+                    ticket: self.ticket(&party.id, assignment.id, now_ms),
+                });
+                push(tx, fx, session, None, &message, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_provider(&self, ctx: &mut Ctx<'_>, seq: u64, message: ProviderToServer) -> Result<(), Reject> {
+        use ProviderToServer as M;
+        match message {
+            M::NodeStatus { state, slots, queue_capacity } => {
+                let capacity = queue_capacity.min(self.config.engine_capacity_max);
+                ctx.tx.upsert_provider(&ctx.party.id, state, slots, capacity, ctx.now)?;
+                Ok(())
+            }
+            M::NodeProfile { os, arch, cores, memory_bytes, disk_bytes, engine_version } => {
+                let profile = serde_json::json!({
+                    "os": os, "arch": arch, "cores": cores, "memory_bytes": memory_bytes,
+                    "disk_bytes": disk_bytes, "engine_version": engine_version,
+                });
+                ctx.tx.set_provider_profile(&ctx.party.id, &profile.to_string())?;
+                Ok(())
+            }
+            M::GetConfig => ctx.reply(seq, &ServerToProvider::Config { settings: engine_settings(self) }),
+            M::CacheContents { elements } => {
+                tracing::debug!(provider = %ctx.party.id, elements = elements.len(), "cache contents");
+                Ok(())
+            }
+            M::Contents { tasks } => self.reconcile(ctx, tasks),
+            M::TaskStatus(status) => self.assignment_status(ctx, status),
+            M::Task { assignment, checkpoint } => {
+                let (_, mut task) = self.held_assignment(ctx, assignment, true)?;
+                if let Some(checkpoint) = checkpoint {
+                    self.accept_checkpoint(ctx, &mut task, checkpoint)?;
+                }
+                self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
+                Ok(())
+            }
+            M::Error(report) => {
+                tracing::warn!(provider = %ctx.party.id, %report, "engine reported an error");
+                Ok(())
+            }
+            M::ExternalDelivery { url } => Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported"))),
+            M::Heartbeat => Ok(()),
+        }
+    }
+
+    /// The assignment must exist and belong to this engine. With `active_only`, it must also
+    /// still be active.
+    fn held_assignment(
+        &self,
+        ctx: &mut Ctx<'_>,
+        id: AssignmentId,
+        active_only: bool,
+    ) -> Result<(idlegrid_store::AssignmentRow, idlegrid_store::TaskRow), Reject> {
+        let assignment = match ctx.tx.assignment(id)? {
+            Some(a) if a.provider == ctx.party.id => a,
+            _ => return Err(report(ErrorCode::Forbidden, format!("assignment {id} is not yours"))),
+        };
+        if active_only && assignment.state != AssignmentRowState::Active {
+            return Err(report(ErrorCode::Conflict, format!("assignment {id} has ended")));
+        }
+        let task = ctx.tx.task_by_key(assignment.task)?.ok_or_else(|| report(ErrorCode::UnknownTask, format!("the task of {id} was removed")))?;
+        Ok((assignment, task))
+    }
+
+    fn accept_checkpoint(&self, ctx: &mut Ctx<'_>, task: &mut idlegrid_store::TaskRow, checkpoint: ElementRef) -> Result<(), Reject> {
+        match ctx.tx.element_size(&checkpoint.hash)? {
+            Some(size) if size == checkpoint.size => {
+                ctx.tx.add_job_elements(task.job, &[checkpoint.hash])?;
+                ctx.tx.set_task_checkpoint(task.key, Some(&checkpoint.hash))?;
+                task.checkpoint = Some(checkpoint.hash);
+                Ok(())
+            }
+            _ => Err(report(ErrorCode::UnknownElement, format!("checkpoint {} was not uploaded", checkpoint.hash))),
+        }
+    }
+
+    fn check_payload(&self, ctx: &mut Ctx<'_>, payload: &Payload, limit: u64, what: &str) -> Result<(), Reject> {
+        match payload {
+            Payload::Inline(bytes) if bytes.len() > limits::INLINE_PAYLOAD_BYTES_MAX => Err(report(
+                ErrorCode::LimitExceeded,
+                format!("inline {what} of {} bytes; upload anything over {} bytes as an element", bytes.len(), limits::INLINE_PAYLOAD_BYTES_MAX),
+            )),
+            Payload::Element(element) => match ctx.tx.element_size(&element.hash)? {
+                Some(size) if size == element.size && size <= limit => Ok(()),
+                Some(size) if size > limit => Err(report(ErrorCode::LimitExceeded, format!("{what} of {size} bytes exceeds the job's limit"))),
+                _ => Err(report(ErrorCode::UnknownElement, format!("{what} element {} was not uploaded", element.hash))),
+            },
+            Payload::Inline(bytes) if bytes.len() as u64 > limit => {
+                Err(report(ErrorCode::LimitExceeded, format!("{what} of {} bytes exceeds the job's limit", bytes.len())))
+            }
+            Payload::Inline(_) => Ok(()),
+        }
+    }
+
+    fn assignment_status(&self, ctx: &mut Ctx<'_>, status: AssignmentStatus) -> Result<(), Reject> {
+        let id = status.assignment;
+        let (assignment, mut task) = match self.held_assignment(ctx, id, false) {
+            Ok(found) => found,
+            Err(Reject::Report(r)) if r.code == ErrorCode::UnknownTask => {
+                // The client removed the task meanwhile.
+                ctx.tx.end_assignment(id, ctx.now)?;
+                self.tell_provider(ctx.tx, &ctx.party.id.clone(), &ServerToProvider::RemoveTask { assignment: id }, ctx.fx)?;
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        let Some(mut job) = ctx.tx.job(task.job)? else { return Ok(()) };
+        let active = assignment.state == AssignmentRowState::Active;
+        match status.state {
+            AssignmentState::Running => {
+                if !active || task.state.is_final() {
+                    return Ok(());
+                }
+                if let Some(payload) = &status.status {
+                    self.check_payload(ctx, payload, limits::INLINE_PAYLOAD_BYTES_MAX as u64, "status")?;
+                }
+                let progress = if status.progress.is_finite() { status.progress.clamp(0.0, 1.0) } else { 0.0 };
+                ctx.tx.set_task_progress(task.key, progress, status.status.as_ref())?;
+                if let Some(checkpoint) = status.checkpoint {
+                    self.accept_checkpoint(ctx, &mut task, checkpoint)?;
+                }
+                let report = TaskStatusReport {
+                    job: job.id,
+                    task: task.index,
+                    state: task.state,
+                    progress,
+                    status: status.status,
+                    result: None,
+                    failure: None,
+                    cpu_ms: task.cpu_ms + status.cpu_ms,
+                    attempts: task.attempts,
+                    counts: job.counts,
+                };
+                self.broadcast_interim(ctx.tx, &report, ctx.fx)?;
+            }
+            AssignmentState::Succeeded | AssignmentState::Failed => {
+                ctx.tx.end_assignment(id, ctx.now)?;
+                if task.state.is_final() {
+                    return Ok(()); // the first result won already
+                }
+                let limit = job.properties.task_limits.result_bytes_max;
+                if status.state == AssignmentState::Succeeded {
+                    let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
+                    self.check_payload(ctx, &result, limit, "result")?;
+                    self.conclude(ctx.tx, &mut task, &mut job, TaskState::Succeeded, Some(result), None, status.cpu_ms, ctx.now, ctx.fx)?;
+                } else {
+                    let failure = status.failure.unwrap_or(TaskFailureInfo {
+                        kind: FailureKind::Engine,
+                        message: "the engine reported a failure without a reason".into(),
+                    });
+                    let failure = TaskFailureInfo { message: failure.message.chars().take(4096).collect(), ..failure };
+                    if failure.kind.is_deterministic() {
+                        self.conclude(ctx.tx, &mut task, &mut job, TaskState::Failed, None, Some(failure), status.cpu_ms, ctx.now, ctx.fx)?;
+                    } else {
+                        // Not the task's fault: another engine may succeed.
+                        tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure: task requeued");
+                        self.lost(ctx.tx, &mut task, &mut job, ctx.now, ctx.fx)?;
+                    }
+                }
+            }
+            AssignmentState::Suspended | AssignmentState::Removed => {
+                if !ctx.tx.end_assignment(id, ctx.now)? {
+                    return Ok(());
+                }
+                if let Some(checkpoint) = status.checkpoint {
+                    self.accept_checkpoint(ctx, &mut task, checkpoint)?;
+                }
+                ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms + status.cpu_ms)?;
+                task.cpu_ms += status.cpu_ms;
+                if task.state == TaskState::Running && ctx.tx.active_assignments_of_task(task.key)?.is_empty() {
+                    // Handed back without being asked (the engine is going away): run elsewhere.
+                    // This is not a loss: it does not count against attempts_max.
+                    transition(ctx.tx, &mut task, &mut job, TaskEvent::Requeue)?;
+                }
+                self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
+            }
+        }
+        ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(())
+    }
+
+    /// The engine listed the tasks it holds: forget placements it no longer has, and tell it to
+    /// drop tasks the server no longer wants.
+    fn reconcile(&self, ctx: &mut Ctx<'_>, held: Vec<(AssignmentId, AssignmentState)>) -> Result<(), Reject> {
+        let held_ids: BTreeSet<AssignmentId> = held.iter().map(|(id, _)| *id).collect();
+        for assignment in ctx.tx.active_assignments_of_provider(&ctx.party.id)? {
+            if !held_ids.contains(&assignment.id) {
+                ctx.tx.end_assignment(assignment.id, ctx.now)?;
+                let Some(mut task) = ctx.tx.task_by_key(assignment.task)? else { continue };
+                let Some(mut job) = ctx.tx.job(task.job)? else { continue };
+                self.lost(ctx.tx, &mut task, &mut job, ctx.now, ctx.fx)?;
+                ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+            }
+        }
+        for (id, _) in held {
+            let wanted = matches!(ctx.tx.assignment(id)?, Some(a) if a.provider == ctx.party.id && a.state == AssignmentRowState::Active);
+            if !wanted {
+                push(ctx.tx, ctx.fx, ctx.session, None, &ServerToProvider::RemoveTask { assignment: id }, None)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! Task lifecycle on the server: placing queued tasks on engines, concluding them, taking them
+//! back from engines that fell silent, and collecting garbage.
+
+use std::collections::HashMap;
+
+use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
+use idlegrid_protocol::Payload;
+use idlegrid_scheduler::{AfterLoss, after_loss, fill_rooms};
+use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
+use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, TaskEvent, TaskFailureInfo, TaskState};
+
+use crate::session::push;
+use crate::{Coordinator, Effects};
+
+/// What a periodic maintenance pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub assignments_reclaimed: u32,
+    pub sessions_expired: u32,
+    pub elements_deleted: u32,
+    pub tasks_assigned: u32,
+}
+
+/// Jobs touched during one operation, saved once at the end.
+#[derive(Default)]
+pub(crate) struct Jobs {
+    rows: HashMap<JobId, JobRow>,
+}
+
+impl Jobs {
+    pub fn get<'a>(&'a mut self, tx: &mut dyn Tx, id: JobId) -> Result<Option<&'a mut JobRow>, StoreError> {
+        if !self.rows.contains_key(&id) {
+            match tx.job(id)? {
+                Some(row) => {
+                    self.rows.insert(id, row);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.rows.get_mut(&id))
+    }
+
+    pub fn save(self, tx: &mut dyn Tx) -> Result<Vec<JobId>, StoreError> {
+        let mut saved = Vec::with_capacity(self.rows.len());
+        for (id, job) in self.rows {
+            tx.save_job_state(id, job.state, &job.counts)?;
+            saved.push(id);
+        }
+        Ok(saved)
+    }
+}
+
+/// Move a task through `event`, keeping its job's counts and state in step. Returns the new
+/// state, or `None` when the event does not apply (the task is left as it is).
+pub(crate) fn transition(tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, event: TaskEvent) -> Result<Option<TaskState>, StoreError> {
+    let Ok(next) = task.state.on(event) else { return Ok(None) };
+    tx.set_task_state(task.key, next)?;
+    job.counts.shift(task.state, next);
+    job.state = job.state.settle(&job.counts);
+    task.state = next;
+    Ok(Some(next))
+}
+
+impl Coordinator {
+    /// Assign queued tasks to engines that have room, highest priority first.
+    pub fn schedule(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<u32, StoreError> {
+        let rooms = tx.providers_with_room(now_ms.saturating_sub(self.config.provider_silence_ms_max))?;
+        if rooms.is_empty() {
+            return Ok(0);
+        }
+        let total: u64 = rooms.iter().map(|r| r.room as u64).sum();
+        let queued = tx.queued_tasks(total.min(self.config.schedule_batch_max as u64) as u32)?;
+        if queued.is_empty() {
+            return Ok(0);
+        }
+        let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
+        let plan = fill_rooms(&room_sizes, &queued);
+        let mut jobs = Jobs::default();
+        let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
+        let mut assigned = 0;
+        for (queued_task, engine) in plan {
+            let provider = &rooms[engine];
+            let Some(mut task) = tx.task_by_key(queued_task.key)? else { continue };
+            let Some(job) = jobs.get(tx, task.job)? else { continue };
+            let mut size_of = |tx: &mut dyn Tx, hash: &ElementHash| -> Result<Option<u64>, StoreError> {
+                if let Some(size) = sizes.get(hash) {
+                    return Ok(*size);
+                }
+                let size = tx.element_size(hash)?;
+                sizes.insert(*hash, size);
+                Ok(size)
+            };
+            let mut missing = None;
+            let mut reference = |tx: &mut dyn Tx, hash: &ElementHash, missing: &mut Option<ElementHash>| -> Result<ElementRef, StoreError> {
+                let size = size_of(tx, hash)?;
+                if size.is_none() {
+                    *missing = Some(*hash);
+                }
+                Ok(ElementRef { hash: *hash, size: size.unwrap_or(0) })
+            };
+            let executable = reference(tx, &task.executable, &mut missing)?;
+            let mut data = std::collections::BTreeMap::new();
+            for (name, hash) in &task.data {
+                data.insert(name.clone(), reference(tx, hash, &mut missing)?);
+            }
+            let checkpoint = match &task.checkpoint {
+                Some(hash) => Some(reference(tx, hash, &mut missing)?),
+                None => None,
+            };
+            if let Some(hash) = missing {
+                let failure = TaskFailureInfo {
+                    kind: FailureKind::ElementUnavailable,
+                    message: format!("element {hash} of this task is no longer stored on the server"),
+                };
+                self.conclude(tx, &mut task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+                continue;
+            }
+            let id = tx.insert_assignment(task.key, &provider.id, now_ms)?;
+            transition(tx, &mut task, job, TaskEvent::Assign)?;
+            tx.set_task_run(task.key, task.attempts + 1, task.cpu_ms)?;
+            let message = ServerToProvider::Task(Assignment {
+                assignment: id,
+                executable,
+                data,
+                params: task.params.clone(),
+                checkpoint,
+                priority: task.priority,
+                limits: job.properties.task_limits.clone(),
+                ticket: self.ticket(&provider.id, id, now_ms),
+            });
+            push(tx, fx, provider.session, None, &message, None)?;
+            assigned += 1;
+        }
+        jobs.save(tx)?;
+        Ok(assigned)
+    }
+
+    /// Record a task's final result or failure (the first one wins), drop its other
+    /// placements, and stream it to attached sessions.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn conclude(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        state: TaskState,
+        result: Option<Payload>,
+        failure: Option<TaskFailureInfo>,
+        cpu_ms: u64,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<bool, StoreError> {
+        let event = if state == TaskState::Succeeded { TaskEvent::Succeed } else { TaskEvent::Fail };
+        if transition(tx, task, job, event)?.is_none() {
+            return Ok(false);
+        }
+        if let Some(Payload::Element(element)) = &result {
+            tx.add_job_elements(job.id, &[element.hash])?;
+        }
+        let record = NewResult {
+            task: task.key,
+            job: job.id,
+            index: task.index,
+            state,
+            result,
+            failure,
+            cpu_ms: task.cpu_ms + cpu_ms,
+            attempts: task.attempts,
+        };
+        tx.insert_result(&record, now_ms)?;
+        tx.set_task_run(task.key, task.attempts, record.cpu_ms)?;
+        for other in tx.active_assignments_of_task(task.key)? {
+            tx.end_assignment(other.id, now_ms)?;
+            self.tell_provider(tx, &other.provider, &ServerToProvider::RemoveTask { assignment: other.id }, fx)?;
+        }
+        self.answer_task_requests(tx, task, fx)?;
+        tx.save_job_state(job.id, job.state, &job.counts)?;
+        self.fill_job(tx, job.id, now_ms, fx)?;
+        Ok(true)
+    }
+
+    /// A task lost a placement (its engine vanished or handed it back without a result): queue
+    /// it again, or fail it if it was placed as often as the job allows.
+    pub(crate) fn lost(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+        if task.state != TaskState::Running || !tx.active_assignments_of_task(task.key)?.is_empty() {
+            return Ok(());
+        }
+        match after_loss(task.attempts, job.properties.attempts_max) {
+            AfterLoss::Requeue => {
+                transition(tx, task, job, TaskEvent::Requeue)?;
+            }
+            AfterLoss::GiveUp => {
+                let failure = TaskFailureInfo {
+                    kind: FailureKind::AttemptsExhausted,
+                    message: format!(
+                        "the task was placed {} times and every engine stopped answering (attempts_max = {})",
+                        task.attempts, job.properties.attempts_max
+                    ),
+                };
+                self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+            }
+        }
+        self.answer_task_requests(tx, task, fx)?;
+        Ok(())
+    }
+
+    /// Answer every pending `GetTask` of a task with the checkpoint the server holds.
+    pub(crate) fn answer_task_requests(&self, tx: &mut dyn Tx, task: &TaskRow, fx: &mut Effects) -> Result<(), StoreError> {
+        let requests = tx.take_task_requests(task.key)?;
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let checkpoint = match &task.checkpoint {
+            Some(hash) => tx.element_size(hash)?.map(|size| ElementRef { hash: *hash, size }),
+            None => None,
+        };
+        for (session, reply_to) in requests {
+            if tx.session(session)?.is_some() {
+                push(tx, fx, session, Some(reply_to), &ServerToClient::Task { job: task.job, task: task.index, checkpoint }, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tell_provider(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &idlegrid_types::PartyId,
+        message: &ServerToProvider,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        if let Some(session) = tx.provider(provider)?.and_then(|p| p.session) {
+            push(tx, fx, session, None, message, None)?;
+        }
+        Ok(())
+    }
+
+    /// Periodic work: reclaim tasks from silent engines, expire idle sessions, delete elements
+    /// nobody refers to, and schedule.
+    pub fn maintain(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<MaintenanceReport, StoreError> {
+        let mut report = MaintenanceReport::default();
+        let silent = tx.silent_assignments(now_ms.saturating_sub(self.config.provider_silence_ms_max), 1000)?;
+        for assignment in silent {
+            if !tx.end_assignment(assignment.id, now_ms)? {
+                continue;
+            }
+            report.assignments_reclaimed += 1;
+            tracing::info!(assignment = %assignment.id, provider = %assignment.provider, "engine silent: task reclaimed");
+            self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
+            let Some(mut task) = tx.task_by_key(assignment.task)? else { continue };
+            let Some(mut job) = tx.job(task.job)? else { continue };
+            self.lost(tx, &mut task, &mut job, now_ms, fx)?;
+            tx.save_job_state(job.id, job.state, &job.counts)?;
+        }
+        for session in tx.sessions_idle_since(now_ms.saturating_sub(self.config.session_idle_ms_max), 1000)? {
+            tx.delete_session(session)?;
+            report.sessions_expired += 1;
+        }
+        for hash in tx.unreferenced_elements(now_ms.saturating_sub(self.config.element_grace_ms), 1000)? {
+            tx.delete_element(&hash)?;
+            fx.delete_elements.push(hash);
+            report.elements_deleted += 1;
+        }
+        report.tasks_assigned = self.schedule(tx, now_ms, fx)?;
+        Ok(report)
+    }
+}
