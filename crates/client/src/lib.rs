@@ -1,1 +1,20 @@
-//! placeholder
+//! The Rust client library (API boundary).
+//!
+//! - [`Transport`]: signed HTTP requests and the data channel (element upload and download).
+//! - [`Channel`]: the reliable, sequence-numbered message channel of one session (P8.3-P8.5),
+//!   shared with the compute engine.
+//! - [`Client`]: jobs for people and programs: create, add tasks (streamed, so a job of
+//!   millions of tasks needs bounded memory), launch, watch results, stop, resume, remove.
+
+mod channel;
+mod client;
+mod error;
+mod transport;
+
+pub use channel::{Channel, ChannelConfig, Received};
+pub use client::{Client, JobEvent, JobWatch};
+pub use error::ClientError;
+pub use transport::Transport;
+
+pub use idlegrid_protocol as protocol;
+pub use idlegrid_types as types;

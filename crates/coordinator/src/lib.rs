@@ -247,6 +247,22 @@ impl Coordinator {
         }
     }
 
+    /// The jobs of a client, for the HTTP API.
+    pub fn jobs_of(&self, tx: &mut dyn Tx, party: &Party) -> Result<Vec<idlegrid_protocol::messages::JobInfo>, ApiError> {
+        if party.role != Role::Client {
+            return Err(ApiError::forbidden("only clients have jobs"));
+        }
+        Ok(tx.jobs_of_client(&party.id)?.iter().map(session::job_info).collect())
+    }
+
+    /// One job of a client, for the HTTP API.
+    pub fn job_of(&self, tx: &mut dyn Tx, party: &Party, job: idlegrid_types::JobId) -> Result<idlegrid_protocol::messages::JobInfo, ApiError> {
+        match tx.job(job)? {
+            Some(row) if row.client == party.id => Ok(session::job_info(&row)),
+            _ => Err(ApiError::unknown_job(format!("job {job} does not exist (or belongs to another client)"))),
+        }
+    }
+
     fn ticket(&self, holder: &PartyId, assignment: idlegrid_types::AssignmentId, now_ms: u64) -> String {
         Ticket { holder: holder.clone(), assignment, expires_unix_ms: now_ms + self.config.ticket_ttl_ms }.issue(&self.secret)
     }

@@ -238,20 +238,29 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Acknowledge messages up to `after` and return those that follow (at most `max`). The
+    /// Acknowledge messages up to `ack` and return those after `after` (at most `max`). The
     /// shell waits and calls again when nothing is ready (long poll).
+    #[allow(clippy::too_many_arguments)]
     pub fn poll(
         &self,
         tx: &mut dyn Tx,
         party: &Party,
         session_id: SessionId,
         after: u64,
+        ack: u64,
         max: u32,
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<Vec<OutboxRow>, ApiError> {
         let session = self.owned_session(tx, party, session_id)?;
-        self.acknowledge(tx, party, &session, after, now_ms, fx)?;
+        if after > session.outbound_head {
+            return Err(ApiError::new(
+                409,
+                ErrorCode::Conflict,
+                format!("asked for messages after {after} but the server sent only {}: reset the session", session.outbound_head),
+            ));
+        }
+        self.acknowledge(tx, party, &session, ack.min(after), now_ms, fx)?;
         tx.touch_session(session_id, now_ms)?;
         if party.role == Role::Provider {
             tx.touch_provider(&party.id, now_ms)?;

@@ -64,7 +64,7 @@ impl World {
     fn poll<M: DeserializeOwned>(&mut self, peer: &mut Peer) -> Vec<(Option<u64>, M)> {
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
-        let rows = self.store.write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, 10_000, now, &mut fx)).unwrap();
+        let rows = self.store.write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, peer.received, 10_000, now, &mut fx)).unwrap();
         if let Some(last) = rows.last() {
             peer.received = last.seq;
         }

@@ -8,8 +8,9 @@
 //!   processes each message exactly once, in order: a message whose number it has processed is
 //!   skipped (a retransmission), a gap stops the batch. The reply says how far it got and how
 //!   far the server's own outbox reaches, so replies to this batch are known to be there.
-//! - `GET /v1/sessions/{id}/messages?after=N` acknowledges everything up to `N` and long-polls
-//!   for what follows. A reconnecting party resumes from its last acknowledged number.
+//! - `GET /v1/sessions/{id}/messages?after=N&ack=M` acknowledges everything up to `M` (by
+//!   default `N`) as processed and long-polls for what follows `N`. A reconnecting party resumes
+//!   from its last acknowledged number.
 //! - `POST /v1/sessions/{id}/reset` re-synchronises a party that lost track (P8.5).
 
 use idlegrid_types::{PartyId, Role, SessionId};
@@ -91,8 +92,13 @@ pub struct PostReply {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollQuery {
-    /// Acknowledge server messages up to this number and return those after it.
+    /// Return server messages after this number.
     pub after: u64,
+    /// Acknowledge (as processed) server messages up to this number; defaults to `after`. A
+    /// party that received messages it has not processed yet acknowledges less than it asks
+    /// after, so that a crash makes the server send them again.
+    #[serde(default)]
+    pub ack: Option<u64>,
     /// Wait up to this long for a message when none is ready (long poll).
     #[serde(default)]
     pub wait_ms: Option<u64>,

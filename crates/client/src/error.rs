@@ -1,0 +1,43 @@
+use idlegrid_protocol::{ErrorCode, ErrorReport};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered the HTTP request with an error.
+    #[error("the server refused the request ({status}): {report}")]
+    Api { status: u16, report: ErrorReport },
+    /// The server processed a message and answered it with an `Error` message.
+    #[error("the server refused: {0}")]
+    Refused(ErrorReport),
+    #[error("cannot reach the server: {0}")]
+    Network(String),
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("the connection was closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// Worth retrying after a pause: the server is down, overloaded or briefly failing.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Network(_) => true,
+            ClientError::Api { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => false,
+        }
+    }
+
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { report, .. } | ClientError::Refused(report) => Some(report.code),
+            _ => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for ClientError {
+    fn from(error: std::io::Error) -> Self {
+        ClientError::Io(error.to_string())
+    }
+}

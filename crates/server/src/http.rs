@@ -1,0 +1,395 @@
+//! Routes, request decoding, authentication and error responses.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use idlegrid_coordinator::{ApiError, Party};
+use idlegrid_protocol::auth::{Claim, body_hash};
+use idlegrid_protocol::messages::{ClientToServer, ProviderToServer};
+use idlegrid_protocol::wire::{
+    self, ErrorBody, HealthReply, OpenSessionRequest, PollQuery, PostBatch, RawPollReply, RegisterRequest, limits,
+};
+use idlegrid_types::{ElementHash, ElementKind, JobId, Role, SessionId};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::elements::UploadError;
+use crate::{AppState, now_ms};
+
+type AppResult = Result<Response, Failure>;
+
+/// An error response: status and a JSON body naming what is wrong.
+pub struct Failure(ApiError);
+
+impl From<ApiError> for Failure {
+    fn from(error: ApiError) -> Self {
+        Failure(error)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!(report = %self.0.report, "request failed");
+        }
+        let body = serde_json::to_vec(&ErrorBody { error: self.0.report }).expect("errors serialize");
+        (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+    }
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).expect("replies serialize");
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/register", post(register))
+        .route("/v1/sessions", post(open_session))
+        .route("/v1/sessions/{session}/messages", post(post_messages).get(poll_messages))
+        .route("/v1/sessions/{session}/reset", post(reset_session))
+        .route("/v1/sessions/{session}", axum::routing::delete(close_session))
+        .route("/v1/elements/{hash}", put(upload_element).get(download_element).head(head_element))
+        .route("/v1/jobs", get(list_jobs))
+        .route("/v1/jobs/{job}", get(get_job))
+        .fallback(not_found)
+        // Bodies are limited per route below, with errors in this API's format.
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true).compress_when(
+            tower_http::compression::predicate::SizeAbove::new(16 * 1024),
+        ))
+        .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> Failure {
+    Failure(ApiError::new(404, idlegrid_protocol::ErrorCode::BadRequest, format!("no such endpoint: {}", uri.path())))
+}
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &HealthReply { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if length > limit as u64 {
+            return Err(too_large());
+        }
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.to_string().contains("length limit") { too_large() } else { ApiError::bad_request(format!("cannot read the request body: {e}")) }
+    })
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+}
+
+fn parse_id<T: std::str::FromStr<Err = idlegrid_types::IdError>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(|e: idlegrid_types::IdError| ApiError::bad_request(e.to_string()))
+}
+
+/// The signature headers and what they sign.
+struct Signed {
+    claim: Claim,
+    method: String,
+    path_and_query: String,
+    body_sha256_hex: String,
+}
+
+fn signed(headers: &HeaderMap, method: &Method, uri: &Uri, body_sha256_hex: String) -> Result<Signed, ApiError> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let claim = Claim::parse(get(wire::HEADER_ID), get(wire::HEADER_TIME), get(wire::HEADER_SIGNATURE))
+        .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+    let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| uri.path().to_string());
+    Ok(Signed { claim, method: method.as_str().to_string(), path_and_query, body_sha256_hex })
+}
+
+impl Signed {
+    fn authenticate(&self, c: &idlegrid_coordinator::Coordinator, tx: &mut dyn idlegrid_store::Tx, now: u64) -> Result<Party, ApiError> {
+        c.authenticate(tx, &self.claim, &self.method, &self.path_and_query, &self.body_sha256_hex, now)
+    }
+}
+
+async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> AppResult {
+    let body = read_body(&headers, body, 64 * 1024).await?;
+    let request: RegisterRequest = parse_json(&body)?;
+    let now = now_ms();
+    let response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+async fn open_session(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+    let body = read_body(&headers, body, 64 * 1024).await?;
+    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
+    let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
+    let now = now_ms();
+    let info = state
+        .run(move |c, tx, fx| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.open_session(tx, &party, request.resume, now, fx)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+async fn reset_session(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let session: SessionId = parse_id(&session)?;
+    let body = read_body(&headers, body, 64 * 1024).await?;
+    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
+    let now = now_ms();
+    let info = state
+        .run(move |c, tx, fx| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.reset_session(tx, &party, session, now, fx)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+async fn close_session(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
+    let session: SessionId = parse_id(&session)?;
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let now = now_ms();
+    state
+        .run(move |c, tx, _| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.close_session(tx, &party, session)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn post_messages(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let session: SessionId = parse_id(&session)?;
+    let body = read_body(&headers, body, limits::MESSAGE_BODY_BYTES_MAX).await?;
+    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
+    let now = now_ms();
+    let reply = state
+        .run(move |c, tx, fx| {
+            let party = signed.authenticate(c, tx, now)?;
+            match party.role {
+                Role::Client => {
+                    let batch: PostBatch<ClientToServer> = parse_json(&body)?;
+                    check_batch(batch.messages.len())?;
+                    c.post_client(tx, &party, session, batch, now, fx)
+                }
+                Role::Provider => {
+                    let batch: PostBatch<ProviderToServer> = parse_json(&body)?;
+                    check_batch(batch.messages.len())?;
+                    c.post_provider(tx, &party, session, batch, now, fx)
+                }
+            }
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &reply))
+}
+
+fn check_batch(n: usize) -> Result<(), ApiError> {
+    if n > limits::BATCH_MESSAGES_MAX {
+        return Err(ApiError::too_large(format!("{n} messages in one batch; at most {} allowed", limits::BATCH_MESSAGES_MAX)));
+    }
+    Ok(())
+}
+
+async fn poll_messages(
+    State(state): State<Arc<AppState>>,
+    Path(session): Path<String>,
+    query: Result<Query<PollQuery>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
+    let session: SessionId = parse_id(&session)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(limits::POLL_WAIT_MS_MAX));
+    let max = query.max.unwrap_or(limits::POLL_MESSAGES_MAX).clamp(1, limits::POLL_MESSAGES_MAX);
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let notify = state.wakers.get(session);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut party: Option<Party> = None;
+    loop {
+        let known = party.clone();
+        let now = now_ms();
+        let signed_ref = Signed {
+            claim: signed.claim.clone(),
+            method: signed.method.clone(),
+            path_and_query: signed.path_and_query.clone(),
+            body_sha256_hex: signed.body_sha256_hex.clone(),
+        };
+        let (who, rows) = state
+            .run(move |c, tx, fx| {
+                let who = match known {
+                    Some(p) => p,
+                    None => signed_ref.authenticate(c, tx, now)?,
+                };
+                let rows = c.poll(tx, &who, session, query.after, query.ack.unwrap_or(query.after), max, now, fx)?;
+                Ok((who, rows))
+            })
+            .await?;
+        party = Some(who);
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(poll_response(rows)?);
+        }
+        tokio::select! {
+            _ = notify.notified() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = state.shutdown.cancelled() => return Ok(poll_response(Vec::new())?),
+        }
+    }
+}
+
+fn poll_response(rows: Vec<idlegrid_store::OutboxRow>) -> Result<Response, ApiError> {
+    let mut messages = Vec::with_capacity(rows.len());
+    for row in rows {
+        let message = serde_json::value::RawValue::from_string(row.body)
+            .map_err(|e| ApiError::internal(format!("a stored message is not JSON: {e}")))?;
+        messages.push(wire::Envelope { seq: row.seq, reply_to: row.reply_to, message });
+    }
+    Ok(json_response(StatusCode::OK, &RawPollReply { messages }))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn upload_element(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+    query: Result<Query<UploadQuery>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let hash: ElementHash = parse_id(&hash)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let kind: ElementKind = match query.kind.as_deref() {
+        None => ElementKind::Data,
+        Some(text) => text.parse().map_err(|e: idlegrid_types::IdError| ApiError::bad_request(e.to_string()))?,
+    };
+    let name = query.name.unwrap_or_default();
+    // The signature covers the element's hash as the body hash: the bytes are checked
+    // against it while they stream in.
+    let signed = signed(&headers, &method, &uri, hash.to_string())?;
+    let now = now_ms();
+    let party = state.run(move |c, tx, _| signed.authenticate(c, tx, now)).await?;
+    let limit = state.coordinator.config().element_bytes_max;
+    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+        if length > limit {
+            return Err(ApiError::too_large(format!("the element of {length} bytes exceeds the limit of {limit} bytes")).into());
+        }
+    }
+    let size = state.elements.upload(&hash, body.into_data_stream(), limit).await.map_err(|e| match e {
+        UploadError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        UploadError::HashMismatch { .. } | UploadError::Body(_) => ApiError::bad_request(e.to_string()),
+        UploadError::Storage(_) => ApiError::internal(e.to_string()),
+    })?;
+    let now = now_ms();
+    state.run(move |c, tx, _| c.element_stored(tx, &party, &hash, size, kind, &name, now)).await?;
+    Ok(json_response(StatusCode::CREATED, &idlegrid_types::ElementRef { hash, size }))
+}
+
+async fn head_element(State(state): State<Arc<AppState>>, Path(hash): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    let hash: ElementHash = parse_id(&hash)?;
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let now = now_ms();
+    let known = state
+        .run(move |c, tx, _| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.element_known(tx, &party, &hash)
+        })
+        .await?;
+    match known {
+        Some(size) => Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response()),
+        None => Ok(StatusCode::NOT_FOUND.into_response()),
+    }
+}
+
+async fn download_element(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
+    let hash: ElementHash = parse_id(&hash)?;
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let ticket = headers.get(wire::HEADER_TICKET).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let now = now_ms();
+    let size = state
+        .run(move |c, tx, _| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.authorize_download(tx, &party, &hash, ticket.as_deref(), now)
+        })
+        .await?;
+    let stream = state.elements.download(&hash).await.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => ApiError::not_found_element(format!("element {hash} is missing from storage")),
+        other => ApiError::internal(other.to_string()),
+    })?;
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn list_jobs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let now = now_ms();
+    let jobs = state
+        .run(move |c, tx, _| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.jobs_of(tx, &party)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &jobs))
+}
+
+async fn get_job(State(state): State<Arc<AppState>>, Path(job): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    let job: JobId = parse_id(&job)?;
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let now = now_ms();
+    let info = state
+        .run(move |c, tx, _| {
+            let party = signed.authenticate(c, tx, now)?;
+            c.job_of(tx, &party, job)
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, &info))
+}
