@@ -1,1 +1,344 @@
-fn main() {}
+//! `idlegrid`: run a server, an engine, or drive jobs as a client.
+
+mod bench;
+mod cluster;
+mod demo;
+mod jobfile;
+mod jobs;
+mod local;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use idlegrid_protocol::messages::Replay;
+use idlegrid_types::JobId;
+
+#[derive(Parser)]
+#[command(name = "idlegrid", version, about = "Put idle computers to work: server, compute engine and client in one command")]
+struct Cli {
+    /// Server to talk to (client and engine commands).
+    #[arg(long, global = true, env = "IDLEGRID_SERVER", default_value = "http://127.0.0.1:7700")]
+    server: String,
+    /// Folder for this user's client identity.
+    #[arg(long, global = true, env = "IDLEGRID_HOME")]
+    home: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `idlegrid_engine=debug` (default: warn for client commands).
+    #[arg(long, global = true, env = "IDLEGRID_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded SQLite store and local element folder).
+    Server {
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        /// Where the database and elements live.
+        #[arg(long, default_value = "idlegrid-server")]
+        data: PathBuf,
+        /// Seconds of silence after which an engine's tasks go to other engines.
+        #[arg(long, default_value_t = 120)]
+        engine_silence_secs: u64,
+        /// Seconds between maintenance passes (silent engines, expired sessions, garbage).
+        #[arg(long, default_value_t = 5.0)]
+        maintenance_secs: f64,
+    },
+    /// Run a compute engine that works for the server.
+    Engine {
+        /// Where the engine keeps its identity, element cache and tasks.
+        #[arg(long, default_value = "idlegrid-engine")]
+        data: PathBuf,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long)]
+        slots: Option<u32>,
+        /// Tasks staged ahead of the running ones.
+        #[arg(long)]
+        prefetch: Option<u32>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Submit, watch, control and collect jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Run a job's tasks on this machine through the same runtime, to debug them (P1.7).
+    RunLocal {
+        /// The job file (TOML).
+        job: PathBuf,
+        /// Run only the first N tasks.
+        #[arg(long, conflicts_with = "percent")]
+        tasks: Option<u64>,
+        /// Run this percentage of the tasks, spread evenly.
+        #[arg(long)]
+        percent: Option<f64>,
+        /// Write results here (`<task>.out`, `<task>.err`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Parallel tasks (default: the number of cores).
+        #[arg(long)]
+        parallel: Option<usize>,
+    },
+    /// Start a server and several engines here and run a real job: a Mandelbrot image and pi.
+    Demo {
+        #[arg(long, default_value_t = 3)]
+        engines: u32,
+        /// Folder with the example tasks' .wasm files (built by `cargo xtask build-tasks`).
+        #[arg(long, env = "IDLEGRID_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+        /// Where the image and results go.
+        #[arg(long, default_value = "idlegrid-demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        pi_tasks: u64,
+        /// Image width in pixels (height is three quarters of it); tiles are 64 x 64.
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+    },
+    /// Measure throughput and latency on this machine and print a table.
+    Bench {
+        #[arg(long, default_value_t = 20_000)]
+        tasks: u64,
+        #[arg(long, default_value_t = 2)]
+        engines: u32,
+        /// Single-task round trips for the latency figures.
+        #[arg(long, default_value_t = 200)]
+        latency_samples: u32,
+        #[arg(long, env = "IDLEGRID_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a job file and launch it.
+    Submit {
+        job: PathBuf,
+        /// Stay attached: show progress and write results as they come.
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: where results go.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Attach to a job, show progress and write results as they arrive.
+    Watch {
+        job: JobId,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Which results to replay first: undelivered (default), all, or none.
+        #[arg(long, default_value = "undelivered")]
+        replay: String,
+    },
+    /// Write every result of a job to a folder (waits for the job to complete).
+    Results {
+        job: JobId,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Show a job's state and counts.
+    Status { job: JobId },
+    /// List this client's jobs.
+    List,
+    /// Stop a job, or one task.
+    Stop {
+        job: JobId,
+        #[arg(long)]
+        task: Option<u64>,
+    },
+    /// Resume a stopped job, or one task.
+    Resume {
+        job: JobId,
+        #[arg(long)]
+        task: Option<u64>,
+    },
+    /// Remove a job (or one task) and everything the server holds for it.
+    Rm {
+        job: JobId,
+        #[arg(long)]
+        task: Option<u64>,
+    },
+    /// Fetch a checkpoint of a task (asks its engine for a fresh one).
+    Checkpoint {
+        job: JobId,
+        task: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(filter: Option<&str>, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn home(cli_home: Option<PathBuf>) -> PathBuf {
+    cli_home.unwrap_or_else(|| {
+        std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join(".idlegrid")
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server { listen, data, engine_silence_secs, maintenance_secs } => {
+            init_logging(cli.log.as_deref(), "info");
+            let mut config = idlegrid_server::ServerConfig::new(listen, data);
+            config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
+            config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
+            let server = idlegrid_server::Server::start(config).await?;
+            println!("idlegrid server listening on {}", server.url());
+            tokio::select! {
+                _ = shutdown_signal() => server.shutdown().await,
+            }
+            Ok(())
+        }
+        Command::Engine { data, slots, prefetch, name } => {
+            init_logging(cli.log.as_deref(), "info");
+            let mut config = idlegrid_engine::EngineConfig::new(&cli.server, data);
+            if let Some(slots) = slots {
+                anyhow::ensure!(slots > 0, "--slots must be at least 1");
+                config.slots = slots;
+            }
+            if let Some(prefetch) = prefetch {
+                config.prefetch = prefetch;
+            }
+            if let Some(name) = name {
+                config.name = name;
+            }
+            let engine = idlegrid_engine::Engine::start(config).await?;
+            println!("idlegrid engine {} working for {}", engine.id(), cli.server);
+            shutdown_signal().await;
+            engine.shutdown().await;
+            Ok(())
+        }
+        Command::Job(command) => {
+            init_logging(cli.log.as_deref(), "warn");
+            let client = jobs::connect(&cli.server, &home(cli.home)).await?;
+            let outcome = job_command(&client, command).await;
+            let _ = client.close().await;
+            outcome
+        }
+        Command::RunLocal { job, tasks, percent, out, parallel } => {
+            init_logging(cli.log.as_deref(), "warn");
+            local::run_local(&job, tasks, percent, out.as_deref(), parallel).await
+        }
+        Command::Demo { engines, tasks_dir, out, pi_tasks, width } => {
+            init_logging(cli.log.as_deref(), "warn");
+            demo::run(engines, tasks_dir, &out, pi_tasks, width).await
+        }
+        Command::Bench { tasks, engines, latency_samples, tasks_dir } => {
+            init_logging(cli.log.as_deref(), "warn");
+            bench::run(tasks, engines, latency_samples, tasks_dir).await
+        }
+    }
+}
+
+async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> anyhow::Result<()> {
+    match command {
+        JobCommand::Submit { job, watch, out } => {
+            let job_file = jobfile::Job::load(&job)?;
+            let info = jobs::submit(client, &job_file).await?;
+            println!("job {} launched ({} tasks)", info.job, info.counts.total());
+            if watch {
+                let summary = jobs::collect(client, info.job, Replay::Undelivered, out.as_deref()).await?;
+                summary.print(out.as_deref());
+            } else {
+                println!("watch it with: idlegrid job watch {}", info.job);
+            }
+            Ok(())
+        }
+        JobCommand::Watch { job, out, replay } => {
+            let replay = match replay.as_str() {
+                "undelivered" => Replay::Undelivered,
+                "all" => Replay::All,
+                "none" => Replay::None,
+                other => anyhow::bail!("--replay must be undelivered, all or none, not '{other}'"),
+            };
+            let summary = jobs::collect(client, job, replay, out.as_deref()).await?;
+            summary.print(out.as_deref());
+            Ok(())
+        }
+        JobCommand::Results { job, out } => {
+            let summary = jobs::collect(client, job, Replay::All, Some(&out)).await?;
+            summary.print(Some(&out));
+            Ok(())
+        }
+        JobCommand::Status { job } => {
+            jobs::print_job(&client.job(job).await?);
+            Ok(())
+        }
+        JobCommand::List => {
+            let list = client.jobs().await?;
+            if list.is_empty() {
+                println!("no jobs");
+            }
+            for info in list {
+                jobs::print_job(&info);
+            }
+            Ok(())
+        }
+        JobCommand::Stop { job, task } => {
+            jobs::print_job(&client.stop(job, task).await?);
+            Ok(())
+        }
+        JobCommand::Resume { job, task } => {
+            jobs::print_job(&client.resume(job, task).await?);
+            Ok(())
+        }
+        JobCommand::Rm { job, task } => {
+            match task {
+                Some(task) => client.remove_task(job, task).await?,
+                None => client.remove_job(job).await?,
+            }
+            println!("removed");
+            Ok(())
+        }
+        JobCommand::Checkpoint { job, task, out } => {
+            match client.checkpoint(job, task).await? {
+                Some(bytes) => {
+                    std::fs::write(&out, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+                    println!("checkpoint of {} bytes written to {}", bytes.len(), out.display());
+                }
+                None => println!("task {task} has no checkpoint yet"),
+            }
+            Ok(())
+        }
+    }
+}

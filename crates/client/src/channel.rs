@@ -164,7 +164,7 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         self.recv.lock().unwrap_or_else(|p| p.into_inner()).received
     }
 
-    /// Wait until every message up to `seq` has been received.
+    /// Wait until every message up to `seq` has been received and dispatched.
     pub async fn wait_received(&self, seq: u64) {
         let mut rx = self.received_tx.subscribe();
         let _ = rx.wait_for(|received| *received >= seq).await;
@@ -198,9 +198,21 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
                 recv.unreleased.insert(envelope.seq);
                 fresh.push(Received { seq: envelope.seq, reply_to: envelope.reply_to, message: envelope.message });
             }
-            self.received_tx.send_replace(recv.received);
         }
         Ok(fresh)
+    }
+
+    /// The party has handled (dispatched) every message up to `seq`: wake those waiting in
+    /// [`wait_received`](Self::wait_received). Called after dispatch, so that a waiter finds
+    /// the replies it waits for.
+    pub fn dispatched(&self, seq: u64) {
+        self.received_tx.send_if_modified(|current| {
+            let advanced = seq > *current;
+            if advanced {
+                *current = seq;
+            }
+            advanced
+        });
     }
 
     /// Tell the server the current acknowledgement position without waiting for messages.

@@ -352,8 +352,12 @@ async fn pump(shared: Arc<Shared>) {
         match polled {
             Ok(messages) => {
                 backoff.reset();
+                let last = messages.last().map(|m| m.seq);
                 for received in messages {
                     dispatch(&shared, received.seq, received.reply_to, received.message);
+                }
+                if let Some(last) = last {
+                    shared.channel.dispatched(last);
                 }
             }
             Err(error) if error.is_transient() => {

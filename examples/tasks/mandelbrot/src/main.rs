@@ -2,6 +2,7 @@
 //! Parameters: `x y w h` (tile position and size in pixels), `width height` (image size),
 //! `iter` (maximum iterations), optional `cx cy scale` (centre and width of the view).
 //! Result: 16-byte header (x, y, w, h as little-endian u32) then w*h grey levels, row by row.
+//! Floating-point only in basic arithmetic and `ln`, computed the same way on every engine.
 
 use idlegrid_guest::TaskError;
 
@@ -40,8 +41,9 @@ fn main() {
                     zr = t;
                     i += 1;
                 }
-                // Inside the set is black; outside, brightness falls with escape time.
-                let grey = if i == max_iter { 0 } else { 255 - ((i * 255) / max_iter) as u8 };
+                // Inside the set is black; outside, points that escape late (near the set's
+                // edge) are bright, on a log scale so that the fine structure shows.
+                let grey = if i == max_iter { 0 } else { (255.0 * ((i + 1) as f64).ln() / ((max_iter + 1) as f64).ln()) as u8 };
                 out.push(grey);
             }
         }

@@ -1,0 +1,189 @@
+//! Client commands: submit a job file, collect results with a progress bar.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use idlegrid_client::{Client, JobEvent};
+use idlegrid_protocol::auth::Identity;
+use idlegrid_protocol::messages::{JobInfo, Replay, TaskSpec, TaskStatusReport};
+use idlegrid_types::{ElementKind, ElementRef, JobId, JobState, TaskState};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::jobfile::Job;
+
+pub async fn connect(server: &str, home: &Path) -> anyhow::Result<Client> {
+    let identity = Identity::load_or_create(&home.join("client.key"))?;
+    let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
+    Client::connect(server, identity, &name)
+        .await
+        .with_context(|| format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)"))
+}
+
+pub fn print_job(info: &JobInfo) {
+    let c = &info.counts;
+    println!(
+        "job {}  {:<10} {:>8} tasks: {} queued, {} running, {} stopped, {} succeeded, {} failed{}",
+        info.job,
+        info.state.as_str(),
+        c.total(),
+        c.queued + c.created,
+        c.running,
+        c.stopped,
+        c.succeeded,
+        c.failed,
+        if info.properties.name.is_empty() { String::new() } else { format!("  ({})", info.properties.name) }
+    );
+}
+
+/// Upload the job's elements, stream its tasks, launch it.
+pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
+    let executable = client.upload_file(&job.executable(), ElementKind::Executable).await.context("uploading the executable")?;
+    let info = client.create_job(job.properties()).await?;
+    let mut uploaded: HashMap<PathBuf, ElementRef> = HashMap::new();
+    let progress = bar(job.count_hint(), "submitting");
+    let mut batch = Vec::with_capacity(4000);
+    let mut total = 0u64;
+    for task in job.tasks()? {
+        let task = task?;
+        let mut data = std::collections::BTreeMap::new();
+        for (name, path) in &task.data {
+            let element = match uploaded.get(path) {
+                Some(element) => *element,
+                None => {
+                    let element = client.upload_file(path, ElementKind::Data).await.with_context(|| format!("uploading {}", path.display()))?;
+                    // Remember shared elements; a tasks file with a file per task stays bounded.
+                    if uploaded.len() < 10_000 {
+                        uploaded.insert(path.clone(), element);
+                    }
+                    element
+                }
+            };
+            data.insert(name.clone(), element.hash);
+        }
+        batch.push(TaskSpec { index: task.index, executable: executable.hash, data, params: task.params, priority: task.priority });
+        if batch.len() == batch.capacity() {
+            total += client.add_tasks(info.job, std::mem::take(&mut batch)).await?;
+            progress.set_position(total);
+        }
+    }
+    total += client.add_tasks(info.job, batch).await?;
+    progress.finish_and_clear();
+    let launched = client.launch(info.job).await?;
+    anyhow::ensure!(total > 0, "the job file defines no tasks");
+    Ok(launched)
+}
+
+pub fn bar(total: Option<u64>, label: &str) -> ProgressBar {
+    let bar = match total {
+        Some(total) => ProgressBar::new(total),
+        None => ProgressBar::no_length(),
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_string());
+    bar
+}
+
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failures: Vec<(u64, String)>,
+}
+
+impl Summary {
+    pub fn print(&self, out: Option<&Path>) {
+        println!("{} tasks succeeded, {} failed", self.succeeded, self.failed);
+        for (task, reason) in self.failures.iter().take(5) {
+            println!("  task {task} failed: {}", reason.lines().next().unwrap_or(""));
+        }
+        if self.failures.len() > 5 {
+            println!("  ... and {} more", self.failures.len() - 5);
+        }
+        if let Some(out) = out {
+            println!("results are in {}", out.display());
+        }
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("part");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Watch a job until it completes, showing progress; write results to `out` if given
+/// (`<task>.out` for results, `<task>.err` for failures).
+pub async fn collect(client: &Client, job: JobId, replay: Replay, out: Option<&Path>) -> anyhow::Result<Summary> {
+    if let Some(out) = out {
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
+    let mut summary = Summary::default();
+    follow(client, job, replay, &bar(None, "running"), |report, bytes| {
+        match report.state {
+            TaskState::Succeeded => {
+                summary.succeeded += 1;
+                if let (Some(out), Some(bytes)) = (out, bytes) {
+                    write_atomic(&out.join(format!("{}.out", report.task)), bytes)?;
+                }
+            }
+            _ => {
+                summary.failed += 1;
+                let reason = report.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.message)).unwrap_or_default();
+                if let Some(out) = out {
+                    write_atomic(&out.join(format!("{}.err", report.task)), reason.as_bytes())?;
+                }
+                summary.failures.push((report.task, reason));
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(summary)
+}
+
+/// Follow a job to its completion, calling `on_final` for each final status (with the
+/// result's bytes for a succeeded task) while a progress bar tracks the job's counts.
+pub async fn follow(
+    client: &Client,
+    job: JobId,
+    replay: Replay,
+    progress: &ProgressBar,
+    mut on_final: impl FnMut(&TaskStatusReport, Option<&[u8]>) -> anyhow::Result<()>,
+) -> anyhow::Result<JobInfo> {
+    let start = client.job(job).await?;
+    progress.set_length(start.counts.total());
+    progress.set_position(start.counts.concluded());
+    let mut watch = client.watch(job, replay).await?;
+    let mut received = 0u64;
+    if replay == Replay::All {
+        progress.set_position(0);
+    }
+    while let Some(event) = watch.next().await {
+        match event? {
+            JobEvent::Task(report) if report.state.is_final() => {
+                let bytes = match (&report.result, report.state) {
+                    (Some(payload), TaskState::Succeeded) => Some(client.fetch(payload).await?),
+                    _ => None,
+                };
+                on_final(&report, bytes.as_deref())?;
+                received += 1;
+                progress.set_length(report.counts.total());
+                // A replay of all results counts what arrived; otherwise the job's own count.
+                progress.set_position(if replay == Replay::All { received } else { report.counts.concluded() });
+            }
+            JobEvent::Task(_) => {}
+            JobEvent::Job(info) if info.state == JobState::Completed => {
+                progress.set_position(info.counts.concluded());
+                progress.finish_and_clear();
+                return Ok(info);
+            }
+            JobEvent::Job(_) => {}
+        }
+    }
+    anyhow::bail!("the connection to the server ended before the job completed")
+}
