@@ -164,6 +164,11 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         self.recv.lock().unwrap_or_else(|p| p.into_inner()).received
     }
 
+    /// Sequence number up to which messages have been dispatched.
+    pub fn dispatched_position(&self) -> u64 {
+        *self.received_tx.borrow()
+    }
+
     /// Wait until every message up to `seq` has been received and dispatched.
     pub async fn wait_received(&self, seq: u64) {
         let mut rx = self.received_tx.subscribe();

@@ -220,6 +220,11 @@ impl Client {
     pub async fn checkpoint(&self, job: JobId, task: TaskIndex) -> Result<Option<Vec<u8>>, ClientError> {
         let (first, reply) = self.shared.channel.send(vec![ClientToServer::GetTask { job, task }]).await?;
         loop {
+            // Read the position before looking for the reply: a reply dispatched in between
+            // moves the position past it and ends the wait below.
+            let seen = self.shared.channel.dispatched_position();
+            // Replies already queued on the server come first; after them, any new message.
+            let target = if seen < reply.outbound_head { reply.outbound_head } else { seen + 1 };
             let found = {
                 let mut replies = self.shared.replies.lock().unwrap_or_else(|p| p.into_inner());
                 replies.remove(&first)
@@ -239,9 +244,8 @@ impl Client {
             if let Some(failure) = self.shared.failure() {
                 return Err(failure);
             }
-            let next = self.shared.channel.received().max(reply.outbound_head) + 1;
             tokio::select! {
-                _ = self.shared.channel.wait_received(next) => {}
+                _ = self.shared.channel.wait_received(target) => {}
                 _ = self.shared.failed.notified() => {}
             }
         }
@@ -250,6 +254,9 @@ impl Client {
     /// Subscribe to a job: statuses and results stream in as they arrive; results that waited
     /// on the server while no client was attached come first (P1.4, P1.6).
     pub async fn watch(&self, job: JobId, replay: Replay) -> Result<JobWatch, ClientError> {
+        // Results already processed must be acknowledged before the server decides which are
+        // undelivered.
+        self.shared.channel.flush_acks().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()).insert(job, tx);
         match self.request(vec![ClientToServer::Attach { job, replay }]).await {
@@ -380,6 +387,7 @@ async fn pump(shared: Arc<Shared>) {
 }
 
 fn dispatch(shared: &Shared, seq: u64, reply_to: Option<u64>, message: ServerToClient) {
+    tracing::trace!(seq, ?reply_to, message = idlegrid_protocol::ChannelMessage::name(&message), "received");
     if let Some(request) = reply_to {
         shared.replies.lock().unwrap_or_else(|p| p.into_inner()).entry(request).or_default().push(message);
         shared.channel.release(seq);

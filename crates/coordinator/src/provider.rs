@@ -99,7 +99,8 @@ impl Coordinator {
             M::Contents { tasks } => self.reconcile(ctx, tasks),
             M::TaskStatus(status) => self.assignment_status(ctx, status),
             M::Task { assignment, checkpoint } => {
-                let (_, mut task) = self.held_assignment(ctx, assignment, true)?;
+                // Answered even after the assignment ended: a client may be waiting for it.
+                let (_, mut task) = self.held_assignment(ctx, assignment, false)?;
                 if let Some(checkpoint) = checkpoint {
                     self.accept_checkpoint(ctx, &mut task, checkpoint)?;
                 }

@@ -464,3 +464,32 @@ fn engines_need_a_ticket_for_elements_of_their_own_tasks() {
     assert_eq!(check(&client.party, &exe, None).unwrap(), 9, "the owner may read its element");
     assert_eq!(check(&stranger.party, &exe, None).unwrap_err().status, 404);
 }
+
+#[test]
+fn higher_priority_tasks_are_placed_first_then_oldest_first() {
+    let mut world = World::new();
+    let mut client = world.join(Role::Client);
+    let exe = world.upload(&client, b"exe", ElementKind::Executable);
+    let (low, high) = (JobId::random(), JobId::random());
+    world.client_send(
+        &mut client,
+        vec![
+            ClientToServer::CreateJob { job: low, properties: JobProperties { priority: 0, ..JobProperties::default() } },
+            ClientToServer::CreateJob { job: high, properties: JobProperties { priority: 5, ..JobProperties::default() } },
+            ClientToServer::Task { job: low, tasks: specs(exe, 0..3) },
+            ClientToServer::Task { job: high, tasks: specs(exe, 0..3) },
+            ClientToServer::Launch { job: low },
+            ClientToServer::Launch { job: high },
+        ],
+    );
+    let mut engine = world.join(Role::Provider);
+    engine_ready(&mut world, &mut engine, 4);
+    let first = assignments(&mut world, &mut engine);
+    assert_eq!(first.iter().map(|a| a.priority).collect::<Vec<_>>(), vec![5, 5, 5, 0]);
+    assert_eq!(first[3].params, b"n=0", "among equals, the oldest first");
+    let priority_of_task = |n: u64| TaskSpec { priority: Some(9), ..specs(exe, n..n + 1).remove(0) };
+    world.client_send(&mut client, vec![ClientToServer::Task { job: low, tasks: vec![priority_of_task(7)] }]);
+    world.engine_send(&mut engine, vec![succeed(&first[0])]);
+    let next = assignments(&mut world, &mut engine);
+    assert_eq!((next[0].priority, next[0].params.clone()), (9, b"n=7".to_vec()), "a task may override its job's priority");
+}

@@ -440,6 +440,7 @@ impl Inner {
     }
 
     fn handle(self: &Arc<Self>, message: ServerToProvider) {
+        tracing::trace!(message = idlegrid_protocol::ChannelMessage::name(&message), "received");
         match message {
             ServerToProvider::Task(assignment) => self.accept(assignment),
             ServerToProvider::RemoveTask { assignment } => self.remove(assignment),

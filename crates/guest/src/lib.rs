@@ -22,6 +22,7 @@
 use idlegrid_task_abi::{code, control as ctl};
 
 mod sys;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 
 /// An error from a runtime call.

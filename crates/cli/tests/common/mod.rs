@@ -1,0 +1,176 @@
+//! Shared test helpers: an in-process cluster, child processes of the real binary, example
+//! tasks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use idlegrid_client::{Client, JobEvent};
+use idlegrid_engine::{Engine, EngineConfig, EngineHandle};
+use idlegrid_protocol::auth::Identity;
+use idlegrid_protocol::messages::{JobInfo, Replay, TaskStatusReport};
+use idlegrid_server::{Server, ServerConfig, ServerHandle};
+use idlegrid_types::{ElementKind, ElementRef, JobId, JobState};
+
+pub use idlegrid_testkit::example_task_bytes;
+
+/// Generous bound so a broken test fails instead of hanging; never a speed assertion.
+pub const PATIENCE: Duration = Duration::from_secs(180);
+
+pub fn server_config(dir: &Path) -> ServerConfig {
+    let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("server"));
+    config.maintenance_interval = Duration::from_millis(100);
+    config.coordinator.provider_silence_ms_max = 3_000;
+    config
+}
+
+pub fn engine_config(server: &str, dir: &Path, name: &str) -> EngineConfig {
+    let mut config = EngineConfig::new(server, dir.join(name));
+    config.name = name.to_string();
+    config.slots = 1;
+    config.prefetch = 4;
+    config.channel.poll_wait = Duration::from_secs(5);
+    config.channel.backoff_max = Duration::from_millis(500);
+    config
+}
+
+/// Logs to stderr when TEST_LOG is set (e.g. TEST_LOG=debug), for debugging a test.
+pub fn logs() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub server: Option<ServerHandle>,
+    pub engines: Vec<EngineHandle>,
+}
+
+impl Cluster {
+    pub async fn start(engines: usize) -> Cluster {
+        logs();
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(server_config(dir.path())).await.unwrap();
+        let mut handles = Vec::new();
+        for i in 0..engines {
+            handles.push(Engine::start(engine_config(&server.url(), dir.path(), &format!("engine-{i}"))).await.unwrap());
+        }
+        Cluster { dir, server: Some(server), engines: handles }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.as_ref().unwrap().url()
+    }
+
+    pub async fn client(&self) -> Client {
+        connect(&self.url()).await
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    let mut config = idlegrid_client::ChannelConfig::default();
+    config.poll_wait = Duration::from_secs(5);
+    config.backoff_max = Duration::from_millis(500);
+    Client::connect_with(url, Identity::generate(), "test", config).await.unwrap()
+}
+
+pub async fn upload_task(client: &Client, name: &str) -> ElementRef {
+    client.upload(example_task_bytes(name), ElementKind::Executable, &format!("{name}.wasm")).await.unwrap()
+}
+
+/// Watch a job to completion; returns every final status and the completion notice.
+pub async fn run_to_completion(client: &Client, job: JobId, replay: Replay) -> (Vec<TaskStatusReport>, JobInfo) {
+    let mut watch = client.watch(job, replay).await.unwrap();
+    let mut finals = Vec::new();
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = watch.next().await {
+            match event.unwrap() {
+                JobEvent::Task(report) if report.state.is_final() => finals.push(report),
+                JobEvent::Job(info) if info.state == JobState::Completed => return info,
+                _ => {}
+            }
+        }
+        panic!("the watch ended before the job completed");
+    })
+    .await
+    .expect("the job did not complete in time");
+    (finals, outcome)
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_idlegrid"))
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A child process that is killed (SIGKILL) when dropped.
+pub struct Process(pub Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Process {
+    pub fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+pub fn spawn_server(port: u16, data: &Path, silence_secs: u64) -> Process {
+    let child = Command::new(binary())
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(data)
+        .args(["--engine-silence-secs", &silence_secs.to_string(), "--maintenance-secs", "0.2", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Process(child)
+}
+
+pub fn spawn_engine(server: &str, data: &Path, slots: u32) -> Process {
+    let child = Command::new(binary())
+        .args(["--server", server, "engine", "--data"])
+        .arg(data)
+        .args(["--slots", &slots.to_string(), "--prefetch", "2", "--log", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    Process(child)
+}
+
+/// Wait until the server answers its health check.
+pub async fn wait_healthy(url: &str) {
+    let http = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(response) = http.get(format!("{url}/v1/health")).send().await {
+            if response.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server at {url} did not come up");
+}
+
+/// Run the CLI as a client; returns (success, stdout, stderr).
+pub fn cli(home: &Path, server: &str, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(binary())
+        .arg("--home")
+        .arg(home)
+        .args(["--server", server])
+        .args(args)
+        .output()
+        .unwrap();
+    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
