@@ -12,10 +12,10 @@ use tokio::sync::Semaphore;
 use crate::jobfile::{Job, LocalTask};
 use crate::jobs::bar;
 
-/// Whether task `index` belongs to an even `percent` sample.
+/// Whether task `index` belongs to an even `percent` sample (which always starts with task 0).
 pub fn in_sample(index: u64, percent: f64) -> bool {
     let fraction = (percent / 100.0).clamp(0.0, 1.0);
-    (index as f64 * fraction).floor() < ((index + 1) as f64 * fraction).floor()
+    (index as f64 * fraction).ceil() < ((index + 1) as f64 * fraction).ceil()
 }
 
 pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>, out: Option<&Path>, parallel: Option<usize>) -> anyhow::Result<()> {
@@ -140,6 +140,7 @@ mod tests {
         let picked: Vec<u64> = (0..100).filter(|i| in_sample(*i, 10.0)).collect();
         assert_eq!(picked.len(), 10);
         assert!(picked.windows(2).all(|w| w[1] - w[0] == 10));
+        assert_eq!(picked[0], 0, "the first task is always in the sample");
         assert_eq!((0..7).filter(|i| in_sample(*i, 100.0)).count(), 7);
         assert_eq!((0..1000).filter(|i| in_sample(*i, 33.3)).count(), 333);
     }

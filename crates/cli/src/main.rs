@@ -25,6 +25,9 @@ struct Cli {
     /// Folder for this user's client identity.
     #[arg(long, global = true, env = "IDLEGRID_HOME")]
     home: Option<PathBuf>,
+    /// Seconds a client command keeps trying to reach a server that does not answer.
+    #[arg(long, global = true, default_value_t = 30)]
+    connect_timeout_secs: u64,
     /// Log filter, e.g. `info` or `idlegrid_engine=debug` (default: warn for client commands).
     #[arg(long, global = true, env = "IDLEGRID_LOG")]
     log: Option<String>,
@@ -250,7 +253,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job(command) => {
             init_logging(cli.log.as_deref(), "warn");
-            let client = jobs::connect(&cli.server, &home(cli.home)).await?;
+            let client = jobs::connect(&cli.server, &home(cli.home), Duration::from_secs(cli.connect_timeout_secs)).await?;
             let outcome = job_command(&client, command).await;
             let _ = client.close().await;
             outcome

@@ -33,6 +33,8 @@ pub struct ChannelConfig {
     /// Give up sending after failing for this long (`None`: keep trying; engines and clients
     /// ride out a server restart).
     pub send_give_up_after: Option<Duration>,
+    /// Give up the first contact (registration, opening the session) after this long.
+    pub connect_give_up_after: Option<Duration>,
 }
 
 impl Default for ChannelConfig {
@@ -43,6 +45,7 @@ impl Default for ChannelConfig {
             backoff_max: Duration::from_secs(10),
             batch_messages_max: 100,
             send_give_up_after: None,
+            connect_give_up_after: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -78,7 +81,9 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
     /// Open a session (or resume `resume` if the server still has it).
     pub async fn open(transport: Transport, config: ChannelConfig, resume: Option<SessionId>) -> Result<(Self, SessionInfo), ClientError> {
         let request = OpenSessionRequest { resume };
-        let info: SessionInfo = retry(&config, || transport.call(Method::POST, "/v1/sessions", Some(&request), Duration::from_secs(60))).await?;
+        let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
+        let info: SessionInfo =
+            retry(&connecting, || transport.call(Method::POST, "/v1/sessions", Some(&request), Duration::from_secs(60))).await?;
         Ok((Self::from_info(transport, config, &info), info))
     }
 

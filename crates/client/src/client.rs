@@ -68,7 +68,8 @@ impl Client {
 
     pub async fn connect_with(server: &str, identity: Identity, name: &str, config: ChannelConfig) -> Result<Client, ClientError> {
         let transport = Transport::new(server, identity)?;
-        crate::channel::retry(&config, || transport.register(Role::Client, name)).await?;
+        let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
+        crate::channel::retry(&connecting, || transport.register(Role::Client, name)).await?;
         let (channel, _) = Channel::open(transport, config, None).await?;
         let shared = Arc::new(Shared {
             channel,

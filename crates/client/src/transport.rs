@@ -118,9 +118,10 @@ impl Transport {
         let path = format!("/v1/elements/{hash}");
         let response = self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(network)?;
         match response.status() {
-            StatusCode::OK => Ok(response.content_length().or_else(|| {
-                response.headers().get(reqwest::header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
-            })),
+            StatusCode::OK => {
+                let size = response.headers().get(wire::HEADER_ELEMENT_SIZE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                size.map(Some).ok_or_else(|| ClientError::Protocol("the server did not say the element's size".into()))
+            }
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(failure(response).await),
         }

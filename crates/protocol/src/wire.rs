@@ -25,6 +25,8 @@ pub const HEADER_TIME: &str = "x-idlegrid-time";
 pub const HEADER_SIGNATURE: &str = "x-idlegrid-signature";
 /// Header carrying an element download ticket.
 pub const HEADER_TICKET: &str = "x-idlegrid-ticket";
+/// Header of a `HEAD /v1/elements/{hash}` answer: the element's size.
+pub const HEADER_ELEMENT_SIZE: &str = "x-idlegrid-element-size";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

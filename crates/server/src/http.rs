@@ -132,11 +132,12 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 async fn open_session(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
     let body = read_body(&headers, body, 64 * 1024).await?;
     let signed = signed(&headers, &method, &uri, body_hash(&body))?;
-    let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
     let now = now_ms();
     let info = state
         .run(move |c, tx, fx| {
+            // Who asks comes first: strangers learn nothing, not even what a body should be.
             let party = signed.authenticate(c, tx, now)?;
+            let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
             c.open_session(tx, &party, request.resume, now, fx)
         })
         .await?;
@@ -335,7 +336,9 @@ async fn head_element(State(state): State<Arc<AppState>>, Path(hash): Path<Strin
         })
         .await?;
     match known {
-        Some(size) => Ok((StatusCode::OK, [(header::CONTENT_LENGTH, size.to_string())]).into_response()),
+        // A HEAD answer has no body, so its Content-Length is not reliable: the size travels
+        // in its own header.
+        Some(size) => Ok((StatusCode::OK, [(wire::HEADER_ELEMENT_SIZE, size.to_string())]).into_response()),
         None => Ok(StatusCode::NOT_FOUND.into_response()),
     }
 }

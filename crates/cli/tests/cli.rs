@@ -1,0 +1,115 @@
+//! The `idlegrid` binary as users run it: a server and an engine as separate processes, and
+//! client commands as more processes, on localhost.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn job_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("job.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn job_id(stdout: &str) -> String {
+    stdout.split_whitespace().skip_while(|w| *w != "job").nth(1).unwrap_or_else(|| panic!("no job id in: {stdout}")).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_control_and_collect_with_separate_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = spawn_server(port, &dir.path().join("server"), 30);
+    wait_healthy(&url).await;
+    let home = dir.path().join("home");
+    let pi = example_task("pi");
+    let job = job_file(dir.path(), &format!(
+        "name = \"pi\"\nexecutable = \"{}\"\n[tasks]\ncount = 24\nparams = \"samples=300000 seed={{index}}\"\n",
+        pi.display()
+    ));
+
+    // Submitted with no engine running: fire and forget.
+    let (ok, out, err) = cli(&home, &url, &["job", "submit", job.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let id = job_id(&out);
+    let (ok, out, _) = cli(&home, &url, &["job", "status", &id]);
+    assert!(ok && out.contains("running") && out.contains("24 tasks"), "{out}");
+
+    // Stop before any engine exists, then resume; then an engine does the work.
+    let (ok, out, _) = cli(&home, &url, &["job", "stop", &id]);
+    assert!(ok && out.contains("stopped"), "{out}");
+    let _engine = spawn_engine(&url, &dir.path().join("engine"), 2);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, out, _) = cli(&home, &url, &["job", "status", &id]);
+    assert!(out.contains("0 succeeded"), "a stopped job does not run: {out}");
+    let (ok, out, _) = cli(&home, &url, &["job", "resume", &id]);
+    assert!(ok && out.contains("running"), "{out}");
+
+    // Another process collects every result, waiting for the job to complete.
+    let results = dir.path().join("results");
+    let (ok, out, err) = cli(&home, &url, &["job", "results", &id, "--out", results.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("24 tasks succeeded, 0 failed"), "{out}");
+    let mut inside = 0u64;
+    for i in 0..24 {
+        let text = std::fs::read_to_string(results.join(format!("{i}.out"))).unwrap();
+        let (a, b) = text.split_once(' ').unwrap();
+        assert_eq!(b, "300000");
+        inside += a.parse::<u64>().unwrap();
+    }
+    let estimate = 4.0 * inside as f64 / (24.0 * 300000.0);
+    assert!((estimate - std::f64::consts::PI).abs() < 0.01, "{estimate}");
+
+    // Listing, removal, and a clear error afterwards.
+    let (ok, out, _) = cli(&home, &url, &["job", "list"]);
+    assert!(ok && out.contains(&id) && out.contains("completed"), "{out}");
+    let (ok, _, _) = cli(&home, &url, &["job", "rm", &id]);
+    assert!(ok);
+    let (ok, _, err) = cli(&home, &url, &["job", "status", &id]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+    // A job id that is not one.
+    let (ok, _, err) = cli(&home, &url, &["job", "status", "banana"]);
+    assert!(!ok && err.contains("banana"), "{err}");
+}
+
+#[test]
+fn a_client_without_a_server_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let (ok, _, err) = cli(dir.path(), &url, &["--connect-timeout-secs", "1", "job", "list"]);
+    assert!(!ok);
+    assert!(err.contains("cannot connect to the server") && err.contains("idlegrid server"), "{err}");
+}
+
+#[test]
+fn run_local_runs_a_sample_through_the_same_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("text.txt"), "a b c\nd e\n").unwrap();
+    let job = job_file(dir.path(), &format!(
+        "executable = \"{}\"\n[data]\ntext = \"text.txt\"\n[tasks]\ncount = 40\nparams = \"i={{index}}\"\n",
+        example_task("wordcount").display()
+    ));
+    let out = dir.path().join("out");
+    let output = std::process::Command::new(binary())
+        .args(["run-local", job.to_str().unwrap(), "--percent", "25", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("10 tasks succeeded, 0 failed"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(out.join("0.out")).unwrap(), "2 5 10");
+    assert!(out.join("4.out").exists() && !out.join("1.out").exists() && !out.join("3.out").exists(), "an even sample");
+
+    // A failing task is reported with its reason and makes the command fail.
+    let job = job_file(dir.path(), &format!(
+        "executable = \"{}\"\n[tasks]\ncount = 2\nparams = \"mode=trap\"\n",
+        example_task("misbehave").display()
+    ));
+    let output = std::process::Command::new(binary()).args(["run-local", job.to_str().unwrap(), "--tasks", "1"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success());
+    assert!(stdout.contains("trapped") && stdout.contains("index out of bounds"), "{stdout}");
+}

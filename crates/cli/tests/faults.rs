@@ -1,0 +1,146 @@
+//! Processes killed mid-job: the server (kill -9, restart) and an engine (kill -9).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::*;
+use idlegrid_client::JobEvent;
+use idlegrid_protocol::messages::{Replay, TaskSpec};
+use idlegrid_types::{JobProperties, JobState};
+
+fn sleepy(index: u64, executable: idlegrid_types::ElementHash, ms: u64) -> TaskSpec {
+    TaskSpec {
+        index,
+        executable,
+        data: BTreeMap::new(),
+        params: format!("mode=sleep ms={ms} i={index}").into_bytes(),
+        priority: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_killed_mid_job_restarts_and_every_result_arrives_exactly_once() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("server");
+    let mut server = spawn_server(port, &data, 30);
+    wait_healthy(&url).await;
+    let mut engines = Vec::new();
+    for i in 0..2 {
+        engines.push(idlegrid_engine::Engine::start(engine_config(&url, dir.path(), &format!("engine-{i}"))).await.unwrap());
+    }
+    let client = connect(&url).await;
+    let misbehave = upload_task(&client, "misbehave").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    let total = 120u64;
+    client.add_tasks(job, (0..total).map(|i| sleepy(i, misbehave.hash, 30))).await.unwrap();
+    client.launch(job).await.unwrap();
+
+    let mut watch = client.watch(job, Replay::Undelivered).await.unwrap();
+    let mut seen = BTreeMap::new();
+    let mut restarted = false;
+    let outcome = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = watch.next().await {
+            match event.expect("the client rides out the restart") {
+                JobEvent::Task(report) if report.state.is_final() => {
+                    *seen.entry(report.task).or_insert(0u32) += 1;
+                    if seen.len() == 30 && !restarted {
+                        server.kill9();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        server = spawn_server(port, &data, 30);
+                        restarted = true;
+                    }
+                }
+                JobEvent::Job(info) if info.state == JobState::Completed => return info,
+                _ => {}
+            }
+        }
+        panic!("the watch ended");
+    })
+    .await
+    .expect("the job completes after the restart");
+    assert!(restarted);
+    assert_eq!(outcome.counts.succeeded, total);
+    assert_eq!(seen.len() as u64, total, "every result arrived");
+    let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(repeated.is_empty(), "results delivered twice: {repeated:?}");
+    drop(watch);
+    for engine in engines {
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_mid_task_loses_its_tasks_to_another_engine() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = spawn_server(port, &dir.path().join("server"), 2);
+    wait_healthy(&url).await;
+    let client = connect(&url).await;
+    let misbehave = upload_task(&client, "misbehave").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    // The engine holds three tasks (one slot, two staged).
+    client.add_tasks(job, (0..3).map(|i| sleepy(i, misbehave.hash, 1500))).await.unwrap();
+    client.launch(job).await.unwrap();
+    // Only the doomed engine is up: it takes every task.
+    let mut doomed = spawn_engine(&url, &dir.path().join("doomed"), 1);
+    let mut started = false;
+    for _ in 0..400 {
+        let info = client.job(job).await.unwrap();
+        if info.counts.running == 3 {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(started, "the first engine took the tasks");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    doomed.kill9();
+    let rescuer = idlegrid_engine::Engine::start(engine_config(&url, dir.path(), "rescuer")).await.unwrap();
+    let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(info.counts.succeeded, 3);
+    assert_eq!(finals.len(), 3);
+    assert!(finals.iter().all(|r| r.attempts == 2), "each task was placed again: {finals:?}");
+    assert_eq!(rescuer.stats().tasks_succeeded, 3);
+    rescuer.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = spawn_server(port, &dir.path().join("server"), 60);
+    wait_healthy(&url).await;
+    let client = connect(&url).await;
+    let misbehave = upload_task(&client, "misbehave").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    let task = TaskSpec { params: b"mode=stop-aware target=2000".to_vec(), ..sleepy(0, misbehave.hash, 0) };
+    client.add_tasks(job, vec![task]).await.unwrap();
+    client.launch(job).await.unwrap();
+    let engine_dir = dir.path().join("engine");
+    let mut engine = spawn_engine(&url, &engine_dir, 1);
+    // Let it run and checkpoint (every 50 steps of 1 ms), then crash it.
+    let checkpoint = engine_dir.join("tasks");
+    let mut saved = false;
+    for _ in 0..400 {
+        if std::fs::read_dir(&checkpoint).into_iter().flatten().flatten().any(|d| d.path().join("checkpoint.bin").exists()) {
+            saved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(saved, "the task checkpointed");
+    engine.kill9();
+    let _engine = spawn_engine(&url, &engine_dir, 1);
+    let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap(), b"2000");
+    assert_eq!(finals[0].attempts, 1, "the same placement resumed: the server never reassigned it");
+}
