@@ -128,10 +128,10 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     let engine_dir = dir.path().join("engine");
     let mut engine = spawn_engine(&url, &engine_dir, 1);
     // Let it run and checkpoint (every 50 steps of 1 ms), then crash it.
-    let checkpoint = engine_dir.join("tasks");
+    let checkpoints = engine_dir.join("checkpoints");
     let mut saved = false;
     for _ in 0..400 {
-        if std::fs::read_dir(&checkpoint).into_iter().flatten().flatten().any(|d| d.path().join("checkpoint.bin").exists()) {
+        if std::fs::read_dir(&checkpoints).into_iter().flatten().flatten().any(|d| !d.path().to_string_lossy().ends_with(".tmp")) {
             saved = true;
             break;
         }

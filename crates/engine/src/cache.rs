@@ -10,10 +10,9 @@ use idlegrid_types::{ElementHash, ElementRef};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::disk::Disk;
 
 pub struct ElementCache {
-    disk: Disk,
+    dir: PathBuf,
     /// One download per element at a time.
     locks: Mutex<HashMap<ElementHash, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -31,17 +30,17 @@ pub enum FetchError {
 }
 
 impl ElementCache {
-    pub fn new(disk: Disk) -> Self {
-        ElementCache { disk, locks: Mutex::new(HashMap::new()) }
+    pub fn new(dir: PathBuf) -> Self {
+        ElementCache { dir, locks: Mutex::new(HashMap::new()) }
     }
 
     pub fn path(&self, hash: &ElementHash) -> PathBuf {
-        self.disk.element_path(hash)
+        self.dir.join(hash.to_string())
     }
 
     /// Every element held, for `CacheContents`.
     pub fn contents(&self) -> Vec<ElementHash> {
-        let Ok(entries) = std::fs::read_dir(self.disk.elements_dir()) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
         entries.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
     }
 

@@ -171,7 +171,7 @@ impl Engine {
         let sandbox = Sandbox::new(config.sandbox.clone()).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
-            cache: ElementCache::new(disk.clone()),
+            cache: ElementCache::new(disk.elements_dir()),
             config,
             transport,
             channel: RwLock::new(Arc::new(channel)),
@@ -185,6 +185,7 @@ impl Engine {
             stats: Mutex::new(EngineStats::default()),
             stop: CancellationToken::new(),
         });
+        inner.disk.sweep_checkpoints();
         inner.recover();
         inner.announce();
         let tasks = vec![
@@ -430,11 +431,11 @@ impl Inner {
             if !delivered {
                 continue;
             }
-            for outgoing in batch {
-                if let Some(id) = outgoing.cleanup {
-                    self.disk.remove_task(id);
-                    self.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                }
+            let finished: Vec<AssignmentId> = batch.iter().filter_map(|o| o.cleanup).collect();
+            self.disk.remove_tasks(&finished);
+            let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            for id in finished {
+                tasks.remove(&id);
             }
         }
     }
