@@ -185,6 +185,13 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         self.recv.lock().unwrap_or_else(|p| p.into_inner()).unreleased.remove(&seq);
     }
 
+    /// The application is done with every message up to `seq`.
+    pub fn release_up_to(&self, seq: u64) {
+        let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
+        let rest = recv.unreleased.split_off(&(seq + 1));
+        recv.unreleased = rest;
+    }
+
     /// One poll: acknowledge released messages, fetch new ones (waiting up to `wait`). Every
     /// returned message must be [`release`](Self::release)d once processed.
     pub async fn poll(&self, wait: Duration) -> Result<Vec<Received<In>>, ClientError> {

@@ -13,6 +13,8 @@ use tokio::io::AsyncWriteExt;
 
 pub struct ElementCache {
     dir: PathBuf,
+    /// Elements downloaded and verified by this process: no need to look at the disk again.
+    verified: Mutex<std::collections::HashSet<ElementHash>>,
     /// One download per element at a time.
     locks: Mutex<HashMap<ElementHash, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -31,7 +33,7 @@ pub enum FetchError {
 
 impl ElementCache {
     pub fn new(dir: PathBuf) -> Self {
-        ElementCache { dir, locks: Mutex::new(HashMap::new()) }
+        ElementCache { dir, verified: Mutex::new(Default::default()), locks: Mutex::new(HashMap::new()) }
     }
 
     pub fn path(&self, hash: &ElementHash) -> PathBuf {
@@ -47,9 +49,13 @@ impl ElementCache {
     /// Make sure the element is on disk, downloading it with `ticket` if needed.
     pub async fn ensure(&self, transport: &Transport, element: &ElementRef, ticket: &str) -> Result<PathBuf, FetchError> {
         let path = self.path(&element.hash);
+        if self.verified.lock().unwrap_or_else(|p| p.into_inner()).contains(&element.hash) {
+            return Ok(path);
+        }
         let lock = self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(element.hash).or_default().clone();
         let _guard = lock.lock().await;
         if tokio::fs::metadata(&path).await.map(|m| m.len() == element.size).unwrap_or(false) {
+            self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(element.hash);
             return Ok(path);
         }
         let hash = element.hash;
@@ -80,6 +86,7 @@ impl ElementCache {
             return Err(FetchError::WrongSize { hash, expected: element.size, actual: size });
         }
         tokio::fs::rename(&tmp, &path).await.map_err(|error| FetchError::Disk { hash, error })?;
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(hash);
         Ok(path)
     }
 }

@@ -93,14 +93,22 @@ impl Disk {
         self.root.join("checkpoints").join(id.0.to_string())
     }
 
-    pub fn save_assignment(&self, assignment: &Assignment) -> std::io::Result<()> {
-        let body = serde_json::to_string(assignment).expect("serializes");
-        self.db()
-            .prepare_cached("INSERT INTO tasks (assignment, body) VALUES (?1, ?2) ON CONFLICT (assignment) DO UPDATE SET body = ?2")
-            .and_then(|mut s| s.execute(params![assignment.assignment.0 as i64, body]))
-            .map_err(io)?;
-        Ok(())
+    /// Save assignments in one transaction (a poll brings many at once).
+    pub fn save_assignments(&self, assignments: &[&Assignment]) -> std::io::Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(io)?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT INTO tasks (assignment, body) VALUES (?1, ?2) ON CONFLICT (assignment) DO UPDATE SET body = ?2")
+                .map_err(io)?;
+            for assignment in assignments {
+                let body = serde_json::to_string(assignment).expect("serializes");
+                insert.execute(params![assignment.assignment.0 as i64, body]).map_err(io)?;
+            }
+        }
+        tx.commit().map_err(io)
     }
+
 
     pub fn save_checkpoint(&self, id: AssignmentId, bytes: &[u8]) -> std::io::Result<()> {
         write_atomic(&self.checkpoint_path(id), bytes, true)
@@ -110,14 +118,18 @@ impl Disk {
         std::fs::read(self.checkpoint_path(id)).ok()
     }
 
-    /// Keep the final status until the server has acknowledged it (P3.9).
-    pub fn save_outcome(&self, status: &AssignmentStatus) -> std::io::Result<()> {
-        let outcome = serde_json::to_string(status).expect("serializes");
-        self.db()
-            .prepare_cached("UPDATE tasks SET outcome = ?2 WHERE assignment = ?1")
-            .and_then(|mut s| s.execute(params![status.assignment.0 as i64, outcome]))
-            .map_err(io)?;
-        Ok(())
+    /// Keep final statuses until the server has acknowledged them (P3.9), in one transaction.
+    pub fn save_outcomes(&self, statuses: &[&AssignmentStatus]) -> std::io::Result<()> {
+        let mut db = self.db();
+        let tx = db.transaction().map_err(io)?;
+        {
+            let mut update = tx.prepare_cached("UPDATE tasks SET outcome = ?2 WHERE assignment = ?1").map_err(io)?;
+            for status in statuses {
+                let outcome = serde_json::to_string(status).expect("serializes");
+                update.execute(params![status.assignment.0 as i64, outcome]).map_err(io)?;
+            }
+        }
+        tx.commit().map_err(io)
     }
 
     /// Reclaim the space of tasks whose final status the server has (P3.12).
@@ -224,7 +236,7 @@ mod tests {
                 checkpoint: None,
                 cpu_ms: 3,
             };
-            disk.save_outcome(&status).unwrap();
+            disk.save_outcomes(&[&status]).unwrap();
             let session = SessionId::random();
             disk.set_session(session).unwrap();
             assert_eq!(disk.session(), Some(session));

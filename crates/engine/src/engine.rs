@@ -168,7 +168,13 @@ impl Engine {
             }
         }
         let channel = open_channel(&transport, &config, &disk).await?;
-        let sandbox = Sandbox::new(config.sandbox.clone()).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
+        let mut sandbox_config = config.sandbox.clone();
+        if sandbox_config.pooled_instances == 0 {
+            // Never more instances than slots run at once; a margin for tasks being torn down.
+            sandbox_config.pooled_instances = config.slots * 2 + 2;
+            sandbox_config.pooled_memory_bytes_max = config.task_memory_bytes_max;
+        }
+        let sandbox = Sandbox::new(sandbox_config).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             cache: ElementCache::new(disk.elements_dir()),
@@ -355,10 +361,20 @@ impl Inner {
             match polled {
                 Ok(messages) => {
                     backoff.reset();
+                    // New tasks are saved together; any other message first lets the tasks
+                    // before it in, so that the order of the channel is kept.
+                    let mut arriving = Vec::new();
                     for received in messages {
-                        self.handle(received.message);
-                        channel.release(received.seq);
+                        match received.message {
+                            ServerToProvider::Task(assignment) => arriving.push(assignment),
+                            other => {
+                                self.accept(std::mem::take(&mut arriving));
+                                self.handle(other);
+                            }
+                        }
                     }
+                    self.accept(arriving);
+                    channel.release_up_to(channel.received());
                 }
                 Err(error) if error.is_transient() => {
                     let delay = backoff.next_delay(rand::random::<f64>());
@@ -407,6 +423,19 @@ impl Inner {
                     Err(_) => break,
                 }
             }
+            // Final statuses are kept on disk until the server has them (P3.9): if the engine
+            // dies before, it sends them again when it starts.
+            let outcomes: Vec<&AssignmentStatus> = batch
+                .iter()
+                .filter(|o| o.cleanup.is_some())
+                .filter_map(|o| match &o.message {
+                    ProviderToServer::TaskStatus(status) => Some(status),
+                    _ => None,
+                })
+                .collect();
+            if let Err(error) = self.disk.save_outcomes(&outcomes) {
+                tracing::warn!(%error, "cannot save outcomes; sending them anyway");
+            }
             let delivered = loop {
                 let channel = self.channel();
                 let messages: Vec<ProviderToServer> = batch.iter().map(|o| o.message.clone()).collect();
@@ -443,7 +472,7 @@ impl Inner {
     fn handle(self: &Arc<Self>, message: ServerToProvider) {
         tracing::trace!(message = idlegrid_protocol::ChannelMessage::name(&message), "received");
         match message {
-            ServerToProvider::Task(assignment) => self.accept(assignment),
+            ServerToProvider::Task(assignment) => self.accept(vec![assignment]),
             ServerToProvider::RemoveTask { assignment } => self.remove(assignment),
             ServerToProvider::Stop { assignment } => self.hand_back(assignment),
             ServerToProvider::GetTask { assignment } => {
@@ -495,36 +524,56 @@ impl Inner {
         }
     }
 
-    fn accept(self: &Arc<Self>, assignment: Assignment) {
-        let id = assignment.assignment;
+    fn accept(self: &Arc<Self>, assignments: Vec<Assignment>) {
+        if assignments.is_empty() {
+            return;
+        }
+        let mut fresh = Vec::with_capacity(assignments.len());
         {
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(known) = tasks.get_mut(&id) {
-                // Sent again (new session): only the ticket is new.
-                known.assignment.ticket = assignment.ticket;
-                let _ = self.disk.save_assignment(&known.assignment);
-                return;
+            let mut to_save = Vec::with_capacity(assignments.len());
+            for assignment in assignments {
+                match tasks.get_mut(&assignment.assignment) {
+                    // Sent again (new session): only the ticket is new.
+                    Some(known) => {
+                        known.assignment.ticket = assignment.ticket;
+                        to_save.push(known.assignment.clone());
+                    }
+                    None => {
+                        fresh.push(assignment.assignment);
+                        to_save.push(assignment);
+                    }
+                }
             }
-            if let Err(error) = self.disk.save_assignment(&assignment) {
-                tracing::error!(%error, "cannot save a task to disk; refusing it");
+            if let Err(error) = self.disk.save_assignments(&to_save.iter().collect::<Vec<_>>()) {
+                tracing::error!(%error, "cannot save tasks to disk; refusing them");
                 drop(tasks);
-                self.send_failure(id, FailureKind::Engine, format!("the engine cannot write to its disk: {error}"));
+                for id in fresh {
+                    self.send_failure(id, FailureKind::Engine, format!("the engine cannot write to its disk: {error}"));
+                }
                 return;
             }
-            tasks.insert(
-                id,
-                LocalTask {
-                    assignment,
-                    state: LocalState::Received,
-                    arrival: self.arrivals.fetch_add(1, Ordering::Relaxed),
-                    control: None,
-                    progress: 0.0,
-                    hand_back: false,
-                    removed: false,
-                },
-            );
+            for assignment in to_save {
+                let id = assignment.assignment;
+                if fresh.contains(&id) {
+                    tasks.insert(
+                        id,
+                        LocalTask {
+                            assignment,
+                            state: LocalState::Received,
+                            arrival: self.arrivals.fetch_add(1, Ordering::Relaxed),
+                            control: None,
+                            progress: 0.0,
+                            hand_back: false,
+                            removed: false,
+                        },
+                    );
+                }
+            }
         }
-        tokio::spawn(self.clone().stage(id, false));
+        for id in fresh {
+            tokio::spawn(self.clone().stage(id, false));
+        }
     }
 
     /// Fetch a task's elements (and the checkpoint it restarts from) before it may run.
@@ -577,7 +626,6 @@ impl Inner {
             checkpoint: None,
             cpu_ms: 0,
         };
-        let _ = self.disk.save_outcome(&status);
         self.send(ProviderToServer::TaskStatus(status), Some(id));
     }
 
@@ -641,7 +689,6 @@ impl Inner {
             checkpoint,
             cpu_ms,
         };
-        let _ = self.disk.save_outcome(&status);
         self.send(ProviderToServer::TaskStatus(status), Some(id));
     }
 
@@ -842,9 +889,6 @@ impl Inner {
             }
         };
         set_state(LocalState::Done);
-        if let Err(error) = self.disk.save_outcome(&status) {
-            tracing::warn!(assignment = %id, %error, "cannot save the outcome; sending it anyway");
-        }
         self.send(ProviderToServer::TaskStatus(status), Some(id));
     }
 }

@@ -34,11 +34,23 @@ pub struct SandboxConfig {
     pub module_cache_entries: usize,
     /// Maximum WebAssembly stack per task.
     pub wasm_stack_bytes_max: usize,
+    /// Instances kept in a pool of pre-mapped memory (0: map memory for every instance). A pool
+    /// saves the mapping and unmapping (and the TLB shootdowns) of every short task; it must
+    /// hold at least as many instances as run at once.
+    pub pooled_instances: u32,
+    /// With a pool: the largest linear memory a task may grow to.
+    pub pooled_memory_bytes_max: u64,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
-        SandboxConfig { epoch_tick: Duration::from_millis(10), module_cache_entries: 64, wasm_stack_bytes_max: 1 << 20 }
+        SandboxConfig {
+            epoch_tick: Duration::from_millis(10),
+            module_cache_entries: 64,
+            wasm_stack_bytes_max: 1 << 20,
+            pooled_instances: 0,
+            pooled_memory_bytes_max: 4 << 30,
+        }
     }
 }
 
@@ -222,6 +234,23 @@ impl Sandbox {
             // the component model are not even compiled into this build of wasmtime.)
             .wasm_memory64(false)
             .wasm_multi_memory(false);
+        if config.pooled_instances > 0 {
+            let mut pool = wasmtime::PoolingAllocationConfig::default();
+            pool.total_core_instances(config.pooled_instances)
+                .total_memories(config.pooled_instances)
+                .total_tables(config.pooled_instances * 4)
+                .max_memories_per_module(1)
+                .max_memory_size(config.pooled_memory_bytes_max.min(4 << 30) as usize)
+                // Short tasks touch little memory: clearing it by hand when the slot is reused
+                // costs less than giving pages back to the kernel and faulting them in again
+                // (each of which is a TLB shootdown across cores).
+                .linear_memory_keep_resident(2 << 20)
+                .table_keep_resident(64 << 10);
+            wasm.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+            // Copy data segments into memory at instantiation rather than mapping them
+            // copy-on-write: no write fault per page a task touches.
+            wasm.memory_init_cow(false);
+        }
         let engine = Engine::new(&wasm).map_err(|e| TaskFailure::Internal(e.to_string()))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut host::TaskCtx| &mut ctx.wasi)
