@@ -223,8 +223,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let disk = Disk::open(dir.path()).unwrap();
-            disk.save_assignment(&assignment(1)).unwrap();
-            disk.save_assignment(&assignment(2)).unwrap();
+            disk.save_assignments(&[&assignment(1), &assignment(2)]).unwrap();
             disk.save_checkpoint(AssignmentId(2), b"cp").unwrap();
             let status = AssignmentStatus {
                 assignment: AssignmentId(1),
