@@ -32,6 +32,31 @@ async fn run_job(client: &Client, executable: ElementHash, tasks: u64) -> anyhow
     Ok((submitted, elapsed, results))
 }
 
+/// Time from adding one task to a running job to receiving its result, `samples` times.
+async fn round_trips(client: &Client, executable: ElementHash, samples: u32) -> anyhow::Result<Vec<Duration>> {
+    let job = client.create_job(JobProperties { name: "latency".into(), ..JobProperties::default() }).await?;
+    client.launch(job.job).await?;
+    let mut watch = client.watch(job.job, Replay::None).await?;
+    let mut latencies = Vec::with_capacity(samples as usize);
+    for i in 0..samples as u64 {
+        let started = Instant::now();
+        client.add_tasks(job.job, [TaskSpec { index: i, executable, data: Default::default(), params: Vec::new(), priority: None }]).await?;
+        loop {
+            match watch.next().await {
+                Some(Ok(JobEvent::Task(report))) if report.task == i && report.state.is_final() => break,
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+                None => anyhow::bail!("the watch ended"),
+            }
+        }
+        latencies.push(started.elapsed());
+    }
+    drop(watch);
+    client.remove_job(job.job).await?;
+    latencies.sort();
+    Ok(latencies)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -56,13 +81,17 @@ pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: 
     let (submitted, elapsed, results) = run_job(&client, noop.hash, tasks).await?;
     anyhow::ensure!(results == tasks, "received {results} results for {tasks} tasks");
 
-    eprintln!("latency: {latency_samples} single-task jobs ...");
-    let mut latencies = Vec::with_capacity(latency_samples as usize);
-    for _ in 0..latency_samples {
-        let (_, elapsed, _) = run_job(&client, noop.hash, 1).await?;
-        latencies.push(elapsed);
-    }
-    latencies.sort();
+    eprintln!("latency: {latency_samples} single tasks, one at a time, added to a running job ...");
+    let latencies = round_trips(&client, noop.hash, latency_samples).await?;
+    eprintln!("latency: {latency_samples} single-task jobs (create, add, launch, result) ...");
+    let job_latencies = {
+        let mut all = Vec::with_capacity(latency_samples as usize);
+        for _ in 0..latency_samples {
+            all.push(run_job(&client, noop.hash, 1).await?.1);
+        }
+        all.sort();
+        all
+    };
 
     let per_second = tasks as f64 / elapsed.as_secs_f64();
     println!("| measure | value |");
@@ -71,8 +100,10 @@ pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: 
     println!("| trivial tasks, submit to last result | {tasks} in {:.2} s |", elapsed.as_secs_f64());
     println!("| of which submitting (create, add, launch) | {:.2} s |", submitted.as_secs_f64());
     println!("| throughput | {per_second:.0} tasks/s |");
-    println!("| single-task round trip p50 | {:.1} ms |", percentile(&latencies, 50.0).as_secs_f64() * 1000.0);
-    println!("| single-task round trip p99 | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1000.0);
+    println!("| single-task round trip p50 (add to result) | {:.1} ms |", percentile(&latencies, 50.0).as_secs_f64() * 1000.0);
+    println!("| single-task round trip p99 (add to result) | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1000.0);
+    println!("| one-task job p50 (create, add, launch, result) | {:.1} ms |", percentile(&job_latencies, 50.0).as_secs_f64() * 1000.0);
+    println!("| one-task job p99 | {:.1} ms |", percentile(&job_latencies, 99.0).as_secs_f64() * 1000.0);
     let _ = client.close().await;
     cluster.stop().await;
     Ok(())
