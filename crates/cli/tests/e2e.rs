@@ -215,3 +215,95 @@ async fn results_wait_for_a_client_that_was_away() {
     let (again, _) = run_to_completion(&second, job, Replay::Undelivered).await;
     assert!(again.is_empty(), "{again:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_lost_track_resets_and_goes_on() {
+    use idlegrid_client::{Channel, ChannelConfig, Transport};
+    use idlegrid_protocol::messages::{ClientToServer, ServerToClient};
+    let cluster = Cluster::start(0).await;
+    let transport = Transport::new(&cluster.url(), idlegrid_protocol::auth::Identity::generate()).unwrap();
+    transport.register(idlegrid_types::Role::Client, "raw").await.unwrap();
+    let config = ChannelConfig { poll_wait: std::time::Duration::from_millis(200), ..ChannelConfig::default() };
+    let (channel, _) = Channel::<ClientToServer, ServerToClient>::open(transport.clone(), config.clone(), None).await.unwrap();
+    channel.send(vec![ClientToServer::GetConfig, ClientToServer::GetContents]).await.unwrap();
+    let first = channel.poll(std::time::Duration::from_millis(200)).await.unwrap();
+    assert_eq!(first.len(), 2);
+    // A second copy of the party that knows only the session's name: its numbering is wrong
+    // until it resets.
+    let (lost, info) = Channel::<ClientToServer, ServerToClient>::open(transport, config, Some(channel.session())).await.unwrap();
+    assert_eq!((info.inbound_acked, info.outbound_head), (2, 2));
+    let info = lost.reset().await.unwrap();
+    assert_eq!(info.inbound_acked, 2);
+    let (seq, _) = lost.send(vec![ClientToServer::GetContents]).await.unwrap();
+    assert_eq!(seq, 3, "numbering continues after what the server processed");
+    // Nothing was acknowledged, so after the reset both earlier replies come again, then the new one.
+    let again = lost.poll(std::time::Duration::from_millis(200)).await.unwrap();
+    assert_eq!(again.iter().map(|m| m.reply_to).collect::<Vec<_>>(), vec![Some(1), Some(2), Some(3)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interim_statuses_reach_watchers_while_a_task_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = idlegrid_server::Server::start(server_config(dir.path())).await.unwrap();
+    let mut config = engine_config(&server.url(), dir.path(), "engine");
+    config.status_interval = std::time::Duration::from_millis(50);
+    let _engine = idlegrid_engine::Engine::start(config).await.unwrap();
+    let client = connect(&server.url()).await;
+    let pi = upload_task(&client, "pi").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    let mut watch = client.watch(job, Replay::Undelivered).await.unwrap();
+    client.add_tasks(job, vec![spec(0, pi.hash, "samples=40000000 seed=1")]).await.unwrap();
+    client.launch(job).await.unwrap();
+    let mut progress = Vec::new();
+    loop {
+        match watch.next().await.unwrap().unwrap() {
+            idlegrid_client::JobEvent::Task(report) if report.state == TaskState::Running => progress.push(report.progress),
+            idlegrid_client::JobEvent::Task(report) if report.state.is_final() => {
+                assert_eq!(report.state, TaskState::Succeeded);
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(!progress.is_empty(), "at least one interim status");
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|p| *p > 0.0 && *p <= 1.0), "{progress:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_job_is_submitted_from_a_lazy_iterator_with_bounded_lookahead() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let cluster = Cluster::start(0).await;
+    let client = cluster.client().await;
+    let noop = upload_task(&client, "noop").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    let total = 60_000u64;
+    let pulled = Arc::new(AtomicU64::new(0));
+    let most_ahead = Arc::new(AtomicU64::new(0));
+    let server_side = {
+        let (pulled, most_ahead, client) = (pulled.clone(), most_ahead.clone(), client.clone());
+        // Each task is created only when the library asks for it; a watcher checks how far the
+        // iterator runs ahead of what the server has stored.
+        tokio::spawn(async move {
+            loop {
+                let stored = client.job(job).await.unwrap().counts.total();
+                let ahead = pulled.load(Ordering::SeqCst).saturating_sub(stored);
+                most_ahead.fetch_max(ahead, Ordering::SeqCst);
+                if stored == total {
+                    return;
+                }
+            }
+        })
+    };
+    let tasks = (0..total).map({
+        let pulled = pulled.clone();
+        move |i| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+            spec(i, noop.hash, "")
+        }
+    });
+    assert_eq!(client.add_tasks(job, tasks).await.unwrap(), total);
+    server_side.await.unwrap();
+    // One request carries at most 4 messages of 1,000 tasks: the client never holds more.
+    assert!(most_ahead.load(Ordering::SeqCst) <= 4_000, "ran ahead by {}", most_ahead.load(Ordering::SeqCst));
+}

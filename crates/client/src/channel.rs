@@ -246,6 +246,22 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         Ok(())
     }
 
+    /// Re-synchronise with the server after losing track of positions (P8.5): adopt the
+    /// server's view of both, forget what was received but not released (the server sends it
+    /// again), and continue numbering after the last message the server processed.
+    pub async fn reset(&self) -> Result<SessionInfo, ClientError> {
+        let mut next_seq = self.next_seq.lock().await;
+        let path = format!("/v1/sessions/{}/reset", self.session);
+        let info: SessionInfo = retry(&self.config, || self.transport.call::<(), _>(Method::POST, &path, None, Duration::from_secs(60))).await?;
+        *next_seq = info.inbound_acked + 1;
+        let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
+        recv.received = info.outbound_acked;
+        recv.acked_sent = info.outbound_acked;
+        recv.unreleased.clear();
+        self.received_tx.send_replace(info.outbound_acked);
+        Ok(info)
+    }
+
     /// Close the session on the server.
     pub async fn close(&self) -> Result<(), ClientError> {
         let _ = self.flush_acks().await;

@@ -11,7 +11,7 @@ use idlegrid_store::{AttachmentRow, JobRow, NewTask};
 use idlegrid_types::{ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState};
 
 use crate::error::{Reject, report};
-use crate::schedule::transition;
+use crate::schedule::{move_all, transition};
 use crate::session::{Ctx, job_info, result_report};
 use crate::Coordinator;
 
@@ -56,10 +56,7 @@ impl Coordinator {
             M::Task { job, tasks } => self.add_tasks(ctx, job, tasks),
             M::Launch { job } => {
                 let mut row = self.owned_job(ctx, job)?;
-                for (_, n) in ctx.tx.move_job_tasks(job, &[TaskState::Created], TaskState::Queued)? {
-                    row.counts.created = row.counts.created.saturating_sub(n);
-                    row.counts.queued += n;
-                }
+                move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
                 if matches!(row.state, JobState::Defining | JobState::Completed) {
                     row.state = JobState::Running;
                 }
@@ -285,10 +282,7 @@ impl Coordinator {
         ctx.tx.add_job_elements(job, &hashes)?;
         row.counts.created += new_tasks.len() as u64;
         if matches!(row.state, JobState::Running | JobState::Completed) {
-            for (_, n) in ctx.tx.move_job_tasks(job, &[TaskState::Created], TaskState::Queued)? {
-                row.counts.created = row.counts.created.saturating_sub(n);
-                row.counts.queued += n;
-            }
+            move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
         }
         row.state = row.state.settle(&row.counts);
         ctx.tx.save_job_state(job, row.state, &row.counts)?;
@@ -304,11 +298,7 @@ impl Coordinator {
             Some(index) => vec![ctx.tx.task(job, index)?.ok_or_else(|| unknown_task(job, index))?],
             None => {
                 // Queued tasks stop in bulk; running ones one by one, as their engines are told.
-                for (from, n) in ctx.tx.move_job_tasks(job, &[TaskState::Queued], TaskState::Stopped)? {
-                    let count = row.counts.get_mut(from);
-                    *count = count.saturating_sub(n);
-                    row.counts.stopped += n;
-                }
+                move_all(ctx.tx, &mut row, &[TaskState::Queued], TaskState::Stopped)?;
                 if row.state == JobState::Running {
                     row.state = JobState::Stopped;
                 }
@@ -346,11 +336,7 @@ impl Coordinator {
                 }
             }
             None => {
-                for (from, n) in ctx.tx.move_job_tasks(job, &[TaskState::Stopped], TaskState::Queued)? {
-                    let count = row.counts.get_mut(from);
-                    *count = count.saturating_sub(n);
-                    row.counts.queued += n;
-                }
+                move_all(ctx.tx, &mut row, &[TaskState::Stopped], TaskState::Queued)?;
                 if row.state == JobState::Stopped {
                     row.state = JobState::Running;
                 }

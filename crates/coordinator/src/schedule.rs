@@ -61,6 +61,16 @@ pub(crate) fn transition(tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, 
     Ok(Some(next))
 }
 
+/// Move every task of a job in one of `from` to `to` at once, keeping the counts in step.
+pub(crate) fn move_all(tx: &mut dyn Tx, job: &mut JobRow, from: &[TaskState], to: TaskState) -> Result<(), StoreError> {
+    for (state, n) in tx.move_job_tasks(job.id, from, to)? {
+        let count = job.counts.get_mut(state);
+        *count = count.saturating_sub(n);
+        *job.counts.get_mut(to) += n;
+    }
+    Ok(())
+}
+
 impl Coordinator {
     /// Assign queued tasks to engines that have room, highest priority first.
     pub fn schedule(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<u32, StoreError> {

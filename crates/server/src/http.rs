@@ -10,7 +10,8 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use idlegrid_coordinator::{ApiError, Party};
+use idlegrid_coordinator::{ApiError, Coordinator, Effects, Party};
+use idlegrid_store::Tx;
 use idlegrid_protocol::auth::{Claim, body_hash};
 use idlegrid_protocol::messages::{ClientToServer, ProviderToServer};
 use idlegrid_protocol::wire::{
@@ -115,9 +116,22 @@ fn signed(headers: &HeaderMap, method: &Method, uri: &Uri, body_sha256_hex: Stri
     Ok(Signed { claim, method: method.as_str().to_string(), path_and_query, body_sha256_hex })
 }
 
+type Work<R> = dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, ApiError> + Send;
+
 impl Signed {
-    fn authenticate(&self, c: &idlegrid_coordinator::Coordinator, tx: &mut dyn idlegrid_store::Tx, now: u64) -> Result<Party, ApiError> {
+    fn authenticate(&self, c: &Coordinator, tx: &mut dyn Tx, now: u64) -> Result<Party, ApiError> {
         c.authenticate(tx, &self.claim, &self.method, &self.path_and_query, &self.body_sha256_hex, now)
+    }
+
+    /// Check who sent the request, then do its work as that party, in one transaction.
+    async fn run_as<R: Send + 'static>(self, state: &Arc<AppState>, work: Box<Work<R>>) -> Result<R, ApiError> {
+        let now = now_ms();
+        state
+            .run(move |c, tx, fx| {
+                let party = self.authenticate(c, tx, now)?;
+                work(c, tx, fx, &party, now)
+            })
+            .await
     }
 }
 
@@ -131,15 +145,15 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
 
 async fn open_session(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
     let body = read_body(&headers, body, 64 * 1024).await?;
-    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
-    let now = now_ms();
-    let info = state
-        .run(move |c, tx, fx| {
-            // Who asks comes first: strangers learn nothing, not even what a body should be.
-            let party = signed.authenticate(c, tx, now)?;
-            let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
-            c.open_session(tx, &party, request.resume, now, fx)
-        })
+    // Who asks comes first: strangers learn nothing, not even what a body should be.
+    let info = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, fx, party, now| {
+                let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
+                c.open_session(tx, party, request.resume, now, fx)
+            }),
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &info))
 }
@@ -154,13 +168,8 @@ async fn reset_session(
 ) -> AppResult {
     let session: SessionId = parse_id(&session)?;
     let body = read_body(&headers, body, 64 * 1024).await?;
-    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
-    let now = now_ms();
-    let info = state
-        .run(move |c, tx, fx| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.reset_session(tx, &party, session, now, fx)
-        })
+    let info = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(&state, Box::new(move |c, tx, fx, party, now| c.reset_session(tx, party, session, now, fx)))
         .await?;
     Ok(json_response(StatusCode::OK, &info))
 }
@@ -173,13 +182,8 @@ async fn close_session(
     headers: HeaderMap,
 ) -> AppResult {
     let session: SessionId = parse_id(&session)?;
-    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
-    let now = now_ms();
-    state
-        .run(move |c, tx, _| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.close_session(tx, &party, session)
-        })
+    signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(move |c, tx, _, party, _| c.close_session(tx, party, session)))
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -194,24 +198,22 @@ async fn post_messages(
 ) -> AppResult {
     let session: SessionId = parse_id(&session)?;
     let body = read_body(&headers, body, limits::MESSAGE_BODY_BYTES_MAX).await?;
-    let signed = signed(&headers, &method, &uri, body_hash(&body))?;
-    let now = now_ms();
-    let reply = state
-        .run(move |c, tx, fx| {
-            let party = signed.authenticate(c, tx, now)?;
-            match party.role {
+    let reply = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, fx, party, now| match party.role {
                 Role::Client => {
                     let batch: PostBatch<ClientToServer> = parse_json(&body)?;
                     check_batch(batch.messages.len())?;
-                    c.post_client(tx, &party, session, batch, now, fx)
+                    c.post_client(tx, party, session, batch, now, fx)
                 }
                 Role::Provider => {
                     let batch: PostBatch<ProviderToServer> = parse_json(&body)?;
                     check_batch(batch.messages.len())?;
-                    c.post_provider(tx, &party, session, batch, now, fx)
+                    c.post_provider(tx, party, session, batch, now, fx)
                 }
-            }
-        })
+            }),
+        )
         .await?;
     Ok(json_response(StatusCode::OK, &reply))
 }
@@ -306,9 +308,7 @@ async fn upload_element(
     let name = query.name.unwrap_or_default();
     // The signature covers the element's hash as the body hash: the bytes are checked
     // against it while they stream in.
-    let signed = signed(&headers, &method, &uri, hash.to_string())?;
-    let now = now_ms();
-    let party = state.run(move |c, tx, _| signed.authenticate(c, tx, now)).await?;
+    let party = signed(&headers, &method, &uri, hash.to_string())?.run_as(&state, Box::new(|_, _, _, party, _| Ok(party.clone()))).await?;
     let limit = state.coordinator.config().element_bytes_max;
     if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
         if length > limit {
@@ -327,13 +327,8 @@ async fn upload_element(
 
 async fn head_element(State(state): State<Arc<AppState>>, Path(hash): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
     let hash: ElementHash = parse_id(&hash)?;
-    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
-    let now = now_ms();
-    let known = state
-        .run(move |c, tx, _| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.element_known(tx, &party, &hash)
-        })
+    let known = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(move |c, tx, _, party, _| c.element_known(tx, party, &hash)))
         .await?;
     match known {
         // A HEAD answer has no body, so its Content-Length is not reliable: the size travels
@@ -351,14 +346,9 @@ async fn download_element(
     headers: HeaderMap,
 ) -> AppResult {
     let hash: ElementHash = parse_id(&hash)?;
-    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
     let ticket = headers.get(wire::HEADER_TICKET).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let now = now_ms();
-    let size = state
-        .run(move |c, tx, _| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.authorize_download(tx, &party, &hash, ticket.as_deref(), now)
-        })
+    let size = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(move |c, tx, _, party, now| c.authorize_download(tx, party, &hash, ticket.as_deref(), now)))
         .await?;
     let stream = state.elements.download(&hash).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => ApiError::not_found_element(format!("element {hash} is missing from storage")),
@@ -373,26 +363,12 @@ async fn download_element(
 }
 
 async fn list_jobs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
-    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
-    let now = now_ms();
-    let jobs = state
-        .run(move |c, tx, _| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.jobs_of(tx, &party)
-        })
-        .await?;
+    let jobs = signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(|c, tx, _, party, _| c.jobs_of(tx, party))).await?;
     Ok(json_response(StatusCode::OK, &jobs))
 }
 
 async fn get_job(State(state): State<Arc<AppState>>, Path(job): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
     let job: JobId = parse_id(&job)?;
-    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
-    let now = now_ms();
-    let info = state
-        .run(move |c, tx, _| {
-            let party = signed.authenticate(c, tx, now)?;
-            c.job_of(tx, &party, job)
-        })
-        .await?;
+    let info = signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(move |c, tx, _, party, _| c.job_of(tx, party, job))).await?;
     Ok(json_response(StatusCode::OK, &info))
 }
