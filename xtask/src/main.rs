@@ -114,7 +114,7 @@ fn memory(tasks_dir: &std::path::Path, tasks: u64) -> anyhow::Result<()> {
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut engines = Vec::new();
     for name in ["engine-1", "engine-2"] {
-        engines.push(spawn(&["--server", &url, "engine", "--data", &data(name), "--slots", "1", "--prefetch", "128", "--log", "warn"])?);
+        engines.push(spawn(&["--server", &url, "engine", "--data", &data(name), "--cores", "1", "--prefetch", "128", "--status-listen", "off", "--log", "warn"])?);
     }
     let job = work.join("job.toml");
     std::fs::write(

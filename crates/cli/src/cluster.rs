@@ -28,7 +28,8 @@ impl LocalCluster {
         for i in 0..options.engines {
             let mut config = EngineConfig::new(&server.url(), dir.path().join(format!("engine-{i}")));
             config.name = format!("engine-{i}");
-            config.slots = options.slots_per_engine;
+            config.owner.cores = options.slots_per_engine;
+            config.owner.status_listen = None;
             config.prefetch = options.prefetch_per_engine;
             engines.push(Engine::start(config).await?);
         }

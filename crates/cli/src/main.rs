@@ -51,17 +51,33 @@ enum Command {
         #[arg(long, default_value_t = 5.0)]
         maintenance_secs: f64,
     },
-    /// Run a compute engine that works for the server.
+    /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
-        /// Where the engine keeps its identity, element cache and tasks.
+        #[command(subcommand)]
+        action: Option<EngineAction>,
+        /// Where the engine keeps its identity, keys, element cache and tasks.
         #[arg(long, default_value = "idlegrid-engine")]
         data: PathBuf,
-        /// Tasks run at once (default: the number of cores).
+        /// The owner's settings (TOML): mode, cores, memory and disk budgets, hours, contact
+        /// schedule, status page. Options below override it.
         #[arg(long)]
-        slots: Option<u32>,
+        config: Option<PathBuf>,
+        /// Tasks run at once (default: the number of cores).
+        #[arg(long, alias = "slots")]
+        cores: Option<u32>,
+        /// `continuous` (lowest OS priority, always) or `idle-only` (only while nobody uses the
+        /// computer).
+        #[arg(long)]
+        mode: Option<String>,
         /// Tasks staged ahead of the running ones.
         #[arg(long)]
         prefetch: Option<u32>,
+        /// Address of the local status page, e.g. 127.0.0.1:7710 (`off` for none).
+        #[arg(long)]
+        status_listen: Option<String>,
+        /// Trust only this server signing key (hex) for task assignments.
+        #[arg(long)]
+        server_key: Option<String>,
         #[arg(long)]
         name: Option<String>,
     },
@@ -113,6 +129,12 @@ enum Command {
         #[arg(long, env = "IDLEGRID_TASKS_DIR")]
         tasks_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum EngineAction {
+    /// Show what the engine running with this data folder is doing.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -232,21 +254,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Engine { data, slots, prefetch, name } => {
+        Command::Engine { action: Some(EngineAction::Status), data, .. } => engine_status(&data).await,
+        Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
             init_logging(cli.log.as_deref(), "info");
-            let mut config = idlegrid_engine::EngineConfig::new(&cli.server, data);
-            if let Some(slots) = slots {
-                anyhow::ensure!(slots > 0, "--slots must be at least 1");
-                config.slots = slots;
+            let mut engine_config = idlegrid_engine::EngineConfig::new(&cli.server, data);
+            if let Some(path) = config {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                engine_config.owner = idlegrid_engine::OwnerSettings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
-            if let Some(prefetch) = prefetch {
-                config.prefetch = prefetch;
+            let owner = &mut engine_config.owner;
+            if let Some(cores) = cores {
+                anyhow::ensure!(cores > 0, "--cores must be at least 1");
+                owner.cores = cores;
             }
+            if let Some(mode) = mode {
+                owner.mode = match mode.as_str() {
+                    "continuous" => idlegrid_engine::RunMode::Continuous,
+                    "idle-only" => idlegrid_engine::RunMode::IdleOnly,
+                    other => anyhow::bail!("--mode must be continuous or idle-only, not '{other}'"),
+                };
+            }
+            if let Some(listen) = status_listen {
+                owner.status_listen = (listen != "off").then_some(listen);
+            }
+            engine_config.prefetch = prefetch.unwrap_or(engine_config.owner.cores.max(2) * 2);
+            engine_config.server_key = server_key;
             if let Some(name) = name {
-                config.name = name;
+                engine_config.name = name;
             }
-            let engine = idlegrid_engine::Engine::start(config).await?;
-            println!("idlegrid engine {} working for {}", engine.id(), cli.server);
+            let engine = idlegrid_engine::Engine::start(engine_config).await?;
+            match engine.status_addr() {
+                Some(addr) => println!("idlegrid engine {} working for {}; status at http://{addr}/", engine.id(), cli.server),
+                None => println!("idlegrid engine {} working for {}", engine.id(), cli.server),
+            }
             shutdown_signal().await;
             engine.shutdown().await;
             Ok(())
@@ -271,6 +311,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             bench::run(tasks, engines, latency_samples, tasks_dir).await
         }
     }
+}
+
+/// `idlegrid engine status`: ask the engine running with `data` for its status page's data.
+async fn engine_status(data: &std::path::Path) -> anyhow::Result<()> {
+    let addr_file = data.join("status.addr");
+    let addr = std::fs::read_to_string(&addr_file)
+        .with_context(|| format!("no engine status page recorded in {} (is an engine running with --data {}?)", addr_file.display(), data.display()))?;
+    let status: idlegrid_engine::status::EngineStatus = reqwest::get(format!("http://{}/status.json", addr.trim()))
+        .await
+        .with_context(|| format!("the engine at {} does not answer (is it still running?)", addr.trim()))?
+        .json()
+        .await?;
+    println!("engine {} ({}) — {}{}", status.engine, status.name, status.state, status.reason.map(|r| format!(": {r}")).unwrap_or_default());
+    println!("  mode {}, tasks at {} priority, hours {}", status.mode, status.task_priority, status.hours);
+    println!("  server {} ({}), contact {}", status.server, if status.connected { "connected" } else { "offline" }, status.contact);
+    println!("  memory {} of {} MB, disk {} of {} MB", status.memory.used >> 20, status.memory.max >> 20, status.disk.used >> 20, status.disk.max >> 20);
+    println!("  work: {} succeeded, {} failed, {} handed back, {} s of CPU", status.tasks_succeeded, status.tasks_failed, status.tasks_suspended, status.cpu_seconds);
+    for task in &status.tasks {
+        println!("  task {:>8}  {:<10} {:>5.1}%  priority {}", task.assignment, task.state, task.progress * 100.0, task.priority);
+    }
+    for message in &status.messages {
+        println!("  message: {} — {}", message.title, message.body);
+    }
+    Ok(())
 }
 
 async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> anyhow::Result<()> {

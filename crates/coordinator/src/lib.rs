@@ -96,10 +96,13 @@ pub struct Party {
 pub struct Coordinator {
     config: CoordinatorConfig,
     secret: Vec<u8>,
+    /// Signs task assignments; engines pin its public key at registration (P3.7).
+    signer: idlegrid_protocol::auth::Identity,
     keys: Mutex<HashMap<PartyId, (Role, [u8; 32])>>,
 }
 
 const SECRET_KEY: &str = "ticket_secret";
+const SIGNING_KEY: &str = "assignment_signing_key";
 const KEY_CACHE_ENTRIES_MAX: usize = 100_000;
 
 impl Coordinator {
@@ -114,11 +117,35 @@ impl Coordinator {
                 secret
             }
         };
-        Ok(Coordinator { config, secret, keys: Mutex::new(HashMap::new()) })
+        let signer = match tx.meta(SIGNING_KEY)? {
+            Some(seed) if seed.len() == 32 => {
+                let mut bytes = [0u8; 32];
+                bytes.copy_from_slice(&seed);
+                idlegrid_protocol::auth::Identity::from_seed(bytes)
+            }
+            _ => {
+                let mut seed = [0u8; 32];
+                rand::fill(&mut seed[..]);
+                tx.set_meta(SIGNING_KEY, &seed)?;
+                idlegrid_protocol::auth::Identity::from_seed(seed)
+            }
+        };
+        Ok(Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()) })
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
+    }
+
+    /// The public key engines verify assignments with (hex).
+    pub fn server_key(&self) -> String {
+        self.signer.public_key_hex()
+    }
+
+    /// Seal an assignment with the server's signature.
+    pub(crate) fn sign(&self, mut assignment: idlegrid_protocol::messages::Assignment) -> idlegrid_protocol::messages::Assignment {
+        assignment.signature = self.signer.sign_bytes(&assignment.signed_bytes());
+        assignment
     }
 
     /// Register a party by its public key (P4.1). Registering the same key again is harmless.
@@ -140,7 +167,7 @@ impl Coordinator {
                 )));
             }
         }
-        Ok(RegisterResponse { id, role: request.role })
+        Ok(RegisterResponse { id, role: request.role, server_key: self.server_key() })
     }
 
     /// Check a signed request; returns who sent it.

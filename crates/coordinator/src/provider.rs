@@ -59,7 +59,7 @@ impl Coordinator {
                     Some(hash) => Some(size(tx, hash)?),
                     None => None,
                 };
-                let message = ServerToProvider::Task(idlegrid_protocol::messages::Assignment {
+                let message = ServerToProvider::Task(self.sign(idlegrid_protocol::messages::Assignment {
                     assignment: assignment.id,
                     executable: size(tx, task.executable)?,
                     data,
@@ -68,7 +68,8 @@ impl Coordinator {
                     priority: task.priority,
                     limits: job.properties.task_limits.clone(),
                     ticket: self.ticket(&party.id, assignment.id, now_ms),
-                });
+                    signature: String::new(),
+                }));
                 push(tx, fx, session, None, &message, None)?;
             }
         }

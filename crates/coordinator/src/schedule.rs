@@ -128,7 +128,7 @@ impl Coordinator {
             let id = tx.insert_assignment(task.key, &provider.id, now_ms)?;
             transition(tx, &mut task, job, TaskEvent::Assign)?;
             tx.set_task_run(task.key, task.attempts + 1, task.cpu_ms)?;
-            let message = ServerToProvider::Task(Assignment {
+            let message = ServerToProvider::Task(self.sign(Assignment {
                 assignment: id,
                 executable,
                 data,
@@ -137,7 +137,8 @@ impl Coordinator {
                 priority: task.priority,
                 limits: job.properties.task_limits.clone(),
                 ticket: self.ticket(&provider.id, id, now_ms),
-            });
+                signature: String::new(),
+            }));
             push(tx, fx, provider.session, None, &message, None)?;
             assigned += 1;
         }

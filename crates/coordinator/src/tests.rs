@@ -493,3 +493,19 @@ fn higher_priority_tasks_are_placed_first_then_oldest_first() {
     let next = assignments(&mut world, &mut engine);
     assert_eq!((next[0].priority, next[0].params.clone()), (9, b"n=7".to_vec()), "a task may override its job's priority");
 }
+
+#[test]
+fn assignments_are_signed_with_the_key_given_at_registration() {
+    let mut world = World::new();
+    let (_client, _job, _) = launched_job(&mut world, 1);
+    let identity = Identity::generate();
+    let request = RegisterRequest { role: Role::Provider, public_key: identity.public_key_hex(), name: "e".into() };
+    let (c, now) = (&world.coordinator, world.now);
+    let registered = world.store.write(|tx| c.register(tx, &request, now)).unwrap();
+    let mut engine = world.join(Role::Provider);
+    engine_ready(&mut world, &mut engine, 1);
+    let assignment = assignments(&mut world, &mut engine).remove(0);
+    idlegrid_protocol::auth::verify_bytes(&registered.server_key, &assignment.signed_bytes(), &assignment.signature).unwrap();
+    let forged = Assignment { params: b"rm -rf /".to_vec(), ..assignment.clone() };
+    assert!(idlegrid_protocol::auth::verify_bytes(&registered.server_key, &forged.signed_bytes(), &forged.signature).is_err());
+}

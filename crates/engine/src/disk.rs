@@ -3,18 +3,23 @@
 //!
 //! Held tasks live in a small SQLite database (`engine.db`, WAL): thousands of tasks a second
 //! come and go, and a file per task would spend the time creating and deleting inodes.
-//! Checkpoints are files, written atomically and synced, since they are large and rare.
+//! Checkpoints are files, written atomically and synced, since they are large and rare. Task
+//! rows and checkpoints are sealed by the [`Vault`] (P3.7); a row or checkpoint that fails to
+//! open was tampered with and is dropped, never used.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use idlegrid_protocol::messages::{Assignment, AssignmentStatus};
 use idlegrid_types::{AssignmentId, SessionId};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::vault::Vault;
+
 pub struct Disk {
     root: PathBuf,
     db: Mutex<Connection>,
+    vault: Arc<Vault>,
 }
 
 /// Write a file atomically: a reader sees the old bytes or the new, never a mix. With `sync`,
@@ -45,7 +50,7 @@ fn io(error: rusqlite::Error) -> std::io::Error {
 }
 
 impl Disk {
-    pub fn open(root: &Path) -> std::io::Result<Disk> {
+    pub fn open(root: &Path, vault: Arc<Vault>) -> std::io::Result<Disk> {
         std::fs::create_dir_all(root.join("checkpoints"))?;
         std::fs::create_dir_all(root.join("elements"))?;
         let db = Connection::open(root.join("engine.db")).map_err(io)?;
@@ -55,10 +60,10 @@ impl Disk {
         db.pragma_update(None, "synchronous", "NORMAL").map_err(io)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS tasks (assignment INTEGER PRIMARY KEY, body TEXT NOT NULL, outcome TEXT);",
+             CREATE TABLE IF NOT EXISTS tasks (assignment INTEGER PRIMARY KEY, body BLOB NOT NULL, outcome BLOB);",
         )
         .map_err(io)?;
-        Ok(Disk { root: root.to_path_buf(), db: Mutex::new(db) })
+        Ok(Disk { root: root.to_path_buf(), db: Mutex::new(db), vault })
     }
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -69,10 +74,6 @@ impl Disk {
         self.root.join("identity.key")
     }
 
-    pub fn elements_dir(&self) -> PathBuf {
-        self.root.join("elements")
-    }
-
     pub fn session(&self) -> Option<SessionId> {
         let value: Option<String> =
             self.db().query_row("SELECT value FROM meta WHERE key = 'session'", [], |r| r.get(0)).optional().ok().flatten();
@@ -80,11 +81,16 @@ impl Disk {
     }
 
     pub fn set_session(&self, session: SessionId) -> std::io::Result<()> {
+        self.set_meta("session", &session.to_string())
+    }
+
+    pub fn meta(&self, key: &str) -> Option<String> {
+        self.db().query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().ok().flatten()
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> std::io::Result<()> {
         self.db()
-            .execute(
-                "INSERT INTO meta (key, value) VALUES ('session', ?1) ON CONFLICT (key) DO UPDATE SET value = ?1",
-                [session.to_string()],
-            )
+            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])
             .map_err(io)?;
         Ok(())
     }
@@ -102,20 +108,52 @@ impl Disk {
                 .prepare_cached("INSERT INTO tasks (assignment, body) VALUES (?1, ?2) ON CONFLICT (assignment) DO UPDATE SET body = ?2")
                 .map_err(io)?;
             for assignment in assignments {
-                let body = serde_json::to_string(assignment).expect("serializes");
-                insert.execute(params![assignment.assignment.0 as i64, body]).map_err(io)?;
+                let id = assignment.assignment;
+                let body = self.vault.seal(&serde_json::to_vec(assignment).expect("serializes"), format!("assignment/{}", id.0).as_bytes());
+                insert.execute(params![id.0 as i64, body]).map_err(io)?;
             }
         }
         tx.commit().map_err(io)
     }
 
 
-    pub fn save_checkpoint(&self, id: AssignmentId, bytes: &[u8]) -> std::io::Result<()> {
-        write_atomic(&self.checkpoint_path(id), bytes, true)
+    fn checkpoint_context(id: AssignmentId) -> Vec<u8> {
+        format!("checkpoint/{}", id.0).into_bytes()
     }
 
+    /// Bytes a checkpoint of `len` bytes takes on disk.
+    pub fn sealed_checkpoint_size(len: usize) -> u64 {
+        (len + 24 + 16) as u64
+    }
+
+    /// Bytes the task's checkpoint takes on disk now.
+    pub fn checkpoint_bytes(&self, id: AssignmentId) -> u64 {
+        std::fs::metadata(self.checkpoint_path(id)).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Seal and store a checkpoint durably (write, fsync, rename: P3.8).
+    pub fn save_checkpoint(&self, id: AssignmentId, bytes: &[u8]) -> std::io::Result<()> {
+        write_atomic(&self.checkpoint_path(id), &self.vault.seal(bytes, &Self::checkpoint_context(id)), true)
+    }
+
+    /// The task's checkpoint; one that was tampered with is deleted and reported absent.
     pub fn checkpoint(&self, id: AssignmentId) -> Option<Vec<u8>> {
-        std::fs::read(self.checkpoint_path(id)).ok()
+        let sealed = std::fs::read(self.checkpoint_path(id)).ok()?;
+        match self.vault.open(&sealed, &Self::checkpoint_context(id)) {
+            Ok(bytes) => Some(bytes),
+            Err(error) => {
+                tracing::warn!(assignment = %id, %error, "a checkpoint on disk was altered; dropped");
+                let _ = std::fs::remove_file(self.checkpoint_path(id));
+                None
+            }
+        }
+    }
+
+    /// Total bytes of checkpoints on disk (counted against the owner's budget at start-up).
+    pub fn checkpoints_bytes(&self) -> u64 {
+        std::fs::read_dir(self.root.join("checkpoints"))
+            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
     }
 
     /// Keep final statuses until the server has acknowledged them (P3.9), in one transaction.
@@ -125,17 +163,19 @@ impl Disk {
         {
             let mut update = tx.prepare_cached("UPDATE tasks SET outcome = ?2 WHERE assignment = ?1").map_err(io)?;
             for status in statuses {
-                let outcome = serde_json::to_string(status).expect("serializes");
-                update.execute(params![status.assignment.0 as i64, outcome]).map_err(io)?;
+                let id = status.assignment;
+                let outcome = self.vault.seal(&serde_json::to_vec(status).expect("serializes"), format!("outcome/{}", id.0).as_bytes());
+                update.execute(params![id.0 as i64, outcome]).map_err(io)?;
             }
         }
         tx.commit().map_err(io)
     }
 
-    /// Reclaim the space of tasks whose final status the server has (P3.12).
-    pub fn remove_tasks(&self, ids: &[AssignmentId]) {
+    /// Reclaim the space of tasks whose final status the server has (P3.12). Returns the bytes
+    /// of checkpoints freed.
+    pub fn remove_tasks(&self, ids: &[AssignmentId]) -> u64 {
         if ids.is_empty() {
-            return;
+            return 0;
         }
         let mut db = self.db();
         let removed = db.transaction().and_then(|tx| {
@@ -151,27 +191,42 @@ impl Disk {
             tracing::warn!(%error, "cannot forget finished tasks");
         }
         drop(db);
+        let mut freed = 0;
         for id in ids {
+            freed += self.checkpoint_bytes(*id);
             let _ = std::fs::remove_file(self.checkpoint_path(*id));
         }
+        freed
     }
 
-    pub fn remove_task(&self, id: AssignmentId) {
-        self.remove_tasks(&[id]);
-    }
-
-    /// Every held task: its assignment and, if it finished, its unacknowledged outcome.
+    /// Every held task: its assignment and, if it finished, its unacknowledged outcome. Rows
+    /// that fail to open (tampered with) are deleted.
     pub fn held_tasks(&self) -> Vec<(Assignment, Option<AssignmentStatus>)> {
-        let db = self.db();
-        let Ok(mut statement) = db.prepare("SELECT body, outcome FROM tasks ORDER BY assignment") else { return Vec::new() };
-        let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, Option<String>>(1)?)));
-        let Ok(rows) = rows else { return Vec::new() };
-        rows.flatten()
-            .filter_map(|(body, outcome)| {
-                let assignment = serde_json::from_str(&body).ok()?;
-                Some((assignment, outcome.and_then(|o| serde_json::from_str(&o).ok())))
-            })
-            .collect()
+        let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = {
+            let db = self.db();
+            let Ok(mut statement) = db.prepare("SELECT assignment, body, outcome FROM tasks ORDER BY assignment") else { return Vec::new() };
+            let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)));
+            match rows {
+                Ok(rows) => rows.flatten().collect(),
+                Err(_) => return Vec::new(),
+            }
+        };
+        let mut held = Vec::new();
+        for (id, body, outcome) in rows {
+            let assignment = self
+                .vault
+                .open(&body, format!("assignment/{id}").as_bytes())
+                .ok()
+                .and_then(|plain| serde_json::from_slice::<Assignment>(&plain).ok());
+            let Some(assignment) = assignment else {
+                tracing::warn!(assignment = id, "a held task on disk was altered; dropped");
+                self.remove_tasks(&[AssignmentId(id as u64)]);
+                continue;
+            };
+            let outcome = outcome.and_then(|o| self.vault.open(&o, format!("outcome/{id}").as_bytes()).ok()).and_then(|p| serde_json::from_slice(&p).ok());
+            held.push((assignment, outcome));
+        }
+        held
     }
 
     /// Checkpoint files of tasks no longer held (debris of a crash between the two writes).
@@ -205,6 +260,7 @@ mod tests {
             priority: 0,
             limits: TaskLimitsSpec::default(),
             ticket: "t".into(),
+            signature: String::new(),
         }
     }
 
@@ -218,11 +274,16 @@ mod tests {
         assert!(!path.with_extension("tmp").exists());
     }
 
+    fn open(dir: &Path) -> Disk {
+        let vault = Arc::new(Vault::load_or_create(&dir.join("storage.key")).unwrap());
+        Disk::open(dir, vault).unwrap()
+    }
+
     #[test]
     fn held_tasks_survive_reopening_until_removed() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let disk = Disk::open(dir.path()).unwrap();
+            let disk = open(dir.path());
             disk.save_assignments(&[&assignment(1), &assignment(2)]).unwrap();
             disk.save_checkpoint(AssignmentId(2), b"cp").unwrap();
             let status = AssignmentStatus {
@@ -240,7 +301,7 @@ mod tests {
             disk.set_session(session).unwrap();
             assert_eq!(disk.session(), Some(session));
         }
-        let disk = Disk::open(dir.path()).unwrap();
+        let disk = open(dir.path());
         let held = disk.held_tasks();
         assert_eq!(held.len(), 2);
         assert_eq!(held[0].1.as_ref().map(|s| s.cpu_ms), Some(3));
@@ -249,5 +310,24 @@ mod tests {
         disk.remove_tasks(&[AssignmentId(1), AssignmentId(2)]);
         assert!(disk.held_tasks().is_empty());
         assert!(disk.checkpoint(AssignmentId(2)).is_none());
+    }
+
+    #[test]
+    fn tampered_rows_and_checkpoints_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = open(dir.path());
+        disk.save_assignments(&[&assignment(1), &assignment(2)]).unwrap();
+        disk.save_checkpoint(AssignmentId(1), b"state").unwrap();
+        let raw = std::fs::read(dir.path().join("checkpoints/1")).unwrap();
+        assert!(!raw.windows(5).any(|w| w == b"state"), "sealed at rest");
+        let mut altered = raw.clone();
+        altered[30] ^= 1;
+        std::fs::write(dir.path().join("checkpoints/1"), altered).unwrap();
+        assert_eq!(disk.checkpoint(AssignmentId(1)), None);
+        assert!(!dir.path().join("checkpoints/1").exists());
+        disk.db().execute("UPDATE tasks SET body = x'00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899' WHERE assignment = 2", []).unwrap();
+        let held = disk.held_tasks();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].0.assignment, AssignmentId(1));
     }
 }

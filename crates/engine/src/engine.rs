@@ -1,28 +1,37 @@
-//! The engine's loops: receive messages, stage tasks, run them, send statuses.
+//! The engine's loops: receive messages, stage tasks, decide whether tasks may run, run them,
+//! send statuses, and show the owner what happens.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use idlegrid_client::{Channel, Transport};
-use idlegrid_protocol::auth::Identity;
+use idlegrid_protocol::auth::{Identity, verify_bytes};
 use idlegrid_protocol::backoff::Backoff;
 use idlegrid_protocol::messages::{
     Assignment, AssignmentState, AssignmentStatus, NodeState, ProviderToServer, ServerToProvider,
 };
 use idlegrid_protocol::wire::limits::INLINE_PAYLOAD_BYTES_MAX;
-use idlegrid_protocol::{ErrorCode, Payload};
+use idlegrid_protocol::{ErrorCode, ErrorReport, Payload};
 use idlegrid_sandbox::{CompiledTask, Sandbox, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome, TaskRun};
 use idlegrid_types::{AssignmentId, ElementHash, ElementKind, ElementRef, FailureKind, Role, TaskFailureInfo};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::ElementCache;
+use crate::activity::{ActivitySource, SystemActivity};
+use crate::cache::{DiskBudget, ElementCache};
+use crate::contact::ContactGate;
 use crate::disk::Disk;
+use crate::policy::{Governor, Verdict};
 use crate::queue::{Candidate, next_to_run};
-use crate::EngineConfig;
+use crate::settings::{RunMode, ServerControlled};
+use crate::status::{EngineStatus, Pushed, TaskView, Usage};
+use crate::vault::Vault;
+use crate::workers::Workers;
+use crate::{Activity, EngineConfig};
 
 type EngineChannel = Channel<ProviderToServer, ServerToProvider>;
 
@@ -34,10 +43,22 @@ enum LocalState {
     /// Staged: ready to run.
     Prepared,
     Running,
-    /// Stopped with a checkpoint (engine shutdown); runs again before new tasks.
+    /// Stopped with a checkpoint (preempted, or engine shutdown); runs again before new tasks.
     Suspended,
     /// Finished; its final status is on its way to the server.
     Done,
+}
+
+impl LocalState {
+    fn as_str(self) -> &'static str {
+        match self {
+            LocalState::Received => "staging",
+            LocalState::Prepared => "prepared",
+            LocalState::Running => "running",
+            LocalState::Suspended => "suspended",
+            LocalState::Done => "done",
+        }
+    }
 }
 
 struct LocalTask {
@@ -50,36 +71,77 @@ struct LocalTask {
     hand_back: bool,
     /// The server no longer wants the task (`RemoveTask`).
     removed: bool,
+    /// Asked to checkpoint and yield to a task of higher priority.
+    preempted: bool,
+    /// Memory the task may use, counted against the owner's budget while it runs.
+    memory_bytes: u64,
 }
 
-/// Counters, for tests, benchmarks and the status page of a later issue.
+impl LocalTask {
+    fn new(assignment: Assignment, state: LocalState, arrival: u64, memory_cap: u64) -> Self {
+        let memory_bytes = assignment.limits.memory_bytes_max.min(memory_cap);
+        LocalTask { assignment, state, arrival, control: None, progress: 0.0, hand_back: false, removed: false, preempted: false, memory_bytes }
+    }
+}
+
+/// Counters, for tests, benchmarks and the status page.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct EngineStats {
     pub tasks_succeeded: u64,
     pub tasks_failed: u64,
     pub tasks_suspended: u64,
+    pub tasks_preempted: u64,
+    pub cpu_ms: u64,
     pub held: u64,
 }
 
 struct Outgoing {
     message: ProviderToServer,
-    /// Delete this task's folder once the server has the message.
+    /// Delete this task once the server has the message.
     cleanup: Option<AssignmentId>,
+}
+
+struct RunState {
+    verdict: Verdict,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct Connectivity {
+    connected: bool,
+    last_contact_ms: Option<u64>,
+    last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct FromServer {
+    messages: Vec<Pushed>,
+    summary: Option<String>,
 }
 
 struct Inner {
     config: EngineConfig,
+    controlled: Mutex<ServerControlled>,
     transport: Transport,
     channel: RwLock<Arc<EngineChannel>>,
+    server_key: String,
     sandbox: Sandbox,
     disk: Disk,
+    budget: Arc<DiskBudget>,
     cache: ElementCache,
+    workers: Workers,
+    gate: ContactGate,
     tasks: Mutex<BTreeMap<AssignmentId, LocalTask>>,
     modules: Mutex<HashMap<ElementHash, Arc<CompiledTask>>>,
     wake_runner: Notify,
     outbox: mpsc::UnboundedSender<Outgoing>,
     arrivals: AtomicU64,
     stats: Mutex<EngineStats>,
+    run_state: Mutex<RunState>,
+    connectivity: Mutex<Connectivity>,
+    from_server: Mutex<FromServer>,
+    activity_name: Mutex<String>,
+    status_addr: Mutex<Option<SocketAddr>>,
     stop: CancellationToken,
 }
 
@@ -91,6 +153,19 @@ pub struct EngineHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Check the server's signature on an assignment (P3.7): only tasks the server issued run.
+pub fn check_assignment(server_key: &str, assignment: &Assignment) -> Result<(), String> {
+    if assignment.signature.is_empty() {
+        return Err(format!("assignment {} is not signed", assignment.assignment));
+    }
+    verify_bytes(server_key, &assignment.signed_bytes(), &assignment.signature)
+        .map_err(|_| format!("assignment {} is not signed by this engine's server", assignment.assignment))
+}
+
 impl EngineHandle {
     pub fn id(&self) -> String {
         self.inner.transport.identity().id().to_string()
@@ -100,6 +175,16 @@ impl EngineHandle {
         let mut stats = *self.inner.stats.lock().unwrap_or_else(|p| p.into_inner());
         stats.held = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
         stats
+    }
+
+    /// What the status page shows.
+    pub fn status(&self) -> EngineStatus {
+        self.inner.status()
+    }
+
+    /// Where the status page listens, if it is on.
+    pub fn status_addr(&self) -> Option<SocketAddr> {
+        *self.inner.status_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stop: running tasks are asked to checkpoint (forced after the grace period) and stay on
@@ -153,54 +238,118 @@ impl EngineHandle {
 impl Engine {
     /// Register (first time), connect, recover held tasks from disk, and start working.
     pub async fn start(config: EngineConfig) -> anyhow::Result<EngineHandle> {
-        let disk = Disk::open(&config.data_dir).with_context(|| format!("cannot use the data folder {}", config.data_dir.display()))?;
+        config.owner.validate().map_err(|e| anyhow::anyhow!("invalid owner settings: {e}"))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+        let vault = Arc::new(Vault::load_or_create(&config.data_dir.join("storage.key")).context("cannot load the storage key")?);
+        let disk = Disk::open(&config.data_dir, vault.clone()).with_context(|| format!("cannot use the data folder {}", config.data_dir.display()))?;
         let identity = Identity::load_or_create(&disk.identity_path())?;
         let transport = Transport::new(&config.server, identity)?;
         let mut backoff = Backoff::new(config.channel.backoff_initial, config.channel.backoff_max);
-        loop {
+        let registered = loop {
             match transport.register(Role::Provider, &config.name).await {
-                Ok(_) => break,
+                Ok(registered) => break registered,
                 Err(error) if error.is_transient() => {
                     tracing::warn!(%error, "server unreachable; retrying registration");
                     tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
                 }
                 Err(error) => return Err(error).context("registration refused"),
             }
-        }
+        };
+        let server_key = trusted_server_key(&config, &disk, &registered.server_key)?;
         let channel = open_channel(&transport, &config, &disk).await?;
         let mut sandbox_config = config.sandbox.clone();
         if sandbox_config.pooled_instances == 0 {
             // Never more instances than slots run at once; a margin for tasks being torn down.
-            sandbox_config.pooled_instances = config.slots * 2 + 2;
-            sandbox_config.pooled_memory_bytes_max = config.task_memory_bytes_max;
+            sandbox_config.pooled_instances = config.owner.cores * 2 + 2;
+            sandbox_config.pooled_memory_bytes_max = config.owner.task_memory_bytes_max;
         }
         let sandbox = Sandbox::new(sandbox_config).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
+        disk.sweep_checkpoints();
+        let budget = Arc::new(DiskBudget::new(config.owner.disk_bytes_max));
+        budget.add_existing(disk.checkpoints_bytes());
+        let cache = ElementCache::open(config.data_dir.join("elements"), vault, budget.clone())?;
+        let workers = Workers::start(config.owner.cores, true);
+        let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
         let inner = Arc::new(Inner {
-            cache: ElementCache::new(disk.elements_dir()),
-            config,
+            controlled: Mutex::new(controlled),
             transport,
             channel: RwLock::new(Arc::new(channel)),
+            server_key,
             sandbox,
             disk,
+            budget,
+            cache,
+            workers,
+            gate,
             tasks: Mutex::new(BTreeMap::new()),
             modules: Mutex::new(HashMap::new()),
             wake_runner: Notify::new(),
             outbox,
             arrivals: AtomicU64::new(0),
             stats: Mutex::new(EngineStats::default()),
+            run_state: Mutex::new(RunState { verdict: Verdict::Run, since: Instant::now() }),
+            connectivity: Mutex::new(Connectivity::default()),
+            from_server: Mutex::new(FromServer::default()),
+            activity_name: Mutex::new(String::new()),
+            status_addr: Mutex::new(None),
             stop: CancellationToken::new(),
+            config,
         });
-        inner.disk.sweep_checkpoints();
         inner.recover();
         inner.announce();
-        let tasks = vec![
+        // Decide once before running anything: an engine started while the owner works waits.
+        let source = inner.first_reading();
+        let mut tasks = vec![
             tokio::spawn(inner.clone().receive_loop()),
             tokio::spawn(inner.clone().send_loop(outbox_rx)),
             tokio::spawn(inner.clone().run_loop()),
         ];
-        tracing::info!(engine = %inner.transport.identity().id(), server = %inner.config.server, slots = inner.config.slots, "engine started");
+        tasks.push(tokio::spawn(inner.clone().governor_loop(source)));
+        if let Some(listen) = inner.config.owner.status_listen.clone() {
+            let snapshot_of = inner.clone();
+            let snapshot: crate::status::Snapshot = Arc::new(move || snapshot_of.status());
+            match crate::status::serve(&listen, snapshot, inner.stop.clone()).await {
+                Ok(addr) => {
+                    *inner.status_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+                    let _ = std::fs::write(inner.config.data_dir.join("status.addr"), addr.to_string());
+                    tracing::info!(%addr, "status page at http://{addr}/");
+                }
+                Err(error) => tracing::warn!(%error, "no status page"),
+            }
+        }
+        tracing::info!(
+            engine = %inner.transport.identity().id(),
+            server = %inner.config.server,
+            cores = inner.config.owner.cores,
+            mode = ?inner.config.owner.mode,
+            task_priority = %inner.workers.priority,
+            "engine started"
+        );
         Ok(EngineHandle { inner, tasks })
+    }
+}
+
+/// The server key to trust: pinned by the owner, or kept from the first registration. A server
+/// that presents another key is refused: it could hand out tasks it did not mean to.
+fn trusted_server_key(config: &EngineConfig, disk: &Disk, offered: &str) -> anyhow::Result<String> {
+    let pinned = config.server_key.clone().or_else(|| disk.meta("server_key"));
+    match pinned {
+        Some(pinned) if !offered.is_empty() && pinned != offered => anyhow::bail!(
+            "the server at {} signs tasks with key {offered}, but this engine trusts {pinned}: refusing to work for it \
+             (if the server was replaced on purpose, start the engine with a fresh data folder or pass --server-key)",
+            config.server
+        ),
+        Some(pinned) => {
+            disk.set_meta("server_key", &pinned)?;
+            Ok(pinned)
+        }
+        None if offered.is_empty() => anyhow::bail!("the server did not give its signing key: it is too old for this engine"),
+        None => {
+            disk.set_meta("server_key", offered)?;
+            Ok(offered.to_string())
+        }
     }
 }
 
@@ -249,7 +398,8 @@ struct Events {
 
 impl TaskEvents for Events {
     fn on_status(&mut self, data: &[u8], progress: f32) {
-        let due = self.last_status.is_none_or(|t| t.elapsed() >= self.inner.config.status_interval);
+        let interval = self.inner.controlled.lock().unwrap_or_else(|p| p.into_inner()).status_interval;
+        let due = self.last_status.is_none_or(|t| t.elapsed() >= interval);
         if let Some(task) = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&self.assignment) {
             task.progress = progress;
         }
@@ -279,7 +429,7 @@ impl TaskEvents for Events {
     }
 
     fn on_checkpoint(&mut self, data: &[u8]) -> Result<(), String> {
-        self.inner.disk.save_checkpoint(self.assignment, data).map_err(|e| e.to_string())
+        self.inner.store_checkpoint(self.assignment, data)
     }
 }
 
@@ -297,7 +447,40 @@ impl Inner {
     }
 
     fn capacity(&self) -> u32 {
-        self.config.slots + self.config.prefetch
+        self.config.owner.cores + self.controlled.lock().unwrap_or_else(|p| p.into_inner()).prefetch
+    }
+
+    fn may_run(&self) -> bool {
+        !self.stop.is_cancelled() && self.run_state.lock().unwrap_or_else(|p| p.into_inner()).verdict == Verdict::Run
+    }
+
+    /// Elements that held tasks need: never evicted.
+    fn needed_elements(&self) -> HashSet<ElementHash> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.values().filter(|t| t.state != LocalState::Done).flat_map(|t| std::iter::once(t.assignment.executable.hash).chain(t.assignment.data.values().map(|e| e.hash))).collect()
+    }
+
+    /// Store a checkpoint within the disk budget (evicting unneeded elements if need be).
+    fn store_checkpoint(&self, id: AssignmentId, data: &[u8]) -> Result<(), String> {
+        let new = Disk::sealed_checkpoint_size(data.len());
+        let old = self.disk.checkpoint_bytes(id);
+        if new > old && !self.cache.reserve(new - old, &self.needed_elements()) {
+            return Err(format!("the owner's disk budget of {} bytes has no room for a checkpoint of {} bytes", self.budget.max, data.len()));
+        }
+        match self.disk.save_checkpoint(id, data) {
+            Ok(()) => {
+                if old > new {
+                    self.budget.release(old - new);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                if new > old {
+                    self.budget.release(new - old);
+                }
+                Err(error.to_string())
+            }
+        }
     }
 
     /// Tell the server who we are, what we hold and how much work we want.
@@ -310,36 +493,27 @@ impl Inner {
             ProviderToServer::NodeProfile {
                 os: std::env::consts::OS.to_string(),
                 arch: std::env::consts::ARCH.to_string(),
-                cores: std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
-                memory_bytes: self.config.task_memory_bytes_max,
-                disk_bytes: 0,
+                cores: self.config.owner.cores,
+                memory_bytes: self.config.owner.memory_bytes_max,
+                disk_bytes: self.config.owner.disk_bytes_max,
                 engine_version: env!("CARGO_PKG_VERSION").to_string(),
             },
             None,
         );
         self.send(ProviderToServer::Contents { tasks: held }, None);
-        self.send(ProviderToServer::NodeStatus { state: NodeState::Active, slots: self.config.slots, queue_capacity: self.capacity() }, None);
+        self.send(ProviderToServer::NodeStatus { state: NodeState::Active, slots: self.config.owner.cores, queue_capacity: self.capacity() }, None);
     }
 
     /// Take back the tasks held on disk: finished ones have their outcome sent again, the
     /// others are staged again and resume from their checkpoints (P3.8).
     fn recover(self: &Arc<Self>) {
+        let cap = self.config.owner.task_memory_bytes_max;
         for (assignment, outcome) in self.disk.held_tasks() {
             let id = assignment.assignment;
             let suspended = self.disk.checkpoint(id).is_some();
             let state = if outcome.is_some() { LocalState::Done } else { LocalState::Received };
-            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(
-                id,
-                LocalTask {
-                    assignment,
-                    state,
-                    arrival: self.arrivals.fetch_add(1, Ordering::Relaxed),
-                    control: None,
-                    progress: 0.0,
-                    hand_back: false,
-                    removed: false,
-                },
-            );
+            let arrival = self.arrivals.fetch_add(1, Ordering::Relaxed);
+            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(id, LocalTask::new(assignment, state, arrival, cap));
             match outcome {
                 Some(status) => self.send(ProviderToServer::TaskStatus(status), Some(id)),
                 None => {
@@ -350,17 +524,84 @@ impl Inner {
         }
     }
 
+    fn first_reading(self: &Arc<Self>) -> Box<dyn ActivitySource> {
+        let source: Box<dyn ActivitySource> = match &self.config.activity {
+            Activity::System => Box::new(SystemActivity::detect()),
+            Activity::Injected(handle) => Box::new(handle.clone()),
+        };
+        *self.activity_name.lock().unwrap_or_else(|p| p.into_inner()) = source.describe();
+        source
+    }
+
+    /// Read the computer's activity and the hour, decide whether tasks may run, and pause or
+    /// resume running tasks when the answer changes (within one epoch tick: P3.3).
+    async fn governor_loop(self: Arc<Self>, mut source: Box<dyn ActivitySource>) {
+        let mut governor = Governor::new();
+        let mut ticker = tokio::time::interval(self.config.governor_tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let reading = source.read();
+            let verdict = governor.decide(&self.config.owner, reading, self.config.clock.week_minute(), now_ms());
+            self.apply(verdict);
+        }
+    }
+
+    fn apply(&self, verdict: Verdict) {
+        let changed = {
+            let mut state = self.run_state.lock().unwrap_or_else(|p| p.into_inner());
+            let was_running = state.verdict == Verdict::Run;
+            let now_running = verdict == Verdict::Run;
+            if state.verdict != verdict {
+                state.verdict = verdict.clone();
+            }
+            if was_running != now_running {
+                state.since = Instant::now();
+                Some(now_running)
+            } else {
+                None
+            }
+        };
+        let Some(running) = changed else { return };
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.values().filter(|t| t.state == LocalState::Running) {
+            if let Some(control) = &task.control {
+                if running { control.resume() } else { control.pause() }
+            }
+        }
+        drop(tasks);
+        match &verdict {
+            Verdict::Run => tracing::info!("tasks may run"),
+            Verdict::Wait(reason) => tracing::info!(%reason, "tasks paused"),
+        }
+        self.wake_runner.notify_one();
+    }
+
     async fn receive_loop(self: Arc<Self>) {
         let mut backoff = Backoff::new(self.config.channel.backoff_initial, self.config.channel.backoff_max);
         loop {
+            let Some(until) = self.gate.wait_open(&self.stop).await else { return };
             let channel = self.channel();
+            let mut wait = self.config.channel.poll_wait;
+            if let Some(until) = until {
+                wait = wait.min(until.saturating_duration_since(Instant::now()));
+            }
             let polled = tokio::select! {
                 _ = self.stop.cancelled() => return,
-                polled = channel.poll(self.config.channel.poll_wait) => polled,
+                polled = channel.poll(wait) => polled,
             };
             match polled {
                 Ok(messages) => {
                     backoff.reset();
+                    {
+                        let mut connectivity = self.connectivity.lock().unwrap_or_else(|p| p.into_inner());
+                        connectivity.connected = true;
+                        connectivity.last_contact_ms = Some(now_ms());
+                        connectivity.last_error = None;
+                    }
                     // New tasks are saved together; any other message first lets the tasks
                     // before it in, so that the order of the channel is kept.
                     let mut arriving = Vec::new();
@@ -377,6 +618,11 @@ impl Inner {
                     channel.release_up_to(channel.received());
                 }
                 Err(error) if error.is_transient() => {
+                    {
+                        let mut connectivity = self.connectivity.lock().unwrap_or_else(|p| p.into_inner());
+                        connectivity.connected = false;
+                        connectivity.last_error = Some(error.to_string());
+                    }
                     let delay = backoff.next_delay(rand::random::<f64>());
                     tracing::debug!(%error, "poll failed; backing off {} ms", delay.as_millis());
                     tokio::select! {
@@ -416,6 +662,10 @@ impl Inner {
 
     async fn send_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
         while let Some(first) = rx.recv().await {
+            // Only inside the contact schedule; messages wait on the engine meanwhile.
+            if self.gate.wait_open(&self.stop).await.is_none() {
+                return;
+            }
             let mut batch = vec![first];
             while batch.len() < 500 {
                 match rx.try_recv() {
@@ -461,7 +711,8 @@ impl Inner {
                 continue;
             }
             let finished: Vec<AssignmentId> = batch.iter().filter_map(|o| o.cleanup).collect();
-            self.disk.remove_tasks(&finished);
+            let freed = self.disk.remove_tasks(&finished);
+            self.budget.release(freed);
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             for id in finished {
                 tasks.remove(&id);
@@ -470,7 +721,6 @@ impl Inner {
     }
 
     fn handle(self: &Arc<Self>, message: ServerToProvider) {
-        tracing::trace!(message = idlegrid_protocol::ChannelMessage::name(&message), "received");
         match message {
             ServerToProvider::Task(assignment) => self.accept(vec![assignment]),
             ServerToProvider::RemoveTask { assignment } => self.remove(assignment),
@@ -506,17 +756,34 @@ impl Inner {
                 self.send(ProviderToServer::Contents { tasks: held }, None);
             }
             ServerToProvider::GetCacheContents => self.send(ProviderToServer::CacheContents { elements: self.cache.contents() }, None),
-            ServerToProvider::Config { settings } => tracing::info!(?settings, "configuration from the server"),
-            ServerToProvider::WorkSummary { tasks_completed, cpu_seconds } => {
-                tracing::info!(tasks_completed, cpu_seconds, "work summary from the server")
+            ServerToProvider::Config { settings } => {
+                let (problems, capacity_changed) = {
+                    let mut controlled = self.controlled.lock().unwrap_or_else(|p| p.into_inner());
+                    let before = controlled.prefetch;
+                    let problems = controlled.apply(&settings);
+                    (problems, controlled.prefetch != before)
+                };
+                for problem in problems {
+                    tracing::warn!(%problem, "configuration from the server refused");
+                    self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::BadRequest, problem)), None);
+                }
+                if capacity_changed {
+                    self.send(ProviderToServer::NodeStatus { state: NodeState::Active, slots: self.config.owner.cores, queue_capacity: self.capacity() }, None);
+                }
             }
-            ServerToProvider::DisplayContent { title, .. } => tracing::info!(%title, "display content from the server"),
+            ServerToProvider::WorkSummary { tasks_completed, cpu_seconds } => {
+                self.from_server.lock().unwrap_or_else(|p| p.into_inner()).summary =
+                    Some(format!("{tasks_completed} tasks completed, {cpu_seconds} s of CPU"));
+            }
+            ServerToProvider::DisplayContent { title, body, url } => {
+                let mut from_server = self.from_server.lock().unwrap_or_else(|p| p.into_inner());
+                from_server.messages.push(Pushed { title, body, url });
+                let excess = from_server.messages.len().saturating_sub(10);
+                from_server.messages.drain(..excess);
+            }
             ServerToProvider::Upgrade { version, .. } => {
                 tracing::warn!(%version, "the server offers an upgrade; this engine does not install upgrades");
-                self.send(
-                    ProviderToServer::Error(idlegrid_protocol::ErrorReport::new(ErrorCode::Unsupported, "upgrades are installed by the owner")),
-                    None,
-                );
+                self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::Unsupported, "upgrades are installed by the owner")), None);
             }
             ServerToProvider::Error(report) => tracing::warn!(%report, "the server reported an error"),
             ServerToProvider::ExternalDelivery { url } => tracing::warn!(%url, "external delivery is not supported"),
@@ -528,11 +795,30 @@ impl Inner {
         if assignments.is_empty() {
             return;
         }
+        let cap = self.config.owner.task_memory_bytes_max;
         let mut fresh = Vec::with_capacity(assignments.len());
         {
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             let mut to_save = Vec::with_capacity(assignments.len());
             for assignment in assignments {
+                if let Err(reason) = check_assignment(&self.server_key, &assignment) {
+                    tracing::error!(%reason, "refused a task");
+                    self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::Forbidden, reason)), None);
+                    self.send(
+                        ProviderToServer::TaskStatus(AssignmentStatus {
+                            assignment: assignment.assignment,
+                            state: AssignmentState::Removed,
+                            progress: 0.0,
+                            status: None,
+                            result: None,
+                            failure: None,
+                            checkpoint: None,
+                            cpu_ms: 0,
+                        }),
+                        None,
+                    );
+                    continue;
+                }
                 match tasks.get_mut(&assignment.assignment) {
                     // Sent again (new session): only the ticket is new.
                     Some(known) => {
@@ -556,18 +842,8 @@ impl Inner {
             for assignment in to_save {
                 let id = assignment.assignment;
                 if fresh.contains(&id) {
-                    tasks.insert(
-                        id,
-                        LocalTask {
-                            assignment,
-                            state: LocalState::Received,
-                            arrival: self.arrivals.fetch_add(1, Ordering::Relaxed),
-                            control: None,
-                            progress: 0.0,
-                            hand_back: false,
-                            removed: false,
-                        },
-                    );
+                    let arrival = self.arrivals.fetch_add(1, Ordering::Relaxed);
+                    tasks.insert(id, LocalTask::new(assignment, LocalState::Received, arrival, cap));
                 }
             }
         }
@@ -581,18 +857,23 @@ impl Inner {
         let Some(assignment) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|t| t.assignment.clone()) else { return };
         let mut needed: Vec<ElementRef> = vec![assignment.executable];
         needed.extend(assignment.data.values().copied());
+        let keep = self.needed_elements();
         for element in &needed {
-            if let Err(error) = self.cache.ensure(&self.transport, element, &assignment.ticket).await {
+            if let Err(error) = self.cache.ensure(&self.transport, element, &assignment.ticket, &keep).await {
                 tracing::warn!(assignment = %id, %error, "staging failed");
-                self.send_failure(id, FailureKind::ElementUnavailable, error.to_string());
+                let kind = match error {
+                    crate::cache::FetchError::DiskBudget { .. } => FailureKind::Engine,
+                    _ => FailureKind::ElementUnavailable,
+                };
+                self.send_failure(id, kind, error.to_string());
                 return;
             }
         }
         if let (Some(checkpoint), false) = (assignment.checkpoint, has_local_checkpoint) {
             match self.transport.download_bytes(&checkpoint, Some(&assignment.ticket), 1 << 30).await {
                 Ok(bytes) => {
-                    if let Err(error) = self.disk.save_checkpoint(id, &bytes) {
-                        self.send_failure(id, FailureKind::Engine, format!("cannot save the checkpoint: {error}"));
+                    if let Err(error) = self.store_checkpoint(id, &bytes) {
+                        self.send_failure(id, FailureKind::Engine, format!("cannot keep the checkpoint: {error}"));
                         return;
                     }
                 }
@@ -638,7 +919,8 @@ impl Inner {
             (_, LocalState::Done) => {} // its status is on its way; the server will ignore it
             _ => {
                 tasks.remove(&id);
-                self.disk.remove_task(id);
+                let freed = self.disk.remove_tasks(&[id]);
+                self.budget.release(freed);
             }
         }
     }
@@ -710,7 +992,8 @@ impl Inner {
         self.send(ProviderToServer::Task { assignment: id, checkpoint }, None);
     }
 
-    /// Start tasks whenever a slot is free (P3.1: running is independent of talking).
+    /// Start tasks whenever a slot is free and the owner allows (P3.1: running is independent
+    /// of talking to the server).
     async fn run_loop(self: Arc<Self>) {
         loop {
             while let Some(id) = self.pick_next() {
@@ -723,20 +1006,14 @@ impl Inner {
         }
     }
 
-    /// Whether tasks may run now. The owner's policy (idle, hours, budgets) plugs in here.
-    fn may_run(&self) -> bool {
-        !self.stop.is_cancelled()
-    }
-
+    /// The next task to start, by priority, then suspended before new, then arrival (P3.2),
+    /// within the owner's cores and memory. When every slot is taken by work of lower priority
+    /// than the best waiting task, the lowest is asked to checkpoint and yield.
     fn pick_next(&self) -> Option<AssignmentId> {
         if !self.may_run() {
             return None;
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let running = tasks.values().filter(|t| t.state == LocalState::Running).count();
-        if running >= self.config.slots as usize {
-            return None;
-        }
         let candidates = tasks.values().filter(|t| matches!(t.state, LocalState::Prepared | LocalState::Suspended) && !t.removed && !t.hand_back).map(|t| Candidate {
             assignment: t.assignment.assignment,
             priority: t.assignment.priority,
@@ -744,8 +1021,34 @@ impl Inner {
             arrival: t.arrival,
         });
         let next = next_to_run(candidates)?;
+        let running: Vec<&LocalTask> = tasks.values().filter(|t| t.state == LocalState::Running).collect();
+        let memory_in_use: u64 = running.iter().map(|t| t.memory_bytes).sum();
+        let wanted = tasks.get(&next.assignment).map(|t| t.memory_bytes).unwrap_or(0);
+        let fits = running.len() < self.config.owner.cores as usize && memory_in_use + wanted <= self.config.owner.memory_bytes_max;
+        if !fits {
+            let preempting = running.iter().any(|t| t.preempted);
+            let lowest = running.iter().filter(|t| !t.hand_back && !t.removed).min_by_key(|t| (t.assignment.priority, std::cmp::Reverse(t.arrival))).map(|t| (t.assignment.assignment, t.assignment.priority));
+            if let (false, Some((victim, priority))) = (preempting, lowest) {
+                if priority < next.priority {
+                    if let Some(task) = tasks.get_mut(&victim) {
+                        task.preempted = true;
+                        if let Some(control) = task.control.clone() {
+                            tracing::info!(preempted = %victim, by = %next.assignment, "a task of higher priority preempts a running one");
+                            control.request_stop();
+                            let grace = self.config.stop_grace;
+                            tokio::spawn(async move {
+                                tokio::time::sleep(grace).await;
+                                control.kill();
+                            });
+                        }
+                    }
+                }
+            }
+            return None;
+        }
         let task = tasks.get_mut(&next.assignment)?;
         task.state = LocalState::Running;
+        task.preempted = false;
         task.control = Some(TaskControl::new());
         Some(next.assignment)
     }
@@ -753,7 +1056,7 @@ impl Inner {
     fn limits(&self, assignment: &Assignment) -> TaskLimits {
         let job = &assignment.limits;
         TaskLimits {
-            memory_bytes_max: job.memory_bytes_max.min(self.config.task_memory_bytes_max),
+            memory_bytes_max: job.memory_bytes_max.min(self.config.owner.task_memory_bytes_max),
             cpu_time_max: Duration::from_secs(job.cpu_seconds_max),
             result_bytes_max: job.result_bytes_max.min(usize::MAX as u64) as usize,
             status_bytes_max: INLINE_PAYLOAD_BYTES_MAX,
@@ -766,8 +1069,10 @@ impl Inner {
         if let Some(module) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(&executable.hash) {
             return Ok(module.clone());
         }
-        let bytes = std::fs::read(self.cache.path(&executable.hash))
-            .map_err(|e| TaskFailure::Internal(format!("cannot read the staged executable: {e}")))?;
+        let bytes = self
+            .cache
+            .read_all(&executable.hash)
+            .map_err(|e| TaskFailure::Internal(format!("the staged executable cannot be used ({e}); it will be fetched again")))?;
         let module = self.sandbox.compile(&bytes)?;
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if modules.len() >= 64 {
@@ -783,12 +1088,16 @@ impl Inner {
             let Some(task) = tasks.get(&id) else { return };
             (task.assignment.clone(), task.control.clone().unwrap_or_default())
         };
+        // The owner may have come back between the decision and now.
+        if !self.may_run() {
+            control.pause();
+        }
         let inner = self.clone();
         tokio::spawn(async move {
             let worker = inner.clone();
-            let run = tokio::task::spawn_blocking(move || worker.run_blocking(&assignment, &control)).await;
-            let run = run.unwrap_or_else(|e| TaskRun {
-                outcome: TaskOutcome::Failed(TaskFailure::Internal(format!("the task's thread failed: {e}"))),
+            let run = inner.workers.run(move || worker.run_blocking(&assignment, &control)).await;
+            let run = run.unwrap_or_else(|_| TaskRun {
+                outcome: TaskOutcome::Failed(TaskFailure::Internal("the task's thread failed".into())),
                 checkpoint: None,
                 cpu_time: Duration::ZERO,
                 output: Vec::new(),
@@ -806,11 +1115,11 @@ impl Inner {
         };
         let mut elements = BTreeMap::new();
         for (name, element) in &assignment.data {
-            match TaskElement::open(&self.cache.path(&element.hash)) {
-                Ok(opened) => {
-                    elements.insert(name.clone(), opened);
+            match self.cache.reader(&element.hash) {
+                Ok(reader) => {
+                    elements.insert(name.clone(), TaskElement::Reader(Box::new(reader)));
                 }
-                Err(e) => return failed(TaskFailure::Internal(format!("cannot open staged data element '{name}': {e}"))),
+                Err(e) => return failed(TaskFailure::Internal(format!("staged data element '{name}' cannot be used ({e}); it will be fetched again"))),
             }
         }
         let input = TaskInput { params: assignment.params.clone(), elements, checkpoint: self.disk.checkpoint(assignment.assignment) };
@@ -819,16 +1128,18 @@ impl Inner {
     }
 
     async fn finish(self: &Arc<Self>, id: AssignmentId, run: TaskRun) {
-        let (removed, hand_back) = {
+        let (removed, hand_back, preempted) = {
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             let Some(task) = tasks.get_mut(&id) else { return };
             task.control = None;
-            (task.removed, task.hand_back)
+            (task.removed, task.hand_back, task.preempted)
         };
         let cpu_ms = run.cpu_time.as_millis() as u64;
+        self.stats.lock().unwrap_or_else(|p| p.into_inner()).cpu_ms += cpu_ms;
         if removed {
             self.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-            self.disk.remove_task(id);
+            let freed = self.disk.remove_tasks(&[id]);
+            self.budget.release(freed);
             return;
         }
         let set_state = |state| {
@@ -863,6 +1174,13 @@ impl Inner {
                     cpu_ms,
                 }
             }
+            TaskOutcome::Failed(TaskFailure::Internal(reason)) => {
+                // Not the task's fault (a tampered or unreadable staged element, a dead thread):
+                // forget the compiled module, let the server place the task again.
+                self.modules.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                self.send_failure(id, FailureKind::ElementUnavailable, reason);
+                return;
+            }
             TaskOutcome::Failed(failure) => {
                 self.stats.lock().unwrap_or_else(|p| p.into_inner()).tasks_failed += 1;
                 AssignmentStatus {
@@ -883,12 +1201,107 @@ impl Inner {
                 return;
             }
             TaskOutcome::Suspended | TaskOutcome::Killed => {
-                // Stopped by this engine (shutdown): keep it, resume it later from its checkpoint.
+                // Preempted, or stopped by this engine (shutdown): keep it, resume it later from
+                // its checkpoint, before any new task of its priority.
+                if preempted {
+                    self.stats.lock().unwrap_or_else(|p| p.into_inner()).tasks_preempted += 1;
+                }
                 set_state(LocalState::Suspended);
                 return;
             }
         };
         set_state(LocalState::Done);
         self.send(ProviderToServer::TaskStatus(status), Some(id));
+    }
+
+    fn status(&self) -> EngineStatus {
+        let (verdict, _) = {
+            let state = self.run_state.lock().unwrap_or_else(|p| p.into_inner());
+            (state.verdict.clone(), state.since)
+        };
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let running = tasks.values().filter(|t| t.state == LocalState::Running).count();
+        let views: Vec<TaskView> = tasks
+            .values()
+            .map(|t| {
+                let paused = t.control.as_ref().is_some_and(|c| c.is_paused());
+                TaskView {
+                    assignment: t.assignment.assignment.0,
+                    state: if paused { "paused".into() } else { t.state.as_str().into() },
+                    progress: t.progress,
+                    priority: t.assignment.priority,
+                }
+            })
+            .collect();
+        let memory_used: u64 = tasks.values().filter(|t| t.state == LocalState::Running).map(|t| t.memory_bytes).sum();
+        let waiting = tasks.values().any(|t| matches!(t.state, LocalState::Prepared | LocalState::Suspended));
+        drop(tasks);
+        let (state, reason) = match &verdict {
+            Verdict::Wait(reason) => ("waiting".to_string(), Some(reason.to_string())),
+            Verdict::Run if running > 0 => ("computing".to_string(), None),
+            Verdict::Run if waiting => ("computing".to_string(), Some("starting tasks".into())),
+            Verdict::Run => ("idle".to_string(), Some("no tasks to run".into())),
+        };
+        let stats = *self.stats.lock().unwrap_or_else(|p| p.into_inner());
+        let connectivity = self.connectivity.lock().unwrap_or_else(|p| p.into_inner());
+        let from_server = self.from_server.lock().unwrap_or_else(|p| p.into_inner());
+        EngineStatus {
+            engine: self.transport.identity().id().to_string(),
+            name: self.config.name.clone(),
+            server: self.config.server.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            state,
+            reason,
+            mode: match self.config.owner.mode {
+                RunMode::Continuous => "continuous".into(),
+                RunMode::IdleOnly => "idle only".into(),
+            },
+            hours: self.config.owner.run_hours.describe(),
+            contact: self.gate.describe(),
+            activity_source: self.activity_name.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            task_priority: self.workers.priority.clone(),
+            tasks: views,
+            memory: Usage { used: memory_used, max: self.config.owner.memory_bytes_max },
+            disk: Usage { used: self.budget.used(), max: self.budget.max },
+            tasks_succeeded: stats.tasks_succeeded,
+            tasks_failed: stats.tasks_failed,
+            tasks_suspended: stats.tasks_suspended,
+            cpu_seconds: stats.cpu_ms / 1000,
+            server_summary: from_server.summary.clone(),
+            connected: connectivity.connected,
+            last_contact_unix_ms: connectivity.last_contact_ms,
+            last_error: connectivity.last_error.clone(),
+            messages: from_server.messages.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_types::TaskLimitsSpec;
+
+    #[test]
+    fn only_assignments_signed_by_the_server_pass() {
+        let server = Identity::generate();
+        let mut assignment = Assignment {
+            assignment: AssignmentId(3),
+            executable: ElementRef { hash: ElementHash::of(b"x"), size: 1 },
+            data: Default::default(),
+            params: b"p".to_vec(),
+            checkpoint: None,
+            priority: 0,
+            limits: TaskLimitsSpec::default(),
+            ticket: "t".into(),
+            signature: String::new(),
+        };
+        assert!(check_assignment(&server.public_key_hex(), &assignment).unwrap_err().contains("not signed"));
+        assignment.signature = server.sign_bytes(&assignment.signed_bytes());
+        check_assignment(&server.public_key_hex(), &assignment).unwrap();
+        let altered = Assignment { params: b"q".to_vec(), ..assignment.clone() };
+        assert!(check_assignment(&server.public_key_hex(), &altered).is_err());
+        let impostor = Identity::generate();
+        let forged = Assignment { signature: impostor.sign_bytes(&assignment.signed_bytes()), ..assignment };
+        assert!(check_assignment(&server.public_key_hex(), &forged).is_err());
     }
 }

@@ -1,62 +1,98 @@
 //! The compute engine (P3): runs on a provider's computer, talks to the server independently of
-//! task execution, stages tasks (downloads their elements) before they run, runs as many at
-//! once as it has slots, in the wasm sandbox, sends interim statuses and final results, keeps
+//! task execution, stages tasks (downloads their elements) before they run, runs them in the
+//! wasm sandbox only when the owner allows, sends interim statuses and final results, keeps
 //! results on disk until the server has them, and reclaims their space afterwards.
 //!
-//! Owner-facing policy (idle detection, budgets, hours, status page) belongs to a later issue;
-//! its seam is [`EngineConfig`] and the run loop's `may_run` check.
+//! The owner decides (see [`settings::OwnerSettings`]): continuous mode at the lowest OS
+//! priority or idle-only mode, budgets of cores, memory and disk, hours when tasks may run, and
+//! when the engine may contact the server. [`policy`] turns readings of the computer's activity
+//! ([`activity`]) into run or wait; waiting pauses running tasks in memory within one epoch
+//! tick.
 //!
 //! Shape: [`EngineConfig`] -> [`Engine::start`] -> [`EngineHandle`] (`shutdown`).
 
+pub mod activity;
 mod cache;
+pub mod clock;
+mod contact;
 mod disk;
 mod engine;
+pub mod policy;
 pub mod queue;
+pub mod settings;
+pub mod status;
+mod vault;
+mod workers;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use idlegrid_client::ChannelConfig;
 use idlegrid_sandbox::SandboxConfig;
 
-pub use engine::{Engine, EngineHandle, EngineStats};
+pub use engine::{Engine, EngineHandle, EngineStats, check_assignment};
+pub use settings::{OwnerSettings, RunMode};
 
-#[derive(Debug, Clone)]
+/// Where readings of the computer's activity come from.
+#[derive(Clone)]
+pub enum Activity {
+    /// X11 or logind for input, /proc for CPU.
+    System,
+    /// Set by hand (tests, owners with their own detector).
+    Injected(activity::InjectedActivity),
+}
+
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Base URL of the server, e.g. `http://127.0.0.1:7700`.
     pub server: String,
-    /// Identity, session, element cache and held tasks live here.
+    /// Identity, keys, session, element cache and held tasks live here.
     pub data_dir: PathBuf,
     /// Shown to the server operator.
     pub name: String,
-    /// Tasks run at once (the cores the owner allows).
-    pub slots: u32,
-    /// Tasks staged beyond the running ones, so that the engine never waits for work.
+    pub owner: OwnerSettings,
+    /// Tasks staged beyond the running ones, so that the engine never waits for work
+    /// (server-controlled).
     pub prefetch: u32,
     /// How long a task asked to stop may take to checkpoint before it is stopped by force (P2.3).
     pub stop_grace: Duration,
-    /// Least time between two interim statuses of one task.
+    /// Least time between two interim statuses of one task (server-controlled).
     pub status_interval: Duration,
-    /// Caps on what a job may ask of this machine.
-    pub task_memory_bytes_max: u64,
     pub task_output_bytes_max: usize,
+    /// The server's assignment-signing key (hex), if the owner pins it; otherwise the key the
+    /// server gives at the first registration is kept and required from then on.
+    pub server_key: Option<String>,
+    pub activity: Activity,
+    pub clock: Arc<dyn clock::LocalClock>,
+    /// How often activity is read.
+    pub governor_tick: Duration,
     pub channel: ChannelConfig,
     pub sandbox: SandboxConfig,
 }
 
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig").field("server", &self.server).field("data_dir", &self.data_dir).field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
 impl EngineConfig {
     pub fn new(server: &str, data_dir: PathBuf) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+        let owner = OwnerSettings::default();
         EngineConfig {
             server: server.to_string(),
             data_dir,
             name: hostname(),
-            slots: cores,
-            prefetch: cores.max(2) * 2,
+            prefetch: owner.cores.max(2) * 2,
+            owner,
             stop_grace: Duration::from_millis(500),
             status_interval: Duration::from_secs(1),
-            task_memory_bytes_max: 1 << 30,
             task_output_bytes_max: 16 << 10,
+            server_key: None,
+            activity: Activity::System,
+            clock: Arc::new(clock::SystemLocalClock),
+            governor_tick: Duration::from_millis(100),
             channel: ChannelConfig::default(),
             sandbox: SandboxConfig::default(),
         }

@@ -125,6 +125,22 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
+impl Identity {
+    /// Sign arbitrary bytes (hex signature), e.g. a task assignment.
+    pub fn sign_bytes(&self, bytes: &[u8]) -> String {
+        hex::encode(self.key.sign(bytes).to_bytes())
+    }
+}
+
+/// Check a hex signature made by [`Identity::sign_bytes`] with the hex public key.
+pub fn verify_bytes(public_key_hex: &str, bytes: &[u8], signature_hex: &str) -> Result<(), AuthError> {
+    let key = parse_public_key(public_key_hex)?;
+    let key = VerifyingKey::from_bytes(&key).map_err(|_| AuthError::BadPublicKey)?;
+    let mut signature = [0u8; 64];
+    hex::decode_to_slice(signature_hex, &mut signature).map_err(|_| AuthError::BadSignature)?;
+    key.verify(bytes, &Signature::from_bytes(&signature)).map_err(|_| AuthError::BadSignature)
+}
+
 /// Parse a hex Ed25519 public key from a registration request.
 pub fn parse_public_key(hex_text: &str) -> Result<[u8; 32], AuthError> {
     let mut key = [0u8; 32];
@@ -200,6 +216,16 @@ mod tests {
         let other = Identity::generate();
         let other_key = parse_public_key(&other.public_key_hex()).unwrap();
         assert_eq!(claim.verify(&other_key, "POST", "/v1/sessions", &body, 1_000_000), Err(AuthError::BadSignature));
+    }
+
+    #[test]
+    fn signed_bytes_verify_and_tampering_is_caught() {
+        let server = Identity::generate();
+        let signature = server.sign_bytes(b"assignment 7");
+        verify_bytes(&server.public_key_hex(), b"assignment 7", &signature).unwrap();
+        assert_eq!(verify_bytes(&server.public_key_hex(), b"assignment 8", &signature), Err(AuthError::BadSignature));
+        assert_eq!(verify_bytes(&Identity::generate().public_key_hex(), b"assignment 7", &signature), Err(AuthError::BadSignature));
+        assert_eq!(verify_bytes(&server.public_key_hex(), b"assignment 7", "zz"), Err(AuthError::BadSignature));
     }
 
     #[test]

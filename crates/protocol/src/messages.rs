@@ -221,6 +221,19 @@ pub struct Assignment {
     pub limits: TaskLimitsSpec,
     /// Lets this engine, and only it, download the elements above for a while.
     pub ticket: String,
+    /// The server's Ed25519 signature (hex) over [`Assignment::signed_bytes`]: engines run only
+    /// what their server issued (P3.7).
+    #[serde(default)]
+    pub signature: String,
+}
+
+impl Assignment {
+    /// What the signature covers: the assignment's JSON with an empty signature (field order is
+    /// the declaration order, maps are sorted, so both ends produce the same bytes).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = Assignment { signature: String::new(), ..self.clone() };
+        serde_json::to_vec(&unsigned).expect("assignments serialize")
+    }
 }
 
 /// Server to provider.

@@ -42,6 +42,9 @@ pub struct RegisterRequest {
 pub struct RegisterResponse {
     pub id: PartyId,
     pub role: Role,
+    /// The server's Ed25519 public key (hex), with which it signs task assignments.
+    #[serde(default)]
+    pub server_key: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

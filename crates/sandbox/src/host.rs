@@ -199,6 +199,17 @@ fn read_element(element: &mut TaskElement, offset: u64, target: &mut [u8]) -> st
             target[..n].copy_from_slice(&data[start..start + n]);
             Ok(n)
         }
+        TaskElement::Reader(reader) => {
+            let mut filled = 0;
+            while filled < target.len() {
+                let n = reader.read_at(offset + filled as u64, &mut target[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            Ok(filled)
+        }
         TaskElement::File { file, len, .. } => {
             if offset >= *len {
                 return Ok(0);

@@ -22,7 +22,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
-pub use run::{TaskEvents, TaskInput, TaskElement, NoEvents};
+pub use run::{ElementRead, NoEvents, TaskElement, TaskEvents, TaskInput};
 
 /// Settings of the sandbox shared by all tasks of one engine.
 #[derive(Debug, Clone)]
@@ -136,15 +136,21 @@ pub struct TaskControl(Arc<ControlState>);
 struct ControlState {
     request: AtomicI32,
     kill: AtomicBool,
+    /// Fast check for the epoch callback; the mutex and condvar are for waiting.
+    paused: AtomicBool,
+    pause_lock: Mutex<()>,
+    unpaused: std::sync::Condvar,
 }
 
 impl TaskControl {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Ask the task to checkpoint and return; see the grace period in the engine.
+    /// Ask the task to checkpoint and return; see the grace period in the engine. A paused task
+    /// wakes up to do so.
     pub fn request_stop(&self) {
         self.0.request.store(idlegrid_task_abi::control::STOP, Ordering::SeqCst);
+        self.wake();
     }
     /// Ask the task to save a checkpoint and go on (ignored if a stop is pending).
     pub fn request_checkpoint(&self) {
@@ -158,6 +164,35 @@ impl TaskControl {
     /// Stop the task at its next instruction boundary (within one epoch tick).
     pub fn kill(&self) {
         self.0.kill.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Freeze the task where it is, within one epoch tick: it stays in memory and uses no CPU
+    /// until [`resume`](Self::resume). A stop request or a kill ends the pause.
+    pub fn pause(&self) {
+        self.0.paused.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        self.0.paused.store(false, Ordering::SeqCst);
+        self.wake();
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.0.paused.load(Ordering::SeqCst)
+    }
+
+    fn wake(&self) {
+        let _guard = self.0.pause_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.0.unpaused.notify_all();
+    }
+
+    /// On the task's thread: block while paused (no CPU used).
+    fn wait_while_paused(&self) {
+        let mut guard = self.0.pause_lock.lock().unwrap_or_else(|p| p.into_inner());
+        while self.is_paused() && !self.killed() && !self.stop_requested() {
+            guard = self.0.unpaused.wait_timeout(guard, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+        }
     }
     pub fn stop_requested(&self) -> bool {
         self.0.request.load(Ordering::SeqCst) == idlegrid_task_abi::control::STOP

@@ -12,10 +12,19 @@ use crate::host::{Finish, MemoryLimiter, TaskCtx};
 use crate::output::BoundedOutput;
 use crate::{CompiledTask, TaskControl, TaskFailure, TaskLimits, TaskOutcome, TaskRun};
 
-/// A data element as the task sees it: in memory, or an open file read on demand.
+/// Random-access reads of an element the host keeps in its own format (for example
+/// encrypted at rest).
+pub trait ElementRead: Send {
+    fn len(&self) -> u64;
+    /// Read from `offset` into `buf`; fewer bytes only at the end.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+/// A data element as the task sees it: in memory, an open file read on demand, or a reader.
 pub enum TaskElement {
     Memory(Arc<[u8]>),
     File { file: std::fs::File, len: u64 },
+    Reader(Box<dyn ElementRead>),
 }
 
 impl TaskElement {
@@ -29,6 +38,7 @@ impl TaskElement {
         match self {
             TaskElement::Memory(data) => data.len() as u64,
             TaskElement::File { len, .. } => *len,
+            TaskElement::Reader(reader) => reader.len(),
         }
     }
 
@@ -127,6 +137,9 @@ pub fn run(
     let cpu_limit = limits.cpu_time_max;
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |ctx| {
+        if ctx.data().control.is_paused() {
+            ctx.data().control.wait_while_paused();
+        }
         if ctx.data().control.killed() {
             return Err(wasmtime::Error::new(Interrupt::Killed));
         }

@@ -248,3 +248,63 @@ fn progress_is_reported() {
     assert_eq!(progress.last(), Some(&1.0));
     assert_eq!(checkpoints.len(), 3);
 }
+
+/// Jiffies (1/100 s) of CPU one thread of this process has used.
+fn thread_cpu_jiffies(tid: i64) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    let rest = &text[text.rfind(')').unwrap() + 1..];
+    let fields: Vec<u64> = rest.split_whitespace().skip(11).take(2).map(|f| f.parse().unwrap()).collect();
+    fields[0] + fields[1]
+}
+
+#[test]
+fn a_paused_task_uses_no_cpu_and_finishes_with_the_same_result() {
+    let sandbox = sandbox();
+    let compiled = sandbox.compile(&example_task_bytes("pi")).unwrap();
+    let params = b"samples=60000000 seed=3".to_vec();
+    let control = TaskControl::new();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let runner = {
+        let (sandbox, compiled, control, params) = (sandbox.clone(), compiled.clone(), control.clone(), params.clone());
+        std::thread::spawn(move || {
+            tid_tx.send(unsafe { libc::gettid() } as i64).unwrap();
+            let input = TaskInput { params, ..TaskInput::default() };
+            sandbox.run(&compiled, input, &TaskLimits::default(), &control, Box::new(NoEvents))
+        })
+    };
+    let tid = tid_rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    control.pause();
+    std::thread::sleep(Duration::from_millis(100)); // the pause lands within an epoch tick
+    let before = thread_cpu_jiffies(tid);
+    std::thread::sleep(Duration::from_millis(600));
+    let during = thread_cpu_jiffies(tid) - before;
+    assert!(control.is_paused());
+    assert!(during <= 2, "a paused task used {during} jiffies of CPU");
+    control.resume();
+    let paused_run = runner.join().unwrap();
+    let straight = sandbox.run(&compiled, TaskInput { params, ..TaskInput::default() }, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
+    assert!(matches!(straight.outcome, TaskOutcome::Succeeded(_)));
+    assert_eq!(paused_run.outcome, straight.outcome);
+}
+
+#[test]
+fn a_stop_request_wakes_a_paused_task_to_checkpoint() {
+    let sandbox = sandbox();
+    let compiled = sandbox.compile(&example_task_bytes("misbehave")).unwrap();
+    let control = TaskControl::new();
+    let runner = {
+        let (sandbox, compiled, control) = (sandbox.clone(), compiled.clone(), control.clone());
+        std::thread::spawn(move || {
+            let input = TaskInput { params: b"mode=stop-aware target=100000".to_vec(), ..TaskInput::default() };
+            sandbox.run(&compiled, input, &TaskLimits::default(), &control, Box::new(NoEvents))
+        })
+    };
+    std::thread::sleep(Duration::from_millis(150));
+    control.pause();
+    std::thread::sleep(Duration::from_millis(100));
+    control.request_stop();
+    let run = runner.join().unwrap();
+    assert_eq!(run.outcome, TaskOutcome::Suspended);
+    assert!(run.checkpoint.is_some());
+}

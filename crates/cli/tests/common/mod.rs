@@ -28,7 +28,8 @@ pub fn server_config(dir: &Path) -> ServerConfig {
 pub fn engine_config(server: &str, dir: &Path, name: &str) -> EngineConfig {
     let mut config = EngineConfig::new(server, dir.join(name));
     config.name = name.to_string();
-    config.slots = 1;
+    config.owner.cores = 1;
+    config.owner.status_listen = None;
     config.prefetch = 4;
     config.channel.poll_wait = Duration::from_secs(5);
     config.channel.backoff_max = Duration::from_millis(500);
@@ -141,7 +142,7 @@ pub fn spawn_engine(server: &str, data: &Path, slots: u32) -> Process {
     let child = Command::new(binary())
         .args(["--server", server, "engine", "--data"])
         .arg(data)
-        .args(["--slots", &slots.to_string(), "--prefetch", "2", "--log", "warn"])
+        .args(["--cores", &slots.to_string(), "--prefetch", "2", "--status-listen", "127.0.0.1:0", "--log", "warn"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

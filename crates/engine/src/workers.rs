@@ -1,0 +1,100 @@
+//! The threads that run tasks, at the lowest scheduling priority the OS offers (P3.3): on Linux
+//! SCHED_IDLE, which runs only when no other thread wants the CPU; elsewhere nice 19.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+pub struct Workers {
+    sender: Mutex<mpsc::Sender<Job>>,
+    /// What the OS granted, for the status page.
+    pub priority: String,
+}
+
+/// Lower the calling thread's priority as far as it goes; returns what was applied.
+pub fn lower_this_thread() -> String {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return "SCHED_IDLE".into();
+        }
+    }
+    #[cfg(unix)]
+    {
+        // SAFETY: setpriority on the calling thread; on Linux a thread id is a process id here.
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
+            return "nice 19".into();
+        }
+    }
+    "normal (could not lower)".into()
+}
+
+impl Workers {
+    /// Start `count` threads; `lowest` lowers their priority.
+    pub fn start(count: u32, lowest: bool) -> Workers {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        let (granted_tx, granted_rx) = mpsc::channel();
+        for i in 0..count.max(1) {
+            let receiver = receiver.clone();
+            let granted_tx = granted_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("idlegrid-task-{i}"))
+                .spawn(move || {
+                    let granted = if lowest { lower_this_thread() } else { "normal".into() };
+                    let _ = granted_tx.send(granted);
+                    loop {
+                        let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // the engine is gone
+                        }
+                    }
+                })
+                .expect("the OS starts a thread");
+        }
+        let priority = granted_rx.recv().unwrap_or_else(|_| "unknown".into());
+        Workers { sender: Mutex::new(sender), priority }
+    }
+
+    /// Run `job` on a worker thread; the result arrives on the returned channel.
+    pub fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> tokio::sync::oneshot::Receiver<R> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = tx.send(job());
+        });
+        let _ = self.sender.lock().unwrap_or_else(|p| p.into_inner()).send(job);
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_run_on_low_priority_threads() {
+        let workers = Workers::start(2, true);
+        assert_ne!(workers.priority, "normal (could not lower)");
+        let policy = workers.run(|| {
+            #[cfg(target_os = "linux")]
+            {
+                // SAFETY: reading the calling thread's policy.
+                unsafe { libc::sched_getscheduler(0) }
+            }
+            #[cfg(not(target_os = "linux"))]
+            {
+                0
+            }
+        });
+        #[cfg(target_os = "linux")]
+        assert_eq!(policy.await.unwrap(), libc::SCHED_IDLE);
+        #[cfg(not(target_os = "linux"))]
+        let _ = policy.await;
+        assert_eq!(workers.run(|| 6 * 7).await.unwrap(), 42);
+    }
+}
