@@ -122,7 +122,7 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     let client = connect(&url).await;
     let misbehave = upload_task(&client, "misbehave").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let task = TaskSpec { params: b"mode=stop-aware target=2000".to_vec(), ..sleepy(0, misbehave.hash, 0) };
+    let task = TaskSpec { params: b"mode=stop-aware target=2000 report=1".to_vec(), ..sleepy(0, misbehave.hash, 0) };
     client.add_tasks(job, vec![task]).await.unwrap();
     client.launch(job).await.unwrap();
     let engine_dir = dir.path().join("engine");
@@ -141,6 +141,10 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     engine.kill9();
     let _engine = spawn_engine(&url, &engine_dir, 1);
     let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;
-    assert_eq!(client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap(), b"2000");
+    let text = String::from_utf8(client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap()).unwrap();
+    let (count, restored) = text.split_once(" restored_from=").unwrap();
+    assert_eq!(count, "2000");
+    let restored: u64 = restored.parse().unwrap();
+    assert!(restored >= 50 && restored % 50 == 0, "the restart began from a saved step, not from 0: {text}");
     assert_eq!(finals[0].attempts, 1, "the same placement resumed: the server never reassigned it");
 }

@@ -228,7 +228,7 @@ impl Coordinator {
                     } else {
                         // Not the task's fault: another engine may succeed.
                         tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure: task requeued");
-                        self.lost(ctx.tx, &mut task, &mut job, ctx.now, ctx.fx)?;
+                        self.lost(ctx.tx, &mut task, &mut job, Some(&failure.message), ctx.now, ctx.fx)?;
                     }
                 }
             }
@@ -262,7 +262,7 @@ impl Coordinator {
                 ctx.tx.end_assignment(assignment.id, ctx.now)?;
                 let Some(mut task) = ctx.tx.task_by_key(assignment.task)? else { continue };
                 let Some(mut job) = ctx.tx.job(task.job)? else { continue };
-                self.lost(ctx.tx, &mut task, &mut job, ctx.now, ctx.fx)?;
+                self.lost(ctx.tx, &mut task, &mut job, None, ctx.now, ctx.fx)?;
                 ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
             }
         }

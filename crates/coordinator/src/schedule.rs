@@ -192,7 +192,15 @@ impl Coordinator {
 
     /// A task lost a placement (its engine vanished or handed it back without a result): queue
     /// it again, or fail it if it was placed as often as the job allows.
-    pub(crate) fn lost(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn lost(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        why: Option<&str>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         if task.state != TaskState::Running || !tx.active_assignments_of_task(task.key)?.is_empty() {
             return Ok(());
         }
@@ -203,10 +211,16 @@ impl Coordinator {
             AfterLoss::GiveUp => {
                 let failure = TaskFailureInfo {
                     kind: FailureKind::AttemptsExhausted,
-                    message: format!(
-                        "the task was placed {} times and every engine stopped answering (attempts_max = {})",
-                        task.attempts, job.properties.attempts_max
-                    ),
+                    message: match why {
+                        Some(why) => format!(
+                            "the task was placed {} times and no engine could run it (attempts_max = {}); the last engine said: {why}",
+                            task.attempts, job.properties.attempts_max
+                        ),
+                        None => format!(
+                            "the task was placed {} times and every engine stopped answering (attempts_max = {})",
+                            task.attempts, job.properties.attempts_max
+                        ),
+                    },
                 };
                 self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
             }
@@ -260,7 +274,7 @@ impl Coordinator {
             self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
             let Some(mut task) = tx.task_by_key(assignment.task)? else { continue };
             let Some(mut job) = tx.job(task.job)? else { continue };
-            self.lost(tx, &mut task, &mut job, now_ms, fx)?;
+            self.lost(tx, &mut task, &mut job, None, now_ms, fx)?;
             tx.save_job_state(job.id, job.state, &job.counts)?;
         }
         for session in tx.sessions_idle_since(now_ms.saturating_sub(self.config.session_idle_ms_max), 1000)? {

@@ -80,16 +80,28 @@ pub struct ElementCache {
     locks: Mutex<HashMap<ElementHash, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// A task's view of a sealed element.
-pub struct SealedElement(ChunkedReader);
+/// A task's view of a sealed element; remembers whether any chunk failed its seal.
+pub struct SealedElement {
+    reader: ChunkedReader,
+    tampered: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SealedElement {
+    pub fn tampered_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.tampered.clone()
+    }
+}
 
 impl idlegrid_sandbox::ElementRead for SealedElement {
     fn len(&self) -> u64 {
-        self.0.len()
+        self.reader.len()
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read_at(offset, buf).map_err(|e| std::io::Error::other(e.to_string()))
+        self.reader.read_at(offset, buf).map_err(|e| {
+            self.tampered.store(true, Ordering::SeqCst);
+            std::io::Error::other(e.to_string())
+        })
     }
 }
 
@@ -249,7 +261,10 @@ impl ElementCache {
     /// A reader for a task (data elements), checked chunk by chunk as the task reads.
     pub fn reader(&self, hash: &ElementHash) -> Result<SealedElement, VaultError> {
         self.touch(hash);
-        self.vault.read_chunked(&self.path(hash)).map(SealedElement).inspect_err(|_| self.forget(hash))
+        self.vault
+            .read_chunked(&self.path(hash))
+            .map(|reader| SealedElement { reader, tampered: Default::default() })
+            .inspect_err(|_| self.forget(hash))
     }
 }
 

@@ -268,7 +268,8 @@ impl Engine {
         let budget = Arc::new(DiskBudget::new(config.owner.disk_bytes_max));
         budget.add_existing(disk.checkpoints_bytes());
         let cache = ElementCache::open(config.data_dir.join("elements"), vault, budget.clone())?;
-        let workers = Workers::start(config.owner.cores, true);
+        // Task threads carry the engine's name, so that tools (and tests) can tell them apart.
+        let workers = Workers::start(&format!("igt-{}", &transport.identity().id().to_string()[..6]), config.owner.cores, true);
         let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
@@ -1114,9 +1115,11 @@ impl Inner {
             Err(failure) => return failed(failure),
         };
         let mut elements = BTreeMap::new();
+        let mut seals = Vec::new();
         for (name, element) in &assignment.data {
             match self.cache.reader(&element.hash) {
                 Ok(reader) => {
+                    seals.push((element.hash, reader.tampered_flag()));
                     elements.insert(name.clone(), TaskElement::Reader(Box::new(reader)));
                 }
                 Err(e) => return failed(TaskFailure::Internal(format!("staged data element '{name}' cannot be used ({e}); it will be fetched again"))),
@@ -1124,7 +1127,16 @@ impl Inner {
         }
         let input = TaskInput { params: assignment.params.clone(), elements, checkpoint: self.disk.checkpoint(assignment.assignment) };
         let events = Events { inner: self.clone(), assignment: assignment.assignment, last_status: None };
-        self.sandbox.run(&module, input, &self.limits(assignment), control, Box::new(events))
+        let run = self.sandbox.run(&module, input, &self.limits(assignment), control, Box::new(events));
+        // A chunk that failed its seal while the task read it: the task saw an error that is
+        // the disk's fault, not its own. Drop the element and let the server place the task again.
+        for (hash, tampered) in seals {
+            if tampered.load(Ordering::SeqCst) {
+                self.cache.forget(&hash);
+                return failed(TaskFailure::Internal(format!("element {hash} on disk was altered; it will be fetched again")));
+            }
+        }
+        run
     }
 
     async fn finish(self: &Arc<Self>, id: AssignmentId, run: TaskRun) {

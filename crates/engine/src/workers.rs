@@ -34,8 +34,9 @@ pub fn lower_this_thread() -> String {
 }
 
 impl Workers {
-    /// Start `count` threads; `lowest` lowers their priority.
-    pub fn start(count: u32, lowest: bool) -> Workers {
+    /// Start `count` threads named `{prefix}-{i}` (Linux keeps 15 characters of a thread's
+    /// name); `lowest` lowers their priority.
+    pub fn start(prefix: &str, count: u32, lowest: bool) -> Workers {
         let (sender, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
         let (granted_tx, granted_rx) = mpsc::channel();
@@ -43,7 +44,7 @@ impl Workers {
             let receiver = receiver.clone();
             let granted_tx = granted_tx.clone();
             std::thread::Builder::new()
-                .name(format!("idlegrid-task-{i}"))
+                .name(format!("{prefix}-{i}"))
                 .spawn(move || {
                     let granted = if lowest { lower_this_thread() } else { "normal".into() };
                     let _ = granted_tx.send(granted);
@@ -78,7 +79,7 @@ mod tests {
 
     #[tokio::test]
     async fn jobs_run_on_low_priority_threads() {
-        let workers = Workers::start(2, true);
+        let workers = Workers::start("igt-test", 2, true);
         assert_ne!(workers.priority, "normal (could not lower)");
         let policy = workers.run(|| {
             #[cfg(target_os = "linux")]

@@ -140,6 +140,8 @@ struct ControlState {
     paused: AtomicBool,
     pause_lock: Mutex<()>,
     unpaused: std::sync::Condvar,
+    /// When the task's thread last parked (stopped using the CPU) for a pause.
+    parked_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl TaskControl {
@@ -187,8 +189,14 @@ impl TaskControl {
         self.0.unpaused.notify_all();
     }
 
+    /// When the task last stopped using the CPU for a pause (for measuring pause latency).
+    pub fn parked_at(&self) -> Option<std::time::Instant> {
+        *self.0.parked_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// On the task's thread: block while paused (no CPU used).
     fn wait_while_paused(&self) {
+        *self.0.parked_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         let mut guard = self.0.pause_lock.lock().unwrap_or_else(|p| p.into_inner());
         while self.is_paused() && !self.killed() && !self.stop_requested() {
             guard = self.0.unpaused.wait_timeout(guard, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;

@@ -13,6 +13,7 @@ use idlegrid_protocol::messages::{JobInfo, Replay, TaskStatusReport};
 use idlegrid_server::{Server, ServerConfig, ServerHandle};
 use idlegrid_types::{ElementKind, ElementRef, JobId, JobState};
 
+#[allow(unused_imports)]
 pub use idlegrid_testkit::{example_task, example_task_bytes};
 
 /// Generous bound so a broken test fails instead of hanging; never a speed assertion.

@@ -50,10 +50,14 @@ fn main() {
             Ok(vec![7u8; n])
         }),
         "stop-aware" => idlegrid_guest::run(|| {
-            let mut count: u64 = idlegrid_guest::restore()
+            // Counts steps of 1 ms of busy work, checkpointing every `every` steps; the result
+            // says how far it got and from which step it last restarted.
+            let restored: u64 = idlegrid_guest::restore()
                 .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .unwrap_or(0);
+            let mut count = restored;
             let target: u64 = idlegrid_guest::param("target").and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
+            let every: u64 = idlegrid_guest::param("every").and_then(|t| t.parse().ok()).unwrap_or(50).max(1);
             while count < target {
                 count += 1;
                 let spin = Instant::now();
@@ -62,11 +66,13 @@ fn main() {
                     idlegrid_guest::checkpoint(&count.to_le_bytes())?;
                     return Err(idlegrid_guest::TaskError::Stopped);
                 }
-                if count % 50 == 0 {
+                if count % every == 0 {
                     idlegrid_guest::checkpoint(&count.to_le_bytes())?;
+                    idlegrid_guest::progress(count as f32 / target.max(1) as f32);
                 }
             }
-            Ok(count.to_string().into_bytes())
+            let result = if idlegrid_guest::param("report").is_some() { format!("{count} restored_from={restored}") } else { count.to_string() };
+            Ok(result.into_bytes())
         }),
         "ignore-stop" => {
             let mut x: u64 = 0;
