@@ -5,6 +5,7 @@
 //! - `test [ARGS]`: build-tasks, then run every test of the workspace (cargo-nextest if
 //!   installed, cargo test otherwise).
 //! - `bench [ARGS]`: build-tasks, then run `idlegrid bench` (release build).
+//! - `bench-engine [ARGS]`: the same for `idlegrid bench-engine`.
 //! - `memory [N]`: a job of N trivial tasks (default 1,000,000) submitted and watched by the
 //!   `idlegrid` CLI against a server and two engines, each its own process; prints the peak
 //!   memory of each. The client's must not grow with N.
@@ -64,7 +65,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", dir.display());
             Ok(())
         }
-        "demo" | "bench" => {
+        "demo" | "bench" | "bench-engine" => {
             let dir = build_tasks()?;
             let mut run_it = cargo();
             run_it.args(["run", "--release", "--quiet", "-p", "idlegrid-cli", "--", &command, "--tasks-dir"]).arg(&dir).args(&rest);

@@ -1,6 +1,7 @@
 //! `idlegrid`: run a server, an engine, or drive jobs as a client.
 
 mod bench;
+mod bench_engine;
 mod cluster;
 mod demo;
 mod jobfile;
@@ -128,6 +129,22 @@ enum Command {
         latency_samples: u32,
         #[arg(long, env = "IDLEGRID_TASKS_DIR")]
         tasks_dir: Option<PathBuf>,
+    },
+    /// Measure how the engine stays out of its owner's way and print a table: pause latency,
+    /// CPU left to other programs, work lost per interruption.
+    BenchEngine {
+        #[arg(long, default_value_t = 50)]
+        trials: u32,
+        #[arg(long, env = "IDLEGRID_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+    },
+    /// Busy work for `bench-engine`'s competing program (prints loop iterations).
+    #[command(hide = true)]
+    Spin {
+        #[arg(long, default_value_t = 1)]
+        threads: u32,
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
     },
 }
 
@@ -305,6 +322,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { engines, tasks_dir, out, pi_tasks, width } => {
             init_logging(cli.log.as_deref(), "warn");
             demo::run(engines, tasks_dir, &out, pi_tasks, width).await
+        }
+        Command::BenchEngine { trials, tasks_dir } => {
+            init_logging(cli.log.as_deref(), "warn");
+            bench_engine::run(trials, tasks_dir).await
+        }
+        Command::Spin { threads, seconds } => {
+            println!("{}", bench_engine::spin(threads, seconds));
+            Ok(())
         }
         Command::Bench { tasks, engines, latency_samples, tasks_dir } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -256,3 +256,30 @@ async fn the_status_page_in_headless_chromium_shows_a_running_task() {
     client.remove_job(job).await.unwrap();
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_contacts_the_server_only_inside_its_contact_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = idlegrid_server::Server::start(server_config(dir.path())).await.unwrap();
+    let clock = ManualClock::at(12 * 60);
+    let mut config = engine_config(&server.url(), dir.path(), "engine");
+    config.owner.contact = idlegrid_engine::settings::ContactSchedule {
+        every_seconds: 0,
+        hours: WeeklySchedule::parse(&["daily 02:00-04:00".to_string()]).unwrap(),
+    };
+    config.clock = Arc::new(clock.clone());
+    let engine = Engine::start(config).await.unwrap();
+    let client = connect(&server.url()).await;
+    let noop = upload_task(&client, "noop").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    client.add_tasks(job, (0..2).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
+    client.launch(job).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let info = client.job(job).await.unwrap();
+    assert_eq!((info.counts.running, info.counts.succeeded), (0, 0), "no contact, no work: {info:?}");
+    assert!(!engine.status().connected);
+    clock.set(3 * 60);
+    let (_, info) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(info.counts.succeeded, 2);
+    engine.shutdown().await;
+}

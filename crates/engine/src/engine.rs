@@ -182,6 +182,13 @@ impl EngineHandle {
         self.inner.status()
     }
 
+    /// The latest moment a running task parked (stopped using the CPU) for a pause: for
+    /// measuring how fast the engine gets out of the owner's way.
+    pub fn last_parked(&self) -> Option<Instant> {
+        let tasks = self.inner.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks.values().filter_map(|t| t.control.as_ref()?.parked_at()).max()
+    }
+
     /// Where the status page listens, if it is on.
     pub fn status_addr(&self) -> Option<SocketAddr> {
         *self.inner.status_addr.lock().unwrap_or_else(|p| p.into_inner())

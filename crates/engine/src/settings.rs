@@ -300,6 +300,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_settings_parse() {
+        let settings = OwnerSettings::from_toml(include_str!("../../../packaging/engine.toml")).unwrap();
+        assert_eq!(settings.mode, RunMode::IdleOnly);
+        assert!(settings.run_hours.contains(at(6, 12, 0)) && !settings.run_hours.contains(at(2, 12, 0)));
+    }
+
+    #[test]
     fn the_server_changes_only_what_it_may() {
         let mut controlled = ServerControlled { prefetch: 4, status_interval: Duration::from_secs(1) };
         let mut settings = std::collections::BTreeMap::new();
