@@ -51,6 +51,12 @@ enum Command {
         /// Seconds between maintenance passes (silent engines, expired sessions, garbage).
         #[arg(long, default_value_t = 5.0)]
         maintenance_secs: f64,
+        /// Offer this engine build to every engine (signed with the server's key)...
+        #[arg(long, requires = "upgrade_version")]
+        upgrade_binary: Option<PathBuf>,
+        /// ...as this version.
+        #[arg(long, requires = "upgrade_binary")]
+        upgrade_version: Option<String>,
     },
     /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
@@ -259,9 +265,10 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server { listen, data, engine_silence_secs, maintenance_secs } => {
+        Command::Server { listen, data, engine_silence_secs, maintenance_secs, upgrade_binary, upgrade_version } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data);
+            config.upgrade = upgrade_binary.zip(upgrade_version);
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
@@ -274,6 +281,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Engine { action: Some(EngineAction::Status), data, .. } => engine_status(&data).await,
         Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
             init_logging(cli.log.as_deref(), "info");
+            switch_to_staged_upgrade(&data);
             let mut engine_config = idlegrid_engine::EngineConfig::new(&cli.server, data);
             if let Some(path) = config {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -335,6 +343,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log.as_deref(), "warn");
             bench::run(tasks, engines, latency_samples, tasks_dir).await
         }
+    }
+}
+
+/// Start the upgrade the server offered, if one was staged, verified again now (P3.11). Runs
+/// before anything else; on success it does not return.
+fn switch_to_staged_upgrade(data: &std::path::Path) {
+    if std::env::var_os(idlegrid_engine::SWITCHED_ENV).is_some() {
+        return; // this is the upgraded build already
+    }
+    let Some(staged) = idlegrid_engine::staged_upgrade(data) else { return };
+    if staged.version == env!("CARGO_PKG_VERSION") {
+        return;
+    }
+    tracing::info!(version = %staged.version, "switching to the staged upgrade");
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let error = std::process::Command::new(&staged.path)
+            .args(std::env::args_os().skip(1))
+            .env(idlegrid_engine::SWITCHED_ENV, std::env::current_exe().unwrap_or_default())
+            .exec();
+        tracing::warn!(%error, "cannot start the staged upgrade; going on with this build");
     }
 }
 

@@ -113,3 +113,56 @@ fn run_local_runs_a_sample_through_the_same_sandbox() {
     assert!(!output.status.success());
     assert!(stdout.contains("trapped") && stdout.contains("index out of bounds"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_offered_by_the_server_is_verified_staged_and_started_next_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "new build": a script that records how it was started.
+    let marker = dir.path().join("started-with");
+    let build = dir.path().join("new-idlegrid");
+    std::fs::write(&build, format!("#!/bin/sh\necho \"$@\" > {}\n", marker.display())).unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("server");
+    let server = std::process::Command::new(binary())
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(&data)
+        .args(["--upgrade-version", "99.0.0", "--upgrade-binary"])
+        .arg(&build)
+        .args(["--log", "warn"])
+        .spawn()
+        .unwrap();
+    let _server = Process(server);
+    wait_healthy(&url).await;
+    let engine_dir = dir.path().join("engine");
+    let mut engine = spawn_engine(&url, &engine_dir, 1);
+    let staged = engine_dir.join("upgrade/staged.json");
+    for _ in 0..400 {
+        if staged.exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(staged.exists(), "the engine staged the upgrade");
+    engine.kill9();
+    // The next start switches to the staged build, with the same arguments.
+    let status = std::process::Command::new(binary())
+        .args(["--server", &url, "engine", "--data"])
+        .arg(&engine_dir)
+        .args(["--status-listen", "off"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::fs::read_to_string(&marker).expect("the staged build ran");
+    assert!(started.contains("engine --data") && started.contains(engine_dir.to_str().unwrap()), "{started}");
+
+    // A staged build altered on disk is refused and removed; the current build runs instead.
+    std::fs::remove_file(&marker).unwrap();
+    let path = engine_dir.join("upgrade/idlegrid-99.0.0");
+    std::fs::write(&path, "#!/bin/sh\necho evil > /dev/null\n").unwrap();
+    let mut engine = spawn_engine(&url, &engine_dir, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(engine.0.try_wait().unwrap().is_none(), "the current build is running");
+    assert!(!marker.exists());
+    engine.kill9();
+}

@@ -103,6 +103,7 @@ pub struct Coordinator {
 
 const SECRET_KEY: &str = "ticket_secret";
 const SIGNING_KEY: &str = "assignment_signing_key";
+const UPGRADE_KEY: &str = "engine_upgrade";
 const KEY_CACHE_ENTRIES_MAX: usize = 100_000;
 
 impl Coordinator {
@@ -140,6 +141,24 @@ impl Coordinator {
     /// The public key engines verify assignments with (hex).
     pub fn server_key(&self) -> String {
         self.signer.public_key_hex()
+    }
+
+    /// Offer a new engine build (P3.11) to every engine that reports another version. The
+    /// element's bytes must be stored already.
+    pub fn publish_upgrade(&self, tx: &mut dyn Tx, version: &str, element: idlegrid_types::ElementRef, now_ms: u64) -> Result<(), ApiError> {
+        if version.is_empty() || version.len() > 64 {
+            return Err(ApiError::bad_request("an upgrade version is 1 to 64 characters"));
+        }
+        tx.insert_element(&element.hash, element.size, now_ms)?;
+        let signature = self.signer.sign_bytes(&idlegrid_protocol::messages::upgrade_signed_bytes(version, &element));
+        let offer = idlegrid_protocol::messages::ServerToProvider::Upgrade { version: version.to_string(), element, signature };
+        tx.set_meta(UPGRADE_KEY, serde_json::to_string(&offer).expect("messages serialize").as_bytes())?;
+        Ok(())
+    }
+
+    /// The upgrade on offer, if any.
+    pub(crate) fn upgrade(&self, tx: &mut dyn Tx) -> Result<Option<idlegrid_protocol::messages::ServerToProvider>, idlegrid_store::StoreError> {
+        Ok(tx.meta(UPGRADE_KEY)?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
     /// Seal an assignment with the server's signature.
@@ -261,6 +280,12 @@ impl Coordinator {
                 }
             }
             Role::Provider => {
+                // The published engine upgrade is for every engine.
+                if let Some(idlegrid_protocol::messages::ServerToProvider::Upgrade { element, .. }) = self.upgrade(tx)? {
+                    if element.hash == *hash {
+                        return Ok(size);
+                    }
+                }
                 let ticket = ticket.ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;
                 let ticket = Ticket::verify(ticket, &self.secret, &party.id, now_ms).map_err(|e| ApiError::forbidden(e.to_string()))?;
                 let assignment = tx.assignment(ticket.assignment)?.ok_or_else(|| ApiError::forbidden("the ticket's assignment does not exist"))?;

@@ -90,6 +90,11 @@ impl Coordinator {
                     "disk_bytes": disk_bytes, "engine_version": engine_version,
                 });
                 ctx.tx.set_provider_profile(&ctx.party.id, &profile.to_string())?;
+                if let Some(offer) = self.upgrade(ctx.tx)? {
+                    if matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version) {
+                        push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
+                    }
+                }
                 Ok(())
             }
             M::GetConfig => ctx.reply(seq, &ServerToProvider::Config { settings: engine_settings(self) }),

@@ -789,9 +789,27 @@ impl Inner {
                 let excess = from_server.messages.len().saturating_sub(10);
                 from_server.messages.drain(..excess);
             }
-            ServerToProvider::Upgrade { version, .. } => {
-                tracing::warn!(%version, "the server offers an upgrade; this engine does not install upgrades");
-                self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::Unsupported, "upgrades are installed by the owner")), None);
+            ServerToProvider::Upgrade { version, element, signature } => {
+                if version == env!("CARGO_PKG_VERSION") {
+                    return;
+                }
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    match crate::upgrade::stage(&inner.config.data_dir, &inner.transport, &inner.server_key, &version, &element, &signature).await {
+                        Ok(staged) => {
+                            tracing::info!(version = %staged.version, path = %staged.path.display(), "upgrade verified and staged: it takes effect at the next start");
+                            inner.from_server.lock().unwrap_or_else(|p| p.into_inner()).messages.push(Pushed {
+                                title: format!("Upgrade {version} ready"),
+                                body: "verified; the engine switches to it when it next starts".into(),
+                                url: None,
+                            });
+                        }
+                        Err(reason) => {
+                            tracing::warn!(%reason, "upgrade refused");
+                            inner.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::Forbidden, reason)), None);
+                        }
+                    }
+                });
             }
             ServerToProvider::Error(report) => tracing::warn!(%report, "the server reported an error"),
             ServerToProvider::ExternalDelivery { url } => tracing::warn!(%url, "external delivery is not supported"),

@@ -21,6 +21,7 @@ pub mod policy;
 pub mod queue;
 pub mod settings;
 pub mod status;
+pub mod upgrade;
 mod vault;
 mod workers;
 
@@ -33,6 +34,7 @@ use idlegrid_sandbox::SandboxConfig;
 
 pub use engine::{Engine, EngineHandle, EngineStats, check_assignment};
 pub use settings::{OwnerSettings, RunMode};
+pub use upgrade::{SWITCHED_ENV, StagedUpgrade, staged_upgrade};
 
 /// Where readings of the computer's activity come from.
 #[derive(Clone)]

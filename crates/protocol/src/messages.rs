@@ -256,10 +256,17 @@ pub enum ServerToProvider {
     WorkSummary { tasks_completed: u64, cpu_seconds: u64 },
     GetCacheContents,
     DisplayContent { title: String, body: String, url: Option<String> },
-    Upgrade { version: String, element: ElementRef },
+    /// A new engine build (P3.11): the element is the binary; the signature (hex, by the
+    /// server's assignment key) covers [`upgrade_signed_bytes`].
+    Upgrade { version: String, element: ElementRef, signature: String },
     Error(ErrorReport),
     ExternalDelivery { url: String },
     Heartbeat,
+}
+
+/// What the server signs when it offers an engine upgrade.
+pub fn upgrade_signed_bytes(version: &str, element: &ElementRef) -> Vec<u8> {
+    format!("idlegrid-upgrade\n{version}\n{}\n{}", element.hash, element.size).into_bytes()
 }
 
 /// Where a task is on an engine, as the engine reports it.

@@ -29,11 +29,13 @@ pub struct ServerConfig {
     pub coordinator: CoordinatorConfig,
     /// How often silent engines are looked for, idle sessions expired and garbage collected.
     pub maintenance_interval: Duration,
+    /// An engine build to offer every engine (P3.11): the binary and its version.
+    pub upgrade: Option<(PathBuf, String)>,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
-        ServerConfig { listen, data_dir, coordinator: CoordinatorConfig::default(), maintenance_interval: Duration::from_secs(5) }
+        ServerConfig { listen, data_dir, coordinator: CoordinatorConfig::default(), maintenance_interval: Duration::from_secs(5), upgrade: None }
     }
 }
 
@@ -131,6 +133,9 @@ impl Server {
         let elements = ElementStore::local(&config.data_dir.join("elements"))?;
         let shutdown = CancellationToken::new();
         let state = Arc::new(AppState { store, coordinator, elements, wakers: wakers::Wakers::default(), shutdown: shutdown.clone() });
+        if let Some((binary, version)) = &config.upgrade {
+            publish_upgrade(&state, binary, version).await?;
+        }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (is another server running there?)", config.listen))?;
@@ -148,6 +153,22 @@ impl Server {
         tracing::info!(%addr, data = %config.data_dir.display(), "server listening");
         Ok(ServerHandle { addr, shutdown, task })
     }
+}
+
+/// Store an engine binary as an element and offer it, signed, to every engine.
+async fn publish_upgrade(state: &Arc<AppState>, binary: &std::path::Path, version: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let bytes = std::fs::read(binary).with_context(|| format!("cannot read the upgrade {}", binary.display()))?;
+    let hash = idlegrid_types::ElementHash::of(&bytes);
+    let size = bytes.len() as u64;
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)) });
+    state.elements.upload(&hash, Box::pin(stream), u64::MAX).await?;
+    let element = idlegrid_types::ElementRef { hash, size };
+    let version = version.to_string();
+    let now = now_ms();
+    state.run(move |c, tx, _| c.publish_upgrade(tx, &version, element, now)).await?;
+    tracing::info!(%hash, "engine upgrade offered");
+    Ok(())
 }
 
 async fn maintain(state: Arc<AppState>, interval: Duration) {
