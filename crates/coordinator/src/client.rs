@@ -56,6 +56,16 @@ impl Coordinator {
             M::Task { job, tasks } => self.add_tasks(ctx, job, tasks),
             M::Launch { job } => {
                 let mut row = self.owned_job(ctx, job)?;
+                if let Err(reason) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
+                    return Err(report(ErrorCode::LimitExceeded, format!("job {job} not launched: {reason}")));
+                }
+                let account = self.account_info(ctx.tx, &ctx.party.id).map_err(|e| report(ErrorCode::Internal, e.report.message))?;
+                if account.over_limit {
+                    return Err(report(
+                        ErrorCode::LimitExceeded,
+                        format!("job {job} not launched: the account is over its limit ({} micro-units available); deposit first", account.available_micros),
+                    ));
+                }
                 move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
                 if matches!(row.state, JobState::Defining | JobState::Completed) {
                     row.state = JobState::Running;
@@ -71,8 +81,10 @@ impl Coordinator {
             M::RemoveJob { job } => {
                 self.owned_job(ctx, job)?;
                 for assignment in ctx.tx.active_assignments_of_job(job)? {
-                    self.tell_provider(ctx.tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, ctx.fx)?;
+                    self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
                 }
+                // Money held for the job goes back (work done so far is still billed).
+                idlegrid_ledger::Ledger::new(ctx.tx.ledger()).release_job(job, ctx.now).map_err(|e| Reject::Store(idlegrid_store::StoreError::Conflict(e.to_string())))?;
                 ctx.tx.delete_job(job)?;
                 Ok(())
             }
@@ -80,7 +92,7 @@ impl Coordinator {
                 let mut row = self.owned_job(ctx, job)?;
                 let task_row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
                 for assignment in ctx.tx.active_assignments_of_task(task_row.key)? {
-                    self.tell_provider(ctx.tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, ctx.fx)?;
+                    self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
                 }
                 ctx.tx.delete_task(task_row.key)?;
                 let count = row.counts.get_mut(task_row.state);
@@ -181,6 +193,18 @@ impl Coordinator {
                 format!("external delivery ({url}) is not supported: send the message itself"),
             )),
             M::Heartbeat => Ok(()),
+            M::Deposit { amount_micros, reference } => {
+                let info = self.deposit(ctx.tx, &ctx.party.id.clone(), amount_micros, &reference, ctx.now, ctx.fx).map_err(|e| Reject::Report(e.report))?;
+                ctx.reply(seq, &ServerToClient::Account(info))
+            }
+            M::GetAccount => {
+                let info = self.account_info(ctx.tx, &ctx.party.id.clone()).map_err(|e| Reject::Report(e.report))?;
+                ctx.reply(seq, &ServerToClient::Account(info))
+            }
+            M::SetNotices { webhook_url, webhook_secret, email } => {
+                let settings = crate::money::NoticeSettings { webhook_url, webhook_secret, email };
+                self.set_notices(ctx.tx, &ctx.party.id.clone(), settings).map_err(|e| Reject::Report(e.report))
+            }
         }
     }
 }
@@ -195,6 +219,7 @@ impl Coordinator {
             state: JobState::Defining,
             counts: JobCounts::default(),
             created_ms: ctx.now,
+            hold: None,
         };
         if !ctx.tx.insert_job(&row)? {
             // Creating the same job twice (a client retrying after losing its session) is fine.
@@ -314,6 +339,7 @@ impl Coordinator {
         for mut t in tasks {
             if transition(ctx.tx, &mut t, &mut row, TaskEvent::Stop)?.is_some() {
                 for assignment in ctx.tx.active_assignments_of_task(t.key)? {
+                    self.journal_cancel(ctx.tx, assignment.id, ctx.now)?;
                     self.tell_provider(ctx.tx, &assignment.provider, &ServerToProvider::Stop { assignment: assignment.id }, ctx.fx)?;
                 }
             }

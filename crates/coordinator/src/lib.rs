@@ -16,6 +16,7 @@
 
 mod client;
 mod error;
+pub mod money;
 mod provider;
 mod schedule;
 mod session;
@@ -51,6 +52,21 @@ pub struct CoordinatorConfig {
     pub element_grace_ms: u64,
     /// Largest element accepted.
     pub element_bytes_max: u64,
+    /// Prices and pay (P7.2-P7.5).
+    pub pricing: idlegrid_ledger::PricingConfig,
+    /// How far a client's account may go below zero before its jobs are held (P7.6); `None`:
+    /// no limit.
+    pub client_overdraft_max_micros: Option<i64>,
+    /// Power rating of an engine until it is measured (GFLOPS).
+    pub engine_power_gflops_default: f64,
+    /// Delivery attempts of a notice before it is given up.
+    pub notice_attempts_max: u32,
+    /// Results nobody fetched are compressed this long after their job completed...
+    pub archive_after_ms: u64,
+    /// ...and deleted, with their elements, this long after (P4.11)...
+    pub results_retention_ms: u64,
+    /// ...after a warning this long before.
+    pub purge_warning_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -64,6 +80,13 @@ impl Default for CoordinatorConfig {
             engine_capacity_max: 1024,
             element_grace_ms: 3600 * 1000,
             element_bytes_max: 1 << 30,
+            pricing: idlegrid_ledger::PricingConfig::default(),
+            client_overdraft_max_micros: Some(100_000_000),
+            engine_power_gflops_default: 1.0,
+            notice_attempts_max: 20,
+            archive_after_ms: 24 * 3600 * 1000,
+            results_retention_ms: 30 * 24 * 3600 * 1000,
+            purge_warning_ms: 3 * 24 * 3600 * 1000,
         }
     }
 }
@@ -131,7 +154,9 @@ impl Coordinator {
                 idlegrid_protocol::auth::Identity::from_seed(seed)
             }
         };
-        Ok(Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()) })
+        let coordinator = Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()) };
+        coordinator.open_system_accounts(tx, 0)?;
+        Ok(coordinator)
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -186,6 +211,7 @@ impl Coordinator {
                 )));
             }
         }
+        self.open_party_account(tx, &id, request.role, now_ms)?;
         Ok(RegisterResponse { id, role: request.role, server_key: self.server_key() })
     }
 

@@ -215,8 +215,11 @@ impl Coordinator {
             AssignmentState::Succeeded | AssignmentState::Failed => {
                 ctx.tx.end_assignment(id, ctx.now)?;
                 if task.state.is_final() {
+                    self.journal_conclude(ctx.tx, id, None, ctx.now)?;
                     return Ok(()); // the first result won already
                 }
+                let out_bytes = status.result.as_ref().map(|r| r.len()).unwrap_or(0);
+                self.journal_conclude(ctx.tx, id, Some(out_bytes), ctx.now)?;
                 let limit = job.properties.task_limits.result_bytes_max;
                 if status.state == AssignmentState::Succeeded {
                     let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
@@ -241,6 +244,7 @@ impl Coordinator {
                 if !ctx.tx.end_assignment(id, ctx.now)? {
                     return Ok(());
                 }
+                self.journal_conclude(ctx.tx, id, None, ctx.now)?;
                 if let Some(checkpoint) = status.checkpoint {
                     self.accept_checkpoint(ctx, &mut task, checkpoint)?;
                 }
@@ -265,6 +269,7 @@ impl Coordinator {
         for assignment in ctx.tx.active_assignments_of_provider(&ctx.party.id)? {
             if !held_ids.contains(&assignment.id) {
                 ctx.tx.end_assignment(assignment.id, ctx.now)?;
+                self.journal_conclude(ctx.tx, assignment.id, None, ctx.now)?;
                 let Some(mut task) = ctx.tx.task_by_key(assignment.task)? else { continue };
                 let Some(mut job) = ctx.tx.job(task.job)? else { continue };
                 self.lost(ctx.tx, &mut task, &mut job, None, ctx.now, ctx.fx)?;

@@ -19,6 +19,9 @@ pub struct MaintenanceReport {
     pub sessions_expired: u32,
     pub elements_deleted: u32,
     pub tasks_assigned: u32,
+    pub transfers_billed: u32,
+    pub results_archived: u32,
+    pub results_purged: u32,
 }
 
 /// Jobs touched during one operation, saved once at the end.
@@ -126,6 +129,8 @@ impl Coordinator {
                 continue;
             }
             let id = tx.insert_assignment(task.key, &provider.id, now_ms)?;
+            let data_in = executable.size + data.values().map(|e| e.size).sum::<u64>() + checkpoint.map(|c| c.size).unwrap_or(0);
+            self.journal_launch(tx, id, job, &task, &provider.id, data_in, now_ms)?;
             transition(tx, &mut task, job, TaskEvent::Assign)?;
             tx.set_task_run(task.key, task.attempts + 1, task.cpu_ms)?;
             let message = ServerToProvider::Task(self.sign(Assignment {
@@ -162,6 +167,7 @@ impl Coordinator {
         fx: &mut Effects,
     ) -> Result<bool, StoreError> {
         let event = if state == TaskState::Succeeded { TaskEvent::Succeed } else { TaskEvent::Fail };
+        let was_completed = job.state == idlegrid_types::JobState::Completed;
         if transition(tx, task, job, event)?.is_none() {
             return Ok(false);
         }
@@ -181,13 +187,32 @@ impl Coordinator {
         tx.insert_result(&record, now_ms)?;
         tx.set_task_run(task.key, task.attempts, record.cpu_ms)?;
         for other in tx.active_assignments_of_task(task.key)? {
-            tx.end_assignment(other.id, now_ms)?;
-            self.tell_provider(tx, &other.provider, &ServerToProvider::RemoveTask { assignment: other.id }, fx)?;
+            self.cancel_placement(tx, other.id, &other.provider, now_ms, fx)?;
         }
         self.answer_task_requests(tx, task, fx)?;
         tx.save_job_state(job.id, job.state, &job.counts)?;
+        if job.state == idlegrid_types::JobState::Completed && !was_completed {
+            tx.mark_job_completed(job.id, now_ms)?;
+            self.job_completed(tx, job, now_ms)?;
+        }
         self.fill_job(tx, job.id, now_ms, fx)?;
         Ok(true)
+    }
+
+    /// End a placement the server no longer wants and tell its engine to drop it; the journal
+    /// counts the engine's time up to now.
+    pub(crate) fn cancel_placement(
+        &self,
+        tx: &mut dyn Tx,
+        assignment: idlegrid_types::AssignmentId,
+        provider: &idlegrid_types::PartyId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        tx.end_assignment(assignment, now_ms)?;
+        self.journal_cancel(tx, assignment, now_ms)?;
+        self.journal_conclude(tx, assignment, None, now_ms)?;
+        self.tell_provider(tx, provider, &ServerToProvider::RemoveTask { assignment }, fx)
     }
 
     /// A task lost a placement (its engine vanished or handed it back without a result): queue
@@ -270,6 +295,8 @@ impl Coordinator {
                 continue;
             }
             report.assignments_reclaimed += 1;
+            self.journal_cancel(tx, assignment.id, now_ms)?;
+            self.journal_conclude(tx, assignment.id, None, now_ms)?;
             tracing::info!(assignment = %assignment.id, provider = %assignment.provider, "engine silent: task reclaimed");
             self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
             let Some(mut task) = tx.task_by_key(assignment.task)? else { continue };
@@ -287,6 +314,12 @@ impl Coordinator {
             report.elements_deleted += 1;
         }
         report.tasks_assigned = self.schedule(tx, now_ms, fx)?;
+        let billing = self.bill(tx, now_ms, fx)?;
+        report.transfers_billed = billing.transfers_new as u32;
+        report.results_purged = self.purge(tx, now_ms, fx)?;
+        for (job, _, _) in tx.completed_jobs_with_undelivered_results(now_ms.saturating_sub(self.config.archive_after_ms), 100)? {
+            report.results_archived += tx.archive_results(job, false)? as u32;
+        }
         Ok(report)
     }
 }

@@ -509,3 +509,341 @@ fn assignments_are_signed_with_the_key_given_at_registration() {
     let forged = Assignment { params: b"rm -rf /".to_vec(), ..assignment.clone() };
     assert!(idlegrid_protocol::auth::verify_bytes(&registered.server_key, &forged.signed_bytes(), &forged.signature).is_err());
 }
+
+mod money {
+    use super::*;
+    use idlegrid_ledger::{AccountId, Ledger, Micros};
+
+    fn billing_world(increment_ms: u64, overdraft: Option<i64>) -> World {
+        let mut config = CoordinatorConfig::default();
+        config.pricing.increment_ms = increment_ms;
+        config.client_overdraft_max_micros = overdraft;
+        World::with(config)
+    }
+
+    fn balance(world: &World, party: &PartyId) -> i64 {
+        world
+            .store
+            .write(|tx| -> Result<i64, ApiError> {
+                let account = Ledger::new(tx.ledger()).account(&AccountId::Party(party.clone())).unwrap();
+                Ok(account.balance_posted().unwrap().as_i64())
+            })
+            .unwrap()
+    }
+
+    fn balanced(world: &World) -> bool {
+        world.store.write(|tx| -> Result<bool, ApiError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) }).unwrap()
+    }
+
+    /// Run a job of `n` tasks for `ms` of simulated time on one engine, with results.
+    fn run_job(world: &mut World, client: &mut Peer, engine: &mut Peer, exe: ElementHash, properties: JobProperties, n: u64, ms: u64) -> JobId {
+        let job = JobId::random();
+        world.client_send(
+            client,
+            vec![
+                ClientToServer::CreateJob { job, properties },
+                ClientToServer::Task { job, tasks: specs(exe, 0..n) },
+                ClientToServer::Launch { job },
+            ],
+        );
+        let held = assignments(world, engine);
+        world.now += ms;
+        world.engine_send(engine, held.iter().map(succeed).collect());
+        job
+    }
+
+    #[test]
+    fn work_is_billed_once_after_its_increment_and_the_ledger_balances() {
+        let mut world = billing_world(60_000, Some(1_000_000_000));
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"exe", ElementKind::Executable);
+        let mut engine = world.join(Role::Provider);
+        engine_ready(&mut world, &mut engine, 4);
+        world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
+        run_job(&mut world, &mut client, &mut engine, exe, JobProperties::default(), 4, 30_000);
+        assert_eq!(balance(&world, &client.party.id), 0, "nothing is billed before the increment closes");
+        world.now += 60_000;
+        let first = world.maintain();
+        assert!(first.transfers_billed > 0);
+        let charged = -balance(&world, &client.party.id);
+        let paid = balance(&world, &engine.party.id);
+        assert!(charged > 0 && paid > 0, "client charged {charged}, provider paid {paid}");
+        assert!(charged > paid, "the platform keeps a margin");
+        assert!(balanced(&world));
+        // Another pass, and a pass after time moves on, charge nothing more for the same work.
+        world.maintain();
+        world.now += 5 * 60_000;
+        world.maintain();
+        assert_eq!(-balance(&world, &client.party.id), charged);
+        assert_eq!(balance(&world, &engine.party.id), paid);
+    }
+
+    #[test]
+    fn a_crash_between_journaling_and_billing_charges_once() {
+        let mut world = billing_world(60_000, None);
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"exe", ElementKind::Executable);
+        let mut engine = world.join(Role::Provider);
+        engine_ready(&mut world, &mut engine, 2);
+        world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
+        run_job(&mut world, &mut client, &mut engine, exe, JobProperties::default(), 2, 20_000);
+        world.now += 2 * 60_000;
+        // The billing transaction fails half way (a crash): nothing of it stays.
+        let (c, now) = (&world.coordinator, world.now);
+        let crashed: Result<(), ApiError> = world.store.write(|tx| {
+            let mut fx = Effects::default();
+            c.bill(tx, now, &mut fx)?;
+            Err(ApiError::internal("the process died"))
+        });
+        assert!(crashed.is_err());
+        assert_eq!(balance(&world, &client.party.id), 0, "a rolled-back pass moved no money");
+        world.maintain();
+        let charged = -balance(&world, &client.party.id);
+        assert!(charged > 0);
+        world.maintain();
+        assert_eq!(-balance(&world, &client.party.id), charged, "charged exactly once");
+        assert!(balanced(&world));
+    }
+
+    #[test]
+    fn a_job_stops_at_its_maximum_cost() {
+        let mut world = billing_world(60_000, None);
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"exe", ElementKind::Executable);
+        let mut engine = world.join(Role::Provider);
+        engine_ready(&mut world, &mut engine, 1);
+        world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
+        let job = JobId::random();
+        // Less than one increment's base price (4.5 per hour, a quarter of it is 1.125 for 15
+        // minutes; here an increment is a minute: 0.075).
+        let properties = JobProperties { cost_max_micros: Some(50_000), ..JobProperties::default() };
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties },
+                ClientToServer::Task { job, tasks: specs(exe, 0..3) },
+                ClientToServer::Launch { job },
+            ],
+        );
+        assert_eq!(assignments(&mut world, &mut engine).len(), 1);
+        world.now += 3 * 60_000;
+        world.poll::<ServerToProvider>(&mut engine); // the engine is alive and working
+        world.maintain();
+        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        assert_eq!((row.state, row.hold.as_deref()), (JobState::Stopped, Some(crate::money::HOLD_COST_MAX)));
+        assert!(-balance(&world, &client.party.id) <= 50_000, "never past the maximum");
+        assert!(balanced(&world));
+        let told = world.poll::<ServerToProvider>(&mut engine);
+        assert!(told.iter().any(|(_, m)| matches!(m, ServerToProvider::Stop { .. })), "the engine was told to stop");
+    }
+
+    #[test]
+    fn a_client_over_its_limit_is_held_until_it_pays() {
+        let mut world = billing_world(60_000, Some(10_000));
+        let mut client = world.join(Role::Client);
+        world.client_send(&mut client, vec![ClientToServer::SetNotices { webhook_url: Some("http://127.0.0.1:9/hook".into()), webhook_secret: Some("s".into()), email: None }]);
+        let exe = world.upload(&client, b"exe", ElementKind::Executable);
+        let mut engine = world.join(Role::Provider);
+        engine_ready(&mut world, &mut engine, 1);
+        world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
+        let job = JobId::random();
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties: JobProperties::default() },
+                ClientToServer::Task { job, tasks: specs(exe, 0..3) },
+                ClientToServer::Launch { job },
+            ],
+        );
+        assignments(&mut world, &mut engine);
+        world.now += 3 * 60_000;
+        world.maintain();
+        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        assert_eq!(row.hold.as_deref(), Some(crate::money::HOLD_ACCOUNT_LIMIT));
+        let notices = world.store.write(|tx| tx.due_notices(u64::MAX, 10)).unwrap();
+        assert!(notices.iter().any(|n| n.channel == "webhook" && n.body.contains("\"stopped\"")), "{notices:?}");
+        // A new job is refused while over the limit.
+        let refused = JobId::random();
+        world.client_send(&mut client, vec![ClientToServer::CreateJob { job: refused, properties: JobProperties::default() }, ClientToServer::Launch { job: refused }]);
+        let replies = world.poll::<ServerToClient>(&mut client);
+        assert!(replies.iter().any(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::LimitExceeded)));
+        // A payment brings the account current and the held job resumes.
+        world.client_send(&mut client, vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }]);
+        world.client_send(&mut client, vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }]);
+        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        assert_eq!((row.state, row.hold), (JobState::Running, None));
+        let account = world.store.write(|tx| world.coordinator.account_info(tx, &client.party.id)).unwrap();
+        assert!(!account.over_limit);
+        assert!(account.balance_micros < 5_000_000, "the retried deposit counted once: {account:?}");
+        assert!(balanced(&world));
+    }
+
+    #[test]
+    fn a_provider_spends_its_earnings_on_a_clients_job_by_barter() {
+        let mut world = billing_world(60_000, Some(0));
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"exe", ElementKind::Executable);
+        let mut engine = world.join(Role::Provider);
+        engine_ready(&mut world, &mut engine, 2);
+        world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
+        // Somebody else's job earns the engine money (that client may owe).
+        let mut payer = world.join(Role::Client);
+        world.client_send(&mut payer, vec![ClientToServer::Deposit { amount_micros: 100_000_000, reference: "p".into() }]);
+        let exe2 = world.upload(&payer, b"exe", ElementKind::Executable);
+        run_job(&mut world, &mut payer, &mut engine, exe2, JobProperties::default(), 2, 50_000);
+        world.now += 2 * 60_000;
+        world.maintain();
+        let earned = balance(&world, &engine.party.id);
+        assert!(earned > 0);
+        let (c, now) = (&world.coordinator, world.now);
+        let too_much = world.store.write(|tx| c.barter(tx, &engine.party.id, &client.party.id, earned + 1, "b1", now, &mut Effects::default()));
+        assert!(too_much.is_err(), "only what was earned");
+        world.store.write(|tx| c.barter(tx, &engine.party.id, &client.party.id, earned, "b2", now, &mut Effects::default())).unwrap();
+        assert_eq!(balance(&world, &client.party.id), earned);
+        assert_eq!(balance(&world, &engine.party.id), 0);
+        let _ = exe;
+        assert!(balanced(&world));
+        let _ = Micros::ZERO;
+    }
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Results(usize),
+        Advance(u64),
+        Bill,
+        CrashedBill,
+        EngineVanishes,
+        Stop,
+        Resume,
+        RemoveTask(u64),
+        AddTasks(u64),
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1usize..4).prop_map(Step::Results),
+            (1_000u64..200_000).prop_map(Step::Advance),
+            Just(Step::Bill),
+            Just(Step::CrashedBill),
+            Just(Step::EngineVanishes),
+            Just(Step::Stop),
+            Just(Step::Resume),
+            (0u64..8).prop_map(Step::RemoveTask),
+            (1u64..3).prop_map(Step::AddTasks),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Any interleaving of results, cancellations, engines vanishing, billing passes and
+        /// crashed passes keeps the ledger balanced and charges each unit of work exactly once:
+        /// what the client paid and the provider earned equals billing the whole journal at once.
+        #[test]
+        fn billing_is_exactly_once_under_any_interleaving(steps in proptest::collection::vec(step(), 1..40)) {
+            check_steps(steps)?;
+        }
+    }
+
+    #[test]
+    fn billing_exactly_once_regression_removed_task_and_vanished_engine() {
+        check_steps(vec![Step::Advance(1000), Step::Advance(1000), Step::RemoveTask(2), Step::EngineVanishes]).unwrap();
+    }
+
+    fn check_steps(steps: Vec<Step>) -> Result<(), proptest::test_runner::TestCaseError> {
+        {
+            let mut world = billing_world(60_000, None);
+            world.now = world.now - world.now % 60_000 + 60_000;
+            let mut client = world.join(Role::Client);
+            let exe = world.upload(&client, b"exe", ElementKind::Executable);
+            let job = JobId::random();
+            world.client_send(&mut client, vec![
+                ClientToServer::CreateJob { job, properties: JobProperties { attempts_max: 100, ..JobProperties::default() } },
+                ClientToServer::Task { job, tasks: specs(exe, 0..5) },
+                ClientToServer::Launch { job },
+            ]);
+            let mut engine = world.join(Role::Provider);
+            engine_ready(&mut world, &mut engine, 3);
+            let mut next_index = 5;
+            let mut held: Vec<Assignment> = Vec::new();
+            for step in steps {
+                held.extend(assignments(&mut world, &mut engine));
+                match step {
+                    Step::Results(n) => {
+                        let done: Vec<Assignment> = held.drain(..n.min(held.len())).collect();
+                        if !done.is_empty() {
+                            world.engine_send(&mut engine, done.iter().map(succeed).collect());
+                        }
+                    }
+                    Step::Advance(ms) => {
+                        world.now += ms;
+                        world.poll::<ServerToProvider>(&mut engine);
+                    }
+                    Step::Bill => { world.maintain(); }
+                    Step::CrashedBill => {
+                        let (c, now) = (&world.coordinator, world.now);
+                        let _ = world.store.write(|tx| -> Result<(), ApiError> {
+                            c.bill(tx, now, &mut Effects::default())?;
+                            Err(ApiError::internal("crash"))
+                        });
+                    }
+                    Step::EngineVanishes => {
+                        world.now += world.coordinator.config().provider_silence_ms_max + 1;
+                        world.maintain();
+                        held.clear();
+                        engine = world.join(Role::Provider);
+                        engine_ready(&mut world, &mut engine, 3);
+                    }
+                    Step::Stop => { world.client_send(&mut client, vec![ClientToServer::Stop { job, task: None }]); }
+                    Step::Resume => { world.client_send(&mut client, vec![ClientToServer::Resume { job, task: None }]); }
+                    Step::RemoveTask(i) => { world.client_send(&mut client, vec![ClientToServer::RemoveTask { job, task: i }]); }
+                    Step::AddTasks(n) => {
+                        world.client_send(&mut client, vec![ClientToServer::Task { job, tasks: specs(exe, next_index..next_index + n) }]);
+                        next_index += n;
+                    }
+                }
+            }
+            // Wind down: finish or drop everything, then bill until nothing is left.
+            world.client_send(&mut client, vec![ClientToServer::RemoveJob { job }]);
+            world.now += 2 * 3_600_000;
+            world.maintain();
+            world.now += 3 * 60_000;
+            world.maintain();
+            proptest::prop_assert!(balanced(&world));
+            let (records, unbilled) = world.store.write(|tx| -> Result<_, ApiError> {
+                Ok((tx.work_records_of_job(job)?, tx.unbilled_records_of_job(job)?))
+            }).unwrap();
+            proptest::prop_assert_eq!(unbilled, 0);
+            let config = world.coordinator.config().pricing.clone();
+            let terms = vec![idlegrid_ledger::JobTerms::new(job, client.party.id.clone())];
+            let window = idlegrid_ledger::BillingWindow::closed_until(0, world.now, &config);
+            let plan = idlegrid_ledger::plan_billing(&config, &records, &terms, window, world.now).unwrap();
+            let (charges, _) = plan.totals().unwrap();
+            if -balance(&world, &client.party.id) != charges.as_i64() {
+                for r in &records { eprintln!("record {} task {} launched {} cancelled {:?} concluded {:?} final {}", r.id, r.task, r.launched_ms, r.cancelled_ms, r.concluded_ms, r.final_status); }
+                for line in &plan.lines { eprintln!("expected {} {}", line.key, line.amount); }
+                world.store.write(|tx| -> Result<(), ApiError> {
+                    for t in tx.ledger().transfers_of_account(&AccountId::Party(client.party.id.clone()), 0, u64::MAX).unwrap() {
+                        eprintln!("actual {} posted {} released {} capped {}", t.key(), t.posted, t.released, t.capped);
+                    }
+                    Ok(())
+                }).unwrap();
+            }
+            proptest::prop_assert_eq!(-balance(&world, &client.party.id), charges.as_i64(), "the client paid each unit of work once");
+            let earned: i64 = world.store.write(|tx| -> Result<i64, ApiError> {
+                let mut total = 0;
+                for account in Ledger::new(tx.ledger()).store().accounts().unwrap() {
+                    if let AccountId::Party(p) = &account.id {
+                        if *p != client.party.id {
+                            total += account.balance_posted().unwrap().as_i64();
+                        }
+                    }
+                }
+                Ok(total)
+            }).unwrap();
+            let pay: i64 = plan.lines.iter().filter(|l| !l.is_client_charge()).map(|l| l.amount.as_i64()).sum();
+            proptest::prop_assert_eq!(earned, pay, "providers were paid each unit of work once");
+        }
+        Ok(())
+    }
+}

@@ -184,6 +184,25 @@ pub enum ClientToServer {
     Error(ErrorReport),
     ExternalDelivery { url: String },
     Heartbeat,
+    /// Money paid into the client's account (the seam where a payment processor reports a
+    /// payment); `reference` makes a retried deposit count once. Answered with `Account`.
+    Deposit { amount_micros: i64, reference: String },
+    /// Ask for an `Account` message.
+    GetAccount,
+    /// Where notices go when a job completes, fails or is stopped (P4.12). Empty: none.
+    SetNotices { webhook_url: Option<String>, webhook_secret: Option<String>, email: Option<String> },
+}
+
+/// A party's money as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub account: String,
+    /// Posted balance (credits minus debits), micro-units.
+    pub balance_micros: i64,
+    /// What may still be spent: balance minus reservations plus the overdraft allowed.
+    pub available_micros: i64,
+    pub overdraft_max_micros: Option<i64>,
+    pub over_limit: bool,
 }
 
 /// Server to client.
@@ -197,6 +216,7 @@ pub enum ServerToClient {
     JobProperties(JobInfo),
     /// The client's jobs.
     Contents { jobs: Vec<JobInfo> },
+    Account(AccountInfo),
     ExecutableElement(ElementInfo),
     DataElement(ElementInfo),
     Error(ErrorReport),
@@ -361,10 +381,11 @@ names!(ClientToServer {
     GetConfig, ClientProfile, CreateJob, Task, Launch, Stop, Resume, RemoveJob, RemoveTask, GetJobProperties,
     GetContents, GetExecutableElement, GetDataElement, RemoveExecutableElement, RemoveDataElement,
     ExecutableElement, DataElement, Attach, Detach, GetTask, GetTaskStatus, CloseSession, Error,
-    ExternalDelivery, Heartbeat,
+    ExternalDelivery, Heartbeat, Deposit, GetAccount, SetNotices,
 });
 names!(ServerToClient {
-    Task, TaskStatus, Config, JobProperties, Contents, ExecutableElement, DataElement, Error, ExternalDelivery, Heartbeat,
+    Task, TaskStatus, Config, JobProperties, Contents, Account, ExecutableElement, DataElement, Error, ExternalDelivery,
+    Heartbeat,
 });
 names!(ServerToProvider {
     Task, GetTaskStatus, GetTask, Stop, RemoveTask, Config, GetContents, WorkSummary, GetCacheContents,

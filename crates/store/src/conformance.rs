@@ -26,6 +26,7 @@ fn job(client: &PartyId) -> JobRow {
         state: JobState::Defining,
         counts: JobCounts::default(),
         created_ms: 5,
+        hold: None,
     }
 }
 
@@ -181,6 +182,13 @@ pub fn assignments_track_provider_load(store: &impl Store) {
             assert_eq!(tx.active_assignments_of_task(t0)?.len(), 1);
             assert_eq!(tx.active_assignments_of_provider(&provider.id)?.len(), 2);
             assert_eq!(tx.active_assignments_of_job(j.id)?.len(), 2);
+            // Ids are never reused, even after the highest one is deleted with its task.
+            let t2 = tx.task(j.id, 2)?.unwrap().key;
+            let a2 = tx.insert_assignment(t2, &provider.id, 110)?;
+            tx.delete_task(t2)?;
+            let again = tx.insert_assignment(t0, &provider.id, 111)?;
+            assert!(again.0 > a2.0, "assignment ids are never reused");
+            tx.end_assignment(again, 112)?;
             assert!(tx.end_assignment(a0, 120)?);
             assert!(!tx.end_assignment(a0, 121)?, "ending twice is a no-op");
             assert_eq!(tx.assignment(a0)?.unwrap().state, AssignmentRowState::Ended);

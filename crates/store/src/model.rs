@@ -71,6 +71,9 @@ pub struct JobRow {
     pub state: JobState,
     pub counts: JobCounts,
     pub created_ms: u64,
+    /// Why the server holds the job stopped (its cost maximum, the client's account limit),
+    /// as opposed to a stop by the client.
+    pub hold: Option<String>,
 }
 
 /// A task to insert.
@@ -162,4 +165,17 @@ pub struct ElementGrant {
     pub kind: ElementKind,
     pub name: String,
     pub size: u64,
+}
+
+/// A notice waiting to reach a client (P4.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeRow {
+    pub id: i64,
+    pub client: PartyId,
+    /// "webhook" or "email".
+    pub channel: String,
+    /// The notice as JSON.
+    pub body: String,
+    pub attempts: u32,
+    pub next_try_ms: u64,
 }

@@ -65,6 +65,41 @@ CREATE TABLE attachments (
     session BLOB NOT NULL, job BLOB NOT NULL, replay TEXT NOT NULL, cursor INTEGER NOT NULL,
     completion_sent INTEGER NOT NULL, PRIMARY KEY (session, job)) WITHOUT ROWID;
 CREATE INDEX attachments_job ON attachments(job);
+"#, r#"
+CREATE TABLE ledger_accounts (
+    id TEXT PRIMARY KEY, debits_posted INTEGER NOT NULL, credits_posted INTEGER NOT NULL,
+    debits_pending INTEGER NOT NULL, credits_pending INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE TABLE ledger_transfers (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, debit TEXT NOT NULL, credit TEXT NOT NULL,
+    created_ms INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX ledger_transfers_debit ON ledger_transfers(debit, created_ms);
+CREATE INDEX ledger_transfers_credit ON ledger_transfers(credit, created_ms);
+CREATE TABLE ledger_reservations (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE work_records (
+    id INTEGER PRIMARY KEY, job BLOB NOT NULL, launched_ms INTEGER NOT NULL, billed INTEGER NOT NULL DEFAULT 0,
+    body TEXT NOT NULL);
+CREATE INDEX work_records_unbilled ON work_records(launched_ms) WHERE billed = 0;
+CREATE INDEX work_records_job ON work_records(job);
+CREATE TABLE notices (
+    id INTEGER PRIMARY KEY, client BLOB NOT NULL, channel TEXT NOT NULL, body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_try_ms INTEGER NOT NULL, delivered INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT);
+CREATE INDEX notices_due ON notices(next_try_ms) WHERE delivered = 0;
+CREATE TABLE client_settings (client BLOB PRIMARY KEY, body TEXT NOT NULL);
+ALTER TABLE jobs ADD COLUMN hold TEXT;
+ALTER TABLE jobs ADD COLUMN completed_ms INTEGER;
+ALTER TABLE jobs ADD COLUMN purge_warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE results ADD COLUMN archived BLOB;
+-- Assignment ids key the journal of work: they must never be reused after a deletion.
+CREATE TABLE assignments_v2 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, task INTEGER NOT NULL, provider BLOB NOT NULL, active INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL, ended_ms INTEGER);
+INSERT INTO assignments_v2 (id, task, provider, active, created_ms, ended_ms)
+    SELECT id, task, provider, active, created_ms, ended_ms FROM assignments;
+DROP TABLE assignments;
+ALTER TABLE assignments_v2 RENAME TO assignments;
+CREATE INDEX assignments_task ON assignments(task);
+CREATE INDEX assignments_active_provider ON assignments(provider) WHERE active = 1;
 "#];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -251,7 +286,7 @@ fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
 }
 
 const JOB_COLUMNS: &str =
-    "id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded, n_failed, created_ms";
+    "id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded, n_failed, created_ms, hold";
 
 fn job_row(row: &Row) -> rusqlite::Result<JobRow> {
     let state: String = row.get(3)?;
@@ -269,6 +304,7 @@ fn job_row(row: &Row) -> rusqlite::Result<JobRow> {
             failed: uint(row.get(9)?),
         },
         created_ms: uint(row.get(10)?),
+        hold: row.get(11)?,
     })
 }
 
@@ -283,6 +319,17 @@ fn assignment_row(row: &Row) -> rusqlite::Result<AssignmentRow> {
     })
 }
 
+/// A result's payload: the JSON column, or the archived (gzip) copy of it.
+fn result_payload(row: &Row) -> rusqlite::Result<Option<Payload>> {
+    use std::io::Read;
+    if let Some(archived) = row.get::<_, Option<Vec<u8>>>(10)? {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&archived[..]).read_to_string(&mut text).map_err(|_| corrupt("archived result"))?;
+        return serde_json::from_str(&text).map(Some).map_err(|_| corrupt("archived result"));
+    }
+    get_opt_json(row, 5)
+}
+
 fn result_row(row: &Row) -> rusqlite::Result<ResultRow> {
     Ok(ResultRow {
         id: row.get(0)?,
@@ -291,7 +338,7 @@ fn result_row(row: &Row) -> rusqlite::Result<ResultRow> {
             job: get_job_id(row, 2)?,
             index: uint(row.get(3)?),
             state: task_state(row, 4)?,
-            result: get_opt_json(row, 5)?,
+            result: result_payload(row)?,
             failure: get_opt_json(row, 6)?,
             cpu_ms: uint(row.get(7)?),
             attempts: row.get(8)?,
@@ -312,7 +359,7 @@ fn attachment_row(row: &Row) -> rusqlite::Result<AttachmentRow> {
 }
 
 const ASSIGNMENT_COLUMNS: &str = "id, task, provider, active, created_ms";
-const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered";
+const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered, archived";
 
 impl SqliteTx<'_> {
     fn collect<T>(
@@ -328,6 +375,158 @@ impl SqliteTx<'_> {
 }
 
 impl Tx for SqliteTx<'_> {
+    fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore {
+        self
+    }
+
+    fn mark_job_completed(&mut self, id: JobId, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE jobs SET completed_ms = COALESCE(completed_ms, ?2) WHERE id = ?1")?
+            .execute(params![&id.as_uuid().as_bytes()[..], int(now_ms)])?;
+        Ok(())
+    }
+
+    fn completed_jobs_with_undelivered_results(&mut self, completed_before_ms: u64, limit: u32) -> StoreResult<Vec<(JobId, u64, bool)>> {
+        self.collect(
+            "SELECT j.id, j.completed_ms, j.purge_warned FROM jobs j
+             WHERE j.state = 'completed' AND j.completed_ms IS NOT NULL AND j.completed_ms < ?1
+               AND EXISTS (SELECT 1 FROM results r WHERE r.job = j.id AND r.delivered = 0)
+             ORDER BY j.completed_ms LIMIT ?2",
+            params![int(completed_before_ms), limit],
+            |row| Ok((get_job_id(row, 0)?, uint(row.get(1)?), row.get(2)?)),
+        )
+    }
+
+    fn set_purge_warned(&mut self, id: JobId) -> StoreResult<()> {
+        self.tx.prepare_cached("UPDATE jobs SET purge_warned = 1 WHERE id = ?1")?.execute([&id.as_uuid().as_bytes()[..]])?;
+        Ok(())
+    }
+
+    fn archive_results(&mut self, job: JobId, delivered: bool) -> StoreResult<u64> {
+        use std::io::Write;
+        let rows: Vec<(i64, Option<String>)> = self.collect(
+            "SELECT id, result FROM results WHERE job = ?1 AND archived IS NULL AND result IS NOT NULL AND delivered = ?2",
+            params![&job.as_uuid().as_bytes()[..], delivered],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let mut stmt = self.tx.prepare_cached("UPDATE results SET archived = ?2, result = NULL WHERE id = ?1")?;
+        let mut archived = 0;
+        for (id, result) in rows {
+            let Some(result) = result else { continue };
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(result.as_bytes()).map_err(|e| StoreError::Database(e.to_string()))?;
+            let compressed = encoder.finish().map_err(|e| StoreError::Database(e.to_string()))?;
+            stmt.execute(params![id, compressed])?;
+            archived += 1;
+        }
+        Ok(archived)
+    }
+
+    fn set_job_hold(&mut self, id: JobId, hold: Option<&str>) -> StoreResult<()> {
+        self.tx.prepare_cached("UPDATE jobs SET hold = ?2 WHERE id = ?1")?.execute(params![&id.as_uuid().as_bytes()[..], hold])?;
+        Ok(())
+    }
+
+    fn held_jobs_of_client(&mut self, client: &PartyId, hold: &str) -> StoreResult<Vec<JobRow>> {
+        self.collect(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE client = ?1 AND hold = ?2 ORDER BY created_ms, id"),
+            params![&client.as_bytes()[..], hold],
+            job_row,
+        )
+    }
+
+    fn upsert_work_record(&mut self, record: &idlegrid_ledger::WorkRecord) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO work_records (id, job, launched_ms, body) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (id) DO UPDATE SET body = ?4",
+            )?
+            .execute(params![int(record.id), &record.job.as_uuid().as_bytes()[..], int(record.launched_ms), json(record)])?;
+        Ok(())
+    }
+
+    fn work_record(&mut self, id: u64) -> StoreResult<Option<idlegrid_ledger::WorkRecord>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT body FROM work_records WHERE id = ?1")?
+            .query_row([int(id)], |row| get_json(row, 0))
+            .optional()?)
+    }
+
+    fn unbilled_work_records(&mut self, launched_before_ms: u64, limit: u32) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>> {
+        self.collect(
+            "SELECT body FROM work_records WHERE billed = 0 AND launched_ms < ?1 ORDER BY launched_ms, id LIMIT ?2",
+            params![int(launched_before_ms), limit],
+            |row| get_json(row, 0),
+        )
+    }
+
+    fn mark_work_records_billed(&mut self, ids: &[u64]) -> StoreResult<()> {
+        let mut stmt = self.tx.prepare_cached("UPDATE work_records SET billed = 1 WHERE id = ?1")?;
+        for id in ids {
+            stmt.execute([int(*id)])?;
+        }
+        Ok(())
+    }
+
+    fn work_records_of_job(&mut self, job: JobId) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>> {
+        self.collect("SELECT body FROM work_records WHERE job = ?1 ORDER BY id", [&job.as_uuid().as_bytes()[..]], |row| get_json(row, 0))
+    }
+
+    fn unbilled_records_of_job(&mut self, job: JobId) -> StoreResult<u64> {
+        Ok(uint(self
+            .tx
+            .prepare_cached("SELECT COUNT(*) FROM work_records WHERE job = ?1 AND billed = 0")?
+            .query_row([&job.as_uuid().as_bytes()[..]], |r| r.get(0))?))
+    }
+
+    fn push_notice(&mut self, client: &PartyId, channel: &str, body: &str, now_ms: u64) -> StoreResult<i64> {
+        Ok(self
+            .tx
+            .prepare_cached("INSERT INTO notices (client, channel, body, next_try_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id")?
+            .query_row(params![&client.as_bytes()[..], channel, body, int(now_ms)], |r| r.get(0))?)
+    }
+
+    fn due_notices(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<NoticeRow>> {
+        self.collect(
+            "SELECT id, client, channel, body, attempts, next_try_ms FROM notices
+             WHERE delivered = 0 AND next_try_ms <= ?1 ORDER BY next_try_ms, id LIMIT ?2",
+            params![int(now_ms), limit],
+            |row| {
+                Ok(NoticeRow {
+                    id: row.get(0)?,
+                    client: get_party_id(row, 1)?,
+                    channel: row.get(2)?,
+                    body: row.get(3)?,
+                    attempts: row.get(4)?,
+                    next_try_ms: uint(row.get(5)?),
+                })
+            },
+        )
+    }
+
+    fn notice_attempted(&mut self, id: i64, delivered: bool, next_try_ms: u64, error: Option<&str>) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE notices SET attempts = attempts + 1, delivered = ?2, next_try_ms = ?3, last_error = ?4 WHERE id = ?1")?
+            .execute(params![id, delivered, int(next_try_ms), error])?;
+        Ok(())
+    }
+
+    fn client_settings(&mut self, client: &PartyId) -> StoreResult<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT body FROM client_settings WHERE client = ?1")?
+            .query_row([&client.as_bytes()[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_client_settings(&mut self, client: &PartyId, body: &str) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("INSERT INTO client_settings (client, body) VALUES (?1, ?2) ON CONFLICT (client) DO UPDATE SET body = ?2")?
+            .execute(params![&client.as_bytes()[..], body])?;
+        Ok(())
+    }
+
     fn meta(&mut self, key: &str) -> StoreResult<Option<Vec<u8>>> {
         Ok(self.tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
     }
@@ -1000,5 +1199,149 @@ impl Tx for SqliteTx<'_> {
             [&session.as_uuid().as_bytes()[..]],
             attachment_row,
         )
+    }
+}
+
+fn ledger_error(error: rusqlite::Error) -> idlegrid_ledger::LedgerError {
+    idlegrid_ledger::LedgerError::storage(error)
+}
+
+fn ledger_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, idlegrid_ledger::LedgerError> {
+    serde_json::from_str(text).map_err(idlegrid_ledger::LedgerError::storage)
+}
+
+/// The ledger's state in SQLite. Accounts keep their four sums in columns for the balance
+/// check; everything else is the ledger's own JSON.
+impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
+    fn account(&mut self, id: &idlegrid_ledger::AccountId) -> Result<Option<idlegrid_ledger::Account>, idlegrid_ledger::LedgerError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM ledger_accounts WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.to_string()], |r| r.get(0)).optional())
+            .map_err(ledger_error)?;
+        body.map(|b| ledger_json(&b)).transpose()
+    }
+
+    fn put_account(&mut self, account: &idlegrid_ledger::Account) -> Result<(), idlegrid_ledger::LedgerError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO ledger_accounts (id, debits_posted, credits_posted, debits_pending, credits_pending, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET debits_posted = ?2, credits_posted = ?3, debits_pending = ?4,
+                                                credits_pending = ?5, body = ?6",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    account.id.to_string(),
+                    account.debits_posted.as_i64(),
+                    account.credits_posted.as_i64(),
+                    account.debits_pending.as_i64(),
+                    account.credits_pending.as_i64(),
+                    json(account)
+                ])
+            })
+            .map_err(ledger_error)?;
+        Ok(())
+    }
+
+    fn accounts(&mut self) -> Result<Vec<idlegrid_ledger::Account>, idlegrid_ledger::LedgerError> {
+        let bodies: Vec<String> = self.collect("SELECT body FROM ledger_accounts ORDER BY id", [], |r| r.get(0)).map_err(idlegrid_ledger::LedgerError::storage)?;
+        bodies.iter().map(|b| ledger_json(b)).collect()
+    }
+
+    fn next_transfer_id(&mut self) -> Result<idlegrid_ledger::TransferId, idlegrid_ledger::LedgerError> {
+        let max: i64 = self
+            .tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(ledger_error)?;
+        Ok(idlegrid_ledger::TransferId(uint(max) + 1))
+    }
+
+    fn insert_transfer(&mut self, transfer: &idlegrid_ledger::Transfer) -> Result<(), idlegrid_ledger::LedgerError> {
+        self.tx
+            .prepare_cached("INSERT INTO ledger_transfers (id, key, debit, credit, created_ms, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    int(transfer.id.0),
+                    transfer.key().to_string(),
+                    transfer.debit.to_string(),
+                    transfer.credit.to_string(),
+                    int(transfer.created_ms),
+                    json(transfer)
+                ])
+            })
+            .map_err(ledger_error)?;
+        Ok(())
+    }
+
+    fn transfer(&mut self, id: idlegrid_ledger::TransferId) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM ledger_transfers WHERE id = ?1")
+            .and_then(|mut s| s.query_row([int(id.0)], |r| r.get(0)).optional())
+            .map_err(ledger_error)?;
+        body.map(|b| ledger_json(&b)).transpose()
+    }
+
+    fn transfer_by_key(&mut self, key: &idlegrid_ledger::IdempotencyKey) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM ledger_transfers WHERE key = ?1")
+            .and_then(|mut s| s.query_row([key.to_string()], |r| r.get(0)).optional())
+            .map_err(ledger_error)?;
+        body.map(|b| ledger_json(&b)).transpose()
+    }
+
+    fn transfers_of_account(
+        &mut self,
+        account: &idlegrid_ledger::AccountId,
+        created_from_ms: u64,
+        created_to_ms: u64,
+    ) -> Result<Vec<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
+        let bodies: Vec<String> = self
+            .collect(
+                "SELECT body FROM ledger_transfers WHERE (debit = ?1 OR credit = ?1) AND created_ms >= ?2 AND created_ms < ?3 ORDER BY id",
+                params![account.to_string(), int(created_from_ms), int(created_to_ms)],
+                |r| r.get(0),
+            )
+            .map_err(idlegrid_ledger::LedgerError::storage)?;
+        bodies.iter().map(|b| ledger_json(b)).collect()
+    }
+
+    fn reservation(&mut self, id: idlegrid_ledger::TransferId) -> Result<Option<idlegrid_ledger::Reservation>, idlegrid_ledger::LedgerError> {
+        let body: Option<String> = self
+            .tx
+            .prepare_cached("SELECT body FROM ledger_reservations WHERE id = ?1")
+            .and_then(|mut s| s.query_row([int(id.0)], |r| r.get(0)).optional())
+            .map_err(ledger_error)?;
+        body.map(|b| ledger_json(&b)).transpose()
+    }
+
+    fn put_reservation(&mut self, reservation: &idlegrid_ledger::Reservation) -> Result<(), idlegrid_ledger::LedgerError> {
+        self.tx
+            .prepare_cached("INSERT INTO ledger_reservations (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2")
+            .and_then(|mut s| s.execute(params![int(reservation.id.0), json(reservation)]))
+            .map_err(ledger_error)?;
+        Ok(())
+    }
+
+    fn totals(&mut self) -> Result<idlegrid_ledger::LedgerTotals, idlegrid_ledger::LedgerError> {
+        let (accounts, dp, cp, dq, cq): (i64, i64, i64, i64, i64) = self
+            .tx
+            .prepare_cached(
+                "SELECT COUNT(*), COALESCE(SUM(debits_posted), 0), COALESCE(SUM(credits_posted), 0),
+                        COALESCE(SUM(debits_pending), 0), COALESCE(SUM(credits_pending), 0) FROM ledger_accounts",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))))
+            .map_err(ledger_error)?;
+        use idlegrid_ledger::Micros;
+        Ok(idlegrid_ledger::LedgerTotals {
+            accounts: uint(accounts),
+            debits_posted: Micros::new(dp),
+            credits_posted: Micros::new(cp),
+            debits_pending: Micros::new(dq),
+            credits_pending: Micros::new(cq),
+        })
     }
 }

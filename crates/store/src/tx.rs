@@ -9,6 +9,37 @@ use crate::StoreResult;
 
 /// Everything the coordinator may do to durable state, inside one transaction.
 pub trait Tx {
+    /// The ledger's state (accounts, transfers, reservations), in this same transaction.
+    fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore;
+
+    // ---- holds, journal, notices, client settings
+    /// Mark a job as held stopped by the server, with the reason ("cost_max", "account_limit"),
+    /// or clear the hold.
+    fn set_job_hold(&mut self, id: JobId, hold: Option<&str>) -> StoreResult<()>;
+    /// Record when a job completed (kept at the first completion).
+    fn mark_job_completed(&mut self, id: JobId, now_ms: u64) -> StoreResult<()>;
+    /// Completed jobs (before `completed_before_ms`) whose results were not all fetched: id,
+    /// completion time, whether the client was warned of the purge.
+    fn completed_jobs_with_undelivered_results(&mut self, completed_before_ms: u64, limit: u32) -> StoreResult<Vec<(JobId, u64, bool)>>;
+    fn set_purge_warned(&mut self, id: JobId) -> StoreResult<()>;
+    /// Compress the stored results of a job (delivered or not); returns how many.
+    fn archive_results(&mut self, job: JobId, delivered: bool) -> StoreResult<u64>;
+    fn held_jobs_of_client(&mut self, client: &PartyId, hold: &str) -> StoreResult<Vec<JobRow>>;
+    /// The journal of work (P7.1): one record per assignment, keyed by the assignment id.
+    fn upsert_work_record(&mut self, record: &idlegrid_ledger::WorkRecord) -> StoreResult<()>;
+    fn work_record(&mut self, id: u64) -> StoreResult<Option<idlegrid_ledger::WorkRecord>>;
+    /// Records not fully billed yet, launched before `launched_before_ms`, oldest first.
+    fn unbilled_work_records(&mut self, launched_before_ms: u64, limit: u32) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>>;
+    fn mark_work_records_billed(&mut self, ids: &[u64]) -> StoreResult<()>;
+    /// Every journal record of a job, billed or not (statements, audits).
+    fn work_records_of_job(&mut self, job: JobId) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>>;
+    fn unbilled_records_of_job(&mut self, job: JobId) -> StoreResult<u64>;
+    fn push_notice(&mut self, client: &PartyId, channel: &str, body: &str, now_ms: u64) -> StoreResult<i64>;
+    fn due_notices(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<NoticeRow>>;
+    fn notice_attempted(&mut self, id: i64, delivered: bool, next_try_ms: u64, error: Option<&str>) -> StoreResult<()>;
+    fn client_settings(&mut self, client: &PartyId) -> StoreResult<Option<String>>;
+    fn set_client_settings(&mut self, client: &PartyId, body: &str) -> StoreResult<()>;
+
     // ---- metadata
     fn meta(&mut self, key: &str) -> StoreResult<Option<Vec<u8>>>;
     fn set_meta(&mut self, key: &str, value: &[u8]) -> StoreResult<()>;
