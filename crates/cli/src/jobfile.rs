@@ -32,6 +32,9 @@ pub struct JobFile {
     pub priority: i32,
     #[serde(default)]
     pub attempts_max: Option<u32>,
+    /// The most the job may cost, in currency units (the job stops when it is reached).
+    #[serde(default)]
+    pub cost_max: Option<f64>,
     #[serde(default)]
     pub data: BTreeMap<String, PathBuf>,
     pub tasks: TasksSection,
@@ -116,6 +119,9 @@ impl Job {
         }
         if let Some(attempts) = self.file.attempts_max {
             properties.attempts_max = attempts;
+        }
+        if let Some(cost) = self.file.cost_max {
+            properties.cost_max_micros = Some((cost.max(0.0) * 1e6).round() as u64);
         }
         properties
     }

@@ -1,6 +1,7 @@
 //! `idlegrid`: run a server, an engine, or drive jobs as a client.
 
 mod bench;
+mod account;
 mod bench_engine;
 mod cluster;
 mod demo;
@@ -51,6 +52,19 @@ enum Command {
         /// Seconds between maintenance passes (silent engines, expired sessions, garbage).
         #[arg(long, default_value_t = 5.0)]
         maintenance_secs: f64,
+        /// Length of a billing increment (the seed's is 15 minutes).
+        #[arg(long, default_value_t = 900.0)]
+        billing_increment_secs: f64,
+        /// How far a client's account may go below zero, in currency units, before its jobs
+        /// are held (`none`: no limit).
+        #[arg(long, default_value = "100")]
+        client_overdraft: String,
+        /// SMTP server for e-mail notices, host:port.
+        #[arg(long)]
+        smtp: Option<String>,
+        /// Sender address of e-mail notices.
+        #[arg(long, default_value = "idlegrid@localhost")]
+        mail_from: String,
         /// Offer this engine build to every engine (signed with the server's key)...
         #[arg(long, requires = "upgrade_version")]
         upgrade_binary: Option<PathBuf>,
@@ -107,6 +121,15 @@ enum Command {
         /// Parallel tasks (default: the number of cores).
         #[arg(long)]
         parallel: Option<usize>,
+    },
+    /// A client's money: balance, statements, deposits, notices; a provider's earnings and
+    /// barter (with --engine-data).
+    Account {
+        #[command(subcommand)]
+        action: Option<account::AccountCommand>,
+        /// Act as the provider of the engine with this data folder instead of as the client.
+        #[arg(long, global = true)]
+        engine_data: Option<PathBuf>,
     },
     /// Start a server and several engines here and run a real job: a Mandelbrot image and pi.
     Demo {
@@ -265,10 +288,31 @@ async fn shutdown_signal() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Server { listen, data, engine_silence_secs, maintenance_secs, upgrade_binary, upgrade_version } => {
+        Command::Server {
+            listen,
+            data,
+            engine_silence_secs,
+            maintenance_secs,
+            billing_increment_secs,
+            client_overdraft,
+            smtp,
+            mail_from,
+            upgrade_binary,
+            upgrade_version,
+        } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data);
             config.upgrade = upgrade_binary.zip(upgrade_version);
+            anyhow::ensure!(billing_increment_secs >= 0.1, "--billing-increment-secs must be at least 0.1");
+            config.coordinator.pricing.increment_ms = (billing_increment_secs * 1000.0) as u64;
+            config.coordinator.client_overdraft_max_micros = match client_overdraft.as_str() {
+                "none" => None,
+                units => Some((units.parse::<f64>().map_err(|_| anyhow::anyhow!("--client-overdraft must be a number or none"))? * 1e6) as i64),
+            };
+            if let Some(smtp) = smtp {
+                let (host, port) = smtp.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--smtp must be host:port"))?;
+                config.smtp = Some(idlegrid_server::SmtpConfig { host: host.to_string(), port: port.parse()?, from: mail_from });
+            }
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
@@ -322,6 +366,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let outcome = job_command(&client, command).await;
             let _ = client.close().await;
             outcome
+        }
+        Command::Account { action, engine_data } => {
+            init_logging(cli.log.as_deref(), "warn");
+            account::run(&cli.server, &home(cli.home), engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
         }
         Command::RunLocal { job, tasks, percent, out, parallel } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -277,6 +277,32 @@ impl Client {
         }
     }
 
+    /// This client's account: balance, what may still be spent, its limit.
+    pub async fn account(&self) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
+        self.account_reply(ClientToServer::GetAccount).await
+    }
+
+    /// Report a payment into this client's account (`reference` makes a retry count once).
+    pub async fn deposit(&self, amount_micros: i64, reference: &str) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
+        self.account_reply(ClientToServer::Deposit { amount_micros, reference: reference.to_string() }).await
+    }
+
+    async fn account_reply(&self, message: ClientToServer) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
+        self.request(vec![message])
+            .await?
+            .into_iter()
+            .find_map(|a| match a {
+                ServerToClient::Account(info) => Some(info),
+                _ => None,
+            })
+            .ok_or_else(|| ClientError::Protocol("the server did not send the account".into()))
+    }
+
+    /// Where notices of this client's jobs go (webhook with an HMAC secret, e-mail).
+    pub async fn set_notices(&self, webhook_url: Option<String>, webhook_secret: Option<String>, email: Option<String>) -> Result<(), ClientError> {
+        self.request(vec![ClientToServer::SetNotices { webhook_url, webhook_secret, email }]).await.map(|_| ())
+    }
+
     /// Acknowledge what was processed and close the session.
     pub async fn close(self) -> Result<(), ClientError> {
         self.shared.stop.cancel();

@@ -107,6 +107,15 @@ impl Transport {
         decode(response).await
     }
 
+    /// A signed request whose answer is text (CSV exports).
+    pub async fn call_text(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<String, ClientError> {
+        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(network)?;
+        if !response.status().is_success() {
+            return Err(failure(response).await);
+        }
+        response.text().await.map_err(network)
+    }
+
     /// A signed request whose answer has no body.
     pub async fn call_empty(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<(), ClientError> {
         let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(network)?;

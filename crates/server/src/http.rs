@@ -60,6 +60,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/sessions/{session}/reset", post(reset_session))
         .route("/v1/sessions/{session}", axum::routing::delete(close_session))
         .route("/v1/elements/{hash}", put(upload_element).get(download_element).head(head_element))
+        .route("/v1/account", get(get_account))
+        .route("/v1/account/statement", get(get_statement))
+        .route("/v1/account/barter", post(post_barter))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .fallback(not_found)
@@ -370,5 +373,67 @@ async fn list_jobs(State(state): State<Arc<AppState>>, method: Method, uri: Uri,
 async fn get_job(State(state): State<Arc<AppState>>, Path(job): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
     let job: JobId = parse_id(&job)?;
     let info = signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(move |c, tx, _, party, _| c.job_of(tx, party, job))).await?;
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+async fn get_account(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    let info = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(|c, tx, _, party, _| c.account_info(tx, &party.id)))
+        .await?;
+    Ok(json_response(StatusCode::OK, &info))
+}
+
+#[derive(Deserialize)]
+struct StatementParams {
+    #[serde(flatten)]
+    query: idlegrid_coordinator::money::StatementQuery,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// A client's charges by job, or a provider's earnings by engine, by period (P7.7); JSON, or
+/// CSV with `format=csv`.
+async fn get_statement(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<StatementParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
+    let Query(params) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let statement_query = params.query;
+    let statement = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(move |c, tx, _, party, _| c.statement(tx, party, statement_query)))
+        .await?;
+    match params.format.as_deref() {
+        Some("csv") => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], idlegrid_ledger::statement_csv(&statement)).into_response()),
+        None | Some("json") => Ok(json_response(StatusCode::OK, &statement)),
+        Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, not {other}")).into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BarterRequest {
+    to: idlegrid_types::PartyId,
+    amount_micros: i64,
+    reference: String,
+}
+
+/// A provider makes what its engines earned spendable by a client account.
+async fn post_barter(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+    let body = read_body(&headers, body, 64 * 1024).await?;
+    let info = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, fx, party, now| {
+                if party.role != Role::Provider {
+                    return Err(ApiError::forbidden("only a provider's account holds engine earnings to barter"));
+                }
+                let request: BarterRequest = parse_json(&body)?;
+                c.barter(tx, &party.id, &request.to, request.amount_micros, &request.reference, now, fx)
+            }),
+        )
+        .await?;
     Ok(json_response(StatusCode::OK, &info))
 }

@@ -7,6 +7,7 @@
 
 mod elements;
 mod http;
+mod notices;
 mod wakers;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use idlegrid_store::{SqliteStore, Store, Tx};
 use tokio_util::sync::CancellationToken;
 
 pub use elements::ElementStore;
+pub use notices::{SmtpConfig, webhook_signature};
 
 /// Everything a server instance needs to start.
 #[derive(Debug, Clone)]
@@ -31,11 +33,15 @@ pub struct ServerConfig {
     pub maintenance_interval: Duration,
     /// An engine build to offer every engine (P3.11): the binary and its version.
     pub upgrade: Option<(PathBuf, String)>,
+    /// Where e-mail notices go out (P4.12); none: e-mail notices wait and are given up.
+    pub smtp: Option<SmtpConfig>,
+    /// How often due notices are delivered.
+    pub notice_interval: Duration,
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
-        ServerConfig { listen, data_dir, coordinator: CoordinatorConfig::default(), maintenance_interval: Duration::from_secs(5), upgrade: None }
+        ServerConfig { listen, data_dir, coordinator: CoordinatorConfig::default(), maintenance_interval: Duration::from_secs(5), upgrade: None, smtp: None, notice_interval: Duration::from_secs(1) }
     }
 }
 
@@ -142,6 +148,7 @@ impl Server {
         let addr = listener.local_addr()?;
         let app = http::router(state.clone());
         let maintenance = tokio::spawn(maintain(state.clone(), config.maintenance_interval));
+        let delivery = tokio::spawn(notices::deliver(state.clone(), config.smtp.clone(), config.notice_interval));
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
@@ -149,6 +156,7 @@ impl Server {
                 tracing::error!(%error, "server stopped with an error");
             }
             maintenance.abort();
+            delivery.abort();
         });
         tracing::info!(%addr, data = %config.data_dir.display(), "server listening");
         Ok(ServerHandle { addr, shutdown, task })

@@ -1,0 +1,164 @@
+//! Money end to end: notices reach real receivers (an HTTP endpoint and an SMTP server), and a
+//! server killed between journaling and billing bills everything once after it restarts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use idlegrid_protocol::messages::{Replay, TaskSpec};
+use idlegrid_types::JobProperties;
+
+fn spec(index: u64, executable: idlegrid_types::ElementHash, params: &str) -> TaskSpec {
+    TaskSpec { index, executable, data: BTreeMap::new(), params: params.as_bytes().to_vec(), priority: None }
+}
+
+/// A local SMTP server (aiosmtpd, installed by .ci/run) writing to a maildir.
+struct Smtp {
+    child: std::process::Child,
+    maildir: std::path::PathBuf,
+    port: u16,
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_smtp(dir: &std::path::Path) -> Smtp {
+    let port = free_port();
+    let maildir = dir.join("maildir");
+    let child = std::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("python3 with aiosmtpd is needed: .ci/run installs it with pip");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Smtp { child, maildir, port };
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("aiosmtpd did not start (pip install aiosmtpd)");
+}
+
+fn mails(maildir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(maildir.join("new")) else { return Vec::new() };
+    entries.flatten().filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = start_smtp(dir.path());
+    // The webhook receiver: records bodies and signatures.
+    let received: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let app = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let received = received.clone();
+                async move {
+                    let signature = headers.get("x-idlegrid-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    received.lock().unwrap().push((body, signature));
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut config = server_config(dir.path());
+    config.smtp = Some(idlegrid_server::SmtpConfig { host: "127.0.0.1".into(), port: smtp.port, from: "grid@example.test".into() });
+    config.notice_interval = Duration::from_millis(100);
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let _engine = idlegrid_engine::Engine::start(engine_config(&server.url(), dir.path(), "engine")).await.unwrap();
+    let client = connect(&server.url()).await;
+    client.set_notices(Some(hook), Some("s3cret".into()), Some("owner@example.test".into())).await.unwrap();
+    let noop = upload_task(&client, "noop").await;
+    let job = client.create_job(JobProperties { name: "nightly".into(), ..JobProperties::default() }).await.unwrap().job;
+    client.add_tasks(job, (0..3).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
+    client.launch(job).await.unwrap();
+    run_to_completion(&client, job, Replay::Undelivered).await;
+
+    let started = Instant::now();
+    while (received.lock().unwrap().is_empty() || mails(&smtp.maildir).is_empty()) && started.elapsed() < PATIENCE {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (body, signature) = received.lock().unwrap().first().cloned().expect("the webhook was called");
+    let notice: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notice["kind"], "completed");
+    assert_eq!(notice["job"], job.to_string());
+    assert_eq!(notice["succeeded"], 3);
+    assert!(notice.get("webhook_secret").is_none(), "the secret is never sent");
+    assert_eq!(signature.as_deref(), Some(idlegrid_server::webhook_signature("s3cret", &body).as_str()), "signed with HMAC-SHA256");
+    let mail = mails(&smtp.maildir).remove(0);
+    assert!(mail.contains("To: owner@example.test") && mail.contains("From: grid@example.test"), "{mail}");
+    assert!(mail.contains("nightly") && mail.contains("completed"), "{mail}");
+    assert!(mail.contains("3 tasks succeeded"), "{mail}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_between_journaling_and_billing_bills_everything_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = dir.path().join("server");
+    // Billing increments of 3 s: the work below is journaled inside one increment, and the
+    // server dies before that increment closes, so before it is billed.
+    let server_args = |data: &std::path::Path| {
+        let mut command = std::process::Command::new(binary());
+        command
+            .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+            .arg(data)
+            .args(["--engine-silence-secs", "30", "--maintenance-secs", "0.2", "--billing-increment-secs", "3", "--log", "warn"]);
+        command
+    };
+    let mut server = Process(server_args(&data).spawn().unwrap());
+    wait_healthy(&url).await;
+    let engine = idlegrid_engine::Engine::start(engine_config(&url, dir.path(), "engine")).await.unwrap();
+    let client = connect(&url).await;
+    let noop = upload_task(&client, "noop").await;
+    // Wait for the start of an increment so that the job fits in it.
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    while now_ms() % 3000 > 300 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    client.add_tasks(job, (0..4).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
+    client.launch(job).await.unwrap();
+    run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(client.account().await.unwrap().balance_micros, 0, "not billed yet: the increment is open");
+    server.kill9();
+    server = Process(server_args(&data).spawn().unwrap());
+    wait_healthy(&url).await;
+    let started = Instant::now();
+    let charged = loop {
+        let balance = client.account().await.unwrap().balance_micros;
+        if balance < 0 {
+            break -balance;
+        }
+        assert!(started.elapsed() < PATIENCE, "the journaled work was never billed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Two more increments pass: nothing is charged again.
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    assert_eq!(-client.account().await.unwrap().balance_micros, charged, "charged once");
+    let transport = idlegrid_client::Transport::new(&url, idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("engine/identity.key")).unwrap()).unwrap();
+    let earned: idlegrid_protocol::messages::AccountInfo = transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
+    assert!(earned.balance_micros > 0 && earned.balance_micros < charged, "the provider was paid, the platform kept a margin: {earned:?}");
+    let csv = client.transport().call_text(reqwest::Method::GET, "/v1/account/statement?period=whole&format=csv", Duration::from_secs(10)).await.unwrap();
+    assert!(csv.starts_with("period_start,period_end,job,purpose,transfers,amount"), "{csv}");
+    assert!(csv.contains(&job.to_string()), "{csv}");
+    engine.shutdown().await;
+    drop(server);
+}
