@@ -1,95 +1,120 @@
-//! Placement decisions, as pure functions of a snapshot: no clock, no I/O. The coordinator reads
-//! the snapshot from the store, calls these, and applies the plan.
+//! Placement decisions as pure logic: no clock, no I/O, no threads; time and randomness are
+//! passed in. The coordinator feeds the model with what it learns (profiles, availability,
+//! contacts, caches, jobs, tasks, results), asks for a plan, applies the plan to the store and
+//! tells the model it did.
 //!
-//! This first scheduler fills engines that ask for work (P3.1: each engine says how many tasks
-//! it wants to hold) with queued tasks in priority order, spreading them so that the engine with
-//! the most free room gets the next task. Profiles, virtual nodes and the reliability model
-//! (P5) extend it in the scheduler issue.
+//! - `rooms`: the first scheduler (`fill_rooms`, `after_loss`), for jobs without a cluster request.
+//! - `profile` (P5.1): measured speeds and reported facts of a provider.
+//! - `availability` (P5.2): per-minute availability folded into 7-day averages and weekly
+//!   signatures, about 2 KB per provider.
+//! - `timing` (P5.3): `T_E`, `T_R`, the weighted availability `pi`, the candidate test.
+//! - `full` (P5.4): the probability of completing within a time, from the signatures.
+//! - `vnode` (P5.5): the reliability formula and how many members a node gets.
+//! - `placement` (P4.5, P5.5-P5.7): the `Scheduler`: an incrementally indexed model of providers,
+//!   jobs and tasks, whose `plan` groups candidates into virtual nodes, replaces silent nodes and
+//!   preempts lower priorities.
+//! - `explain`: why a task waits, requirement by requirement.
+//! - `random`: seeded generators written here, so results never change with a dependency.
+//!
+//! Each module's documentation lists the choices made where the seed is vague, with reasons.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+// Comparisons such as `!(x > 0.0)` are written so that NaN fails them: numbers from the network
+// are refused or ignored, never trusted.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-/// Assign `tasks` (already in priority order) to engines with free `rooms` (`rooms[i]` tasks
-/// for engine `i`). Returns `(task, engine index)` pairs, in task order.
-///
-/// Guarantees: no engine gets more than its room; tasks are taken strictly in order (a task is
-/// placed only if every task before it is); as many tasks are placed as the total room allows;
-/// each task goes to an engine with the most free room left at that moment (ties: lowest index).
-pub fn fill_rooms<T: Copy>(rooms: &[u32], tasks: &[T]) -> Vec<(T, usize)> {
-    let mut heap: BinaryHeap<(u32, Reverse<usize>)> =
-        rooms.iter().enumerate().filter(|(_, room)| **room > 0).map(|(i, room)| (*room, Reverse(i))).collect();
-    let mut plan = Vec::with_capacity(tasks.len().min(rooms.iter().map(|r| *r as usize).sum()));
-    for task in tasks {
-        let Some((room, Reverse(engine))) = heap.pop() else { break };
-        plan.push((*task, engine));
-        if room > 1 {
-            heap.push((room - 1, Reverse(engine)));
-        }
+pub mod availability;
+pub mod explain;
+pub mod full;
+mod index;
+pub mod placement;
+pub mod profile;
+pub mod random;
+mod rooms;
+pub mod timing;
+pub mod vnode;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+pub use availability::{AvailabilityHistory, AvailabilityRatings, MinuteState, WeeklySignature};
+pub use explain::{Explanation, Requirement, RequirementReport};
+pub use placement::{
+    ApplyReport, ElementRef, FailedNode, JobPower, JobSpec, NodeRequirements, NodeView, Plan, PlannedMember, PlannedNode, Preemption,
+    ProviderUpdate, ReliabilityModel, Scheduler, SchedulerConfig, SchedulerStats, TaskSpec, Unplaced, UnplacedReason,
+};
+pub use profile::{Connectivity, ProviderProfile};
+pub use rooms::{AfterLoss, after_loss, fill_rooms};
+pub use timing::{CandidateBand, NodeSpeed, TaskShape};
+
+/// A provider, as the caller numbers them (for example the row ID of the provider's record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ProviderId(pub u64);
+
+/// A job, as the caller numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JobKey(pub u64);
+
+/// A task, as the caller numbers them (the store's task key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskKey(pub u64);
+
+/// An element (executable or data), by the first 8 bytes of its SHA-256: a collision only
+/// makes the scheduler believe an engine holds an element it does not, which costs a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ElementKey(pub u64);
+
+impl ElementKey {
+    pub fn from_sha256(hash: &[u8; 32]) -> ElementKey {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash[..8]);
+        ElementKey(u64::from_be_bytes(first))
     }
-    plan
 }
 
-/// What to do with a task whose engine vanished.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterLoss {
-    /// Queue it again for another engine.
-    Requeue,
-    /// It has been placed as often as the job allows: fail it.
-    GiveUp,
+impl fmt::Display for ProviderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "provider {}", self.0)
+    }
 }
 
-pub fn after_loss(attempts: u32, attempts_max: u32) -> AfterLoss {
-    if attempts >= attempts_max { AfterLoss::GiveUp } else { AfterLoss::Requeue }
+impl fmt::Display for JobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job {}", self.0)
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn spreads_over_engines_by_free_room() {
-        let plan = fill_rooms(&[2, 0, 3], &[10, 11, 12, 13, 14, 15]);
-        assert_eq!(plan, vec![(10, 2), (11, 0), (12, 2), (13, 0), (14, 2)]);
-        assert!(fill_rooms::<u8>(&[], &[1, 2]).is_empty());
-        assert!(fill_rooms::<u8>(&[5], &[]).is_empty());
+impl fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.0)
     }
+}
 
-    #[test]
-    fn gives_up_after_the_allowed_attempts() {
-        assert_eq!(after_loss(1, 3), AfterLoss::Requeue);
-        assert_eq!(after_loss(3, 3), AfterLoss::GiveUp);
-    }
-
-    proptest! {
-        #[test]
-        fn never_exceeds_rooms_and_places_a_prefix(
-            rooms in proptest::collection::vec(0u32..20, 0..12),
-            n_tasks in 0usize..200,
-        ) {
-            let tasks: Vec<usize> = (0..n_tasks).collect();
-            let plan = fill_rooms(&rooms, &tasks);
-            let total: usize = rooms.iter().map(|r| *r as usize).sum();
-            prop_assert_eq!(plan.len(), n_tasks.min(total));
-            for (i, (task, _)) in plan.iter().enumerate() {
-                prop_assert_eq!(*task, i, "tasks are placed in order");
-            }
-            let mut used = vec![0u32; rooms.len()];
-            for (_, engine) in &plan {
-                used[*engine] += 1;
-            }
-            for (u, r) in used.iter().zip(&rooms) {
-                prop_assert!(u <= r);
-            }
-            // Balance: an engine only gets a task while it has the most room, so every engine
-            // that got one ends with at most one slot less than the roomiest engine.
-            let left: Vec<u32> = rooms.iter().zip(&used).map(|(r, u)| r - u).collect();
-            let most = left.iter().copied().max().unwrap_or(0);
-            for (l, u) in left.iter().zip(&used) {
-                if *u > 0 {
-                    prop_assert!(l + 1 >= most, "left {:?} used {:?}", left, used);
-                }
-            }
-        }
-    }
+/// Everything the scheduler refuses.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SchedulerError {
+    #[error("{field} = {value} is invalid: {reason}")]
+    InvalidNumber { field: &'static str, value: f64, reason: &'static str },
+    #[error("minutes {from_minute}..{to_minute}: {reason}")]
+    InvalidSpan { from_minute: u64, to_minute: u64, reason: &'static str },
+    #[error("invalid signature: {0}")]
+    InvalidSignature(&'static str),
+    #[error("{0} is unknown")]
+    UnknownProvider(ProviderId),
+    #[error("{0} is unknown")]
+    UnknownJob(JobKey),
+    #[error("{0} is unknown")]
+    UnknownTask(TaskKey),
+    #[error("{0} already exists")]
+    DuplicateJob(JobKey),
+    #[error("{0} already exists")]
+    DuplicateTask(TaskKey),
+    #[error("{job} still has {tasks} tasks")]
+    JobHasTasks { job: JobKey, tasks: u64 },
+    #[error("{task} is not running on {provider}")]
+    NotRunningThere { task: TaskKey, provider: ProviderId },
+    #[error("{0} is already running")]
+    AlreadyRunning(TaskKey),
+    #[error("{what}: {count} exceeds the limit of {limit}")]
+    TooMany { what: &'static str, count: usize, limit: usize },
 }
