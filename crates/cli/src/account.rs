@@ -36,11 +36,13 @@ pub enum AccountCommand {
     },
     /// Where job notices go.
     Notices {
+        /// URL that receives each notice as a JSON POST.
         #[arg(long)]
         webhook: Option<String>,
         /// Secret for the HMAC-SHA256 signature of webhook bodies.
         #[arg(long)]
         secret: Option<String>,
+        /// Address that receives each notice by e-mail (needs a server started with --smtp).
         #[arg(long)]
         email: Option<String>,
     },

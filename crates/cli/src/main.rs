@@ -52,9 +52,13 @@ enum Command {
         /// Seconds between maintenance passes (silent engines, expired sessions, garbage).
         #[arg(long, default_value_t = 5.0)]
         maintenance_secs: f64,
-        /// Length of a billing increment (the seed's is 15 minutes).
-        #[arg(long, default_value_t = 900.0)]
-        billing_increment_secs: f64,
+        /// The constants of the pricing formulas, a TOML file (`packaging/pricing.toml` lists
+        /// them with the defaults).
+        #[arg(long)]
+        pricing: Option<PathBuf>,
+        /// Length of a billing increment, overriding the pricing file (default 15 minutes).
+        #[arg(long)]
+        billing_increment_secs: Option<f64>,
         /// How far a client's account may go below zero, in currency units, before its jobs
         /// are held (`none`: no limit).
         #[arg(long, default_value = "100")]
@@ -293,6 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             engine_silence_secs,
             maintenance_secs,
+            pricing,
             billing_increment_secs,
             client_overdraft,
             smtp,
@@ -303,8 +308,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data);
             config.upgrade = upgrade_binary.zip(upgrade_version);
-            anyhow::ensure!(billing_increment_secs >= 0.1, "--billing-increment-secs must be at least 0.1");
-            config.coordinator.pricing.increment_ms = (billing_increment_secs * 1000.0) as u64;
+            if let Some(path) = pricing {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the pricing file {}", path.display()))?;
+                config.coordinator.pricing = toml::from_str(&text).with_context(|| format!("the pricing file {} is invalid", path.display()))?;
+            }
+            if let Some(secs) = billing_increment_secs {
+                anyhow::ensure!(secs >= 0.1, "--billing-increment-secs must be at least 0.1");
+                config.coordinator.pricing.increment_ms = (secs * 1000.0) as u64;
+            }
+            config.coordinator.pricing.validate().map_err(|e| anyhow::anyhow!("pricing: {e}"))?;
             config.coordinator.client_overdraft_max_micros = match client_overdraft.as_str() {
                 "none" => None,
                 units => Some((units.parse::<f64>().map_err(|_| anyhow::anyhow!("--client-overdraft must be a number or none"))? * 1e6) as i64),

@@ -162,3 +162,36 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
     engine.shutdown().await;
     drop(server);
 }
+
+#[test]
+fn the_shipped_pricing_file_holds_the_defaults_and_a_bad_one_stops_the_server() {
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/pricing.toml")).unwrap();
+    let parsed: idlegrid_ledger::PricingConfig = toml::from_str(&shipped).unwrap();
+    assert_eq!(parsed, idlegrid_ledger::PricingConfig::default(), "packaging/pricing.toml documents the defaults");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("pricing.toml");
+    std::fs::write(&bad, shipped.replace("baseline_reliability = 0.9", "baseline_reliability = 1.0")).unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["server", "--listen", &format!("127.0.0.1:{}", free_port()), "--data"])
+        .arg(dir.path().join("server"))
+        .arg("--pricing")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("baseline_reliability") && stderr.contains("(0, 1)"), "{stderr}");
+
+    std::fs::write(&bad, "computation_exponent = 1.2\nsurprise = 3\n").unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["server", "--listen", &format!("127.0.0.1:{}", free_port()), "--data"])
+        .arg(dir.path().join("server"))
+        .arg("--pricing")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("surprise"), "an unknown key is named: {stderr}");
+}
