@@ -17,6 +17,18 @@
 //! - `random`: seeded generators written here, so results never change with a dependency.
 //!
 //! Each module's documentation lists the choices made where the seed is vague, with reasons.
+//!
+//! How the coordinator drives it (all calls are cheap; `explain` is a scan):
+//! 1. Providers: `Scheduler::upsert_provider` with the measured `ProviderProfile` (speeds from
+//!    `profile::BenchmarkAverage`) and its slots; `provider_connected` / `provider_disconnected`
+//!    on contacts; `set_cache_contents` on `CacheContents`. Keep one `AvailabilityHistory` per
+//!    provider (2 KB, `to_bytes` for the store), `record` the minutes reported, and pass
+//!    `ratings()` to `update_ratings` and `signature()` to `update_signature`.
+//! 2. Work: `add_job` (`JobSpec::from_properties`), `add_task`; `task_finished` (returns the
+//!    copies to remove), `remove_task`, `copy_ended`, `remove_provider`.
+//! 3. Placement: `plan(now_ms, seed)` inside the transaction, carry it out (assignments, `Task`,
+//!    `Stop` for preemptions, `RemoveTask` for abandoned copies), then `apply(&plan)` after commit.
+//! 4. Questions: `explain(task, now_ms)` / `explain_job`, `job_power`, `node_of`, `stats`.
 
 // Comparisons such as `!(x > 0.0)` are written so that NaN fails them: numbers from the network
 // are refused or ignored, never trusted.
