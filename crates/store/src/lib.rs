@@ -1,19 +1,24 @@
 //! Durable state of the server behind one interface: [`Store`] runs a closure in a transaction
 //! and hands it a [`Tx`] of domain operations (parties, sessions and their outboxes, providers,
 //! elements, jobs, tasks, assignments, results, attachments). The coordinator is written against
-//! [`Tx`] only; SQLite is the embedded implementation, and other databases implement the same
-//! trait and pass the same [`conformance`] suite.
+//! [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared one (several
+//! server instances on one database), and [`AnyStore`] is either, chosen by `--database`. Every
+//! implementation passes the same [`conformance`] suite.
 //!
 //! Architecture invariant: the store never reads the clock; callers pass `now_ms`.
 
+mod any;
 mod model;
+mod postgres;
 mod sqlite;
 mod tx;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use any::{AnyStore, DatabaseLocation};
 pub use model::*;
+pub use self::postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;
 

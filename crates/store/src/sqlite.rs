@@ -439,7 +439,7 @@ impl Tx for SqliteTx<'_> {
         self.tx
             .prepare_cached(
                 "INSERT INTO work_records (id, job, launched_ms, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO UPDATE SET body = ?4",
+                 ON CONFLICT (id) DO UPDATE SET job = ?2, launched_ms = ?3, body = ?4",
             )?
             .execute(params![int(record.id), &record.job.as_uuid().as_bytes()[..], int(record.launched_ms), json(record)])?;
         Ok(())
