@@ -106,7 +106,7 @@ fn memory(tasks_dir: &std::path::Path, tasks: u64) -> anyhow::Result<()> {
     let work = std::env::temp_dir().join(format!("idlegrid-memory-{}", std::process::id()));
     std::fs::create_dir_all(&work)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let spawn = |args: &[&str]| -> anyhow::Result<std::process::Child> {
         Ok(Command::new(&binary).args(args).stdout(std::process::Stdio::null()).spawn()?)
     };

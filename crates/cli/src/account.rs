@@ -79,13 +79,17 @@ fn micros(amount: f64) -> anyhow::Result<i64> {
     Ok((amount * 1e6).round() as i64)
 }
 
-pub async fn run(server: &str, home: &Path, engine_data: Option<&Path>, command: AccountCommand, give_up: Duration) -> anyhow::Result<()> {
+pub async fn run(server: idlegrid_client::Endpoint, home: &Path, engine_data: Option<&Path>, command: AccountCommand, give_up: Duration) -> anyhow::Result<()> {
     // A provider acts with its engine's identity; a client with its own.
     let identity = match engine_data {
         Some(dir) => Identity::load_or_create(&dir.join("identity.key"))?,
         None => Identity::load_or_create(&home.join("client.key"))?,
     };
-    let transport = Transport::new(server, identity.clone())?;
+    let transport = Transport::new(&server, identity.clone())?;
+    let role = if engine_data.is_some() { idlegrid_types::Role::Provider } else { idlegrid_types::Role::Client };
+    // Registering is harmless when done before, and over TLS it yields the certificate.
+    let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
+    transport.register(role, &name).await.map_err(|e| anyhow::anyhow!("cannot register with the server: {e}"))?;
     let timeout = Duration::from_secs(30).max(give_up);
     match command {
         AccountCommand::Show => {
@@ -122,13 +126,13 @@ pub async fn run(server: &str, home: &Path, engine_data: Option<&Path>, command:
             }
         }
         AccountCommand::Deposit { amount, reference } => {
-            let client = crate::jobs::connect(server, home, give_up).await?;
+            let client = crate::jobs::connect(server.clone(), home, give_up).await?;
             let info = client.deposit(micros(amount)?, &reference).await?;
             print_account(&info);
             let _ = client.close().await;
         }
         AccountCommand::Notices { webhook, secret, email } => {
-            let client = crate::jobs::connect(server, home, give_up).await?;
+            let client = crate::jobs::connect(server.clone(), home, give_up).await?;
             client.set_notices(webhook, secret, email).await?;
             println!("notice settings saved");
             let _ = client.close().await;

@@ -54,14 +54,14 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let work = tempfile::tempdir()?;
     let server = Server::start(ServerConfig::new("127.0.0.1:0".parse()?, work.path().join("server"))).await?;
-    let client = idlegrid_client::Client::connect(&server.url(), idlegrid_protocol::auth::Identity::generate(), "bench").await?;
+    let client = idlegrid_client::Client::connect(crate::cluster::endpoint_of(&server), idlegrid_protocol::auth::Identity::generate(), "bench").await?;
     let misbehave = client.upload(read_task(&dir, "misbehave")?, ElementKind::Executable, "misbehave.wasm").await?;
     let pi = client.upload(read_task(&dir, "pi")?, ElementKind::Executable, "pi.wasm").await?;
 
     // 1. Owner activity to quiet CPU.
     eprintln!("suspend latency: {trials} trials ...");
     let activity = InjectedActivity::new();
-    let mut config = EngineConfig::new(&server.url(), work.path().join("idle-engine"));
+    let mut config = EngineConfig::new(crate::cluster::endpoint_of(&server), work.path().join("idle-engine"));
     config.owner.mode = RunMode::IdleOnly;
     config.owner.cores = 1;
     config.owner.resume_after_secs = 0;
@@ -101,7 +101,7 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     eprintln!("CPU share: a competitor alone, then beside a busy engine ...");
     let seconds = 3.0;
     let alone = competitor_rate(cores, seconds)?;
-    let mut config = EngineConfig::new(&server.url(), work.path().join("busy-engine"));
+    let mut config = EngineConfig::new(crate::cluster::endpoint_of(&server), work.path().join("busy-engine"));
     config.owner.mode = RunMode::Continuous;
     config.owner.cores = cores;
     config.owner.status_listen = None;

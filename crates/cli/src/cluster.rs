@@ -18,15 +18,30 @@ pub struct ClusterOptions {
     pub engines: u32,
     pub slots_per_engine: u32,
     pub prefetch_per_engine: u32,
+    /// Plain HTTP instead of TLS (to measure what TLS costs).
+    pub plain_http: bool,
+}
+
+/// The server as its parties reach it: its URL and, over TLS, its CA.
+pub fn endpoint_of(server: &ServerHandle) -> idlegrid_client::Endpoint {
+    let endpoint = idlegrid_client::Endpoint::new(&server.url());
+    match server.ca_pem() {
+        Some(ca) => endpoint.with_trust(idlegrid_client::ServerTrust::Ca(ca.to_string())),
+        None => endpoint,
+    }
 }
 
 impl LocalCluster {
     pub async fn start(options: &ClusterOptions) -> anyhow::Result<LocalCluster> {
         let dir = tempfile::Builder::new().prefix("idlegrid-cluster").tempdir()?;
-        let server = Server::start(ServerConfig::new("127.0.0.1:0".parse().expect("valid address"), dir.path().join("server"))).await?;
+        let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("valid address"), dir.path().join("server"));
+        if options.plain_http {
+            config.tls = None;
+        }
+        let server = Server::start(config).await?;
         let mut engines = Vec::new();
         for i in 0..options.engines {
-            let mut config = EngineConfig::new(&server.url(), dir.path().join(format!("engine-{i}")));
+            let mut config = EngineConfig::new(endpoint_of(&server), dir.path().join(format!("engine-{i}")));
             config.name = format!("engine-{i}");
             config.owner.cores = options.slots_per_engine;
             config.owner.status_listen = None;
@@ -37,7 +52,7 @@ impl LocalCluster {
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(&self.server.url(), Identity::generate(), "demo").await?)
+        Ok(Client::connect(endpoint_of(&self.server), Identity::generate(), "demo").await?)
     }
 
     pub async fn stop(self) {

@@ -12,11 +12,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jobfile::Job;
 
-pub async fn connect(server: &str, home: &Path, give_up_after: std::time::Duration) -> anyhow::Result<Client> {
+pub async fn connect(server: idlegrid_client::Endpoint, home: &Path, give_up_after: std::time::Duration) -> anyhow::Result<Client> {
     let identity = Identity::load_or_create(&home.join("client.key"))?;
     let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
     let config = idlegrid_client::ChannelConfig { connect_give_up_after: Some(give_up_after), ..Default::default() };
-    Client::connect_with(server, identity, &name, config)
+    Client::connect_with(&server, identity, &name, config)
         .await
         .with_context(|| format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)"))
 }

@@ -22,8 +22,13 @@ use idlegrid_types::JobId;
 #[command(name = "idlegrid", version, about = "Put idle computers to work: server, compute engine and client in one command")]
 struct Cli {
     /// Server to talk to (client and engine commands).
-    #[arg(long, global = true, env = "IDLEGRID_SERVER", default_value = "http://127.0.0.1:7700")]
+    #[arg(long, global = true, env = "IDLEGRID_SERVER", default_value = "https://127.0.0.1:7700")]
     server: String,
+    /// The server's certificate authority (PEM; `tls/ca.pem` in the server's data folder).
+    /// Without it, the CA the server presents is trusted on first use and pinned (in the
+    /// client's home, or the engine's data folder).
+    #[arg(long, global = true, env = "IDLEGRID_SERVER_CA")]
+    server_ca: Option<PathBuf>,
     /// Folder for this user's client identity.
     #[arg(long, global = true, env = "IDLEGRID_HOME")]
     home: Option<PathBuf>,
@@ -69,6 +74,20 @@ enum Command {
         /// Sender address of e-mail notices.
         #[arg(long, default_value = "idlegrid@localhost")]
         mail_from: String,
+        /// Serve plain HTTP without TLS. For development on one machine only: traffic is
+        /// readable by anyone on the path, and parties are identified by signatures alone.
+        #[arg(long)]
+        insecure_plain_http: bool,
+        /// The operator's CA certificate (PEM) for TLS, with --tls-ca-key; default: one the
+        /// server creates in <data>/tls on first start.
+        #[arg(long, requires = "tls_ca_key")]
+        tls_ca_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_ca_cert")]
+        tls_ca_key: Option<PathBuf>,
+        /// A DNS name or IP address engines and clients use to reach this server (repeatable;
+        /// localhost and the listen address are always included).
+        #[arg(long = "tls-name")]
+        tls_names: Vec<String>,
         /// Offer this engine build to every engine (signed with the server's key)...
         #[arg(long, requires = "upgrade_version")]
         upgrade_binary: Option<PathBuf>,
@@ -162,6 +181,9 @@ enum Command {
         latency_samples: u32,
         #[arg(long, env = "IDLEGRID_TASKS_DIR")]
         tasks_dir: Option<PathBuf>,
+        /// Run over plain HTTP instead of TLS, to see what TLS costs.
+        #[arg(long)]
+        insecure_plain_http: bool,
     },
     /// Measure how the engine stays out of its owner's way and print a table: pause latency,
     /// CPU left to other programs, work lost per interruption.
@@ -256,8 +278,21 @@ fn home(cli_home: Option<PathBuf>) -> PathBuf {
     })
 }
 
+fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    path.map(|path| std::fs::read_to_string(path).with_context(|| format!("cannot read the server CA file {}", path.display()))).transpose()
+}
+
+/// The server as a client sees it: the CA given, or the one pinned for that server in the
+/// client's home (trusted on first use).
+fn client_endpoint(server: &str, ca: Option<&std::path::Path>, home: &std::path::Path) -> anyhow::Result<idlegrid_client::Endpoint> {
+    let endpoint = idlegrid_client::Endpoint::new(server);
+    let pin = home.join("servers").join(format!("{}.ca.pem", endpoint.file_stem()));
+    Ok(endpoint.with_ca_or_pin(read_ca(ca)?, pin))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    idlegrid_pki::install_default_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -302,11 +337,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             client_overdraft,
             smtp,
             mail_from,
+            insecure_plain_http,
+            tls_ca_cert,
+            tls_ca_key,
+            tls_names,
             upgrade_binary,
             upgrade_version,
         } => {
             init_logging(cli.log.as_deref(), "info");
-            let mut config = idlegrid_server::ServerConfig::new(listen, data);
+            let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
+            config.tls = if insecure_plain_http {
+                None
+            } else {
+                Some(idlegrid_server::TlsSettings { ca_files: tls_ca_cert.zip(tls_ca_key), names: tls_names })
+            };
             config.upgrade = upgrade_binary.zip(upgrade_version);
             if let Some(path) = pricing {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the pricing file {}", path.display()))?;
@@ -329,6 +373,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
             println!("idlegrid server listening on {}", server.url());
+            match server.ca_pem() {
+                Some(ca) => println!(
+                    "certificate authority {} (give engines and clients --server-ca {}, or compare this fingerprint on first use)",
+                    idlegrid_pki::pem_fingerprint(ca)?,
+                    data.join("tls/ca.pem").display()
+                ),
+                None => println!("WARNING: plain HTTP (--insecure-plain-http): for development on this machine only"),
+            }
             tokio::select! {
                 _ = shutdown_signal() => server.shutdown().await,
             }
@@ -338,7 +390,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
             init_logging(cli.log.as_deref(), "info");
             switch_to_staged_upgrade(&data);
-            let mut engine_config = idlegrid_engine::EngineConfig::new(&cli.server, data);
+            let endpoint = idlegrid_client::Endpoint::new(&cli.server).with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, data.join("server-ca.pem"));
+            let mut engine_config = idlegrid_engine::EngineConfig::new(endpoint, data);
             if let Some(path) = config {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
                 engine_config.owner = idlegrid_engine::OwnerSettings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -374,14 +427,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Job(command) => {
             init_logging(cli.log.as_deref(), "warn");
-            let client = jobs::connect(&cli.server, &home(cli.home), Duration::from_secs(cli.connect_timeout_secs)).await?;
+            let home = home(cli.home);
+            let client = jobs::connect(client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?, &home, Duration::from_secs(cli.connect_timeout_secs)).await?;
             let outcome = job_command(&client, command).await;
             let _ = client.close().await;
             outcome
         }
         Command::Account { action, engine_data } => {
             init_logging(cli.log.as_deref(), "warn");
-            account::run(&cli.server, &home(cli.home), engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
+            let home = home(cli.home);
+            let endpoint = match &engine_data {
+                Some(dir) => idlegrid_client::Endpoint::new(&cli.server).with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, dir.join("server-ca.pem")),
+                None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
+            };
+            account::run(endpoint, &home, engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
         }
         Command::RunLocal { job, tasks, percent, out, parallel } => {
             init_logging(cli.log.as_deref(), "warn");
@@ -399,9 +458,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", bench_engine::spin(threads, seconds));
             Ok(())
         }
-        Command::Bench { tasks, engines, latency_samples, tasks_dir } => {
+        Command::Bench { tasks, engines, latency_samples, tasks_dir, insecure_plain_http } => {
             init_logging(cli.log.as_deref(), "warn");
-            bench::run(tasks, engines, latency_samples, tasks_dir).await
+            bench::run(tasks, engines, latency_samples, tasks_dir, insecure_plain_http).await
         }
     }
 }

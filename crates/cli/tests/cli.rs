@@ -21,7 +21,7 @@ fn job_id(stdout: &str) -> String {
 async fn submit_control_and_collect_with_separate_processes() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let _server = spawn_server(port, &dir.path().join("server"), 30);
     wait_healthy(&url).await;
     let home = dir.path().join("home");
@@ -78,7 +78,7 @@ async fn submit_control_and_collect_with_separate_processes() {
 #[test]
 fn a_client_without_a_server_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("http://127.0.0.1:{}", free_port());
+    let url = format!("https://127.0.0.1:{}", free_port());
     let (ok, _, err) = cli(dir.path(), &url, &["--connect-timeout-secs", "1", "job", "list"]);
     assert!(!ok);
     assert!(err.contains("cannot connect to the server") && err.contains("idlegrid server"), "{err}");
@@ -122,7 +122,7 @@ async fn an_upgrade_offered_by_the_server_is_verified_staged_and_started_next_ti
     let build = dir.path().join("new-idlegrid");
     std::fs::write(&build, format!("#!/bin/sh\necho \"$@\" > {}\n", marker.display())).unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let data = dir.path().join("server");
     let server = std::process::Command::new(binary())
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])

@@ -190,7 +190,7 @@ async fn stop_resume_and_remove_a_running_job() {
 async fn results_wait_for_a_client_that_was_away() {
     let cluster = Cluster::start(1).await;
     let identity = idlegrid_protocol::auth::Identity::generate();
-    let first = idlegrid_client::Client::connect(&cluster.url(), identity.clone(), "first").await.unwrap();
+    let first = idlegrid_client::Client::connect(cluster.endpoint(), identity.clone(), "first").await.unwrap();
     let noop = upload_task(&first, "noop").await;
     let job = first.create_job(JobProperties::default()).await.unwrap().job;
     first.add_tasks(job, (0..20).map(|i| spec(i, noop.hash, &i.to_string()))).await.unwrap();
@@ -198,7 +198,7 @@ async fn results_wait_for_a_client_that_was_away() {
     first.close().await.unwrap();
     // Fire and forget: later, another process of the same client attaches.
     for _ in 0..400 {
-        let probe = idlegrid_client::Client::connect(&cluster.url(), identity.clone(), "probe").await.unwrap();
+        let probe = idlegrid_client::Client::connect(cluster.endpoint(), identity.clone(), "probe").await.unwrap();
         let done = probe.job(job).await.unwrap().counts.succeeded == 20;
         probe.close().await.unwrap();
         if done {
@@ -206,7 +206,7 @@ async fn results_wait_for_a_client_that_was_away() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let second = idlegrid_client::Client::connect(&cluster.url(), identity, "second").await.unwrap();
+    let second = idlegrid_client::Client::connect(cluster.endpoint(), identity, "second").await.unwrap();
     let (finals, _) = run_to_completion(&second, job, Replay::Undelivered).await;
     let mut got: Vec<u64> = finals.iter().map(|r| r.task).collect();
     got.sort();
@@ -221,8 +221,7 @@ async fn a_channel_that_lost_track_resets_and_goes_on() {
     use idlegrid_client::{Channel, ChannelConfig, Transport};
     use idlegrid_protocol::messages::{ClientToServer, ServerToClient};
     let cluster = Cluster::start(0).await;
-    let transport = Transport::new(&cluster.url(), idlegrid_protocol::auth::Identity::generate()).unwrap();
-    transport.register(idlegrid_types::Role::Client, "raw").await.unwrap();
+    let transport: Transport = common::transport(&cluster.url(), idlegrid_protocol::auth::Identity::generate(), idlegrid_types::Role::Client).await;
     let config = ChannelConfig { poll_wait: std::time::Duration::from_millis(200), ..ChannelConfig::default() };
     let (channel, _) = Channel::<ClientToServer, ServerToClient>::open(transport.clone(), config.clone(), None).await.unwrap();
     channel.send(vec![ClientToServer::GetConfig, ClientToServer::GetContents]).await.unwrap();

@@ -25,7 +25,7 @@ async fn the_server_killed_mid_job_restarts_and_every_result_arrives_exactly_onc
     logs();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let data = dir.path().join("server");
     let mut server = spawn_server(port, &data, 30);
     wait_healthy(&url).await;
@@ -79,7 +79,7 @@ async fn an_engine_killed_mid_task_loses_its_tasks_to_another_engine() {
     logs();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let _server = spawn_server(port, &dir.path().join("server"), 2);
     wait_healthy(&url).await;
     let client = connect(&url).await;
@@ -116,7 +116,7 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     logs();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let _server = spawn_server(port, &dir.path().join("server"), 60);
     wait_healthy(&url).await;
     let client = connect(&url).await;

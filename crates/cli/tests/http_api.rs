@@ -34,7 +34,8 @@ fn error_of(text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_lose_nothing() {
-    let cluster = Cluster::start(0).await;
+    // Plain HTTP: this is about what the API does with bad requests; TLS has its own tests.
+    let cluster = Cluster::start_plain(0).await;
     let client = cluster.client().await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties { name: "keep me".into(), ..JobProperties::default() }).await.unwrap().job;
@@ -42,7 +43,7 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let identity = Identity::generate();
     raw.http
         .post(format!("{}/v1/register", cluster.url()))
-        .json(&wire::RegisterRequest { role: idlegrid_types::Role::Client, public_key: identity.public_key_hex(), name: "raw".into() })
+        .json(&wire::RegisterRequest { role: idlegrid_types::Role::Client, public_key: identity.public_key_hex(), name: "raw".into(), csr: None })
         .send()
         .await
         .unwrap();

@@ -111,7 +111,7 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
 async fn a_server_killed_between_journaling_and_billing_bills_everything_once() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}");
     let data = dir.path().join("server");
     // Billing increments of 3 s: the work below is journaled inside one increment, and the
     // server dies before that increment closes, so before it is billed.
@@ -153,7 +153,8 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
     // Two more increments pass: nothing is charged again.
     tokio::time::sleep(Duration::from_millis(6500)).await;
     assert_eq!(-client.account().await.unwrap().balance_micros, charged, "charged once");
-    let transport = idlegrid_client::Transport::new(&url, idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("engine/identity.key")).unwrap()).unwrap();
+    let engine_identity = idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("engine/identity.key")).unwrap();
+    let transport = transport(&url, engine_identity, idlegrid_types::Role::Provider).await;
     let earned: idlegrid_protocol::messages::AccountInfo = transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
     assert!(earned.balance_micros > 0 && earned.balance_micros < charged, "the provider was paid, the platform kept a margin: {earned:?}");
     let csv = client.transport().call_text(reqwest::Method::GET, "/v1/account/statement?period=whole&format=csv", Duration::from_secs(10)).await.unwrap();

@@ -205,6 +205,7 @@ async fn a_tampered_element_is_detected_refetched_and_never_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_refuses_a_server_whose_key_it_does_not_trust() {
+    logs();
     let dir = tempfile::tempdir().unwrap();
     let server = idlegrid_server::Server::start(server_config(dir.path())).await.unwrap();
     let mut config = engine_config(&server.url(), dir.path(), "engine");
@@ -216,8 +217,7 @@ async fn an_engine_refuses_a_server_whose_key_it_does_not_trust() {
     let engine = Engine::start(config).await.unwrap();
     engine.shutdown().await;
     let other = idlegrid_server::Server::start(server_config(&dir.path().join("other"))).await.unwrap();
-    let mut moved = engine_config(&other.url(), dir.path(), "engine2");
-    moved.server = other.url();
+    let moved = engine_config(&other.url(), dir.path(), "engine2");
     let error = Engine::start(moved).await.err().expect("a server with another key is refused").to_string();
     assert!(error.contains("refusing"), "{error}");
 }

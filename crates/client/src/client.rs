@@ -62,11 +62,11 @@ pub enum JobEvent {
 
 impl Client {
     /// Register `identity` as a client (harmless if done before) and open a session.
-    pub async fn connect(server: &str, identity: Identity, name: &str) -> Result<Client, ClientError> {
+    pub async fn connect(server: impl Into<crate::Endpoint>, identity: Identity, name: &str) -> Result<Client, ClientError> {
         Self::connect_with(server, identity, name, ChannelConfig::default()).await
     }
 
-    pub async fn connect_with(server: &str, identity: Identity, name: &str, config: ChannelConfig) -> Result<Client, ClientError> {
+    pub async fn connect_with(server: impl Into<crate::Endpoint>, identity: Identity, name: &str, config: ChannelConfig) -> Result<Client, ClientError> {
         let transport = Transport::new(server, identity)?;
         let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
         crate::channel::retry(&connecting, || transport.register(Role::Client, name)).await?;

@@ -10,6 +10,10 @@ pub enum ClientError {
     Refused(ErrorReport),
     #[error("cannot reach the server: {0}")]
     Network(String),
+    /// The server's TLS certificate is not from the CA this party trusts: not retried, since
+    /// talking to an impostor (or a server whose CA changed) must not go on by itself.
+    #[error("{0}")]
+    Untrusted(String),
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
     #[error("{0}")]

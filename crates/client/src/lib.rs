@@ -8,12 +8,14 @@
 
 mod channel;
 mod client;
+mod endpoint;
 mod error;
 mod transport;
 
 pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use error::ClientError;
+pub use endpoint::{Endpoint, ServerTrust};
 pub use transport::Transport;
 
 pub use idlegrid_protocol as protocol;

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use idlegrid_protocol::auth::{Identity, body_hash};
@@ -14,14 +15,52 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::ClientError;
+use std::sync::{Arc, Mutex, RwLock};
 
-/// An HTTP client that signs every request with the party's key.
+use crate::ClientError;
+use crate::endpoint::{Endpoint, ServerTrust};
+
+fn tls_client(ca_pem: &str, client: Option<(&str, &[u8])>) -> Result<reqwest::Client, ClientError> {
+    let config = idlegrid_pki::client_config(ca_pem, client).map_err(tls_error)?;
+    http_builder().tls_backend_preconfigured(config).build().map_err(network)
+}
+
+/// A TLS configuration that trusts no server: used until the server's CA is known.
+fn untrusting_config() -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(idlegrid_pki::provider())
+        .with_safe_default_protocol_versions()
+        .expect("the provider supports the default versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config
+}
+
+/// An HTTP client that signs every request with the party's key and, over TLS, presents the
+/// certificate the server issued to it at registration. Clones share the certificate, so a
+/// renewal by one is used by all.
 #[derive(Clone)]
 pub struct Transport {
-    http: reqwest::Client,
     base: String,
     identity: Identity,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    /// The client currently used for requests: before registration over TLS it trusts the
+    /// server's CA but has no certificate.
+    http: RwLock<Option<reqwest::Client>>,
+    certificate: Mutex<Option<Certificate>>,
+    /// The CA once known (given, pinned, or taken on first use).
+    ca_pem: Mutex<Option<String>>,
+}
+
+#[derive(Clone)]
+struct Certificate {
+    expires: SystemTime,
+    role: Role,
+    name: String,
 }
 
 impl std::fmt::Debug for Transport {
@@ -35,7 +74,34 @@ fn now_ms() -> u64 {
 }
 
 fn network(error: reqwest::Error) -> ClientError {
-    ClientError::Network(error.to_string())
+    // The cause chain names TLS problems (unknown CA, refused certificate) that the top
+    // error hides behind "error sending request".
+    let mut text = error.to_string();
+    let mut untrusted = false;
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        // rustls errors arrive wrapped in io::Error, whose source() skips the wrapped error.
+        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+            cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        untrusted |= matches!(tls, Some(rustls::Error::InvalidCertificate(_)));
+        source = cause.source();
+    }
+    // Fallback on rustls's own wording, for wrappers that hide the typed error entirely.
+    untrusted |= text.contains("invalid peer certificate");
+    if untrusted {
+        return ClientError::Untrusted(format!(
+            "the server's certificate is not from the certificate authority this party trusts ({text}); \
+             if the server's CA changed on purpose, give the new one (--server-ca) or delete the pinned copy"
+        ));
+    }
+    ClientError::Network(text)
+}
+
+fn tls_error(error: idlegrid_pki::PkiError) -> ClientError {
+    ClientError::Protocol(error.to_string())
 }
 
 async fn failure(response: reqwest::Response) -> ClientError {
@@ -47,20 +113,40 @@ async fn failure(response: reqwest::Response) -> ClientError {
     ClientError::Api { status, report }
 }
 
+fn http_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_idle_timeout(Duration::from_secs(60)).tcp_nodelay(true)
+}
+
+/// A certificate is renewed once less than a third of its validity is left.
+fn renewal_due(expires: SystemTime, now: SystemTime) -> bool {
+    expires.duration_since(now).map(|left| left < idlegrid_pki::PARTY_CERTIFICATE_VALIDITY / 3).unwrap_or(true)
+}
+
 impl Transport {
-    /// `server` is the base URL, for example `http://127.0.0.1:7700`.
-    pub fn new(server: &str, identity: Identity) -> Result<Transport, ClientError> {
-        let base = server.trim_end_matches('/').to_string();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(ClientError::Protocol(format!("server address '{server}' must start with http:// or https://")));
-        }
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(network)?;
-        Ok(Transport { http, base, identity })
+    /// `server` is the base URL (`https://host:7700`, or `http://` for a development
+    /// server), with how to trust it for HTTPS (see [`Endpoint`]).
+    pub fn new(server: impl Into<Endpoint>, identity: Identity) -> Result<Transport, ClientError> {
+        let endpoint: Endpoint = server.into();
+        endpoint.check()?;
+        idlegrid_pki::install_default_provider();
+        let ca_pem = match endpoint.trust() {
+            Some(ServerTrust::Ca(pem)) => Some(pem.clone()),
+            Some(ServerTrust::FirstUse { pin }) => match std::fs::read_to_string(pin) {
+                Ok(pem) => Some(pem),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(ClientError::Io(format!("cannot read the pinned server CA {}: {e}", pin.display()))),
+            },
+            None => None,
+        };
+        let http = if !endpoint.is_tls() {
+            Some(http_builder().build().map_err(network)?)
+        } else if let Some(pem) = &ca_pem {
+            Some(tls_client(pem, None)?)
+        } else {
+            None
+        };
+        let shared = Shared { endpoint: endpoint.clone(), http: RwLock::new(http), certificate: Mutex::new(None), ca_pem: Mutex::new(ca_pem) };
+        Ok(Transport { base: endpoint.url().to_string(), identity, shared: Arc::new(shared) })
     }
 
     pub fn identity(&self) -> &Identity {
@@ -71,20 +157,89 @@ impl Transport {
         &self.base
     }
 
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    fn http(&self) -> reqwest::Client {
+        // Before registration over TLS with an unknown CA there is no client yet: requests go
+        // through one that trusts nothing, so they fail with a TLS error naming the problem.
+        if let Some(client) = self.shared.http.read().unwrap_or_else(|p| p.into_inner()).clone() {
+            return client;
+        }
+        let client = http_builder().tls_backend_preconfigured(untrusting_config()).build().unwrap_or_else(|_| reqwest::Client::new());
+        client
+    }
+
     fn signed(&self, method: Method, path_and_query: &str, body_sha256_hex: &str) -> reqwest::RequestBuilder {
         let headers = self.identity.sign(method.as_str(), path_and_query, now_ms(), body_sha256_hex);
-        self.http
+        self.http()
             .request(method, format!("{}{}", self.base, path_and_query))
             .header(wire::HEADER_ID, headers.id)
             .header(wire::HEADER_TIME, headers.time_ms)
             .header(wire::HEADER_SIGNATURE, headers.signature)
     }
 
-    /// Register this identity (idempotent).
+    /// The server's CA: given, pinned, or taken from the server on first use and pinned.
+    async fn server_ca(&self) -> Result<String, ClientError> {
+        if let Some(pem) = self.shared.ca_pem.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(pem);
+        }
+        let Some(ServerTrust::FirstUse { pin }) = self.shared.endpoint.trust() else {
+            return Err(ClientError::Protocol(format!("no certificate authority to trust for {}", self.base)));
+        };
+        let (host, port) = self.shared.endpoint.host_port()?;
+        let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10)).await.map_err(|e| ClientError::Network(e.to_string()))?;
+        idlegrid_pki::write_private(pin, pem.as_bytes()).map_err(tls_error)?;
+        let fingerprint = idlegrid_pki::pem_fingerprint(&pem).map_err(tls_error)?;
+        tracing::warn!(
+            server = %self.base,
+            %fingerprint,
+            pinned = %pin.display(),
+            "trusting the server's certificate authority on first use; compare the fingerprint with the one the server logs"
+        );
+        *self.shared.ca_pem.lock().unwrap_or_else(|p| p.into_inner()) = Some(pem.clone());
+        Ok(pem)
+    }
+
+    /// Register this identity (idempotent). Over TLS this also obtains the client certificate
+    /// that later requests present.
     pub async fn register(&self, role: Role, name: &str) -> Result<RegisterResponse, ClientError> {
-        let request = RegisterRequest { role, public_key: self.identity.public_key_hex(), name: name.to_string() };
-        let response = self.http.post(format!("{}/v1/register", self.base)).json(&request).send().await.map_err(network)?;
-        decode(response).await
+        let tls = self.shared.endpoint.is_tls();
+        let csr = if tls { Some(idlegrid_pki::party_request(&self.identity.private_key_pkcs8_der()).map_err(tls_error)?) } else { None };
+        let request = RegisterRequest { role, public_key: self.identity.public_key_hex(), name: name.to_string(), csr };
+        let http = if tls {
+            let ca = self.server_ca().await?;
+            let anonymous = tls_client(&ca, None)?;
+            self.shared.http.write().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(|| anonymous.clone());
+            anonymous
+        } else {
+            self.http()
+        };
+        let response = http.post(format!("{}/v1/register", self.base)).json(&request).send().await.map_err(network)?;
+        let registered: RegisterResponse = decode(response).await?;
+        if tls {
+            let certificate = registered
+                .certificate
+                .as_deref()
+                .ok_or_else(|| ClientError::Protocol("the server issued no certificate at registration".into()))?;
+            let expires = idlegrid_pki::not_after(certificate).map_err(tls_error)?;
+            let ca = self.server_ca().await?;
+            let client = tls_client(&ca, Some((certificate, &self.identity.private_key_pkcs8_der())))?;
+            *self.shared.http.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
+            *self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()) = Some(Certificate { expires, role, name: name.to_string() });
+        }
+        Ok(registered)
+    }
+
+    /// Renew the client certificate when it is getting old (long-running engines).
+    async fn renew_if_due(&self) {
+        let due = self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone().filter(|c| renewal_due(c.expires, SystemTime::now()));
+        if let Some(certificate) = due {
+            if let Err(error) = self.register(certificate.role, &certificate.name).await {
+                tracing::warn!(%error, "cannot renew the client certificate yet; the current one stays in use");
+            }
+        }
     }
 
     /// A signed JSON request; `timeout` bounds the whole exchange.
@@ -95,6 +250,7 @@ impl Transport {
         body: Option<&B>,
         timeout: Duration,
     ) -> Result<R, ClientError> {
+        self.renew_if_due().await;
         let bytes = match body {
             Some(b) => serde_json::to_vec(b).map_err(|e| ClientError::Protocol(e.to_string()))?,
             None => Vec::new(),
@@ -124,6 +280,7 @@ impl Transport {
 
     /// Size of an element if this party already has it on the server.
     pub async fn element_size(&self, hash: &ElementHash) -> Result<Option<u64>, ClientError> {
+        self.renew_if_due().await;
         let path = format!("/v1/elements/{hash}");
         let response = self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(network)?;
         match response.status() {
@@ -172,6 +329,7 @@ impl Transport {
         hash: &ElementHash,
         ticket: Option<&str>,
     ) -> Result<impl Stream<Item = Result<Bytes, ClientError>> + use<>, ClientError> {
+        self.renew_if_due().await;
         let path = format!("/v1/elements/{hash}");
         let mut request = self.signed(Method::GET, &path, &body_hash(b""));
         if let Some(ticket) = ticket {

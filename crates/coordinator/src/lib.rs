@@ -212,7 +212,7 @@ impl Coordinator {
             }
         }
         self.open_party_account(tx, &id, request.role, now_ms)?;
-        Ok(RegisterResponse { id, role: request.role, server_key: self.server_key() })
+        Ok(RegisterResponse { id, role: request.role, server_key: self.server_key(), certificate: None })
     }
 
     /// Check a signed request; returns who sent it.

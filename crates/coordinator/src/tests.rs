@@ -37,7 +37,7 @@ impl World {
 
     fn join(&mut self, role: Role) -> Peer {
         let identity = Identity::generate();
-        let request = RegisterRequest { role, public_key: identity.public_key_hex(), name: "t".into() };
+        let request = RegisterRequest { role, public_key: identity.public_key_hex(), name: "t".into(), csr: None };
         let (c, now) = (&self.coordinator, self.now);
         let response = self.store.write(|tx| c.register(tx, &request, now)).unwrap();
         let party = Party { id: response.id, role };
@@ -499,7 +499,7 @@ fn assignments_are_signed_with_the_key_given_at_registration() {
     let mut world = World::new();
     let (_client, _job, _) = launched_job(&mut world, 1);
     let identity = Identity::generate();
-    let request = RegisterRequest { role: Role::Provider, public_key: identity.public_key_hex(), name: "e".into() };
+    let request = RegisterRequest { role: Role::Provider, public_key: identity.public_key_hex(), name: "e".into(), csr: None };
     let (c, now) = (&world.coordinator, world.now);
     let registered = world.store.write(|tx| c.register(tx, &request, now)).unwrap();
     let mut engine = world.join(Role::Provider);
@@ -681,7 +681,7 @@ mod money {
     #[test]
     fn a_provider_spends_its_earnings_on_a_clients_job_by_barter() {
         let mut world = billing_world(60_000, Some(0));
-        let mut client = world.join(Role::Client);
+        let client = world.join(Role::Client);
         let exe = world.upload(&client, b"exe", ElementKind::Executable);
         let mut engine = world.join(Role::Provider);
         engine_ready(&mut world, &mut engine, 2);

@@ -259,6 +259,9 @@ impl Engine {
                     tracing::warn!(%error, "server unreachable; retrying registration");
                     tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
                 }
+                Err(idlegrid_client::ClientError::Untrusted(reason)) => {
+                    anyhow::bail!("the server at {} is not the one this engine trusts, refusing to work for it: {reason}", config.server)
+                }
                 Err(error) => return Err(error).context("registration refused"),
             }
         };
@@ -1285,7 +1288,7 @@ impl Inner {
         EngineStatus {
             engine: self.transport.identity().id().to_string(),
             name: self.config.name.clone(),
-            server: self.config.server.clone(),
+            server: self.config.server.url().to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
             state,
             reason,

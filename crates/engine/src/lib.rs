@@ -48,7 +48,7 @@ pub enum Activity {
 #[derive(Clone)]
 pub struct EngineConfig {
     /// Base URL of the server, e.g. `http://127.0.0.1:7700`.
-    pub server: String,
+    pub server: idlegrid_client::Endpoint,
     /// Identity, keys, session, element cache and held tasks live here.
     pub data_dir: PathBuf,
     /// Shown to the server operator.
@@ -80,10 +80,16 @@ impl std::fmt::Debug for EngineConfig {
 }
 
 impl EngineConfig {
-    pub fn new(server: &str, data_dir: PathBuf) -> Self {
+    /// For an `https://` server without a given CA, the engine trusts on first use and pins
+    /// the CA in `server-ca.pem` of its data folder.
+    pub fn new(server: impl Into<idlegrid_client::Endpoint>, data_dir: PathBuf) -> Self {
+        let mut server: idlegrid_client::Endpoint = server.into();
+        if server.trust().is_none() {
+            server = server.with_trust(idlegrid_client::ServerTrust::FirstUse { pin: data_dir.join("server-ca.pem") });
+        }
         let owner = OwnerSettings::default();
         EngineConfig {
-            server: server.to_string(),
+            server,
             data_dir,
             name: hostname(),
             prefetch: owner.cores.max(2) * 2,

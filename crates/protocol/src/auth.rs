@@ -126,6 +126,20 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl Identity {
+    /// The private key as PKCS#8 v1 DER (RFC 8410), for TLS client certificates.
+    pub fn private_key_pkcs8_der(&self) -> Vec<u8> {
+        // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
+        const PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        let mut der = PREFIX.to_vec();
+        der.extend_from_slice(&self.key.to_bytes());
+        der
+    }
+
+    /// The raw Ed25519 public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
     /// Sign arbitrary bytes (hex signature), e.g. a task assignment.
     pub fn sign_bytes(&self, bytes: &[u8]) -> String {
         hex::encode(self.key.sign(bytes).to_bytes())

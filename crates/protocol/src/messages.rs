@@ -118,6 +118,7 @@ pub struct TaskStatusReport {
     pub task: TaskIndex,
     pub state: TaskState,
     /// 0.0..=1.0 as last reported by the task.
+    #[serde(deserialize_with = "crate::payload::finite_f32")]
     pub progress: f32,
     /// The last interim status the task sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,6 +308,7 @@ pub enum AssignmentState {
 pub struct AssignmentStatus {
     pub assignment: AssignmentId,
     pub state: AssignmentState,
+    #[serde(deserialize_with = "crate::payload::finite_f32")]
     pub progress: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Payload>,

@@ -40,3 +40,15 @@ pub mod base64_bytes {
         STANDARD.decode(text.as_bytes()).map_err(|e| serde::de::Error::custom(format!("invalid base64: {e}")))
     }
 }
+
+/// Serde adapter: an `f32` that must be finite. JSON numbers beyond the range of `f32` (such as
+/// `1e39`) would otherwise decode as infinity, which JSON cannot carry back (it encodes as
+/// `null`): a message would decode on one side and fail to decode once forwarded.
+pub fn finite_f32<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    let value = f64::deserialize(d)? as f32;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom("expected a finite number within the range of a 32-bit float"))
+    }
+}

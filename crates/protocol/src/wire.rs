@@ -36,6 +36,10 @@ pub struct RegisterRequest {
     pub public_key: String,
     #[serde(default)]
     pub name: String,
+    /// Over TLS: a certificate signing request (PEM) for `public_key`, signed with it; the
+    /// answer carries the certificate that identifies the party from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +49,9 @@ pub struct RegisterResponse {
     /// The server's Ed25519 public key (hex), with which it signs task assignments.
     #[serde(default)]
     pub server_key: String,
+    /// Over TLS: the party's client certificate (PEM), issued by the server's CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -191,6 +191,68 @@ pub fn add_runtime_api(linker: &mut Linker<TaskCtx>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// WASI's `poll_oneoff`, which never blocks.
+///
+/// Wasmtime's own sleeps on the task's thread until the subscribed time passes: a task asking
+/// to sleep for an hour (or for `u64::MAX` nanoseconds) would hold its slot that long, using no
+/// CPU, so the CPU-time limit would never end it, and neither a stop request nor a kill would
+/// reach it, since both act only when WebAssembly code runs. A task has nothing to wait for
+/// (no sockets, no files, no other task), so every subscription is reported ready at once:
+/// clocks have expired, stdin is at its end, stdout and stderr take writes, any other
+/// descriptor is invalid. A task that polls in a loop spins, and its CPU-time limit ends it.
+pub fn add_nonblocking_poll(linker: &mut Linker<TaskCtx>) -> wasmtime::Result<()> {
+    const SUBSCRIPTION_BYTES: usize = 48;
+    const EVENT_BYTES: usize = 32;
+    const ERRNO_BADF: u16 = 8;
+    const ERRNO_FAULT: i32 = 21;
+    const ERRNO_INVAL: i32 = 28;
+    const EVENTRWFLAGS_HANGUP: u16 = 1;
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        idlegrid_task_abi::WASI_MODULE,
+        "poll_oneoff",
+        |mut caller: Ctx<'_>, subscriptions: i32, events: i32, count: i32, written: i32| -> i32 {
+            let Some(memory) = caller.get_export("memory").and_then(|e| e.into_memory()) else { return ERRNO_FAULT };
+            let memory = memory.data_mut(&mut caller);
+            let Ok(n) = u32::try_from(count) else { return ERRNO_INVAL };
+            if n == 0 {
+                return ERRNO_INVAL;
+            }
+            let n = n as usize;
+            let (Some(subs), Some(outs), Some(out_count)) = (
+                n.checked_mul(SUBSCRIPTION_BYTES).and_then(|len| range(memory, subscriptions, i32::try_from(len).ok()?)),
+                n.checked_mul(EVENT_BYTES).and_then(|len| range(memory, events, i32::try_from(len).ok()?)),
+                range(memory, written, 4),
+            ) else {
+                return ERRNO_FAULT;
+            };
+            for i in 0..n {
+                let sub = subs.start + i * SUBSCRIPTION_BYTES;
+                let userdata: [u8; 8] = memory[sub..sub + 8].try_into().expect("8 bytes");
+                let tag = memory[sub + 8];
+                let fd = u32::from_le_bytes(memory[sub + 16..sub + 20].try_into().expect("4 bytes"));
+                let (error, flags) = match (tag, fd) {
+                    (0, _) => (0, 0),
+                    (1, 0) => (0, EVENTRWFLAGS_HANGUP),
+                    (2, 1 | 2) => (0, 0),
+                    _ => (ERRNO_BADF, 0),
+                };
+                let mut event = [0u8; EVENT_BYTES];
+                event[..8].copy_from_slice(&userdata);
+                event[8..10].copy_from_slice(&error.to_le_bytes());
+                event[10] = tag.min(2);
+                event[24..26].copy_from_slice(&flags.to_le_bytes());
+                let out = outs.start + i * EVENT_BYTES;
+                memory[out..out + EVENT_BYTES].copy_from_slice(&event);
+            }
+            memory[out_count].copy_from_slice(&(n as u32).to_le_bytes());
+            0
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
 fn read_element(element: &mut TaskElement, offset: u64, target: &mut [u8]) -> std::io::Result<usize> {
     match element {
         TaskElement::Memory(data) => {

@@ -3,8 +3,11 @@
 //!
 //! The sandbox gives a task nothing but its own inputs: no preopened directories, no environment
 //! variables, no sockets, only the imports of WASI preview 1 and of the runtime API
-//! ([`idlegrid_task_abi`]). A task that traps, exhausts its memory, passes its CPU-time limit or
-//! ignores a stop request fails (or is suspended) with a clear reason; the caller keeps running.
+//! ([`idlegrid_task_abi`]); a module importing WASI's socket functions is refused before it runs.
+//! No host call blocks: WASI's `poll_oneoff` answers at once instead of sleeping, so a task
+//! cannot hold its thread out of reach of its CPU-time limit and of stop requests. A task that
+//! traps, exhausts its memory, passes its CPU-time limit or ignores a stop request fails (or is
+//! suspended) with a clear reason; the caller keeps running.
 //!
 //! Stopping works at any instruction: an engine-wide ticker advances wasmtime's epoch every
 //! `epoch_tick`, and each store checks its [`TaskControl`] and CPU clock on every tick.
@@ -96,7 +99,7 @@ pub enum TaskOutcome {
 pub enum TaskFailure {
     #[error("the executable element is not a valid WebAssembly module: {0}")]
     InvalidModule(String),
-    #[error("the module imports '{module}::{name}', which the sandbox does not provide (only WASI preview 1 and the idlegrid runtime API are allowed)")]
+    #[error("the module imports '{module}::{name}', which the sandbox does not provide (only WASI preview 1, without its sockets, and the idlegrid runtime API are allowed)")]
     ForbiddenImport { module: String, name: String },
     #[error("the module has no '_start' function (build it as a WASI command, e.g. a Rust binary for wasm32-wasip1)")]
     MissingEntryPoint,
@@ -296,6 +299,7 @@ impl Sandbox {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |ctx: &mut host::TaskCtx| &mut ctx.wasi)
             .map_err(|e| TaskFailure::Internal(e.to_string()))?;
+        host::add_nonblocking_poll(&mut linker).map_err(|e| TaskFailure::Internal(e.to_string()))?;
         host::add_runtime_api(&mut linker).map_err(|e| TaskFailure::Internal(e.to_string()))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -374,7 +378,10 @@ fn check_imports(module: &Module) -> Result<(), TaskFailure> {
     use idlegrid_task_abi::{MODULE, WASI_MODULE, func};
     for import in module.imports() {
         let allowed = match import.module() {
-            WASI_MODULE => import.ty().func().is_some(),
+            // WASI preview 1 functions, except its sockets: a task has no network (P3.6), so a
+            // module that asks for one is refused up front with the name of what it asked for,
+            // rather than failing somewhere in the middle of its run.
+            WASI_MODULE => import.ty().func().is_some() && !import.name().starts_with("sock_"),
             MODULE => func::ALL.contains(&import.name()),
             _ => false,
         };

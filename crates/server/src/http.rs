@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
         // Bodies are limited per route below, with errors in this API's format.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::compression::CompressionLayer::new().gzip(true).compress_when(
@@ -141,9 +142,53 @@ impl Signed {
 async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> AppResult {
     let body = read_body(&headers, body, 64 * 1024).await?;
     let request: RegisterRequest = parse_json(&body)?;
+    let csr = request.csr.clone();
+    let public_key = request.public_key.clone();
+    if state.authority.is_some() && csr.is_none() {
+        return Err(ApiError::bad_request(
+            "registration over TLS needs `csr`: a certificate signing request for the public key, signed with it",
+        )
+        .into());
+    }
     let now = now_ms();
-    let response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
+    let mut response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
+    if let (Some(authority), Some(csr)) = (&state.authority, csr) {
+        // The coordinator has checked the key's form.
+        let key = idlegrid_protocol::auth::parse_public_key(&public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let certificate = authority
+            .issue_party(&csr, &key, std::time::SystemTime::now())
+            .map_err(|e| ApiError::bad_request(format!("cannot issue a certificate: {e}")))?;
+        response.certificate = Some(certificate);
+    }
     Ok(json_response(StatusCode::OK, &response))
+}
+
+/// Over TLS, every endpoint but health and registration needs the client certificate issued
+/// at registration, and the party it names must be the one that signs the request.
+async fn require_certificate(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" {
+        return next.run(request).await;
+    }
+    let certified = match request.extensions().get::<crate::listener::Peer>() {
+        Some(crate::listener::Peer::Tls(Some(party))) => party.clone(),
+        _ => {
+            return Failure(ApiError::unauthenticated(
+                "this request needs the client certificate issued at registration (POST /v1/register with a csr)",
+            ))
+            .into_response();
+        }
+    };
+    let claimed = request.headers().get(wire::HEADER_ID).and_then(|v| v.to_str().ok());
+    if claimed.is_some_and(|claimed| claimed != certified.to_string()) {
+        return Failure(ApiError::unauthenticated("the request is signed by another party than the client certificate names"))
+            .into_response();
+    }
+    next.run(request).await
 }
 
 async fn open_session(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {

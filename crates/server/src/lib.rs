@@ -7,6 +7,7 @@
 
 mod elements;
 mod http;
+mod listener;
 mod notices;
 mod wakers;
 
@@ -20,6 +21,7 @@ use idlegrid_store::{SqliteStore, Store, Tx};
 use tokio_util::sync::CancellationToken;
 
 pub use elements::ElementStore;
+pub use listener::ConnectionLimits;
 pub use notices::{SmtpConfig, webhook_signature};
 
 /// Everything a server instance needs to start.
@@ -37,11 +39,62 @@ pub struct ServerConfig {
     pub smtp: Option<SmtpConfig>,
     /// How often due notices are delivered.
     pub notice_interval: Duration,
+    /// HTTPS with certificates (the default); `None` serves plain HTTP, for development only.
+    pub tls: Option<TlsSettings>,
+    pub connection_limits: ConnectionLimits,
+}
+
+/// Where the certificate authority comes from, and the names the server answers to.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// The operator's CA (certificate and key, PEM files); default: `tls/ca.pem` and
+    /// `tls/ca.key` in the data folder, created on first start. Instances that share a
+    /// database must share the CA: give them the same files.
+    pub ca_files: Option<(PathBuf, PathBuf)>,
+    /// DNS names and IP addresses of the server's certificate, besides `localhost`, the
+    /// loopback addresses and the address it listens on.
+    pub names: Vec<String>,
+}
+
+impl TlsSettings {
+    fn names(&self, listen: SocketAddr) -> Vec<String> {
+        let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+        if !listen.ip().is_unspecified() {
+            names.push(listen.ip().to_string());
+        }
+        for name in &self.names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+        names
+    }
+
+    fn authority(&self, data_dir: &std::path::Path) -> anyhow::Result<idlegrid_pki::Authority> {
+        use anyhow::Context;
+        match &self.ca_files {
+            Some((cert, key)) => {
+                let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+                Ok(idlegrid_pki::Authority::from_pem(&read(cert)?, &read(key)?)?)
+            }
+            None => Ok(idlegrid_pki::Authority::load_or_create(&data_dir.join("tls"), "idlegrid server CA")?),
+        }
+    }
 }
 
 impl ServerConfig {
     pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
-        ServerConfig { listen, data_dir, coordinator: CoordinatorConfig::default(), maintenance_interval: Duration::from_secs(5), upgrade: None, smtp: None, notice_interval: Duration::from_secs(1) }
+        ServerConfig {
+            listen,
+            data_dir,
+            coordinator: CoordinatorConfig::default(),
+            maintenance_interval: Duration::from_secs(5),
+            upgrade: None,
+            smtp: None,
+            notice_interval: Duration::from_secs(1),
+            tls: Some(TlsSettings::default()),
+            connection_limits: ConnectionLimits::default(),
+        }
     }
 }
 
@@ -52,6 +105,8 @@ pub(crate) struct AppState {
     pub elements: ElementStore,
     pub wakers: wakers::Wakers,
     pub shutdown: CancellationToken,
+    /// Issues party certificates at registration; `None` in plain-HTTP development mode.
+    pub authority: Option<idlegrid_pki::Authority>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -101,13 +156,21 @@ impl AppState {
 /// A running server.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    ca_pem: Option<String>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ServerHandle {
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The certificate authority (PEM) that clients and engines must trust; `None` for plain
+    /// HTTP.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// Stop accepting requests, end long polls, finish in-flight requests.
@@ -132,13 +195,32 @@ impl Server {
     /// Open the store and element store under `data_dir`, bind, and serve in the background.
     pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         use anyhow::Context;
+        idlegrid_pki::install_default_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
         let store = SqliteStore::open(&config.data_dir.join("state.db"))?;
         let coordinator = store.write(|tx| Coordinator::new(config.coordinator.clone(), tx))?;
         let elements = ElementStore::local(&config.data_dir.join("elements"))?;
         let shutdown = CancellationToken::new();
-        let state = Arc::new(AppState { store, coordinator, elements, wakers: wakers::Wakers::default(), shutdown: shutdown.clone() });
+        let authority = config.tls.as_ref().map(|tls| tls.authority(&config.data_dir)).transpose()?;
+        let tls = match (&config.tls, &authority) {
+            (Some(settings), Some(authority)) => Some(Arc::new(authority.server_config(&settings.names(config.listen))?)),
+            _ => None,
+        };
+        let ca_pem = authority.as_ref().map(|a| a.cert_pem().to_string());
+        if let Some(authority) = &authority {
+            tracing::info!(fingerprint = %authority.fingerprint(), "certificate authority (parties pin it on first use)");
+        } else {
+            tracing::warn!("serving PLAIN HTTP for development: no encryption, identities rest on request signatures only");
+        }
+        let state = Arc::new(AppState {
+            store,
+            coordinator,
+            elements,
+            wakers: wakers::Wakers::default(),
+            shutdown: shutdown.clone(),
+            authority,
+        });
         if let Some((binary, version)) = &config.upgrade {
             publish_upgrade(&state, binary, version).await?;
         }
@@ -150,16 +232,14 @@ impl Server {
         let maintenance = tokio::spawn(maintain(state.clone(), config.maintenance_interval));
         let delivery = tokio::spawn(notices::deliver(state.clone(), config.smtp.clone(), config.notice_interval));
         let stop = shutdown.clone();
+        let limits = config.connection_limits.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(error) = served {
-                tracing::error!(%error, "server stopped with an error");
-            }
+            listener::serve(listener, app, tls, limits, stop).await;
             maintenance.abort();
             delivery.abort();
         });
         tracing::info!(%addr, data = %config.data_dir.display(), "server listening");
-        Ok(ServerHandle { addr, shutdown, task })
+        Ok(ServerHandle { addr, ca_pem, shutdown, task })
     }
 }
 

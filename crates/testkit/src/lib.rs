@@ -1,5 +1,11 @@
 //! Helpers shared by the tests, benchmarks and `xtask`: building the example tasks to
-//! WebAssembly, and locating them.
+//! WebAssembly, and locating them; with features, hand-written hostile modules (`hostile`)
+//! and a fault-injecting HTTP proxy (`chaos`).
+
+#[cfg(feature = "chaos")]
+pub mod chaos;
+#[cfg(feature = "hostile")]
+pub mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -52,12 +52,29 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(engines: usize) -> Cluster {
+        Self::start_with(engines, true).await
+    }
+
+    /// A cluster on plain HTTP (development mode), for tests of what rides on top of TLS.
+    pub async fn start_plain(engines: usize) -> Cluster {
+        Self::start_with(engines, false).await
+    }
+
+    async fn start_with(engines: usize, tls: bool) -> Cluster {
         logs();
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(server_config(dir.path())).await.unwrap();
+        let mut config = server_config(dir.path());
+        if !tls {
+            config.tls = None;
+        }
+        let server = Server::start(config).await.unwrap();
         let mut handles = Vec::new();
         for i in 0..engines {
-            handles.push(Engine::start(engine_config(&server.url(), dir.path(), &format!("engine-{i}"))).await.unwrap());
+            let mut config = engine_config(&server.url(), dir.path(), &format!("engine-{i}"));
+            if let Some(ca) = server.ca_pem() {
+                config.server = config.server.with_trust(idlegrid_client::ServerTrust::Ca(ca.to_string()));
+            }
+            handles.push(Engine::start(config).await.unwrap());
         }
         Cluster { dir, server: Some(server), engines: handles }
     }
@@ -66,16 +83,45 @@ impl Cluster {
         self.server.as_ref().unwrap().url()
     }
 
+    /// The server with the CA to trust.
+    pub fn endpoint(&self) -> idlegrid_client::Endpoint {
+        let server = self.server.as_ref().unwrap();
+        let endpoint = idlegrid_client::Endpoint::new(&server.url());
+        match server.ca_pem() {
+            Some(ca) => endpoint.with_trust(idlegrid_client::ServerTrust::Ca(ca.to_string())),
+            None => endpoint,
+        }
+    }
+
     pub async fn client(&self) -> Client {
         connect(&self.url()).await
     }
+}
+
+/// The server at `url`; for HTTPS, trusting the CA it presents now (the test's own server).
+pub async fn endpoint(url: &str) -> idlegrid_client::Endpoint {
+    let endpoint = idlegrid_client::Endpoint::new(url);
+    if !endpoint.is_tls() {
+        return endpoint;
+    }
+    let (host, port) = endpoint.host_port().unwrap();
+    let ca = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10)).await.unwrap();
+    endpoint.with_trust(idlegrid_client::ServerTrust::Ca(ca))
 }
 
 pub async fn connect(url: &str) -> Client {
     let mut config = idlegrid_client::ChannelConfig::default();
     config.poll_wait = Duration::from_secs(5);
     config.backoff_max = Duration::from_millis(500);
-    Client::connect_with(url, Identity::generate(), "test", config).await.unwrap()
+    Client::connect_with(endpoint(url).await, Identity::generate(), "test", config).await.unwrap()
+}
+
+/// A signed-request transport for `identity`, registered as `role` (which over TLS also
+/// gives it its certificate).
+pub async fn transport(url: &str, identity: Identity, role: idlegrid_types::Role) -> idlegrid_client::Transport {
+    let transport = idlegrid_client::Transport::new(endpoint(url).await, identity).unwrap();
+    transport.register(role, "test").await.unwrap();
+    transport
 }
 
 pub async fn upload_task(client: &Client, name: &str) -> ElementRef {
@@ -153,8 +199,21 @@ pub fn spawn_engine(server: &str, data: &Path, slots: u32) -> Process {
 
 /// Wait until the server answers its health check.
 pub async fn wait_healthy(url: &str) {
-    let http = reqwest::Client::new();
+    idlegrid_pki::install_default_provider();
+    let endpoint = idlegrid_client::Endpoint::new(url);
     for _ in 0..600 {
+        let http = if endpoint.is_tls() {
+            let (host, port) = endpoint.host_port().unwrap();
+            match idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(2)).await {
+                Ok(ca) => reqwest::Client::builder().tls_backend_preconfigured(idlegrid_pki::client_config(&ca, None).unwrap()).build().unwrap(),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        } else {
+            reqwest::Client::new()
+        };
         if let Ok(response) = http.get(format!("{url}/v1/health")).send().await {
             if response.status().is_success() {
                 return;
