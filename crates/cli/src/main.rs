@@ -51,6 +51,10 @@ enum Command {
         /// Where the database and elements live.
         #[arg(long, default_value = "idlegrid-server")]
         data: PathBuf,
+        /// The database: SQLite at <data>/state.db when empty; a path or sqlite:<path>;
+        /// postgres://user@host:port/db for PostgreSQL (several instances may share it).
+        #[arg(long, env = "IDLEGRID_DATABASE", default_value = "")]
+        database: String,
         /// Seconds of silence after which an engine's tasks go to other engines.
         #[arg(long, default_value_t = 120)]
         engine_silence_secs: u64,
@@ -330,6 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server {
             listen,
             data,
+            database,
             engine_silence_secs,
             maintenance_secs,
             pricing,
@@ -346,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
+            config.database = database;
             config.tls = if insecure_plain_http {
                 None
             } else {

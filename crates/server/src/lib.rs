@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idlegrid_coordinator::{Coordinator, CoordinatorConfig, Effects};
-use idlegrid_store::{SqliteStore, Store, Tx};
+use idlegrid_store::{AnyStore, Store, Tx};
 use tokio_util::sync::CancellationToken;
 
 pub use elements::ElementStore;
@@ -28,8 +28,12 @@ pub use notices::{SmtpConfig, webhook_signature};
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    /// Holds `state.db` (the SQLite store) and `elements/` (element bytes).
+    /// Holds `state.db` (the SQLite store, unless `database` names another), `elements/`
+    /// (element bytes) and `tls/` (the certificate authority).
     pub data_dir: PathBuf,
+    /// The database: empty for SQLite at `data_dir/state.db`; a path or `sqlite:<path>`;
+    /// `postgres://user@host:port/db` for PostgreSQL, shared by several instances.
+    pub database: String,
     pub coordinator: CoordinatorConfig,
     /// How often silent engines are looked for, idle sessions expired and garbage collected.
     pub maintenance_interval: Duration,
@@ -87,6 +91,7 @@ impl ServerConfig {
         ServerConfig {
             listen,
             data_dir,
+            database: String::new(),
             coordinator: CoordinatorConfig::default(),
             maintenance_interval: Duration::from_secs(5),
             upgrade: None,
@@ -100,7 +105,7 @@ impl ServerConfig {
 
 /// Shared by every request.
 pub(crate) struct AppState {
-    pub store: SqliteStore,
+    pub store: AnyStore,
     pub coordinator: Coordinator,
     pub elements: ElementStore,
     pub wakers: wakers::Wakers,
@@ -198,8 +203,15 @@ impl Server {
         idlegrid_pki::install_default_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
-        let store = SqliteStore::open(&config.data_dir.join("state.db"))?;
-        let coordinator = store.write(|tx| Coordinator::new(config.coordinator.clone(), tx))?;
+        // The PostgreSQL client blocks: open the store and load the coordinator off the runtime.
+        let (database, default_path, coordinator_config) =
+            (config.database.clone(), config.data_dir.join("state.db"), config.coordinator.clone());
+        let (store, coordinator) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = AnyStore::open(&database, &default_path).context("cannot open the database (--database)")?;
+            let coordinator = store.write(|tx| Coordinator::new(coordinator_config, tx))?;
+            Ok((store, coordinator))
+        })
+        .await??;
         let elements = ElementStore::local(&config.data_dir.join("elements"))?;
         let shutdown = CancellationToken::new();
         let authority = config.tls.as_ref().map(|tls| tls.authority(&config.data_dir)).transpose()?;
