@@ -3,6 +3,7 @@
 mod bench;
 mod account;
 mod bench_engine;
+mod ops;
 mod cluster;
 mod demo;
 mod jobfile;
@@ -92,6 +93,10 @@ enum Command {
         /// localhost and the listen address are always included).
         #[arg(long = "tls-name")]
         tls_names: Vec<String>,
+        /// A party ID that may register as an operator (repeatable; `idlegrid ops id` prints
+        /// yours).
+        #[arg(long = "operator")]
+        operators: Vec<idlegrid_types::PartyId>,
         /// Offer this engine build to every engine (signed with the server's key)...
         #[arg(long, requires = "upgrade_version")]
         upgrade_binary: Option<PathBuf>,
@@ -157,6 +162,11 @@ enum Command {
         /// Act as the provider of the engine with this data folder instead of as the client.
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
+    },
+    /// Operate the platform: revoke parties (needs a server started with --operator).
+    Ops {
+        #[command(subcommand)]
+        action: ops::OpsCommand,
     },
     /// Start a server and several engines here and run a real job: a Mandelbrot image and pi.
     Demo {
@@ -346,12 +356,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tls_ca_cert,
             tls_ca_key,
             tls_names,
+            operators,
             upgrade_binary,
             upgrade_version,
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
             config.database = database;
+            config.coordinator.operators = operators;
             config.tls = if insecure_plain_http {
                 None
             } else {
@@ -447,6 +459,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
             };
             account::run(endpoint, &home, engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
+        }
+        Command::Ops { action } => {
+            init_logging(cli.log.as_deref(), "warn");
+            let home = home(cli.home);
+            let endpoint = client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?;
+            ops::run(endpoint, &home, action).await
         }
         Command::RunLocal { job, tasks, percent, out, parallel } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -20,6 +20,7 @@ pub mod money;
 mod provider;
 mod schedule;
 mod session;
+mod operator;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -67,6 +68,11 @@ pub struct CoordinatorConfig {
     pub results_retention_ms: u64,
     /// ...after a warning this long before.
     pub purge_warning_ms: u64,
+    /// Parties that may register as operators (IDs: hashes of their public keys).
+    pub operators: Vec<PartyId>,
+    /// How long a party's key and revocation status are cached: a revocation made through
+    /// another server instance takes effect here within this time (at once on this one).
+    pub key_cache_ttl_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -87,6 +93,8 @@ impl Default for CoordinatorConfig {
             archive_after_ms: 24 * 3600 * 1000,
             results_retention_ms: 30 * 24 * 3600 * 1000,
             purge_warning_ms: 3 * 24 * 3600 * 1000,
+            operators: Vec::new(),
+            key_cache_ttl_ms: 10_000,
         }
     }
 }
@@ -115,13 +123,22 @@ pub struct Party {
 }
 
 /// The server's brain. Cheap to share: its only state is configuration, the ticket secret and
-/// a cache of public keys (parties never change their key).
+/// a cache of public keys and revocations (parties never change their key).
 pub struct Coordinator {
     config: CoordinatorConfig,
     secret: Vec<u8>,
     /// Signs task assignments; engines pin its public key at registration (P3.7).
     signer: idlegrid_protocol::auth::Identity,
-    keys: Mutex<HashMap<PartyId, (Role, [u8; 32])>>,
+    keys: Mutex<HashMap<PartyId, CachedKey>>,
+}
+
+/// What authentication needs to know of a party, cached for `key_cache_ttl_ms`.
+#[derive(Clone, Copy)]
+struct CachedKey {
+    role: Role,
+    key: [u8; 32],
+    revoked: bool,
+    loaded_ms: u64,
 }
 
 const SECRET_KEY: &str = "ticket_secret";
@@ -200,6 +217,14 @@ impl Coordinator {
             return Err(ApiError::bad_request("name must be at most 200 bytes"));
         }
         let id = PartyId::from_public_key(&key);
+        if request.role == Role::Operator && !self.config.operators.contains(&id) {
+            return Err(ApiError::forbidden(format!(
+                "{id} is not an operator of this server; start the server with --operator {id} to make it one"
+            )));
+        }
+        if let Some(revocation) = tx.revocation(&id)? {
+            return Err(ApiError::forbidden(format!("party {id} is revoked ({}); register with a new key", revocation.reason)));
+        }
         let row = PartyRow { id: id.clone(), role: request.role, public_key: key, name: request.name.clone(), created_ms: now_ms };
         if !tx.insert_party(&row)? {
             let existing = tx.party(&id)?.ok_or_else(|| ApiError::internal("party vanished during registration"))?;
@@ -225,24 +250,34 @@ impl Coordinator {
         body_sha256_hex: &str,
         now_ms: u64,
     ) -> Result<Party, ApiError> {
+        let ttl = self.config.key_cache_ttl_ms;
         let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&claim.id).copied();
-        let (role, key) = match cached {
-            Some(entry) => entry,
-            None => {
+        let entry = match cached {
+            Some(entry) if now_ms.saturating_sub(entry.loaded_ms) < ttl => entry,
+            _ => {
                 let party = tx.party(&claim.id)?.ok_or_else(|| {
                     ApiError::unauthenticated(format!("unknown party {}: register first (POST /v1/register)", claim.id))
                 })?;
+                let revoked = tx.revocation(&claim.id)?.is_some();
+                let entry = CachedKey { role: party.role, key: party.public_key, revoked, loaded_ms: now_ms };
                 let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
                 if keys.len() >= KEY_CACHE_ENTRIES_MAX {
                     keys.clear();
                 }
-                keys.insert(party.id.clone(), (party.role, party.public_key));
-                (party.role, party.public_key)
+                keys.insert(party.id, entry);
+                entry
             }
         };
         claim
-            .verify(&key, method, path_and_query, body_sha256_hex, now_ms)
+            .verify(&entry.key, method, path_and_query, body_sha256_hex, now_ms)
             .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        if entry.revoked {
+            return Err(ApiError::forbidden(format!(
+                "party {} is revoked by the operator: its certificate and key are no longer honoured",
+                claim.id
+            )));
+        }
+        let role = entry.role;
         Ok(Party { id: claim.id.clone(), role })
     }
 
@@ -281,7 +316,7 @@ impl Coordinator {
         match (party.role, size) {
             (_, None) => Ok(None),
             (Role::Client, Some(size)) => Ok(tx.element_visible_to_client(&party.id, hash)?.then_some(size)),
-            (Role::Provider, Some(_)) => Ok(None),
+            (Role::Provider | Role::Operator, Some(_)) => Ok(None),
         }
     }
 
@@ -322,6 +357,7 @@ impl Coordinator {
                 let uses = task.executable == *hash || task.data.values().any(|h| h == hash) || task.checkpoint.as_ref() == Some(hash);
                 if uses { Ok(size) } else { Err(ApiError::forbidden("the ticket does not cover this element")) }
             }
+            Role::Operator => Err(ApiError::forbidden("operators do not download elements")),
         }
     }
 

@@ -121,6 +121,8 @@ impl Coordinator {
         let limit = match role {
             Role::Client => self.config.client_overdraft_max_micros.map(Micros::new),
             Role::Provider => Some(Micros::ZERO),
+            // Operators run the platform; they neither pay nor earn.
+            Role::Operator => return Ok(()),
         };
         let id = AccountId::Party(party.clone());
         let mut ledger = Ledger::new(tx.ledger());
@@ -313,6 +315,7 @@ impl Coordinator {
         let statement = match party.role {
             Role::Client => idlegrid_ledger::client_statement(&account, &transfers, span, period),
             Role::Provider => idlegrid_ledger::provider_statement(&account, &transfers, span, period),
+            Role::Operator => return Err(ApiError::forbidden("operators have no account")),
         };
         statement.map_err(|e| ApiError::bad_request(e.to_string()))
     }

@@ -285,24 +285,39 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Take a task back from the engine that holds it (silent, or revoked) and queue it for
+    /// another; false if the assignment had ended already.
+    pub(crate) fn reclaim(
+        &self,
+        tx: &mut dyn Tx,
+        assignment: &idlegrid_store::AssignmentRow,
+        why: &str,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<bool, StoreError> {
+        if !tx.end_assignment(assignment.id, now_ms)? {
+            return Ok(false);
+        }
+        self.journal_cancel(tx, assignment.id, now_ms)?;
+        self.journal_conclude(tx, assignment.id, None, now_ms)?;
+        tracing::info!(assignment = %assignment.id, provider = %assignment.provider, why, "task reclaimed");
+        self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
+        let Some(mut task) = tx.task_by_key(assignment.task)? else { return Ok(true) };
+        let Some(mut job) = tx.job(task.job)? else { return Ok(true) };
+        self.lost(tx, &mut task, &mut job, None, now_ms, fx)?;
+        tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(true)
+    }
+
     /// Periodic work: reclaim tasks from silent engines, expire idle sessions, delete elements
     /// nobody refers to, and schedule.
     pub fn maintain(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
         let silent = tx.silent_assignments(now_ms.saturating_sub(self.config.provider_silence_ms_max), 1000)?;
         for assignment in silent {
-            if !tx.end_assignment(assignment.id, now_ms)? {
-                continue;
+            if self.reclaim(tx, &assignment, "engine silent", now_ms, fx)? {
+                report.assignments_reclaimed += 1;
             }
-            report.assignments_reclaimed += 1;
-            self.journal_cancel(tx, assignment.id, now_ms)?;
-            self.journal_conclude(tx, assignment.id, None, now_ms)?;
-            tracing::info!(assignment = %assignment.id, provider = %assignment.provider, "engine silent: task reclaimed");
-            self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
-            let Some(mut task) = tx.task_by_key(assignment.task)? else { continue };
-            let Some(mut job) = tx.job(task.job)? else { continue };
-            self.lost(tx, &mut task, &mut job, None, now_ms, fx)?;
-            tx.save_job_state(job.id, job.state, &job.counts)?;
         }
         for session in tx.sessions_idle_since(now_ms.saturating_sub(self.config.session_idle_ms_max), 1000)? {
             tx.delete_session(session)?;

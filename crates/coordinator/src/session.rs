@@ -196,7 +196,7 @@ impl Coordinator {
                     tracing::debug!(party = %party.id, message = name, %report, "message refused");
                     let error = match party.role {
                         Role::Client => encode(&ServerToClient::Error(report)),
-                        Role::Provider => encode(&idlegrid_protocol::messages::ServerToProvider::Error(report)),
+                        Role::Provider | Role::Operator => encode(&idlegrid_protocol::messages::ServerToProvider::Error(report)),
                     };
                     tx.push_outbox(session_id, Some(envelope.seq), &error, None)?;
                     fx.wake.insert(session_id);

@@ -140,6 +140,28 @@ pub struct HealthReply {
     pub version: String,
 }
 
+/// POST /v1/ops/revoke (operators): stop honouring a party's certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub party: PartyId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeReply {
+    /// False when the party was revoked already (a retry).
+    pub revoked_now: bool,
+}
+
+/// One entry of GET /v1/ops/revocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationInfo {
+    pub party: PartyId,
+    pub reason: String,
+    pub revoked_ms: u64,
+}
+
 /// Upper bounds of the channel, shared by both ends.
 pub mod limits {
     /// Messages in one POST batch.

@@ -65,6 +65,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/account/barter", post(post_barter))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
+        .route("/v1/ops/revoke", post(post_revoke))
+        .route("/v1/ops/revocations", get(get_revocations))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
         // Bodies are limited per route below, with errors in this API's format.
@@ -123,8 +125,12 @@ fn signed(headers: &HeaderMap, method: &Method, uri: &Uri, body_sha256_hex: Stri
 type Work<R> = dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, ApiError> + Send;
 
 impl Signed {
+    /// Who signed the request, if that party may call this endpoint at all (`access::RULES`).
     fn authenticate(&self, c: &Coordinator, tx: &mut dyn Tx, now: u64) -> Result<Party, ApiError> {
-        c.authenticate(tx, &self.claim, &self.method, &self.path_and_query, &self.body_sha256_hex, now)
+        let party = c.authenticate(tx, &self.claim, &self.method, &self.path_and_query, &self.body_sha256_hex, now)?;
+        let path = self.path_and_query.split('?').next().unwrap_or_default();
+        crate::access::check(&self.method, path, party.role)?;
+        Ok(party)
     }
 
     /// Check who sent the request, then do its work as that party, in one transaction.
@@ -260,6 +266,7 @@ async fn post_messages(
                     check_batch(batch.messages.len())?;
                     c.post_provider(tx, party, session, batch, now, fx)
                 }
+                Role::Operator => Err(ApiError::forbidden("operators have no message channel")),
             }),
         )
         .await?;
@@ -481,4 +488,27 @@ async fn post_barter(State(state): State<Arc<AppState>>, method: Method, uri: Ur
         )
         .await?;
     Ok(json_response(StatusCode::OK, &info))
+}
+
+async fn post_revoke(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+    let body = read_body(&headers, body, 16 * 1024).await?;
+    let revoked_now = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, fx, party, now| {
+                let request: wire::RevokeRequest = parse_json(&body)?;
+                c.revoke(tx, party, &request.party, &request.reason, now, fx)
+            }),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &wire::RevokeReply { revoked_now }))
+}
+
+async fn get_revocations(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    let rows = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(|c, tx, _, party, _| c.revocations(tx, party)))
+        .await?;
+    let list: Vec<wire::RevocationInfo> =
+        rows.into_iter().map(|r| wire::RevocationInfo { party: r.party, reason: r.reason, revoked_ms: r.revoked_ms }).collect();
+    Ok(json_response(StatusCode::OK, &list))
 }

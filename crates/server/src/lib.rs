@@ -5,6 +5,7 @@
 //!
 //! Shape: [`ServerConfig`] -> [`Server::start`] -> [`ServerHandle`] (address, shutdown).
 
+pub mod access;
 mod elements;
 mod http;
 mod listener;

@@ -50,6 +50,7 @@ fn tasks(range: std::ops::Range<u64>, priority: i32) -> Vec<NewTask> {
 
 pub fn run_all<S: Store>(make: impl Fn() -> S) {
     parties_are_unique(&make());
+    revocations_are_kept_once(&make());
     outbox_sequences_and_acks(&make());
     rollback_discards_everything(&make());
     tasks_queue_in_priority_order(&make());
@@ -77,6 +78,27 @@ pub fn parties_are_unique(store: &impl Store) {
             assert!(!tx.insert_party(&p)?, "the second insert of an ID is refused");
             assert_eq!(tx.party(&p.id)?, Some(p.clone()));
             assert_eq!(tx.party(&party(2, Role::Client).id)?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn revocations_are_kept_once(store: &impl Store) {
+    let (a, b) = (party(1, Role::Provider), party(2, Role::Client));
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&a)?;
+            tx.insert_party(&b)?;
+            assert_eq!(tx.revocation(&a.id)?, None);
+            let first = RevocationRow { party: a.id.clone(), reason: "forged results".into(), revoked_ms: 10 };
+            assert!(tx.revoke_party(&first)?);
+            let again = RevocationRow { party: a.id.clone(), reason: "another reason".into(), revoked_ms: 20 };
+            assert!(!tx.revoke_party(&again)?, "a second revocation changes nothing");
+            assert_eq!(tx.revocation(&a.id)?, Some(first.clone()));
+            assert_eq!(tx.revocation(&b.id)?, None);
+            let other = RevocationRow { party: b.id.clone(), reason: "stolen key".into(), revoked_ms: 5 };
+            tx.revoke_party(&other)?;
+            assert_eq!(tx.revocations()?, vec![other, first]);
             Ok(())
         })
         .unwrap();

@@ -9,6 +9,14 @@ use idlegrid_types::{
     TaskFailureInfo, TaskIndex, TaskState,
 };
 
+/// An operator's decision that a party's certificate and key are no longer honoured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationRow {
+    pub party: PartyId,
+    pub reason: String,
+    pub revoked_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartyRow {
     pub id: PartyId,

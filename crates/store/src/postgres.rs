@@ -118,6 +118,9 @@ ALTER TABLE jobs ADD COLUMN completed_ms BIGINT;
 ALTER TABLE jobs ADD COLUMN purge_warned BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE results ADD COLUMN archived BYTEA;
 "#,
+    r#"
+CREATE TABLE revocations (party BYTEA PRIMARY KEY, reason TEXT NOT NULL, revoked_ms BIGINT NOT NULL);
+"#,
 ];
 
 /// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
@@ -675,6 +678,14 @@ fn party_id(bytes: &[u8], what: &str) -> StoreResult<PartyId> {
     hex::encode(bytes).parse().map_err(|e| corrupt(what, e))
 }
 
+fn revocation_row(row: &Row) -> StoreResult<RevocationRow> {
+    Ok(RevocationRow {
+        party: get_party_id(row, 0, "revocations.party")?,
+        reason: col(row, 1, "revocations.reason")?,
+        revoked_ms: get_u64(row, 2, "revocations.revoked_ms")?,
+    })
+}
+
 fn get_party_id(row: &Row, i: usize, what: &str) -> StoreResult<PartyId> {
     party_id(col(row, i, what)?, what)
 }
@@ -1210,6 +1221,24 @@ impl Tx for PgTx<'_> {
             name: col(&row, 3, "parties.name")?,
             created_ms: get_u64(&row, 4, "parties.created_ms")?,
         }))
+    }
+
+    fn revoke_party(&mut self, r: &RevocationRow) -> StoreResult<bool> {
+        let n = self.execute(
+            "INSERT INTO revocations (party, reason, revoked_ms) VALUES ($1, $2, $3) ON CONFLICT (party) DO NOTHING",
+            &[&&r.party.as_bytes()[..], &r.reason, &int(r.revoked_ms)],
+        )?;
+        Ok(n == 1)
+    }
+
+    fn revocation(&mut self, party: &PartyId) -> StoreResult<Option<RevocationRow>> {
+        let row = self.query_opt("SELECT party, reason, revoked_ms FROM revocations WHERE party = $1", &[&&party.as_bytes()[..]])?;
+        row.map(|row| revocation_row(&row)).transpose()
+    }
+
+    fn revocations(&mut self) -> StoreResult<Vec<RevocationRow>> {
+        let rows = self.query("SELECT party, reason, revoked_ms FROM revocations ORDER BY revoked_ms, party", &[])?;
+        rows.iter().map(revocation_row).collect()
     }
 
     fn insert_session(&mut self, party: &PartyId, s: &SessionRow) -> StoreResult<()> {

@@ -100,6 +100,8 @@ DROP TABLE assignments;
 ALTER TABLE assignments_v2 RENAME TO assignments;
 CREATE INDEX assignments_task ON assignments(task);
 CREATE INDEX assignments_active_provider ON assignments(provider) WHERE active = 1;
+"#, r#"
+CREATE TABLE revocations (party BLOB PRIMARY KEY, reason TEXT NOT NULL, revoked_ms INTEGER NOT NULL);
 "#];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -571,6 +573,32 @@ impl Tx for SqliteTx<'_> {
                 })
             })
             .optional()?)
+    }
+
+    fn revoke_party(&mut self, r: &RevocationRow) -> StoreResult<bool> {
+        let n = self
+            .tx
+            .prepare_cached("INSERT INTO revocations (party, reason, revoked_ms) VALUES (?1, ?2, ?3) ON CONFLICT (party) DO NOTHING")?
+            .execute(params![&r.party.as_bytes()[..], r.reason, int(r.revoked_ms)])?;
+        Ok(n == 1)
+    }
+
+    fn revocation(&mut self, party: &PartyId) -> StoreResult<Option<RevocationRow>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT party, reason, revoked_ms FROM revocations WHERE party = ?1")?
+            .query_row([&party.as_bytes()[..]], |row| {
+                Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?) })
+            })
+            .optional()?)
+    }
+
+    fn revocations(&mut self) -> StoreResult<Vec<RevocationRow>> {
+        let mut statement = self.tx.prepare_cached("SELECT party, reason, revoked_ms FROM revocations ORDER BY revoked_ms, party")?;
+        let rows = statement.query_map([], |row| {
+            Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?) })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn insert_session(&mut self, party: &PartyId, s: &SessionRow) -> StoreResult<()> {

@@ -48,6 +48,12 @@ pub trait Tx {
     /// Insert a party; returns false if the ID exists already (with whatever key it has).
     fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool>;
     fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>>;
+    /// Record a revocation; returns false if the party was revoked already (the first
+    /// reason and time are kept).
+    fn revoke_party(&mut self, revocation: &RevocationRow) -> StoreResult<bool>;
+    fn revocation(&mut self, party: &PartyId) -> StoreResult<Option<RevocationRow>>;
+    /// Every revocation, oldest first.
+    fn revocations(&mut self) -> StoreResult<Vec<RevocationRow>>;
 
     // ---- sessions and their outboxes
     fn insert_session(&mut self, party: &PartyId, session: &SessionRow) -> StoreResult<()>;

@@ -89,6 +89,9 @@ pub enum Role {
     Client,
     /// Runs a compute engine.
     Provider,
+    /// Runs the platform: revokes parties, reads every instance's health and logs. Only keys
+    /// the server was started with (`--operator`) may register as one.
+    Operator,
 }
 
 impl Role {
@@ -96,6 +99,7 @@ impl Role {
         match self {
             Role::Client => "client",
             Role::Provider => "provider",
+            Role::Operator => "operator",
         }
     }
 }
@@ -106,7 +110,8 @@ impl FromStr for Role {
         match text {
             "client" => Ok(Role::Client),
             "provider" => Ok(Role::Provider),
-            _ => Err(IdError { kind: "role", text: shorten(text), reason: "expected 'client' or 'provider'" }),
+            "operator" => Ok(Role::Operator),
+            _ => Err(IdError { kind: "role", text: shorten(text), reason: "expected 'client', 'provider' or 'operator'" }),
         }
     }
 }

@@ -235,3 +235,12 @@ pub fn cli(home: &Path, server: &str, args: &[&str]) -> (bool, String, String) {
         .unwrap();
     (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
+
+/// Wait until `check` holds (never a speed assertion: PATIENCE is generous).
+pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,135 @@
+//! Who may call what. Every endpoint of the HTTP API has one row here; a signed request whose
+//! endpoint has no row is refused (deny by default), so the table cannot fall behind the
+//! router without the tests noticing. Finer rules (a client sees only its own jobs, an engine
+//! fetches only the elements of tasks it holds) are the coordinator's, on top of these.
+
+use idlegrid_coordinator::ApiError;
+use idlegrid_types::Role;
+
+/// Who may call an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callers {
+    /// No signature needed (health, registration).
+    Anyone,
+    /// A registered, unrevoked party of one of these roles, signing the request (and, over
+    /// TLS, presenting the certificate issued to it).
+    Roles(&'static [Role]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    pub method: &'static str,
+    /// Path template; `{name}` matches one segment.
+    pub path: &'static str,
+    pub callers: Callers,
+}
+
+const PARTIES: Callers = Callers::Roles(&[Role::Client, Role::Provider]);
+const CLIENTS: Callers = Callers::Roles(&[Role::Client]);
+const PROVIDERS: Callers = Callers::Roles(&[Role::Provider]);
+const OPERATORS: Callers = Callers::Roles(&[Role::Operator]);
+
+const fn rule(method: &'static str, path: &'static str, callers: Callers) -> Rule {
+    Rule { method, path, callers }
+}
+
+/// Every endpoint and who may call it.
+pub const RULES: &[Rule] = &[
+    rule("GET", "/v1/health", Callers::Anyone),
+    rule("POST", "/v1/register", Callers::Anyone),
+    rule("POST", "/v1/sessions", PARTIES),
+    rule("POST", "/v1/sessions/{session}/messages", PARTIES),
+    rule("GET", "/v1/sessions/{session}/messages", PARTIES),
+    rule("POST", "/v1/sessions/{session}/reset", PARTIES),
+    rule("DELETE", "/v1/sessions/{session}", PARTIES),
+    // Clients upload code and data; engines upload results and checkpoints.
+    rule("PUT", "/v1/elements/{hash}", PARTIES),
+    // Engines need a ticket for an element of a task they hold (checked by the coordinator).
+    rule("GET", "/v1/elements/{hash}", PARTIES),
+    rule("HEAD", "/v1/elements/{hash}", PARTIES),
+    rule("GET", "/v1/account", PARTIES),
+    rule("GET", "/v1/account/statement", PARTIES),
+    // Providers spend what their engines earned on their own jobs.
+    rule("POST", "/v1/account/barter", PROVIDERS),
+    rule("GET", "/v1/jobs", CLIENTS),
+    rule("GET", "/v1/jobs/{job}", CLIENTS),
+    rule("POST", "/v1/ops/revoke", OPERATORS),
+    rule("GET", "/v1/ops/revocations", OPERATORS),
+];
+
+fn matches(template: &str, path: &str) -> bool {
+    let mut template = template.split('/');
+    let mut path = path.split('/');
+    loop {
+        match (template.next(), path.next()) {
+            (None, None) => return true,
+            (Some(t), Some(p)) if t.starts_with('{') && t.ends_with('}') => {
+                if p.is_empty() {
+                    return false;
+                }
+            }
+            (Some(t), Some(p)) if t == p => {}
+            _ => return false,
+        }
+    }
+}
+
+/// The rule of a request, if its endpoint has one.
+pub fn rule_for(method: &str, path: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|rule| rule.method == method && matches(rule.path, path))
+}
+
+/// Whether a party of `role` may call `method path`; the error names who may.
+pub fn check(method: &str, path: &str, role: Role) -> Result<(), ApiError> {
+    match rule_for(method, path).map(|rule| rule.callers) {
+        Some(Callers::Anyone) => Ok(()),
+        Some(Callers::Roles(roles)) if roles.contains(&role) => Ok(()),
+        Some(Callers::Roles(roles)) => {
+            let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(ApiError::forbidden(format!(
+                "a {} may not call {method} {path}; only: {}",
+                role.as_str(),
+                allowed.join(", ")
+            )))
+        }
+        None => Err(ApiError::forbidden(format!("{method} {path} has no access rule; refused"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_whole_segments_only() {
+        assert!(matches("/v1/jobs/{job}", "/v1/jobs/abc"));
+        assert!(!matches("/v1/jobs/{job}", "/v1/jobs/"));
+        assert!(!matches("/v1/jobs/{job}", "/v1/jobs/abc/extra"));
+        assert!(!matches("/v1/jobs", "/v1/jobs/abc"));
+        assert!(matches("/v1/sessions/{session}/reset", "/v1/sessions/s1/reset"));
+        assert!(!matches("/v1/sessions/{session}/reset", "/v1/sessions/s1/messages"));
+    }
+
+    #[test]
+    fn each_role_is_refused_where_it_does_not_belong_and_unknown_endpoints_are_refused() {
+        assert!(check("GET", "/v1/jobs", Role::Client).is_ok());
+        let error = check("GET", "/v1/jobs", Role::Provider).unwrap_err();
+        assert_eq!(error.status, 403);
+        assert!(error.report.message.contains("only: client"), "{}", error.report.message);
+        assert!(check("POST", "/v1/ops/revoke", Role::Client).is_err());
+        assert!(check("POST", "/v1/ops/revoke", Role::Operator).is_ok());
+        assert!(check("POST", "/v1/sessions", Role::Operator).is_err());
+        assert!(check("POST", "/v1/account/barter", Role::Client).is_err());
+        assert!(check("DELETE", "/v1/jobs/x", Role::Client).unwrap_err().report.message.contains("no access rule"));
+    }
+
+    #[test]
+    fn no_two_rules_overlap() {
+        for (i, a) in RULES.iter().enumerate() {
+            for b in &RULES[i + 1..] {
+                let same = a.method == b.method && (matches(a.path, b.path) || matches(b.path, a.path));
+                assert!(!same, "{} {} and {} {}", a.method, a.path, b.method, b.path);
+            }
+        }
+    }
+}
