@@ -129,7 +129,14 @@ impl AppState {
         let state = self.clone();
         let (result, effects) = tokio::task::spawn_blocking(move || {
             let mut effects = Effects::default();
-            let result = state.store.write(|tx| work(&state.coordinator, tx, &mut effects));
+            let result = state.store.write(|tx| {
+                let value = work(&state.coordinator, tx, &mut effects)?;
+                if !effects.wake.is_empty() {
+                    let sessions: Vec<_> = effects.wake.iter().copied().collect();
+                    tx.announce_wakes(&sessions)?;
+                }
+                Ok(value)
+            });
             // Effects of a rolled-back transaction must not happen.
             if result.is_err() {
                 effects = Effects::default();
@@ -234,6 +241,17 @@ impl Server {
             shutdown: shutdown.clone(),
             authority,
         });
+        // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
+        let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = Arc::downgrade(&state);
+        state.store.listen_wakes(
+            move |session| {
+                if let Some(state) = weak.upgrade() {
+                    state.wakers.wake(session);
+                }
+            },
+            stop_listening.clone(),
+        );
         if let Some((binary, version)) = &config.upgrade {
             publish_upgrade(&state, binary, version).await?;
         }
@@ -248,6 +266,7 @@ impl Server {
         let limits = config.connection_limits.clone();
         let task = tokio::spawn(async move {
             listener::serve(listener, app, tls, limits, stop).await;
+            stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
             maintenance.abort();
             delivery.abort();
         });

@@ -79,6 +79,14 @@ impl AnyStore {
         }
     }
 
+    /// Wake-ups announced by other instances (PostgreSQL only: an SQLite database has one
+    /// server process, whose own wakers suffice).
+    pub fn listen_wakes(&self, on_wake: impl Fn(idlegrid_types::SessionId) + Send + 'static, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        if let AnyStore::Postgres(store) = self {
+            store.listen_wakes(on_wake, stop);
+        }
+    }
+
     /// "sqlite" or "postgres", for logs and health reports.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -209,6 +209,50 @@ impl PostgresStore {
         Ok(PostgresStore { pool, lock_key })
     }
 
+    /// Hear, on a thread of its own, of the sessions other instances (and this one) announced
+    /// with [`Tx::announce_wakes`], and call `on_wake` for each, until `stop` is set. A lost
+    /// connection is re-established after a second; polls still end at their deadline
+    /// meanwhile, so nothing is lost, only later.
+    pub fn listen_wakes(&self, on_wake: impl Fn(SessionId) + Send + 'static, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::Ordering;
+        let config = self.pool.config.clone();
+        let channel = wake_channel(self.lock_key);
+        let spawned = std::thread::Builder::new().name("pg-wakes".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let mut client = match config.connect(NoTls).and_then(|mut c| c.batch_execute(&format!("LISTEN {channel}")).map(|_| c)) {
+                    Ok(client) => client,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for wake-ups from other instances; retrying in 1 s");
+                        std::thread::sleep(Duration::from_secs(1));
+                        continue;
+                    }
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let mut notifications = client.notifications();
+                    let mut iter = notifications.timeout_iter(Duration::from_millis(500));
+                    let next = postgres::fallible_iterator::FallibleIterator::next(&mut iter);
+                    match next {
+                        Ok(Some(note)) => {
+                            for id in note.payload().split(',') {
+                                if let Ok(session) = id.parse::<SessionId>() {
+                                    on_wake(session);
+                                }
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            tracing::warn!(%error, "lost the wake-up connection to PostgreSQL; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the wake-up listener; polls across instances wait for their deadline");
+        }
+    }
+
     /// Run `f` in a transaction of the given kind on a pooled connection: commit on `Ok`, roll
     /// back on `Err`.
     fn transaction<R, E: From<StoreError>>(
@@ -220,6 +264,7 @@ impl PostgresStore {
         let Conn { client, statements } = conn.conn_mut()?;
         let mut tx = PgTx {
             client,
+            wake_channel: wake_channel(self.lock_key),
             statements,
             failed: None,
         };
@@ -678,6 +723,10 @@ fn party_id(bytes: &[u8], what: &str) -> StoreResult<PartyId> {
     hex::encode(bytes).parse().map_err(|e| corrupt(what, e))
 }
 
+fn wake_channel(lock_key: i32) -> String {
+    format!("idlegrid_wake_{}", lock_key as u32)
+}
+
 fn revocation_row(row: &Row) -> StoreResult<RevocationRow> {
     Ok(RevocationRow {
         party: get_party_id(row, 0, "revocations.party")?,
@@ -901,6 +950,8 @@ type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 struct PgTx<'a> {
     client: &'a mut Client,
+    /// Where this schema's instances hear of new messages (see [`PostgresStore::listen_wakes`]).
+    wake_channel: String,
     statements: &'a mut HashMap<String, Statement>,
     /// The first statement that failed: PostgreSQL refuses everything after it until rollback.
     failed: Option<String>,
@@ -1221,6 +1272,17 @@ impl Tx for PgTx<'_> {
             name: col(&row, 3, "parties.name")?,
             created_ms: get_u64(&row, 4, "parties.created_ms")?,
         }))
+    }
+
+    fn announce_wakes(&mut self, sessions: &[SessionId]) -> StoreResult<()> {
+        // Delivered at commit, and not at all on rollback: exactly the wake-ups that are true.
+        // A payload holds at most 8000 bytes: 100 IDs of 37 bytes each fit.
+        for chunk in sessions.chunks(100) {
+            let payload = chunk.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",");
+            let channel = self.wake_channel.clone();
+            self.query("SELECT pg_notify($1, $2)", &[&channel, &payload])?;
+        }
+        Ok(())
     }
 
     fn revoke_party(&mut self, r: &RevocationRow) -> StoreResult<bool> {

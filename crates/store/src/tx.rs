@@ -48,6 +48,12 @@ pub trait Tx {
     /// Insert a party; returns false if the ID exists already (with whatever key it has).
     fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool>;
     fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>>;
+    /// Tell every server instance sharing the database that these sessions have new messages,
+    /// when (and only if) this transaction commits. One process needs nothing: its own wakers
+    /// suffice, so the default does nothing.
+    fn announce_wakes(&mut self, _sessions: &[SessionId]) -> StoreResult<()> {
+        Ok(())
+    }
     /// Record a revocation; returns false if the party was revoked already (the first
     /// reason and time are kept).
     fn revoke_party(&mut self, revocation: &RevocationRow) -> StoreResult<bool>;
