@@ -463,8 +463,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ops { action } => {
             init_logging(cli.log.as_deref(), "warn");
             let home = home(cli.home);
+            if let ops::OpsCommand::Id = action {
+                // Needs no server: the ID is what the server's --operator flag is given.
+                println!("{}", ops::operator_identity(&home)?.id());
+                return Ok(());
+            }
             let endpoint = client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?;
-            ops::run(endpoint, &home, action).await
+            let server_ca = cli.server_ca.clone();
+            let pins = home.clone();
+            ops::run(endpoint, move |url| client_endpoint(url, server_ca.as_deref(), &pins), &home, action).await
         }
         Command::RunLocal { job, tasks, percent, out, parallel } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use idlegrid_client::Transport;
 use idlegrid_protocol::auth::Identity;
-use idlegrid_protocol::wire::{RevocationInfo, RevokeReply, RevokeRequest};
+use idlegrid_protocol::wire::{InstanceStatus, RevocationInfo, RevokeReply, RevokeRequest};
 use idlegrid_types::{PartyId, Role};
 use reqwest::Method;
 
@@ -26,23 +26,38 @@ pub enum OpsCommand {
     },
     /// List revoked parties.
     Revocations,
+    /// Health of every server instance, side by side (name-value pairs of each).
+    Status {
+        /// Another instance to ask besides --server (repeatable).
+        #[arg(long = "instance")]
+        instances: Vec<String>,
+    },
 }
 
 pub fn operator_identity(home: &Path) -> anyhow::Result<Identity> {
     Identity::load_or_create(&home.join("operator.key")).with_context(|| format!("cannot load the operator key in {}", home.display()))
 }
 
-pub async fn run(server: idlegrid_client::Endpoint, home: &Path, command: OpsCommand) -> anyhow::Result<()> {
+pub async fn run(
+    server: idlegrid_client::Endpoint,
+    endpoint_of: impl Fn(&str) -> anyhow::Result<idlegrid_client::Endpoint>,
+    home: &Path,
+    command: OpsCommand,
+) -> anyhow::Result<()> {
     let identity = operator_identity(home)?;
-    if let OpsCommand::Id = command {
-        println!("{}", identity.id());
-        return Ok(());
+    if let OpsCommand::Status { instances } = command {
+        let mut endpoints = vec![server];
+        for url in &instances {
+            endpoints.push(endpoint_of(url)?);
+        }
+        return status(endpoints, identity).await;
     }
     let transport = Transport::new(&server, identity)?;
     transport.register(Role::Operator, "operator").await.map_err(|e| anyhow::anyhow!("cannot register as an operator: {e}"))?;
     let timeout = Duration::from_secs(30);
     match command {
-        OpsCommand::Id => unreachable!("answered above"),
+        OpsCommand::Id => println!("{}", transport.identity().id()),
+        OpsCommand::Status { .. } => unreachable!("answered above"),
         OpsCommand::Revoke { party, reason } => {
             let reply: RevokeReply =
                 transport.call(Method::POST, "/v1/ops/revoke", Some(&RevokeRequest { party: party.clone(), reason }), timeout).await?;
@@ -63,4 +78,69 @@ pub async fn run(server: idlegrid_client::Endpoint, home: &Path, command: OpsCom
         }
     }
     Ok(())
+}
+
+/// Ask every instance at once; an instance that does not answer is shown as down, not an error.
+async fn status(endpoints: Vec<idlegrid_client::Endpoint>, identity: Identity) -> anyhow::Result<()> {
+    let asks = endpoints.into_iter().map(|endpoint| {
+        let identity = identity.clone();
+        async move {
+            let url = endpoint.url().to_string();
+            let answer = async {
+                let transport = Transport::new(&endpoint, identity)?;
+                transport.register(Role::Operator, "operator").await?;
+                transport.call::<(), InstanceStatus>(Method::GET, "/v1/ops/status", None, Duration::from_secs(10)).await
+            }
+            .await;
+            (url, answer)
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let mut names: Vec<String> = Vec::new();
+    for (_, answer) in &answers {
+        if let Ok(status) = answer {
+            for name in status.values.keys() {
+                if !names.contains(name) {
+                    names.push(name.clone());
+                }
+            }
+        }
+    }
+    names.sort();
+    print!("{:<32}", "");
+    for (url, _) in &answers {
+        print!(" {url:>24}");
+    }
+    println!();
+    let row = |label: &str, cell: &dyn Fn(&InstanceStatus) -> String| {
+        print!("{label:<32}");
+        for (_, answer) in &answers {
+            let text = match answer {
+                Ok(status) => cell(status),
+                Err(_) => "DOWN".to_string(),
+            };
+            print!(" {text:>24}");
+        }
+        println!();
+    };
+    row("store", &|s| s.store.clone());
+    row("version", &|s| s.version.clone());
+    for name in &names {
+        row(name, &|s| s.values.get(name).map(|v| format_value(*v)).unwrap_or_else(|| "-".into()));
+    }
+    for (url, answer) in &answers {
+        match answer {
+            Err(error) => println!("{url}: {error}"),
+            Ok(status) => {
+                for error in &status.errors {
+                    println!("{url}: {error}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn format_value(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 { format!("{value:.0}") } else { format!("{value:.3}") }
 }

@@ -106,12 +106,15 @@ pub struct Effects {
     pub wake: BTreeSet<SessionId>,
     /// Element bytes nobody refers to any more.
     pub delete_elements: Vec<ElementHash>,
+    /// Tasks that reached a final state (for the instance's tasks-per-second figure).
+    pub tasks_concluded: u64,
 }
 
 impl Effects {
     pub fn merge(&mut self, other: Effects) {
         self.wake.extend(other.wake);
         self.delete_elements.extend(other.delete_elements);
+        self.tasks_concluded += other.tasks_concluded;
     }
 }
 

@@ -185,6 +185,7 @@ impl Coordinator {
             attempts: task.attempts,
         };
         tx.insert_result(&record, now_ms)?;
+        fx.tasks_concluded += 1;
         tx.set_task_run(task.key, task.attempts, record.cpu_ms)?;
         for other in tx.active_assignments_of_task(task.key)? {
             self.cancel_placement(tx, other.id, &other.provider, now_ms, fx)?;

@@ -162,6 +162,19 @@ pub struct RevocationInfo {
     pub revoked_ms: u64,
 }
 
+/// GET /v1/ops/status (operators): one instance's health as name-value pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// The address the instance listens on.
+    pub instance: String,
+    pub version: String,
+    /// "sqlite" or "postgres".
+    pub store: String,
+    pub values: std::collections::BTreeMap<String, f64>,
+    /// What the instance could not measure (the database unreachable, say).
+    pub errors: Vec<String>,
+}
+
 /// Upper bounds of the channel, shared by both ends.
 pub mod limits {
     /// Messages in one POST batch.

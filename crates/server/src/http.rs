@@ -67,8 +67,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))
         .route("/v1/ops/revocations", get(get_revocations))
+        .route("/v1/ops/status", get(get_status))
+        .route("/metrics", get(get_metrics))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
         // Bodies are limited per route below, with errors in this API's format.
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::compression::CompressionLayer::new().gzip(true).compress_when(
@@ -177,7 +180,7 @@ async fn require_certificate(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" {
+    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" || path == "/metrics" {
         return next.run(request).await;
     }
     let certified = match request.extensions().get::<crate::listener::Peer>() {
@@ -511,4 +514,26 @@ async fn get_revocations(State(state): State<Arc<AppState>>, method: Method, uri
     let list: Vec<wire::RevocationInfo> =
         rows.into_iter().map(|r| wire::RevocationInfo { party: r.party, reason: r.reason, revoked_ms: r.revoked_ms }).collect();
     Ok(json_response(StatusCode::OK, &list))
+}
+
+async fn count_responses(State(state): State<Arc<AppState>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.count_response(response.status().as_u16());
+    response
+}
+
+fn instance_name(state: &AppState) -> String {
+    state.instance.get().cloned().unwrap_or_default()
+}
+
+async fn get_status(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+    signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(|_, _, _, _, _| Ok(()))).await?;
+    Ok(json_response(StatusCode::OK, &crate::metrics::status(&state, &instance_name(&state)).await))
+}
+
+/// Prometheus metrics, without authentication (scrapers carry no party certificate): the
+/// figures are counts, no names. Restrict the path at the network edge if that matters.
+async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
+    let status = crate::metrics::status(&state, &instance_name(&state)).await;
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::prometheus(&status)).into_response()
 }

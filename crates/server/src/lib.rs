@@ -7,6 +7,7 @@
 
 pub mod access;
 mod elements;
+mod metrics;
 mod http;
 mod listener;
 mod notices;
@@ -113,6 +114,9 @@ pub(crate) struct AppState {
     pub shutdown: CancellationToken,
     /// Issues party certificates at registration; `None` in plain-HTTP development mode.
     pub authority: Option<idlegrid_pki::Authority>,
+    pub metrics: metrics::Metrics,
+    /// The address this instance listens on, naming it in health reports.
+    pub instance: std::sync::OnceLock<String>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -150,6 +154,7 @@ impl AppState {
     }
 
     fn apply(self: &Arc<Self>, effects: Effects) {
+        self.metrics.tasks_concluded.fetch_add(effects.tasks_concluded, std::sync::atomic::Ordering::Relaxed);
         for session in effects.wake {
             self.wakers.wake(session);
         }
@@ -240,6 +245,8 @@ impl Server {
             wakers: wakers::Wakers::default(),
             shutdown: shutdown.clone(),
             authority,
+            metrics: metrics::Metrics::default(),
+            instance: std::sync::OnceLock::new(),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -259,6 +266,7 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (is another server running there?)", config.listen))?;
         let addr = listener.local_addr()?;
+        let _ = state.instance.set(addr.to_string());
         let app = http::router(state.clone());
         let maintenance = tokio::spawn(maintain(state.clone(), config.maintenance_interval));
         let delivery = tokio::spawn(notices::deliver(state.clone(), config.smtp.clone(), config.notice_interval));
@@ -303,5 +311,6 @@ async fn maintain(state: Arc<AppState>, interval: Duration) {
             Err(error) => tracing::warn!(%error, "maintenance failed"),
         }
         state.wakers.forget_idle(Duration::from_secs(3600));
+        state.metrics.sample();
     }
 }

@@ -27,6 +27,11 @@ impl Wakers {
         }
     }
 
+    /// Sessions with a waker (polls waiting or recently waited).
+    pub fn len(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn forget_idle(&self, idle: Duration) {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, used)| used.elapsed() < idle);
     }

@@ -51,6 +51,7 @@ fn tasks(range: std::ops::Range<u64>, priority: i32) -> Vec<NewTask> {
 pub fn run_all<S: Store>(make: impl Fn() -> S) {
     parties_are_unique(&make());
     revocations_are_kept_once(&make());
+    census_counts_from_jobs_and_providers(&make());
     outbox_sequences_and_acks(&make());
     rollback_discards_everything(&make());
     tasks_queue_in_priority_order(&make());
@@ -78,6 +79,32 @@ pub fn parties_are_unique(store: &impl Store) {
             assert!(!tx.insert_party(&p)?, "the second insert of an ID is refused");
             assert_eq!(tx.party(&p.id)?, Some(p.clone()));
             assert_eq!(tx.party(&party(2, Role::Client).id)?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn census_counts_from_jobs_and_providers(store: &impl Store) {
+    let client = party(1, Role::Client);
+    store
+        .write(|tx| -> R<()> {
+            assert_eq!(tx.census(0)?, Census::default(), "an empty database");
+            tx.insert_party(&client)?;
+            let mut running = job(&client.id);
+            running.state = JobState::Running;
+            running.counts = JobCounts { queued: 3, running: 2, succeeded: 1, ..Default::default() };
+            tx.insert_job(&running)?;
+            let mut done = job(&client.id);
+            done.state = JobState::Completed;
+            done.counts = JobCounts { succeeded: 4, ..Default::default() };
+            tx.insert_job(&done)?;
+            let provider = party(2, Role::Provider);
+            tx.insert_party(&provider)?;
+            tx.upsert_provider(&provider.id, NodeState::Active, 2, 4, 1_000)?;
+            tx.set_provider_session(&provider.id, Some(SessionId::random()))?;
+            let census = tx.census(500)?;
+            assert_eq!(census, Census { tasks_queued: 3, tasks_running: 2, jobs_active: 1, engines_connected: 1 });
+            assert_eq!(tx.census(2_000)?.engines_connected, 0, "not heard from since");
             Ok(())
         })
         .unwrap();

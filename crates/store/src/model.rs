@@ -9,6 +9,16 @@ use idlegrid_types::{
     TaskFailureInfo, TaskIndex, TaskState,
 };
 
+/// Counts across the whole database, for operators' health reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Census {
+    pub tasks_queued: u64,
+    pub tasks_running: u64,
+    pub jobs_active: u64,
+    /// Engines heard from since the given time.
+    pub engines_connected: u64,
+}
+
 /// An operator's decision that a party's certificate and key are no longer honoured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationRow {

@@ -1274,6 +1274,24 @@ impl Tx for PgTx<'_> {
         }))
     }
 
+    fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census> {
+        let row = self.query_opt(
+            "SELECT COALESCE(SUM(n_queued), 0)::BIGINT, COALESCE(SUM(n_running), 0)::BIGINT,
+                    COUNT(*) FILTER (WHERE state <> 'completed')::BIGINT FROM jobs",
+            &[],
+        )?
+        .ok_or_else(|| StoreError::Database("the census query returned no row".into()))?;
+        let engines = self
+            .query_opt("SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= $1", &[&int(contact_since_ms)])?
+            .ok_or_else(|| StoreError::Database("the census query returned no row".into()))?;
+        Ok(Census {
+            tasks_queued: get_u64(&row, 0, "census.queued")?,
+            tasks_running: get_u64(&row, 1, "census.running")?,
+            jobs_active: get_u64(&row, 2, "census.active")?,
+            engines_connected: get_u64(&engines, 0, "census.engines")?,
+        })
+    }
+
     fn announce_wakes(&mut self, sessions: &[SessionId]) -> StoreResult<()> {
         // Delivered at commit, and not at all on rollback: exactly the wake-ups that are true.
         // A payload holds at most 8000 bytes: 100 IDs of 37 bytes each fit.

@@ -575,6 +575,20 @@ impl Tx for SqliteTx<'_> {
             .optional()?)
     }
 
+    fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census> {
+        // From the jobs' counters, so the cost grows with jobs, not tasks.
+        let (queued, running, active): (i64, i64, i64) = self.tx.prepare_cached(
+            "SELECT COALESCE(SUM(n_queued), 0), COALESCE(SUM(n_running), 0),
+                    COALESCE(SUM(CASE WHEN state <> 'completed' THEN 1 ELSE 0 END), 0) FROM jobs",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let engines: i64 = self
+            .tx
+            .prepare_cached("SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= ?1")?
+            .query_row([int(contact_since_ms)], |r| r.get(0))?;
+        Ok(Census { tasks_queued: uint(queued), tasks_running: uint(running), jobs_active: uint(active), engines_connected: uint(engines) })
+    }
+
     fn revoke_party(&mut self, r: &RevocationRow) -> StoreResult<bool> {
         let n = self
             .tx

@@ -48,6 +48,9 @@ pub trait Tx {
     /// Insert a party; returns false if the ID exists already (with whatever key it has).
     fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool>;
     fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>>;
+    /// Tasks waiting and running, jobs not yet complete, engines heard from since
+    /// `contact_since_ms`. Scans tables: for health reports, not for every request.
+    fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census>;
     /// Tell every server instance sharing the database that these sessions have new messages,
     /// when (and only if) this transaction commits. One process needs nothing: its own wakers
     /// suffice, so the default does nothing.
