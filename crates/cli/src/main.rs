@@ -4,6 +4,7 @@ mod bench;
 mod account;
 mod bench_engine;
 mod ops;
+mod sim;
 mod cluster;
 mod demo;
 mod jobfile;
@@ -162,6 +163,11 @@ enum Command {
         /// Act as the provider of the engine with this data folder instead of as the client.
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
+    },
+    /// Simulations with a report: placement reliability (issue 4), saboteurs (issue 5).
+    Sim {
+        #[command(subcommand)]
+        what: sim::SimCommand,
     },
     /// Operate the platform: revoke parties (needs a server started with --operator).
     Ops {
@@ -459,6 +465,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
             };
             account::run(endpoint, &home, engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
+        }
+        Command::Sim { what } => {
+            init_logging(cli.log.as_deref(), "warn");
+            // Minutes of pure computation: off the async runtime.
+            tokio::task::spawn_blocking(move || sim::run(what)).await?
         }
         Command::Ops { action } => {
             init_logging(cli.log.as_deref(), "warn");

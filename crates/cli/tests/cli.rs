@@ -166,3 +166,41 @@ async fn an_upgrade_offered_by_the_server_is_verified_staged_and_started_next_ti
     assert!(!marker.exists());
     engine.kill9();
 }
+
+/// `idlegrid sim`: both simulations run through the product and print their tables, with the
+/// figures the issues promise holding at a small size.
+#[test]
+fn sim_prints_the_placement_and_saboteur_tables() {
+    let output = std::process::Command::new(binary())
+        .args(["sim", "placement", "--providers", "300", "--tasks", "3000", "--reliabilities", "0.9,0.99"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for r in ["| 0.9 |", "| 0.99 |"] {
+        let row = stdout.lines().find(|l| l.starts_with(r)).unwrap_or_else(|| panic!("no row {r}:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let (tasks, finished, share): (u64, u64, f64) = (cells[2].parse().unwrap(), cells[3].parse().unwrap(), cells[5].parse().unwrap());
+        assert_eq!(tasks, finished, "every task finished: {row}");
+        let requested: f64 = r.trim_matches(|c| c == '|' || c == ' ').parse().unwrap();
+        // The promise, with a margin for a small population: the share finished within the
+        // requested time is near the requested reliability.
+        assert!(share >= requested - 0.05, "{row}");
+    }
+
+    let output = std::process::Command::new(binary())
+        .args(["sim", "saboteurs", "--providers", "500", "--tasks", "3000", "--fractions", "0.2", "--rates", "1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let error_of = |policy: &str| -> f64 {
+        let row = stdout.lines().find(|l| l.starts_with(&format!("| {policy} |"))).unwrap_or_else(|| panic!("no {policy}:\n{stdout}"));
+        row.split('|').map(str::trim).nth(4).unwrap().parse().unwrap()
+    };
+    assert!(error_of("quorum 2") > 0.05, "colluding saboteurs beat a quorum of 2:\n{stdout}");
+    assert!(error_of("credibility 0.9999") < error_of("quorum 3"), "{stdout}");
+    let bad = std::process::Command::new(binary()).args(["sim", "saboteurs", "--fractions", "1.5"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--fractions"));
+}
