@@ -43,7 +43,7 @@ async fn a_job_completes_exactly_once_through_a_proxy_that_drops_duplicates_and_
 
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let total = 150u64;
+    let total = 2000u64;
     let specs = (0..total).map(|i| TaskSpec {
         index: i,
         executable: noop.hash,

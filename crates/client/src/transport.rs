@@ -113,8 +113,13 @@ async fn failure(response: reqwest::Response) -> ClientError {
     ClientError::Api { status, report }
 }
 
+/// Idle pooled connections are dropped well before the server closes them (its header read
+/// timeout, 10 s by default, also runs between requests): reusing one the server is closing
+/// fails the request with "connection closed before message completed".
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
 fn http_builder() -> reqwest::ClientBuilder {
-    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_idle_timeout(Duration::from_secs(60)).tcp_nodelay(true)
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_idle_timeout(POOL_IDLE).tcp_nodelay(true)
 }
 
 /// A certificate is renewed once less than a third of its validity is left.

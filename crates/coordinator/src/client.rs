@@ -23,6 +23,8 @@ fn client_settings(c: &Coordinator) -> std::collections::BTreeMap<String, String
         ("batch_messages_max".to_string(), limits::BATCH_MESSAGES_MAX.to_string()),
         ("tasks_per_message_max".to_string(), limits::TASKS_PER_MESSAGE_MAX.to_string()),
         ("element_bytes_max".to_string(), c.config.element_bytes_max.to_string()),
+        ("jobs_per_client_max".to_string(), c.config.jobs_per_client_max.to_string()),
+        ("tasks_per_job_max".to_string(), c.config.tasks_per_job_max.to_string()),
     ]
     .into_iter()
     .collect()
@@ -221,6 +223,13 @@ impl Coordinator {
             created_ms: ctx.now,
             hold: None,
         };
+        let existing = ctx.tx.job(job)?;
+        if existing.is_none() && ctx.tx.jobs_of_client(&ctx.party.id)?.len() >= self.config.jobs_per_client_max as usize {
+            return Err(report(
+                ErrorCode::LimitExceeded,
+                format!("job {job}: a client may have at most {} jobs; remove finished ones first", self.config.jobs_per_client_max),
+            ));
+        }
         if !ctx.tx.insert_job(&row)? {
             // Creating the same job twice (a client retrying after losing its session) is fine.
             match ctx.tx.job(job)? {
@@ -239,6 +248,17 @@ impl Coordinator {
             return Err(report(
                 ErrorCode::LimitExceeded,
                 format!("{} tasks in one message; at most {} allowed", tasks.len(), limits::TASKS_PER_MESSAGE_MAX),
+            ));
+        }
+        if row.counts.total() + tasks.len() as u64 > self.config.tasks_per_job_max {
+            return Err(report(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "job {job} holds {} tasks; {} more would pass the limit of {} tasks per job",
+                    row.counts.total(),
+                    tasks.len(),
+                    self.config.tasks_per_job_max
+                ),
             ));
         }
         let mut seen = BTreeSet::new();

@@ -68,6 +68,10 @@ pub struct CoordinatorConfig {
     pub results_retention_ms: u64,
     /// ...after a warning this long before.
     pub purge_warning_ms: u64,
+    /// Jobs a client may have on the server at once (completed ones count until removed).
+    pub jobs_per_client_max: u32,
+    /// Tasks one job may hold.
+    pub tasks_per_job_max: u64,
     /// Parties that may register as operators (IDs: hashes of their public keys).
     pub operators: Vec<PartyId>,
     /// How long a party's key and revocation status are cached: a revocation made through
@@ -94,6 +98,8 @@ impl Default for CoordinatorConfig {
             results_retention_ms: 30 * 24 * 3600 * 1000,
             purge_warning_ms: 3 * 24 * 3600 * 1000,
             operators: Vec::new(),
+            jobs_per_client_max: 10_000,
+            tasks_per_job_max: 10_000_000,
             key_cache_ttl_ms: 10_000,
         }
     }

@@ -264,6 +264,32 @@ fn bad_requests_get_error_replies_naming_the_problem() {
 }
 
 #[test]
+fn jobs_per_client_and_tasks_per_job_are_limited_and_a_retry_is_not_counted_twice() {
+    let mut world = World::with(CoordinatorConfig { jobs_per_client_max: 2, tasks_per_job_max: 5, ..CoordinatorConfig::default() });
+    let mut client = world.join(Role::Client);
+    let exe = world.upload(&client, b"exe", ElementKind::Executable);
+    let (a, b, c) = (JobId::random(), JobId::random(), JobId::random());
+    let create = |job| ClientToServer::CreateJob { job, properties: JobProperties::default() };
+    world.client_send(&mut client, vec![create(a), create(b), create(a), create(c)]);
+    world.client_send(&mut client, vec![ClientToServer::Task { job: a, tasks: specs(exe, 0..4) }, ClientToServer::Task { job: a, tasks: specs(exe, 4..6) }]);
+    let errors: Vec<ErrorReport> = world
+        .poll::<ServerToClient>(&mut client)
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            ServerToClient::Error(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "the re-creation of job a is a retry, not a third job: {errors:?}");
+    assert_eq!(errors[0].code, ErrorCode::LimitExceeded);
+    assert!(errors[0].message.contains(&c.to_string()) && errors[0].message.contains("at most 2 jobs"), "{}", errors[0].message);
+    assert!(errors[1].message.contains("limit of 5 tasks per job"), "{}", errors[1].message);
+    let held = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(a)?.unwrap().counts.total()) }).unwrap();
+    assert_eq!(held, 4, "the batch over the limit added nothing");
+    assert!(world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(c)?.is_none()) }).unwrap());
+}
+
+#[test]
 fn another_clients_job_is_invisible() {
     let mut world = World::new();
     let (_owner, job, _) = launched_job(&mut world, 2);
@@ -461,6 +487,9 @@ fn engines_need_a_ticket_for_elements_of_their_own_tasks() {
         world.store.write(|tx| c.authorize_download(tx, party, hash, ticket, now))
     };
     assert_eq!(check(&engine.party, &foreign, Some(&a.ticket)).unwrap_err().status, 403, "only the task's elements");
+    let later = now + c.config().ticket_ttl_ms + 1;
+    let expired = world.store.write(|tx| c.authorize_download(tx, &engine.party, &exe, Some(&a.ticket), later));
+    assert_eq!(expired.unwrap_err().status, 403, "an expired ticket");
     assert_eq!(check(&client.party, &exe, None).unwrap(), 9, "the owner may read its element");
     assert_eq!(check(&stranger.party, &exe, None).unwrap_err().status, 404);
 }

@@ -299,6 +299,7 @@ async fn poll_messages(
     let notify = state.wakers.get(session);
     let deadline = tokio::time::Instant::now() + wait;
     let mut party: Option<Party> = None;
+    let mut _slot: Option<crate::wakers::PollSlot> = None;
     loop {
         let known = party.clone();
         let now = now_ms();
@@ -318,10 +319,19 @@ async fn poll_messages(
                 Ok((who, rows))
             })
             .await?;
-        party = Some(who);
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok(poll_response(rows)?);
         }
+        if _slot.is_none() {
+            _slot = Some(state.polls.take(&who.id).ok_or_else(|| {
+                ApiError::new(
+                    429,
+                    idlegrid_protocol::ErrorCode::LimitExceeded,
+                    "too many long polls waiting for this party; wait for one to return before opening another",
+                )
+            })?);
+        }
+        party = Some(who);
         tokio::select! {
             _ = notify.notified() => {}
             _ = tokio::time::sleep_until(deadline) => {}

@@ -115,6 +115,7 @@ pub(crate) struct AppState {
     /// Issues party certificates at registration; `None` in plain-HTTP development mode.
     pub authority: Option<idlegrid_pki::Authority>,
     pub metrics: metrics::Metrics,
+    pub polls: wakers::PollSlots,
     /// The address this instance listens on, naming it in health reports.
     pub instance: std::sync::OnceLock<String>,
 }
@@ -246,6 +247,7 @@ impl Server {
             shutdown: shutdown.clone(),
             authority,
             metrics: metrics::Metrics::default(),
+            polls: wakers::PollSlots::new(config.connection_limits.long_polls_per_party_max),
             instance: std::sync::OnceLock::new(),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).

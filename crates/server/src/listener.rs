@@ -33,6 +33,9 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     pub header_read_timeout: Duration,
     pub header_bytes_max: usize,
+    /// Long polls one party may have waiting at once (an engine or a client needs one per
+    /// session); more are answered 429.
+    pub long_polls_per_party_max: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -42,6 +45,7 @@ impl Default for ConnectionLimits {
             handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
             header_bytes_max: 64 * 1024,
+            long_polls_per_party_max: 16,
         }
     }
 }

@@ -36,3 +36,62 @@ impl Wakers {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, used)| used.elapsed() < idle);
     }
 }
+
+/// Long polls waiting per party, bounded (issue 7: no identity can pin the server's memory
+/// with waiting requests).
+pub struct PollSlots {
+    max: usize,
+    waiting: Arc<Mutex<HashMap<idlegrid_types::PartyId, usize>>>,
+}
+
+/// A waiting poll's slot, given back when the poll ends (or its connection is dropped).
+pub struct PollSlot {
+    party: idlegrid_types::PartyId,
+    waiting: Arc<Mutex<HashMap<idlegrid_types::PartyId, usize>>>,
+}
+
+impl PollSlots {
+    pub fn new(max: usize) -> PollSlots {
+        PollSlots { max, waiting: Arc::default() }
+    }
+
+    /// A slot for `party`, or `None` if it has `max` polls waiting already.
+    pub fn take(&self, party: &idlegrid_types::PartyId) -> Option<PollSlot> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let count = waiting.entry(party.clone()).or_default();
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(PollSlot { party: party.clone(), waiting: self.waiting.clone() })
+    }
+}
+
+impl Drop for PollSlot {
+    fn drop(&mut self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = waiting.get_mut(&self.party) {
+            *count -= 1;
+            if *count == 0 {
+                waiting.remove(&self.party);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_bounded_per_party_and_given_back_on_drop() {
+        let slots = PollSlots::new(2);
+        let (a, b) = (idlegrid_types::PartyId::from_public_key(&[1; 32]), idlegrid_types::PartyId::from_public_key(&[2; 32]));
+        let first = slots.take(&a).unwrap();
+        let _second = slots.take(&a).unwrap();
+        assert!(slots.take(&a).is_none(), "a third poll of the same party is refused");
+        assert!(slots.take(&b).is_some(), "another party is not affected");
+        drop(first);
+        assert!(slots.take(&a).is_some(), "a finished poll gives its slot back");
+    }
+}
