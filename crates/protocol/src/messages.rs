@@ -195,7 +195,7 @@ pub enum ClientToServer {
 }
 
 /// A party's money as the server reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountInfo {
     pub account: String,
     /// Posted balance (credits minus debits), micro-units.

@@ -28,9 +28,10 @@ pub const HEADER_TICKET: &str = "x-idlegrid-ticket";
 /// Header of a `HEAD /v1/elements/{hash}` answer: the element's size.
 pub const HEADER_ELEMENT_SIZE: &str = "x-idlegrid-element-size";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(value_type = String, example = "client")]
     pub role: Role,
     /// Ed25519 public key, hex.
     pub public_key: String,
@@ -42,9 +43,11 @@ pub struct RegisterRequest {
     pub csr: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
+    #[schema(value_type = String)]
     pub id: PartyId,
+    #[schema(value_type = String)]
     pub role: Role,
     /// The server's Ed25519 public key (hex), with which it signs task assignments.
     #[serde(default)]
@@ -54,17 +57,19 @@ pub struct RegisterResponse {
     pub certificate: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenSessionRequest {
     /// Resume this session instead of opening a new one.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub resume: Option<SessionId>,
 }
 
 /// Both positions of a session's channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionInfo {
+    #[schema(value_type = String)]
     pub session: SessionId,
     /// Sequence number of the last message from the party that the server processed.
     pub inbound_acked: u64,
@@ -93,7 +98,7 @@ pub struct PostBatch<M> {
     pub messages: Vec<Envelope<M>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PostReply {
     /// Sequence number of the last party message processed (after this batch).
     pub inbound_acked: u64,
@@ -129,41 +134,44 @@ pub struct PollReply<M> {
 pub type RawPollReply = PollReply<Box<RawValue>>;
 
 /// Body of every error response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
+    #[schema(value_type = Object)]
     pub error: crate::ErrorReport,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HealthReply {
     pub status: String,
     pub version: String,
 }
 
 /// POST /v1/ops/revoke (operators): stop honouring a party's certificate and key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
+    #[schema(value_type = String)]
     pub party: PartyId,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevokeReply {
     /// False when the party was revoked already (a retry).
     pub revoked_now: bool,
 }
 
 /// One entry of GET /v1/ops/revocations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RevocationInfo {
+    #[schema(value_type = String)]
     pub party: PartyId,
     pub reason: String,
     pub revoked_ms: u64,
 }
 
 /// GET /v1/ops/status (operators): one instance's health as name-value pairs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct InstanceStatus {
     /// The address the instance listens on.
     pub instance: String,

@@ -58,6 +58,7 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/ops/status", OPERATORS),
     // Prometheus scrapers carry no party certificate.
     rule("GET", "/metrics", Callers::Anyone),
+    rule("GET", "/v1/openapi.json", Callers::Anyone),
 ];
 
 fn matches(template: &str, path: &str) -> bool {

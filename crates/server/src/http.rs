@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ops/revocations", get(get_revocations))
         .route("/v1/ops/status", get(get_status))
         .route("/metrics", get(get_metrics))
+        .route("/v1/openapi.json", get(get_openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
@@ -180,7 +181,7 @@ async fn require_certificate(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" || path == "/metrics" {
+    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" || path == "/metrics" || path == "/v1/openapi.json" {
         return next.run(request).await;
     }
     let certified = match request.extensions().get::<crate::listener::Peer>() {
@@ -546,4 +547,8 @@ async fn get_status(State(state): State<Arc<AppState>>, method: Method, uri: Uri
 async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
     let status = crate::metrics::status(&state, &instance_name(&state)).await;
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::prometheus(&status)).into_response()
+}
+
+async fn get_openapi() -> Response {
+    json_response(StatusCode::OK, &crate::openapi::document())
 }

@@ -8,6 +8,7 @@
 pub mod access;
 mod elements;
 mod metrics;
+pub mod openapi;
 mod http;
 mod listener;
 mod notices;
