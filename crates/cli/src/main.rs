@@ -23,7 +23,8 @@ use idlegrid_types::JobId;
 #[derive(Parser)]
 #[command(name = "idlegrid", version, about = "Put idle computers to work: server, compute engine and client in one command")]
 struct Cli {
-    /// Server to talk to (client and engine commands).
+    /// Server to talk to (client and engine commands); several instances of one platform
+    /// separated by commas, tried in turn when the one in use is unreachable.
     #[arg(long, global = true, env = "IDLEGRID_SERVER", default_value = "https://127.0.0.1:7700")]
     server: String,
     /// The server's certificate authority (PEM; `tls/ca.pem` in the server's data folder).

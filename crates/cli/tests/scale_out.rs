@@ -60,12 +60,14 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     }
     let trusted = |url: &str| idlegrid_client::Endpoint::new(url).with_trust(ServerTrust::Ca(authority.cert_pem().to_string()));
 
-    // Two engines on each instance; the client on the first.
+    // Two engines on each instance, which know the others as alternates; the client on the first.
     let mut engines = Vec::new();
     for (i, url) in urls.iter().enumerate() {
+        let others: Vec<&str> = urls.iter().filter(|u| *u != url).map(String::as_str).collect();
+        let all = format!("{url},{}", others.join(","));
         for j in 0..2 {
             let mut config = engine_config(url, dir.path(), &format!("engine-{i}-{j}"));
-            config.server = trusted(url);
+            config.server = trusted(&all);
             config.prefetch = 16;
             engines.push(idlegrid_engine::Engine::start(config).await.unwrap());
         }
@@ -90,6 +92,10 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     let mut seen: BTreeMap<u64, u32> = BTreeMap::new();
     let mut killed = false;
     let mut restarted = false;
+    // Tasks finished by the killed instance's engines (2 and 3 of the list) at the kill.
+    let of_killed = |engines: &Vec<idlegrid_engine::EngineHandle>| engines[2].status().tasks_succeeded + engines[3].status().tasks_succeeded;
+    let mut at_kill = 0;
+    let mut at_restart = 0;
     let info = tokio::time::timeout(PATIENCE * 3, async {
         while let Some(event) = watch.next().await {
             match event.expect("the client's instance stays up") {
@@ -100,9 +106,11 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
                     *seen.entry(report.task).or_default() += 1;
                     if !killed && seen.len() as u64 >= total / 4 {
                         instances[1].kill9();
+                        at_kill = of_killed(&engines);
                         killed = true;
                     }
-                    if killed && !restarted && seen.len() as u64 >= total / 2 {
+                    if killed && !restarted && seen.len() as u64 >= total * 3 / 4 {
+                        at_restart = of_killed(&engines);
                         instances[1] = spawn_instance(ports[1], &shared, &database, &ca_dir);
                         restarted = true;
                     }
@@ -117,6 +125,10 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     .expect("the job completes");
     drop(watch);
     assert!(killed && restarted);
+    assert!(
+        at_restart > at_kill + 50,
+        "the killed instance's engines carried on through the others while it was down: {at_kill} -> {at_restart}"
+    );
     assert_eq!(info.counts.succeeded, total, "{:?}", info.counts);
     assert_eq!(seen.len() as u64, total, "every result arrived");
     let repeated: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(10).collect();

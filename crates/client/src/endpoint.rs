@@ -20,12 +20,23 @@ pub enum ServerTrust {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     url: String,
+    /// Further instances of the same platform (sharing its database and CA), tried in turn
+    /// when the one in use cannot be reached.
+    alternates: Vec<String>,
     trust: Option<ServerTrust>,
 }
 
 impl Endpoint {
-    pub fn new(url: &str) -> Endpoint {
-        Endpoint { url: url.trim_end_matches('/').to_string(), trust: None }
+    /// One URL, or several separated by commas: instances of one platform.
+    pub fn new(urls: &str) -> Endpoint {
+        let mut urls = urls.split(',').map(|u| u.trim().trim_end_matches('/').to_string()).filter(|u| !u.is_empty());
+        let url = urls.next().unwrap_or_default();
+        Endpoint { url, alternates: urls.collect(), trust: None }
+    }
+
+    /// Every instance, the first one first.
+    pub fn urls(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.url.as_str()).chain(self.alternates.iter().map(String::as_str))
     }
 
     pub fn with_trust(mut self, trust: ServerTrust) -> Endpoint {
@@ -69,8 +80,13 @@ impl Endpoint {
     }
 
     pub(crate) fn check(&self) -> Result<(), ClientError> {
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
-            return Err(ClientError::Protocol(format!("server address '{}' must start with https:// (or http:// for a development server)", self.url)));
+        for url in self.urls() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ClientError::Protocol(format!("server address '{url}' must start with https:// (or http:// for a development server)")));
+            }
+            if url.starts_with("https://") != self.is_tls() {
+                return Err(ClientError::Protocol(format!("server addresses mix https:// and http:// ('{url}' and '{}')", self.url)));
+            }
         }
         if self.is_tls() && self.trust.is_none() {
             return Err(ClientError::Protocol(format!(
@@ -84,7 +100,7 @@ impl Endpoint {
 
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.url)
+        f.write_str(&self.urls().collect::<Vec<_>>().join(","))
     }
 }
 

@@ -41,7 +41,8 @@ fn untrusting_config() -> rustls::ClientConfig {
 /// renewal by one is used by all.
 #[derive(Clone)]
 pub struct Transport {
-    base: String,
+    /// Every instance's base URL; requests go to the current one, the next after a failure.
+    bases: Arc<[String]>,
     identity: Identity,
     shared: Arc<Shared>,
 }
@@ -54,6 +55,8 @@ struct Shared {
     certificate: Mutex<Option<Certificate>>,
     /// The CA once known (given, pinned, or taken on first use).
     ca_pem: Mutex<Option<String>>,
+    /// Index into `bases` of the instance in use.
+    current: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -65,7 +68,7 @@ struct Certificate {
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Transport").field("base", &self.base).field("identity", &self.identity).finish()
+        f.debug_struct("Transport").field("base", &self.base()).field("identity", &self.identity).finish()
     }
 }
 
@@ -150,16 +153,38 @@ impl Transport {
         } else {
             None
         };
-        let shared = Shared { endpoint: endpoint.clone(), http: RwLock::new(http), certificate: Mutex::new(None), ca_pem: Mutex::new(ca_pem) };
-        Ok(Transport { base: endpoint.url().to_string(), identity, shared: Arc::new(shared) })
+        let shared = Shared {
+            endpoint: endpoint.clone(),
+            http: RwLock::new(http),
+            certificate: Mutex::new(None),
+            ca_pem: Mutex::new(ca_pem),
+            current: std::sync::atomic::AtomicUsize::new(0),
+        };
+        let bases: Vec<String> = endpoint.urls().map(str::to_string).collect();
+        Ok(Transport { bases: bases.into(), identity, shared: Arc::new(shared) })
     }
 
     pub fn identity(&self) -> &Identity {
         &self.identity
     }
 
+    /// The instance requests go to now.
     pub fn server(&self) -> &str {
-        &self.base
+        self.base()
+    }
+
+    fn base(&self) -> &str {
+        &self.bases[self.shared.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
+    }
+
+    /// A request that did not reach the server: with several instances, the next request goes
+    /// to the next one (they share everything, so the session carries on there).
+    fn unreachable(&self, error: reqwest::Error) -> ClientError {
+        if self.bases.len() > 1 && (error.is_connect() || error.is_timeout() || error.is_request()) {
+            let next = self.shared.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            tracing::warn!(failed = %error, next = %self.bases[next % self.bases.len()], "server instance unreachable; switching");
+        }
+        network(error)
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -179,7 +204,7 @@ impl Transport {
     fn signed(&self, method: Method, path_and_query: &str, body_sha256_hex: &str) -> reqwest::RequestBuilder {
         let headers = self.identity.sign(method.as_str(), path_and_query, now_ms(), body_sha256_hex);
         self.http()
-            .request(method, format!("{}{}", self.base, path_and_query))
+            .request(method, format!("{}{}", self.base(), path_and_query))
             .header(wire::HEADER_ID, headers.id)
             .header(wire::HEADER_TIME, headers.time_ms)
             .header(wire::HEADER_SIGNATURE, headers.signature)
@@ -191,14 +216,14 @@ impl Transport {
             return Ok(pem);
         }
         let Some(ServerTrust::FirstUse { pin }) = self.shared.endpoint.trust() else {
-            return Err(ClientError::Protocol(format!("no certificate authority to trust for {}", self.base)));
+            return Err(ClientError::Protocol(format!("no certificate authority to trust for {}", self.base())));
         };
         let (host, port) = self.shared.endpoint.host_port()?;
         let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10)).await.map_err(|e| ClientError::Network(e.to_string()))?;
         idlegrid_pki::write_private(pin, pem.as_bytes()).map_err(tls_error)?;
         let fingerprint = idlegrid_pki::pem_fingerprint(&pem).map_err(tls_error)?;
         tracing::warn!(
-            server = %self.base,
+            server = %self.base(),
             %fingerprint,
             pinned = %pin.display(),
             "trusting the server's certificate authority on first use; compare the fingerprint with the one the server logs"
@@ -221,7 +246,7 @@ impl Transport {
         } else {
             self.http()
         };
-        let response = http.post(format!("{}/v1/register", self.base)).json(&request).send().await.map_err(network)?;
+        let response = http.post(format!("{}/v1/register", self.base())).json(&request).send().await.map_err(|e| self.unreachable(e))?;
         let registered: RegisterResponse = decode(response).await?;
         if tls {
             let certificate = registered
@@ -264,13 +289,13 @@ impl Transport {
         if body.is_some() {
             request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes);
         }
-        let response = request.send().await.map_err(network)?;
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         decode(response).await
     }
 
     /// A signed request whose answer is text (CSV exports).
     pub async fn call_text(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<String, ClientError> {
-        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(network)?;
+        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
             return Err(failure(response).await);
         }
@@ -279,7 +304,7 @@ impl Transport {
 
     /// A signed request whose answer has no body.
     pub async fn call_empty(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<(), ClientError> {
-        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(network)?;
+        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(|e| self.unreachable(e))?;
         if response.status().is_success() { Ok(()) } else { Err(failure(response).await) }
     }
 
@@ -287,7 +312,7 @@ impl Transport {
     pub async fn element_size(&self, hash: &ElementHash) -> Result<Option<u64>, ClientError> {
         self.renew_if_due().await;
         let path = format!("/v1/elements/{hash}");
-        let response = self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(network)?;
+        let response = self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(|e| self.unreachable(e))?;
         match response.status() {
             StatusCode::OK => {
                 let size = response.headers().get(wire::HEADER_ELEMENT_SIZE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
@@ -305,7 +330,7 @@ impl Transport {
             return Ok(ElementRef { hash, size });
         }
         let path = upload_path(&hash, kind, name);
-        let response = self.signed(Method::PUT, &path, &hash.to_string()).body(bytes).send().await.map_err(network)?;
+        let response = self.signed(Method::PUT, &path, &hash.to_string()).body(bytes).send().await.map_err(|e| self.unreachable(e))?;
         decode(response).await
     }
 
@@ -324,7 +349,7 @@ impl Transport {
             .body(reqwest::Body::wrap_stream(stream))
             .send()
             .await
-            .map_err(network)?;
+            .map_err(|e| self.unreachable(e))?;
         decode(response).await
     }
 
@@ -340,7 +365,7 @@ impl Transport {
         if let Some(ticket) = ticket {
             request = request.header(wire::HEADER_TICKET, ticket);
         }
-        let response = request.send().await.map_err(network)?;
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
             return Err(failure(response).await);
         }
