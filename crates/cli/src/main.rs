@@ -58,6 +58,11 @@ enum Command {
         /// postgres://user@host:port/db for PostgreSQL (several instances may share it).
         #[arg(long, env = "IDLEGRID_DATABASE", default_value = "")]
         database: String,
+        /// Where element bytes live: <data>/elements when empty, a folder, or
+        /// s3://bucket[/prefix] for an S3-compatible store (AWS_ENDPOINT, AWS_REGION,
+        /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ALLOW_HTTP configure it).
+        #[arg(long, env = "IDLEGRID_ELEMENTS", default_value = "")]
+        elements: String,
         /// Seconds of silence after which an engine's tasks go to other engines.
         #[arg(long, default_value_t = 120)]
         engine_silence_secs: u64,
@@ -352,6 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             data,
             database,
+            elements,
             engine_silence_secs,
             maintenance_secs,
             pricing,
@@ -370,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
             config.database = database;
+            config.elements = elements;
             config.coordinator.operators = operators;
             config.tls = if insecure_plain_http {
                 None

@@ -23,7 +23,7 @@ use idlegrid_coordinator::{Coordinator, CoordinatorConfig, Effects};
 use idlegrid_store::{AnyStore, Store, Tx};
 use tokio_util::sync::CancellationToken;
 
-pub use elements::ElementStore;
+pub use elements::{ElementStore, UploadError, conformance as element_conformance};
 pub use listener::ConnectionLimits;
 pub use notices::{SmtpConfig, webhook_signature};
 
@@ -37,6 +37,9 @@ pub struct ServerConfig {
     /// The database: empty for SQLite at `data_dir/state.db`; a path or `sqlite:<path>`;
     /// `postgres://user@host:port/db` for PostgreSQL, shared by several instances.
     pub database: String,
+    /// Where element bytes live: empty for `data_dir/elements`, a folder, or
+    /// `s3://bucket[/prefix]` (an S3-compatible store shared by several instances).
+    pub elements: String,
     pub coordinator: CoordinatorConfig,
     /// How often silent engines are looked for, idle sessions expired and garbage collected.
     pub maintenance_interval: Duration,
@@ -95,6 +98,7 @@ impl ServerConfig {
             listen,
             data_dir,
             database: String::new(),
+            elements: String::new(),
             coordinator: CoordinatorConfig::default(),
             maintenance_interval: Duration::from_secs(5),
             upgrade: None,
@@ -227,7 +231,7 @@ impl Server {
             Ok((store, coordinator))
         })
         .await??;
-        let elements = ElementStore::local(&config.data_dir.join("elements"))?;
+        let elements = ElementStore::open(&config.elements, &config.data_dir.join("elements"))?;
         let shutdown = CancellationToken::new();
         let authority = config.tls.as_ref().map(|tls| tls.authority(&config.data_dir)).transpose()?;
         let tls = match (&config.tls, &authority) {
