@@ -65,11 +65,16 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: Option<PathBuf>, plain_http: bool) -> anyhow::Result<()> {
+pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: Option<PathBuf>, plain_http: bool, instances: u32, database: String) -> anyhow::Result<()> {
     anyhow::ensure!(engines >= 1 && tasks >= 1, "--engines and --tasks must be at least 1");
     let dir = tasks_dir(tasks_dir_arg, &["noop"])?;
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    let options = ClusterOptions { engines, slots_per_engine: (cores / engines).max(1), prefetch_per_engine: 256, plain_http };
+    let options = ClusterOptions {
+        plain_http,
+        instances,
+        database: database.clone(),
+        ..ClusterOptions::new(engines, (cores / engines).max(1), 256)
+    };
     let cluster = LocalCluster::start(&options).await?;
     let client = cluster.client().await?;
     let noop = client.upload(read_task(&dir, "noop")?, ElementKind::Executable, "noop.wasm").await?;
@@ -98,6 +103,8 @@ pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: 
     println!("| --- | --- |");
     println!("| machine | {cores} cores, {engines} engines x {} slots |", options.slots_per_engine);
     println!("| transport | {} |", if plain_http { "plain HTTP (development)" } else { "HTTPS, mutual TLS" });
+    let store = if database.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+    println!("| servers | {instances} instance(s) on {store} |");
     println!("| trivial tasks, submit to last result | {tasks} in {:.2} s |", elapsed.as_secs_f64());
     println!("| of which submitting (create, add, launch) | {:.2} s |", submitted.as_secs_f64());
     println!("| throughput | {per_second:.0} tasks/s |");

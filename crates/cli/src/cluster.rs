@@ -9,7 +9,10 @@ use idlegrid_protocol::auth::Identity;
 use idlegrid_server::{Server, ServerConfig, ServerHandle};
 
 pub struct LocalCluster {
+    /// The first instance; the client talks to it.
     pub server: ServerHandle,
+    /// Further instances on the same database, element folder and CA.
+    pub more_servers: Vec<ServerHandle>,
     pub engines: Vec<EngineHandle>,
     _dir: tempfile::TempDir,
 }
@@ -20,6 +23,17 @@ pub struct ClusterOptions {
     pub prefetch_per_engine: u32,
     /// Plain HTTP instead of TLS (to measure what TLS costs).
     pub plain_http: bool,
+    /// Server instances (more than one needs a PostgreSQL `database`).
+    pub instances: u32,
+    /// The servers' database: empty for SQLite.
+    pub database: String,
+}
+
+impl ClusterOptions {
+    /// One instance on SQLite, over TLS.
+    pub fn new(engines: u32, slots_per_engine: u32, prefetch_per_engine: u32) -> ClusterOptions {
+        ClusterOptions { engines, slots_per_engine, prefetch_per_engine, plain_http: false, instances: 1, database: String::new() }
+    }
 }
 
 /// The server as its parties reach it: its URL and, over TLS, its CA.
@@ -33,22 +47,41 @@ pub fn endpoint_of(server: &ServerHandle) -> idlegrid_client::Endpoint {
 
 impl LocalCluster {
     pub async fn start(options: &ClusterOptions) -> anyhow::Result<LocalCluster> {
+        anyhow::ensure!(options.instances >= 1, "at least one server instance");
+        anyhow::ensure!(
+            options.instances == 1 || options.database.starts_with("postgres"),
+            "several server instances need a shared PostgreSQL database (--database postgres://...)"
+        );
         let dir = tempfile::Builder::new().prefix("idlegrid-cluster").tempdir()?;
+        // Every instance: the same data folder (elements, CA) and database.
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("valid address"), dir.path().join("server"));
+        config.database = options.database.clone();
         if options.plain_http {
             config.tls = None;
         }
-        let server = Server::start(config).await?;
+        let server = Server::start(config.clone()).await?;
+        let mut more_servers = Vec::new();
+        for _ in 1..options.instances {
+            more_servers.push(Server::start(config.clone()).await?);
+        }
+        let urls: Vec<String> = std::iter::once(&server).chain(&more_servers).map(|s| s.url()).collect();
         let mut engines = Vec::new();
         for i in 0..options.engines {
-            let mut config = EngineConfig::new(endpoint_of(&server), dir.path().join(format!("engine-{i}")));
+            // Spread over the instances; each engine knows the others as alternates.
+            let first = i as usize % urls.len();
+            let ordered: Vec<&str> = urls[first..].iter().chain(&urls[..first]).map(String::as_str).collect();
+            let mut endpoint = idlegrid_client::Endpoint::new(&ordered.join(","));
+            if let Some(ca) = server.ca_pem() {
+                endpoint = endpoint.with_trust(idlegrid_client::ServerTrust::Ca(ca.to_string()));
+            }
+            let mut config = EngineConfig::new(endpoint, dir.path().join(format!("engine-{i}")));
             config.name = format!("engine-{i}");
             config.owner.cores = options.slots_per_engine;
             config.owner.status_listen = None;
             config.prefetch = options.prefetch_per_engine;
             engines.push(Engine::start(config).await?);
         }
-        Ok(LocalCluster { server, engines, _dir: dir })
+        Ok(LocalCluster { server, more_servers, engines, _dir: dir })
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
@@ -60,6 +93,9 @@ impl LocalCluster {
             engine.shutdown().await;
         }
         self.server.shutdown().await;
+        for server in self.more_servers {
+            server.shutdown().await;
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub async fn run(engines: u32, tasks_dir_arg: Option<PathBuf>, out: &Path, pi_ta
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let height = (width * 3 / 4) / TILE * TILE;
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    let options = ClusterOptions { engines, slots_per_engine: (cores / engines).max(1), prefetch_per_engine: 8, plain_http: false };
+    let options = ClusterOptions::new(engines, (cores / engines).max(1), 8);
     println!("starting a server and {engines} compute engines on this machine ...");
     let cluster = LocalCluster::start(&options).await?;
     let client = cluster.client().await?;

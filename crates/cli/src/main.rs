@@ -210,6 +210,12 @@ enum Command {
         /// Run over plain HTTP instead of TLS, to see what TLS costs.
         #[arg(long)]
         insecure_plain_http: bool,
+        /// Server instances sharing the database (more than one needs --database postgres://).
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
+        /// The servers' database (empty: SQLite in a temporary folder).
+        #[arg(long, default_value = "")]
+        database: String,
     },
     /// Measure how the engine stays out of its owner's way and print a table: pause latency,
     /// CPU left to other programs, work lost per interruption.
@@ -508,9 +514,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", bench_engine::spin(threads, seconds));
             Ok(())
         }
-        Command::Bench { tasks, engines, latency_samples, tasks_dir, insecure_plain_http } => {
+        Command::Bench { tasks, engines, latency_samples, tasks_dir, insecure_plain_http, instances, database } => {
             init_logging(cli.log.as_deref(), "warn");
-            bench::run(tasks, engines, latency_samples, tasks_dir, insecure_plain_http).await
+            bench::run(tasks, engines, latency_samples, tasks_dir, insecure_plain_http, instances, database).await
         }
     }
 }
