@@ -299,6 +299,16 @@ enum JobCommand {
     },
 }
 
+/// Logging for the engine: to stderr, and warnings and errors also to the server's log server.
+fn init_engine_logging(filter: Option<&str>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_engine::log_shipper::layer()).try_init();
+}
+
 fn init_logging(filter: Option<&str>, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
@@ -426,7 +436,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Engine { action: Some(EngineAction::Status), data, .. } => engine_status(&data).await,
         Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
-            init_logging(cli.log.as_deref(), "info");
+            init_engine_logging(cli.log.as_deref());
             switch_to_staged_upgrade(&data);
             let endpoint = idlegrid_client::Endpoint::new(&cli.server).with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, data.join("server-ca.pem"));
             let mut engine_config = idlegrid_engine::EngineConfig::new(endpoint, data);

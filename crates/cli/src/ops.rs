@@ -26,6 +26,26 @@ pub enum OpsCommand {
     },
     /// List revoked parties.
     Revocations,
+    /// Error and warning lines that engines and clients sent, newest first.
+    Logs {
+        /// Only from this component (e.g. an engine module path, or "client").
+        #[arg(long)]
+        component: Option<String>,
+        /// Only from this party (an engine's or client's ID).
+        #[arg(long)]
+        party: Option<String>,
+        /// Only about this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// Only this level: error, warn or info.
+        #[arg(long)]
+        level: Option<String>,
+        /// Only lines received in the last N seconds.
+        #[arg(long)]
+        since_secs: Option<u64>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Health of every server instance, side by side (name-value pairs of each).
     Status {
         /// Another instance to ask besides --server (repeatable).
@@ -58,6 +78,35 @@ pub async fn run(
     match command {
         OpsCommand::Id => println!("{}", transport.identity().id()),
         OpsCommand::Status { .. } => unreachable!("answered above"),
+        OpsCommand::Logs { component, party, job, level, since_secs, limit } => {
+            let mut query = vec![format!("limit={limit}")];
+            for (name, value) in [("component", component), ("party", party), ("job", job), ("level", level)] {
+                if let Some(value) = value {
+                    query.push(format!("{name}={}", url_encode(&value)));
+                }
+            }
+            if let Some(secs) = since_secs {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                query.push(format!("since_ms={}", now.saturating_sub(secs * 1000)));
+            }
+            let path = format!("/v1/ops/logs?{}", query.join("&"));
+            let entries: Vec<idlegrid_protocol::wire::LogEntry> = transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
+            if entries.is_empty() {
+                println!("no log lines");
+            }
+            for entry in entries {
+                let job = entry.job.map(|j| format!(" job {j}")).unwrap_or_default();
+                println!(
+                    "{} {:<5} {} {} ({}){job}: {}",
+                    entry.received_ms,
+                    entry.level,
+                    entry.component,
+                    &entry.party.to_string()[..12.min(entry.party.to_string().len())],
+                    entry.role.as_str(),
+                    entry.message
+                );
+            }
+        }
         OpsCommand::Revoke { party, reason } => {
             let reply: RevokeReply =
                 transport.call(Method::POST, "/v1/ops/revoke", Some(&RevokeRequest { party: party.clone(), reason }), timeout).await?;
@@ -143,4 +192,10 @@ async fn status(endpoints: Vec<idlegrid_client::Endpoint>, identity: Identity) -
 
 fn format_value(value: f64) -> String {
     if value.fract() == 0.0 && value.abs() < 1e15 { format!("{value:.0}") } else { format!("{value:.3}") }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

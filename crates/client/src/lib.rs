@@ -17,6 +17,7 @@ pub use client::{Client, JobEvent, JobWatch};
 pub use error::ClientError;
 pub use endpoint::{Endpoint, ServerTrust};
 pub use transport::Transport;
+pub use reqwest::Method;
 
 pub use idlegrid_protocol as protocol;
 pub use idlegrid_types as types;

@@ -21,6 +21,7 @@ mod provider;
 mod schedule;
 mod session;
 mod operator;
+pub mod logs;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -68,6 +69,10 @@ pub struct CoordinatorConfig {
     pub results_retention_ms: u64,
     /// ...after a warning this long before.
     pub purge_warning_ms: u64,
+    /// Log lines a party may send per minute (P4.9).
+    pub log_lines_per_minute_max: u32,
+    /// Log lines are kept this long.
+    pub log_retention_ms: u64,
     /// Jobs a client may have on the server at once (completed ones count until removed).
     pub jobs_per_client_max: u32,
     /// Tasks one job may hold.
@@ -99,6 +104,8 @@ impl Default for CoordinatorConfig {
             purge_warning_ms: 3 * 24 * 3600 * 1000,
             operators: Vec::new(),
             jobs_per_client_max: 10_000,
+            log_lines_per_minute_max: 600,
+            log_retention_ms: 14 * 24 * 3600 * 1000,
             tasks_per_job_max: 10_000_000,
             key_cache_ttl_ms: 10_000,
         }
@@ -139,6 +146,7 @@ pub struct Coordinator {
     /// Signs task assignments; engines pin its public key at registration (P3.7).
     signer: idlegrid_protocol::auth::Identity,
     keys: Mutex<HashMap<PartyId, CachedKey>>,
+    log_rates: logs::LogRates,
 }
 
 /// What authentication needs to know of a party, cached for `key_cache_ttl_ms`.
@@ -180,7 +188,7 @@ impl Coordinator {
                 idlegrid_protocol::auth::Identity::from_seed(seed)
             }
         };
-        let coordinator = Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()) };
+        let coordinator = Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()), log_rates: logs::LogRates::default() };
         coordinator.open_system_accounts(tx, 0)?;
         Ok(coordinator)
     }

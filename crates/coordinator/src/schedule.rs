@@ -329,6 +329,7 @@ impl Coordinator {
             fx.delete_elements.push(hash);
             report.elements_deleted += 1;
         }
+        tx.delete_logs_before(now_ms.saturating_sub(self.config.log_retention_ms))?;
         report.tasks_assigned = self.schedule(tx, now_ms, fx)?;
         let billing = self.bill(tx, now_ms, fx)?;
         report.transfers_billed = billing.transfers_new as u32;

@@ -153,7 +153,7 @@ pub struct EngineHandle {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -318,6 +318,7 @@ impl Engine {
             tokio::spawn(inner.clone().run_loop()),
         ];
         tasks.push(tokio::spawn(inner.clone().governor_loop(source)));
+        tasks.push(tokio::spawn(inner.clone().ship_logs_loop()));
         if let Some(listen) = inner.config.owner.status_listen.clone() {
             let snapshot_of = inner.clone();
             let snapshot: crate::status::Snapshot = Arc::new(move || snapshot_of.status());
@@ -546,6 +547,35 @@ impl Inner {
 
     /// Read the computer's activity and the hour, decide whether tasks may run, and pause or
     /// resume running tasks when the answer changes (within one epoch tick: P3.3).
+    /// Send the warnings and errors `log_shipper` caught, in batches, when contact is allowed.
+    async fn ship_logs_loop(self: Arc<Self>) {
+        let mut ticker = tokio::time::interval(self.config.log_ship_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            if self.gate.wait_open(&self.stop).await.is_none() {
+                return;
+            }
+            let lines = crate::log_shipper::take(idlegrid_protocol::wire::limits::LOG_LINES_PER_BATCH_MAX);
+            if lines.is_empty() {
+                continue;
+            }
+            let batch = idlegrid_protocol::wire::LogBatch { lines };
+            let sent = self
+                .transport
+                .call::<_, serde_json::Value>(idlegrid_client::Method::POST, "/v1/logs", Some(&batch), Duration::from_secs(30))
+                .await;
+            if let Err(error) = sent {
+                // Debug, not warn: a warning here would be queued for shipping in turn.
+                tracing::debug!(%error, "cannot send log lines; keeping them for the next try");
+                crate::log_shipper::put_back(batch.lines);
+            }
+        }
+    }
+
     async fn governor_loop(self: Arc<Self>, mut source: Box<dyn ActivitySource>) {
         let mut governor = Governor::new();
         let mut ticker = tokio::time::interval(self.config.governor_tick);

@@ -17,6 +17,7 @@ pub mod clock;
 mod contact;
 mod disk;
 mod engine;
+pub mod log_shipper;
 pub mod policy;
 pub mod queue;
 pub mod settings;
@@ -61,6 +62,8 @@ pub struct EngineConfig {
     pub stop_grace: Duration,
     /// Least time between two interim statuses of one task (server-controlled).
     pub status_interval: Duration,
+    /// How often warnings and errors caught by `log_shipper::layer` go to the server.
+    pub log_ship_interval: Duration,
     pub task_output_bytes_max: usize,
     /// The server's assignment-signing key (hex), if the owner pins it; otherwise the key the
     /// server gives at the first registration is kept and required from then on.
@@ -96,6 +99,7 @@ impl EngineConfig {
             owner,
             stop_grace: Duration::from_millis(500),
             status_interval: Duration::from_secs(1),
+            log_ship_interval: Duration::from_secs(10),
             task_output_bytes_max: 16 << 10,
             server_key: None,
             activity: Activity::System,

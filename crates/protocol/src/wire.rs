@@ -13,7 +13,7 @@
 //!   from its last acknowledged number.
 //! - `POST /v1/sessions/{id}/reset` re-synchronises a party that lost track (P8.5).
 
-use idlegrid_types::{PartyId, Role, SessionId};
+use idlegrid_types::{AssignmentId, JobId, PartyId, Role, SessionId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -183,6 +183,51 @@ pub struct InstanceStatus {
     pub errors: Vec<String>,
 }
 
+/// POST /v1/logs: error and warning lines of an engine or client, for operators (P4.9).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogBatch {
+    pub lines: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogLine {
+    /// When it was logged, on the sender's clock.
+    pub time_ms: u64,
+    /// "error", "warn" or "info".
+    pub level: String,
+    /// What logged it: "engine", "client", or a module path.
+    pub component: String,
+    pub message: String,
+    /// An engine's assignment the line is about (the server files it under the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u64>)]
+    pub assignment: Option<AssignmentId>,
+    /// A client's job the line is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub job: Option<JobId>,
+}
+
+/// One stored line, as GET /v1/ops/logs lists it (newest first).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogEntry {
+    pub id: u64,
+    pub time_ms: u64,
+    /// When the server received it.
+    pub received_ms: u64,
+    #[schema(value_type = String)]
+    pub party: PartyId,
+    #[schema(value_type = String)]
+    pub role: Role,
+    pub level: String,
+    pub component: String,
+    #[schema(value_type = Option<String>)]
+    pub job: Option<JobId>,
+    pub message: String,
+}
+
 /// Upper bounds of the channel, shared by both ends.
 pub mod limits {
     /// Messages in one POST batch.
@@ -201,4 +246,8 @@ pub mod limits {
     pub const TASK_ELEMENTS_MAX: usize = 256;
     /// Results and statuses up to this size travel inline; larger ones as elements.
     pub const INLINE_PAYLOAD_BYTES_MAX: usize = 256 << 10;
+    /// Lines in one POST /v1/logs.
+    pub const LOG_LINES_PER_BATCH_MAX: usize = 200;
+    /// Bytes of one log message (longer ones are cut).
+    pub const LOG_MESSAGE_BYTES_MAX: usize = 2048;
 }

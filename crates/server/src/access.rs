@@ -56,6 +56,9 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/v1/ops/revoke", OPERATORS),
     rule("GET", "/v1/ops/revocations", OPERATORS),
     rule("GET", "/v1/ops/status", OPERATORS),
+    // Engines and clients send their error logs; operators read them.
+    rule("POST", "/v1/logs", PARTIES),
+    rule("GET", "/v1/ops/logs", OPERATORS),
     // Prometheus scrapers carry no party certificate.
     rule("GET", "/metrics", Callers::Anyone),
     rule("GET", "/v1/openapi.json", Callers::Anyone),

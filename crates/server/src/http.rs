@@ -68,6 +68,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ops/revoke", post(post_revoke))
         .route("/v1/ops/revocations", get(get_revocations))
         .route("/v1/ops/status", get(get_status))
+        .route("/v1/logs", post(post_logs))
+        .route("/v1/ops/logs", get(get_logs))
         .route("/metrics", get(get_metrics))
         .route("/v1/openapi.json", get(get_openapi))
         .fallback(not_found)
@@ -551,4 +553,51 @@ async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
 
 async fn get_openapi() -> Response {
     json_response(StatusCode::OK, &crate::openapi::document())
+}
+
+async fn post_logs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+    let body = read_body(&headers, body, 1 << 20).await?;
+    let stored = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, _, party, now| {
+                let batch: wire::LogBatch = parse_json(&body)?;
+                c.store_logs(tx, party, batch, now)
+            }),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({ "stored": stored })))
+}
+
+#[derive(Deserialize)]
+struct LogParams {
+    component: Option<String>,
+    party: Option<String>,
+    job: Option<String>,
+    level: Option<String>,
+    since_ms: Option<u64>,
+    until_ms: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn get_logs(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<LogParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
+    let signed = signed(&headers, &method, &uri, body_hash(b""))?;
+    let Query(params) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let filter = idlegrid_store::LogFilter {
+        component: params.component,
+        party: params.party.as_deref().map(parse_id).transpose()?,
+        job: params.job.as_deref().map(parse_id).transpose()?,
+        level: params.level,
+        since_ms: params.since_ms,
+        until_ms: params.until_ms,
+        limit: params.limit.unwrap_or(100),
+    };
+    let entries = signed.run_as(&state, Box::new(move |c, tx, _, party, _| c.logs_for(tx, party, filter))).await?;
+    Ok(json_response(StatusCode::OK, &entries))
 }

@@ -13,7 +13,7 @@ use utoipa::openapi::{
 use crate::access::{Callers, RULES};
 use idlegrid_protocol::messages::AccountInfo;
 use idlegrid_protocol::wire::{
-    self, ErrorBody, HealthReply, InstanceStatus, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo,
+    self, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo,
     RevokeReply, RevokeRequest, SessionInfo,
 };
 
@@ -79,6 +79,19 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         ("POST", "/v1/ops/revoke") => doc("Revoke a party (operators)", Some(Named("RevokeRequest")), Some(Named("RevokeReply"))),
         ("GET", "/v1/ops/revocations") => doc("Revoked parties (operators)", None, Some(ListOf("RevocationInfo"))),
         ("GET", "/v1/ops/status") => doc("This instance's health (operators)", None, Some(Named("InstanceStatus"))),
+        ("POST", "/v1/logs") => doc("Send error and warning lines (engines, clients)", Some(Named("LogBatch")), Some(Object)),
+        ("GET", "/v1/ops/logs") => Doc {
+            query: &[
+                ("component", false, false),
+                ("party", false, false),
+                ("job", false, false),
+                ("level", false, false),
+                ("since_ms", false, true),
+                ("until_ms", false, true),
+                ("limit", false, true),
+            ],
+            ..doc("Log lines, newest first, filtered (operators)", None, Some(ListOf("LogEntry")))
+        },
         ("GET", "/metrics") => doc("Prometheus metrics", None, Some(Bytes("text/plain"))),
         ("GET", "/v1/openapi.json") => doc("This document", None, Some(Object)),
         _ => return None,
@@ -182,6 +195,9 @@ pub fn document() -> OpenApi {
         (RevocationInfo::name(), RevocationInfo::schema()),
         (InstanceStatus::name(), InstanceStatus::schema()),
         (AccountInfo::name(), AccountInfo::schema()),
+        (LogBatch::name(), LogBatch::schema()),
+        (LogLine::name(), LogLine::schema()),
+        (LogEntry::name(), LogEntry::schema()),
     ] {
         components = components.schema(name, schema);
     }

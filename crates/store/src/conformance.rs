@@ -52,6 +52,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     parties_are_unique(&make());
     revocations_are_kept_once(&make());
     census_counts_from_jobs_and_providers(&make());
+    logs_are_filtered_newest_first_and_expire(&make());
     outbox_sequences_and_acks(&make());
     rollback_discards_everything(&make());
     tasks_queue_in_priority_order(&make());
@@ -79,6 +80,48 @@ pub fn parties_are_unique(store: &impl Store) {
             assert!(!tx.insert_party(&p)?, "the second insert of an ID is refused");
             assert_eq!(tx.party(&p.id)?, Some(p.clone()));
             assert_eq!(tx.party(&party(2, Role::Client).id)?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn logs_are_filtered_newest_first_and_expire(store: &impl Store) {
+    let (engine, client) = (party(1, Role::Provider), party(2, Role::Client));
+    let job = JobId::random();
+    let line = |n: u64, who: &PartyRow, component: &str, level: &str, job: Option<JobId>| LogRow {
+        id: 0,
+        time_ms: n,
+        received_ms: 100 + n,
+        party: who.id.clone(),
+        role: who.role,
+        level: level.into(),
+        component: component.into(),
+        job,
+        message: format!("line {n}"),
+    };
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_logs(&[
+                line(1, &engine, "engine", "warn", Some(job)),
+                line(2, &engine, "engine", "error", None),
+                line(3, &client, "client", "error", Some(job)),
+                line(4, &engine, "idlegrid_client", "warn", None),
+            ])?;
+            let all = tx.logs(&LogFilter { limit: 10, ..LogFilter::default() })?;
+            assert_eq!(all.iter().map(|l| l.time_ms).collect::<Vec<_>>(), vec![4, 3, 2, 1], "newest first");
+            assert!(all[0].id > all[3].id);
+            assert_eq!(all[1], LogRow { id: all[1].id, ..line(3, &client, "client", "error", Some(job)) }, "every field kept");
+            let of = |tx: &mut dyn Tx, filter: LogFilter| -> R<Vec<u64>> {
+                Ok(tx.logs(&LogFilter { limit: 10, ..filter })?.into_iter().map(|l| l.time_ms).collect())
+            };
+            assert_eq!(of(tx, LogFilter { component: Some("engine".into()), ..Default::default() })?, vec![2, 1]);
+            assert_eq!(of(tx, LogFilter { party: Some(client.id.clone()), ..Default::default() })?, vec![3]);
+            assert_eq!(of(tx, LogFilter { job: Some(job), ..Default::default() })?, vec![3, 1]);
+            assert_eq!(of(tx, LogFilter { level: Some("warn".into()), ..Default::default() })?, vec![4, 1]);
+            assert_eq!(of(tx, LogFilter { since_ms: Some(102), until_ms: Some(104), ..Default::default() })?, vec![3, 2]);
+            assert_eq!(tx.logs(&LogFilter { limit: 1, ..Default::default() })?.len(), 1);
+            assert_eq!(tx.delete_logs_before(103)?, 2);
+            assert_eq!(of(tx, LogFilter::default())?, vec![4, 3]);
             Ok(())
         })
         .unwrap();

@@ -9,6 +9,35 @@ use idlegrid_types::{
     TaskFailureInfo, TaskIndex, TaskState,
 };
 
+/// One line of the log server (P4.9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRow {
+    /// Assigned by the store.
+    pub id: u64,
+    pub time_ms: u64,
+    pub received_ms: u64,
+    pub party: PartyId,
+    pub role: Role,
+    pub level: String,
+    pub component: String,
+    pub job: Option<JobId>,
+    pub message: String,
+}
+
+/// Which log lines an operator asks for; every given field must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LogFilter {
+    pub component: Option<String>,
+    pub party: Option<PartyId>,
+    pub job: Option<JobId>,
+    pub level: Option<String>,
+    /// Received at or after.
+    pub since_ms: Option<u64>,
+    /// Received before.
+    pub until_ms: Option<u64>,
+    pub limit: u32,
+}
+
 /// Counts across the whole database, for operators' health reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Census {

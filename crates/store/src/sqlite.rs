@@ -102,6 +102,10 @@ CREATE INDEX assignments_task ON assignments(task);
 CREATE INDEX assignments_active_provider ON assignments(provider) WHERE active = 1;
 "#, r#"
 CREATE TABLE revocations (party BLOB PRIMARY KEY, reason TEXT NOT NULL, revoked_ms INTEGER NOT NULL);
+CREATE TABLE logs (
+    id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, party BLOB NOT NULL, role TEXT NOT NULL,
+    level TEXT NOT NULL, component TEXT NOT NULL, job BLOB, message TEXT NOT NULL);
+CREATE INDEX logs_received ON logs(received_ms);
 "#];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -573,6 +577,65 @@ impl Tx for SqliteTx<'_> {
                 })
             })
             .optional()?)
+    }
+
+    fn insert_logs(&mut self, lines: &[LogRow]) -> StoreResult<()> {
+        let mut statement = self.tx.prepare_cached(
+            "INSERT INTO logs (time_ms, received_ms, party, role, level, component, job, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for line in lines {
+            statement.execute(params![
+                int(line.time_ms),
+                int(line.received_ms),
+                &line.party.as_bytes()[..],
+                line.role.as_str(),
+                line.level,
+                line.component,
+                line.job.map(|j| j.as_uuid().as_bytes().to_vec()),
+                line.message
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn logs(&mut self, filter: &LogFilter) -> StoreResult<Vec<LogRow>> {
+        self.collect(
+            "SELECT id, time_ms, received_ms, party, role, level, component, job, message FROM logs
+             WHERE (?1 IS NULL OR component = ?1) AND (?2 IS NULL OR party = ?2) AND (?3 IS NULL OR job = ?3)
+               AND (?4 IS NULL OR level = ?4) AND received_ms >= ?5 AND received_ms < ?6
+             ORDER BY id DESC LIMIT ?7",
+            params![
+                filter.component,
+                filter.party.as_ref().map(|p| p.as_bytes().to_vec()),
+                filter.job.map(|j| j.as_uuid().as_bytes().to_vec()),
+                filter.level,
+                int(filter.since_ms.unwrap_or(0)),
+                int(filter.until_ms.unwrap_or(i64::MAX as u64)),
+                i64::from(filter.limit)
+            ],
+            |row| {
+                let role: String = row.get(4)?;
+                let job: Option<Vec<u8>> = row.get(7)?;
+                Ok(LogRow {
+                    id: uint(row.get(0)?),
+                    time_ms: uint(row.get(1)?),
+                    received_ms: uint(row.get(2)?),
+                    party: get_party_id(row, 3)?,
+                    role: role.parse::<Role>().map_err(|_| corrupt("role"))?,
+                    level: row.get(5)?,
+                    component: row.get(6)?,
+                    job: match job {
+                        Some(_) => Some(get_job_id(row, 7)?),
+                        None => None,
+                    },
+                    message: row.get(8)?,
+                })
+            },
+        )
+    }
+
+    fn delete_logs_before(&mut self, before_ms: u64) -> StoreResult<u64> {
+        Ok(self.tx.prepare_cached("DELETE FROM logs WHERE received_ms < ?1")?.execute([int(before_ms)])? as u64)
     }
 
     fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census> {

@@ -48,6 +48,11 @@ pub trait Tx {
     /// Insert a party; returns false if the ID exists already (with whatever key it has).
     fn insert_party(&mut self, party: &PartyRow) -> StoreResult<bool>;
     fn party(&mut self, id: &PartyId) -> StoreResult<Option<PartyRow>>;
+    fn insert_logs(&mut self, lines: &[LogRow]) -> StoreResult<()>;
+    /// Matching lines, newest first, at most `filter.limit`.
+    fn logs(&mut self, filter: &LogFilter) -> StoreResult<Vec<LogRow>>;
+    /// Delete lines received before `before_ms`; returns how many.
+    fn delete_logs_before(&mut self, before_ms: u64) -> StoreResult<u64>;
     /// Tasks waiting and running, jobs not yet complete, engines heard from since
     /// `contact_since_ms`. Scans tables: for health reports, not for every request.
     fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census>;
