@@ -41,6 +41,12 @@ pub enum AssuranceError {
     UnknownComparison { first: AssignmentId, second: AssignmentId },
 }
 
+impl From<idlegrid_types::InvalidPolicyParameter> for AssuranceError {
+    fn from(error: idlegrid_types::InvalidPolicyParameter) -> AssuranceError {
+        AssuranceError::InvalidParameter { field: error.field, value: error.value, reason: error.reason }
+    }
+}
+
 impl AssuranceError {
     /// A number that must be finite and within a range, with the range in the reason.
     pub(crate) fn parameter(field: &'static str, value: impl ToString, reason: &'static str) -> AssuranceError {

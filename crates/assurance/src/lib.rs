@@ -57,7 +57,6 @@
 mod compare;
 mod credibility;
 mod error;
-mod policy;
 mod quarantine;
 pub mod random;
 mod record;
@@ -70,7 +69,7 @@ mod task_tests;
 pub use compare::{ByteEquality, Comparison, DeferredValidator, ResultComparator, ResultDigest, ReturnedResult};
 pub use credibility::{CredibilityModel, group_log_odds, log_odds, result_credibilities, result_margin};
 pub use error::AssuranceError;
-pub use policy::{REPLICAS_LIMIT, ValidationPolicy};
+pub use idlegrid_types::{REPLICAS_LIMIT, ValidationPolicy};
 pub use quarantine::{Contribution, QuarantinePlan, TaskKey, plan_quarantine};
 pub use random::RandomSource;
 pub use record::{JudgementKind, ProviderRecord, ProviderRecords, QuarantineReason, QuarantineRule, SpotCheckConsequence, SpotCheckOutcome};

@@ -12,6 +12,12 @@
 //! # or: file = "tasks.jsonl", one {"params": "...", "data": {"name": "path"}, "priority": 1} per line
 //! [limits]                         # optional, see TaskLimitsSpec
 //! cpu_seconds_max = 600
+//! [validation]                     # optional: replicas must agree (P6.1), see ValidationPolicy
+//! kind = "quorum"                  # or "adaptive", "credibility"; default "none"
+//! min_agreeing = 2
+//! target_replicas = 2
+//! replicas_max = 6
+//! # validator = "close-enough.wasm"  (top level) compares results that may differ slightly
 //! ```
 
 use std::collections::BTreeMap;
@@ -19,7 +25,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use idlegrid_types::{JobProperties, TaskLimitsSpec};
+use idlegrid_types::{JobProperties, TaskLimitsSpec, ValidationPolicy};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -40,6 +46,12 @@ pub struct JobFile {
     pub tasks: TasksSection,
     #[serde(default)]
     pub limits: Option<TaskLimitsSpec>,
+    #[serde(default)]
+    pub validation: Option<ValidationPolicy>,
+    /// A wasm element that tells whether two results agree (reads elements `first` and
+    /// `second`, returns `equivalent` or `different`).
+    #[serde(default)]
+    pub validator: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +107,14 @@ impl Job {
         if !job.executable().exists() {
             bail!("{}: executable {} does not exist", path.display(), job.executable().display());
         }
+        if let Some(validator) = &job.file.validator {
+            if !job.resolve(validator).exists() {
+                bail!("{}: validator {} does not exist", path.display(), job.resolve(validator).display());
+            }
+            if job.file.validation.is_none() {
+                bail!("{}: a validator compares replicas; add a [validation] section (kind = \"quorum\", ...)", path.display());
+            }
+        }
         for (name, data) in &job.file.data {
             if !job.resolve(data).exists() {
                 bail!("{}: data element '{name}' ({}) does not exist", path.display(), job.resolve(data).display());
@@ -122,6 +142,9 @@ impl Job {
         }
         if let Some(cost) = self.file.cost_max {
             properties.cost_max_micros = Some((cost.max(0.0) * 1e6).round() as u64);
+        }
+        if let Some(validation) = self.file.validation {
+            properties.validation = validation;
         }
         properties
     }

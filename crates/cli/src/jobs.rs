@@ -40,7 +40,12 @@ pub fn print_job(info: &JobInfo) {
 /// Upload the job's elements, stream its tasks, launch it.
 pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
     let executable = client.upload_file(&job.executable(), ElementKind::Executable).await.context("uploading the executable")?;
-    let info = client.create_job(job.properties()).await?;
+    let mut properties = job.properties();
+    if let Some(validator) = &job.file.validator {
+        let element = client.upload_file(&job.resolve(validator), ElementKind::Executable).await.context("uploading the validator")?;
+        properties.validator = Some(element.hash);
+    }
+    let info = client.create_job(properties).await?;
     let mut uploaded: HashMap<PathBuf, ElementRef> = HashMap::new();
     let progress = bar(job.count_hint(), "submitting");
     let mut batch = Vec::with_capacity(4000);

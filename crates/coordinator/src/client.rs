@@ -214,6 +214,11 @@ impl Coordinator {
 impl Coordinator {
     fn create_job(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, properties: JobProperties) -> Result<(), Reject> {
         properties.validate().map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: {reason}")))?;
+        if let Some(validator) = &properties.validator {
+            if !ctx.tx.element_visible_to_client(&ctx.party.id, validator)? {
+                return Err(report(ErrorCode::UnknownElement, format!("job {job}: validator element {validator} was not uploaded by this client")));
+            }
+        }
         let row = JobRow {
             id: job,
             client: ctx.party.id.clone(),
@@ -236,6 +241,10 @@ impl Coordinator {
                 Some(existing) if existing.client == ctx.party.id && existing.properties == row.properties => {}
                 _ => return Err(report(ErrorCode::Conflict, format!("job {job} exists already with other properties"))),
             }
+        }
+        if let Some(validator) = &row.properties.validator {
+            // Kept as long as the job: results are compared with it until the last one.
+            ctx.tx.add_job_elements(job, &[*validator])?;
         }
         let row = self.owned_job(ctx, job)?;
         ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))

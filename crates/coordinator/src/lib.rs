@@ -14,6 +14,7 @@
 //!   messages ahead of the session's acknowledgements, and is marked delivered only when a
 //!   session acknowledges the message that carried it.
 
+pub mod assurance;
 mod client;
 mod error;
 pub mod money;
@@ -82,6 +83,12 @@ pub struct CoordinatorConfig {
     /// How long a party's key and revocation status are cached: a revocation made through
     /// another server instance takes effect here within this time (at once on this one).
     pub key_cache_ttl_ms: u64,
+    /// How often providers get test tasks with known answers (P6.2).
+    pub spot_checks: idlegrid_assurance::SpotCheckPolicy,
+    /// How many wrong answers to test tasks quarantine a provider.
+    pub quarantine: idlegrid_assurance::QuarantineRule,
+    /// The assumed fraction of saboteurs, from which credibility follows (Sarmenta).
+    pub credibility: idlegrid_assurance::CredibilityModel,
 }
 
 impl Default for CoordinatorConfig {
@@ -108,6 +115,9 @@ impl Default for CoordinatorConfig {
             log_retention_ms: 14 * 24 * 3600 * 1000,
             tasks_per_job_max: 10_000_000,
             key_cache_ttl_ms: 10_000,
+            spot_checks: idlegrid_assurance::SpotCheckPolicy::default(),
+            quarantine: idlegrid_assurance::QuarantineRule::default(),
+            credibility: idlegrid_assurance::CredibilityModel::default(),
         }
     }
 }
@@ -121,6 +131,9 @@ pub struct Effects {
     pub delete_elements: Vec<ElementHash>,
     /// Tasks that reached a final state (for the instance's tasks-per-second figure).
     pub tasks_concluded: u64,
+    /// Results to compare with their job's validator; the verdicts go to
+    /// `Coordinator::record_comparison`.
+    pub comparisons: Vec<assurance::PendingComparison>,
 }
 
 impl Effects {
@@ -128,6 +141,7 @@ impl Effects {
         self.wake.extend(other.wake);
         self.delete_elements.extend(other.delete_elements);
         self.tasks_concluded += other.tasks_concluded;
+        self.comparisons.extend(other.comparisons);
     }
 }
 

@@ -157,6 +157,7 @@ impl Coordinator {
         task: &TaskRow,
         provider: &PartyId,
         data_in_bytes: u64,
+        awaits_judgement: bool,
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let record = WorkRecord {
@@ -174,6 +175,8 @@ impl Coordinator {
             final_status: false,
             data_in_bytes,
             data_out_bytes: 0,
+            pay_awaits_judgement: awaits_judgement,
+            pay_withheld: false,
         };
         tx.upsert_work_record(&record)
     }

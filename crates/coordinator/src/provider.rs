@@ -8,12 +8,19 @@ use idlegrid_protocol::messages::{
 use idlegrid_protocol::wire::limits;
 use idlegrid_protocol::{ErrorCode, Payload};
 use idlegrid_store::{AssignmentRowState, StoreError, Tx};
-use idlegrid_types::{AssignmentId, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState};
+use idlegrid_types::{AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState};
 
+use crate::assurance::ReplicaOutcome;
 use crate::error::{Reject, report};
 use crate::schedule::transition;
 use crate::session::{Ctx, push};
 use crate::{Coordinator, Effects, Party};
+
+/// An engine's failure report, with a reason and at most 4096 characters of it.
+fn bounded_failure(failure: Option<TaskFailureInfo>) -> TaskFailureInfo {
+    let failure = failure.unwrap_or(TaskFailureInfo { kind: FailureKind::Engine, message: "the engine reported a failure without a reason".into() });
+    TaskFailureInfo { message: failure.message.chars().take(4096).collect(), ..failure }
+}
 
 fn engine_settings(c: &Coordinator) -> BTreeMap<String, String> {
     [
@@ -185,6 +192,12 @@ impl Coordinator {
         };
         let Some(mut job) = ctx.tx.job(task.job)? else { return Ok(()) };
         let active = assignment.state == AssignmentRowState::Active;
+        if let Some(expected) = ctx.tx.spot_check(id)? {
+            return self.spot_check_status(ctx, &job, expected, status, active);
+        }
+        if crate::assurance::is_assured(&job) && matches!(status.state, AssignmentState::Succeeded | AssignmentState::Failed) {
+            return self.replica_status(ctx, &mut task, &mut job, status, active);
+        }
         match status.state {
             AssignmentState::Running => {
                 if !active || task.state.is_final() {
@@ -226,17 +239,13 @@ impl Coordinator {
                     self.check_payload(ctx, &result, limit, "result")?;
                     self.conclude(ctx.tx, &mut task, &mut job, TaskState::Succeeded, Some(result), None, status.cpu_ms, ctx.now, ctx.fx)?;
                 } else {
-                    let failure = status.failure.unwrap_or(TaskFailureInfo {
-                        kind: FailureKind::Engine,
-                        message: "the engine reported a failure without a reason".into(),
-                    });
-                    let failure = TaskFailureInfo { message: failure.message.chars().take(4096).collect(), ..failure };
+                    let failure = bounded_failure(status.failure);
                     if failure.kind.is_deterministic() {
                         self.conclude(ctx.tx, &mut task, &mut job, TaskState::Failed, None, Some(failure), status.cpu_ms, ctx.now, ctx.fx)?;
                     } else {
                         // Not the task's fault: another engine may succeed.
                         tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure: task requeued");
-                        self.lost(ctx.tx, &mut task, &mut job, Some(&failure.message), ctx.now, ctx.fx)?;
+                        self.lost(ctx.tx, &mut task, &mut job, id, Some(&failure.message), ctx.now, ctx.fx)?;
                     }
                 }
             }
@@ -250,7 +259,12 @@ impl Coordinator {
                 }
                 ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms + status.cpu_ms)?;
                 task.cpu_ms += status.cpu_ms;
-                if task.state == TaskState::Running && ctx.tx.active_assignments_of_task(task.key)?.is_empty() {
+                if crate::assurance::is_assured(&job) {
+                    // A replica handed back: its assurance decides whether another is needed.
+                    if !task.state.is_final() {
+                        self.replica_returned(ctx.tx, &mut task, &mut job, id, None, ctx.now, ctx.fx)?;
+                    }
+                } else if task.state == TaskState::Running && ctx.tx.active_assignments_of_task(task.key)?.is_empty() {
                     // Handed back without being asked (the engine is going away): run elsewhere.
                     // This is not a loss: it does not count against attempts_max.
                     transition(ctx.tx, &mut task, &mut job, TaskEvent::Requeue)?;
@@ -259,6 +273,61 @@ impl Coordinator {
             }
         }
         ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(())
+    }
+
+    /// The final status of a replica of a task whose job checks results: the result is kept
+    /// until the task's assurance accepts one.
+    fn replica_status(&self, ctx: &mut Ctx<'_>, task: &mut idlegrid_store::TaskRow, job: &mut idlegrid_store::JobRow, status: AssignmentStatus, active: bool) -> Result<(), Reject> {
+        let id = status.assignment;
+        if !active || !ctx.tx.end_assignment(id, ctx.now)? {
+            return Ok(()); // lost or cancelled already: its result no longer counts
+        }
+        self.journal_conclude(ctx.tx, id, None, ctx.now)?;
+        ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms + status.cpu_ms)?;
+        task.cpu_ms += status.cpu_ms;
+        if task.state.is_final() {
+            // Decided while this replica ran; its pay follows its time, as for a cancelled one.
+            return self.replica_returned(ctx.tx, task, job, id, None, ctx.now, ctx.fx).map_err(Reject::from);
+        }
+        let outcome = if status.state == AssignmentState::Succeeded {
+            let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
+            self.check_payload(ctx, &result, job.properties.task_limits.result_bytes_max, "result")?;
+            Some(ReplicaOutcome::Succeeded { result })
+        } else {
+            let failure = bounded_failure(status.failure);
+            if failure.kind.is_deterministic() {
+                Some(ReplicaOutcome::Failed { failure })
+            } else {
+                tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure of a replica");
+                None
+            }
+        };
+        self.replica_returned(ctx.tx, task, job, id, outcome, ctx.now, ctx.fx)?;
+        ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(())
+    }
+
+    /// A status of a test task: only its final answer matters, and it is judged, never
+    /// delivered to anybody.
+    fn spot_check_status(&self, ctx: &mut Ctx<'_>, job: &idlegrid_store::JobRow, expected: ElementHash, status: AssignmentStatus, active: bool) -> Result<(), Reject> {
+        let id = status.assignment;
+        let answer = match status.state {
+            AssignmentState::Running => return Ok(()),
+            AssignmentState::Succeeded => Some(ReplicaOutcome::Succeeded { result: status.result.unwrap_or(Payload::Inline(Vec::new())) }),
+            AssignmentState::Failed => {
+                let failure = bounded_failure(status.failure);
+                failure.kind.is_deterministic().then_some(ReplicaOutcome::Failed { failure })
+            }
+            AssignmentState::Suspended | AssignmentState::Removed => None,
+        };
+        if !active || !ctx.tx.end_assignment(id, ctx.now)? {
+            return Ok(());
+        }
+        if matches!(status.state, AssignmentState::Succeeded | AssignmentState::Failed) {
+            let provider = ctx.party.id.clone();
+            self.spot_check_answered(ctx.tx, &provider, id, expected, answer, job, ctx.now, ctx.fx)?;
+        }
         Ok(())
     }
 
@@ -272,7 +341,7 @@ impl Coordinator {
                 self.journal_conclude(ctx.tx, assignment.id, None, ctx.now)?;
                 let Some(mut task) = ctx.tx.task_by_key(assignment.task)? else { continue };
                 let Some(mut job) = ctx.tx.job(task.job)? else { continue };
-                self.lost(ctx.tx, &mut task, &mut job, None, ctx.now, ctx.fx)?;
+                self.lost(ctx.tx, &mut task, &mut job, assignment.id, None, ctx.now, ctx.fx)?;
                 ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
             }
         }

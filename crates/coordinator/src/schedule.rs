@@ -5,12 +5,16 @@ use std::collections::HashMap;
 
 use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
 use idlegrid_protocol::Payload;
-use idlegrid_scheduler::{AfterLoss, after_loss, fill_rooms};
+use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss, place_replicas};
 use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
-use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, TaskEvent, TaskFailureInfo, TaskState};
+use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
+use crate::assurance;
 use crate::session::push;
 use crate::{Coordinator, Effects};
+
+/// Known answers a pass chooses spot checks from.
+const SPOT_CHECK_CHOICES: u32 = 64;
 
 /// What a periodic maintenance pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -75,80 +79,161 @@ pub(crate) fn move_all(tx: &mut dyn Tx, job: &mut JobRow, from: &[TaskState], to
 }
 
 impl Coordinator {
-    /// Assign queued tasks to engines that have room, highest priority first.
+    /// Assign queued tasks to engines that have room, highest priority first. Tasks of jobs
+    /// that check results get as many replicas as their assurance state wants, each on an
+    /// engine that has not held one; quarantined engines get nothing; and a placement may be
+    /// turned into a test task with a known answer (spot check).
     pub fn schedule(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<u32, StoreError> {
-        let rooms = tx.providers_with_room(now_ms.saturating_sub(self.config.provider_silence_ms_max))?;
+        let mut rooms = tx.providers_with_room(now_ms.saturating_sub(self.config.provider_silence_ms_max))?;
         if rooms.is_empty() {
             return Ok(0);
         }
+        let quarantined = tx.quarantined_providers()?;
+        if !quarantined.is_empty() {
+            rooms.retain(|room| !quarantined.contains(&room.id));
+        }
         let total: u64 = rooms.iter().map(|r| r.room as u64).sum();
-        let queued = tx.queued_tasks(total.min(self.config.schedule_batch_max as u64) as u32)?;
-        if queued.is_empty() {
+        let limit = total.min(self.config.schedule_batch_max as u64) as u32;
+        // Tasks short of replicas first: a result already returned waits on them.
+        let mut candidates = tx.tasks_wanting_replicas(limit)?;
+        candidates.extend(tx.queued_tasks(limit)?);
+        if candidates.is_empty() {
             return Ok(0);
         }
-        let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
-        let plan = fill_rooms(&room_sizes, &queued);
+        let engine_of: HashMap<PartyId, usize> = rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
         let mut jobs = Jobs::default();
-        let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
-        let mut assigned = 0;
-        for (queued_task, engine) in plan {
-            let provider = &rooms[engine];
-            let Some(mut task) = tx.task_by_key(queued_task.key)? else { continue };
+        let mut tasks = Vec::with_capacity(candidates.len());
+        let mut demands = Vec::with_capacity(candidates.len());
+        for candidate in candidates {
+            let Some(mut task) = tx.task_by_key(candidate.key)? else { continue };
             let Some(job) = jobs.get(tx, task.job)? else { continue };
-            let mut size_of = |tx: &mut dyn Tx, hash: &ElementHash| -> Result<Option<u64>, StoreError> {
-                if let Some(size) = sizes.get(hash) {
-                    return Ok(*size);
+            if !assurance::is_assured(job) {
+                if task.state == TaskState::Queued {
+                    demands.push(ReplicaDemand { wanted: 1, excluded: Vec::new() });
+                    tasks.push(task);
                 }
-                let size = tx.element_size(hash)?;
-                sizes.insert(*hash, size);
-                Ok(size)
-            };
-            let mut missing = None;
-            let mut reference = |tx: &mut dyn Tx, hash: &ElementHash, missing: &mut Option<ElementHash>| -> Result<ElementRef, StoreError> {
-                let size = size_of(tx, hash)?;
-                if size.is_none() {
-                    *missing = Some(*hash);
-                }
-                Ok(ElementRef { hash: *hash, size: size.unwrap_or(0) })
-            };
-            let executable = reference(tx, &task.executable, &mut missing)?;
-            let mut data = std::collections::BTreeMap::new();
-            for (name, hash) in &task.data {
-                data.insert(name.clone(), reference(tx, hash, &mut missing)?);
-            }
-            let checkpoint = match &task.checkpoint {
-                Some(hash) => Some(reference(tx, hash, &mut missing)?),
-                None => None,
-            };
-            if let Some(hash) = missing {
-                let failure = TaskFailureInfo {
-                    kind: FailureKind::ElementUnavailable,
-                    message: format!("element {hash} of this task is no longer stored on the server"),
-                };
-                self.conclude(tx, &mut task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
                 continue;
             }
+            let Some((state, wanted)) = self.assured_task(tx, &mut task, job, now_ms, fx)? else { continue };
+            if wanted == 0 || task.state.is_final() {
+                continue;
+            }
+            let excluded = state.assurance.providers().iter().filter_map(|p| engine_of.get(p).copied()).collect();
+            demands.push(ReplicaDemand { wanted, excluded });
+            tasks.push(task);
+        }
+        let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
+        let plan = place_replicas(&room_sizes, &demands);
+        let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
+        let mut records: HashMap<PartyId, idlegrid_assurance::ProviderRecord> = HashMap::new();
+        let mut known_answers = None;
+        let mut assigned = 0;
+        for (index, engine) in plan {
+            let provider = &rooms[engine];
+            let task = &mut tasks[index];
+            let Some(job) = jobs.get(tx, task.job)? else { continue };
+            if task.state.is_final() {
+                continue;
+            }
+            if !records.contains_key(&provider.id) {
+                records.insert(provider.id.clone(), assurance::load_record(tx, &provider.id)?);
+            }
+            if self.draw_spot_check(&records[&provider.id], &provider.id) {
+                if known_answers.is_none() {
+                    known_answers = Some(tx.known_answers(SPOT_CHECK_CHOICES)?);
+                }
+                let known = known_answers.as_deref().unwrap_or_default();
+                if let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, known)? {
+                    // The room goes to the test; the real task waits for the next pass.
+                    if let Ok(mut message) = self.assignment_for(tx, &test, &test_job, &mut sizes)? {
+                        let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
+                        tx.insert_spot_check(id, &expected)?;
+                        message.assignment = id;
+                        message.ticket = self.ticket(&provider.id, id, now_ms);
+                        push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
+                        tracing::debug!(provider = %provider.id, assignment = %id, "spot check sent");
+                        continue;
+                    }
+                }
+            }
+            let mut message = match self.assignment_for(tx, task, job, &mut sizes)? {
+                Ok(message) => message,
+                Err(hash) => {
+                    let failure = TaskFailureInfo {
+                        kind: FailureKind::ElementUnavailable,
+                        message: format!("element {hash} of this task is no longer stored on the server"),
+                    };
+                    self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+                    continue;
+                }
+            };
+            let assured = assurance::is_assured(job);
             let id = tx.insert_assignment(task.key, &provider.id, now_ms)?;
-            let data_in = executable.size + data.values().map(|e| e.size).sum::<u64>() + checkpoint.map(|c| c.size).unwrap_or(0);
-            self.journal_launch(tx, id, job, &task, &provider.id, data_in, now_ms)?;
-            transition(tx, &mut task, job, TaskEvent::Assign)?;
-            tx.set_task_run(task.key, task.attempts + 1, task.cpu_ms)?;
-            let message = ServerToProvider::Task(self.sign(Assignment {
-                assignment: id,
-                executable,
-                data,
-                params: task.params.clone(),
-                checkpoint,
-                priority: task.priority,
-                limits: job.properties.task_limits.clone(),
-                ticket: self.ticket(&provider.id, id, now_ms),
-                signature: String::new(),
-            }));
-            push(tx, fx, provider.session, None, &message, None)?;
+            let data_in = message.executable.size
+                + message.data.values().map(|e| e.size).sum::<u64>()
+                + message.checkpoint.map(|c| c.size).unwrap_or(0);
+            self.journal_launch(tx, id, job, task, &provider.id, data_in, assured, now_ms)?;
+            if task.state == TaskState::Queued {
+                transition(tx, task, job, TaskEvent::Assign)?;
+            }
+            task.attempts += 1;
+            tx.set_task_run(task.key, task.attempts, task.cpu_ms)?;
+            message.assignment = id;
+            message.ticket = self.ticket(&provider.id, id, now_ms);
+            push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
+            if assured {
+                self.replica_placed(tx, task, job, id, &provider.id, now_ms, fx)?;
+            }
             assigned += 1;
         }
         jobs.save(tx)?;
         Ok(assigned)
+    }
+
+    /// The assignment message of a task, without its assignment id, ticket and signature; or
+    /// the element the server no longer holds.
+    pub(crate) fn assignment_for(
+        &self,
+        tx: &mut dyn Tx,
+        task: &TaskRow,
+        job: &JobRow,
+        sizes: &mut HashMap<ElementHash, Option<u64>>,
+    ) -> Result<Result<Assignment, ElementHash>, StoreError> {
+        let mut reference = |tx: &mut dyn Tx, hash: &ElementHash| -> Result<Option<ElementRef>, StoreError> {
+            let size = match sizes.get(hash) {
+                Some(size) => *size,
+                None => {
+                    let size = tx.element_size(hash)?;
+                    sizes.insert(*hash, size);
+                    size
+                }
+            };
+            Ok(size.map(|size| ElementRef { hash: *hash, size }))
+        };
+        let Some(executable) = reference(tx, &task.executable)? else { return Ok(Err(task.executable)) };
+        let mut data = std::collections::BTreeMap::new();
+        for (name, hash) in &task.data {
+            let Some(element) = reference(tx, hash)? else { return Ok(Err(*hash)) };
+            data.insert(name.clone(), element);
+        }
+        let checkpoint = match &task.checkpoint {
+            Some(hash) => match reference(tx, hash)? {
+                Some(element) => Some(element),
+                None => return Ok(Err(*hash)),
+            },
+            None => None,
+        };
+        Ok(Ok(Assignment {
+            assignment: idlegrid_types::AssignmentId(0),
+            executable,
+            data,
+            params: task.params.clone(),
+            checkpoint,
+            priority: task.priority,
+            limits: job.properties.task_limits.clone(),
+            ticket: String::new(),
+            signature: String::new(),
+        }))
     }
 
     /// Record a task's final result or failure (the first one wins), drop its other
@@ -217,16 +302,25 @@ impl Coordinator {
     }
 
     /// A task lost a placement (its engine vanished or handed it back without a result): queue
-    /// it again, or fail it if it was placed as often as the job allows.
+    /// it again, or fail it if it was placed as often as the job allows. For a job that checks
+    /// results, the replica is lost and the task's assurance decides what follows.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn lost(
         &self,
         tx: &mut dyn Tx,
         task: &mut TaskRow,
         job: &mut JobRow,
+        assignment: idlegrid_types::AssignmentId,
         why: Option<&str>,
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<(), StoreError> {
+        if assurance::is_assured(job) {
+            if !task.state.is_final() {
+                self.replica_returned(tx, task, job, assignment, None, now_ms, fx)?;
+            }
+            return self.answer_task_requests(tx, task, fx);
+        }
         if task.state != TaskState::Running || !tx.active_assignments_of_task(task.key)?.is_empty() {
             return Ok(());
         }
@@ -305,7 +399,7 @@ impl Coordinator {
         self.tell_provider(tx, &assignment.provider, &ServerToProvider::RemoveTask { assignment: assignment.id }, fx)?;
         let Some(mut task) = tx.task_by_key(assignment.task)? else { return Ok(true) };
         let Some(mut job) = tx.job(task.job)? else { return Ok(true) };
-        self.lost(tx, &mut task, &mut job, None, now_ms, fx)?;
+        self.lost(tx, &mut task, &mut job, assignment.id, None, now_ms, fx)?;
         tx.save_job_state(job.id, job.state, &job.counts)?;
         Ok(true)
     }

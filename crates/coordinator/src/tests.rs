@@ -876,3 +876,300 @@ mod money {
         Ok(())
     }
 }
+
+/// Result assurance (P6.1, P6.2) carried out by the coordinator.
+mod assurance {
+    use super::*;
+    use idlegrid_assurance::{Comparison, SpotCheckPolicy, ValidationPolicy};
+
+
+    fn assured_job(world: &mut World, n: u64, properties: JobProperties) -> (Peer, JobId) {
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
+        let job = JobId::random();
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties },
+                ClientToServer::Task { job, tasks: specs(exe, 0..n) },
+                ClientToServer::Attach { job, replay: Replay::Undelivered },
+                ClientToServer::Launch { job },
+            ],
+        );
+        (client, job)
+    }
+
+    fn answer(a: &Assignment, result: &[u8]) -> ProviderToServer {
+        let mut status = succeed(a);
+        if let ProviderToServer::TaskStatus(s) = &mut status {
+            s.result = Some(Payload::Inline(result.to_vec()));
+        }
+        status
+    }
+
+    struct Engine {
+        peer: Peer,
+        honest: bool,
+        received: Vec<Assignment>,
+    }
+
+    /// Engines answer what they received (honest ones with the task's parameters, liars with
+    /// a forgery) until the client has every result; returns the client's final results.
+    fn run(world: &mut World, client: &mut Peer, engines: &mut [Engine], rounds: usize) -> Vec<TaskStatusReport> {
+        let mut finals = Vec::new();
+        for _ in 0..rounds {
+            for engine in engines.iter_mut() {
+                let batch = assignments(world, &mut engine.peer);
+                let replies: Vec<ProviderToServer> =
+                    batch.iter().map(|a| if engine.honest { succeed(a) } else { answer(a, b"forged") }).collect();
+                engine.received.extend(batch);
+                if !replies.is_empty() {
+                    world.engine_send(&mut engine.peer, replies);
+                }
+            }
+            finals.extend(final_statuses(&world.poll::<ServerToClient>(client)));
+        }
+        finals
+    }
+
+    fn engines(world: &mut World, honesty: &[bool]) -> Vec<Engine> {
+        honesty
+            .iter()
+            .map(|honest| {
+                let mut peer = world.join(Role::Provider);
+                engine_ready(world, &mut peer, 4);
+                Engine { peer, honest: *honest, received: Vec::new() }
+            })
+            .collect()
+    }
+
+    fn without_spot_checks() -> CoordinatorConfig {
+        CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() }
+    }
+
+    #[test]
+    fn a_quorum_accepts_only_agreeing_results_from_distinct_engines() {
+        let mut world = World::with(without_spot_checks());
+        let properties = JobProperties { validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
+        let (mut client, _) = assured_job(&mut world, 12, properties);
+        let mut engines = engines(&mut world, &[true, true, false]);
+        let finals = run(&mut world, &mut client, &mut engines, 30);
+
+        let mut indexes: Vec<u64> = finals.iter().map(|r| r.task).collect();
+        indexes.sort();
+        assert_eq!(indexes, (0..12).collect::<Vec<_>>(), "each task's result exactly once");
+        for r in &finals {
+            assert_eq!(r.state, TaskState::Succeeded);
+            assert_eq!(r.result, Some(Payload::Inline(format!("n={}", r.task).into_bytes())), "never the forgery");
+        }
+        // Every task ran on at least two engines, never twice on one.
+        let mut per_task: std::collections::BTreeMap<Vec<u8>, Vec<usize>> = Default::default();
+        for (i, engine) in engines.iter().enumerate() {
+            for a in &engine.received {
+                let holders = per_task.entry(a.params.clone()).or_default();
+                assert!(!holders.contains(&i), "engine {i} got two replicas of {:?}", String::from_utf8_lossy(&a.params));
+                holders.push(i);
+            }
+        }
+        assert!(per_task.values().all(|holders| holders.len() >= 2));
+        assert!(!engines[2].received.is_empty(), "the liar took part");
+        // The liar's results were judged invalid and are not paid; the honest ones' are.
+        let liar = engines[2].peer.party.id.clone();
+        let (record, works) = world
+            .store
+            .write(|tx| -> Result<_, idlegrid_store::StoreError> {
+                let record: idlegrid_assurance::ProviderRecord = serde_json::from_str(&tx.provider_record(&liar)?.unwrap()).unwrap();
+                let job = finals[0].job;
+                Ok((record, tx.work_records_of_job(job)?))
+            })
+            .unwrap();
+        assert_eq!(record.valid, 0);
+        assert!(record.invalid > 0, "{record:?}");
+        for work in &works {
+            assert!(!work.pay_awaits_judgement, "every replica judged or settled: {work:?}");
+            assert_eq!(work.pay_withheld, work.provider == liar, "{work:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_answer_to_a_test_task_quarantines_the_provider_and_its_results_are_reverified() {
+        let always = SpotCheckPolicy { rate: 1.0, new_provider_rate: 1.0, new_provider_checks: 0 };
+        let mut world = World::with(CoordinatorConfig { spot_checks: always, ..CoordinatorConfig::default() });
+        let properties = JobProperties { validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
+        let (mut client, _) = assured_job(&mut world, 20, properties);
+        let mut engines = engines(&mut world, &[true, true, false]);
+        let finals = run(&mut world, &mut client, &mut engines, 40);
+        assert_eq!(finals.len(), 20, "the job completes without the liar");
+        for r in &finals {
+            assert_eq!(r.result, Some(Payload::Inline(format!("n={}", r.task).into_bytes())));
+        }
+        let liar = engines[2].peer.party.id.clone();
+        let quarantined = world.store.write(|tx| tx.quarantined_providers()).unwrap();
+        assert_eq!(quarantined, vec![liar.clone()], "only the liar is quarantined");
+        // Nothing more reaches it.
+        let received = engines[2].received.len();
+        world.engine_send(&mut engines[2].peer, vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: 8 }]);
+        assert!(assignments(&mut world, &mut engines[2].peer).is_empty());
+        assert_eq!(engines[2].received.len(), received);
+        let works = world.store.write(|tx| tx.work_records_of_job(finals[0].job)).unwrap();
+        assert!(works.iter().filter(|w| w.provider == liar).all(|w| w.pay_withheld));
+        assert!(works.iter().filter(|w| w.provider != liar).all(|w| !w.pay_withheld && !w.pay_awaits_judgement));
+    }
+
+    #[test]
+    fn results_that_need_the_validator_wait_for_its_verdict() {
+        let mut world = World::with(without_spot_checks());
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
+        let validator = world.upload(&client, b"\0asm validator", ElementKind::Executable);
+        let job = JobId::random();
+        let properties = JobProperties { validation: ValidationPolicy::quorum(2), validator: Some(validator), ..JobProperties::default() };
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties },
+                ClientToServer::Task { job, tasks: specs(exe, 0..1) },
+                ClientToServer::Attach { job, replay: Replay::Undelivered },
+                ClientToServer::Launch { job },
+            ],
+        );
+        let mut engines = engines(&mut world, &[true, true]);
+        let mut pending = Vec::new();
+        for (i, engine) in engines.iter_mut().enumerate() {
+            let batch = assignments(&mut world, &mut engine.peer);
+            assert_eq!(batch.len(), 1, "one replica on each engine");
+            let batch = envelopes(&mut engine.peer, vec![answer(&batch[0], format!("3.1415{i}").as_bytes())]);
+            let (c, now) = (&world.coordinator, world.now);
+            let mut fx = Effects::default();
+            world.store.write(|tx| c.post_provider(tx, &engine.peer.party, engine.peer.session, batch, now, &mut fx)).unwrap();
+            pending.extend(fx.comparisons);
+        }
+        assert_eq!(pending.len(), 1, "the two different results go to the validator");
+        assert_eq!(pending[0].validator, validator);
+        assert!(final_statuses(&world.poll::<ServerToClient>(&mut client)).is_empty(), "nothing final before the verdict");
+        let comparison = pending.remove(0);
+        let (c, now) = (&world.coordinator, world.now);
+        world
+            .store
+            .write(|tx| c.record_comparison(tx, comparison.task, comparison.first.0, comparison.second.0, Comparison::Equivalent, now))
+            .unwrap();
+        let finals = final_statuses(&world.poll::<ServerToClient>(&mut client));
+        assert_eq!(finals.len(), 1);
+        assert_eq!(finals[0].result, Some(Payload::Inline(b"3.14150".to_vec())), "the earlier result is canonical");
+    }
+
+    #[test]
+    fn a_job_with_a_validator_it_does_not_own_or_an_impossible_policy_is_refused() {
+        let mut world = World::with(without_spot_checks());
+        let mut other = world.join(Role::Client);
+        let foreign = world.upload(&other, b"\0asm theirs", ElementKind::Executable);
+        let mut client = world.join(Role::Client);
+        let bad = [
+            JobProperties { validation: ValidationPolicy::quorum(2), validator: Some(foreign), ..JobProperties::default() },
+            JobProperties { validation: ValidationPolicy::Quorum { min_agreeing: 3, target_replicas: 2, replicas_max: 4 }, ..JobProperties::default() },
+        ];
+        for properties in bad {
+            let job = JobId::random();
+            world.client_send(&mut client, vec![ClientToServer::CreateJob { job, properties }]);
+            let replies = world.poll::<ServerToClient>(&mut client);
+            assert!(replies.iter().any(|(_, m)| matches!(m, ServerToClient::Error(_))), "{replies:?}");
+        }
+        let _ = world.poll::<ServerToClient>(&mut other);
+    }
+}
+
+mod quarantine {
+    use super::*;
+    use idlegrid_assurance::{SpotCheckPolicy, ValidationPolicy};
+
+    fn answer(a: &Assignment, honest: bool) -> ProviderToServer {
+        let mut status = succeed(a);
+        if let (ProviderToServer::TaskStatus(s), false) = (&mut status, honest) {
+            s.result = Some(Payload::Inline(b"forged".to_vec()));
+        }
+        status
+    }
+
+    #[test]
+    fn quarantine_takes_back_running_replicas_withholds_pay_and_the_job_completes_elsewhere() {
+        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
+        let job = JobId::random();
+        let properties = JobProperties { validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties },
+                ClientToServer::Task { job, tasks: specs(exe, 0..6) },
+                ClientToServer::Attach { job, replay: Replay::Undelivered },
+                ClientToServer::Launch { job },
+            ],
+        );
+        let mut liar = world.join(Role::Provider);
+        engine_ready(&mut world, &mut liar, 4);
+        let mut a = world.join(Role::Provider);
+        let mut b = world.join(Role::Provider);
+        for engine in [&mut a, &mut b] {
+            engine_ready(&mut world, engine, 4);
+        }
+        // The honest engines answer; the liar sits on its replicas for now.
+        let held = assignments(&mut world, &mut liar);
+        assert_eq!(held.len(), 4, "one replica of each of four tasks");
+        for _ in 0..3 {
+            for engine in [&mut a, &mut b] {
+                let batch: Vec<ProviderToServer> = assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
+                if !batch.is_empty() {
+                    world.engine_send(engine, batch);
+                }
+            }
+        }
+        let early = final_statuses(&world.poll::<ServerToClient>(&mut client));
+        assert_eq!(early.len(), 2, "the two tasks the liar does not hold are accepted");
+
+        // Test tasks from now on; the liar asks for one more task, and when one comes, gets a
+        // test in its place.
+        world.coordinator.config.spot_checks = SpotCheckPolicy { rate: 1.0, new_provider_rate: 1.0, new_provider_checks: 0 };
+        engine_ready(&mut world, &mut liar, 5);
+        world.client_send(&mut client, vec![ClientToServer::Task { job, tasks: specs(exe, 6..10) }]);
+        let test = assignments(&mut world, &mut liar);
+        assert_eq!(test.len(), 1);
+        assert!(early.iter().any(|r| Some(Payload::Inline(test[0].params.clone())) == r.result), "a test is an accepted task sent again");
+        world.engine_send(&mut liar, vec![answer(&test[0], false)]);
+        let quarantined = world.store.write(|tx| tx.quarantined_providers()).unwrap();
+        assert_eq!(quarantined, vec![liar.party.id.clone()]);
+        let removed = world.poll::<ServerToProvider>(&mut liar).iter().filter(|(_, m)| matches!(m, ServerToProvider::RemoveTask { .. })).count();
+        assert_eq!(removed, 4, "its running replicas are taken back");
+        // Its late answers count for nothing.
+        world.engine_send(&mut liar, held.iter().map(|x| answer(x, false)).collect());
+
+        // A third honest engine takes over; the job completes with correct results only.
+        let mut c = world.join(Role::Provider);
+        engine_ready(&mut world, &mut c, 4);
+        world.coordinator.config.spot_checks = SpotCheckPolicy::off();
+        let mut finals = early;
+        for _ in 0..10 {
+            for engine in [&mut a, &mut b, &mut c] {
+                let batch: Vec<ProviderToServer> = assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
+                if !batch.is_empty() {
+                    world.engine_send(engine, batch);
+                }
+            }
+            finals.extend(final_statuses(&world.poll::<ServerToClient>(&mut client)));
+            engine_ready(&mut world, &mut liar, 8);
+            assert!(assignments(&mut world, &mut liar).is_empty(), "a quarantined engine gets nothing");
+        }
+        let mut indexes: Vec<u64> = finals.iter().map(|r| r.task).collect();
+        indexes.sort();
+        assert_eq!(indexes, (0..10).collect::<Vec<_>>());
+        for r in &finals {
+            assert_eq!(r.result, Some(Payload::Inline(format!("n={}", r.task).into_bytes())));
+        }
+        let works = world.store.write(|tx| tx.work_records_of_job(job)).unwrap();
+        for work in &works {
+            assert!(!work.pay_awaits_judgement, "{work:?}");
+            assert_eq!(work.pay_withheld, work.provider == liar.party.id, "{work:?}");
+        }
+        assert_eq!(works.iter().filter(|w| w.provider == liar.party.id).count(), 4, "the test task is not journaled to the client's job");
+    }
+}

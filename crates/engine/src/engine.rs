@@ -1219,6 +1219,10 @@ impl Inner {
         };
         let status = match run.outcome {
             TaskOutcome::Succeeded(bytes) => {
+                let bytes = match &self.config.forge_result {
+                    Some(forge) => forge(bytes),
+                    None => bytes,
+                };
                 let result = if bytes.len() <= INLINE_PAYLOAD_BYTES_MAX {
                     Payload::Inline(bytes)
                 } else {

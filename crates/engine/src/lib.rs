@@ -74,7 +74,14 @@ pub struct EngineConfig {
     pub governor_tick: Duration,
     pub channel: ChannelConfig,
     pub sandbox: SandboxConfig,
+    /// Alters every result before it is sent, as a dishonest owner's modified engine would.
+    /// Only for tests of result assurance (no command line option sets it).
+    #[doc(hidden)]
+    pub forge_result: Option<ResultForger>,
 }
+
+/// See `EngineConfig::forge_result`.
+pub type ResultForger = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +114,7 @@ impl EngineConfig {
             governor_tick: Duration::from_millis(100),
             channel: ChannelConfig::default(),
             sandbox: SandboxConfig::default(),
+            forge_result: None,
         }
     }
 }

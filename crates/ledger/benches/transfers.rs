@@ -124,6 +124,8 @@ fn main() {
                 final_status: true,
                 data_in_bytes: 10_000_000,
                 data_out_bytes: 1_000_000,
+                pay_awaits_judgement: false,
+                pay_withheld: false,
             }
         })
         .collect();

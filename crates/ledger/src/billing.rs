@@ -79,6 +79,13 @@ pub struct WorkRecord {
     pub data_in_bytes: u64,
     /// Bytes the engine uploaded (its result).
     pub data_out_bytes: u64,
+    /// The job checks results (P6.1) and this placement's result is not judged yet: its pay
+    /// waits, and the record stays open.
+    #[serde(default)]
+    pub pay_awaits_judgement: bool,
+    /// The result was judged invalid, discarded, or the provider quarantined: no pay, ever.
+    #[serde(default)]
+    pub pay_withheld: bool,
 }
 
 impl WorkRecord {
@@ -116,7 +123,9 @@ impl WorkRecord {
     /// never concluded is never fully billed: journal a conclusion when the engine acknowledges,
     /// hands back, or is given up.
     pub fn is_fully_billed(&self, billed_to_ms: u64) -> bool {
-        self.concluded_ms.is_some_and(|concluded| concluded <= billed_to_ms)
+        !self.pay_awaits_judgement
+            && self
+                .concluded_ms.is_some_and(|concluded| concluded <= billed_to_ms)
     }
 
     fn validate(&self, now_ms: u64) -> Result<(), LedgerError> {
@@ -378,12 +387,17 @@ pub fn plan_billing(
 
     for record in records {
         let job_terms = terms[&record.job];
-        let Some(pay_end) = record.provider_end_ms(config, window.to_ms) else {
+        let pay_end = record.provider_end_ms(config, window.to_ms);
+        let Some(pay_end) = pay_end.filter(|_| !record.pay_awaits_judgement) else {
             plan.records_open += 1;
             continue;
         };
         let pay_end = pay_end.max(record.launched_ms);
-        let pay = config.provider_pay(record.power_gflops, record.availability, pay_end - record.launched_ms)?;
+        let pay = if record.pay_withheld {
+            Micros::ZERO
+        } else {
+            config.provider_pay(record.power_gflops, record.availability, pay_end - record.launched_ms)?
+        };
         let memo = Memo {
             job: Some(record.job),
             engine: Some(record.engine.clone()),

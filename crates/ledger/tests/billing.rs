@@ -38,6 +38,8 @@ fn record(id: u64, client: &PartyId, job: JobId, task: u64, power_gflops: f64, l
         final_status: false,
         data_in_bytes: 0,
         data_out_bytes: 0,
+        pay_awaits_judgement: false,
+        pay_withheld: false,
     }
 }
 

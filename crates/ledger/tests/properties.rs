@@ -376,6 +376,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                         final_status,
                         data_in_bytes: data_in,
                         data_out_bytes: data_out,
+                        pay_awaits_judgement: false,
+                        pay_withheld: false,
                     }
                 })
                 .collect();

@@ -56,7 +56,7 @@ pub use placement::{
     ProviderUpdate, ReliabilityModel, Scheduler, SchedulerConfig, SchedulerStats, TaskSpec, Unplaced, UnplacedReason,
 };
 pub use profile::{Connectivity, ProviderProfile};
-pub use rooms::{AfterLoss, after_loss, fill_rooms};
+pub use rooms::{AfterLoss, ReplicaDemand, after_loss, fill_rooms, place_replicas};
 pub use timing::{CandidateBand, NodeSpeed, TaskShape};
 
 /// A provider, as the caller numbers them (for example the row ID of the provider's record).

@@ -26,6 +26,51 @@ pub fn fill_rooms<T: Copy>(rooms: &[u32], tasks: &[T]) -> Vec<(T, usize)> {
     plan
 }
 
+/// What one task asks of a scheduling pass: `wanted` placements, each on a different engine,
+/// none on an engine of `excluded` (engines that hold or held a replica of it, P6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaDemand {
+    pub wanted: u32,
+    pub excluded: Vec<usize>,
+}
+
+/// Place replicas of tasks (already in priority order) on engines with free `rooms`. Returns
+/// `(demand index, engine index)` pairs, in demand order.
+///
+/// Guarantees: no engine gets more than its room; no demand gets one engine twice or an
+/// engine it excludes; each demand in turn gets as many of its `wanted` placements as there
+/// are allowed engines with room left, each on an allowed engine with the most room (ties:
+/// lowest index). With one placement wanted and nothing excluded this is `fill_rooms`.
+pub fn place_replicas(rooms: &[u32], demands: &[ReplicaDemand]) -> Vec<(usize, usize)> {
+    let mut heap: BinaryHeap<(u32, Reverse<usize>)> =
+        rooms.iter().enumerate().filter(|(_, room)| **room > 0).map(|(i, room)| (*room, Reverse(i))).collect();
+    let mut plan = Vec::new();
+    let mut set_aside = Vec::new();
+    for (index, demand) in demands.iter().enumerate() {
+        if heap.is_empty() {
+            break;
+        }
+        let mut placed = 0;
+        while placed < demand.wanted {
+            let Some((room, Reverse(engine))) = heap.pop() else { break };
+            // Engines this demand may not use (or already got) wait aside until it is served.
+            set_aside.push((room, engine));
+            if demand.excluded.contains(&engine) {
+                continue;
+            }
+            plan.push((index, engine));
+            placed += 1;
+            set_aside.last_mut().expect("just pushed").0 -= 1;
+        }
+        for (room, engine) in set_aside.drain(..) {
+            if room > 0 {
+                heap.push((room, Reverse(engine)));
+            }
+        }
+    }
+    plan
+}
+
 /// What to do with a task whose engine vanished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterLoss {
@@ -58,7 +103,63 @@ mod tests {
         assert_eq!(after_loss(3, 3), AfterLoss::GiveUp);
     }
 
+    #[test]
+    fn replicas_go_to_distinct_allowed_engines() {
+        let demands = [
+            ReplicaDemand { wanted: 2, excluded: vec![] },
+            ReplicaDemand { wanted: 3, excluded: vec![0] },
+            ReplicaDemand { wanted: 1, excluded: vec![1, 2] },
+        ];
+        let plan = place_replicas(&[1, 2, 2], &demands);
+        // Demand 0 takes the roomiest engines 1 and 2; demand 1 may not use 0, so it gets 1
+        // and 2 again; demand 2 may only use 0, which still has its room.
+        assert_eq!(plan, vec![(0, 1), (0, 2), (1, 1), (1, 2), (2, 0)]);
+        assert!(place_replicas(&[3], &[ReplicaDemand { wanted: 2, excluded: vec![] }]).len() == 1, "one engine holds one replica");
+    }
+
     proptest! {
+        #[test]
+        fn replica_placement_respects_rooms_distinctness_and_exclusions(
+            rooms in proptest::collection::vec(0u32..6, 0..10),
+            demands in proptest::collection::vec((0u32..5, proptest::collection::vec(0usize..10, 0..4)), 0..40),
+        ) {
+            let demands: Vec<ReplicaDemand> = demands.into_iter().map(|(wanted, excluded)| ReplicaDemand { wanted, excluded }).collect();
+            let plan = place_replicas(&rooms, &demands);
+            let mut used = vec![0u32; rooms.len()];
+            let mut per_demand: Vec<Vec<usize>> = vec![Vec::new(); demands.len()];
+            for (demand, engine) in &plan {
+                used[*engine] += 1;
+                prop_assert!(!demands[*demand].excluded.contains(engine), "excluded engine used");
+                prop_assert!(!per_demand[*demand].contains(engine), "one engine twice for a demand");
+                per_demand[*demand].push(*engine);
+            }
+            for (u, r) in used.iter().zip(&rooms) {
+                prop_assert!(u <= r);
+            }
+            // Greedy completeness: a demand short of what it wanted left no allowed engine
+            // with room at its turn, so every allowed engine it did not get is full at the end.
+            for (i, demand) in demands.iter().enumerate() {
+                if (per_demand[i].len() as u32) < demand.wanted {
+                    for engine in 0..rooms.len() {
+                        if !demand.excluded.contains(&engine) && !per_demand[i].contains(&engine) {
+                            prop_assert_eq!(used[engine], rooms[engine], "engine {} had room for demand {}", engine, i);
+                        }
+                    }
+                }
+            }
+            prop_assert!(plan.windows(2).all(|w| w[0].0 <= w[1].0), "demand order");
+        }
+
+        #[test]
+        fn single_replicas_without_exclusions_are_fill_rooms(
+            rooms in proptest::collection::vec(0u32..20, 0..12),
+            n_tasks in 0usize..100,
+        ) {
+            let tasks: Vec<usize> = (0..n_tasks).collect();
+            let demands: Vec<ReplicaDemand> = tasks.iter().map(|_| ReplicaDemand { wanted: 1, excluded: vec![] }).collect();
+            prop_assert_eq!(place_replicas(&rooms, &demands), fill_rooms(&rooms, &tasks));
+        }
+
         #[test]
         fn never_exceeds_rooms_and_places_a_prefix(
             rooms in proptest::collection::vec(0u32..20, 0..12),

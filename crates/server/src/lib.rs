@@ -12,6 +12,7 @@ pub mod openapi;
 mod http;
 mod listener;
 mod notices;
+mod validation;
 mod wakers;
 
 use std::net::SocketAddr;
@@ -123,6 +124,8 @@ pub(crate) struct AppState {
     pub polls: wakers::PollSlots,
     /// The address this instance listens on, naming it in health reports.
     pub instance: std::sync::OnceLock<String>,
+    /// Runs jobs' validators on results that may differ slightly.
+    pub validators: validation::Validators,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -163,6 +166,9 @@ impl AppState {
         self.metrics.tasks_concluded.fetch_add(effects.tasks_concluded, std::sync::atomic::Ordering::Relaxed);
         for session in effects.wake {
             self.wakers.wake(session);
+        }
+        if !effects.comparisons.is_empty() {
+            validation::spawn(self, effects.comparisons);
         }
         if !effects.delete_elements.is_empty() {
             let state = self.clone();
@@ -254,6 +260,7 @@ impl Server {
             metrics: metrics::Metrics::default(),
             polls: wakers::PollSlots::new(config.connection_limits.long_polls_per_party_max),
             instance: std::sync::OnceLock::new(),
+            validators: validation::Validators::default(),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -11,7 +11,7 @@ use idlegrid_ledger::{
     ReservationKind, Transfer, TransferId, TransferRequest, WorkRecord,
 };
 use idlegrid_types::{
-    ElementHash, ElementKind, FailureKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role, SessionId, TaskFailureInfo,
+    AssignmentId, ElementHash, ElementKind, FailureKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role, SessionId, TaskFailureInfo,
     TaskState,
 };
 
@@ -68,6 +68,12 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     completed_jobs_and_archived_results(&make());
     work_records_are_journaled_and_billed(&make());
     notices_wait_until_delivered(&make());
+    assurance_state_wants_replicas_of_running_tasks(&make());
+    assured_tasks_of_provider_are_listed_once(&make());
+    provider_records_keep_the_quarantine_flag(&make());
+    known_answers_are_newest_first_and_replaced(&make());
+    spot_checks_belong_to_assignments(&make());
+    deleting_tasks_and_jobs_removes_their_assurance(&make());
     ledger_store_round_trips(&make());
     ledger_moves_money_once_and_rolls_back(&make());
 }
@@ -753,6 +759,8 @@ fn work_record(id: u64, job: JobId, launched_ms: u64) -> WorkRecord {
         final_status: false,
         data_in_bytes: 1_000,
         data_out_bytes: 0,
+        pay_awaits_judgement: false,
+        pay_withheld: false,
     }
 }
 
@@ -820,6 +828,224 @@ pub fn notices_wait_until_delivered(store: &impl Store) {
             assert_eq!((due[2].attempts, due[2].next_try_ms), (1, 500));
             tx.notice_attempted(a, true, 0, None)?;
             assert_eq!(ids(tx.due_notices(1_000, 10)?), vec![c, b], "a delivered notice is never due again");
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Keys of the tasks `0..n` of `j`, in index order.
+fn task_keys(tx: &mut dyn Tx, j: JobId, n: u64) -> R<Vec<TaskKey>> {
+    (0..n).map(|index| Ok(tx.task(j, index)?.expect("the task exists").key)).collect()
+}
+
+pub fn assurance_state_wants_replicas_of_running_tasks(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let j = job(&client.id);
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.insert_job(&j)?;
+            tx.insert_tasks(j.id, &tasks(0..3, 0))?;
+            tx.insert_tasks(j.id, &tasks(3..6, 5))?;
+            let k = task_keys(tx, j.id, 6)?;
+            assert_eq!(tx.task_assurance(k[0])?, None);
+            tx.set_task_assurance(k[0], r#"{"replicas":[]}"#, 2)?;
+            assert_eq!(tx.task_assurance(k[0])?, Some(AssuranceRow { state: r#"{"replicas":[]}"#.into(), replicas_wanted: 2 }));
+            tx.set_task_assurance(k[0], r#"{"replicas":[1,2]}"#, 0)?;
+            assert_eq!(
+                tx.task_assurance(k[0])?,
+                Some(AssuranceRow { state: r#"{"replicas":[1,2]}"#.into(), replicas_wanted: 0 }),
+                "set_task_assurance replaces"
+            );
+            assert_eq!(tx.task_assurance(k[1])?, None, "other tasks have no state");
+            tx.set_task_assurance(k[1], "{}", 1)?;
+            tx.set_task_assurance(k[3], "{}", 2)?;
+            tx.set_task_assurance(k[4], "{}", 1)?;
+            tx.set_task_assurance(k[5], "{}", 3)?;
+            tx.move_job_tasks(j.id, &[TaskState::Created], TaskState::Queued)?;
+            assert!(tx.tasks_wanting_replicas(10)?.is_empty(), "queued tasks are the scheduler's, not assurance's");
+            // k[2] runs without an assurance row; k[5] stays queued.
+            for i in [0, 1, 2, 3, 4] {
+                tx.set_task_state(k[i], TaskState::Running)?;
+            }
+            let wanting = |tx: &mut dyn Tx, limit: u32| -> R<Vec<TaskKey>> {
+                Ok(tx.tasks_wanting_replicas(limit)?.into_iter().map(|q| q.key).collect())
+            };
+            assert_eq!(wanting(tx, 10)?, vec![k[3], k[4], k[1]], "priority first, then lowest key");
+            assert_eq!(
+                tx.tasks_wanting_replicas(1)?,
+                vec![QueuedTask { key: k[3], priority: 5 }],
+                "at most the limit, with the task's priority"
+            );
+            tx.set_task_state(k[5], TaskState::Running)?;
+            assert_eq!(wanting(tx, 10)?, vec![k[3], k[4], k[5], k[1]]);
+            tx.set_task_state(k[4], TaskState::Succeeded)?;
+            tx.set_task_assurance(k[3], "{}", 0)?;
+            assert_eq!(wanting(tx, 10)?, vec![k[5], k[1]], "ended tasks and satisfied ones drop out");
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn assured_tasks_of_provider_are_listed_once(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let (p, q) = (party(2, Role::Provider), party(3, Role::Provider));
+    let j = job(&client.id);
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.upsert_provider(&p.id, NodeState::Active, 1, 4, 0)?;
+            tx.upsert_provider(&q.id, NodeState::Active, 1, 4, 0)?;
+            tx.insert_job(&j)?;
+            tx.insert_tasks(j.id, &tasks(0..4, 0))?;
+            let k = task_keys(tx, j.id, 4)?;
+            for i in [0, 1, 3] {
+                tx.set_task_assurance(k[i], "{}", 0)?;
+            }
+            // k[1] twice (ended, then again), placed before k[0]; k[2] has no assurance row.
+            let first = tx.insert_assignment(k[1], &p.id, 1)?;
+            tx.end_assignment(first, 2)?;
+            tx.insert_assignment(k[1], &p.id, 3)?;
+            tx.insert_assignment(k[0], &p.id, 3)?;
+            tx.insert_assignment(k[2], &p.id, 3)?;
+            tx.insert_assignment(k[3], &q.id, 3)?;
+            assert_eq!(tx.assured_tasks_of_provider(&p.id, 10)?, vec![k[0], k[1]], "lowest key first, once each");
+            assert_eq!(tx.assured_tasks_of_provider(&p.id, 1)?, vec![k[0]], "at most the limit");
+            assert_eq!(tx.assured_tasks_of_provider(&q.id, 10)?, vec![k[3]]);
+            assert!(tx.assured_tasks_of_provider(&party(9, Role::Provider).id, 10)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn provider_records_keep_the_quarantine_flag(store: &impl Store) {
+    let (p, q) = (party(2, Role::Provider), party(3, Role::Provider));
+    store
+        .write(|tx| -> R<()> {
+            assert_eq!(tx.provider_record(&p.id)?, None);
+            assert!(tx.quarantined_providers()?.is_empty());
+            tx.set_provider_record(&p.id, r#"{"checked":1}"#, false)?;
+            assert_eq!(tx.provider_record(&p.id)?.as_deref(), Some(r#"{"checked":1}"#));
+            assert!(tx.quarantined_providers()?.is_empty(), "a record is not a quarantine");
+            tx.set_provider_record(&p.id, r#"{"checked":2}"#, true)?;
+            tx.set_provider_record(&q.id, r#"{"checked":5}"#, true)?;
+            let mut quarantined = tx.quarantined_providers()?;
+            quarantined.sort();
+            let mut both = vec![p.id.clone(), q.id.clone()];
+            both.sort();
+            assert_eq!(quarantined, both);
+            tx.set_provider_record(&p.id, r#"{"checked":3}"#, false)?;
+            assert_eq!(tx.quarantined_providers()?, vec![q.id.clone()], "a lifted quarantine leaves the list");
+            assert_eq!(tx.provider_record(&p.id)?.as_deref(), Some(r#"{"checked":3}"#), "set_provider_record replaces");
+            assert_eq!(tx.provider_record(&party(9, Role::Provider).id)?, None);
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn known_answers_are_newest_first_and_replaced(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let j = job(&client.id);
+    let h = |n: u8| ElementHash::of(&[n]);
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.insert_job(&j)?;
+            tx.insert_tasks(j.id, &tasks(0..4, 0))?;
+            let k = task_keys(tx, j.id, 4)?;
+            assert!(tx.known_answers(10)?.is_empty());
+            tx.insert_known_answer(k[0], &h(0), 10)?;
+            tx.insert_known_answer(k[1], &h(1), 20)?;
+            tx.insert_known_answer(k[2], &h(2), 20)?;
+            tx.insert_known_answer(k[3], &h(3), 5)?;
+            assert_eq!(
+                tx.known_answers(10)?,
+                vec![(k[2], h(2)), (k[1], h(1)), (k[0], h(0)), (k[3], h(3))],
+                "newest first, then the higher key"
+            );
+            assert_eq!(tx.known_answers(2)?, vec![(k[2], h(2)), (k[1], h(1))], "at most the limit");
+            tx.insert_known_answer(k[0], &h(7), 30)?;
+            assert_eq!(
+                tx.known_answers(10)?,
+                vec![(k[0], h(7)), (k[2], h(2)), (k[1], h(1)), (k[3], h(3))],
+                "a repeat replaces the digest, as the newest"
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn spot_checks_belong_to_assignments(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let provider = party(2, Role::Provider);
+    let j = job(&client.id);
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.upsert_provider(&provider.id, NodeState::Active, 1, 4, 0)?;
+            tx.insert_job(&j)?;
+            tx.insert_tasks(j.id, &tasks(0..2, 0))?;
+            let k = task_keys(tx, j.id, 2)?;
+            let check = tx.insert_assignment(k[0], &provider.id, 1)?;
+            let plain = tx.insert_assignment(k[1], &provider.id, 1)?;
+            tx.insert_spot_check(check, &ElementHash::of(b"right"))?;
+            assert_eq!(tx.spot_check(check)?, Some(ElementHash::of(b"right")));
+            assert_eq!(tx.spot_check(plain)?, None, "an ordinary assignment is no spot check");
+            assert_eq!(tx.spot_check(AssignmentId(plain.0 + 1000))?, None, "nor is an unknown one");
+            tx.insert_spot_check(check, &ElementHash::of(b"righter"))?;
+            assert_eq!(tx.spot_check(check)?, Some(ElementHash::of(b"righter")), "insert_spot_check replaces");
+            assert!(tx.end_assignment(check, 2)?);
+            assert_eq!(tx.spot_check(check)?, Some(ElementHash::of(b"righter")), "the result is checked after the assignment ends");
+            Ok(())
+        })
+        .unwrap();
+}
+
+pub fn deleting_tasks_and_jobs_removes_their_assurance(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let provider = party(2, Role::Provider);
+    let (j, other) = (job(&client.id), job(&client.id));
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.upsert_provider(&provider.id, NodeState::Active, 1, 8, 0)?;
+            tx.insert_job(&j)?;
+            tx.insert_job(&other)?;
+            // The other job's task first, so that the job's tasks have the highest keys, which
+            // SQLite hands out again once they are deleted.
+            tx.insert_tasks(other.id, &tasks(0..1, 0))?;
+            tx.insert_tasks(j.id, &tasks(0..3, 0))?;
+            let mut k = task_keys(tx, j.id, 3)?;
+            k.extend(task_keys(tx, other.id, 1)?);
+            let mut checks = Vec::new();
+            for (n, key) in k.iter().enumerate() {
+                tx.set_task_assurance(*key, "{}", 1)?;
+                tx.set_task_state(*key, TaskState::Running)?;
+                tx.insert_known_answer(*key, &ElementHash::of(&[n as u8]), n as u64)?;
+                let assignment = tx.insert_assignment(*key, &provider.id, 1)?;
+                tx.insert_spot_check(assignment, &ElementHash::of(b"x"))?;
+                checks.push(assignment);
+            }
+            tx.delete_task(k[2])?;
+            assert_eq!(tx.task_assurance(k[2])?, None, "the assurance row goes with the task");
+            assert_eq!(tx.spot_check(checks[2])?, None, "spot checks go with their assignments");
+            assert!(!tx.known_answers(10)?.iter().any(|(key, _)| *key == k[2]), "the known answer goes with the task");
+            assert_eq!(tx.task_assurance(k[1])?.map(|a| a.replicas_wanted), Some(1), "other tasks keep theirs");
+            tx.delete_job(j.id)?;
+            for i in 0..2 {
+                assert_eq!(tx.task_assurance(k[i])?, None);
+                assert_eq!(tx.spot_check(checks[i])?, None);
+            }
+            assert_eq!(tx.known_answers(10)?, vec![(k[3], ElementHash::of(&[3]))], "only the other job's answer is left");
+            assert_eq!(tx.spot_check(checks[3])?, Some(ElementHash::of(b"x")));
+            assert_eq!(tx.tasks_wanting_replicas(10)?.iter().map(|q| q.key).collect::<Vec<_>>(), vec![k[3]]);
+            assert_eq!(tx.assured_tasks_of_provider(&provider.id, 10)?, vec![k[3]]);
+            // New tasks, whatever keys they get, start without assurance state.
+            tx.insert_tasks(other.id, &tasks(1..4, 0))?;
+            for key in task_keys(tx, other.id, 4)?.into_iter().skip(1) {
+                assert_eq!(tx.task_assurance(key)?, None, "task {key} inherits nothing");
+            }
+            assert_eq!(tx.known_answers(10)?.len(), 1);
             Ok(())
         })
         .unwrap();

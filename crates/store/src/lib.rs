@@ -1,9 +1,9 @@
 //! Durable state of the server behind one interface: [`Store`] runs a closure in a transaction
 //! and hands it a [`Tx`] of domain operations (parties, sessions and their outboxes, providers,
-//! elements, jobs, tasks, assignments, results, attachments). The coordinator is written against
-//! [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared one (several
-//! server instances on one database), and [`AnyStore`] is either, chosen by `--database`. Every
-//! implementation passes the same [`conformance`] suite.
+//! elements, jobs, tasks, assignments, results, attachments, result assurance). The coordinator
+//! is written against [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared
+//! one (several server instances on one database), and [`AnyStore`] is either, chosen by
+//! `--database`. Every implementation passes the same [`conformance`] suite.
 //!
 //! Architecture invariant: the store never reads the clock; callers pass `now_ms`.
 

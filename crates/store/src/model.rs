@@ -153,6 +153,15 @@ pub struct TaskRow {
     pub cpu_ms: u64,
 }
 
+/// What the coordinator keeps about checking a task's result (P6.1, P6.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AssuranceRow {
+    /// The coordinator's JSON; the store does not read it.
+    pub state: String,
+    /// More replicas to place; a task with none waiting is not scheduled again.
+    pub replicas_wanted: u32,
+}
+
 /// A queued task in scheduling order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuedTask {

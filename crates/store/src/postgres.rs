@@ -125,6 +125,16 @@ CREATE TABLE logs (
     party BYTEA NOT NULL, role TEXT NOT NULL, level TEXT NOT NULL, component TEXT NOT NULL, job BYTEA, message TEXT NOT NULL);
 CREATE INDEX logs_received ON logs(received_ms);
 "#,
+    r#"
+CREATE TABLE task_assurance (task BIGINT PRIMARY KEY, state TEXT NOT NULL, replicas_wanted BIGINT NOT NULL);
+CREATE INDEX task_assurance_wanting ON task_assurance(task) WHERE replicas_wanted > 0;
+CREATE INDEX assignments_provider_task ON assignments(provider, task);
+CREATE TABLE provider_records (provider BYTEA PRIMARY KEY, record TEXT NOT NULL, quarantined BOOLEAN NOT NULL);
+CREATE INDEX provider_records_quarantined ON provider_records(provider) WHERE quarantined;
+CREATE TABLE known_answers (task BIGINT PRIMARY KEY, digest BYTEA NOT NULL, created_ms BIGINT NOT NULL);
+CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
+CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL);
+"#,
 ];
 
 /// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
@@ -905,6 +915,15 @@ fn assignment_row(row: &Row) -> StoreResult<AssignmentRow> {
 
 const RESULT_COLUMNS: &str =
     "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered, archived";
+
+/// `replicas_wanted > 0` literally, so that the partial index task_assurance_wanting applies.
+const TASKS_WANTING_REPLICAS: &str =
+    "SELECT t.key, t.priority FROM task_assurance a JOIN tasks t ON t.key = a.task
+     WHERE a.replicas_wanted > 0 AND t.state = 'running' ORDER BY t.priority DESC, t.key LIMIT $1";
+/// Through assignments_provider_task: the provider's tasks come in key order, each looked up once.
+const ASSURED_TASKS_OF_PROVIDER: &str =
+    "SELECT DISTINCT a.task FROM assignments a JOIN task_assurance s ON s.task = a.task
+     WHERE a.provider = $1 ORDER BY a.task LIMIT $2";
 
 /// A result's payload: the JSON column, or the archived (gzip) copy of it.
 fn result_payload(row: &Row) -> StoreResult<Option<Payload>> {
@@ -1795,7 +1814,20 @@ impl Tx for PgTx<'_> {
         )?;
         self.release_providers(&ended)?;
         self.execute(
+            "DELETE FROM spot_checks WHERE assignment IN
+             (SELECT a.id FROM assignments a JOIN tasks t ON t.key = a.task WHERE t.job = $1)",
+            &[&key],
+        )?;
+        self.execute(
             "DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
+            &[&key],
+        )?;
+        self.execute(
+            "DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
+            &[&key],
+        )?;
+        self.execute(
+            "DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
             &[&key],
         )?;
         self.execute("DELETE FROM results WHERE job = $1", &[&key])?;
@@ -1956,7 +1988,13 @@ impl Tx for PgTx<'_> {
             |row| col::<Vec<u8>>(row, 0, "assignments.provider"),
         )?;
         self.release_providers(&ended)?;
+        self.execute(
+            "DELETE FROM spot_checks WHERE assignment IN (SELECT id FROM assignments WHERE task = $1)",
+            &[&key],
+        )?;
         self.execute("DELETE FROM assignments WHERE task = $1", &[&key])?;
+        self.execute("DELETE FROM task_assurance WHERE task = $1", &[&key])?;
+        self.execute("DELETE FROM known_answers WHERE task = $1", &[&key])?;
         self.execute("DELETE FROM results WHERE task = $1", &[&key])?;
         self.execute("DELETE FROM task_requests WHERE task = $1", &[&key])?;
         self.execute("DELETE FROM tasks WHERE key = $1", &[&key])?;
@@ -2187,6 +2225,136 @@ impl Tx for PgTx<'_> {
             attachment_row,
         )
     }
+
+    fn task_assurance(&mut self, task: TaskKey) -> StoreResult<Option<AssuranceRow>> {
+        self.query_opt(
+            "SELECT state, replicas_wanted FROM task_assurance WHERE task = $1",
+            &[&task],
+        )?
+        .map(|row| {
+            Ok(AssuranceRow {
+                state: col(&row, 0, "task_assurance.state")?,
+                replicas_wanted: get_u32(&row, 1, "task_assurance.replicas_wanted")?,
+            })
+        })
+        .transpose()
+    }
+
+    fn set_task_assurance(
+        &mut self,
+        task: TaskKey,
+        state: &str,
+        replicas_wanted: u32,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO task_assurance (task, state, replicas_wanted) VALUES ($1, $2, $3)
+             ON CONFLICT (task) DO UPDATE SET state = EXCLUDED.state, replicas_wanted = EXCLUDED.replicas_wanted",
+            &[&task, &state, &i64::from(replicas_wanted)],
+        )?;
+        Ok(())
+    }
+
+    fn tasks_wanting_replicas(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
+        self.collect(TASKS_WANTING_REPLICAS, &[&i64::from(limit)], |row| {
+            Ok(QueuedTask {
+                key: col(row, 0, "tasks.key")?,
+                priority: get_i32(row, 1, "tasks.priority")?,
+            })
+        })
+    }
+
+    fn assured_tasks_of_provider(
+        &mut self,
+        provider: &PartyId,
+        limit: u32,
+    ) -> StoreResult<Vec<TaskKey>> {
+        self.collect(
+            ASSURED_TASKS_OF_PROVIDER,
+            &[&&provider.as_bytes()[..], &i64::from(limit)],
+            |row| col(row, 0, "assignments.task"),
+        )
+    }
+
+    fn provider_record(&mut self, provider: &PartyId) -> StoreResult<Option<String>> {
+        self.query_opt(
+            "SELECT record FROM provider_records WHERE provider = $1",
+            &[&&provider.as_bytes()[..]],
+        )?
+        .map(|row| col(&row, 0, "provider_records.record"))
+        .transpose()
+    }
+
+    fn set_provider_record(
+        &mut self,
+        provider: &PartyId,
+        record: &str,
+        quarantined: bool,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO provider_records (provider, record, quarantined) VALUES ($1, $2, $3)
+             ON CONFLICT (provider) DO UPDATE SET record = EXCLUDED.record, quarantined = EXCLUDED.quarantined",
+            &[&&provider.as_bytes()[..], &record, &quarantined],
+        )?;
+        Ok(())
+    }
+
+    fn quarantined_providers(&mut self) -> StoreResult<Vec<PartyId>> {
+        self.collect(
+            "SELECT provider FROM provider_records WHERE quarantined ORDER BY provider",
+            &[],
+            |row| get_party_id(row, 0, "provider_records.provider"),
+        )
+    }
+
+    fn insert_known_answer(
+        &mut self,
+        task: TaskKey,
+        digest: &ElementHash,
+        now_ms: u64,
+    ) -> StoreResult<()> {
+        // A repeat is a new insertion: it moves the answer to the newest.
+        self.execute(
+            "INSERT INTO known_answers (task, digest, created_ms) VALUES ($1, $2, $3)
+             ON CONFLICT (task) DO UPDATE SET digest = EXCLUDED.digest, created_ms = EXCLUDED.created_ms",
+            &[&task, &&digest.as_bytes()[..], &int(now_ms)],
+        )?;
+        Ok(())
+    }
+
+    fn known_answers(&mut self, limit: u32) -> StoreResult<Vec<(TaskKey, ElementHash)>> {
+        self.collect(
+            "SELECT task, digest FROM known_answers ORDER BY created_ms DESC, task DESC LIMIT $1",
+            &[&i64::from(limit)],
+            |row| {
+                Ok((
+                    col(row, 0, "known_answers.task")?,
+                    get_hash(row, 1, "known_answers.digest")?,
+                ))
+            },
+        )
+    }
+
+    fn insert_spot_check(
+        &mut self,
+        assignment: AssignmentId,
+        expected: &ElementHash,
+    ) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO spot_checks (assignment, expected) VALUES ($1, $2)
+             ON CONFLICT (assignment) DO UPDATE SET expected = EXCLUDED.expected",
+            &[&int(assignment.0), &&expected.as_bytes()[..]],
+        )?;
+        Ok(())
+    }
+
+    fn spot_check(&mut self, assignment: AssignmentId) -> StoreResult<Option<ElementHash>> {
+        self.query_opt(
+            "SELECT expected FROM spot_checks WHERE assignment = $1",
+            &[&int(assignment.0)],
+        )?
+        .map(|row| get_hash(&row, 0, "spot_checks.expected"))
+        .transpose()
+    }
 }
 
 // ---- the ledger
@@ -2411,6 +2579,51 @@ mod tests {
     fn postgres_conforms() {
         let schemas = Schemas::new();
         crate::conformance::run_all(|| schemas.store());
+    }
+
+    /// With as many rows as make the planner care: 5000 running tasks, 5 of them wanting
+    /// replicas, 50 providers with 100 assignments each.
+    #[test]
+    fn assurance_queries_use_their_indexes() {
+        let schemas = Schemas::new();
+        let schema = schemas.name();
+        drop(schemas.store_in(&schema));
+        let mut client = schemas.client();
+        client
+            .batch_execute(&format!(
+                "SET search_path = {schema};
+                 INSERT INTO tasks (job, idx, state, priority, executable, data, params)
+                     SELECT '\\x00', g, 'running', 0, '\\x00', '{{}}', '\\x00' FROM generate_series(1, 5000) g;
+                 INSERT INTO task_assurance (task, state, replicas_wanted)
+                     SELECT key, '{{}}', CASE WHEN key % 1000 = 0 THEN 1 ELSE 0 END FROM tasks;
+                 INSERT INTO assignments (task, provider, active, created_ms)
+                     SELECT key, int4send((key % 50)::INT), FALSE, 0 FROM tasks;
+                 ANALYZE"
+            ))
+            .unwrap();
+        let plan = |client: &mut Client, sql: &str| -> String {
+            let lines = client.query(&format!("EXPLAIN {sql}"), &[]).unwrap();
+            lines
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let wanting = plan(&mut client, &TASKS_WANTING_REPLICAS.replace("$1", "10"));
+        assert!(
+            wanting.contains("task_assurance_wanting") && !wanting.contains("Seq Scan"),
+            "{wanting}"
+        );
+        let of_provider = plan(
+            &mut client,
+            &ASSURED_TASKS_OF_PROVIDER
+                .replace("$1", "int4send(7)")
+                .replace("$2", "10"),
+        );
+        assert!(
+            of_provider.contains("assignments_provider_task") && !of_provider.contains("Seq Scan"),
+            "{of_provider}"
+        );
     }
 
     #[test]

@@ -106,6 +106,19 @@ CREATE TABLE logs (
     id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, party BLOB NOT NULL, role TEXT NOT NULL,
     level TEXT NOT NULL, component TEXT NOT NULL, job BLOB, message TEXT NOT NULL);
 CREATE INDEX logs_received ON logs(received_ms);
+"#, r#"
+-- Result assurance (P6.1, P6.2). The coordinator's state documents are opaque here; only what
+-- a query selects on has a column of its own.
+CREATE TABLE task_assurance (task INTEGER PRIMARY KEY, state TEXT NOT NULL, replicas_wanted INTEGER NOT NULL);
+-- Few tasks want replicas at any time: the scheduler finds them without scanning the others.
+CREATE INDEX task_assurance_wanting ON task_assurance(task) WHERE replicas_wanted > 0;
+-- Every task a provider ever held, ended assignments included (re-checking a quarantined one).
+CREATE INDEX assignments_provider_task ON assignments(provider, task);
+CREATE TABLE provider_records (provider BLOB PRIMARY KEY, record TEXT NOT NULL, quarantined INTEGER NOT NULL);
+CREATE INDEX provider_records_quarantined ON provider_records(provider) WHERE quarantined = 1;
+CREATE TABLE known_answers (task INTEGER PRIMARY KEY, digest BLOB NOT NULL, created_ms INTEGER NOT NULL);
+CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
+CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL);
 "#];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -366,6 +379,14 @@ fn attachment_row(row: &Row) -> rusqlite::Result<AttachmentRow> {
 
 const ASSIGNMENT_COLUMNS: &str = "id, task, provider, active, created_ms";
 const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered, archived";
+/// `replicas_wanted > 0` literally, so that the partial index task_assurance_wanting applies;
+/// CROSS JOIN keeps the assurance rows the outer loop (without statistics SQLite would rather
+/// scan every task for `state = 'running'`).
+const TASKS_WANTING_REPLICAS: &str = "SELECT t.key, t.priority FROM task_assurance a CROSS JOIN tasks t ON t.key = a.task
+     WHERE a.replicas_wanted > 0 AND t.state = 'running' ORDER BY t.priority DESC, t.key LIMIT ?1";
+/// Through assignments_provider_task: the provider's tasks come in key order, each looked up once.
+const ASSURED_TASKS_OF_PROVIDER: &str = "SELECT DISTINCT a.task FROM assignments a CROSS JOIN task_assurance s ON s.task = a.task
+     WHERE a.provider = ?1 ORDER BY a.task LIMIT ?2";
 
 impl SqliteTx<'_> {
     fn collect<T>(
@@ -1024,7 +1045,16 @@ impl Tx for SqliteTx<'_> {
                 .prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?
                 .execute([provider])?;
         }
+        self.tx
+            .prepare_cached(
+                "DELETE FROM spot_checks WHERE assignment IN
+                 (SELECT a.id FROM assignments a JOIN tasks t ON t.key = a.task WHERE t.job = ?1)",
+            )?
+            .execute([key])?;
         self.tx.prepare_cached("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
+        // Task keys can be reused after a deletion: nothing may stay keyed by them.
+        self.tx.prepare_cached("DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM results WHERE job = ?1")?.execute([key])?;
         self.tx
             .prepare_cached("DELETE FROM task_requests WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
@@ -1122,7 +1152,13 @@ impl Tx for SqliteTx<'_> {
         for provider in ended {
             self.tx.prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?.execute([provider])?;
         }
+        self.tx
+            .prepare_cached("DELETE FROM spot_checks WHERE assignment IN (SELECT id FROM assignments WHERE task = ?1)")?
+            .execute([key])?;
         self.tx.prepare_cached("DELETE FROM assignments WHERE task = ?1")?.execute([key])?;
+        // Task keys can be reused after a deletion: nothing may stay keyed by them.
+        self.tx.prepare_cached("DELETE FROM task_assurance WHERE task = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM known_answers WHERE task = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM results WHERE task = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM task_requests WHERE task = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM tasks WHERE key = ?1")?.execute([key])?;
@@ -1305,6 +1341,98 @@ impl Tx for SqliteTx<'_> {
             attachment_row,
         )
     }
+
+    fn task_assurance(&mut self, task: TaskKey) -> StoreResult<Option<AssuranceRow>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT state, replicas_wanted FROM task_assurance WHERE task = ?1")?
+            .query_row([task], |row| Ok(AssuranceRow { state: row.get(0)?, replicas_wanted: row.get(1)? }))
+            .optional()?)
+    }
+
+    fn set_task_assurance(&mut self, task: TaskKey, state: &str, replicas_wanted: u32) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO task_assurance (task, state, replicas_wanted) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (task) DO UPDATE SET state = ?2, replicas_wanted = ?3",
+            )?
+            .execute(params![task, state, replicas_wanted])?;
+        Ok(())
+    }
+
+    fn tasks_wanting_replicas(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
+        self.collect(
+            TASKS_WANTING_REPLICAS,
+            [limit],
+            |row| Ok(QueuedTask { key: row.get(0)?, priority: row.get(1)? }),
+        )
+    }
+
+    fn assured_tasks_of_provider(&mut self, provider: &PartyId, limit: u32) -> StoreResult<Vec<TaskKey>> {
+        self.collect(
+            ASSURED_TASKS_OF_PROVIDER,
+            params![&provider.as_bytes()[..], limit],
+            |row| row.get(0),
+        )
+    }
+
+    fn provider_record(&mut self, provider: &PartyId) -> StoreResult<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT record FROM provider_records WHERE provider = ?1")?
+            .query_row([&provider.as_bytes()[..]], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn set_provider_record(&mut self, provider: &PartyId, record: &str, quarantined: bool) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO provider_records (provider, record, quarantined) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (provider) DO UPDATE SET record = ?2, quarantined = ?3",
+            )?
+            .execute(params![&provider.as_bytes()[..], record, quarantined])?;
+        Ok(())
+    }
+
+    fn quarantined_providers(&mut self) -> StoreResult<Vec<PartyId>> {
+        self.collect("SELECT provider FROM provider_records WHERE quarantined = 1 ORDER BY provider", [], |row| get_party_id(row, 0))
+    }
+
+    fn insert_known_answer(&mut self, task: TaskKey, digest: &ElementHash, now_ms: u64) -> StoreResult<()> {
+        // A repeat is a new insertion: it moves the answer to the newest.
+        self.tx
+            .prepare_cached(
+                "INSERT INTO known_answers (task, digest, created_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (task) DO UPDATE SET digest = ?2, created_ms = ?3",
+            )?
+            .execute(params![task, &digest.as_bytes()[..], int(now_ms)])?;
+        Ok(())
+    }
+
+    fn known_answers(&mut self, limit: u32) -> StoreResult<Vec<(TaskKey, ElementHash)>> {
+        self.collect(
+            "SELECT task, digest FROM known_answers ORDER BY created_ms DESC, task DESC LIMIT ?1",
+            [limit],
+            |row| Ok((row.get(0)?, get_hash(row, 1)?)),
+        )
+    }
+
+    fn insert_spot_check(&mut self, assignment: AssignmentId, expected: &ElementHash) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO spot_checks (assignment, expected) VALUES (?1, ?2) ON CONFLICT (assignment) DO UPDATE SET expected = ?2",
+            )?
+            .execute(params![int(assignment.0), &expected.as_bytes()[..]])?;
+        Ok(())
+    }
+
+    fn spot_check(&mut self, assignment: AssignmentId) -> StoreResult<Option<ElementHash>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT expected FROM spot_checks WHERE assignment = ?1")?
+            .query_row([int(assignment.0)], |row| get_hash(row, 0))
+            .optional()?)
+    }
 }
 
 fn ledger_error(error: rusqlite::Error) -> idlegrid_ledger::LedgerError {
@@ -1448,5 +1576,26 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
             debits_pending: Micros::new(dq),
             credits_pending: Micros::new(cq),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(store: &SqliteStore, sql: &str, params: impl rusqlite::Params) -> String {
+        let connection = store.connection.lock().unwrap();
+        let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = statement.query_map(params, |r| r.get::<_, String>(3)).unwrap();
+        rows.collect::<Result<Vec<_>, _>>().unwrap().join("\n")
+    }
+
+    #[test]
+    fn assurance_queries_use_their_indexes() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let wanting = plan(&store, TASKS_WANTING_REPLICAS, [10]);
+        assert!(wanting.contains("task_assurance_wanting") && !wanting.contains("SCAN t"), "{wanting}");
+        let of_provider = plan(&store, ASSURED_TASKS_OF_PROVIDER, params![&[0u8; 32][..], 10]);
+        assert!(of_provider.contains("assignments_provider_task"), "{of_provider}");
     }
 }

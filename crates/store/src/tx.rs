@@ -114,7 +114,8 @@ pub trait Tx {
     fn job(&mut self, id: JobId) -> StoreResult<Option<JobRow>>;
     fn jobs_of_client(&mut self, client: &PartyId) -> StoreResult<Vec<JobRow>>;
     fn save_job_state(&mut self, id: JobId, state: JobState, counts: &JobCounts) -> StoreResult<()>;
-    /// Delete a job and its tasks, assignments, results, attachments and element references.
+    /// Delete a job and its tasks, assignments (with their spot checks), results, attachments,
+    /// element references, and its tasks' assurance rows and known answers.
     fn delete_job(&mut self, id: JobId) -> StoreResult<()>;
 
     // ---- tasks
@@ -128,6 +129,8 @@ pub trait Tx {
     fn set_task_progress(&mut self, key: TaskKey, progress: f32, status: Option<&Payload>) -> StoreResult<()>;
     fn set_task_checkpoint(&mut self, key: TaskKey, checkpoint: Option<&ElementHash>) -> StoreResult<()>;
     fn set_task_run(&mut self, key: TaskKey, attempts: u32, cpu_ms: u64) -> StoreResult<()>;
+    /// Delete a task with its assignments (and their spot checks), result, requests, assurance
+    /// row and known answer.
     fn delete_task(&mut self, key: TaskKey) -> StoreResult<()>;
     /// Up to `limit` queued tasks, highest priority first, then oldest.
     fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>>;
@@ -159,4 +162,32 @@ pub trait Tx {
     fn delete_attachment(&mut self, session: SessionId, job: JobId) -> StoreResult<()>;
     fn attachments_of_job(&mut self, job: JobId) -> StoreResult<Vec<AttachmentRow>>;
     fn attachments_of_session(&mut self, session: SessionId) -> StoreResult<Vec<AttachmentRow>>;
+
+    // ---- result assurance (P6.1, P6.2)
+    /// The assurance state of a task: an opaque JSON document the coordinator writes, and how many
+    /// more replicas it wants placed.
+    fn task_assurance(&mut self, task: TaskKey) -> StoreResult<Option<AssuranceRow>>;
+    /// Insert or replace a task's assurance state.
+    fn set_task_assurance(&mut self, task: TaskKey, state: &str, replicas_wanted: u32) -> StoreResult<()>;
+    /// Tasks in state `running` whose assurance row wants more replicas (replicas_wanted > 0),
+    /// highest priority first, then lowest key: the same order and row type as `queued_tasks`.
+    fn tasks_wanting_replicas(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>>;
+    /// Tasks with an assurance row on which `provider` has or had an assignment (active or
+    /// ended), lowest key first, without repeats, at most `limit`.
+    fn assured_tasks_of_provider(&mut self, provider: &PartyId, limit: u32) -> StoreResult<Vec<TaskKey>>;
+    /// What the server remembers of a provider's results (opaque JSON), if anything.
+    fn provider_record(&mut self, provider: &PartyId) -> StoreResult<Option<String>>;
+    /// Insert or replace a provider's record; `quarantined` is kept in its own column for the query below.
+    fn set_provider_record(&mut self, provider: &PartyId, record: &str, quarantined: bool) -> StoreResult<()>;
+    /// Every quarantined provider.
+    fn quarantined_providers(&mut self) -> StoreResult<Vec<PartyId>>;
+    /// Remember that `task`'s result, accepted after a check, has SHA-256 `digest`: a known answer
+    /// for spot checks. Repeating it for the same task replaces the digest.
+    fn insert_known_answer(&mut self, task: TaskKey, digest: &ElementHash, now_ms: u64) -> StoreResult<()>;
+    /// The newest known answers (by insertion time, then task key descending), at most `limit`.
+    fn known_answers(&mut self, limit: u32) -> StoreResult<Vec<(TaskKey, ElementHash)>>;
+    /// Mark an assignment as a spot check whose correct result has SHA-256 `expected`.
+    fn insert_spot_check(&mut self, assignment: AssignmentId, expected: &ElementHash) -> StoreResult<()>;
+    /// The expected digest if `assignment` is a spot check.
+    fn spot_check(&mut self, assignment: AssignmentId) -> StoreResult<Option<ElementHash>>;
 }

@@ -81,6 +81,11 @@ pub struct JobProperties {
     pub task_limits: TaskLimitsSpec,
     /// How many times a task is placed before it fails for good when its engines vanish.
     pub attempts_max: u32,
+    /// How much agreement between replicas a result needs before it is final (P6.1).
+    pub validation: crate::ValidationPolicy,
+    /// A wasm element that decides whether two results of a task agree, for results that may
+    /// differ slightly; `None`: byte for byte.
+    pub validator: Option<crate::ElementHash>,
 }
 
 impl Default for JobProperties {
@@ -96,6 +101,8 @@ impl Default for JobProperties {
             scheduling_hints: BTreeMap::new(),
             task_limits: TaskLimitsSpec::default(),
             attempts_max: 5,
+            validation: crate::ValidationPolicy::None,
+            validator: None,
         }
     }
 }
@@ -135,6 +142,10 @@ impl JobProperties {
                     return Err(format!("{field} = {v} must be a positive number"));
                 }
             }
+        }
+        self.validation.validate().map_err(|e| format!("validation: {e}"))?;
+        if self.validator.is_some() && self.validation == crate::ValidationPolicy::None {
+            return Err("validator is set but validation is none: a validator compares replicas, so ask for a quorum, adaptive or credibility policy".into());
         }
         if let Some(cluster) = &self.cluster {
             if let Some(r) = cluster.reliability {
@@ -181,6 +192,8 @@ pub enum FailureKind {
     AttemptsExhausted,
     /// A fault of the engine, not of the task.
     Engine,
+    /// The replicas' results never reached the agreement the job's validation policy asks for.
+    Inconclusive,
 }
 
 impl FailureKind {

@@ -4,7 +4,9 @@
 mod ids;
 mod job;
 mod state;
+mod validation;
 
 pub use ids::*;
 pub use job::*;
 pub use state::*;
+pub use validation::{InvalidPolicyParameter, REPLICAS_LIMIT, ValidationPolicy};

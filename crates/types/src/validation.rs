@@ -1,9 +1,28 @@
 //! Validation policies: how much agreement a job asks for before a result is final (P6.1, X1).
+//! A job property, so it lives here; `idlegrid-assurance` carries it out.
 
 use serde::{Deserialize, Serialize};
 
-use crate::AssuranceError;
-use crate::error::{check_closed, check_open};
+/// A policy parameter out of its range; the message names the field and the range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field} = {value}: {reason}")]
+pub struct InvalidPolicyParameter {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn parameter(field: &'static str, value: impl ToString, reason: &'static str) -> InvalidPolicyParameter {
+    InvalidPolicyParameter { field, value: value.to_string(), reason }
+}
+
+fn check_closed(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), InvalidPolicyParameter> {
+    if value.is_finite() && value >= low && value <= high { Ok(()) } else { Err(parameter(field, value, reason)) }
+}
+
+fn check_open(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), InvalidPolicyParameter> {
+    if value.is_finite() && value > low && value < high { Ok(()) } else { Err(parameter(field, value, reason)) }
+}
 
 /// Most replicas any policy may ask for: a bound on the work one task can cost.
 pub const REPLICAS_LIMIT: u32 = 64;
@@ -53,10 +72,10 @@ impl ValidationPolicy {
     }
 
     /// Refuse policies that could never accept, or that ask for unbounded work.
-    pub fn validate(&self) -> Result<(), AssuranceError> {
+    pub fn validate(&self) -> Result<(), InvalidPolicyParameter> {
         let check_replicas_max = |replicas_max: u32, at_least: u32| {
             if replicas_max < at_least || replicas_max > REPLICAS_LIMIT {
-                Err(AssuranceError::parameter("replicas_max", replicas_max, "must be at least the replicas the policy needs and at most 64"))
+                Err(parameter("replicas_max", replicas_max, "must be at least the replicas the policy needs and at most 64"))
             } else {
                 Ok(())
             }
@@ -65,19 +84,19 @@ impl ValidationPolicy {
             ValidationPolicy::None => Ok(()),
             ValidationPolicy::Quorum { min_agreeing, target_replicas, replicas_max } => {
                 if min_agreeing == 0 {
-                    return Err(AssuranceError::parameter("min_agreeing", min_agreeing, "must be at least 1"));
+                    return Err(parameter("min_agreeing", min_agreeing, "must be at least 1"));
                 }
                 if target_replicas < min_agreeing {
-                    return Err(AssuranceError::parameter("target_replicas", target_replicas, "must be at least min_agreeing"));
+                    return Err(parameter("target_replicas", target_replicas, "must be at least min_agreeing"));
                 }
                 check_replicas_max(replicas_max, target_replicas)
             }
             ValidationPolicy::Adaptive { min_agreeing, trusted_after, check_probability_min, replicas_max } => {
                 if min_agreeing < 2 {
-                    return Err(AssuranceError::parameter("min_agreeing", min_agreeing, "must be at least 2 (a check compares two results)"));
+                    return Err(parameter("min_agreeing", min_agreeing, "must be at least 2 (a check compares two results)"));
                 }
                 if trusted_after == 0 {
-                    return Err(AssuranceError::parameter("trusted_after", trusted_after, "must be at least 1"));
+                    return Err(parameter("trusted_after", trusted_after, "must be at least 1"));
                 }
                 check_closed("check_probability_min", check_probability_min, 0.0, 1.0, "must be a probability in [0, 1]")?;
                 check_replicas_max(replicas_max, min_agreeing)
@@ -91,7 +110,7 @@ impl ValidationPolicy {
 
     /// Replicas that may return (or run) before the task is given up; `None` has no limit of
     /// its own (the coordinator's attempts bound it).
-    pub(crate) fn replicas_max(&self) -> u32 {
+    pub fn replicas_max(&self) -> u32 {
         match *self {
             ValidationPolicy::None => REPLICAS_LIMIT,
             ValidationPolicy::Quorum { replicas_max, .. }
