@@ -80,6 +80,22 @@ enum Command {
         /// are held (`none`: no limit).
         #[arg(long, default_value = "100")]
         client_overdraft: String,
+        /// Probability that an assignment is a test task with a known answer (P6.2): 0 turns
+        /// spot checks off.
+        #[arg(long, default_value_t = 0.05)]
+        spot_check_rate: f64,
+        /// The same probability for a provider until it has passed --spot-check-new-count tests.
+        #[arg(long, default_value_t = 0.25)]
+        spot_check_new_rate: f64,
+        #[arg(long, default_value_t = 10)]
+        spot_check_new_count: u32,
+        /// Wrong answers to test tasks after which a provider is quarantined.
+        #[arg(long, default_value_t = 1)]
+        quarantine_after: u32,
+        /// The assumed largest fraction of saboteurs among providers, from which credibility
+        /// follows (Sarmenta's f).
+        #[arg(long, default_value_t = 0.2)]
+        saboteur_fraction: f64,
         /// SMTP server for e-mail notices, host:port.
         #[arg(long)]
         smtp: Option<String>,
@@ -379,6 +395,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pricing,
             billing_increment_secs,
             client_overdraft,
+            spot_check_rate,
+            spot_check_new_rate,
+            spot_check_new_count,
+            quarantine_after,
+            saboteur_fraction,
             smtp,
             mail_from,
             insecure_plain_http,
@@ -417,6 +438,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let (host, port) = smtp.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--smtp must be host:port"))?;
                 config.smtp = Some(idlegrid_server::SmtpConfig { host: host.to_string(), port: port.parse()?, from: mail_from });
             }
+            config.coordinator.spot_checks = idlegrid_assurance::SpotCheckPolicy {
+                rate: spot_check_rate,
+                new_provider_rate: spot_check_new_rate,
+                new_provider_checks: spot_check_new_count,
+            };
+            config.coordinator.spot_checks.validate().map_err(|e| anyhow::anyhow!("spot checks: {e}"))?;
+            anyhow::ensure!(quarantine_after >= 1, "--quarantine-after must be at least 1");
+            config.coordinator.quarantine = idlegrid_assurance::QuarantineRule { failed_spot_checks_max: quarantine_after };
+            config.coordinator.credibility =
+                idlegrid_assurance::CredibilityModel::new(saboteur_fraction).map_err(|e| anyhow::anyhow!("--saboteur-fraction: {e}"))?;
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;

@@ -405,6 +405,10 @@ impl Coordinator {
             let Some(mut task) = tx.task_by_key(key)? else { continue };
             let Some(mut job) = tx.job(task.job)? else { continue };
             let Some((state, _)) = load_assured(tx, key)? else { continue };
+            // No pay for any of its replicas that is not settled yet, judged or not.
+            for replica in state.assurance.replicas().iter().filter(|r| &r.provider == provider) {
+                settle_pay(tx, replica.assignment, true)?;
+            }
             self.decide_and_act(tx, &mut task, &mut job, state, now_ms, fx)?;
             tx.save_job_state(job.id, job.state, &job.counts)?;
         }

@@ -471,3 +471,32 @@ fn split_proportionally_adds_up_exactly() {
     assert_eq!(Micros::checked_sum(parts).unwrap(), Micros::new(1_000_000_007));
     assert!(split_proportionally(Micros::new(5), &[]).is_empty());
 }
+
+#[test]
+fn pay_waits_for_the_judgement_of_a_result_and_is_never_paid_when_withheld() {
+    let config = PricingConfig::default();
+    let client = party(1);
+    let job = JobId::random();
+    let terms = [JobTerms::new(job, client.clone())];
+    let mut waiting = record(1, &client, job, 0, 10.0, T0, Some(T0 + INCREMENT_MS));
+    waiting.pay_awaits_judgement = true;
+    let plan = plan_billing(&config, std::slice::from_ref(&waiting), &terms, window(1), T0 + INCREMENT_MS).unwrap();
+    assert!(amounts(&plan, Purpose::ProviderPay).is_empty(), "no pay before the verdict");
+    assert_eq!(plan.records_open, 1);
+    assert!(!waiting.is_fully_billed(T0 + INCREMENT_MS), "the record stays open for a later pass");
+    // The client's computation is charged whatever the verdict: it asked for the replicas.
+    assert_eq!(amounts(&plan, Purpose::Computation), vec![Micros::new(2_182_382)]);
+
+    let mut valid = waiting.clone();
+    valid.pay_awaits_judgement = false;
+    let plan = plan_billing(&config, std::slice::from_ref(&valid), &terms, window(1), T0 + INCREMENT_MS).unwrap();
+    assert_eq!(amounts(&plan, Purpose::ProviderPay), vec![Micros::new(625_000)]);
+    assert!(valid.is_fully_billed(T0 + INCREMENT_MS));
+
+    let mut invalid = valid.clone();
+    invalid.pay_withheld = true;
+    let plan = plan_billing(&config, std::slice::from_ref(&invalid), &terms, window(1), T0 + INCREMENT_MS).unwrap();
+    assert!(amounts(&plan, Purpose::ProviderPay).is_empty(), "withheld pay is never paid");
+    assert_eq!(plan.records_open, 0);
+    assert!(invalid.is_fully_billed(T0 + INCREMENT_MS), "nothing more is due: the record is done");
+}

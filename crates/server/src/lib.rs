@@ -53,6 +53,8 @@ pub struct ServerConfig {
     /// HTTPS with certificates (the default); `None` serves plain HTTP, for development only.
     pub tls: Option<TlsSettings>,
     pub connection_limits: ConnectionLimits,
+    /// How long a job's validator may compute for one comparison of two results.
+    pub validator_cpu_time_max: Duration,
 }
 
 /// Where the certificate authority comes from, and the names the server answers to.
@@ -107,6 +109,7 @@ impl ServerConfig {
             notice_interval: Duration::from_secs(1),
             tls: Some(TlsSettings::default()),
             connection_limits: ConnectionLimits::default(),
+            validator_cpu_time_max: Duration::from_secs(10),
         }
     }
 }
@@ -260,7 +263,7 @@ impl Server {
             metrics: metrics::Metrics::default(),
             polls: wakers::PollSlots::new(config.connection_limits.long_polls_per_party_max),
             instance: std::sync::OnceLock::new(),
-            validators: validation::Validators::default(),
+            validators: validation::Validators::new(config.validator_cpu_time_max),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -22,18 +22,20 @@ use idlegrid_types::ElementHash;
 
 use crate::AppState;
 
-/// How long a validator may compute for one comparison.
-pub const VALIDATOR_CPU_TIME_MAX: Duration = Duration::from_secs(10);
 /// Most memory a validator may use, whatever the job's task limits say.
 pub const VALIDATOR_MEMORY_BYTES_MAX: u64 = 256 << 20;
 
 /// The server's sandbox for validators, started on first use.
-#[derive(Default)]
 pub(crate) struct Validators {
     sandbox: std::sync::OnceLock<Result<Sandbox, String>>,
+    cpu_time_max: Duration,
 }
 
 impl Validators {
+    pub(crate) fn new(cpu_time_max: Duration) -> Validators {
+        Validators { sandbox: std::sync::OnceLock::new(), cpu_time_max }
+    }
+
     fn sandbox(&self) -> Result<&Sandbox, String> {
         self.sandbox.get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
     }
@@ -56,7 +58,7 @@ impl Validators {
         };
         let limits = TaskLimits {
             memory_bytes_max: memory_bytes_max.clamp(1 << 20, VALIDATOR_MEMORY_BYTES_MAX),
-            cpu_time_max: VALIDATOR_CPU_TIME_MAX,
+            cpu_time_max: self.cpu_time_max,
             result_bytes_max: 1024,
             ..TaskLimits::default()
         };
