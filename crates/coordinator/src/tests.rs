@@ -1173,3 +1173,84 @@ mod quarantine {
         assert_eq!(works.iter().filter(|w| w.provider == liar.party.id).count(), 4, "the test task is not journaled to the client's job");
     }
 }
+
+mod policies {
+    use super::*;
+    use idlegrid_assurance::{SpotCheckPolicy, ValidationPolicy};
+
+    /// Honest engines answer every assignment for `rounds` rounds; returns the client's finals
+    /// and how many assignments each engine received.
+    fn run_honest(world: &mut World, client: &mut Peer, engines: &mut [Peer], rounds: usize) -> (Vec<TaskStatusReport>, usize) {
+        let mut finals = Vec::new();
+        let mut placements = 0;
+        for _ in 0..rounds {
+            for engine in engines.iter_mut() {
+                let batch = assignments(world, engine);
+                placements += batch.len();
+                let replies: Vec<ProviderToServer> = batch.iter().map(succeed).collect();
+                if !replies.is_empty() {
+                    world.engine_send(engine, replies);
+                }
+            }
+            finals.extend(final_statuses(&world.poll::<ServerToClient>(client)));
+        }
+        (finals, placements)
+    }
+
+    fn job_of(world: &mut World, n: u64, validation: ValidationPolicy) -> Peer {
+        let mut client = world.join(Role::Client);
+        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
+        let job = JobId::random();
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job, properties: JobProperties { validation, ..JobProperties::default() } },
+                ClientToServer::Task { job, tasks: specs(exe, 0..n) },
+                ClientToServer::Attach { job, replay: Replay::Undelivered },
+                ClientToServer::Launch { job },
+            ],
+        );
+        client
+    }
+
+    #[test]
+    fn adaptive_replication_runs_trusted_providers_alone_most_of_the_time() {
+        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let policy = ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 3, check_probability_min: 0.05, replicas_max: 6 };
+        let mut engines: Vec<Peer> = (0..2).map(|_| world.join(Role::Provider)).collect();
+        for engine in engines.iter_mut() {
+            engine_ready(&mut world, engine, 1);
+        }
+        // Build a record: the first tasks are checked (two replicas each).
+        let mut warm_up = job_of(&mut world, 4, policy);
+        let (finals, placements) = run_honest(&mut world, &mut warm_up, &mut engines, 10);
+        assert_eq!(finals.len(), 4);
+        assert_eq!(placements, 8, "new providers are always checked");
+        // Now both are trusted: a larger job needs far fewer than two replicas per task.
+        let mut client = job_of(&mut world, 200, policy);
+        let (finals, placements) = run_honest(&mut world, &mut client, &mut engines, 400);
+        assert_eq!(finals.len(), 200);
+        for r in &finals {
+            assert_eq!(r.result, Some(Payload::Inline(format!("n={}", r.task).into_bytes())));
+        }
+        assert!(placements < 300, "{placements} placements for 200 tasks: trusted providers run alone");
+        assert!(placements > 200, "{placements} placements: some results are still checked");
+    }
+
+    #[test]
+    fn credibility_voting_accepts_once_agreeing_results_are_credible_enough() {
+        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let mut engines: Vec<Peer> = (0..4).map(|_| world.join(Role::Provider)).collect();
+        for engine in engines.iter_mut() {
+            engine_ready(&mut world, engine, 2);
+        }
+        // New providers have credibility 1 - f = 0.8: one result is not enough for 0.99.
+        let mut client = job_of(&mut world, 10, ValidationPolicy::credibility(0.99));
+        let (finals, placements) = run_honest(&mut world, &mut client, &mut engines, 30);
+        assert_eq!(finals.len(), 10);
+        for r in &finals {
+            assert_eq!(r.result, Some(Payload::Inline(format!("n={}", r.task).into_bytes())));
+        }
+        assert!(placements >= 20, "{placements} placements: every task needed agreeing replicas");
+    }
+}
