@@ -52,31 +52,21 @@ impl Coordinator {
         tx.set_provider_session(&party.id, Some(session))?;
         tx.touch_provider(&party.id, now_ms)?;
         if resend {
+            let mut sizes = std::collections::HashMap::new();
             for assignment in tx.active_assignments_of_provider(&party.id)? {
                 let Some(task) = tx.task_by_key(assignment.task)? else { continue };
                 let Some(job) = tx.job(task.job)? else { continue };
-                let size = |tx: &mut dyn Tx, hash| -> Result<ElementRef, StoreError> {
-                    Ok(ElementRef { hash, size: tx.element_size(&hash)?.unwrap_or(0) })
+                let mut message = match self.assignment_for(tx, &task, &job, &mut sizes)? {
+                    Ok(message) => message,
+                    Err(hash) => {
+                        // An element gone meanwhile: the next placement fails the task for it.
+                        self.reclaim(tx, &assignment, &format!("element {hash} is gone"), now_ms, fx)?;
+                        continue;
+                    }
                 };
-                let mut data = BTreeMap::new();
-                for (name, hash) in &task.data {
-                    data.insert(name.clone(), size(tx, *hash)?);
-                }
-                let checkpoint = match task.checkpoint {
-                    Some(hash) => Some(size(tx, hash)?),
-                    None => None,
-                };
-                let message = ServerToProvider::Task(self.sign(idlegrid_protocol::messages::Assignment {
-                    assignment: assignment.id,
-                    executable: size(tx, task.executable)?,
-                    data,
-                    params: task.params.clone(),
-                    checkpoint,
-                    priority: task.priority,
-                    limits: job.properties.task_limits.clone(),
-                    ticket: self.ticket(&party.id, assignment.id, now_ms),
-                    signature: String::new(),
-                }));
+                message.assignment = assignment.id;
+                message.ticket = self.ticket(&party.id, assignment.id, now_ms);
+                let message = ServerToProvider::Task(self.sign(message));
                 push(tx, fx, session, None, &message, None)?;
             }
         }

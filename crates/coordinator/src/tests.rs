@@ -1131,6 +1131,9 @@ mod quarantine {
         // test in its place.
         world.coordinator.config.spot_checks = SpotCheckPolicy { rate: 1.0, new_provider_rate: 1.0, new_provider_checks: 0 };
         engine_ready(&mut world, &mut liar, 5);
+        for engine in [&mut a, &mut b] {
+            engine_ready(&mut world, engine, 0);
+        }
         world.client_send(&mut client, vec![ClientToServer::Task { job, tasks: specs(exe, 6..10) }]);
         let test = assignments(&mut world, &mut liar);
         assert_eq!(test.len(), 1);
@@ -1145,8 +1148,10 @@ mod quarantine {
 
         // A third honest engine takes over; the job completes with correct results only.
         let mut c = world.join(Role::Provider);
-        engine_ready(&mut world, &mut c, 4);
         world.coordinator.config.spot_checks = SpotCheckPolicy::off();
+        for engine in [&mut a, &mut b, &mut c] {
+            engine_ready(&mut world, engine, 4);
+        }
         let mut finals = early;
         for _ in 0..10 {
             for engine in [&mut a, &mut b, &mut c] {
