@@ -126,6 +126,13 @@ enum Command {
         /// ...as this version.
         #[arg(long, requires = "upgrade_binary")]
         upgrade_version: Option<String>,
+        /// Seconds between CPU benchmarks of each engine (P5.1), which rate its power; engines
+        /// are also measured when they first connect. 0 turns benchmarks off.
+        #[arg(long, default_value_t = idlegrid_coordinator::BENCHMARK_INTERVAL_DEFAULT_MS / 1000)]
+        benchmark_interval_secs: u64,
+        /// Matrix size n of the CPU benchmark (2 n^3 floating-point operations a run).
+        #[arg(long, default_value_t = idlegrid_coordinator::BENCHMARK_SIZE_DEFAULT, value_parser = clap::value_parser!(u32).range(16..=2048))]
+        benchmark_size: u32,
     },
     /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
@@ -409,6 +416,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             operators,
             upgrade_binary,
             upgrade_version,
+            benchmark_interval_secs,
+            benchmark_size,
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
@@ -449,6 +458,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.coordinator.credibility =
                 idlegrid_assurance::CredibilityModel::new(saboteur_fraction).map_err(|e| anyhow::anyhow!("--saboteur-fraction: {e}"))?;
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
+            config.coordinator.benchmark_interval_ms = (benchmark_interval_secs > 0).then(|| benchmark_interval_secs.saturating_mul(1000));
+            config.coordinator.benchmark_size = benchmark_size;
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
             println!("idlegrid server listening on {}", server.url());

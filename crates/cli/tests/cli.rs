@@ -129,7 +129,7 @@ async fn an_upgrade_offered_by_the_server_is_verified_staged_and_started_next_ti
         .arg(&data)
         .args(["--upgrade-version", "99.0.0", "--upgrade-binary"])
         .arg(&build)
-        .args(["--log", "warn"])
+        .args(["--log", "warn", "--benchmark-interval-secs", "0"])
         .spawn()
         .unwrap();
     let _server = Process(server);

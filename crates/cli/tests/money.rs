@@ -120,7 +120,8 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
         command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
-            .args(["--engine-silence-secs", "30", "--maintenance-secs", "0.2", "--billing-increment-secs", "3", "--log", "warn"]);
+            .args(["--engine-silence-secs", "30", "--maintenance-secs", "0.2", "--billing-increment-secs", "3", "--log", "warn"])
+            .args(["--benchmark-interval-secs", "0"]);
         command
     };
     let mut server = Process(server_args(&data).spawn().unwrap());

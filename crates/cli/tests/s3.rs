@@ -75,7 +75,7 @@ async fn a_server_keeps_its_elements_in_s3_and_runs_a_job_from_them() {
     command
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(&data)
-        .args(["--elements", "s3://platform/idlegrid", "--log", "warn"])
+        .args(["--elements", "s3://platform/idlegrid", "--log", "warn", "--benchmark-interval-secs", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
     for (name, value) in aws_env(&s3.endpoint) {

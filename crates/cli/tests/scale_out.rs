@@ -27,6 +27,7 @@ fn spawn_instance(port: u16, data: &Path, database: &str, ca_dir: &Path) -> Proc
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .args(["--database", database, "--engine-silence-secs", "60", "--maintenance-secs", "0.5", "--log", "warn"])
+        .args(["--benchmark-interval-secs", "0"])
         .arg("--tls-ca-cert")
         .arg(ca_dir.join("ca.pem"))
         .arg("--tls-ca-key")

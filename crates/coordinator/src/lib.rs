@@ -15,9 +15,11 @@
 //!   session acknowledges the message that carried it.
 
 pub mod assurance;
+pub mod benchmark;
 mod client;
 mod error;
 pub mod money;
+mod profiles;
 mod provider;
 mod schedule;
 mod session;
@@ -34,6 +36,12 @@ use idlegrid_store::{PartyRow, Tx};
 use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
 
 pub use error::ApiError;
+pub use profiles::{BENCHMARK_GFLOPS_MAX, BENCHMARK_RETRY_MS, BenchmarkInFlight, ProviderProfile, benchmark_element, benchmark_seconds};
+
+/// How often engines are benchmarked when the server runs them (6 hours).
+pub const BENCHMARK_INTERVAL_DEFAULT_MS: u64 = 6 * 3600 * 1000;
+/// Matrix size of the benchmark: about half a second of one core in the sandbox.
+pub const BENCHMARK_SIZE_DEFAULT: u32 = 640;
 
 /// Tunable limits and intervals of the coordinator.
 #[derive(Debug, Clone)]
@@ -89,6 +97,13 @@ pub struct CoordinatorConfig {
     pub quarantine: idlegrid_assurance::QuarantineRule,
     /// The assumed fraction of saboteurs, from which credibility follows (Sarmenta).
     pub credibility: idlegrid_assurance::CredibilityModel,
+    /// How often each engine's CPU speed is measured by a benchmark task (P5.1): when it first
+    /// reports its profile, then whenever its last measurement is older than this. `None`: no
+    /// benchmarks (the default here, so that tests count only their own assignments; the
+    /// `idlegrid server` command turns them on, every [`BENCHMARK_INTERVAL_DEFAULT_MS`]).
+    pub benchmark_interval_ms: Option<u64>,
+    /// Matrix size n of the benchmark (2 n³ floating-point operations).
+    pub benchmark_size: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -118,6 +133,8 @@ impl Default for CoordinatorConfig {
             spot_checks: idlegrid_assurance::SpotCheckPolicy::default(),
             quarantine: idlegrid_assurance::QuarantineRule::default(),
             credibility: idlegrid_assurance::CredibilityModel::default(),
+            benchmark_interval_ms: None,
+            benchmark_size: BENCHMARK_SIZE_DEFAULT,
         }
     }
 }
@@ -161,6 +178,8 @@ pub struct Coordinator {
     signer: idlegrid_protocol::auth::Identity,
     keys: Mutex<HashMap<PartyId, CachedKey>>,
     log_rates: logs::LogRates,
+    /// The benchmark tasks (P5.1), when benchmarks are on or were once.
+    benchmark: Option<profiles::BenchmarkSetup>,
 }
 
 /// What authentication needs to know of a party, cached for `key_cache_ttl_ms`.
@@ -202,7 +221,14 @@ impl Coordinator {
                 idlegrid_protocol::auth::Identity::from_seed(seed)
             }
         };
-        let coordinator = Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()), log_rates: logs::LogRates::default() };
+        // Benchmark tasks belong to the server's own party; they are known even when
+        // benchmarks are off, so that late answers to earlier ones are still recognised.
+        let benchmark = match config.benchmark_interval_ms {
+            Some(_) => Some(profiles::install_benchmark(tx, signer.id(), config.benchmark_size)?),
+            None => profiles::load_benchmark(tx)?,
+        };
+        let coordinator =
+            Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()), log_rates: logs::LogRates::default(), benchmark };
         coordinator.open_system_accounts(tx, 0)?;
         Ok(coordinator)
     }
@@ -415,3 +441,5 @@ impl Coordinator {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod benchmark_tests;

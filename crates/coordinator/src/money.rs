@@ -149,6 +149,9 @@ impl Coordinator {
     }
 
     /// The journal record of a new placement (P7.1), in the scheduling transaction.
+    /// `power_gflops` is the engine's rating per slot: its measured speed, or the default until
+    /// a benchmark measured it (P5.1).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn journal_launch(
         &self,
         tx: &mut dyn Tx,
@@ -156,6 +159,7 @@ impl Coordinator {
         job: &JobRow,
         task: &TaskRow,
         provider: &PartyId,
+        power_gflops: f64,
         data_in_bytes: u64,
         awaits_judgement: bool,
         now_ms: u64,
@@ -167,7 +171,7 @@ impl Coordinator {
             task: task.index,
             provider: provider.clone(),
             engine: provider.clone(),
-            power_gflops: self.config.engine_power_gflops_default,
+            power_gflops,
             availability: self.config.pricing.provider_reliability_average,
             launched_ms: now_ms,
             cancelled_ms: None,

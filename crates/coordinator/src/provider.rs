@@ -79,14 +79,13 @@ impl Coordinator {
             M::NodeStatus { state, slots, queue_capacity } => {
                 let capacity = queue_capacity.min(self.config.engine_capacity_max);
                 ctx.tx.upsert_provider(&ctx.party.id, state, slots, capacity, ctx.now)?;
+                // A benchmark due takes the first free slot, ahead of the scheduling pass.
+                self.benchmark_if_due(ctx.tx, &ctx.party.id.clone(), ctx.now, ctx.fx)?;
                 Ok(())
             }
             M::NodeProfile { os, arch, cores, memory_bytes, disk_bytes, engine_version } => {
-                let profile = serde_json::json!({
-                    "os": os, "arch": arch, "cores": cores, "memory_bytes": memory_bytes,
-                    "disk_bytes": disk_bytes, "engine_version": engine_version,
-                });
-                ctx.tx.set_provider_profile(&ctx.party.id, &profile.to_string())?;
+                // Merged into the profile: the benchmark's measurements stay (P5.1).
+                self.profile_reported(ctx.tx, &ctx.party.id.clone(), os, arch, cores, memory_bytes, disk_bytes, engine_version.clone())?;
                 if let Some(offer) = self.upgrade(ctx.tx)? {
                     if matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version) {
                         push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
@@ -180,6 +179,9 @@ impl Coordinator {
             }
             Err(other) => return Err(other),
         };
+        if self.is_benchmark(&task) {
+            return self.benchmark_status(ctx, assignment, task, status);
+        }
         let Some(mut job) = ctx.tx.job(task.job)? else { return Ok(()) };
         let active = assignment.state == AssignmentRowState::Active;
         if let Some(expected) = ctx.tx.spot_check(id)? {

@@ -127,6 +127,7 @@ impl Coordinator {
         let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
         let mut records: HashMap<PartyId, idlegrid_assurance::ProviderRecord> = HashMap::new();
         let mut known_answers = None;
+        let mut powers: HashMap<PartyId, f64> = HashMap::new();
         let mut assigned = 0;
         for (index, engine) in plan {
             let provider = &rooms[engine];
@@ -172,7 +173,15 @@ impl Coordinator {
             let data_in = message.executable.size
                 + message.data.values().map(|e| e.size).sum::<u64>()
                 + message.checkpoint.map(|c| c.size).unwrap_or(0);
-            self.journal_launch(tx, id, job, task, &provider.id, data_in, assured, now_ms)?;
+            let power = match powers.get(&provider.id) {
+                Some(power) => *power,
+                None => {
+                    let power = self.engine_power_gflops(tx, &provider.id)?;
+                    powers.insert(provider.id.clone(), power);
+                    power
+                }
+            };
+            self.journal_launch(tx, id, job, task, &provider.id, power, data_in, assured, now_ms)?;
             if task.state == TaskState::Queued {
                 transition(tx, task, job, TaskEvent::Assign)?;
             }
@@ -424,6 +433,8 @@ impl Coordinator {
             report.elements_deleted += 1;
         }
         tx.delete_logs_before(now_ms.saturating_sub(self.config.log_retention_ms))?;
+        // Benchmarks due take their engines' free slots before the scheduling pass (P5.1).
+        self.send_due_benchmarks(tx, now_ms, fx)?;
         report.tasks_assigned = self.schedule(tx, now_ms, fx)?;
         let billing = self.bill(tx, now_ms, fx)?;
         report.transfers_billed = billing.transfers_new as u32;

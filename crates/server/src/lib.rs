@@ -241,6 +241,9 @@ impl Server {
         })
         .await??;
         let elements = ElementStore::open(&config.elements, &config.data_dir.join("elements"))?;
+        if let Some(module) = coordinator.benchmark_module() {
+            store_benchmark_module(&elements, module).await?;
+        }
         let shutdown = CancellationToken::new();
         let authority = config.tls.as_ref().map(|tls| tls.authority(&config.data_dir)).transpose()?;
         let tls = match (&config.tls, &authority) {
@@ -298,6 +301,20 @@ impl Server {
         tracing::info!(%addr, data = %config.data_dir.display(), "server listening");
         Ok(ServerHandle { addr, ca_pem, shutdown, task })
     }
+}
+
+/// Put the benchmark module's bytes (P5.1) in the element store, where engines download them
+/// with their assignment's ticket; the coordinator recorded the element already.
+async fn store_benchmark_module(elements: &ElementStore, module: &'static [u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let hash = idlegrid_types::ElementHash::of(module);
+    if elements.exists(&hash).await.unwrap_or(false) {
+        return Ok(());
+    }
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from_static(module)) });
+    elements.upload(&hash, Box::pin(stream), u64::MAX).await.context("cannot store the benchmark module")?;
+    tracing::debug!(%hash, "benchmark module stored");
+    Ok(())
 }
 
 /// Store an engine binary as an element and offer it, signed, to every engine.

@@ -528,7 +528,9 @@ pub fn providers_keep_session_and_load_across_updates(store: &impl Store) {
             let key = tx.task(j.id, 0)?.unwrap().key;
             tx.insert_assignment(key, &provider.id, 1)?;
             tx.upsert_provider(&provider.id, NodeState::ShuttingDown, 4, 6, 500)?;
+            assert_eq!(tx.provider_profile(&provider.id)?, None, "no profile reported yet");
             tx.set_provider_profile(&provider.id, r#"{"cores":4}"#)?;
+            assert_eq!(tx.provider_profile(&provider.id)?.as_deref(), Some(r#"{"cores":4}"#));
             assert_eq!(
                 tx.provider(&provider.id)?,
                 Some(ProviderRow {

@@ -1568,6 +1568,13 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
+    fn provider_profile(&mut self, id: &PartyId) -> StoreResult<Option<String>> {
+        match self.query_opt("SELECT profile FROM providers WHERE id = $1", &[&&id.as_bytes()[..]])? {
+            Some(row) => Ok(row.try_get::<_, Option<String>>(0).map_err(|e| StoreError::Corrupt(format!("providers.profile: {e}")))?),
+            None => Ok(None),
+        }
+    }
+
     fn set_provider_session(
         &mut self,
         id: &PartyId,

@@ -828,6 +828,15 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
+    fn provider_profile(&mut self, id: &PartyId) -> StoreResult<Option<String>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT profile FROM providers WHERE id = ?1")?
+            .query_row([&id.as_bytes()[..]], |row| row.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
     fn set_provider_session(&mut self, id: &PartyId, session: Option<SessionId>) -> StoreResult<()> {
         let session = session.map(|s| s.as_uuid().as_bytes().to_vec());
         let n = self

@@ -87,6 +87,8 @@ pub trait Tx {
     // ---- providers
     fn upsert_provider(&mut self, id: &PartyId, state: NodeState, slots: u32, capacity: u32, now_ms: u64) -> StoreResult<()>;
     fn set_provider_profile(&mut self, id: &PartyId, profile_json: &str) -> StoreResult<()>;
+    /// The profile last set (JSON), if the provider is known and has one.
+    fn provider_profile(&mut self, id: &PartyId) -> StoreResult<Option<String>>;
     fn set_provider_session(&mut self, id: &PartyId, session: Option<SessionId>) -> StoreResult<()>;
     fn touch_provider(&mut self, id: &PartyId, now_ms: u64) -> StoreResult<()>;
     fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>>;

@@ -178,6 +178,8 @@ pub fn spawn_server(port: u16, data: &Path, silence_secs: u64) -> Process {
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(data)
         .args(["--engine-silence-secs", &silence_secs.to_string(), "--maintenance-secs", "0.2", "--log", "warn"])
+        // Benchmarks (P5.1) would take a slot of every new engine: tests count tasks exactly.
+        .args(["--benchmark-interval-secs", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
