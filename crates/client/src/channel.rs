@@ -281,13 +281,13 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(error) if error.is_transient() => {
-                if let Some(limit) = config.send_give_up_after {
-                    if started.elapsed() > limit {
-                        return Err(error);
-                    }
+                if let Some(limit) = config.send_give_up_after
+                    && started.elapsed() > limit
+                {
+                    return Err(error);
                 }
                 let delay = backoff.next_delay(rand::random::<f64>());
-                if backoff.failures() == 1 || backoff.failures() % 10 == 0 {
+                if backoff.failures() == 1 || backoff.failures().is_multiple_of(10) {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "server unavailable; retrying");
                 }
                 tokio::time::sleep(delay).await;

@@ -133,7 +133,8 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("the server did not answer with the job's properties".into()))
     }
 
-    /// Upload bytes as an element (once: the server deduplicates by content).
+    /// Upload bytes as an element (once: the server deduplicates by content). An executable
+    /// is stripped of its custom sections first (P6.3): use the returned hash in task specs.
     pub async fn upload(&self, bytes: impl Into<Bytes>, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
         self.transport().upload(bytes.into(), kind, name).await
     }

@@ -18,6 +18,10 @@ pub enum ClientError {
     Protocol(String),
     #[error("{0}")]
     Io(String),
+    /// An executable element that is not a WebAssembly module the client can ship (P6.3:
+    /// executables are stripped of their custom sections before they are uploaded).
+    #[error("the executable '{name}' cannot be shipped: {reason}")]
+    InvalidExecutable { name: String, reason: String },
     #[error("the connection was closed")]
     Closed,
 }

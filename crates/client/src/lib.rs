@@ -1,6 +1,8 @@
 //! The Rust client library (API boundary).
 //!
 //! - [`Transport`]: signed HTTP requests and the data channel (element upload and download).
+//!   Executables are stripped of names and custom sections before they leave ([`strip_executable`],
+//!   P6.3).
 //! - [`Channel`]: the reliable, sequence-numbered message channel of one session (P8.3-P8.5),
 //!   shared with the compute engine.
 //! - [`Client`]: jobs for people and programs: create, add tasks (streamed, so a job of
@@ -10,12 +12,14 @@ mod channel;
 mod client;
 mod endpoint;
 mod error;
+mod strip;
 mod transport;
 
 pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use error::ClientError;
 pub use endpoint::{Endpoint, ServerTrust};
+pub use strip::{InvalidModule, strip_executable};
 pub use transport::Transport;
 pub use reqwest::Method;
 

@@ -197,8 +197,7 @@ impl Transport {
         if let Some(client) = self.shared.http.read().unwrap_or_else(|p| p.into_inner()).clone() {
             return client;
         }
-        let client = http_builder().tls_backend_preconfigured(untrusting_config()).build().unwrap_or_else(|_| reqwest::Client::new());
-        client
+        http_builder().tls_backend_preconfigured(untrusting_config()).build().unwrap_or_else(|_| reqwest::Client::new())
     }
 
     fn signed(&self, method: Method, path_and_query: &str, body_sha256_hex: &str) -> reqwest::RequestBuilder {
@@ -265,10 +264,10 @@ impl Transport {
     /// Renew the client certificate when it is getting old (long-running engines).
     async fn renew_if_due(&self) {
         let due = self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone().filter(|c| renewal_due(c.expires, SystemTime::now()));
-        if let Some(certificate) = due {
-            if let Err(error) = self.register(certificate.role, &certificate.name).await {
-                tracing::warn!(%error, "cannot renew the client certificate yet; the current one stays in use");
-            }
+        if let Some(certificate) = due
+            && let Err(error) = self.register(certificate.role, &certificate.name).await
+        {
+            tracing::warn!(%error, "cannot renew the client certificate yet; the current one stays in use");
         }
     }
 
@@ -324,7 +323,21 @@ impl Transport {
     }
 
     /// Upload bytes as an element (skipped when the server has them for this party already).
+    /// An executable is first stripped of its custom sections (names, producers, debug
+    /// information: P6.3), so the element, and the hash returned for task specs, are those of
+    /// the stripped module; bytes that are not a valid WebAssembly module are refused.
     pub async fn upload(&self, bytes: Bytes, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
+        let bytes = match kind {
+            ElementKind::Executable => strip(bytes, name).await?,
+            ElementKind::Data => bytes,
+        };
+        self.upload_verbatim(bytes, kind, name).await
+    }
+
+    /// Upload exactly these bytes, even as an executable: nothing is stripped or checked.
+    /// For tests of the engines' defences against broken modules; [`Transport::upload`] is the
+    /// way to ship a task.
+    pub async fn upload_verbatim(&self, bytes: Bytes, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
         let hash = ElementHash::of(&bytes);
         if let Some(size) = self.element_size(&hash).await? {
             return Ok(ElementRef { hash, size });
@@ -334,8 +347,13 @@ impl Transport {
         decode(response).await
     }
 
-    /// Upload a file as an element, hashing it first and then streaming it.
+    /// Upload a file as an element, hashing it first and then streaming it. An executable is
+    /// read whole and stripped first, as by [`Transport::upload`].
     pub async fn upload_file(&self, file: &Path, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
+        if kind == ElementKind::Executable {
+            let bytes = tokio::fs::read(file).await.map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+            return self.upload(bytes.into(), kind, name).await;
+        }
         let (hash, size) = hash_file(file).await?;
         if let Some(size) = self.element_size(&hash).await? {
             return Ok(ElementRef { hash, size });
@@ -392,6 +410,16 @@ impl Transport {
     }
 }
 
+/// An executable without its custom sections, off the async threads (validating a large
+/// module takes a while).
+async fn strip(bytes: Bytes, name: &str) -> Result<Bytes, ClientError> {
+    let stripped = tokio::task::spawn_blocking(move || crate::strip::strip_executable(&bytes))
+        .await
+        .map_err(|e| ClientError::Io(format!("stripping the executable failed: {e}")))?;
+    let invalid = |reason: String| ClientError::InvalidExecutable { name: if name.is_empty() { "(unnamed)".into() } else { name.to_string() }, reason };
+    stripped.map(Bytes::from).map_err(|e| invalid(e.to_string()))
+}
+
 fn upload_path(hash: &ElementHash, kind: ElementKind, name: &str) -> String {
     let name: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     format!("/v1/elements/{hash}?kind={}&name={name}", kind.as_str())
@@ -421,4 +449,20 @@ async fn decode<R: DeserializeOwned>(response: reqwest::Response) -> Result<R, C
     }
     let bytes = response.bytes().await.map_err(network)?;
     serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(format!("cannot decode the answer: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_executable_that_is_not_a_module_is_refused_by_name() {
+        let error = strip(Bytes::from_static(b"#!/bin/sh\necho hello\n"), "script.sh").await.unwrap_err();
+        assert!(matches!(&error, ClientError::InvalidExecutable { name, .. } if name == "script.sh"), "{error:?}");
+        assert!(!error.is_transient());
+        let text = error.to_string();
+        assert!(text.contains("'script.sh'") && text.contains("not a valid WebAssembly module"), "{text}");
+        let module = strip(Bytes::from_static(b"\0asm\x01\0\0\0\0\x05\x04name"), "").await.unwrap();
+        assert_eq!(&module[..], b"\0asm\x01\0\0\0", "a custom section alone goes");
+    }
 }

@@ -16,6 +16,10 @@
 //! Decisions come from one seeded random generator, so a failing seed can be replayed (the
 //! interleaving of concurrent requests still varies). [`ChaosStats`] counts what was done,
 //! so that a test can check that the faults it relies on really happened.
+//!
+//! With recording on ([`ChaosProxy::set_recording`], or [`ChaosProxy::recorder`] for a plain
+//! relay that records), every answer forwarded to the party is kept as an [`Exchange`], with
+//! its request: a test can then inspect everything a party received (secrecy tests).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -127,6 +131,48 @@ impl ChaosStats {
     }
 }
 
+/// One request and the answer the party received, as recorded by the proxy.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub method: String,
+    pub path_and_query: String,
+    pub request_headers: Vec<(String, Vec<u8>)>,
+    pub request_body: Bytes,
+    pub status: u16,
+    /// The answer's headers as forwarded (hop-by-hop headers left out).
+    pub response_headers: Vec<(String, Vec<u8>)>,
+    /// The answer's body as it went over the wire to the party: possibly compressed, and only
+    /// the part that was sent when the answer was truncated.
+    pub response_body: Bytes,
+}
+
+impl Exchange {
+    /// A response header's value, if present (first occurrence).
+    pub fn response_header(&self, name: &str) -> Option<&[u8]> {
+        self.response_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_slice())
+    }
+
+    /// The answer's body as the party reads it: decompressed when its `Content-Encoding` is
+    /// gzip. Fails on an encoding it does not know or a body that does not decode.
+    pub fn response_content(&self) -> std::io::Result<Vec<u8>> {
+        match self.response_header("content-encoding").map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase()) {
+            None => Ok(self.response_body.to_vec()),
+            Some(encoding) if encoding == "identity" => Ok(self.response_body.to_vec()),
+            Some(encoding) if encoding == "gzip" || encoding == "x-gzip" => {
+                use std::io::Read;
+                let mut content = Vec::new();
+                flate2::read::MultiGzDecoder::new(&self.response_body[..]).read_to_end(&mut content)?;
+                Ok(content)
+            }
+            Some(other) => Err(std::io::Error::other(format!("cannot decode Content-Encoding: {other}"))),
+        }
+    }
+}
+
+fn header_list(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers.iter().filter(|(name, _)| !hop_by_hop(name)).map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec())).collect()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
     None,
@@ -152,6 +198,8 @@ struct Shared {
     /// Counts requests forwarded and answers delivered, for holding reordered ones.
     passed: AtomicU64,
     passed_notify: Notify,
+    /// What was forwarded to parties, while recording.
+    recording: Mutex<Option<Vec<Exchange>>>,
 }
 
 /// A running proxy; stops accepting when dropped (connections already open finish).
@@ -181,9 +229,33 @@ impl ChaosProxy {
             pool: Mutex::new(Vec::new()),
             passed: AtomicU64::new(0),
             passed_notify: Notify::new(),
+            recording: Mutex::new(None),
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         Ok(ChaosProxy { addr, shared, accept })
+    }
+
+    /// A plain relay (no faults) that records every exchange from the start.
+    pub async fn recorder(upstream: SocketAddr) -> std::io::Result<ChaosProxy> {
+        let proxy = ChaosProxy::start(upstream, ChaosConfig::none()).await?;
+        proxy.set_enabled(false);
+        proxy.set_recording(true);
+        Ok(proxy)
+    }
+
+    /// Start (keeping what was recorded so far) or stop recording exchanges.
+    pub fn set_recording(&self, on: bool) {
+        let mut recording = self.shared.recording.lock().unwrap_or_else(|p| p.into_inner());
+        match (on, recording.is_some()) {
+            (true, false) => *recording = Some(Vec::new()),
+            (false, true) => *recording = None,
+            _ => {}
+        }
+    }
+
+    /// Every exchange recorded so far, in the order the answers were forwarded.
+    pub fn recorded(&self) -> Vec<Exchange> {
+        self.shared.recording.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -270,6 +342,22 @@ impl Shared {
 
     fn max_delay(&self) -> Duration {
         self.config.lock().unwrap_or_else(|p| p.into_inner()).max_delay
+    }
+
+    /// Keep what the party is about to receive, when recording.
+    fn record(&self, parts: &hyper::http::request::Parts, body: &Bytes, response: &hyper::http::response::Parts, sent: &Bytes) {
+        let mut recording = self.recording.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(exchanges) = recording.as_mut() {
+            exchanges.push(Exchange {
+                method: parts.method.as_str().to_string(),
+                path_and_query: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".to_string()),
+                request_headers: header_list(&parts.headers),
+                request_body: body.clone(),
+                status: response.status.as_u16(),
+                response_headers: header_list(&response.headers),
+                response_body: sent.clone(),
+            });
+        }
     }
 
     fn count(&self, counter: &AtomicU64) {
@@ -432,6 +520,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
         Fault::Truncate if bytes.len() >= 2 => {
             shared.count(&stats.truncated);
             let half = bytes.slice(..bytes.len() / 2);
+            shared.record(&parts, &body, &response_parts, &half);
             let body = Truncated { data: Some(half) }.boxed();
             Ok(respond(response_parts, body))
         }
@@ -444,8 +533,83 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Respo
             shared.count(&stats.reordered);
             shared.hold().await;
             shared.pass();
+            shared.record(&parts, &body, &response_parts, &bytes);
             Ok(respond(response_parts, full(bytes)))
         }
-        _ => Ok(respond(response_parts, full(bytes))),
+        _ => {
+            shared.record(&parts, &body, &response_parts, &bytes);
+            Ok(respond(response_parts, full(bytes)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// An upstream that answers every request on one connection with `body`, gzipped.
+    async fn upstream(body: &'static [u8]) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 1024];
+            // The head, and the short body that comes with it.
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = stream.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                request.extend_from_slice(&buffer[..n]);
+            }
+            let compressed = gzip(body);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\nx-note: upstream\r\ncontent-length: {}\r\n\r\n",
+                compressed.len()
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&compressed).await.unwrap();
+            let _ = stream.read(&mut buffer).await;
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_recorder_keeps_what_it_forwards_and_decodes_it() {
+        let body: &'static [u8] = b"{\"messages\":[{\"seq\":1,\"message\":{\"type\":\"Heartbeat\"}}]}";
+        let proxy = ChaosProxy::recorder(upstream(body).await).await.unwrap();
+        let mut party = TcpStream::connect(proxy.addr()).await.unwrap();
+        party.write_all(b"POST /v1/sessions/s/messages?after=0 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello").await.unwrap();
+        // gzip output is deterministic (no timestamp): the party must end up with these bytes.
+        let compressed = gzip(body);
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 4096];
+        while !answer.ends_with(&compressed) {
+            let n = tokio::time::timeout(Duration::from_secs(30), party.read(&mut buffer)).await.expect("an answer in time").unwrap();
+            assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&answer));
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let recorded = proxy.recorded();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        let exchange = &recorded[0];
+        assert_eq!(
+            (exchange.method.as_str(), exchange.path_and_query.as_str(), exchange.status),
+            ("POST", "/v1/sessions/s/messages?after=0", 200)
+        );
+        assert_eq!(&exchange.request_body[..], b"hello");
+        assert_eq!(exchange.response_header("X-Note"), Some(&b"upstream"[..]));
+        assert_ne!(&exchange.response_body[..], body, "the body is kept as sent, compressed");
+        assert_eq!(exchange.response_content().unwrap(), body);
+        assert_eq!(&exchange.response_body[..], &compressed[..], "what the party got is what was recorded");
+
+        proxy.set_recording(false);
+        assert!(proxy.recorded().is_empty(), "stopping drops the recording");
     }
 }
