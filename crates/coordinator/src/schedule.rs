@@ -126,7 +126,9 @@ impl Coordinator {
         let plan = place_replicas(&room_sizes, &demands);
         let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
         let mut records: HashMap<PartyId, idlegrid_assurance::ProviderRecord> = HashMap::new();
-        let mut known_answers = None;
+        // Tests need known answers: without any, no draw is made and no record read.
+        let spot_checks_on = self.config.spot_checks.rate > 0.0 || self.config.spot_checks.new_provider_rate > 0.0;
+        let known_answers = if spot_checks_on { tx.known_answers(SPOT_CHECK_CHOICES)? } else { Vec::new() };
         let mut powers: HashMap<PartyId, f64> = HashMap::new();
         let mut assigned = 0;
         for (index, engine) in plan {
@@ -136,15 +138,11 @@ impl Coordinator {
             if task.state.is_final() {
                 continue;
             }
-            if !records.contains_key(&provider.id) {
+            if !known_answers.is_empty() && !records.contains_key(&provider.id) {
                 records.insert(provider.id.clone(), assurance::load_record(tx, &provider.id)?);
             }
-            if self.draw_spot_check(&records[&provider.id], &provider.id) {
-                if known_answers.is_none() {
-                    known_answers = Some(tx.known_answers(SPOT_CHECK_CHOICES)?);
-                }
-                let known = known_answers.as_deref().unwrap_or_default();
-                if let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, known)? {
+            if !known_answers.is_empty() && self.draw_spot_check(&records[&provider.id], &provider.id) {
+                if let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, &known_answers)? {
                     // The room goes to the test; the real task waits for the next pass.
                     if let Ok(mut message) = self.assignment_for(tx, &test, &test_job, &mut sizes)? {
                         let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
