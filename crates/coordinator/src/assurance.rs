@@ -136,12 +136,12 @@ fn settle_unjudged(tx: &mut dyn Tx, assignment: AssignmentId) -> Result<(), Stor
 
 /// A placement's pay is due (`withheld: false`) or never (`true`) now that its result is judged.
 fn settle_pay(tx: &mut dyn Tx, assignment: AssignmentId, withheld: bool) -> Result<(), StoreError> {
-    if let Some(mut record) = tx.work_record(assignment.0)? {
-        if record.pay_awaits_judgement || (withheld && !record.pay_withheld) {
-            record.pay_awaits_judgement = false;
-            record.pay_withheld |= withheld;
-            tx.upsert_work_record(&record)?;
-        }
+    if let Some(mut record) = tx.work_record(assignment.0)?
+        && (record.pay_awaits_judgement || (withheld && !record.pay_withheld))
+    {
+        record.pay_awaits_judgement = false;
+        record.pay_withheld |= withheld;
+        tx.upsert_work_record(&record)?;
     }
     Ok(())
 }
@@ -165,6 +165,7 @@ impl Coordinator {
     }
 
     /// A replica was placed on `provider`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replica_placed(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, assignment: AssignmentId, provider: &PartyId, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
         let Some((mut state, _)) = load_assured(tx, task.key)? else { return Ok(()) };
         state.assurance.replica_launched(assignment, provider.clone()).map_err(logic)?;
@@ -174,6 +175,7 @@ impl Coordinator {
     /// A replica returned its final outcome (`None`: it ended without one, e.g. an engine-side
     /// failure). Results of replicas that had ended already (declared lost, cancelled) are
     /// ignored: they no longer count.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn replica_returned(
         &self,
         tx: &mut dyn Tx,
@@ -245,10 +247,10 @@ impl Coordinator {
             settle_pay(tx, judgement.assignment, !judgement.kind.is_paid())?;
         }
         for assignment in &cancel {
-            if let Some(row) = tx.assignment(*assignment)? {
-                if row.state == idlegrid_store::AssignmentRowState::Active {
-                    self.cancel_placement(tx, row.id, &row.provider, now_ms, fx)?;
-                }
+            if let Some(row) = tx.assignment(*assignment)?
+                && row.state == idlegrid_store::AssignmentRowState::Active
+            {
+                self.cancel_placement(tx, row.id, &row.provider, now_ms, fx)?;
             }
             settle_unjudged(tx, *assignment)?;
         }
@@ -303,14 +305,12 @@ impl Coordinator {
                     if acceptance.checked && matches!(outcome, ReplicaOutcome::Succeeded { .. }) {
                         tx.insert_known_answer(task.key, &acceptance.canonical.digest, now_ms)?;
                     }
-                    if task.state == TaskState::Stopped || task.state == TaskState::Queued || task.state == TaskState::Running {
-                        match outcome {
-                            ReplicaOutcome::Succeeded { result } => {
-                                self.conclude(tx, task, job, TaskState::Succeeded, Some(result), None, 0, now_ms, fx)?;
-                            }
-                            ReplicaOutcome::Failed { failure } => {
-                                self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
-                            }
+                    match outcome {
+                        ReplicaOutcome::Succeeded { result } => {
+                            self.conclude(tx, task, job, TaskState::Succeeded, Some(result), None, 0, now_ms, fx)?;
+                        }
+                        ReplicaOutcome::Failed { failure } => {
+                            self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
                         }
                     }
                 }
@@ -370,6 +370,7 @@ impl Coordinator {
     }
 
     /// A provider answered a test task: judge it, and quarantine the provider on a wrong answer.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn spot_check_answered(&self, tx: &mut dyn Tx, provider: &PartyId, assignment: AssignmentId, expected: ElementHash, answer: Option<ReplicaOutcome>, job: &JobRow, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
         let outcome = match answer {
             Some(answer) => {

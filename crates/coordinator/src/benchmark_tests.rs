@@ -1,116 +1,27 @@
 //! Benchmarks (P5.1) through the coordinator: an in-memory SQLite store and a hand-set clock.
 
-use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::messages::*;
-use idlegrid_protocol::wire::{Envelope, PostBatch, RegisterRequest};
 use idlegrid_protocol::Payload;
 use idlegrid_store::{SqliteStore, Store};
 use idlegrid_types::*;
-use serde::de::DeserializeOwned;
 
+use crate::tests::{self, Peer, World, launched_job};
 use crate::*;
 
 const SIZE: u32 = 12;
 const INTERVAL_MS: u64 = 6 * 3600 * 1000;
 
-struct World {
-    store: SqliteStore,
-    coordinator: Coordinator,
-    now: u64,
-}
-
-struct Peer {
-    party: Party,
-    session: SessionId,
-    next_seq: u64,
-    received: u64,
-}
-
 fn config() -> CoordinatorConfig {
     CoordinatorConfig { benchmark_interval_ms: Some(INTERVAL_MS), benchmark_size: SIZE, ..CoordinatorConfig::default() }
 }
 
-impl World {
-    fn new() -> World {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let coordinator = store.write(|tx| Coordinator::new(config(), tx)).unwrap();
-        World { store, coordinator, now: 1_000_000 }
-    }
-
-    fn join(&mut self, role: Role) -> Peer {
-        let identity = Identity::generate();
-        let request = RegisterRequest { role, public_key: identity.public_key_hex(), name: "t".into(), csr: None };
-        let (c, now) = (&self.coordinator, self.now);
-        let response = self.store.write(|tx| c.register(tx, &request, now)).unwrap();
-        let party = Party { id: response.id, role };
-        let mut fx = Effects::default();
-        let info = self.store.write(|tx| c.open_session(tx, &party, None, now, &mut fx)).unwrap();
-        Peer { party, session: info.session, next_seq: 1, received: 0 }
-    }
-
-    fn send<M: ChannelMessageOf>(&mut self, peer: &mut Peer, messages: Vec<M>) {
-        let messages = messages
-            .into_iter()
-            .map(|message| {
-                let seq = peer.next_seq;
-                peer.next_seq += 1;
-                Envelope { seq, reply_to: None, message }
-            })
-            .collect();
-        let batch = PostBatch { ack: None, messages };
-        let (c, now) = (&self.coordinator, self.now);
-        let mut fx = Effects::default();
-        self.store.write(|tx| M::post(c, tx, &peer.party, peer.session, batch, now, &mut fx)).unwrap();
-    }
-
-    fn poll<M: DeserializeOwned>(&mut self, peer: &mut Peer) -> Vec<M> {
-        let (c, now) = (&self.coordinator, self.now);
-        let mut fx = Effects::default();
-        let rows = self.store.write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, peer.received, 10_000, now, &mut fx)).unwrap();
-        if let Some(last) = rows.last() {
-            peer.received = last.seq;
-        }
-        rows.into_iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect()
-    }
-
-    fn maintain(&mut self) {
-        let (c, now) = (&self.coordinator, self.now);
-        let mut fx = Effects::default();
-        self.store.write(|tx| c.maintain(tx, now, &mut fx)).unwrap();
-    }
-
-    fn profile(&mut self, engine: &Peer) -> ProviderProfile {
-        let c = &self.coordinator;
-        self.store.write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) }).unwrap().expect("a profile")
-    }
-
-    /// The task assignments in the engine's outbox, in order.
-    fn assignments(&mut self, engine: &mut Peer) -> Vec<Assignment> {
-        self.poll::<ServerToProvider>(engine)
-            .into_iter()
-            .filter_map(|m| match m {
-                ServerToProvider::Task(a) => Some(a),
-                _ => None,
-            })
-            .collect()
-    }
+fn world() -> World {
+    World::with(config())
 }
 
-/// Posting for either direction, so one `send` serves clients and engines.
-trait ChannelMessageOf: Sized {
-    fn post(c: &Coordinator, tx: &mut dyn idlegrid_store::Tx, party: &Party, session: SessionId, batch: PostBatch<Self>, now: u64, fx: &mut Effects) -> Result<idlegrid_protocol::wire::PostReply, ApiError>;
-}
-
-impl ChannelMessageOf for ClientToServer {
-    fn post(c: &Coordinator, tx: &mut dyn idlegrid_store::Tx, party: &Party, session: SessionId, batch: PostBatch<Self>, now: u64, fx: &mut Effects) -> Result<idlegrid_protocol::wire::PostReply, ApiError> {
-        c.post_client(tx, party, session, batch, now, fx)
-    }
-}
-
-impl ChannelMessageOf for ProviderToServer {
-    fn post(c: &Coordinator, tx: &mut dyn idlegrid_store::Tx, party: &Party, session: SessionId, batch: PostBatch<Self>, now: u64, fx: &mut Effects) -> Result<idlegrid_protocol::wire::PostReply, ApiError> {
-        c.post_provider(tx, party, session, batch, now, fx)
-    }
+fn profile_of(world: &mut World, engine: &Peer) -> ProviderProfile {
+    let c = &world.coordinator;
+    world.store.write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) }).unwrap().expect("a profile")
 }
 
 fn node_profile() -> ProviderToServer {
@@ -152,33 +63,12 @@ fn answer(a: &Assignment) -> Vec<u8> {
 }
 
 /// A client with a launched job of `n` tasks, attached.
-fn launched_job(world: &mut World, n: u64) -> (Peer, JobId) {
-    let mut client = world.join(Role::Client);
-    let exe = ElementHash::of(b"\0asm fake");
-    let (c, now) = (&world.coordinator, world.now);
-    world.store.write(|tx| c.element_stored(tx, &client.party, &exe, 9, ElementKind::Executable, "e", now)).unwrap();
-    let job = JobId::random();
-    let tasks = (0..n)
-        .map(|index| TaskSpec { index, executable: exe, data: Default::default(), params: format!("n={index}").into_bytes(), priority: None })
-        .collect();
-    world.send(
-        &mut client,
-        vec![
-            ClientToServer::CreateJob { job, properties: JobProperties::default() },
-            ClientToServer::Task { job, tasks },
-            ClientToServer::Attach { job, replay: Replay::Undelivered },
-            ClientToServer::Launch { job },
-        ],
-    );
-    (client, job)
-}
-
 /// An engine that announced itself as a real one does (profile, contents, status) and the
 /// benchmark it was given first.
 fn announced_engine(world: &mut World, capacity: u32) -> (Peer, Vec<Assignment>) {
     let mut engine = world.join(Role::Provider);
-    world.send(&mut engine, vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new() }, node_status(capacity)]);
-    let assignments = world.assignments(&mut engine);
+    world.engine_send(&mut engine, vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new() }, node_status(capacity)]);
+    let assignments = tests::assignments(world, &mut engine);
     (engine, assignments)
 }
 
@@ -189,8 +79,8 @@ fn work_record_power(world: &mut World, job: JobId, assignment: AssignmentId) ->
 
 #[test]
 fn an_engine_that_reports_its_profile_gets_a_benchmark_first_and_others_get_none() {
-    let mut world = World::new();
-    let (_client, job) = launched_job(&mut world, 3);
+    let mut world = world();
+    let (_client, job, _) = launched_job(&mut world, 3);
     let (engine, assignments) = announced_engine(&mut world, 4);
     assert_eq!(assignments.len(), 4, "the benchmark and three tasks fill the queue of four");
     let benchmark = &assignments[0];
@@ -214,76 +104,76 @@ fn an_engine_that_reports_its_profile_gets_a_benchmark_first_and_others_get_none
     assert_eq!((counts.running, counts.total()), (3, 3));
     // An engine that never said what it is gets no benchmark.
     let mut silent = world.join(Role::Provider);
-    world.send(&mut silent, vec![node_status(4)]);
-    assert!(world.assignments(&mut silent).iter().all(|a| !is_benchmark(a)));
+    world.engine_send(&mut silent, vec![node_status(4)]);
+    assert!(tests::assignments(&mut world, &mut silent).iter().all(|a| !is_benchmark(a)));
 }
 
 #[test]
 fn a_right_answer_records_the_speed_and_later_work_carries_it() {
-    let mut world = World::new();
-    let (mut client, job) = launched_job(&mut world, 4);
+    let mut world = world();
+    let (mut client, job, _) = launched_job(&mut world, 4);
     let (mut engine, assignments) = announced_engine(&mut world, 2);
     let (benchmark, first) = (assignments[0].clone(), assignments[1].clone());
     assert!(is_benchmark(&benchmark) && !is_benchmark(&first));
     assert_eq!(work_record_power(&mut world, job, first.assignment), 1.0, "not measured yet: the default rating");
     // 100 ms of CPU, answered 200 ms after it was placed: the CPU time counts.
     world.now += 200;
-    world.send(&mut engine, vec![status(&benchmark, AssignmentState::Succeeded, Some(answer(&benchmark)), 100)]);
+    world.engine_send(&mut engine, vec![status(&benchmark, AssignmentState::Succeeded, Some(answer(&benchmark)), 100)]);
     let expected = benchmark::flops(SIZE) / 0.1 / 1e9;
-    let profile = world.profile(&engine);
+    let profile = profile_of(&mut world, &engine);
     assert_eq!(profile.measured_gflops(), Some(expected));
     assert_eq!(profile.cpu_measured_ms, Some(world.now));
     assert_eq!(profile.benchmark, None);
     assert_eq!((profile.os.as_deref(), profile.cores), (Some("linux"), Some(1)), "the reported fields stay");
     // The freed room went to a real task, rated at the measured speed.
-    let next = world.assignments(&mut engine);
+    let next = tests::assignments(&mut world, &mut engine);
     assert_eq!(next.len(), 1);
     assert!(!is_benchmark(&next[0]));
     assert_eq!(work_record_power(&mut world, job, next[0].assignment), expected);
     // The client heard nothing of it.
-    let told: Vec<ServerToClient> = world.poll(&mut client);
+    let told: Vec<ServerToClient> = world.poll(&mut client).into_iter().map(|(_, m)| m).collect();
     assert!(told.iter().all(|m| !matches!(m, ServerToClient::TaskStatus(r) if r.state.is_final())), "{told:?}");
     let counts = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
     assert_eq!((counts.running, counts.queued, counts.succeeded), (2, 2, 0));
     // A new NodeProfile (the engine restarted) keeps the measurement.
-    world.send(&mut engine, vec![node_profile()]);
-    assert_eq!(world.profile(&engine).measured_gflops(), Some(expected));
+    world.engine_send(&mut engine, vec![node_profile()]);
+    assert_eq!(profile_of(&mut world, &engine).measured_gflops(), Some(expected));
     // A late repeat of the answer changes nothing.
-    world.send(&mut engine, vec![status(&benchmark, AssignmentState::Succeeded, Some(answer(&benchmark)), 1)]);
-    assert_eq!(world.profile(&engine).cpu_gflops.unwrap().samples, 1);
+    world.engine_send(&mut engine, vec![status(&benchmark, AssignmentState::Succeeded, Some(answer(&benchmark)), 1)]);
+    assert_eq!(profile_of(&mut world, &engine).cpu_gflops.unwrap().samples, 1);
 }
 
 #[test]
 fn under_reported_cpu_time_counts_for_a_quarter_of_the_time_seen() {
-    let mut world = World::new();
+    let mut world = world();
     let (mut engine, assignments) = announced_engine(&mut world, 1);
     let benchmark = &assignments[0];
     world.now += 2000;
-    world.send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(answer(benchmark)), 1)]);
-    assert_eq!(world.profile(&engine).measured_gflops(), Some(benchmark::flops(SIZE) / 0.5 / 1e9));
+    world.engine_send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(answer(benchmark)), 1)]);
+    assert_eq!(profile_of(&mut world, &engine).measured_gflops(), Some(benchmark::flops(SIZE) / 0.5 / 1e9));
     assert_eq!(benchmark_seconds(0, 0), 0.001, "never less than a millisecond");
     assert_eq!(benchmark_seconds(300, 400), 0.3);
 }
 
 #[test]
 fn a_wrong_answer_records_nothing_and_waits_for_the_interval() {
-    let mut world = World::new();
+    let mut world = world();
     let (mut engine, assignments) = announced_engine(&mut world, 1);
     let benchmark = &assignments[0];
     let mut wrong = answer(benchmark);
     wrong[0] ^= 1;
     world.now += 500;
-    world.send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(wrong), 400)]);
-    let profile = world.profile(&engine);
+    world.engine_send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(wrong), 400)]);
+    let profile = profile_of(&mut world, &engine);
     assert_eq!(profile.measured_gflops(), None);
     assert_eq!(profile.benchmark_wrong, 1);
     let answered = world.now;
     world.now = answered + INTERVAL_MS - 1;
     world.maintain();
-    assert!(world.assignments(&mut engine).is_empty(), "no second benchmark before the interval");
+    assert!(tests::assignments(&mut world, &mut engine).is_empty(), "no second benchmark before the interval");
     world.now = answered + INTERVAL_MS;
     world.maintain();
-    let again = world.assignments(&mut engine);
+    let again = tests::assignments(&mut world, &mut engine);
     assert_eq!(again.len(), 1);
     assert!(is_benchmark(&again[0]));
     assert_ne!(again[0].assignment, benchmark.assignment);
@@ -291,35 +181,35 @@ fn a_wrong_answer_records_nothing_and_waits_for_the_interval() {
 
 #[test]
 fn a_second_benchmark_comes_only_after_the_interval_and_only_with_a_free_slot() {
-    let mut world = World::new();
+    let mut world = world();
     let (mut engine, assignments) = announced_engine(&mut world, 2);
     let benchmark = &assignments[0];
     world.now += 300;
-    world.send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(answer(benchmark)), 250)]);
+    world.engine_send(&mut engine, vec![status(benchmark, AssignmentState::Succeeded, Some(answer(benchmark)), 250)]);
     let measured = world.now;
-    let first = world.profile(&engine).measured_gflops().unwrap();
+    let first = profile_of(&mut world, &engine).measured_gflops().unwrap();
     world.now = measured + INTERVAL_MS - 1;
     world.maintain();
-    world.send(&mut engine, vec![node_status(2)]);
-    assert!(world.assignments(&mut engine).is_empty(), "not before the interval");
+    world.engine_send(&mut engine, vec![node_status(2)]);
+    assert!(tests::assignments(&mut world, &mut engine).is_empty(), "not before the interval");
     // Due, but the engine's one slot is busy with a task: the benchmark waits for it to end.
-    let (mut client, job) = launched_job(&mut world, 1);
-    let task = world.assignments(&mut engine);
+    let (mut client, job, _) = launched_job(&mut world, 1);
+    let task = tests::assignments(&mut world, &mut engine);
     assert_eq!(task.len(), 1);
     world.now = measured + INTERVAL_MS;
     world.maintain();
-    assert!(world.assignments(&mut engine).is_empty(), "the engine's only slot is busy");
-    world.send(&mut engine, vec![status(&task[0], AssignmentState::Succeeded, Some(b"done".to_vec()), 5)]);
-    let results: Vec<ServerToClient> = world.poll(&mut client);
+    assert!(tests::assignments(&mut world, &mut engine).is_empty(), "the engine's only slot is busy");
+    world.engine_send(&mut engine, vec![status(&task[0], AssignmentState::Succeeded, Some(b"done".to_vec()), 5)]);
+    let results: Vec<ServerToClient> = world.poll(&mut client).into_iter().map(|(_, m)| m).collect();
     assert!(results.iter().any(|m| matches!(m, ServerToClient::TaskStatus(r) if r.state == TaskState::Succeeded)));
     world.maintain();
-    let second = world.assignments(&mut engine);
+    let second = tests::assignments(&mut world, &mut engine);
     assert_eq!(second.len(), 1);
     assert!(is_benchmark(&second[0]));
     // Twice as fast this time: the average of two samples.
     world.now += 200;
-    world.send(&mut engine, vec![status(&second[0], AssignmentState::Succeeded, Some(answer(&second[0])), 125)]);
-    let profile = world.profile(&engine);
+    world.engine_send(&mut engine, vec![status(&second[0], AssignmentState::Succeeded, Some(answer(&second[0])), 125)]);
+    let profile = profile_of(&mut world, &engine);
     assert_eq!(profile.cpu_gflops.unwrap().samples, 2);
     assert!((profile.measured_gflops().unwrap() - 1.5 * first).abs() < 1e-12 * first);
     let counts = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
@@ -328,30 +218,30 @@ fn a_second_benchmark_comes_only_after_the_interval_and_only_with_a_free_slot() 
 
 #[test]
 fn a_benchmark_lost_without_an_answer_is_sent_again_later() {
-    let mut world = World::new();
+    let mut world = world();
     let (mut engine, assignments) = announced_engine(&mut world, 1);
     let benchmark = &assignments[0];
-    world.send(&mut engine, vec![status(benchmark, AssignmentState::Suspended, None, 10)]);
-    assert_eq!(world.profile(&engine).measured_gflops(), None);
+    world.engine_send(&mut engine, vec![status(benchmark, AssignmentState::Suspended, None, 10)]);
+    assert_eq!(profile_of(&mut world, &engine).measured_gflops(), None);
     world.maintain();
-    assert!(world.assignments(&mut engine).is_empty(), "not at once");
+    assert!(tests::assignments(&mut world, &mut engine).is_empty(), "not at once");
     world.now += BENCHMARK_RETRY_MS;
-    world.send(&mut engine, vec![ProviderToServer::Heartbeat]);
-    assert!(world.assignments(&mut engine).is_empty(), "a heartbeat places nothing");
+    world.engine_send(&mut engine, vec![ProviderToServer::Heartbeat]);
+    assert!(tests::assignments(&mut world, &mut engine).is_empty(), "a heartbeat places nothing");
     world.maintain();
-    let again = world.assignments(&mut engine);
+    let again = tests::assignments(&mut world, &mut engine);
     assert!(again.len() == 1 && is_benchmark(&again[0]), "{again:?}");
     // The engine falls silent: the benchmark is reclaimed like any task, and sent again to the
     // engine when it is back and the retry delay has passed.
     world.now += world.coordinator.config().provider_silence_ms_max + 1;
     world.maintain();
     world.now += BENCHMARK_RETRY_MS;
-    world.send(&mut engine, vec![node_status(1)]);
-    let third: Vec<Assignment> = world.assignments(&mut engine).into_iter().filter(is_benchmark).collect();
+    world.engine_send(&mut engine, vec![node_status(1)]);
+    let third: Vec<Assignment> = tests::assignments(&mut world, &mut engine).into_iter().filter(is_benchmark).collect();
     assert_eq!(third.len(), 1);
     assert_ne!(third[0].assignment, again[0].assignment);
-    world.send(&mut engine, vec![status(&third[0], AssignmentState::Succeeded, Some(answer(&third[0])), 50)]);
-    assert!(world.profile(&engine).measured_gflops().is_some());
+    world.engine_send(&mut engine, vec![status(&third[0], AssignmentState::Succeeded, Some(answer(&third[0])), 50)]);
+    assert!(profile_of(&mut world, &engine).measured_gflops().is_some());
 }
 
 #[test]

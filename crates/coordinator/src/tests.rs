@@ -1,4 +1,5 @@
 //! The coordinator driven directly, against an in-memory SQLite store and a hand-set clock.
+//! `World` and its helpers also serve the other test modules of the crate.
 
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::messages::*;
@@ -10,32 +11,32 @@ use serde::de::DeserializeOwned;
 
 use crate::*;
 
-struct World {
-    store: SqliteStore,
-    coordinator: Coordinator,
-    now: u64,
+pub(crate) struct World {
+    pub store: SqliteStore,
+    pub coordinator: Coordinator,
+    pub now: u64,
 }
 
 /// One party's end of a channel, as a well-behaved client library would keep it.
-struct Peer {
-    party: Party,
-    session: SessionId,
-    next_seq: u64,
-    received: u64,
+pub(crate) struct Peer {
+    pub party: Party,
+    pub session: SessionId,
+    pub next_seq: u64,
+    pub received: u64,
 }
 
 impl World {
-    fn new() -> World {
+    pub fn new() -> World {
         Self::with(CoordinatorConfig::default())
     }
 
-    fn with(config: CoordinatorConfig) -> World {
+    pub fn with(config: CoordinatorConfig) -> World {
         let store = SqliteStore::open_in_memory().unwrap();
         let coordinator = store.write(|tx| Coordinator::new(config, tx)).unwrap();
         World { store, coordinator, now: 1_000_000 }
     }
 
-    fn join(&mut self, role: Role) -> Peer {
+    pub fn join(&mut self, role: Role) -> Peer {
         let identity = Identity::generate();
         let request = RegisterRequest { role, public_key: identity.public_key_hex(), name: "t".into(), csr: None };
         let (c, now) = (&self.coordinator, self.now);
@@ -46,14 +47,14 @@ impl World {
         Peer { party, session: info.session, next_seq: 1, received: 0 }
     }
 
-    fn client_send(&mut self, peer: &mut Peer, messages: Vec<ClientToServer>) -> PostReply {
+    pub fn client_send(&mut self, peer: &mut Peer, messages: Vec<ClientToServer>) -> PostReply {
         let batch = envelopes(peer, messages);
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
         self.store.write(|tx| c.post_client(tx, &peer.party, peer.session, batch, now, &mut fx)).unwrap()
     }
 
-    fn engine_send(&mut self, peer: &mut Peer, messages: Vec<ProviderToServer>) -> PostReply {
+    pub fn engine_send(&mut self, peer: &mut Peer, messages: Vec<ProviderToServer>) -> PostReply {
         let batch = envelopes(peer, messages);
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
@@ -61,7 +62,7 @@ impl World {
     }
 
     /// Acknowledge what was received and fetch what follows.
-    fn poll<M: DeserializeOwned>(&mut self, peer: &mut Peer) -> Vec<(Option<u64>, M)> {
+    pub fn poll<M: DeserializeOwned>(&mut self, peer: &mut Peer) -> Vec<(Option<u64>, M)> {
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
         let rows = self.store.write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, peer.received, 10_000, now, &mut fx)).unwrap();
@@ -71,14 +72,14 @@ impl World {
         rows.into_iter().map(|r| (r.reply_to, serde_json::from_str(&r.body).unwrap())).collect()
     }
 
-    fn upload(&mut self, peer: &Peer, bytes: &[u8], kind: ElementKind) -> ElementHash {
+    pub fn upload(&mut self, peer: &Peer, bytes: &[u8], kind: ElementKind) -> ElementHash {
         let hash = ElementHash::of(bytes);
         let (c, now) = (&self.coordinator, self.now);
         self.store.write(|tx| c.element_stored(tx, &peer.party, &hash, bytes.len() as u64, kind, "e", now)).unwrap();
         hash
     }
 
-    fn maintain(&mut self) -> schedule::MaintenanceReport {
+    pub fn maintain(&mut self) -> schedule::MaintenanceReport {
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
         self.store.write(|tx| c.maintain(tx, now, &mut fx)).unwrap()
@@ -113,7 +114,7 @@ fn engine_ready(world: &mut World, engine: &mut Peer, capacity: u32) {
     world.engine_send(engine, vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: capacity }]);
 }
 
-fn assignments(world: &mut World, engine: &mut Peer) -> Vec<Assignment> {
+pub(crate) fn assignments(world: &mut World, engine: &mut Peer) -> Vec<Assignment> {
     world
         .poll::<ServerToProvider>(engine)
         .into_iter()
@@ -148,14 +149,19 @@ fn final_statuses(messages: &[(Option<u64>, ServerToClient)]) -> Vec<TaskStatusR
 }
 
 /// Client with a launched job of `n` tasks and an attached session.
-fn launched_job(world: &mut World, n: u64) -> (Peer, JobId, ElementHash) {
+pub(crate) fn launched_job(world: &mut World, n: u64) -> (Peer, JobId, ElementHash) {
+    launched_job_with(world, n, JobProperties::default())
+}
+
+/// The same, with the job's properties given.
+pub(crate) fn launched_job_with(world: &mut World, n: u64, properties: JobProperties) -> (Peer, JobId, ElementHash) {
     let mut client = world.join(Role::Client);
     let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
     let job = JobId::random();
     world.client_send(
         &mut client,
         vec![
-            ClientToServer::CreateJob { job, properties: JobProperties::default() },
+            ClientToServer::CreateJob { job, properties },
             ClientToServer::Task { job, tasks: specs(exe, 0..n) },
             ClientToServer::Attach { job, replay: Replay::Undelivered },
             ClientToServer::Launch { job },
@@ -884,18 +890,7 @@ mod assurance {
 
 
     fn assured_job(world: &mut World, n: u64, properties: JobProperties) -> (Peer, JobId) {
-        let mut client = world.join(Role::Client);
-        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
-        let job = JobId::random();
-        world.client_send(
-            &mut client,
-            vec![
-                ClientToServer::CreateJob { job, properties },
-                ClientToServer::Task { job, tasks: specs(exe, 0..n) },
-                ClientToServer::Attach { job, replay: Replay::Undelivered },
-                ClientToServer::Launch { job },
-            ],
-        );
+        let (client, job, _) = launched_job_with(world, n, properties);
         (client, job)
     }
 
@@ -1093,19 +1088,8 @@ mod quarantine {
     #[test]
     fn quarantine_takes_back_running_replicas_withholds_pay_and_the_job_completes_elsewhere() {
         let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
-        let mut client = world.join(Role::Client);
-        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
-        let job = JobId::random();
         let properties = JobProperties { validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
-        world.client_send(
-            &mut client,
-            vec![
-                ClientToServer::CreateJob { job, properties },
-                ClientToServer::Task { job, tasks: specs(exe, 0..6) },
-                ClientToServer::Attach { job, replay: Replay::Undelivered },
-                ClientToServer::Launch { job },
-            ],
-        );
+        let (mut client, job, exe) = launched_job_with(&mut world, 6, properties);
         let mut liar = world.join(Role::Provider);
         engine_ready(&mut world, &mut liar, 4);
         let mut a = world.join(Role::Provider);
@@ -1203,19 +1187,7 @@ mod policies {
     }
 
     fn job_of(world: &mut World, n: u64, validation: ValidationPolicy) -> Peer {
-        let mut client = world.join(Role::Client);
-        let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
-        let job = JobId::random();
-        world.client_send(
-            &mut client,
-            vec![
-                ClientToServer::CreateJob { job, properties: JobProperties { validation, ..JobProperties::default() } },
-                ClientToServer::Task { job, tasks: specs(exe, 0..n) },
-                ClientToServer::Attach { job, replay: Replay::Undelivered },
-                ClientToServer::Launch { job },
-            ],
-        );
-        client
+        launched_job_with(world, n, JobProperties { validation, ..JobProperties::default() }).0
     }
 
     #[test]
