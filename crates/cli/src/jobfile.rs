@@ -18,6 +18,13 @@
 //! target_replicas = 2
 //! replicas_max = 6
 //! # validator = "close-enough.wasm"  (top level) compares results that may differ slightly
+//! [cluster]                        # optional: a virtual cluster (P1.2), see VirtualClusterRequest
+//! node_cpu_gflops = 1.0            # each virtual node's speed
+//! reliability = 0.99               # chance that each node delivers in time
+//! work_per_task_gflop_hours = 0.5
+//! node_count = 20                  # or power_requested_gflops (top level)
+//! [hints]                          # optional scheduling hints
+//! reliability_model = "full"       # completion probability from weekly signatures (P5.4)
 //! ```
 
 use std::collections::BTreeMap;
@@ -52,6 +59,15 @@ pub struct JobFile {
     /// `second`, returns `equivalent` or `different`).
     #[serde(default)]
     pub validator: Option<PathBuf>,
+    /// The virtual cluster the job asks for: node speed, memory, reliability, work per task.
+    #[serde(default)]
+    pub cluster: Option<idlegrid_types::VirtualClusterRequest>,
+    #[serde(default)]
+    pub power_requested_gflops: Option<f64>,
+    #[serde(default)]
+    pub power_max_gflops: Option<f64>,
+    #[serde(default)]
+    pub hints: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +162,10 @@ impl Job {
         if let Some(validation) = self.file.validation {
             properties.validation = validation;
         }
+        properties.cluster = self.file.cluster.clone();
+        properties.power_requested_gflops = self.file.power_requested_gflops;
+        properties.power_max_gflops = self.file.power_max_gflops;
+        properties.scheduling_hints = self.file.hints.clone();
         properties
     }
 

@@ -133,6 +133,14 @@ enum Command {
         /// Matrix size n of the CPU benchmark (2 n^3 floating-point operations a run).
         #[arg(long, default_value_t = idlegrid_coordinator::BENCHMARK_SIZE_DEFAULT, value_parser = clap::value_parser!(u32).range(16..=2048))]
         benchmark_size: u32,
+        /// Minutes of recorded availability an engine needs before it is a member of virtual
+        /// nodes (jobs with a [cluster] request, P5.3); default 1440 (a day).
+        #[arg(long)]
+        cluster_history_minutes: Option<u32>,
+        /// TOML file of placement tunables for cluster jobs (fields of the scheduler's
+        /// configuration: band, pi_min, pi_max, members_max, full, ...).
+        #[arg(long)]
+        scheduler: Option<PathBuf>,
     },
     /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
@@ -293,6 +301,13 @@ enum JobCommand {
     },
     /// Show a job's state and counts.
     Status { job: JobId },
+    /// Tell why a task waits: each requirement of the job's virtual cluster and how many
+    /// engines it rules out (the job's first waiting task unless --task is given).
+    Explain {
+        job: JobId,
+        #[arg(long)]
+        task: Option<u64>,
+    },
     /// List this client's jobs.
     List,
     /// Stop a job, or one task.
@@ -418,6 +433,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             upgrade_version,
             benchmark_interval_secs,
             benchmark_size,
+            cluster_history_minutes,
+            scheduler,
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
@@ -460,6 +477,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
             config.coordinator.benchmark_interval_ms = (benchmark_interval_secs > 0).then(|| benchmark_interval_secs.saturating_mul(1000));
             config.coordinator.benchmark_size = benchmark_size;
+            if let Some(path) = scheduler {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the scheduler file {}", path.display()))?;
+                config.coordinator.scheduler = toml::from_str(&text).with_context(|| format!("the scheduler file {} is invalid", path.display()))?;
+            }
+            if let Some(minutes) = cluster_history_minutes {
+                config.coordinator.scheduler.rating_window_minutes_min = minutes;
+            }
+            config.coordinator.scheduler.validate().map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
             println!("idlegrid server listening on {}", server.url());
@@ -651,6 +676,10 @@ async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> a
         }
         JobCommand::Status { job } => {
             jobs::print_job(&client.job(job).await?);
+            Ok(())
+        }
+        JobCommand::Explain { job, task } => {
+            print!("{}", client.explain(job, task).await?.text);
             Ok(())
         }
         JobCommand::List => {

@@ -217,6 +217,19 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("the server did not send the task's status".into()))
     }
 
+    /// Why a task of a job waits (the given one, or the job's first waiting one): for a job
+    /// that asks for a virtual cluster, each requirement and the engines it rules out.
+    pub async fn explain(&self, job: JobId, task: Option<TaskIndex>) -> Result<idlegrid_protocol::messages::JobExplanation, ClientError> {
+        let answers = self.request(vec![ClientToServer::ExplainJob { job, task }]).await?;
+        answers
+            .into_iter()
+            .find_map(|a| match a {
+                ServerToClient::Explanation(explanation) => Some(explanation),
+                _ => None,
+            })
+            .ok_or_else(|| ClientError::Protocol("the server did not explain the job".into()))
+    }
+
     /// A checkpoint of a task (P1.5): the engine running it is asked for a fresh one; `None`
     /// if the task has not saved any. Waits until the engine answers.
     pub async fn checkpoint(&self, job: JobId, task: TaskIndex) -> Result<Option<Vec<u8>>, ClientError> {

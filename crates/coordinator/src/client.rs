@@ -104,6 +104,11 @@ impl Coordinator {
                 self.fill_job(ctx.tx, job, ctx.now, ctx.fx)?;
                 Ok(())
             }
+            M::ExplainJob { job, task } => {
+                let row = self.owned_job(ctx, job)?;
+                let explanation = self.explain_job(ctx.tx, &row, task, ctx.now)?;
+                ctx.reply(seq, &ServerToClient::Explanation(crate::cluster::to_message(job, explanation)))
+            }
             M::GetJobProperties { job } => {
                 let row = self.owned_job(ctx, job)?;
                 ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))
@@ -214,6 +219,8 @@ impl Coordinator {
 impl Coordinator {
     fn create_job(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, properties: JobProperties) -> Result<(), Reject> {
         properties.validate().map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: {reason}")))?;
+        idlegrid_scheduler::JobSpec::from_properties(&properties, &self.config.scheduler)
+            .map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: cluster request: {reason}")))?;
         if let Some(validator) = &properties.validator {
             if !ctx.tx.element_visible_to_client(&ctx.party.id, validator)? {
                 return Err(report(ErrorCode::UnknownElement, format!("job {job}: validator element {validator} was not uploaded by this client")));

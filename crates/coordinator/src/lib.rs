@@ -17,6 +17,7 @@
 pub mod assurance;
 pub mod benchmark;
 mod client;
+mod cluster;
 mod error;
 pub mod money;
 mod profiles;
@@ -35,6 +36,7 @@ use idlegrid_protocol::wire::{RegisterRequest, RegisterResponse};
 use idlegrid_store::{PartyRow, Tx};
 use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
 
+pub use cluster::JobExplanation;
 pub use error::ApiError;
 pub use profiles::{BENCHMARK_GFLOPS_MAX, BENCHMARK_RETRY_MS, BenchmarkInFlight, ProviderProfile, benchmark_element, benchmark_seconds};
 
@@ -104,6 +106,8 @@ pub struct CoordinatorConfig {
     pub benchmark_interval_ms: Option<u64>,
     /// Matrix size n of the benchmark (2 n³ floating-point operations).
     pub benchmark_size: u32,
+    /// Placement of jobs that ask for a virtual cluster (P5.3-P5.7).
+    pub scheduler: idlegrid_scheduler::SchedulerConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -135,6 +139,7 @@ impl Default for CoordinatorConfig {
             credibility: idlegrid_assurance::CredibilityModel::default(),
             benchmark_interval_ms: None,
             benchmark_size: BENCHMARK_SIZE_DEFAULT,
+            scheduler: idlegrid_scheduler::SchedulerConfig::default(),
         }
     }
 }
@@ -443,3 +448,5 @@ impl Coordinator {
 mod tests;
 #[cfg(test)]
 mod benchmark_tests;
+#[cfg(test)]
+mod cluster_tests;

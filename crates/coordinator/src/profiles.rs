@@ -74,6 +74,12 @@ pub struct ProviderProfile {
     /// No benchmark is sent before this time.
     #[serde(default)]
     pub benchmark_next_ms: u64,
+    /// Bandwidth to the server, smoothed over element downloads (MB/s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth_mb_per_s: Option<BenchmarkAverage>,
+    /// Availability recorded per minute (`AvailabilityHistory`, base64; see `cluster`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<String>,
     /// Benchmarks answered wrongly (not measurements; for result assurance to judge).
     #[serde(default)]
     pub benchmark_wrong: u32,
@@ -86,6 +92,11 @@ impl ProviderProfile {
     /// The measured speed of one slot, if any benchmark succeeded.
     pub fn measured_gflops(&self) -> Option<f64> {
         self.cpu_gflops.and_then(|average| average.value())
+    }
+
+    /// The measured bandwidth to the server, if any download was measured.
+    pub fn measured_bandwidth(&self) -> Option<f64> {
+        self.bandwidth_mb_per_s.and_then(|average| average.value())
     }
 }
 
@@ -208,7 +219,7 @@ impl Coordinator {
         Ok(tx.provider_profile(provider)?.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    fn save_profile(&self, tx: &mut dyn Tx, provider: &PartyId, profile: &ProviderProfile) -> Result<(), StoreError> {
+    pub(crate) fn save_profile(&self, tx: &mut dyn Tx, provider: &PartyId, profile: &ProviderProfile) -> Result<(), StoreError> {
         let json = serde_json::to_string(profile).expect("profiles serialize");
         tx.set_provider_profile(provider, &json)
     }
@@ -272,6 +283,9 @@ impl Coordinator {
         }
         // Only engines that said what they are (NodeProfile) are measured.
         let Some(mut profile) = self.provider_profile(tx, provider)? else { return Ok(false) };
+        if profile.os.is_none() {
+            return Ok(false);
+        }
         if let Some(flight) = profile.benchmark {
             if matches!(tx.assignment(flight.assignment)?, Some(a) if a.state == AssignmentRowState::Active) {
                 return Ok(false);

@@ -79,6 +79,7 @@ impl Coordinator {
             M::NodeStatus { state, slots, queue_capacity } => {
                 let capacity = queue_capacity.min(self.config.engine_capacity_max);
                 ctx.tx.upsert_provider(&ctx.party.id, state, slots, capacity, ctx.now)?;
+                self.state_reported(ctx.tx, &ctx.party.id.clone(), state, ctx.now)?;
                 // A benchmark due takes the first free slot, ahead of the scheduling pass.
                 self.benchmark_if_due(ctx.tx, &ctx.party.id.clone(), ctx.now, ctx.fx)?;
                 Ok(())

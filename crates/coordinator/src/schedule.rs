@@ -10,6 +10,7 @@ use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
 use crate::assurance;
+use crate::cluster::ClusterWork;
 use crate::session::push;
 use crate::{Coordinator, Effects};
 
@@ -104,11 +105,19 @@ impl Coordinator {
         let mut jobs = Jobs::default();
         let mut tasks = Vec::with_capacity(candidates.len());
         let mut demands = Vec::with_capacity(candidates.len());
+        let mut specs: HashMap<JobId, Option<idlegrid_scheduler::JobSpec>> = HashMap::new();
+        let mut cluster = ClusterWork { tasks: Vec::new(), specs: HashMap::new() };
         for candidate in candidates {
             let Some(mut task) = tx.task_by_key(candidate.key)? else { continue };
             let Some(job) = jobs.get(tx, task.job)? else { continue };
             if !assurance::is_assured(job) {
                 if task.state == TaskState::Queued {
+                    let spec = specs.entry(job.id).or_insert_with(|| self.cluster_spec(job));
+                    if let Some(spec) = spec {
+                        cluster.specs.entry(job.id).or_insert_with(|| spec.clone());
+                        cluster.tasks.push(task);
+                        continue;
+                    }
                     demands.push(ReplicaDemand { wanted: 1, excluded: Vec::new() });
                     tasks.push(task);
                 }
@@ -122,6 +131,11 @@ impl Coordinator {
             demands.push(ReplicaDemand { wanted, excluded });
             tasks.push(task);
         }
+        // Virtual nodes first: they need several engines at once.
+        let mut assigned = 0;
+        if !cluster.tasks.is_empty() {
+            assigned += self.place_nodes(tx, &mut rooms, cluster, &mut jobs, now_ms, fx)?;
+        }
         let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
         let plan = place_replicas(&room_sizes, &demands);
         let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
@@ -130,7 +144,6 @@ impl Coordinator {
         let spot_checks_on = self.config.spot_checks.rate > 0.0 || self.config.spot_checks.new_provider_rate > 0.0;
         let known_answers = if spot_checks_on { tx.known_answers(SPOT_CHECK_CHOICES)? } else { Vec::new() };
         let mut powers: HashMap<PartyId, f64> = HashMap::new();
-        let mut assigned = 0;
         for (index, engine) in plan {
             let provider = &rooms[engine];
             let task = &mut tasks[index];
@@ -431,6 +444,7 @@ impl Coordinator {
             report.elements_deleted += 1;
         }
         tx.delete_logs_before(now_ms.saturating_sub(self.config.log_retention_ms))?;
+        self.record_availability(tx, now_ms)?;
         // Benchmarks due take their engines' free slots before the scheduling pass (P5.1).
         self.send_due_benchmarks(tx, now_ms, fx)?;
         report.tasks_assigned = self.schedule(tx, now_ms, fx)?;

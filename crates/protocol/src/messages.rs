@@ -192,6 +192,9 @@ pub enum ClientToServer {
     GetAccount,
     /// Where notices go when a job completes, fails or is stopped (P4.12). Empty: none.
     SetNotices { webhook_url: Option<String>, webhook_secret: Option<String>, email: Option<String> },
+    /// Ask why a task of a job waits (the given one, or its first waiting one); answered with
+    /// `Explanation`.
+    ExplainJob { job: JobId, #[serde(default)] task: Option<TaskIndex> },
 }
 
 /// A party's money as the server reports it.
@@ -223,6 +226,32 @@ pub enum ServerToClient {
     Error(ErrorReport),
     ExternalDelivery { url: String },
     Heartbeat,
+    Explanation(JobExplanation),
+}
+
+/// Why a job's task waits: requirement by requirement, the engines each rules out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobExplanation {
+    pub job: JobId,
+    /// The task explained; `None` when none waits or the job asks for no virtual cluster.
+    pub task: Option<TaskIndex>,
+    /// Engines heard from recently (the ones requirements are counted over).
+    pub providers: u64,
+    pub providers_matching: u64,
+    pub requirements: Vec<RequirementCount>,
+    /// What holds the task back, in words.
+    pub blockers: Vec<String>,
+    /// The whole explanation, as `idlegrid job explain` prints it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequirementCount {
+    pub requirement: String,
+    /// Engines that do not meet it.
+    pub ruled_out: u64,
+    /// Engines that meet every other requirement but not this one.
+    pub ruled_out_alone: u64,
 }
 
 /// One task placed on one engine: everything needed to stage and run it, and nothing that
@@ -383,11 +412,11 @@ names!(ClientToServer {
     GetConfig, ClientProfile, CreateJob, Task, Launch, Stop, Resume, RemoveJob, RemoveTask, GetJobProperties,
     GetContents, GetExecutableElement, GetDataElement, RemoveExecutableElement, RemoveDataElement,
     ExecutableElement, DataElement, Attach, Detach, GetTask, GetTaskStatus, CloseSession, Error,
-    ExternalDelivery, Heartbeat, Deposit, GetAccount, SetNotices,
+    ExternalDelivery, Heartbeat, Deposit, GetAccount, SetNotices, ExplainJob,
 });
 names!(ServerToClient {
     Task, TaskStatus, Config, JobProperties, Contents, Account, ExecutableElement, DataElement, Error, ExternalDelivery,
-    Heartbeat,
+    Heartbeat, Explanation,
 });
 names!(ServerToProvider {
     Task, GetTaskStatus, GetTask, Stop, RemoveTask, Config, GetContents, WorkSummary, GetCacheContents,

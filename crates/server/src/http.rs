@@ -418,19 +418,64 @@ async fn download_element(
 ) -> AppResult {
     let hash: ElementHash = parse_id(&hash)?;
     let ticket = headers.get(wire::HEADER_TICKET).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let size = signed(&headers, &method, &uri, body_hash(b""))?
-        .run_as(&state, Box::new(move |c, tx, _, party, now| c.authorize_download(tx, party, &hash, ticket.as_deref(), now)))
+    let (size, party) = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, _, party, now| Ok((c.authorize_download(tx, party, &hash, ticket.as_deref(), now)?, party.clone()))),
+        )
         .await?;
     let stream = state.elements.download(&hash).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => ApiError::not_found_element(format!("element {hash} is missing from storage")),
         other => ApiError::internal(other.to_string()),
     })?;
-    Ok((
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())],
-        Body::from_stream(stream),
-    )
+    let body = if party.role == idlegrid_types::Role::Provider && size >= BANDWIDTH_SAMPLE_BYTES_MIN {
+        Body::from_stream(timed_download(stream, state.clone(), party.id, size))
+    } else {
+        Body::from_stream(stream)
+    };
+    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())], body)
         .into_response())
+}
+
+/// Downloads smaller than this say more about latency than bandwidth, and are not measured.
+const BANDWIDTH_SAMPLE_BYTES_MIN: u64 = 1 << 20;
+
+/// The stream of an engine's download, timed from its first chunk to its last: a whole download
+/// becomes a sample of the engine's bandwidth to the server (P5.1). The time is what the server
+/// took to hand the bytes to the socket, so a sample can read high by a socket buffer's worth;
+/// samples are smoothed and capped by the scheduler's maximum.
+fn timed_download(
+    stream: impl futures::Stream<Item = Result<bytes::Bytes, object_store::Error>> + Send + 'static,
+    state: Arc<AppState>,
+    provider: idlegrid_types::PartyId,
+    size: u64,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, object_store::Error>> + Send + 'static {
+    use futures::StreamExt as _;
+    let progress = Arc::new(std::sync::Mutex::new((None::<std::time::Instant>, 0u64)));
+    let counted = progress.clone();
+    let body = stream.map(move |chunk| {
+        if let Ok(bytes) = &chunk {
+            let mut p = counted.lock().unwrap_or_else(|e| e.into_inner());
+            p.0.get_or_insert_with(std::time::Instant::now);
+            p.1 += bytes.len() as u64;
+        }
+        chunk
+    });
+    let finish = futures::stream::once(async move {
+        let (started, sent) = *progress.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(started) = started
+            && sent == size
+        {
+            let seconds = started.elapsed().as_secs_f64().max(1e-3);
+            let mb_per_s = size as f64 / 1e6 / seconds;
+            let now = now_ms();
+            if let Err(e) = state.run(move |c, tx, _| c.record_bandwidth(tx, &provider, mb_per_s, now)).await {
+                tracing::warn!(error = %e, "could not record a bandwidth measurement");
+            }
+        }
+    })
+    .filter_map(|()| async { None });
+    body.chain(finish)
 }
 
 async fn list_jobs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {

@@ -313,6 +313,11 @@ pub fn assignments_track_provider_load(store: &impl Store) {
             assert!(tx.silent_assignments(150, 10)?.is_empty());
             tx.upsert_provider(&provider.id, NodeState::Paused, 2, 3, 200)?;
             assert!(tx.providers_with_room(0)?.is_empty(), "paused providers get no work");
+            let heard = tx.providers_heard_since(200, 10)?;
+            assert_eq!(heard.len(), 1, "paused providers are still heard from");
+            assert_eq!((heard[0].state, heard[0].last_contact_ms, heard[0].assigned), (NodeState::Paused, 200, 1));
+            assert!(tx.providers_heard_since(201, 10)?.is_empty(), "silent since then");
+            assert!(tx.providers_heard_since(0, 0)?.is_empty(), "the limit holds");
             Ok(())
         })
         .unwrap();

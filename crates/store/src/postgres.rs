@@ -1048,6 +1048,21 @@ impl PgTx<'_> {
     }
 }
 
+const PROVIDER_COLUMNS: &str = "id, session, state, slots, capacity, assigned, last_contact_ms";
+
+fn provider_row(row: &Row) -> StoreResult<ProviderRow> {
+    let session: Option<&[u8]> = col(row, 1, "providers.session")?;
+    Ok(ProviderRow {
+        id: get_party_id(row, 0, "providers.id")?,
+        session: session.map(|b| session_id(b, "providers.session")).transpose()?,
+        state: node_state(col(row, 2, "providers.state")?, "providers.state")?,
+        slots: get_u32(row, 3, "providers.slots")?,
+        capacity: get_u32(row, 4, "providers.capacity")?,
+        assigned: get_u32(row, 5, "providers.assigned")?,
+        last_contact_ms: get_u64(row, 6, "providers.last_contact_ms")?,
+    })
+}
+
 impl Tx for PgTx<'_> {
     fn ledger(&mut self) -> &mut dyn LedgerStore {
         self
@@ -1603,25 +1618,16 @@ impl Tx for PgTx<'_> {
     }
 
     fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>> {
-        let Some(row) = self.query_opt(
-            "SELECT id, session, state, slots, capacity, assigned, last_contact_ms FROM providers WHERE id = $1",
-            &[&&id.as_bytes()[..]],
-        )?
-        else {
+        let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = $1");
+        let Some(row) = self.query_opt(&sql, &[&&id.as_bytes()[..]])? else {
             return Ok(None);
         };
-        let session: Option<&[u8]> = col(&row, 1, "providers.session")?;
-        Ok(Some(ProviderRow {
-            id: get_party_id(&row, 0, "providers.id")?,
-            session: session
-                .map(|b| session_id(b, "providers.session"))
-                .transpose()?,
-            state: node_state(col(&row, 2, "providers.state")?, "providers.state")?,
-            slots: get_u32(&row, 3, "providers.slots")?,
-            capacity: get_u32(&row, 4, "providers.capacity")?,
-            assigned: get_u32(&row, 5, "providers.assigned")?,
-            last_contact_ms: get_u64(&row, 6, "providers.last_contact_ms")?,
-        }))
+        provider_row(&row).map(Some)
+    }
+
+    fn providers_heard_since(&mut self, contact_since_ms: u64, limit: u32) -> StoreResult<Vec<ProviderRow>> {
+        let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE last_contact_ms >= $1 ORDER BY id LIMIT $2");
+        self.collect(&sql, &[&int(contact_since_ms), &i64::from(limit)], provider_row)
     }
 
     fn providers_with_room(&mut self, contact_since_ms: u64) -> StoreResult<Vec<ProviderRoom>> {

@@ -401,6 +401,22 @@ impl SqliteTx<'_> {
     }
 }
 
+const PROVIDER_COLUMNS: &str = "id, session, state, slots, capacity, assigned, last_contact_ms";
+
+fn provider_row(row: &Row) -> rusqlite::Result<ProviderRow> {
+    let session: Option<Vec<u8>> = row.get(1)?;
+    let state: String = row.get(2)?;
+    Ok(ProviderRow {
+        id: get_party_id(row, 0)?,
+        session: session.and_then(|b| uuid::Uuid::from_slice(&b).ok()).map(|u| u.to_string().parse().expect("uuid")),
+        state: node_state(&state),
+        slots: row.get(3)?,
+        capacity: row.get(4)?,
+        assigned: row.get(5)?,
+        last_contact_ms: uint(row.get(6)?),
+    })
+}
+
 impl Tx for SqliteTx<'_> {
     fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore {
         self
@@ -863,23 +879,17 @@ impl Tx for SqliteTx<'_> {
     fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>> {
         Ok(self
             .tx
-            .prepare_cached(
-                "SELECT id, session, state, slots, capacity, assigned, last_contact_ms FROM providers WHERE id = ?1",
-            )?
-            .query_row([&id.as_bytes()[..]], |row| {
-                let session: Option<Vec<u8>> = row.get(1)?;
-                let state: String = row.get(2)?;
-                Ok(ProviderRow {
-                    id: get_party_id(row, 0)?,
-                    session: session.and_then(|b| uuid::Uuid::from_slice(&b).ok()).map(|u| u.to_string().parse().expect("uuid")),
-                    state: node_state(&state),
-                    slots: row.get(3)?,
-                    capacity: row.get(4)?,
-                    assigned: row.get(5)?,
-                    last_contact_ms: uint(row.get(6)?),
-                })
-            })
+            .prepare_cached(&format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE id = ?1"))?
+            .query_row([&id.as_bytes()[..]], provider_row)
             .optional()?)
+    }
+
+    fn providers_heard_since(&mut self, contact_since_ms: u64, limit: u32) -> StoreResult<Vec<ProviderRow>> {
+        self.collect(
+            &format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE last_contact_ms >= ?1 ORDER BY id LIMIT ?2"),
+            params![int(contact_since_ms), limit],
+            provider_row,
+        )
     }
 
     fn providers_with_room(&mut self, contact_since_ms: u64) -> StoreResult<Vec<ProviderRoom>> {

@@ -94,6 +94,8 @@ pub trait Tx {
     fn provider(&mut self, id: &PartyId) -> StoreResult<Option<ProviderRow>>;
     /// Active providers heard from since `contact_since_ms` that can take more tasks.
     fn providers_with_room(&mut self, contact_since_ms: u64) -> StoreResult<Vec<ProviderRoom>>;
+    /// Up to `limit` providers heard from since `contact_since_ms`, in any state, by ID.
+    fn providers_heard_since(&mut self, contact_since_ms: u64, limit: u32) -> StoreResult<Vec<ProviderRow>>;
 
     // ---- elements
     /// Record stored bytes (no-op if known).
