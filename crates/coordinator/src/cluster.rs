@@ -43,10 +43,10 @@ use idlegrid_scheduler::{
     SchedulerConfig, TaskKey as SchedulerTask, TaskSpec,
 };
 use idlegrid_store::{JobRow, StoreError, TaskRow, Tx};
-use idlegrid_types::{ElementHash, FailureKind, JobId, PartyId, SessionId, TaskEvent, TaskFailureInfo, TaskState};
+use idlegrid_types::{ElementHash, JobId, PartyId, SessionId, TaskEvent, TaskState};
 
 use crate::profiles::ProviderProfile;
-use crate::schedule::{Jobs, transition};
+use crate::schedule::{Jobs, element_gone, transition};
 use crate::session::push;
 use crate::{Coordinator, Effects};
 
@@ -286,11 +286,7 @@ impl Coordinator {
             let message = match self.assignment_for(tx, task, job, &mut sizes)? {
                 Ok(message) => message,
                 Err(hash) => {
-                    let failure = TaskFailureInfo {
-                        kind: FailureKind::ElementUnavailable,
-                        message: format!("element {hash} of this task is no longer stored on the server"),
-                    };
-                    self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+                    self.conclude(tx, task, job, TaskState::Failed, None, Some(element_gone(&hash)), 0, now_ms, fx)?;
                     continue;
                 }
             };

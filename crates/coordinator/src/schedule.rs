@@ -29,6 +29,11 @@ pub struct MaintenanceReport {
     pub results_purged: u32,
 }
 
+/// Why a task fails when the server no longer holds one of its elements.
+pub(crate) fn element_gone(hash: &ElementHash) -> TaskFailureInfo {
+    TaskFailureInfo { kind: FailureKind::ElementUnavailable, message: format!("element {hash} of this task is no longer stored on the server") }
+}
+
 /// Jobs touched during one operation, saved once at the end.
 #[derive(Default)]
 pub(crate) struct Jobs {
@@ -171,11 +176,7 @@ impl Coordinator {
             let mut message = match self.assignment_for(tx, task, job, &mut sizes)? {
                 Ok(message) => message,
                 Err(hash) => {
-                    let failure = TaskFailureInfo {
-                        kind: FailureKind::ElementUnavailable,
-                        message: format!("element {hash} of this task is no longer stored on the server"),
-                    };
-                    self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+                    self.conclude(tx, task, job, TaskState::Failed, None, Some(element_gone(&hash)), 0, now_ms, fx)?;
                     continue;
                 }
             };
