@@ -66,7 +66,8 @@ pub fn check_decode(data: &[u8]) -> usize {
 fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[u8]) -> Option<T> {
     let value: T = serde_json::from_slice(data).ok()?;
     let name = std::any::type_name::<T>();
-    let encoded = serde_json::to_vec(&value).unwrap_or_else(|e| panic!("a decoded {name} does not encode: {e}\n{value:?}"));
+    let encoded =
+        serde_json::to_vec(&value).unwrap_or_else(|e| panic!("a decoded {name} does not encode: {e}\n{value:?}"));
     let again: T = serde_json::from_slice(&encoded).unwrap_or_else(|e| {
         panic!(
             "a decoded {name} does not decode after encoding: {e}\ninput: {}\nencoded: {}",
@@ -85,7 +86,10 @@ fn round_trip_poll<M: Serialize + DeserializeOwned + PartialEq + Debug>(data: &[
     let Ok(reply) = serde_json::from_slice::<PollReply<M>>(data) else { return false };
     let encoded = serde_json::to_vec(&reply).expect("a decoded poll reply encodes");
     let again: PollReply<M> = serde_json::from_slice(&encoded).unwrap_or_else(|e| {
-        panic!("a decoded poll reply does not decode after encoding: {e}\nencoded: {}", String::from_utf8_lossy(&encoded))
+        panic!(
+            "a decoded poll reply does not decode after encoding: {e}\nencoded: {}",
+            String::from_utf8_lossy(&encoded)
+        )
     });
     assert_eq!(again.messages, reply.messages, "a poll reply changed in a round trip");
     true

@@ -5,7 +5,9 @@
 //! `idlegrid_sandbox`. A check panics when it finds a bug; a hang is caught by libFuzzer's
 //! `-timeout` (and by the test runner's timeout on stable).
 
-use idlegrid_sandbox::{NoEvents, Sandbox, SandboxConfig, TaskControl, TaskFailure, TaskInput, TaskLimits, TaskOutcome};
+use idlegrid_sandbox::{
+    NoEvents, Sandbox, SandboxConfig, TaskControl, TaskFailure, TaskInput, TaskLimits, TaskOutcome,
+};
 
 /// A sandbox for checking many modules in one process.
 pub fn checking_sandbox() -> Sandbox {

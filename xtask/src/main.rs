@@ -68,7 +68,10 @@ fn main() -> anyhow::Result<()> {
         "demo" | "bench" | "bench-engine" => {
             let dir = build_tasks()?;
             let mut run_it = cargo();
-            run_it.args(["run", "--release", "--quiet", "-p", "idlegrid-cli", "--", &command, "--tasks-dir"]).arg(&dir).args(&rest);
+            run_it
+                .args(["run", "--release", "--quiet", "-p", "idlegrid-cli", "--", &command, "--tasks-dir"])
+                .arg(&dir)
+                .args(&rest);
             run(run_it)
         }
         "test" => {
@@ -85,7 +88,8 @@ fn main() -> anyhow::Result<()> {
         }
         "memory" => {
             let dir = build_tasks()?;
-            let tasks: u64 = rest.first().map(|n| n.parse()).transpose().context("N must be a whole number")?.unwrap_or(1_000_000);
+            let tasks: u64 =
+                rest.first().map(|n| n.parse()).transpose().context("N must be a whole number")?.unwrap_or(1_000_000);
             memory(&dir, tasks)
         }
         other => bail!("unknown xtask '{other}': use build-tasks, demo, test, bench or memory"),
@@ -111,19 +115,41 @@ fn memory(tasks_dir: &std::path::Path, tasks: u64) -> anyhow::Result<()> {
         Ok(Command::new(&binary).args(args).stdout(std::process::Stdio::null()).spawn()?)
     };
     let data = |name: &str| work.join(name).to_string_lossy().into_owned();
-    let server = spawn(&["server", "--listen", &format!("127.0.0.1:{port}"), "--data", &data("server"), "--log", "warn"])?;
+    let server =
+        spawn(&["server", "--listen", &format!("127.0.0.1:{port}"), "--data", &data("server"), "--log", "warn"])?;
     std::thread::sleep(std::time::Duration::from_secs(1));
     let mut engines = Vec::new();
     for name in ["engine-1", "engine-2"] {
-        engines.push(spawn(&["--server", &url, "engine", "--data", &data(name), "--cores", "1", "--prefetch", "128", "--status-listen", "off", "--log", "warn"])?);
+        engines.push(spawn(&[
+            "--server",
+            &url,
+            "engine",
+            "--data",
+            &data(name),
+            "--cores",
+            "1",
+            "--prefetch",
+            "128",
+            "--status-listen",
+            "off",
+            "--log",
+            "warn",
+        ])?);
     }
     let job = work.join("job.toml");
     std::fs::write(
         &job,
-        format!("name = \"memory\"\nexecutable = \"{}\"\n[tasks]\ncount = {tasks}\nparams = \"{{index}}\"\n", tasks_dir.join("noop.wasm").display()),
+        format!(
+            "name = \"memory\"\nexecutable = \"{}\"\n[tasks]\ncount = {tasks}\nparams = \"{{index}}\"\n",
+            tasks_dir.join("noop.wasm").display()
+        ),
     )?;
     let started = std::time::Instant::now();
-    let client = Command::new(&binary).args(["--server", &url, "--home", &data("home"), "job", "submit"]).arg(&job).arg("--watch").spawn()?;
+    let client = Command::new(&binary)
+        .args(["--server", &url, "--home", &data("home"), "job", "submit"])
+        .arg(&job)
+        .arg("--watch")
+        .spawn()?;
     // wait4 reports the peak memory of this one child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let mut status = 0;
@@ -142,7 +168,11 @@ fn memory(tasks_dir: &std::path::Path, tasks: u64) -> anyhow::Result<()> {
     let show = |kb: Option<u64>| kb.map(|k| format!("{:.1} MB", k as f64 / 1024.0)).unwrap_or_else(|| "?".into());
     println!("| measure | value |");
     println!("| --- | --- |");
-    println!("| trivial tasks, submitted and watched by the CLI | {tasks} in {:.1} s ({:.0} tasks/s) |", elapsed.as_secs_f64(), tasks as f64 / elapsed.as_secs_f64());
+    println!(
+        "| trivial tasks, submitted and watched by the CLI | {tasks} in {:.1} s ({:.0} tasks/s) |",
+        elapsed.as_secs_f64(),
+        tasks as f64 / elapsed.as_secs_f64()
+    );
     println!("| client peak memory | {:.1} MB |", usage.ru_maxrss as f64 / 1024.0);
     println!("| server peak memory | {} |", show(server_kb));
     println!("| engine peak memory | {} |", engine_kb.into_iter().map(show).collect::<Vec<_>>().join(", "));

@@ -41,14 +41,22 @@ fn main() {
             }
             "--spot-checks" => {
                 let values = list(&value());
-                let [rate, new_provider_rate, new_provider_checks] = values[..] else { panic!("--spot-checks RATE,NEW_RATE,NEW_CHECKS") };
+                let [rate, new_provider_rate, new_provider_checks] = values[..] else {
+                    panic!("--spot-checks RATE,NEW_RATE,NEW_CHECKS")
+                };
                 for tested in &mut config.policies {
                     if matches!(tested.policy, ValidationPolicy::Credibility { .. }) {
-                        tested.spot_checks = SpotCheckPolicy { rate, new_provider_rate, new_provider_checks: new_provider_checks as u32 };
+                        tested.spot_checks = SpotCheckPolicy {
+                            rate,
+                            new_provider_rate,
+                            new_provider_checks: new_provider_checks as u32,
+                        };
                     }
                 }
             }
-            "--only-credibility" => config.policies.retain(|tested| matches!(tested.policy, ValidationPolicy::Credibility { .. })),
+            "--only-credibility" => {
+                config.policies.retain(|tested| matches!(tested.policy, ValidationPolicy::Credibility { .. }))
+            }
             other => panic!("unknown option {other}"),
         }
     }

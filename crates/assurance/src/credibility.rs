@@ -64,7 +64,13 @@ impl CredibilityModel {
     }
 
     pub fn validate(&self) -> Result<(), AssuranceError> {
-        check_open("assumed_saboteur_fraction", self.assumed_saboteur_fraction, 0.0, 1.0, "must be a fraction in (0, 1), e.g. 0.2")
+        check_open(
+            "assumed_saboteur_fraction",
+            self.assumed_saboteur_fraction,
+            0.0,
+            1.0,
+            "must be a fraction in (0, 1), e.g. 0.2",
+        )
     }
 
     /// Credibility of a provider that has passed `k` spot checks (since its last invalid result).
@@ -81,7 +87,11 @@ impl CredibilityModel {
 
     /// A provider's credibility: 0 when quarantined (its results count for nothing).
     pub fn provider_credibility(&self, record: &ProviderRecord) -> f64 {
-        if record.is_quarantined() { 0.0 } else { self.credibility_after_spot_checks(record.spot_checks_passed_since_invalid) }
+        if record.is_quarantined() {
+            0.0
+        } else {
+            self.credibility_after_spot_checks(record.spot_checks_passed_since_invalid)
+        }
     }
 
     /// Credibility of a provider nobody knows yet: `1 - f`.

@@ -55,11 +55,31 @@ impl AssuranceError {
 }
 
 /// Check that `value` is a number in `[low, high]` (NaN is refused).
-pub(crate) fn check_closed(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), AssuranceError> {
-    if value.is_finite() && value >= low && value <= high { Ok(()) } else { Err(AssuranceError::parameter(field, value, reason)) }
+pub(crate) fn check_closed(
+    field: &'static str,
+    value: f64,
+    low: f64,
+    high: f64,
+    reason: &'static str,
+) -> Result<(), AssuranceError> {
+    if value.is_finite() && value >= low && value <= high {
+        Ok(())
+    } else {
+        Err(AssuranceError::parameter(field, value, reason))
+    }
 }
 
 /// Check that `value` is a number in `(low, high)` (NaN is refused).
-pub(crate) fn check_open(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), AssuranceError> {
-    if value.is_finite() && value > low && value < high { Ok(()) } else { Err(AssuranceError::parameter(field, value, reason)) }
+pub(crate) fn check_open(
+    field: &'static str,
+    value: f64,
+    low: f64,
+    high: f64,
+    reason: &'static str,
+) -> Result<(), AssuranceError> {
+    if value.is_finite() && value > low && value < high {
+        Ok(())
+    } else {
+        Err(AssuranceError::parameter(field, value, reason))
+    }
 }

@@ -72,7 +72,13 @@ pub use error::AssuranceError;
 pub use idlegrid_types::{REPLICAS_LIMIT, ValidationPolicy};
 pub use quarantine::{Contribution, QuarantinePlan, TaskKey, plan_quarantine};
 pub use random::RandomSource;
-pub use record::{JudgementKind, ProviderRecord, ProviderRecords, QuarantineReason, QuarantineRule, SpotCheckConsequence, SpotCheckOutcome};
-pub use spot_check::{NextAssignment, SpotCheckPolicy, judge_spot_check};
-pub use task::{Acceptance, Action, Decision, DecisionContext, Inconclusive, InconclusiveReason, Judgement, ReplicaView, Revision, TaskAssurance};
+pub use record::{
+    JudgementKind, ProviderRecord, ProviderRecords, QuarantineReason, QuarantineRule, SpotCheckConsequence,
+    SpotCheckOutcome,
+};
 pub use sim::{PolicyUnderTest, SimConfig, SimReport, SimRow, simulate};
+pub use spot_check::{NextAssignment, SpotCheckPolicy, judge_spot_check};
+pub use task::{
+    Acceptance, Action, Decision, DecisionContext, Inconclusive, InconclusiveReason, Judgement, ReplicaView, Revision,
+    TaskAssurance,
+};

@@ -49,7 +49,8 @@ pub fn plan_quarantine(contributions: &[Contribution]) -> QuarantinePlan {
     let mut plan = QuarantinePlan::default();
     for contribution in contributions {
         // Whether the provider's result counts (or may count) towards the task's outcome.
-        let supports_outcome = contribution.running || matches!(contribution.judgement, None | Some(JudgementKind::Agreed | JudgementKind::Unchecked));
+        let supports_outcome = contribution.running
+            || matches!(contribution.judgement, None | Some(JudgementKind::Agreed | JudgementKind::Unchecked));
         if contribution.running {
             plan.cancel.push(contribution.assignment);
         }
@@ -79,15 +80,42 @@ mod tests {
         let contributions = [
             Contribution { task: task(1), assignment: AssignmentId(10), running: true, judgement: None, paid: false },
             Contribution { task: task(2), assignment: AssignmentId(11), running: false, judgement: None, paid: false },
-            Contribution { task: task(3), assignment: AssignmentId(12), running: false, judgement: Some(JudgementKind::Agreed), paid: true },
-            Contribution { task: task(4), assignment: AssignmentId(13), running: false, judgement: Some(JudgementKind::Unchecked), paid: false },
-            Contribution { task: task(5), assignment: AssignmentId(14), running: false, judgement: Some(JudgementKind::Disagreed), paid: false },
-            Contribution { task: task(3), assignment: AssignmentId(15), running: false, judgement: Some(JudgementKind::Agreed), paid: false },
+            Contribution {
+                task: task(3),
+                assignment: AssignmentId(12),
+                running: false,
+                judgement: Some(JudgementKind::Agreed),
+                paid: true,
+            },
+            Contribution {
+                task: task(4),
+                assignment: AssignmentId(13),
+                running: false,
+                judgement: Some(JudgementKind::Unchecked),
+                paid: false,
+            },
+            Contribution {
+                task: task(5),
+                assignment: AssignmentId(14),
+                running: false,
+                judgement: Some(JudgementKind::Disagreed),
+                paid: false,
+            },
+            Contribution {
+                task: task(3),
+                assignment: AssignmentId(15),
+                running: false,
+                judgement: Some(JudgementKind::Agreed),
+                paid: false,
+            },
         ];
         let plan = plan_quarantine(&contributions);
         assert_eq!(plan.cancel, vec![AssignmentId(10)]);
         assert_eq!(plan.recheck, vec![task(1), task(2), task(3), task(4)]);
-        assert_eq!(plan.withhold_pay, vec![AssignmentId(10), AssignmentId(11), AssignmentId(13), AssignmentId(14), AssignmentId(15)]);
+        assert_eq!(
+            plan.withhold_pay,
+            vec![AssignmentId(10), AssignmentId(11), AssignmentId(13), AssignmentId(14), AssignmentId(15)]
+        );
         assert_eq!(plan.disputed_paid, vec![AssignmentId(12)]);
         assert_eq!(plan_quarantine(&[]), QuarantinePlan::default());
     }

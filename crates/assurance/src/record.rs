@@ -187,7 +187,9 @@ impl ProviderRecords for std::collections::BTreeMap<idlegrid_types::PartyId, Pro
     }
 }
 
-impl<S: std::hash::BuildHasher> ProviderRecords for std::collections::HashMap<idlegrid_types::PartyId, ProviderRecord, S> {
+impl<S: std::hash::BuildHasher> ProviderRecords
+    for std::collections::HashMap<idlegrid_types::PartyId, ProviderRecord, S>
+{
     fn record(&self, provider: &idlegrid_types::PartyId) -> Option<&ProviderRecord> {
         self.get(provider)
     }
@@ -206,7 +208,10 @@ mod tests {
         record.apply_spot_check(SpotCheckOutcome::Passed, &QuarantineRule::default());
         assert_eq!((record.valid, record.consecutive_valid, record.spot_checks_passed_since_invalid), (20, 21, 1));
         record.apply_judgement(JudgementKind::Disagreed, None);
-        assert_eq!((record.valid, record.invalid, record.consecutive_valid, record.spot_checks_passed_since_invalid), (20, 1, 0, 0));
+        assert_eq!(
+            (record.valid, record.invalid, record.consecutive_valid, record.spot_checks_passed_since_invalid),
+            (20, 1, 0, 0)
+        );
         assert_eq!(record.spot_checks_passed, 1);
         record.apply_judgement(JudgementKind::Unchecked, None);
         assert_eq!((record.unchecked, record.consecutive_valid), (1, 0));
@@ -242,10 +247,16 @@ mod tests {
         assert!(!record.is_quarantined());
         // The default rule quarantines at the first failure.
         let mut strict = ProviderRecord::default();
-        assert_eq!(strict.apply_spot_check(SpotCheckOutcome::Failed, &QuarantineRule::default()), SpotCheckConsequence::Quarantined);
+        assert_eq!(
+            strict.apply_spot_check(SpotCheckOutcome::Failed, &QuarantineRule::default()),
+            SpotCheckConsequence::Quarantined
+        );
         // A rule of zero is read as one, never as "quarantine without a failure".
         let mut zero = ProviderRecord::default();
-        assert_eq!(zero.apply_spot_check(SpotCheckOutcome::Passed, &QuarantineRule { failed_spot_checks_max: 0 }), SpotCheckConsequence::Credited);
+        assert_eq!(
+            zero.apply_spot_check(SpotCheckOutcome::Passed, &QuarantineRule { failed_spot_checks_max: 0 }),
+            SpotCheckConsequence::Credited
+        );
         assert!(!zero.is_quarantined());
     }
 }

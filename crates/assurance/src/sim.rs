@@ -29,8 +29,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{check_closed, check_open};
 use crate::random::{RandomSource, SplitMix64, Xoshiro256StarStar};
 use crate::{
-    Action, AssuranceError, ByteEquality, CredibilityModel, DecisionContext, JudgementKind, NextAssignment, ProviderRecord, ProviderRecords,
-    QuarantineRule, ResultDigest, SpotCheckConsequence, SpotCheckPolicy, TaskAssurance, ValidationPolicy, judge_spot_check,
+    Action, AssuranceError, ByteEquality, CredibilityModel, DecisionContext, JudgementKind, NextAssignment,
+    ProviderRecord, ProviderRecords, QuarantineRule, ResultDigest, SpotCheckConsequence, SpotCheckPolicy,
+    TaskAssurance, ValidationPolicy, judge_spot_check,
 };
 
 /// A policy in the report, with the spot checks that run alongside it.
@@ -85,10 +86,26 @@ impl SimConfig {
     /// tasks), and credibility-based voting to 0.9999 with spot checks.
     pub fn standard_policies() -> Vec<PolicyUnderTest> {
         vec![
-            PolicyUnderTest { name: "quorum 2".into(), policy: ValidationPolicy::quorum(2), spot_checks: SpotCheckPolicy::off() },
-            PolicyUnderTest { name: "quorum 3".into(), policy: ValidationPolicy::quorum(3), spot_checks: SpotCheckPolicy::off() },
-            PolicyUnderTest { name: "adaptive".into(), policy: ValidationPolicy::adaptive(), spot_checks: SpotCheckPolicy::off() },
-            PolicyUnderTest { name: "credibility 0.9999".into(), policy: ValidationPolicy::credibility(0.9999), spot_checks: SpotCheckPolicy::default() },
+            PolicyUnderTest {
+                name: "quorum 2".into(),
+                policy: ValidationPolicy::quorum(2),
+                spot_checks: SpotCheckPolicy::off(),
+            },
+            PolicyUnderTest {
+                name: "quorum 3".into(),
+                policy: ValidationPolicy::quorum(3),
+                spot_checks: SpotCheckPolicy::off(),
+            },
+            PolicyUnderTest {
+                name: "adaptive".into(),
+                policy: ValidationPolicy::adaptive(),
+                spot_checks: SpotCheckPolicy::off(),
+            },
+            PolicyUnderTest {
+                name: "credibility 0.9999".into(),
+                policy: ValidationPolicy::credibility(0.9999),
+                spot_checks: SpotCheckPolicy::default(),
+            },
         ]
     }
 
@@ -174,7 +191,10 @@ pub fn simulate(config: &SimConfig) -> Result<SimReport, AssuranceError> {
 }
 
 /// Run every row, calling `progress` after each.
-pub fn simulate_with_progress(config: &SimConfig, progress: &mut dyn FnMut(&SimRow)) -> Result<SimReport, AssuranceError> {
+pub fn simulate_with_progress(
+    config: &SimConfig,
+    progress: &mut dyn FnMut(&SimRow),
+) -> Result<SimReport, AssuranceError> {
     config.validate()?;
     let mut rows = Vec::new();
     for (f_index, &f) in config.saboteur_fractions.iter().enumerate() {
@@ -233,7 +253,13 @@ struct World<'a> {
 }
 
 impl<'a> World<'a> {
-    fn new(config: &'a SimConfig, policy: &'a PolicyUnderTest, f: f64, s: f64, seed: u64) -> Result<World<'a>, AssuranceError> {
+    fn new(
+        config: &'a SimConfig,
+        policy: &'a PolicyUnderTest,
+        f: f64,
+        s: f64,
+        seed: u64,
+    ) -> Result<World<'a>, AssuranceError> {
         let model = CredibilityModel::new(config.assumed_saboteur_fraction.unwrap_or(f.clamp(0.001, 0.95)))?;
         let providers = config.providers as usize;
         let saboteurs = (f * providers as f64).round() as usize;
@@ -265,7 +291,16 @@ impl<'a> World<'a> {
             quarantined: 0,
             wrong_flagged_later: 0,
         };
-        Ok(World { config, policy, s, model, random: Xoshiro256StarStar::from_seed(seed), population, flagged: HashSet::new(), row })
+        Ok(World {
+            config,
+            policy,
+            s,
+            model,
+            random: Xoshiro256StarStar::from_seed(seed),
+            population,
+            flagged: HashSet::new(),
+            row,
+        })
     }
 
     fn run(mut self) -> Result<SimRow, AssuranceError> {
@@ -388,7 +423,9 @@ impl<'a> World<'a> {
         let known = Self::digest(u64::MAX, 0, 0);
         let answer = self.answer(slot, u64::MAX);
         let outcome = judge_spot_check(&known, &answer);
-        if self.population.records[slot].apply_spot_check(outcome, &self.config.quarantine) == SpotCheckConsequence::Quarantined {
+        if self.population.records[slot].apply_spot_check(outcome, &self.config.quarantine)
+            == SpotCheckConsequence::Quarantined
+        {
             self.quarantine(slot);
         }
     }
@@ -415,7 +452,12 @@ impl<'a> World<'a> {
 
     /// Median credibility of the providers in good standing.
     fn median_credibility(&self) -> Option<f64> {
-        let mut credibilities: Vec<f64> = self.population.active.iter().map(|&slot| self.model.provider_credibility(&self.population.records[slot])).collect();
+        let mut credibilities: Vec<f64> = self
+            .population
+            .active
+            .iter()
+            .map(|&slot| self.model.provider_credibility(&self.population.records[slot]))
+            .collect();
         if credibilities.is_empty() {
             return None;
         }
@@ -537,15 +579,23 @@ impl fmt::Display for SimReport {
             )?;
         }
         writeln!(out)?;
-        writeln!(out, "m-first majority voting (no spot checks) needed for an error rate of 1e-4, computed exactly (each vote bad with probability f s):")?;
+        writeln!(
+            out,
+            "m-first majority voting (no spot checks) needed for an error rate of 1e-4, computed exactly (each vote bad with probability f s):"
+        )?;
         for &f in &config.saboteur_fractions {
             for &s in &config.sabotage_rates {
                 let p_bad = f * s;
                 if p_bad <= 0.0 || p_bad >= 0.5 {
                     continue;
                 }
-                if let Some((m, (error, votes))) = (1..=400).map(|m| (m, m_first_voting(p_bad, m))).find(|(_, (error, _))| *error <= 1e-4) {
-                    writeln!(out, "- f = {f}, s = {s}: m = {m} agreeing votes, error {error:.2e}, {votes:.2} executions per task.")?;
+                if let Some((m, (error, votes))) =
+                    (1..=400).map(|m| (m, m_first_voting(p_bad, m))).find(|(_, (error, _))| *error <= 1e-4)
+                {
+                    writeln!(
+                        out,
+                        "- f = {f}, s = {s}: m = {m} agreeing votes, error {error:.2e}, {votes:.2} executions per task."
+                    )?;
                 }
             }
         }
@@ -616,7 +666,13 @@ mod tests {
 
     #[test]
     fn a_small_run_is_sane() {
-        let config = SimConfig { providers: 50, tasks: 2000, saboteur_fractions: vec![0.2], sabotage_rates: vec![1.0], ..SimConfig::default() };
+        let config = SimConfig {
+            providers: 50,
+            tasks: 2000,
+            saboteur_fractions: vec![0.2],
+            sabotage_rates: vec![1.0],
+            ..SimConfig::default()
+        };
         let report = simulate(&config).unwrap();
         assert_eq!(report.rows.len(), 4);
         for row in &report.rows {

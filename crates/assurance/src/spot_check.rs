@@ -52,18 +52,31 @@ impl SpotCheckPolicy {
 
     /// The probability that this provider's next assignment is a test task.
     pub fn rate_for(&self, record: &ProviderRecord) -> f64 {
-        if record.spot_checks_passed_since_invalid < u64::from(self.new_provider_checks) { self.new_provider_rate } else { self.rate }
+        if record.spot_checks_passed_since_invalid < u64::from(self.new_provider_checks) {
+            self.new_provider_rate
+        } else {
+            self.rate
+        }
     }
 
     /// Decide what the next assignment to this provider is. A quarantined provider gets
     /// nothing: the caller must not assign it work at all.
-    pub fn next_assignment(&self, record: &ProviderRecord, provider: &idlegrid_types::PartyId, random: &mut dyn RandomSource) -> Result<NextAssignment, AssuranceError> {
+    pub fn next_assignment(
+        &self,
+        record: &ProviderRecord,
+        provider: &idlegrid_types::PartyId,
+        random: &mut dyn RandomSource,
+    ) -> Result<NextAssignment, AssuranceError> {
         self.validate()?;
         if record.is_quarantined() {
             return Err(AssuranceError::ProviderQuarantined { provider: provider.clone() });
         }
         let rate = self.rate_for(record);
-        if rate > 0.0 && unit_interval(random) < rate { Ok(NextAssignment::SpotCheck) } else { Ok(NextAssignment::RealTask) }
+        if rate > 0.0 && unit_interval(random) < rate {
+            Ok(NextAssignment::SpotCheck)
+        } else {
+            Ok(NextAssignment::RealTask)
+        }
     }
 }
 
@@ -80,7 +93,11 @@ impl SpotCheckOutcome {
             Comparison::Equivalent => Ok(SpotCheckOutcome::Passed),
             Comparison::Different => Ok(SpotCheckOutcome::Failed),
             Comparison::Failed => Ok(SpotCheckOutcome::Unresolved),
-            Comparison::Pending => Err(AssuranceError::parameter("comparison", "pending", "run the validator before judging the spot check")),
+            Comparison::Pending => Err(AssuranceError::parameter(
+                "comparison",
+                "pending",
+                "run the validator before judging the spot check",
+            )),
         }
     }
 }
@@ -99,7 +116,9 @@ mod tests {
         let mut random = Xoshiro256StarStar::from_seed(9);
         let mut record = ProviderRecord::default();
         let share = |record: &ProviderRecord, random: &mut Xoshiro256StarStar| {
-            let checks = (0..100_000).filter(|_| policy.next_assignment(record, &provider, random).unwrap() == NextAssignment::SpotCheck).count();
+            let checks = (0..100_000)
+                .filter(|_| policy.next_assignment(record, &provider, random).unwrap() == NextAssignment::SpotCheck)
+                .count();
             checks as f64 / 100_000.0
         };
         let newcomer = share(&record, &mut random);
@@ -109,7 +128,8 @@ mod tests {
         }
         let established = share(&record, &mut random);
         assert!((established - 0.1).abs() < 0.005, "{established}");
-        assert!((0..1000).all(|_| SpotCheckPolicy::off().next_assignment(&record, &provider, &mut random).unwrap() == NextAssignment::RealTask));
+        assert!((0..1000).all(|_| SpotCheckPolicy::off().next_assignment(&record, &provider, &mut random).unwrap()
+            == NextAssignment::RealTask));
     }
 
     #[test]
@@ -120,7 +140,9 @@ mod tests {
         assert_eq!(judge_spot_check(&known, &ElementHash::of(b"42")), SpotCheckOutcome::Passed);
         let outcome = judge_spot_check(&known, &ElementHash::of(b"41"));
         assert_eq!(record.apply_spot_check(outcome, &QuarantineRule::default()), SpotCheckConsequence::Quarantined);
-        let error = SpotCheckPolicy::default().next_assignment(&record, &provider, &mut Xoshiro256StarStar::from_seed(1)).unwrap_err();
+        let error = SpotCheckPolicy::default()
+            .next_assignment(&record, &provider, &mut Xoshiro256StarStar::from_seed(1))
+            .unwrap_err();
         assert!(matches!(error, AssuranceError::ProviderQuarantined { .. }), "{error}");
     }
 
@@ -131,8 +153,15 @@ mod tests {
         assert_eq!(SpotCheckOutcome::from_comparison(Comparison::Failed).unwrap(), SpotCheckOutcome::Unresolved);
         assert!(SpotCheckOutcome::from_comparison(Comparison::Pending).is_err());
         let provider = PartyId::from_public_key(&[3; 32]);
-        for policy in [SpotCheckPolicy { rate: f64::NAN, ..SpotCheckPolicy::default() }, SpotCheckPolicy { new_provider_rate: 1.5, ..SpotCheckPolicy::default() }] {
-            assert!(policy.next_assignment(&ProviderRecord::default(), &provider, &mut Xoshiro256StarStar::from_seed(1)).is_err());
+        for policy in [
+            SpotCheckPolicy { rate: f64::NAN, ..SpotCheckPolicy::default() },
+            SpotCheckPolicy { new_provider_rate: 1.5, ..SpotCheckPolicy::default() },
+        ] {
+            assert!(
+                policy
+                    .next_assignment(&ProviderRecord::default(), &provider, &mut Xoshiro256StarStar::from_seed(1))
+                    .is_err()
+            );
         }
     }
 }

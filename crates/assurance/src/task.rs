@@ -131,7 +131,9 @@ pub struct Decision {
 #[serde(rename_all = "snake_case", tag = "state")]
 enum ReplicaState {
     Running,
-    Returned { digest: ResultDigest },
+    Returned {
+        digest: ResultDigest,
+    },
     /// The engine vanished or handed the replica back without a result.
     Lost,
     /// Stopped because the task was decided.
@@ -182,9 +184,13 @@ struct AcceptedResult {
 #[serde(rename_all = "snake_case", tag = "status")]
 enum Status {
     /// `withdrawn`: an acceptance that re-verification took back.
-    Open { withdrawn: Option<AcceptedResult> },
+    Open {
+        withdrawn: Option<AcceptedResult>,
+    },
     Accepted(AcceptedResult),
-    Inconclusive { reason: InconclusiveReason },
+    Inconclusive {
+        reason: InconclusiveReason,
+    },
 }
 
 /// The assurance state of one task.
@@ -212,7 +218,13 @@ struct Grouping {
 impl TaskAssurance {
     pub fn new(policy: ValidationPolicy) -> Result<TaskAssurance, AssuranceError> {
         policy.validate()?;
-        Ok(TaskAssurance { policy, replicas: Vec::new(), comparisons: Vec::new(), adaptive_draw: None, status: Status::Open { withdrawn: None } })
+        Ok(TaskAssurance {
+            policy,
+            replicas: Vec::new(),
+            comparisons: Vec::new(),
+            adaptive_draw: None,
+            status: Status::Open { withdrawn: None },
+        })
     }
 
     pub fn policy(&self) -> &ValidationPolicy {
@@ -274,7 +286,13 @@ impl TaskAssurance {
         if self.replicas.iter().any(|replica| replica.provider == provider) {
             return Err(AssuranceError::ProviderAlreadyHasReplica { provider });
         }
-        self.replicas.push(Replica { assignment, provider, state: ReplicaState::Running, discarded: false, judgement: None });
+        self.replicas.push(Replica {
+            assignment,
+            provider,
+            state: ReplicaState::Running,
+            discarded: false,
+            judgement: None,
+        });
         Ok(())
     }
 
@@ -312,11 +330,20 @@ impl TaskAssurance {
 
     /// The outcome of a comparison `decide` asked for (`Action::Compare`). The first outcome
     /// recorded for a pair stands.
-    pub fn record_comparison(&mut self, first: AssignmentId, second: AssignmentId, outcome: Comparison) -> Result<(), AssuranceError> {
+    pub fn record_comparison(
+        &mut self,
+        first: AssignmentId,
+        second: AssignmentId,
+        outcome: Comparison,
+    ) -> Result<(), AssuranceError> {
         if outcome == Comparison::Pending {
             return Err(AssuranceError::ComparisonPending { first, second });
         }
-        let index_of = |assignment| self.replicas.iter().position(|replica| replica.assignment == assignment && matches!(replica.state, ReplicaState::Returned { .. }));
+        let index_of = |assignment| {
+            self.replicas.iter().position(|replica| {
+                replica.assignment == assignment && matches!(replica.state, ReplicaState::Returned { .. })
+            })
+        };
         let (Some(a), Some(b)) = (index_of(first), index_of(second)) else {
             return Err(AssuranceError::UnknownComparison { first, second });
         };
@@ -361,7 +388,10 @@ impl TaskAssurance {
     }
 
     fn replica_mut(&mut self, assignment: AssignmentId) -> Result<&mut Replica, AssuranceError> {
-        self.replicas.iter_mut().find(|replica| replica.assignment == assignment).ok_or(AssuranceError::UnknownAssignment { assignment })
+        self.replicas
+            .iter_mut()
+            .find(|replica| replica.assignment == assignment)
+            .ok_or(AssuranceError::UnknownAssignment { assignment })
     }
 
     fn cached_comparison(&self, first: AssignmentId, second: AssignmentId) -> Option<Comparison> {
@@ -370,7 +400,12 @@ impl TaskAssurance {
 
     /// Discard the replicas of quarantined providers; withdraw an acceptance one of them
     /// supported.
-    fn discard_quarantined(&mut self, context: &DecisionContext<'_>, judgements: &mut Vec<Judgement>, cancel: &mut Vec<AssignmentId>) {
+    fn discard_quarantined(
+        &mut self,
+        context: &DecisionContext<'_>,
+        judgements: &mut Vec<Judgement>,
+        cancel: &mut Vec<AssignmentId>,
+    ) {
         let mut withdraw = false;
         for replica in self.replicas.iter_mut().filter(|replica| !replica.discarded) {
             let quarantined = context.records.record(&replica.provider).is_some_and(|record| record.is_quarantined());
@@ -385,7 +420,12 @@ impl TaskAssurance {
                 }
                 ReplicaState::Returned { .. } => {
                     withdraw |= matches!(replica.judgement, Some(JudgementKind::Agreed | JudgementKind::Unchecked));
-                    judgements.push(Judgement { assignment: replica.assignment, provider: replica.provider.clone(), kind: JudgementKind::Discarded, previous: replica.judgement });
+                    judgements.push(Judgement {
+                        assignment: replica.assignment,
+                        provider: replica.provider.clone(),
+                        kind: JudgementKind::Discarded,
+                        previous: replica.judgement,
+                    });
                     replica.judgement = Some(JudgementKind::Discarded);
                 }
                 ReplicaState::Lost | ReplicaState::Cancelled => {}
@@ -415,7 +455,11 @@ impl TaskAssurance {
                     None => {
                         let outcome = context.comparator.compare(&first, &result);
                         if outcome != Comparison::Pending {
-                            self.comparisons.push(RecordedComparison { first: first.assignment, second: result.assignment, outcome });
+                            self.comparisons.push(RecordedComparison {
+                                first: first.assignment,
+                                second: result.assignment,
+                                outcome,
+                            });
                         }
                         outcome
                     }
@@ -438,7 +482,10 @@ impl TaskAssurance {
                 grouping.pending = pending;
                 return grouping;
             }
-            let credibility = context.records.record(&self.replicas[index].provider).map_or(0.0, |record| context.model.provider_credibility(record));
+            let credibility = context
+                .records
+                .record(&self.replicas[index].provider)
+                .map_or(0.0, |record| context.model.provider_credibility(record));
             match joined {
                 Some(group_index) => {
                     let group = &mut grouping.groups[group_index];
@@ -461,12 +508,27 @@ impl TaskAssurance {
     }
 
     /// One step of the policy for an open task.
-    fn step(&mut self, context: &mut DecisionContext<'_>, grouping: &Grouping, withdrawn: Option<AcceptedResult>, judgements: &mut Vec<Judgement>, cancel: &mut Vec<AssignmentId>) -> Action {
+    fn step(
+        &mut self,
+        context: &mut DecisionContext<'_>,
+        grouping: &Grouping,
+        withdrawn: Option<AcceptedResult>,
+        judgements: &mut Vec<Judgement>,
+        cancel: &mut Vec<AssignmentId>,
+    ) -> Action {
         let running = self.replicas.iter().filter(|r| !r.discarded && r.state == ReplicaState::Running).count() as u32;
-        let launched = self.replicas.iter().filter(|r| !r.discarded && matches!(r.state, ReplicaState::Running | ReplicaState::Returned { .. })).count() as u32;
+        let launched = self
+            .replicas
+            .iter()
+            .filter(|r| !r.discarded && matches!(r.state, ReplicaState::Running | ReplicaState::Returned { .. }))
+            .count() as u32;
         let budget = self.policy.replicas_max().saturating_sub(launched);
         let results: u32 = grouping.groups.iter().map(|g| g.members.len() as u32).sum();
-        let exhausted = || InconclusiveReason::ReplicasExhausted { results, groups: grouping.groups.len() as u32, validator_failures: grouping.validator_failures };
+        let exhausted = || InconclusiveReason::ReplicasExhausted {
+            results,
+            groups: grouping.groups.len() as u32,
+            validator_failures: grouping.validator_failures,
+        };
 
         let outcome = match self.policy {
             ValidationPolicy::None => match best_by_size(&grouping.groups) {
@@ -475,7 +537,9 @@ impl TaskAssurance {
                 None if budget > 0 => Step::Launch(1),
                 None => Step::GiveUp,
             },
-            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } => quorum_step(&grouping.groups, min_agreeing, target_replicas, running, launched, budget),
+            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } => {
+                quorum_step(&grouping.groups, min_agreeing, target_replicas, running, launched, budget)
+            }
             ValidationPolicy::Adaptive { min_agreeing, trusted_after, check_probability_min, .. } => {
                 // One replica first; re-verification (`withdrawn`) always asks for a quorum.
                 let single_stage = launched <= 1 && withdrawn.is_none();
@@ -483,13 +547,22 @@ impl TaskAssurance {
                     Step::Launch(1)
                 } else if single_stage && results == 0 {
                     Step::Wait
-                } else if single_stage && self.trusted_and_unchecked(context, grouping.groups[0].members[0], trusted_after, check_probability_min) {
+                } else if single_stage
+                    && self.trusted_and_unchecked(
+                        context,
+                        grouping.groups[0].members[0],
+                        trusted_after,
+                        check_probability_min,
+                    )
+                {
                     Step::Accept(0)
                 } else {
                     quorum_step(&grouping.groups, min_agreeing, min_agreeing, running, launched, budget)
                 }
             }
-            ValidationPolicy::Credibility { target, .. } => credibility_step(context, &grouping.groups, target, running, budget),
+            ValidationPolicy::Credibility { target, .. } => {
+                credibility_step(context, &grouping.groups, target, running, budget)
+            }
         };
         let outcome = match outcome {
             Step::Launch(replicas) => Step::Launch(replicas.min(budget)),
@@ -505,7 +578,12 @@ impl TaskAssurance {
                     // The providers were judged against a result nobody vouches for any more.
                     for replica in self.replicas.iter_mut().filter(|r| !r.discarded) {
                         if let Some(previous) = replica.judgement.filter(|&kind| kind != JudgementKind::Unresolved) {
-                            judgements.push(Judgement { assignment: replica.assignment, provider: replica.provider.clone(), kind: JudgementKind::Unresolved, previous: Some(previous) });
+                            judgements.push(Judgement {
+                                assignment: replica.assignment,
+                                provider: replica.provider.clone(),
+                                kind: JudgementKind::Unresolved,
+                                previous: Some(previous),
+                            });
                             replica.judgement = Some(JudgementKind::Unresolved);
                         }
                     }
@@ -529,8 +607,13 @@ impl TaskAssurance {
                 cancel.extend(self.cancel_running());
                 self.status = Status::Accepted(AcceptedResult { canonical, checked });
                 let verdicts = self.judge_against(grouping, canonical.assignment, checked, judgements);
-                let agreeing = verdicts.iter().filter(|(_, kind)| kind.is_paid()).map(|(provider, _)| provider.clone()).collect();
-                let disagreeing = verdicts.iter().filter(|(_, kind)| *kind == JudgementKind::Disagreed).map(|(provider, _)| provider.clone()).collect();
+                let agreeing =
+                    verdicts.iter().filter(|(_, kind)| kind.is_paid()).map(|(provider, _)| provider.clone()).collect();
+                let disagreeing = verdicts
+                    .iter()
+                    .filter(|(_, kind)| *kind == JudgementKind::Disagreed)
+                    .map(|(provider, _)| provider.clone())
+                    .collect();
                 Action::Accept(Acceptance { canonical, agreeing, disagreeing, credibility, checked, revision })
             }
         }
@@ -538,7 +621,13 @@ impl TaskAssurance {
 
     /// Adaptive replication: is the single result of a trusted provider accepted without a
     /// check? The draw is made once per first result and kept, so deciding again agrees.
-    fn trusted_and_unchecked(&mut self, context: &mut DecisionContext<'_>, index: usize, trusted_after: u32, check_probability_min: f64) -> bool {
+    fn trusted_and_unchecked(
+        &mut self,
+        context: &mut DecisionContext<'_>,
+        index: usize,
+        trusted_after: u32,
+        check_probability_min: f64,
+    ) -> bool {
         let replica = &self.replicas[index];
         let Some(record) = context.records.record(&replica.provider) else { return false };
         if record.is_quarantined() || record.consecutive_valid < u64::from(trusted_after) {
@@ -547,7 +636,8 @@ impl TaskAssurance {
         if let Some(draw) = self.adaptive_draw.filter(|draw| draw.assignment == replica.assignment) {
             return !draw.checked;
         }
-        let check_probability = (f64::from(trusted_after) / record.consecutive_valid as f64).max(check_probability_min).min(1.0);
+        let check_probability =
+            (f64::from(trusted_after) / record.consecutive_valid as f64).max(check_probability_min).min(1.0);
         let checked = unit_interval(context.random) < check_probability;
         self.adaptive_draw = Some(AdaptiveDraw { assignment: replica.assignment, checked });
         !checked
@@ -564,8 +654,16 @@ impl TaskAssurance {
 
     /// Judge every result in good standing against the accepted one; emit what is new.
     /// Returns each judged provider with its verdict.
-    fn judge_against(&mut self, grouping: &Grouping, canonical: AssignmentId, checked: bool, judgements: &mut Vec<Judgement>) -> Vec<(PartyId, JudgementKind)> {
-        let Some(accepted_group) = grouping.groups.iter().position(|g| g.members.iter().any(|&i| self.replicas[i].assignment == canonical)) else {
+    fn judge_against(
+        &mut self,
+        grouping: &Grouping,
+        canonical: AssignmentId,
+        checked: bool,
+        judgements: &mut Vec<Judgement>,
+    ) -> Vec<(PartyId, JudgementKind)> {
+        let Some(accepted_group) =
+            grouping.groups.iter().position(|g| g.members.iter().any(|&i| self.replicas[i].assignment == canonical))
+        else {
             return Vec::new();
         };
         let accepted_first = self.replicas[grouping.groups[accepted_group].members[0]].assignment;
@@ -576,7 +674,11 @@ impl TaskAssurance {
             } else {
                 // The first results of two groups were compared when the later group formed.
                 let other_first = self.replicas[group.members[0]].assignment;
-                let (a, b) = if group.members[0] < grouping.groups[accepted_group].members[0] { (other_first, accepted_first) } else { (accepted_first, other_first) };
+                let (a, b) = if group.members[0] < grouping.groups[accepted_group].members[0] {
+                    (other_first, accepted_first)
+                } else {
+                    (accepted_first, other_first)
+                };
                 match self.cached_comparison(a, b) {
                     Some(Comparison::Different) => JudgementKind::Disagreed,
                     _ => JudgementKind::Unresolved,
@@ -586,7 +688,12 @@ impl TaskAssurance {
                 let replica = &mut self.replicas[index];
                 verdicts.push((replica.provider.clone(), kind));
                 if replica.judgement != Some(kind) {
-                    judgements.push(Judgement { assignment: replica.assignment, provider: replica.provider.clone(), kind, previous: replica.judgement });
+                    judgements.push(Judgement {
+                        assignment: replica.assignment,
+                        provider: replica.provider.clone(),
+                        kind,
+                        previous: replica.judgement,
+                    });
                     replica.judgement = Some(kind);
                 }
             }
@@ -608,7 +715,9 @@ fn best_by_size(groups: &[Group]) -> Option<usize> {
     let mut best: Option<usize> = None;
     for (index, group) in groups.iter().enumerate() {
         best = match best {
-            Some(b) if (groups[b].members.len(), groups[b].log_odds) >= (group.members.len(), group.log_odds) => Some(b),
+            Some(b) if (groups[b].members.len(), groups[b].log_odds) >= (group.members.len(), group.log_odds) => {
+                Some(b)
+            }
             _ => Some(index),
         };
     }
@@ -618,7 +727,14 @@ fn best_by_size(groups: &[Group]) -> Option<usize> {
 /// BOINC's quorum: accept at `min_agreeing` agreeing results; otherwise launch what could
 /// still complete a quorum (at least `target_replicas` in all), or give up when even every
 /// remaining replica agreeing with the largest group would not be enough.
-fn quorum_step(groups: &[Group], min_agreeing: u32, target_replicas: u32, running: u32, launched: u32, budget: u32) -> Step {
+fn quorum_step(
+    groups: &[Group],
+    min_agreeing: u32,
+    target_replicas: u32,
+    running: u32,
+    launched: u32,
+    budget: u32,
+) -> Step {
     let best = best_by_size(groups);
     let best_size = best.map_or(0, |b| groups[b].members.len() as u32);
     if let Some(b) = best

@@ -48,7 +48,12 @@ struct Fixture {
 impl Fixture {
     fn new(providers: u8) -> Fixture {
         let records = (1..=providers).map(|n| (provider(n), ProviderRecord::default())).collect();
-        Fixture { records, model: CredibilityModel::new(0.2).unwrap(), random: Xoshiro256StarStar::from_seed(1), typical: None }
+        Fixture {
+            records,
+            model: CredibilityModel::new(0.2).unwrap(),
+            random: Xoshiro256StarStar::from_seed(1),
+            typical: None,
+        }
     }
 
     fn with_spot_checks(mut self, n: u8, passed: u64) -> Fixture {
@@ -61,7 +66,13 @@ impl Fixture {
     }
 
     fn decide_with(&mut self, task: &mut TaskAssurance, comparator: &mut dyn ResultComparator) -> Decision {
-        let mut context = DecisionContext { records: &self.records, model: &self.model, comparator, random: &mut self.random, typical_credibility: self.typical };
+        let mut context = DecisionContext {
+            records: &self.records,
+            model: &self.model,
+            comparator,
+            random: &mut self.random,
+            typical_credibility: self.typical,
+        };
         task.decide(&mut context).unwrap()
     }
 
@@ -92,7 +103,8 @@ fn accepted(decision: &Decision) -> &Acceptance {
 #[test]
 fn quorum_two_of_three_with_one_dissenter() {
     let mut fixture = Fixture::new(3);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
     assert_eq!(fixture.decide(&mut task).action, Action::Launch { replicas: 3 });
     for n in 1..=3 {
         task.replica_launched(assignment(n.into()), provider(n)).unwrap();
@@ -112,7 +124,10 @@ fn quorum_two_of_three_with_one_dissenter() {
     assert_eq!(acceptance.revision, Revision::First);
     // Three new providers (0.8 each): odds 4 * 4 = 16 for A, 4 for B: 16 / 21.
     assert!((acceptance.credibility - 16.0 / 21.0).abs() < 1e-12);
-    assert_eq!(kinds(&decision), vec![(1, JudgementKind::Agreed, None), (2, JudgementKind::Disagreed, None), (3, JudgementKind::Agreed, None)]);
+    assert_eq!(
+        kinds(&decision),
+        vec![(1, JudgementKind::Agreed, None), (2, JudgementKind::Disagreed, None), (3, JudgementKind::Agreed, None)]
+    );
     assert!(decision.cancel.is_empty());
     // Deciding again changes nothing and emits nothing.
     let again = fixture.decide(&mut task);
@@ -122,7 +137,8 @@ fn quorum_two_of_three_with_one_dissenter() {
 #[test]
 fn quorum_two_launches_one_more_on_disagreement_and_gives_up_at_the_limit() {
     let mut fixture = Fixture::new(4);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 3 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 3 }).unwrap();
     assert_eq!(fixture.decide(&mut task).action, Action::Launch { replicas: 2 });
     returns(&mut task, 1, "A");
     returns(&mut task, 2, "B");
@@ -131,7 +147,10 @@ fn quorum_two_launches_one_more_on_disagreement_and_gives_up_at_the_limit() {
     let decision = fixture.decide(&mut task);
     assert_eq!(
         decision.action,
-        Action::Inconclusive(Inconclusive { reason: InconclusiveReason::ReplicasExhausted { results: 3, groups: 3, validator_failures: 0 }, withdrawn: None })
+        Action::Inconclusive(Inconclusive {
+            reason: InconclusiveReason::ReplicasExhausted { results: 3, groups: 3, validator_failures: 0 },
+            withdrawn: None
+        })
     );
     assert!(decision.judgements.is_empty());
     assert!(task.is_inconclusive());
@@ -141,7 +160,8 @@ fn quorum_two_launches_one_more_on_disagreement_and_gives_up_at_the_limit() {
 #[test]
 fn quorum_accepts_as_soon_as_it_can_and_cancels_the_rest_then_judges_late_results() {
     let mut fixture = Fixture::new(3);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
     fixture.decide(&mut task);
     for n in 1..=3 {
         task.replica_launched(assignment(n.into()), provider(n)).unwrap();
@@ -161,7 +181,8 @@ fn quorum_accepts_as_soon_as_it_can_and_cancels_the_rest_then_judges_late_result
 #[test]
 fn losses_do_not_count_against_the_limit() {
     let mut fixture = Fixture::new(4);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 2 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 2 }).unwrap();
     fixture.decide(&mut task);
     task.replica_launched(assignment(1), provider(1)).unwrap();
     task.replica_launched(assignment(2), provider(2)).unwrap();
@@ -174,11 +195,18 @@ fn losses_do_not_count_against_the_limit() {
 
 #[test]
 fn adaptive_replication_after_a_long_clean_record_and_after_one_invalid_result() {
-    let policy = ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 10, check_probability_min: 0.05, replicas_max: 6 };
+    let policy =
+        ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 10, check_probability_min: 0.05, replicas_max: 6 };
     let mut fixture = Fixture::new(3);
     fixture.records.get_mut(&provider(1)).unwrap().consecutive_valid = 100;
     let decide = |fixture: &Fixture, task: &mut TaskAssurance, random: &mut Fixed| {
-        let mut context = DecisionContext { records: &fixture.records, model: &fixture.model, comparator: &mut ByteEquality, random, typical_credibility: None };
+        let mut context = DecisionContext {
+            records: &fixture.records,
+            model: &fixture.model,
+            comparator: &mut ByteEquality,
+            random,
+            typical_credibility: None,
+        };
         task.decide(&mut context).unwrap()
     };
 
@@ -290,7 +318,8 @@ fn credibility_policy_by_hand() {
 #[test]
 fn a_failing_validator_never_accepts() {
     let mut fixture = Fixture::new(4);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 4 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 4 }).unwrap();
     let mut trapping = |_: &ReturnedResult, _: &ReturnedResult| Comparison::Failed;
     assert_eq!(fixture.decide_with(&mut task, &mut trapping).action, Action::Launch { replicas: 2 });
     // Identical bytes, but the job's validator is authoritative and it fails every time.
@@ -303,7 +332,10 @@ fn a_failing_validator_never_accepts() {
     // Comparisons: 2 vs 1; 3 vs 1, 2; 4 vs 1, 2, 3: six failures.
     assert_eq!(
         decision.action,
-        Action::Inconclusive(Inconclusive { reason: InconclusiveReason::ReplicasExhausted { results: 4, groups: 4, validator_failures: 6 }, withdrawn: None })
+        Action::Inconclusive(Inconclusive {
+            reason: InconclusiveReason::ReplicasExhausted { results: 4, groups: 4, validator_failures: 6 },
+            withdrawn: None
+        })
     );
 }
 
@@ -319,7 +351,10 @@ fn a_tolerant_validator_run_outside_the_decision() {
     let second = ReturnedResult { assignment: assignment(2), digest: digest("3.14160") };
     assert_eq!(decision.action, Action::Compare { pairs: vec![(first, second)] });
     // Until the outcome is recorded, the same question comes back.
-    assert_eq!(fixture.decide_with(&mut task, &mut DeferredValidator).action, Action::Compare { pairs: vec![(first, second)] });
+    assert_eq!(
+        fixture.decide_with(&mut task, &mut DeferredValidator).action,
+        Action::Compare { pairs: vec![(first, second)] }
+    );
     assert!(task.record_comparison(assignment(2), assignment(1), Comparison::Pending).is_err());
     assert!(task.record_comparison(assignment(1), assignment(9), Comparison::Equivalent).is_err());
     // Recorded in either order.
@@ -355,7 +390,11 @@ fn reverification_after_quarantine_replaces_a_forged_result() {
     fixture.apply(&decision);
 
     // Provider 1 fails a spot check: the task is decided again without it.
-    let consequence = fixture.records.get_mut(&provider(1)).unwrap().apply_spot_check(SpotCheckOutcome::Failed, &QuarantineRule::default());
+    let consequence = fixture
+        .records
+        .get_mut(&provider(1))
+        .unwrap()
+        .apply_spot_check(SpotCheckOutcome::Failed, &QuarantineRule::default());
     assert_eq!(consequence, SpotCheckConsequence::Quarantined);
     let decision = fixture.decide(&mut task);
     assert_eq!(decision.action, Action::Launch { replicas: 1 });
@@ -371,7 +410,11 @@ fn reverification_after_quarantine_replaces_a_forged_result() {
     assert_eq!(acceptance.canonical.digest, digest("A"));
     assert_eq!(
         kinds(&decision),
-        vec![(2, JudgementKind::Disagreed, Some(JudgementKind::Agreed)), (3, JudgementKind::Agreed, None), (4, JudgementKind::Agreed, None)]
+        vec![
+            (2, JudgementKind::Disagreed, Some(JudgementKind::Agreed)),
+            (3, JudgementKind::Agreed, None),
+            (4, JudgementKind::Agreed, None)
+        ]
     );
     fixture.apply(&decision);
     assert_eq!((fixture.records[&provider(2)].valid, fixture.records[&provider(2)].invalid), (0, 1));
@@ -380,7 +423,8 @@ fn reverification_after_quarantine_replaces_a_forged_result() {
 #[test]
 fn reverification_confirms_a_result_that_still_has_its_quorum() {
     let mut fixture = Fixture::new(4);
-    let mut task = TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
+    let mut task =
+        TaskAssurance::new(ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }).unwrap();
     fixture.decide(&mut task);
     returns(&mut task, 1, "A");
     returns(&mut task, 2, "A");
@@ -400,22 +444,46 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(matches!(task.replica_result(assignment(7), digest("A")), Err(AssuranceError::UnknownAssignment { .. })));
     assert!(matches!(task.replica_lost(assignment(7)), Err(AssuranceError::UnknownAssignment { .. })));
     task.replica_launched(assignment(1), provider(1)).unwrap();
-    assert!(matches!(task.replica_launched(assignment(1), provider(2)), Err(AssuranceError::DuplicateAssignment { .. })));
-    assert!(matches!(task.replica_launched(assignment(2), provider(1)), Err(AssuranceError::ProviderAlreadyHasReplica { .. })));
+    assert!(matches!(
+        task.replica_launched(assignment(1), provider(2)),
+        Err(AssuranceError::DuplicateAssignment { .. })
+    ));
+    assert!(matches!(
+        task.replica_launched(assignment(2), provider(1)),
+        Err(AssuranceError::ProviderAlreadyHasReplica { .. })
+    ));
     task.replica_result(assignment(1), digest("A")).unwrap();
     task.replica_result(assignment(1), digest("A")).unwrap();
     assert!(matches!(task.replica_result(assignment(1), digest("B")), Err(AssuranceError::ConflictingResult { .. })));
     assert!(matches!(task.replica_lost(assignment(1)), Err(AssuranceError::ReplicaNotRunning { .. })));
     // A provider the caller has no record for.
     task.replica_launched(assignment(3), provider(9)).unwrap();
-    let mut context = DecisionContext { records: &fixture.records, model: &fixture.model, comparator: &mut ByteEquality, random: &mut fixture.random, typical_credibility: None };
+    let mut context = DecisionContext {
+        records: &fixture.records,
+        model: &fixture.model,
+        comparator: &mut ByteEquality,
+        random: &mut fixture.random,
+        typical_credibility: None,
+    };
     assert!(matches!(task.decide(&mut context), Err(AssuranceError::UnknownProvider { .. })));
     // NaN where a number is needed.
     fixture.records.insert(provider(9), ProviderRecord::default());
     let nan_model = CredibilityModel { assumed_saboteur_fraction: f64::NAN };
-    let mut context = DecisionContext { records: &fixture.records, model: &nan_model, comparator: &mut ByteEquality, random: &mut fixture.random, typical_credibility: None };
+    let mut context = DecisionContext {
+        records: &fixture.records,
+        model: &nan_model,
+        comparator: &mut ByteEquality,
+        random: &mut fixture.random,
+        typical_credibility: None,
+    };
     assert!(matches!(task.decide(&mut context), Err(AssuranceError::InvalidParameter { .. })));
-    let mut context = DecisionContext { records: &fixture.records, model: &fixture.model, comparator: &mut ByteEquality, random: &mut fixture.random, typical_credibility: Some(f64::NAN) };
+    let mut context = DecisionContext {
+        records: &fixture.records,
+        model: &fixture.model,
+        comparator: &mut ByteEquality,
+        random: &mut fixture.random,
+        typical_credibility: Some(f64::NAN),
+    };
     assert!(matches!(task.decide(&mut context), Err(AssuranceError::InvalidParameter { .. })));
     assert!(TaskAssurance::new(ValidationPolicy::Credibility { target: f64::INFINITY, replicas_max: 4 }).is_err());
 }

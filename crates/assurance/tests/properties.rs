@@ -26,13 +26,16 @@ fn policy_strategy() -> impl Strategy<Value = ValidationPolicy> {
             target_replicas: min_agreeing + extra_target,
             replicas_max: min_agreeing + extra_target + extra_max,
         }),
-        (2u32..4, 1u32..20, 0.0f64..1.0, 0u32..4).prop_map(|(min_agreeing, trusted_after, check_probability_min, extra)| ValidationPolicy::Adaptive {
-            min_agreeing,
-            trusted_after,
-            check_probability_min,
-            replicas_max: min_agreeing + extra,
-        }),
-        (prop_oneof![Just(0.9), Just(0.99), Just(0.999), Just(0.9999)], 1u32..12).prop_map(|(target, replicas_max)| ValidationPolicy::Credibility { target, replicas_max }),
+        (2u32..4, 1u32..20, 0.0f64..1.0, 0u32..4).prop_map(
+            |(min_agreeing, trusted_after, check_probability_min, extra)| ValidationPolicy::Adaptive {
+                min_agreeing,
+                trusted_after,
+                check_probability_min,
+                replicas_max: min_agreeing + extra,
+            }
+        ),
+        (prop_oneof![Just(0.9), Just(0.99), Just(0.999), Just(0.9999)], 1u32..12)
+            .prop_map(|(target, replicas_max)| ValidationPolicy::Credibility { target, replicas_max }),
     ]
 }
 
@@ -46,8 +49,18 @@ struct ProviderSetup {
 }
 
 fn provider_strategy() -> impl Strategy<Value = ProviderSetup> {
-    (prop_oneof![Just(0u64), 1u64..30, 30u64..2000], 0u64..300, prop::bool::weighted(0.3), prop_oneof![3 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)])
-        .prop_map(|(spot_checks_passed, consecutive_valid, quarantined, answer)| ProviderSetup { spot_checks_passed, consecutive_valid, quarantined, answer })
+    (
+        prop_oneof![Just(0u64), 1u64..30, 30u64..2000],
+        0u64..300,
+        prop::bool::weighted(0.3),
+        prop_oneof![3 => Just(0u8), 2 => Just(1u8), 1 => Just(2u8)],
+    )
+        .prop_map(|(spot_checks_passed, consecutive_valid, quarantined, answer)| ProviderSetup {
+            spot_checks_passed,
+            consecutive_valid,
+            quarantined,
+            answer,
+        })
 }
 
 struct Run {
@@ -62,7 +75,11 @@ impl Run {
         let mut records = BTreeMap::new();
         let mut answers = BTreeMap::new();
         for (n, setup) in setups.iter().enumerate() {
-            let mut record = ProviderRecord { spot_checks_passed_since_invalid: setup.spot_checks_passed, consecutive_valid: setup.consecutive_valid, ..ProviderRecord::default() };
+            let mut record = ProviderRecord {
+                spot_checks_passed_since_invalid: setup.spot_checks_passed,
+                consecutive_valid: setup.consecutive_valid,
+                ..ProviderRecord::default()
+            };
             if setup.quarantined {
                 record.quarantine_by_operator();
                 // Its history is kept, so credibility must come from the quarantine alone.
@@ -82,7 +99,13 @@ impl Run {
         let mut decisions = Vec::new();
         let mut next_provider = 0usize;
         for _ in 0..100 {
-            let mut context = DecisionContext { records: &self.records, model: &self.model, comparator: &mut ByteEquality, random: &mut random, typical_credibility: typical };
+            let mut context = DecisionContext {
+                records: &self.records,
+                model: &self.model,
+                comparator: &mut ByteEquality,
+                random: &mut random,
+                typical_credibility: typical,
+            };
             let decision = task.decide(&mut context).unwrap();
             let action = decision.action.clone();
             decisions.push(decision);
@@ -103,9 +126,17 @@ impl Run {
             }
             // Everything asked for is running on providers in good standing: nothing more to
             // do until a result arrives, however often the server decides.
-            if launched.len() == replicas as usize && launched.iter().all(|(_, party)| !self.records[party].is_quarantined()) {
+            if launched.len() == replicas as usize
+                && launched.iter().all(|(_, party)| !self.records[party].is_quarantined())
+            {
                 for _ in 0..2 {
-                    let mut context = DecisionContext { records: &self.records, model: &self.model, comparator: &mut ByteEquality, random: &mut random, typical_credibility: typical };
+                    let mut context = DecisionContext {
+                        records: &self.records,
+                        model: &self.model,
+                        comparator: &mut ByteEquality,
+                        random: &mut random,
+                        typical_credibility: typical,
+                    };
                     let waiting = task.decide(&mut context).unwrap();
                     assert_eq!(waiting.action, Action::Wait, "{:?} with {} running", self.policy, launched.len());
                     assert!(waiting.judgements.is_empty() && waiting.cancel.is_empty());
@@ -278,7 +309,13 @@ proptest! {
 
 #[test]
 fn different_seeds_give_different_runs() {
-    let config = SimConfig { providers: 30, tasks: 2000, saboteur_fractions: vec![0.2], sabotage_rates: vec![0.5], ..SimConfig::default() };
+    let config = SimConfig {
+        providers: 30,
+        tasks: 2000,
+        saboteur_fractions: vec![0.2],
+        sabotage_rates: vec![0.5],
+        ..SimConfig::default()
+    };
     let first = simulate(&config).unwrap();
     let other = simulate(&SimConfig { seed: 2, ..config }).unwrap();
     assert_ne!(first.rows, other.rows);

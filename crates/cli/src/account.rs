@@ -79,7 +79,13 @@ fn micros(amount: f64) -> anyhow::Result<i64> {
     Ok((amount * 1e6).round() as i64)
 }
 
-pub async fn run(server: idlegrid_client::Endpoint, home: &Path, engine_data: Option<&Path>, command: AccountCommand, give_up: Duration) -> anyhow::Result<()> {
+pub async fn run(
+    server: idlegrid_client::Endpoint,
+    home: &Path,
+    engine_data: Option<&Path>,
+    command: AccountCommand,
+    give_up: Duration,
+) -> anyhow::Result<()> {
     // A provider acts with its engine's identity; a client with its own.
     let identity = match engine_data {
         Some(dir) => Identity::load_or_create(&dir.join("identity.key"))?,
@@ -109,8 +115,12 @@ pub async fn run(server: idlegrid_client::Endpoint, home: &Path, engine_data: Op
                 let text = transport.call_text(Method::GET, &path, timeout).await?;
                 print!("{text}");
             } else {
-                let statement: idlegrid_ledger::Statement = transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
-                println!("{:<22} {:<22} {:<40} {:<14} {:>9} {:>14}", "period start", "period end", "job/engine", "purpose", "transfers", "amount");
+                let statement: idlegrid_ledger::Statement =
+                    transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
+                println!(
+                    "{:<22} {:<22} {:<40} {:<14} {:>9} {:>14}",
+                    "period start", "period end", "job/engine", "purpose", "transfers", "amount"
+                );
                 for row in &statement.rows {
                     println!(
                         "{:<22} {:<22} {:<40} {:<14} {:>9} {:>14}",
@@ -138,7 +148,10 @@ pub async fn run(server: idlegrid_client::Endpoint, home: &Path, engine_data: Op
             let _ = client.close().await;
         }
         AccountCommand::Barter { to, amount, reference } => {
-            anyhow::ensure!(engine_data.is_some(), "barter moves a provider's earnings: pass --engine-data with the engine's data folder");
+            anyhow::ensure!(
+                engine_data.is_some(),
+                "barter moves a provider's earnings: pass --engine-data with the engine's data folder"
+            );
             let body = serde_json::json!({ "to": to, "amount_micros": micros(amount)?, "reference": reference });
             let info: AccountInfo = transport.call(Method::POST, "/v1/account/barter", Some(&body), timeout).await?;
             print_account(&info);

@@ -14,7 +14,13 @@ async fn run_job(client: &Client, executable: ElementHash, tasks: u64) -> anyhow
     let started = Instant::now();
     let job = client.create_job(JobProperties { name: "bench".into(), ..JobProperties::default() }).await?;
     let mut watch = client.watch(job.job, Replay::None).await?;
-    let specs = (0..tasks).map(|i| TaskSpec { index: i, executable, data: Default::default(), params: i.to_string().into_bytes(), priority: None });
+    let specs = (0..tasks).map(|i| TaskSpec {
+        index: i,
+        executable,
+        data: Default::default(),
+        params: i.to_string().into_bytes(),
+        priority: None,
+    });
     client.add_tasks(job.job, specs).await?;
     client.launch(job.job).await?;
     let submitted = started.elapsed();
@@ -40,7 +46,12 @@ async fn round_trips(client: &Client, executable: ElementHash, samples: u32) -> 
     let mut latencies = Vec::with_capacity(samples as usize);
     for i in 0..samples as u64 {
         let started = Instant::now();
-        client.add_tasks(job.job, [TaskSpec { index: i, executable, data: Default::default(), params: Vec::new(), priority: None }]).await?;
+        client
+            .add_tasks(
+                job.job,
+                [TaskSpec { index: i, executable, data: Default::default(), params: Vec::new(), priority: None }],
+            )
+            .await?;
         loop {
             match watch.next().await {
                 Some(Ok(JobEvent::Task(report))) if report.task == i && report.state.is_final() => break,
@@ -65,7 +76,15 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: Option<PathBuf>, plain_http: bool, instances: u32, database: String) -> anyhow::Result<()> {
+pub async fn run(
+    tasks: u64,
+    engines: u32,
+    latency_samples: u32,
+    tasks_dir_arg: Option<PathBuf>,
+    plain_http: bool,
+    instances: u32,
+    database: String,
+) -> anyhow::Result<()> {
     anyhow::ensure!(engines >= 1 && tasks >= 1, "--engines and --tasks must be at least 1");
     let dir = tasks_dir(tasks_dir_arg, &["noop"])?;
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
@@ -108,9 +127,18 @@ pub async fn run(tasks: u64, engines: u32, latency_samples: u32, tasks_dir_arg: 
     println!("| trivial tasks, submit to last result | {tasks} in {:.2} s |", elapsed.as_secs_f64());
     println!("| of which submitting (create, add, launch) | {:.2} s |", submitted.as_secs_f64());
     println!("| throughput | {per_second:.0} tasks/s |");
-    println!("| single-task round trip p50 (add to result) | {:.1} ms |", percentile(&latencies, 50.0).as_secs_f64() * 1000.0);
-    println!("| single-task round trip p99 (add to result) | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1000.0);
-    println!("| one-task job p50 (create, add, launch, result) | {:.1} ms |", percentile(&job_latencies, 50.0).as_secs_f64() * 1000.0);
+    println!(
+        "| single-task round trip p50 (add to result) | {:.1} ms |",
+        percentile(&latencies, 50.0).as_secs_f64() * 1000.0
+    );
+    println!(
+        "| single-task round trip p99 (add to result) | {:.1} ms |",
+        percentile(&latencies, 99.0).as_secs_f64() * 1000.0
+    );
+    println!(
+        "| one-task job p50 (create, add, launch, result) | {:.1} ms |",
+        percentile(&job_latencies, 50.0).as_secs_f64() * 1000.0
+    );
     println!("| one-task job p99 | {:.1} ms |", percentile(&job_latencies, 99.0).as_secs_f64() * 1000.0);
     let _ = client.close().await;
     cluster.stop().await;

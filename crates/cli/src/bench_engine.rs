@@ -54,7 +54,12 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     let cores = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     let work = tempfile::tempdir()?;
     let server = Server::start(ServerConfig::new("127.0.0.1:0".parse()?, work.path().join("server"))).await?;
-    let client = idlegrid_client::Client::connect(crate::cluster::endpoint_of(&server), idlegrid_protocol::auth::Identity::generate(), "bench").await?;
+    let client = idlegrid_client::Client::connect(
+        crate::cluster::endpoint_of(&server),
+        idlegrid_protocol::auth::Identity::generate(),
+        "bench",
+    )
+    .await?;
     let misbehave = client.upload(read_task(&dir, "misbehave")?, ElementKind::Executable, "misbehave.wasm").await?;
     let pi = client.upload(read_task(&dir, "pi")?, ElementKind::Executable, "pi.wasm").await?;
 
@@ -69,7 +74,13 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     config.activity = Activity::Injected(activity.clone());
     let engine = Engine::start(config).await?;
     let job = client.create_job(JobProperties::default()).await?.job;
-    let long = TaskSpec { index: 0, executable: misbehave.hash, data: Default::default(), params: b"mode=stop-aware target=100000000".to_vec(), priority: None };
+    let long = TaskSpec {
+        index: 0,
+        executable: misbehave.hash,
+        data: Default::default(),
+        params: b"mode=stop-aware target=100000000".to_vec(),
+        priority: None,
+    };
     client.add_tasks(job, [long]).await?;
     client.launch(job).await?;
     while engine.status().state != "computing" || engine.status().tasks.iter().all(|t| t.state != "running") {
@@ -107,7 +118,13 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     config.owner.status_listen = None;
     let busy = Engine::start(config).await?;
     let job = client.create_job(JobProperties::default()).await?.job;
-    let hogs = (0..cores as u64 * 2).map(|i| TaskSpec { index: i, executable: pi.hash, data: Default::default(), params: format!("samples=4000000000 seed={i}").into_bytes(), priority: None });
+    let hogs = (0..cores as u64 * 2).map(|i| TaskSpec {
+        index: i,
+        executable: pi.hash,
+        data: Default::default(),
+        params: format!("samples=4000000000 seed={i}").into_bytes(),
+        priority: None,
+    });
     client.add_tasks(job, hogs).await?;
     client.launch(job).await?;
     while busy.status().tasks.iter().filter(|t| t.state == "running").count() < cores as usize {
@@ -140,7 +157,13 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
             };
             let started = Instant::now();
             let params = format!("mode=stop-aware target=100000000 every={every_ms}").into_bytes();
-            let run = sandbox.run(&module, TaskInput { params, ..TaskInput::default() }, &TaskLimits::default(), &control, Box::new(NoEvents));
+            let run = sandbox.run(
+                &module,
+                TaskInput { params, ..TaskInput::default() },
+                &TaskLimits::default(),
+                &control,
+                Box::new(NoEvents),
+            );
             let ran_ms = started.elapsed().as_millis() as f64;
             killer.join().ok();
             let saved = run.checkpoint.map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).unwrap_or(0) as f64;
@@ -152,9 +175,15 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     println!("| measure | value |");
     println!("| --- | --- |");
     println!("| machine | {cores} cores |");
-    println!("| owner activity to task CPU quiet, p50 ({trials} trials) | {:.1} ms |", percentile(&latencies, 50.0).as_secs_f64() * 1e3);
+    println!(
+        "| owner activity to task CPU quiet, p50 ({trials} trials) | {:.1} ms |",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3
+    );
     println!("| owner activity to task CPU quiet, p99 | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1e3);
-    println!("| competitor's speed beside a continuous engine using every core, vs alone | {:.1}% |", 100.0 * beside / alone);
+    println!(
+        "| competitor's speed beside a continuous engine using every core, vs alone | {:.1}% |",
+        100.0 * beside / alone
+    );
     for (every_ms, lost) in &losses {
         println!("| work lost per forced stop, checkpoint every {every_ms} ms | {lost:.0} ms (a pause in memory: 0) |");
     }

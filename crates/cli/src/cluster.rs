@@ -32,7 +32,14 @@ pub struct ClusterOptions {
 impl ClusterOptions {
     /// One instance on SQLite, over TLS.
     pub fn new(engines: u32, slots_per_engine: u32, prefetch_per_engine: u32) -> ClusterOptions {
-        ClusterOptions { engines, slots_per_engine, prefetch_per_engine, plain_http: false, instances: 1, database: String::new() }
+        ClusterOptions {
+            engines,
+            slots_per_engine,
+            prefetch_per_engine,
+            plain_http: false,
+            instances: 1,
+            database: String::new(),
+        }
     }
 }
 

@@ -14,9 +14,18 @@ use crate::jobs::{bar, follow};
 
 const TILE: u32 = 64;
 
-pub async fn run(engines: u32, tasks_dir_arg: Option<PathBuf>, out: &Path, pi_tasks: u64, width: u32) -> anyhow::Result<()> {
+pub async fn run(
+    engines: u32,
+    tasks_dir_arg: Option<PathBuf>,
+    out: &Path,
+    pi_tasks: u64,
+    width: u32,
+) -> anyhow::Result<()> {
     anyhow::ensure!(engines >= 1, "--engines must be at least 1");
-    anyhow::ensure!((TILE..=16384).contains(&width) && width % TILE == 0, "--width must be a multiple of {TILE} up to 16384");
+    anyhow::ensure!(
+        (TILE..=16384).contains(&width) && width % TILE == 0,
+        "--width must be a multiple of {TILE} up to 16384"
+    );
     let dir = tasks_dir(tasks_dir_arg, &["mandelbrot", "pi"])?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let height = (width * 3 / 4) / TILE * TILE;
@@ -25,14 +34,19 @@ pub async fn run(engines: u32, tasks_dir_arg: Option<PathBuf>, out: &Path, pi_ta
     println!("starting a server and {engines} compute engines on this machine ...");
     let cluster = LocalCluster::start(&options).await?;
     let client = cluster.client().await?;
-    println!("server at {}; engines {}", cluster.server.url(), cluster.engines.iter().map(|e| e.id()[..8].to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "server at {}; engines {}",
+        cluster.server.url(),
+        cluster.engines.iter().map(|e| e.id()[..8].to_string()).collect::<Vec<_>>().join(", ")
+    );
 
     let started = Instant::now();
     let mandelbrot = client.upload(read_task(&dir, "mandelbrot")?, ElementKind::Executable, "mandelbrot.wasm").await?;
     let pi = client.upload(read_task(&dir, "pi")?, ElementKind::Executable, "pi.wasm").await?;
 
     let (columns, rows) = (width / TILE, height / TILE);
-    let image_job = client.create_job(JobProperties { name: "mandelbrot".into(), priority: 1, ..JobProperties::default() }).await?;
+    let image_job =
+        client.create_job(JobProperties { name: "mandelbrot".into(), priority: 1, ..JobProperties::default() }).await?;
     let tiles = (0..rows * columns).map(|i| {
         let (x, y) = ((i % columns) * TILE, (i / columns) * TILE);
         TaskSpec {
@@ -90,12 +104,20 @@ pub async fn run(engines: u32, tasks_dir_arg: Option<PathBuf>, out: &Path, pi_ta
     let png_path = out.join("mandelbrot.png");
     write_png(&png_path, width, height, &pixels)?;
     let estimate = if total > 0 { 4.0 * inside as f64 / total as f64 } else { f64::NAN };
-    std::fs::write(out.join("pi.txt"), format!("{estimate:.8}\n{inside} of {total} points inside the quarter circle\n"))?;
+    std::fs::write(
+        out.join("pi.txt"),
+        format!("{estimate:.8}\n{inside} of {total} points inside the quarter circle\n"),
+    )?;
 
     println!();
     println!("done in {:.1} s", elapsed.as_secs_f64());
     println!("  mandelbrot: {} tiles -> {}", image_info.counts.succeeded, png_path.display());
-    println!("  pi ~= {estimate:.6} from {total} samples in {} tasks (error {:.2e}) -> {}", pi_info.counts.succeeded, (estimate - std::f64::consts::PI).abs(), out.join("pi.txt").display());
+    println!(
+        "  pi ~= {estimate:.6} from {total} samples in {} tasks (error {:.2e}) -> {}",
+        pi_info.counts.succeeded,
+        (estimate - std::f64::consts::PI).abs(),
+        out.join("pi.txt").display()
+    );
     println!("  work per engine:");
     for engine in &cluster.engines {
         let stats = engine.stats();

@@ -111,13 +111,18 @@ pub struct Job {
 
 impl Job {
     pub fn load(path: &Path) -> anyhow::Result<Job> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the job file {}", path.display()))?;
         let file: JobFile = toml::from_str(&text).with_context(|| format!("invalid job file {}", path.display()))?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let job = Job { file, base };
         match (&job.file.tasks.count, &job.file.tasks.file) {
-            (Some(_), Some(_)) => bail!("{}: [tasks] takes either count (with params) or file, not both", path.display()),
-            (None, None) => bail!("{}: [tasks] needs count = N (with params) or file = \"tasks.jsonl\"", path.display()),
+            (Some(_), Some(_)) => {
+                bail!("{}: [tasks] takes either count (with params) or file, not both", path.display())
+            }
+            (None, None) => {
+                bail!("{}: [tasks] needs count = N (with params) or file = \"tasks.jsonl\"", path.display())
+            }
             _ => {}
         }
         if !job.executable().exists() {
@@ -128,7 +133,10 @@ impl Job {
                 bail!("{}: validator {} does not exist", path.display(), job.resolve(validator).display());
             }
             if job.file.validation.is_none() {
-                bail!("{}: a validator compares replicas; add a [validation] section (kind = \"quorum\", ...)", path.display());
+                bail!(
+                    "{}: a validator compares replicas; add a [validation] section (kind = \"quorum\", ...)",
+                    path.display()
+                );
             }
         }
         for (name, data) in &job.file.data {
@@ -149,7 +157,8 @@ impl Job {
     }
 
     pub fn properties(&self) -> JobProperties {
-        let mut properties = JobProperties { name: self.file.name.clone(), priority: self.file.priority, ..JobProperties::default() };
+        let mut properties =
+            JobProperties { name: self.file.name.clone(), priority: self.file.priority, ..JobProperties::default() };
         if let Some(limits) = &self.file.limits {
             properties.task_limits = limits.clone();
         }
@@ -189,7 +198,9 @@ impl Job {
             })));
         }
         let path = self.resolve(self.file.tasks.file.as_ref().expect("checked at load"));
-        let reader = std::io::BufReader::new(std::fs::File::open(&path).with_context(|| format!("cannot open the tasks file {}", path.display()))?);
+        let reader = std::io::BufReader::new(
+            std::fs::File::open(&path).with_context(|| format!("cannot open the tasks file {}", path.display()))?,
+        );
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut index = 0u64;
         Ok(Box::new(reader.lines().enumerate().filter_map(move |(line_no, line)| {
@@ -202,7 +213,9 @@ impl Job {
             }
             let parsed: TaskLine = match serde_json::from_str(&line) {
                 Ok(parsed) => parsed,
-                Err(e) => return Some(Err(anyhow::anyhow!("{}:{}: invalid task line: {e}", path.display(), line_no + 1))),
+                Err(e) => {
+                    return Some(Err(anyhow::anyhow!("{}:{}: invalid task line: {e}", path.display(), line_no + 1)));
+                }
             };
             let mut data = shared.clone();
             for (name, p) in parsed.data {
@@ -223,7 +236,11 @@ mod tests {
     fn count_and_template() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.wasm"), b"x").unwrap();
-        std::fs::write(dir.path().join("job.toml"), "executable = \"t.wasm\"\n[tasks]\ncount = 3\nparams = \"seed={index}\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("job.toml"),
+            "executable = \"t.wasm\"\n[tasks]\ncount = 3\nparams = \"seed={index}\"\n",
+        )
+        .unwrap();
         let job = Job::load(&dir.path().join("job.toml")).unwrap();
         let tasks: Vec<LocalTask> = job.tasks().unwrap().map(Result::unwrap).collect();
         assert_eq!(tasks.len(), 3);
@@ -234,8 +251,13 @@ mod tests {
     fn tasks_file_lines_and_errors() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t.wasm"), b"x").unwrap();
-        std::fs::write(dir.path().join("job.toml"), "executable = \"t.wasm\"\n[tasks]\nfile = \"tasks.jsonl\"\n").unwrap();
-        std::fs::write(dir.path().join("tasks.jsonl"), "{\"params\":\"a\",\"data\":{\"in\":\"x.txt\"}}\n\n{\"params\":\"b\",\"priority\":4}\n{bad\n").unwrap();
+        std::fs::write(dir.path().join("job.toml"), "executable = \"t.wasm\"\n[tasks]\nfile = \"tasks.jsonl\"\n")
+            .unwrap();
+        std::fs::write(
+            dir.path().join("tasks.jsonl"),
+            "{\"params\":\"a\",\"data\":{\"in\":\"x.txt\"}}\n\n{\"params\":\"b\",\"priority\":4}\n{bad\n",
+        )
+        .unwrap();
         let job = Job::load(&dir.path().join("job.toml")).unwrap();
         let tasks: Vec<anyhow::Result<LocalTask>> = job.tasks().unwrap().collect();
         assert_eq!(tasks.len(), 3);
@@ -251,7 +273,8 @@ mod tests {
         std::fs::write(dir.path().join("job.toml"), "executable = \"missing.wasm\"\n[tasks]\ncount = 1\n").unwrap();
         let err = Job::load(&dir.path().join("job.toml")).unwrap_err().to_string();
         assert!(err.contains("missing.wasm") && err.contains("does not exist"), "{err}");
-        std::fs::write(dir.path().join("job.toml"), "executable = \"x\"\nexecutabel = 1\n[tasks]\ncount = 1\n").unwrap();
+        std::fs::write(dir.path().join("job.toml"), "executable = \"x\"\nexecutabel = 1\n[tasks]\ncount = 1\n")
+            .unwrap();
         let err = format!("{:#}", Job::load(&dir.path().join("job.toml")).unwrap_err());
         assert!(err.contains("executabel"), "{err}");
     }

@@ -12,13 +12,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jobfile::Job;
 
-pub async fn connect(server: idlegrid_client::Endpoint, home: &Path, give_up_after: std::time::Duration) -> anyhow::Result<Client> {
+pub async fn connect(
+    server: idlegrid_client::Endpoint,
+    home: &Path,
+    give_up_after: std::time::Duration,
+) -> anyhow::Result<Client> {
     let identity = Identity::load_or_create(&home.join("client.key"))?;
     let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
     let config = idlegrid_client::ChannelConfig { connect_give_up_after: Some(give_up_after), ..Default::default() };
-    Client::connect_with(&server, identity, &name, config)
-        .await
-        .with_context(|| format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)"))
+    Client::connect_with(&server, identity, &name, config).await.with_context(|| {
+        format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)")
+    })
 }
 
 pub fn print_job(info: &JobInfo) {
@@ -39,10 +43,14 @@ pub fn print_job(info: &JobInfo) {
 
 /// Upload the job's elements, stream its tasks, launch it.
 pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
-    let executable = client.upload_file(&job.executable(), ElementKind::Executable).await.context("uploading the executable")?;
+    let executable =
+        client.upload_file(&job.executable(), ElementKind::Executable).await.context("uploading the executable")?;
     let mut properties = job.properties();
     if let Some(validator) = &job.file.validator {
-        let element = client.upload_file(&job.resolve(validator), ElementKind::Executable).await.context("uploading the validator")?;
+        let element = client
+            .upload_file(&job.resolve(validator), ElementKind::Executable)
+            .await
+            .context("uploading the validator")?;
         properties.validator = Some(element.hash);
     }
     let info = client.create_job(properties).await?;
@@ -57,7 +65,10 @@ pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
             let element = match uploaded.get(path) {
                 Some(element) => *element,
                 None => {
-                    let element = client.upload_file(path, ElementKind::Data).await.with_context(|| format!("uploading {}", path.display()))?;
+                    let element = client
+                        .upload_file(path, ElementKind::Data)
+                        .await
+                        .with_context(|| format!("uploading {}", path.display()))?;
                     // Remember shared elements; a tasks file with a file per task stays bounded.
                     if uploaded.len() < 10_000 {
                         uploaded.insert(path.clone(), element);
@@ -67,7 +78,13 @@ pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
             };
             data.insert(name.clone(), element.hash);
         }
-        batch.push(TaskSpec { index: task.index, executable: executable.hash, data, params: task.params, priority: task.priority });
+        batch.push(TaskSpec {
+            index: task.index,
+            executable: executable.hash,
+            data,
+            params: task.params,
+            priority: task.priority,
+        });
         if batch.len() == batch.capacity() {
             total += client.add_tasks(info.job, std::mem::take(&mut batch)).await?;
             progress.set_position(total);
@@ -139,7 +156,8 @@ pub async fn collect(client: &Client, job: JobId, replay: Replay, out: Option<&P
             }
             _ => {
                 summary.failed += 1;
-                let reason = report.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.message)).unwrap_or_default();
+                let reason =
+                    report.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.message)).unwrap_or_default();
                 if let Some(out) = out {
                     write_atomic(&out.join(format!("{}.err", report.task)), reason.as_bytes())?;
                 }

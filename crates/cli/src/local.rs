@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use idlegrid_sandbox::{NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome};
+use idlegrid_sandbox::{
+    NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
+};
 use tokio::sync::Semaphore;
 
 use crate::jobfile::{Job, LocalTask};
@@ -18,7 +20,13 @@ pub fn in_sample(index: u64, percent: f64) -> bool {
     (index as f64 * fraction).ceil() < ((index + 1) as f64 * fraction).ceil()
 }
 
-pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>, out: Option<&Path>, parallel: Option<usize>) -> anyhow::Result<()> {
+pub async fn run_local(
+    job_path: &Path,
+    first: Option<u64>,
+    percent: Option<f64>,
+    out: Option<&Path>,
+    parallel: Option<usize>,
+) -> anyhow::Result<()> {
     let job = Job::load(job_path)?;
     if let Some(p) = percent {
         anyhow::ensure!(p > 0.0 && p <= 100.0, "--percent must be in (0, 100], not {p}");
@@ -26,7 +34,8 @@ pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>
     if let Some(out) = out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
-    let wasm = std::fs::read(job.executable()).with_context(|| format!("cannot read {}", job.executable().display()))?;
+    let wasm =
+        std::fs::read(job.executable()).with_context(|| format!("cannot read {}", job.executable().display()))?;
     let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let compiled = sandbox.compile(&wasm).map_err(|e| anyhow::anyhow!("{}: {e}", job.executable().display()))?;
     let spec = job.properties().task_limits;
@@ -41,7 +50,9 @@ pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>
         let tasks = job.tasks()?;
         match (first, percent) {
             (Some(n), _) => Box::new(tasks.take(n as usize)),
-            (None, Some(p)) => Box::new(tasks.filter(move |t| t.as_ref().map(|t| in_sample(t.index, p)).unwrap_or(true))),
+            (None, Some(p)) => {
+                Box::new(tasks.filter(move |t| t.as_ref().map(|t| in_sample(t.index, p)).unwrap_or(true)))
+            }
             (None, None) => tasks,
         }
     };
@@ -52,7 +63,8 @@ pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>
         _ => None,
     };
     let progress = bar(total, "running");
-    let parallel = parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let parallel =
+        parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
     let permits = Arc::new(Semaphore::new(parallel));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, TaskOutcome, Vec<u8>)>();
     let out_dir = out.map(Path::to_path_buf);
@@ -85,7 +97,8 @@ pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>
     for task in selected {
         let task = task?;
         let permit = permits.clone().acquire_owned().await?;
-        let (sandbox, compiled, limits, tx, progress) = (sandbox.clone(), compiled.clone(), limits.clone(), tx.clone(), progress.clone());
+        let (sandbox, compiled, limits, tx, progress) =
+            (sandbox.clone(), compiled.clone(), limits.clone(), tx.clone(), progress.clone());
         running.push(tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let mut elements = std::collections::BTreeMap::new();
@@ -95,7 +108,10 @@ pub async fn run_local(job_path: &Path, first: Option<u64>, percent: Option<f64>
                         elements.insert(name.clone(), element);
                     }
                     Err(e) => {
-                        let failure = idlegrid_sandbox::TaskFailure::Internal(format!("cannot open data element '{name}' ({}): {e}", path.display()));
+                        let failure = idlegrid_sandbox::TaskFailure::Internal(format!(
+                            "cannot open data element '{name}' ({}): {e}",
+                            path.display()
+                        ));
                         let _ = tx.send((task.index, TaskOutcome::Failed(failure), Vec::new()));
                         progress.inc(1);
                         return;

@@ -1,15 +1,15 @@
 //! `idlegrid`: run a server, an engine, or drive jobs as a client.
 
-mod bench;
 mod account;
+mod bench;
 mod bench_engine;
-mod ops;
-mod sim;
 mod cluster;
 mod demo;
 mod jobfile;
 mod jobs;
 mod local;
+mod ops;
+mod sim;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +21,11 @@ use idlegrid_protocol::messages::Replay;
 use idlegrid_types::JobId;
 
 #[derive(Parser)]
-#[command(name = "idlegrid", version, about = "Put idle computers to work: server, compute engine and client in one command")]
+#[command(
+    name = "idlegrid",
+    version,
+    about = "Put idle computers to work: server, compute engine and client in one command"
+)]
 struct Cli {
     /// Server to talk to (client and engine commands); several instances of one platform
     /// separated by commas, tried in turn when the one in use is unreachable.
@@ -342,14 +346,17 @@ fn init_engine_logging(filter: Option<&str>) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info")).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
     let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_engine::log_shipper::layer()).try_init();
 }
 
 fn init_logging(filter: Option<&str>, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 fn home(cli_home: Option<PathBuf>) -> PathBuf {
@@ -359,12 +366,19 @@ fn home(cli_home: Option<PathBuf>) -> PathBuf {
 }
 
 fn read_ca(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
-    path.map(|path| std::fs::read_to_string(path).with_context(|| format!("cannot read the server CA file {}", path.display()))).transpose()
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the server CA file {}", path.display()))
+    })
+    .transpose()
 }
 
 /// The server as a client sees it: the CA given, or the one pinned for that server in the
 /// client's home (trusted on first use).
-fn client_endpoint(server: &str, ca: Option<&std::path::Path>, home: &std::path::Path) -> anyhow::Result<idlegrid_client::Endpoint> {
+fn client_endpoint(
+    server: &str,
+    ca: Option<&std::path::Path>,
+    home: &std::path::Path,
+) -> anyhow::Result<idlegrid_client::Endpoint> {
     let endpoint = idlegrid_client::Endpoint::new(server);
     let pin = home.join("servers").join(format!("{}.ca.pem", endpoint.file_stem()));
     Ok(endpoint.with_ca_or_pin(read_ca(ca)?, pin))
@@ -393,7 +407,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
@@ -448,8 +463,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             config.upgrade = upgrade_binary.zip(upgrade_version);
             if let Some(path) = pricing {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the pricing file {}", path.display()))?;
-                config.coordinator.pricing = toml::from_str(&text).with_context(|| format!("the pricing file {} is invalid", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the pricing file {}", path.display()))?;
+                config.coordinator.pricing =
+                    toml::from_str(&text).with_context(|| format!("the pricing file {} is invalid", path.display()))?;
             }
             if let Some(secs) = billing_increment_secs {
                 anyhow::ensure!(secs >= 0.1, "--billing-increment-secs must be at least 0.1");
@@ -458,11 +475,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.coordinator.pricing.validate().map_err(|e| anyhow::anyhow!("pricing: {e}"))?;
             config.coordinator.client_overdraft_max_micros = match client_overdraft.as_str() {
                 "none" => None,
-                units => Some((units.parse::<f64>().map_err(|_| anyhow::anyhow!("--client-overdraft must be a number or none"))? * 1e6) as i64),
+                units => Some(
+                    (units
+                        .parse::<f64>()
+                        .map_err(|_| anyhow::anyhow!("--client-overdraft must be a number or none"))?
+                        * 1e6) as i64,
+                ),
             };
             if let Some(smtp) = smtp {
                 let (host, port) = smtp.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("--smtp must be host:port"))?;
-                config.smtp = Some(idlegrid_server::SmtpConfig { host: host.to_string(), port: port.parse()?, from: mail_from });
+                config.smtp =
+                    Some(idlegrid_server::SmtpConfig { host: host.to_string(), port: port.parse()?, from: mail_from });
             }
             config.coordinator.spot_checks = idlegrid_assurance::SpotCheckPolicy {
                 rate: spot_check_rate,
@@ -471,15 +494,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             config.coordinator.spot_checks.validate().map_err(|e| anyhow::anyhow!("spot checks: {e}"))?;
             anyhow::ensure!(quarantine_after >= 1, "--quarantine-after must be at least 1");
-            config.coordinator.quarantine = idlegrid_assurance::QuarantineRule { failed_spot_checks_max: quarantine_after };
-            config.coordinator.credibility =
-                idlegrid_assurance::CredibilityModel::new(saboteur_fraction).map_err(|e| anyhow::anyhow!("--saboteur-fraction: {e}"))?;
+            config.coordinator.quarantine =
+                idlegrid_assurance::QuarantineRule { failed_spot_checks_max: quarantine_after };
+            config.coordinator.credibility = idlegrid_assurance::CredibilityModel::new(saboteur_fraction)
+                .map_err(|e| anyhow::anyhow!("--saboteur-fraction: {e}"))?;
             config.coordinator.provider_silence_ms_max = engine_silence_secs.saturating_mul(1000);
-            config.coordinator.benchmark_interval_ms = (benchmark_interval_secs > 0).then(|| benchmark_interval_secs.saturating_mul(1000));
+            config.coordinator.benchmark_interval_ms =
+                (benchmark_interval_secs > 0).then(|| benchmark_interval_secs.saturating_mul(1000));
             config.coordinator.benchmark_size = benchmark_size;
             if let Some(path) = scheduler {
-                let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read the scheduler file {}", path.display()))?;
-                config.coordinator.scheduler = toml::from_str(&text).with_context(|| format!("the scheduler file {} is invalid", path.display()))?;
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the scheduler file {}", path.display()))?;
+                config.coordinator.scheduler = toml::from_str(&text)
+                    .with_context(|| format!("the scheduler file {} is invalid", path.display()))?;
             }
             if let Some(minutes) = cluster_history_minutes {
                 config.coordinator.scheduler.rating_window_minutes_min = minutes;
@@ -505,11 +532,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
             init_engine_logging(cli.log.as_deref());
             switch_to_staged_upgrade(&data);
-            let endpoint = idlegrid_client::Endpoint::new(&cli.server).with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, data.join("server-ca.pem"));
+            let endpoint = idlegrid_client::Endpoint::new(&cli.server)
+                .with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, data.join("server-ca.pem"));
             let mut engine_config = idlegrid_engine::EngineConfig::new(endpoint, data);
             if let Some(path) = config {
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                engine_config.owner = idlegrid_engine::OwnerSettings::from_toml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                engine_config.owner = idlegrid_engine::OwnerSettings::from_toml(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
             let owner = &mut engine_config.owner;
             if let Some(cores) = cores {
@@ -533,7 +562,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let engine = idlegrid_engine::Engine::start(engine_config).await?;
             match engine.status_addr() {
-                Some(addr) => println!("idlegrid engine {} working for {}; status at http://{addr}/", engine.id(), cli.server),
+                Some(addr) => {
+                    println!("idlegrid engine {} working for {}; status at http://{addr}/", engine.id(), cli.server)
+                }
                 None => println!("idlegrid engine {} working for {}", engine.id(), cli.server),
             }
             shutdown_signal().await;
@@ -543,7 +574,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Job(command) => {
             init_logging(cli.log.as_deref(), "warn");
             let home = home(cli.home);
-            let client = jobs::connect(client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?, &home, Duration::from_secs(cli.connect_timeout_secs)).await?;
+            let client = jobs::connect(
+                client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
+                &home,
+                Duration::from_secs(cli.connect_timeout_secs),
+            )
+            .await?;
             let outcome = job_command(&client, command).await;
             let _ = client.close().await;
             outcome
@@ -552,10 +588,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(cli.log.as_deref(), "warn");
             let home = home(cli.home);
             let endpoint = match &engine_data {
-                Some(dir) => idlegrid_client::Endpoint::new(&cli.server).with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, dir.join("server-ca.pem")),
+                Some(dir) => idlegrid_client::Endpoint::new(&cli.server)
+                    .with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, dir.join("server-ca.pem")),
                 None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
             };
-            account::run(endpoint, &home, engine_data.as_deref(), action.unwrap_or(account::AccountCommand::Show), Duration::from_secs(cli.connect_timeout_secs)).await
+            account::run(
+                endpoint,
+                &home,
+                engine_data.as_deref(),
+                action.unwrap_or(account::AccountCommand::Show),
+                Duration::from_secs(cli.connect_timeout_secs),
+            )
+            .await
         }
         Command::Sim { what } => {
             init_logging(cli.log.as_deref(), "warn");
@@ -623,20 +667,51 @@ fn switch_to_staged_upgrade(data: &std::path::Path) {
 /// `idlegrid engine status`: ask the engine running with `data` for its status page's data.
 async fn engine_status(data: &std::path::Path) -> anyhow::Result<()> {
     let addr_file = data.join("status.addr");
-    let addr = std::fs::read_to_string(&addr_file)
-        .with_context(|| format!("no engine status page recorded in {} (is an engine running with --data {}?)", addr_file.display(), data.display()))?;
+    let addr = std::fs::read_to_string(&addr_file).with_context(|| {
+        format!(
+            "no engine status page recorded in {} (is an engine running with --data {}?)",
+            addr_file.display(),
+            data.display()
+        )
+    })?;
     let status: idlegrid_engine::status::EngineStatus = reqwest::get(format!("http://{}/status.json", addr.trim()))
         .await
         .with_context(|| format!("the engine at {} does not answer (is it still running?)", addr.trim()))?
         .json()
         .await?;
-    println!("engine {} ({}) — {}{}", status.engine, status.name, status.state, status.reason.map(|r| format!(": {r}")).unwrap_or_default());
+    println!(
+        "engine {} ({}) — {}{}",
+        status.engine,
+        status.name,
+        status.state,
+        status.reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
     println!("  mode {}, tasks at {} priority, hours {}", status.mode, status.task_priority, status.hours);
-    println!("  server {} ({}), contact {}", status.server, if status.connected { "connected" } else { "offline" }, status.contact);
-    println!("  memory {} of {} MB, disk {} of {} MB", status.memory.used >> 20, status.memory.max >> 20, status.disk.used >> 20, status.disk.max >> 20);
-    println!("  work: {} succeeded, {} failed, {} handed back, {} s of CPU", status.tasks_succeeded, status.tasks_failed, status.tasks_suspended, status.cpu_seconds);
+    println!(
+        "  server {} ({}), contact {}",
+        status.server,
+        if status.connected { "connected" } else { "offline" },
+        status.contact
+    );
+    println!(
+        "  memory {} of {} MB, disk {} of {} MB",
+        status.memory.used >> 20,
+        status.memory.max >> 20,
+        status.disk.used >> 20,
+        status.disk.max >> 20
+    );
+    println!(
+        "  work: {} succeeded, {} failed, {} handed back, {} s of CPU",
+        status.tasks_succeeded, status.tasks_failed, status.tasks_suspended, status.cpu_seconds
+    );
     for task in &status.tasks {
-        println!("  task {:>8}  {:<10} {:>5.1}%  priority {}", task.assignment, task.state, task.progress * 100.0, task.priority);
+        println!(
+            "  task {:>8}  {:<10} {:>5.1}%  priority {}",
+            task.assignment,
+            task.state,
+            task.progress * 100.0,
+            task.priority
+        );
     }
     for message in &status.messages {
         println!("  message: {} — {}", message.title, message.body);

@@ -55,7 +55,8 @@ pub enum OpsCommand {
 }
 
 pub fn operator_identity(home: &Path) -> anyhow::Result<Identity> {
-    Identity::load_or_create(&home.join("operator.key")).with_context(|| format!("cannot load the operator key in {}", home.display()))
+    Identity::load_or_create(&home.join("operator.key"))
+        .with_context(|| format!("cannot load the operator key in {}", home.display()))
 }
 
 pub async fn run(
@@ -73,7 +74,10 @@ pub async fn run(
         return status(endpoints, identity).await;
     }
     let transport = Transport::new(&server, identity)?;
-    transport.register(Role::Operator, "operator").await.map_err(|e| anyhow::anyhow!("cannot register as an operator: {e}"))?;
+    transport
+        .register(Role::Operator, "operator")
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register as an operator: {e}"))?;
     let timeout = Duration::from_secs(30);
     match command {
         OpsCommand::Id => println!("{}", transport.identity().id()),
@@ -86,11 +90,14 @@ pub async fn run(
                 }
             }
             if let Some(secs) = since_secs {
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+                let now =
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
+                        as u64;
                 query.push(format!("since_ms={}", now.saturating_sub(secs * 1000)));
             }
             let path = format!("/v1/ops/logs?{}", query.join("&"));
-            let entries: Vec<idlegrid_protocol::wire::LogEntry> = transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
+            let entries: Vec<idlegrid_protocol::wire::LogEntry> =
+                transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
             if entries.is_empty() {
                 println!("no log lines");
             }
@@ -108,8 +115,9 @@ pub async fn run(
             }
         }
         OpsCommand::Revoke { party, reason } => {
-            let reply: RevokeReply =
-                transport.call(Method::POST, "/v1/ops/revoke", Some(&RevokeRequest { party: party.clone(), reason }), timeout).await?;
+            let reply: RevokeReply = transport
+                .call(Method::POST, "/v1/ops/revoke", Some(&RevokeRequest { party: party.clone(), reason }), timeout)
+                .await?;
             if reply.revoked_now {
                 println!("revoked {party}");
             } else {
@@ -117,7 +125,8 @@ pub async fn run(
             }
         }
         OpsCommand::Revocations => {
-            let list: Vec<RevocationInfo> = transport.call::<(), _>(Method::GET, "/v1/ops/revocations", None, timeout).await?;
+            let list: Vec<RevocationInfo> =
+                transport.call::<(), _>(Method::GET, "/v1/ops/revocations", None, timeout).await?;
             if list.is_empty() {
                 println!("no revoked parties");
             }
@@ -196,6 +205,12 @@ fn format_value(value: f64) -> String {
 
 fn url_encode(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }

@@ -93,7 +93,10 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
         }
         SimCommand::Saboteurs { providers, tasks, seed, fractions, rates } => {
             anyhow::ensure!(providers > 0 && tasks > 0, "--providers and --tasks must be at least 1");
-            anyhow::ensure!(fractions.iter().chain(&rates).all(|x| (0.0..=1.0).contains(x)), "--fractions and --rates must be in [0, 1]");
+            anyhow::ensure!(
+                fractions.iter().chain(&rates).all(|x| (0.0..=1.0).contains(x)),
+                "--fractions and --rates must be in [0, 1]"
+            );
             let config = idlegrid_assurance::sim::SimConfig {
                 providers,
                 tasks,

@@ -21,7 +21,8 @@ const POLL_WAIT_MS: u64 = 8_000;
 async fn party_with_session(url: &str) -> (Transport, SessionInfo) {
     let transport = Transport::new(url, Identity::generate()).unwrap();
     transport.register(Role::Client, "poller").await.unwrap();
-    let session: SessionInfo = transport.call::<(), _>(Method::POST, "/v1/sessions", None, Duration::from_secs(30)).await.unwrap();
+    let session: SessionInfo =
+        transport.call::<(), _>(Method::POST, "/v1/sessions", None, Duration::from_secs(30)).await.unwrap();
     (transport, session)
 }
 
@@ -86,7 +87,9 @@ async fn the_server_stays_responsive_under_long_polls_trickled_and_oversized_hea
     let header = format!("GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Huge: {}\r\n\r\n", "a".repeat(100 * 1024));
     let _ = oversized.write_all(header.as_bytes()).await;
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(PATIENCE, oversized.read_to_end(&mut answer)).await.expect("the oversized request is answered or cut");
+    let _ = tokio::time::timeout(PATIENCE, oversized.read_to_end(&mut answer))
+        .await
+        .expect("the oversized request is answered or cut");
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 431"), "{answer}");
 
@@ -94,7 +97,13 @@ async fn the_server_stays_responsive_under_long_polls_trickled_and_oversized_hea
     let client = connect(&url).await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let specs = (0..50).map(|i| TaskSpec { index: i, executable: noop.hash, data: BTreeMap::new(), params: vec![b'x'], priority: None });
+    let specs = (0..50).map(|i| TaskSpec {
+        index: i,
+        executable: noop.hash,
+        data: BTreeMap::new(),
+        params: vec![b'x'],
+        priority: None,
+    });
     client.add_tasks(job, specs).await.unwrap();
     client.launch(job).await.unwrap();
     let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;

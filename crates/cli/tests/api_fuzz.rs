@@ -27,13 +27,28 @@ async fn the_api_fuzzer_finds_no_server_error() {
     let url = server.url();
     let schema = format!("{url}/v1/openapi.json");
     let output = tokio::process::Command::new(fuzzer)
-        .args(["run", &schema, "--checks", "not_a_server_error", "--max-examples", "40", "--request-timeout", "20", "--seed", "7"])
+        .args([
+            "run",
+            &schema,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "40",
+            "--request-timeout",
+            "20",
+            "--seed",
+            "7",
+        ])
         .current_dir(dir.path())
         .output()
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "schemathesis found problems:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("passed"), "{stdout}");
     assert!(!stdout.contains("Tested: 0"), "the fuzzer tested no operation:\n{stdout}");
     let health = reqwest::get(format!("{url}/v1/health")).await.unwrap();

@@ -22,7 +22,12 @@ fn party_of(dir: &std::path::Path, engine: &str) -> PartyId {
     Identity::load_or_create(&dir.join(engine).join("identity.key")).unwrap().id().clone()
 }
 
-async fn start_engine(server: &idlegrid_server::ServerHandle, dir: &std::path::Path, name: &str, forge: Option<idlegrid_engine::ResultForger>) -> EngineHandle {
+async fn start_engine(
+    server: &idlegrid_server::ServerHandle,
+    dir: &std::path::Path,
+    name: &str,
+    forge: Option<idlegrid_engine::ResultForger>,
+) -> EngineHandle {
     let mut config = engine_config(&server.url(), dir, name);
     if let Some(ca) = server.ca_pem() {
         config.server = config.server.with_trust(idlegrid_client::ServerTrust::Ca(ca.to_string()));
@@ -42,7 +47,8 @@ fn plausible_pi(bytes: &[u8], samples: u64) -> bool {
 async fn balance(url: &str, dir: &std::path::Path, engine: &str) -> i64 {
     let identity = Identity::load_or_create(&dir.join(engine).join("identity.key")).unwrap();
     let transport = transport(url, identity, Role::Provider).await;
-    let info: AccountInfo = transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
+    let info: AccountInfo =
+        transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
     info.balance_micros
 }
 
@@ -69,11 +75,14 @@ async fn a_lying_engine_is_quarantined_its_lies_never_reach_the_client_and_the_h
     }
     let forged = b"0 20000".to_vec();
     let liar_forgery = forged.clone();
-    engines.push(start_engine(&server, dir.path(), "liar", Some(std::sync::Arc::new(move |_| liar_forgery.clone()))).await);
+    engines.push(
+        start_engine(&server, dir.path(), "liar", Some(std::sync::Arc::new(move |_| liar_forgery.clone()))).await,
+    );
 
     let client = connect(&url).await;
     let pi = upload_task(&client, "pi").await;
-    let properties = JobProperties { name: "checked".into(), validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
+    let properties =
+        JobProperties { name: "checked".into(), validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
     let job = client.create_job(properties).await.unwrap().job;
     client.add_tasks(job, (0..40).map(|i| spec(i, pi.hash, &format!("samples=20000 seed={}", i + 1)))).await.unwrap();
     client.launch(job).await.unwrap();
@@ -111,7 +120,11 @@ async fn a_lying_engine_is_quarantined_its_lies_never_reach_the_client_and_the_h
         engine.shutdown().await;
     }
     server.shutdown().await;
-    assert_eq!(quarantined(&server_dir), vec![party_of(dir.path(), "liar")], "the liar, and only the liar, is quarantined");
+    assert_eq!(
+        quarantined(&server_dir),
+        vec![party_of(dir.path(), "liar")],
+        "the liar, and only the liar, is quarantined"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,19 +144,41 @@ async fn a_validator_accepts_results_within_its_tolerance_and_a_broken_one_never
             None => bytes,
         }
     });
-    let engines = vec![start_engine(&server, dir.path(), "exact", None).await, start_engine(&server, dir.path(), "sloppy", Some(sloppy)).await];
+    let engines = vec![
+        start_engine(&server, dir.path(), "exact", None).await,
+        start_engine(&server, dir.path(), "sloppy", Some(sloppy)).await,
+    ];
     let client = connect(&server.url()).await;
     let pi = upload_task(&client, "pi").await;
     let approx = upload_task(&client, "approx").await;
-    let trap = client.upload(idlegrid_testkit::hostile::wasm(r#"(module (func (export "_start") unreachable) (memory (export "memory") 1))"#), ElementKind::Executable, "trap.wasm").await.unwrap();
-    let endless = client.upload(idlegrid_testkit::hostile::wasm(idlegrid_testkit::hostile::START_LOOP), ElementKind::Executable, "loop.wasm").await.unwrap();
+    let trap = client
+        .upload(
+            idlegrid_testkit::hostile::wasm(
+                r#"(module (func (export "_start") unreachable) (memory (export "memory") 1))"#,
+            ),
+            ElementKind::Executable,
+            "trap.wasm",
+        )
+        .await
+        .unwrap();
+    let endless = client
+        .upload(
+            idlegrid_testkit::hostile::wasm(idlegrid_testkit::hostile::START_LOOP),
+            ElementKind::Executable,
+            "loop.wasm",
+        )
+        .await
+        .unwrap();
     let policy = ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 2 };
 
     let mut jobs = Vec::new();
     for (validator, n) in [(approx.hash, 6), (trap.hash, 2), (endless.hash, 1)] {
         let properties = JobProperties { validation: policy, validator: Some(validator), ..JobProperties::default() };
         let job = client.create_job(properties).await.unwrap().job;
-        client.add_tasks(job, (0..n).map(|i| spec(i, pi.hash, &format!("samples=20000 seed={}", i + 7)))).await.unwrap();
+        client
+            .add_tasks(job, (0..n).map(|i| spec(i, pi.hash, &format!("samples=20000 seed={}", i + 7))))
+            .await
+            .unwrap();
         client.launch(job).await.unwrap();
         jobs.push(job);
     }

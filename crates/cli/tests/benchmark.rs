@@ -22,7 +22,11 @@ fn engine_party(engine_dir: &Path) -> PartyId {
 
 /// The provider's profile and the job's work records, read from the server's database after it
 /// stopped.
-fn stored(data_dir: &Path, party: &PartyId, job: Option<JobId>) -> (Option<ProviderProfile>, Vec<idlegrid_ledger::WorkRecord>) {
+fn stored(
+    data_dir: &Path,
+    party: &PartyId,
+    job: Option<JobId>,
+) -> (Option<ProviderProfile>, Vec<idlegrid_ledger::WorkRecord>) {
     let store = SqliteStore::open(&data_dir.join("state.db")).unwrap();
     store
         .write(|tx| -> Result<_, StoreError> {
@@ -68,7 +72,13 @@ async fn an_engine_is_measured_at_registration_and_its_work_carries_the_measurem
     let client = connect(&server.url()).await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties { name: "after".into(), ..JobProperties::default() }).await.unwrap().job;
-    let tasks = (0..6).map(|index| TaskSpec { index, executable: noop.hash, data: BTreeMap::new(), params: format!("{index}").into_bytes(), priority: None });
+    let tasks = (0..6).map(|index| TaskSpec {
+        index,
+        executable: noop.hash,
+        data: BTreeMap::new(),
+        params: format!("{index}").into_bytes(),
+        priority: None,
+    });
     client.add_tasks(job, tasks).await.unwrap();
     client.launch(job).await.unwrap();
     let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;
@@ -91,7 +101,10 @@ async fn an_engine_is_measured_at_registration_and_its_work_carries_the_measurem
     assert_eq!(profile.benchmark_wrong, 0);
     eprintln!("measured {gflops:.3} GFLOPS per slot");
     assert_eq!(records.len(), 6, "one work record per task; none for the benchmark");
-    assert!(records.iter().all(|r| r.power_gflops == gflops), "the job's work is rated at the measured speed: {records:?}");
+    assert!(
+        records.iter().all(|r| r.power_gflops == gflops),
+        "the job's work is rated at the measured speed: {records:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,7 +39,8 @@ async fn a_job_completes_exactly_once_through_a_proxy_that_drops_duplicates_and_
     let mut channel = idlegrid_client::ChannelConfig::default();
     channel.poll_wait = std::time::Duration::from_secs(1);
     channel.backoff_max = std::time::Duration::from_millis(300);
-    let client = idlegrid_client::Client::connect_with(url.as_str(), Identity::generate(), "chaos", channel).await.unwrap();
+    let client =
+        idlegrid_client::Client::connect_with(url.as_str(), Identity::generate(), "chaos", channel).await.unwrap();
 
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;

@@ -14,7 +14,12 @@ fn job_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
 }
 
 fn job_id(stdout: &str) -> String {
-    stdout.split_whitespace().skip_while(|w| *w != "job").nth(1).unwrap_or_else(|| panic!("no job id in: {stdout}")).to_string()
+    stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in: {stdout}"))
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,10 +31,13 @@ async fn submit_control_and_collect_with_separate_processes() {
     wait_healthy(&url).await;
     let home = dir.path().join("home");
     let pi = example_task("pi");
-    let job = job_file(dir.path(), &format!(
-        "name = \"pi\"\nexecutable = \"{}\"\n[tasks]\ncount = 24\nparams = \"samples=300000 seed={{index}}\"\n",
-        pi.display()
-    ));
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "name = \"pi\"\nexecutable = \"{}\"\n[tasks]\ncount = 24\nparams = \"samples=300000 seed={{index}}\"\n",
+            pi.display()
+        ),
+    );
 
     // Submitted with no engine running: fire and forget.
     let (ok, out, err) = cli(&home, &url, &["job", "submit", job.to_str().unwrap()]);
@@ -88,10 +96,13 @@ fn a_client_without_a_server_says_what_to_do() {
 fn run_local_runs_a_sample_through_the_same_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("text.txt"), "a b c\nd e\n").unwrap();
-    let job = job_file(dir.path(), &format!(
-        "executable = \"{}\"\n[data]\ntext = \"text.txt\"\n[tasks]\ncount = 40\nparams = \"i={{index}}\"\n",
-        example_task("wordcount").display()
-    ));
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "executable = \"{}\"\n[data]\ntext = \"text.txt\"\n[tasks]\ncount = 40\nparams = \"i={{index}}\"\n",
+            example_task("wordcount").display()
+        ),
+    );
     let out = dir.path().join("out");
     let output = std::process::Command::new(binary())
         .args(["run-local", job.to_str().unwrap(), "--percent", "25", "--out", out.to_str().unwrap()])
@@ -104,11 +115,17 @@ fn run_local_runs_a_sample_through_the_same_sandbox() {
     assert!(out.join("4.out").exists() && !out.join("1.out").exists() && !out.join("3.out").exists(), "an even sample");
 
     // A failing task is reported with its reason and makes the command fail.
-    let job = job_file(dir.path(), &format!(
-        "executable = \"{}\"\n[tasks]\ncount = 2\nparams = \"mode=trap\"\n",
-        example_task("misbehave").display()
-    ));
-    let output = std::process::Command::new(binary()).args(["run-local", job.to_str().unwrap(), "--tasks", "1"]).output().unwrap();
+    let job = job_file(
+        dir.path(),
+        &format!(
+            "executable = \"{}\"\n[tasks]\ncount = 2\nparams = \"mode=trap\"\n",
+            example_task("misbehave").display()
+        ),
+    );
+    let output = std::process::Command::new(binary())
+        .args(["run-local", job.to_str().unwrap(), "--tasks", "1"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(!output.status.success());
     assert!(stdout.contains("trapped") && stdout.contains("index out of bounds"), "{stdout}");
@@ -180,7 +197,8 @@ fn sim_prints_the_placement_and_saboteur_tables() {
     for r in ["| 0.9 |", "| 0.99 |"] {
         let row = stdout.lines().find(|l| l.starts_with(r)).unwrap_or_else(|| panic!("no row {r}:\n{stdout}"));
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        let (tasks, finished, share): (u64, u64, f64) = (cells[2].parse().unwrap(), cells[3].parse().unwrap(), cells[5].parse().unwrap());
+        let (tasks, finished, share): (u64, u64, f64) =
+            (cells[2].parse().unwrap(), cells[3].parse().unwrap(), cells[5].parse().unwrap());
         assert_eq!(tasks, finished, "every task finished: {row}");
         let requested: f64 = r.trim_matches(|c| c == '|' || c == ' ').parse().unwrap();
         // The promise, with a margin for a small population: the share finished within the
@@ -195,7 +213,10 @@ fn sim_prints_the_placement_and_saboteur_tables() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let error_of = |policy: &str| -> f64 {
-        let row = stdout.lines().find(|l| l.starts_with(&format!("| {policy} |"))).unwrap_or_else(|| panic!("no {policy}:\n{stdout}"));
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {policy} |")))
+            .unwrap_or_else(|| panic!("no {policy}:\n{stdout}"));
         row.split('|').map(str::trim).nth(4).unwrap().parse().unwrap()
     };
     assert!(error_of("quorum 2") > 0.05, "colluding saboteurs beat a quorum of 2:\n{stdout}");

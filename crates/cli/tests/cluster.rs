@@ -34,7 +34,11 @@ fn measured(db: &Path, party: &PartyId) -> Option<f64> {
 
 /// Every placement of the job's tasks so far (task index -> engines, from the work records the
 /// server journals per placement), and the ones active now.
-fn placements(db: &Path, job: JobId, tasks: u64) -> (BTreeMap<u64, BTreeSet<PartyId>>, BTreeMap<u64, BTreeSet<PartyId>>) {
+fn placements(
+    db: &Path,
+    job: JobId,
+    tasks: u64,
+) -> (BTreeMap<u64, BTreeSet<PartyId>>, BTreeMap<u64, BTreeSet<PartyId>>) {
     read(db, |tx| {
         let (mut all, mut active) = (BTreeMap::new(), BTreeMap::new());
         for record in tx.work_records_of_job(job)? {
@@ -71,7 +75,12 @@ async fn a_cluster_job_runs_on_nodes_of_fast_enough_engines_and_a_vanished_node_
     // The slow engine talks through a link that delays every exchange by up to 3 s. The server
     // sees its benchmark take seconds and rates it by a quarter of that time (the floor that
     // keeps engines from claiming any speed), so it is measured far slower than the others.
-    let slow_link = ChaosProxy::start(upstream, ChaosConfig { delay: 1.0, max_delay: Duration::from_secs(3), ..ChaosConfig::none() }).await.unwrap();
+    let slow_link = ChaosProxy::start(
+        upstream,
+        ChaosConfig { delay: 1.0, max_delay: Duration::from_secs(3), ..ChaosConfig::none() },
+    )
+    .await
+    .unwrap();
     let slow = idlegrid_engine::Engine::start(engine_config(&slow_link.url(), dir.path(), "slow")).await.unwrap();
     let names: Vec<String> = (0..4).map(|i| format!("fast-{i}")).collect();
     let mut fast: BTreeMap<PartyId, idlegrid_engine::EngineHandle> = BTreeMap::new();
@@ -86,7 +95,10 @@ async fn a_cluster_job_runs_on_nodes_of_fast_enough_engines_and_a_vanished_node_
     let fast_speeds: Vec<f64> = fast.keys().map(|p| measured(&db, p).unwrap()).collect();
     let slowest_fast = fast_speeds.iter().cloned().fold(f64::INFINITY, f64::min);
     eprintln!("measured GFLOPS: slow {slow_speed:.3}, fast {fast_speeds:.3?}");
-    assert!(slowest_fast > 2.0 * slow_speed, "the delayed engine must measure slower: slow {slow_speed}, fast {fast_speeds:?}");
+    assert!(
+        slowest_fast > 2.0 * slow_speed,
+        "the delayed engine must measure slower: slow {slow_speed}, fast {fast_speeds:?}"
+    );
     // Nodes between the two: the fast engines qualify, the slow one is too slow.
     let node_speed = (slow_speed * slowest_fast).sqrt();
 
@@ -160,8 +172,14 @@ async fn a_cluster_job_runs_on_nodes_of_fast_enough_engines_and_a_vanished_node_
     let copies: usize = all.iter().filter(|(index, _)| **index != victim_task).map(|(_, engines)| engines.len()).sum();
     let per_task = copies as f64 / (tasks - 1) as f64;
     eprintln!("members per node {per_task:.2} (placements {all:?})");
-    assert!(all.len() as u64 == tasks && (1.2..=2.0).contains(&per_task), "duplication {per_task} is not near N = 1.54: {all:?}");
-    assert!(replaced.is_superset(&victims) && replaced.len() >= 4, "the silent node was replaced by two other engines: {replaced:?}");
+    assert!(
+        all.len() as u64 == tasks && (1.2..=2.0).contains(&per_task),
+        "duplication {per_task} is not near N = 1.54: {all:?}"
+    );
+    assert!(
+        replaced.is_superset(&victims) && replaced.len() >= 4,
+        "the silent node was replaced by two other engines: {replaced:?}"
+    );
     let survivors: usize = fast.values().map(|e| e.stats().tasks_succeeded as usize).sum();
     assert!(survivors > 0);
     for (_, engine) in fast {

@@ -24,7 +24,8 @@ async fn pi_wordcount_and_mandelbrot_run_on_two_engines() {
     let chunk = client.upload(text.clone().into_bytes(), ElementKind::Data, "chunk.txt").await.unwrap();
 
     let job = client.create_job(JobProperties { name: "mixed".into(), ..JobProperties::default() }).await.unwrap().job;
-    let mut tasks: Vec<TaskSpec> = (0..40).map(|i| spec(i, pi.hash, &format!("samples=20000 seed={}", i + 1))).collect();
+    let mut tasks: Vec<TaskSpec> =
+        (0..40).map(|i| spec(i, pi.hash, &format!("samples=20000 seed={}", i + 1))).collect();
     let mut counted = spec(40, wordcount.hash, "");
     counted.data.insert("text".into(), chunk.hash);
     tasks.push(counted);
@@ -64,10 +65,20 @@ async fn broken_tasks_fail_with_reasons_and_nothing_else_is_affected() {
     let misbehave = upload_task(&client, "misbehave").await;
     let noop = upload_task(&client, "noop").await;
     // The client library refuses to ship these; another client might: upload them as they are.
-    let not_wasm = client.transport().upload_verbatim(b"#!/bin/sh\necho hello\n".to_vec().into(), ElementKind::Executable, "script.sh").await.unwrap();
-    let truncated_wasm =
-        client.transport().upload_verbatim(example_task_bytes("noop")[..200].to_vec().into(), ElementKind::Executable, "cut.wasm").await.unwrap();
-    assert!(client.upload(b"#!/bin/sh\n".to_vec(), ElementKind::Executable, "script.sh").await.is_err(), "the library refuses what is not wasm");
+    let not_wasm = client
+        .transport()
+        .upload_verbatim(b"#!/bin/sh\necho hello\n".to_vec().into(), ElementKind::Executable, "script.sh")
+        .await
+        .unwrap();
+    let truncated_wasm = client
+        .transport()
+        .upload_verbatim(example_task_bytes("noop")[..200].to_vec().into(), ElementKind::Executable, "cut.wasm")
+        .await
+        .unwrap();
+    assert!(
+        client.upload(b"#!/bin/sh\n".to_vec(), ElementKind::Executable, "script.sh").await.is_err(),
+        "the library refuses what is not wasm"
+    );
     let limits = TaskLimitsSpec { memory_bytes_max: 64 << 20, cpu_seconds_max: 1, ..TaskLimitsSpec::default() };
     let job = client.create_job(JobProperties { task_limits: limits, ..JobProperties::default() }).await.unwrap().job;
     let tasks = vec![
@@ -93,7 +104,11 @@ async fn broken_tasks_fail_with_reasons_and_nothing_else_is_affected() {
     assert_eq!(failure(2).kind, FailureKind::Reported);
     assert!(failure(2).message.contains("'does-not-exist' not found"), "{}", failure(2).message);
     assert_eq!(failure(3).kind, FailureKind::Trap);
-    assert!(failure(3).message.contains("index out of bounds"), "the panic message reaches the client: {}", failure(3).message);
+    assert!(
+        failure(3).message.contains("index out of bounds"),
+        "the panic message reaches the client: {}",
+        failure(3).message
+    );
     assert_eq!(failure(4).kind, FailureKind::OutOfMemory);
     assert!(failure(4).message.contains("67108864 bytes"), "{}", failure(4).message);
     assert_eq!(failure(5).kind, FailureKind::CpuTimeExceeded);
@@ -224,15 +239,19 @@ async fn a_channel_that_lost_track_resets_and_goes_on() {
     use idlegrid_client::{Channel, ChannelConfig, Transport};
     use idlegrid_protocol::messages::{ClientToServer, ServerToClient};
     let cluster = Cluster::start(0).await;
-    let transport: Transport = common::transport(&cluster.url(), idlegrid_protocol::auth::Identity::generate(), idlegrid_types::Role::Client).await;
+    let transport: Transport =
+        common::transport(&cluster.url(), idlegrid_protocol::auth::Identity::generate(), idlegrid_types::Role::Client)
+            .await;
     let config = ChannelConfig { poll_wait: std::time::Duration::from_millis(200), ..ChannelConfig::default() };
-    let (channel, _) = Channel::<ClientToServer, ServerToClient>::open(transport.clone(), config.clone(), None).await.unwrap();
+    let (channel, _) =
+        Channel::<ClientToServer, ServerToClient>::open(transport.clone(), config.clone(), None).await.unwrap();
     channel.send(vec![ClientToServer::GetConfig, ClientToServer::GetContents]).await.unwrap();
     let first = channel.poll(std::time::Duration::from_millis(200)).await.unwrap();
     assert_eq!(first.len(), 2);
     // A second copy of the party that knows only the session's name: its numbering is wrong
     // until it resets.
-    let (lost, info) = Channel::<ClientToServer, ServerToClient>::open(transport, config, Some(channel.session())).await.unwrap();
+    let (lost, info) =
+        Channel::<ClientToServer, ServerToClient>::open(transport, config, Some(channel.session())).await.unwrap();
     assert_eq!((info.inbound_acked, info.outbound_head), (2, 2));
     let info = lost.reset().await.unwrap();
     assert_eq!(info.inbound_acked, 2);
@@ -259,7 +278,9 @@ async fn interim_statuses_reach_watchers_while_a_task_runs() {
     let mut progress = Vec::new();
     loop {
         match watch.next().await.unwrap().unwrap() {
-            idlegrid_client::JobEvent::Task(report) if report.state == TaskState::Running => progress.push(report.progress),
+            idlegrid_client::JobEvent::Task(report) if report.state == TaskState::Running => {
+                progress.push(report.progress)
+            }
             idlegrid_client::JobEvent::Task(report) if report.state.is_final() => {
                 assert_eq!(report.state, TaskState::Succeeded);
                 break;
@@ -268,7 +289,10 @@ async fn interim_statuses_reach_watchers_while_a_task_runs() {
         }
     }
     assert!(!progress.is_empty(), "at least one interim status");
-    assert!(progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|p| *p > 0.0 && *p <= 1.0), "{progress:?}");
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]) && progress.iter().all(|p| *p > 0.0 && *p <= 1.0),
+        "{progress:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

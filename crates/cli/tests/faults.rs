@@ -31,7 +31,9 @@ async fn the_server_killed_mid_job_restarts_and_every_result_arrives_exactly_onc
     wait_healthy(&url).await;
     let mut engines = Vec::new();
     for i in 0..2 {
-        engines.push(idlegrid_engine::Engine::start(engine_config(&url, dir.path(), &format!("engine-{i}"))).await.unwrap());
+        engines.push(
+            idlegrid_engine::Engine::start(engine_config(&url, dir.path(), &format!("engine-{i}"))).await.unwrap(),
+        );
     }
     let client = connect(&url).await;
     let misbehave = upload_task(&client, "misbehave").await;
@@ -131,7 +133,12 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     let checkpoints = engine_dir.join("checkpoints");
     let mut saved = false;
     for _ in 0..400 {
-        if std::fs::read_dir(&checkpoints).into_iter().flatten().flatten().any(|d| !d.path().to_string_lossy().ends_with(".tmp")) {
+        if std::fs::read_dir(&checkpoints)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| !d.path().to_string_lossy().ends_with(".tmp"))
+        {
             saved = true;
             break;
         }

@@ -56,7 +56,12 @@ async fn hostile_tasks_fail_with_reasons_while_normal_tasks_succeed_and_the_engi
     let misbehave = upload_task(&client, "misbehave").await;
     let hostile_tasks: Vec<(&str, Vec<u8>, &str, Expect)> = vec![
         ("memory bomb", wasm(hostile::MEMORY_BOMB), "", Expect::Fails(FailureKind::OutOfMemory, "134217728 bytes")),
-        ("start loop", wasm(hostile::START_LOOP), "", Expect::Fails(FailureKind::CpuTimeExceeded, "CPU-time limit of 1000 ms")),
+        (
+            "start loop",
+            wasm(hostile::START_LOOP),
+            "",
+            Expect::Fails(FailureKind::CpuTimeExceeded, "CPU-time limit of 1000 ms"),
+        ),
         ("recursion", wasm(hostile::DEEP_RECURSION), "", Expect::Fails(FailureKind::Trap, "call stack exhausted")),
         (
             "recursion through host calls",
@@ -72,7 +77,9 @@ async fn hostile_tasks_fail_with_reasons_while_normal_tasks_succeed_and_the_engi
         ),
         (
             "foreign import",
-            wasm(r#"(module (import "env" "connect" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "_start")))"#),
+            wasm(
+                r#"(module (import "env" "connect" (func (param i32) (result i32))) (memory (export "memory") 1) (func (export "_start")))"#,
+            ),
             "",
             Expect::Fails(FailureKind::InvalidModule, "'env::connect'"),
         ),
@@ -80,18 +87,39 @@ async fn hostile_tasks_fail_with_reasons_while_normal_tasks_succeed_and_the_engi
             "huge payloads",
             wasm(hostile::HUGE_PAYLOADS),
             "",
-            Expect::Fails(FailureKind::Reported, "the result of 83886080 bytes exceeds the job's limit of 16777216 bytes"),
+            Expect::Fails(
+                FailureKind::Reported,
+                "the result of 83886080 bytes exceeds the job's limit of 16777216 bytes",
+            ),
         ),
-        ("output flood", wasm(hostile::OUTPUT_FLOOD), "", Expect::Fails(FailureKind::CpuTimeExceeded, "CPU-time limit")),
+        (
+            "output flood",
+            wasm(hostile::OUTPUT_FLOOD),
+            "",
+            Expect::Fails(FailureKind::CpuTimeExceeded, "CPU-time limit"),
+        ),
         ("table bomb", wasm(hostile::TABLE_BOMB), "", Expect::Fails(FailureKind::Trap, "unreachable")),
         ("file descriptor scan", wasm(hostile::FD_SCAN), "", Expect::Contained(hostile::fd_scan_is_contained)),
-        ("wild pointers", wasm(hostile::WILD_POINTERS), "", Expect::Contained(|r| {
-            if r == hostile::wild_pointers_expected() { Ok(()) } else { Err(format!("answers {r:?}")) }
-        })),
-        ("sleep without end", wasm(hostile::SLEEP_FOREVER), "", Expect::Contained(|r| {
-            if r == [0, 0, 0, 0, 3, 0, 0, 0] { Ok(()) } else { Err(format!("answers {r:?}")) }
-        })),
-        ("result over the job's limit (Rust)", Vec::new(), "mode=big-result bytes=20000000", Expect::Fails(FailureKind::Reported, "exceeds the job's limit")),
+        (
+            "wild pointers",
+            wasm(hostile::WILD_POINTERS),
+            "",
+            Expect::Contained(|r| {
+                if r == hostile::wild_pointers_expected() { Ok(()) } else { Err(format!("answers {r:?}")) }
+            }),
+        ),
+        (
+            "sleep without end",
+            wasm(hostile::SLEEP_FOREVER),
+            "",
+            Expect::Contained(|r| if r == [0, 0, 0, 0, 3, 0, 0, 0] { Ok(()) } else { Err(format!("answers {r:?}")) }),
+        ),
+        (
+            "result over the job's limit (Rust)",
+            Vec::new(),
+            "mode=big-result bytes=20000000",
+            Expect::Fails(FailureKind::Reported, "exceeds the job's limit"),
+        ),
     ];
 
     // Hostile tasks at odd indices, normal ones around them.

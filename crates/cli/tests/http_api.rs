@@ -15,12 +15,21 @@ struct Raw {
 }
 
 impl Raw {
-    async fn send(&self, method: Method, path: &str, identity: Option<&Identity>, body: Vec<u8>) -> (StatusCode, String) {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        identity: Option<&Identity>,
+        body: Vec<u8>,
+    ) -> (StatusCode, String) {
         let mut request = self.http.request(method.clone(), format!("{}{}", self.url, path));
         if let Some(identity) = identity {
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
             let h = identity.sign(method.as_str(), path, now, &body_hash(&body));
-            request = request.header(wire::HEADER_ID, h.id).header(wire::HEADER_TIME, h.time_ms).header(wire::HEADER_SIGNATURE, h.signature);
+            request = request
+                .header(wire::HEADER_ID, h.id)
+                .header(wire::HEADER_TIME, h.time_ms)
+                .header(wire::HEADER_SIGNATURE, h.signature);
         }
         let response = request.body(body).send().await.unwrap();
         let status = response.status();
@@ -38,12 +47,18 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let cluster = Cluster::start_plain(0).await;
     let client = cluster.client().await;
     let noop = upload_task(&client, "noop").await;
-    let job = client.create_job(JobProperties { name: "keep me".into(), ..JobProperties::default() }).await.unwrap().job;
+    let job =
+        client.create_job(JobProperties { name: "keep me".into(), ..JobProperties::default() }).await.unwrap().job;
     let raw = Raw { http: reqwest::Client::new(), url: cluster.url() };
     let identity = Identity::generate();
     raw.http
         .post(format!("{}/v1/register", cluster.url()))
-        .json(&wire::RegisterRequest { role: idlegrid_types::Role::Client, public_key: identity.public_key_hex(), name: "raw".into(), csr: None })
+        .json(&wire::RegisterRequest {
+            role: idlegrid_types::Role::Client,
+            public_key: identity.public_key_hex(),
+            name: "raw".into(),
+            csr: None,
+        })
         .send()
         .await
         .unwrap();
@@ -78,7 +93,8 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let (status, text) = raw.send(Method::POST, "/v1/sessions", Some(&identity), b"{not json".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_of(&text).contains("malformed JSON"), "{text}");
-    let (status, text) = raw.send(Method::POST, "/v1/register", None, br#"{"role":"robot","public_key":"00"}"#.to_vec()).await;
+    let (status, text) =
+        raw.send(Method::POST, "/v1/register", None, br#"{"role":"robot","public_key":"00"}"#.to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_of(&text).contains("robot"), "{text}");
 
@@ -87,7 +103,14 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     assert_eq!(status, StatusCode::OK, "{text}");
     let session: wire::SessionInfo = serde_json::from_str(&text).unwrap();
     let messages = format!("/v1/sessions/{}/messages", session.session);
-    let (status, text) = raw.send(Method::POST, &messages, Some(&identity), br#"{"messages":[{"seq":1,"message":{"type":"Launch","job":"nope"}}]}"#.to_vec()).await;
+    let (status, text) = raw
+        .send(
+            Method::POST,
+            &messages,
+            Some(&identity),
+            br#"{"messages":[{"seq":1,"message":{"type":"Launch","job":"nope"}}]}"#.to_vec(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_of(&text).contains("invalid job id 'nope'"), "{text}");
     let (status, text) = raw.send(Method::POST, &messages, Some(&identity), br#"{"messages":[{"seq":1,"message":{"type":"NodeStatus","state":"active","slots":1,"queue_capacity":1}}]}"#.to_vec()).await;
@@ -97,14 +120,24 @@ async fn bad_requests_get_clear_errors_and_lose_nothing() {
     let theirs = format!("/v1/sessions/{}/messages?after=0", client.session());
     let (status, _) = raw.send(Method::GET, &theirs, Some(&identity), Vec::new()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, text) = raw.send(Method::GET, "/v1/sessions/not-a-session/messages?after=0", Some(&identity), Vec::new()).await;
+    let (status, text) =
+        raw.send(Method::GET, "/v1/sessions/not-a-session/messages?after=0", Some(&identity), Vec::new()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_of(&text).contains("invalid session id"), "{text}");
-    let (status, text) = raw.send(Method::GET, &format!("/v1/sessions/{}/messages?after=zero", session.session), Some(&identity), Vec::new()).await;
+    let (status, text) = raw
+        .send(
+            Method::GET,
+            &format!("/v1/sessions/{}/messages?after=zero", session.session),
+            Some(&identity),
+            Vec::new(),
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
 
     // Unknown job through the REST view, and another client's job.
-    let (status, text) = raw.send(Method::GET, &format!("/v1/jobs/{}", idlegrid_types::JobId::random()), Some(&identity), Vec::new()).await;
+    let (status, text) = raw
+        .send(Method::GET, &format!("/v1/jobs/{}", idlegrid_types::JobId::random()), Some(&identity), Vec::new())
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(error_of(&text).contains("does not exist"), "{text}");
     let (status, _) = raw.send(Method::GET, &format!("/v1/jobs/{job}"), Some(&identity), Vec::new()).await;

@@ -14,7 +14,14 @@ use idlegrid_types::{JobProperties, Role};
 const WAIT: Duration = Duration::from_secs(20);
 
 fn line(level: &str, component: &str, message: &str) -> LogLine {
-    LogLine { time_ms: 1, level: level.into(), component: component.into(), message: message.into(), assignment: None, job: None }
+    LogLine {
+        time_ms: 1,
+        level: level.into(),
+        component: component.into(),
+        message: message.into(),
+        assignment: None,
+        job: None,
+    }
 }
 
 async fn send(transport: &Transport, lines: Vec<LogLine>) -> Result<serde_json::Value, ClientError> {
@@ -35,7 +42,12 @@ async fn lines_from_engines_and_clients_are_filed_filtered_and_bounded() {
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
     let stranger = connect(&url).await;
 
-    send(&engine, vec![line("warn", "idlegrid_engine::cache", "staging failed"), line("error", "idlegrid_engine", "disk full")]).await.unwrap();
+    send(
+        &engine,
+        vec![line("warn", "idlegrid_engine::cache", "staging failed"), line("error", "idlegrid_engine", "disk full")],
+    )
+    .await
+    .unwrap();
     let mut about_job = line("error", "client", "cannot write results");
     about_job.job = Some(job);
     send(client.transport(), vec![about_job.clone()]).await.unwrap();
@@ -64,7 +76,10 @@ async fn lines_from_engines_and_clients_are_filed_filtered_and_bounded() {
 
     // Bounds: a level that is not one, a batch too large, more lines a minute than allowed.
     let refused = send(&engine, vec![line("panic", "x", "y")]).await;
-    assert!(matches!(&refused, Err(ClientError::Api { status: 400, report }) if report.message.contains("log level")), "{refused:?}");
+    assert!(
+        matches!(&refused, Err(ClientError::Api { status: 400, report }) if report.message.contains("log level")),
+        "{refused:?}"
+    );
     let refused = send(&engine, (0..201).map(|i| line("warn", "x", &i.to_string())).collect()).await;
     assert!(matches!(refused, Err(ClientError::Api { status: 413, .. })), "{refused:?}");
     let refused = send(&engine, (0..49).map(|i| line("warn", "x", &i.to_string())).collect()).await;

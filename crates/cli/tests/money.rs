@@ -66,7 +66,8 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
             axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
                 let received = received.clone();
                 async move {
-                    let signature = headers.get("x-idlegrid-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    let signature =
+                        headers.get("x-idlegrid-signature").and_then(|v| v.to_str().ok()).map(str::to_string);
                     received.lock().unwrap().push((body, signature));
                     "ok"
                 }
@@ -78,14 +79,19 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let mut config = server_config(dir.path());
-    config.smtp = Some(idlegrid_server::SmtpConfig { host: "127.0.0.1".into(), port: smtp.port, from: "grid@example.test".into() });
+    config.smtp = Some(idlegrid_server::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        from: "grid@example.test".into(),
+    });
     config.notice_interval = Duration::from_millis(100);
     let server = idlegrid_server::Server::start(config).await.unwrap();
     let _engine = idlegrid_engine::Engine::start(engine_config(&server.url(), dir.path(), "engine")).await.unwrap();
     let client = connect(&server.url()).await;
     client.set_notices(Some(hook), Some("s3cret".into()), Some("owner@example.test".into())).await.unwrap();
     let noop = upload_task(&client, "noop").await;
-    let job = client.create_job(JobProperties { name: "nightly".into(), ..JobProperties::default() }).await.unwrap().job;
+    let job =
+        client.create_job(JobProperties { name: "nightly".into(), ..JobProperties::default() }).await.unwrap().job;
     client.add_tasks(job, (0..3).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
     client.launch(job).await.unwrap();
     run_to_completion(&client, job, Replay::Undelivered).await;
@@ -100,7 +106,11 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
     assert_eq!(notice["job"], job.to_string());
     assert_eq!(notice["succeeded"], 3);
     assert!(notice.get("webhook_secret").is_none(), "the secret is never sent");
-    assert_eq!(signature.as_deref(), Some(idlegrid_server::webhook_signature("s3cret", &body).as_str()), "signed with HMAC-SHA256");
+    assert_eq!(
+        signature.as_deref(),
+        Some(idlegrid_server::webhook_signature("s3cret", &body).as_str()),
+        "signed with HMAC-SHA256"
+    );
     let mail = mails(&smtp.maildir).remove(0);
     assert!(mail.contains("To: owner@example.test") && mail.contains("From: grid@example.test"), "{mail}");
     assert!(mail.contains("nightly") && mail.contains("completed"), "{mail}");
@@ -120,7 +130,16 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
         command
             .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data"])
             .arg(data)
-            .args(["--engine-silence-secs", "30", "--maintenance-secs", "0.2", "--billing-increment-secs", "3", "--log", "warn"])
+            .args([
+                "--engine-silence-secs",
+                "30",
+                "--maintenance-secs",
+                "0.2",
+                "--billing-increment-secs",
+                "3",
+                "--log",
+                "warn",
+            ])
             .args(["--benchmark-interval-secs", "0"]);
         command
     };
@@ -154,11 +173,20 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
     // Two more increments pass: nothing is charged again.
     tokio::time::sleep(Duration::from_millis(6500)).await;
     assert_eq!(-client.account().await.unwrap().balance_micros, charged, "charged once");
-    let engine_identity = idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("engine/identity.key")).unwrap();
+    let engine_identity =
+        idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("engine/identity.key")).unwrap();
     let transport = transport(&url, engine_identity, idlegrid_types::Role::Provider).await;
-    let earned: idlegrid_protocol::messages::AccountInfo = transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
-    assert!(earned.balance_micros > 0 && earned.balance_micros < charged, "the provider was paid, the platform kept a margin: {earned:?}");
-    let csv = client.transport().call_text(reqwest::Method::GET, "/v1/account/statement?period=whole&format=csv", Duration::from_secs(10)).await.unwrap();
+    let earned: idlegrid_protocol::messages::AccountInfo =
+        transport.call::<(), _>(reqwest::Method::GET, "/v1/account", None, Duration::from_secs(10)).await.unwrap();
+    assert!(
+        earned.balance_micros > 0 && earned.balance_micros < charged,
+        "the provider was paid, the platform kept a margin: {earned:?}"
+    );
+    let csv = client
+        .transport()
+        .call_text(reqwest::Method::GET, "/v1/account/statement?period=whole&format=csv", Duration::from_secs(10))
+        .await
+        .unwrap();
     assert!(csv.starts_with("period_start,period_end,job,purpose,transfers,amount"), "{csv}");
     assert!(csv.contains(&job.to_string()), "{csv}");
     engine.shutdown().await;
@@ -167,7 +195,8 @@ async fn a_server_killed_between_journaling_and_billing_bills_everything_once() 
 
 #[test]
 fn the_shipped_pricing_file_holds_the_defaults_and_a_bad_one_stops_the_server() {
-    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/pricing.toml")).unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../packaging/pricing.toml")).unwrap();
     let parsed: idlegrid_ledger::PricingConfig = toml::from_str(&shipped).unwrap();
     assert_eq!(parsed, idlegrid_ledger::PricingConfig::default(), "packaging/pricing.toml documents the defaults");
 

@@ -42,7 +42,13 @@ async fn ops_status_shows_every_instance_and_metrics_count_the_work() {
     let client = connect(&url).await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let specs = (0..12).map(|i| TaskSpec { index: i, executable: noop.hash, data: BTreeMap::new(), params: vec![b'x'], priority: None });
+    let specs = (0..12).map(|i| TaskSpec {
+        index: i,
+        executable: noop.hash,
+        data: BTreeMap::new(),
+        params: vec![b'x'],
+        priority: None,
+    });
     client.add_tasks(job, specs).await.unwrap();
     client.launch(job).await.unwrap();
     run_to_completion(&client, job, Replay::Undelivered).await;
@@ -64,7 +70,9 @@ async fn ops_status_shows_every_instance_and_metrics_count_the_work() {
     let output = idlegrid(&home, &url, &ca, &["ops", "status", "--instance", &dead]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    let line = |name: &str| stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{stdout}")).to_string();
+    let line = |name: &str| {
+        stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in\n{stdout}")).to_string()
+    };
     let concluded: Vec<String> = line("tasks_concluded_total").split_whitespace().map(str::to_string).collect();
     assert_eq!(concluded[1..], ["12".to_string(), "DOWN".to_string()], "{stdout}");
     assert!(line("store").contains("sqlite"), "{stdout}");
@@ -72,7 +80,8 @@ async fn ops_status_shows_every_instance_and_metrics_count_the_work() {
     assert!(stdout.contains(&format!("{dead}: ")), "the dead instance's error is named:\n{stdout}");
 
     // Only operators see it.
-    let refused = client.transport().call_text(reqwest::Method::GET, "/v1/ops/status", std::time::Duration::from_secs(10)).await;
+    let refused =
+        client.transport().call_text(reqwest::Method::GET, "/v1/ops/status", std::time::Duration::from_secs(10)).await;
     assert!(matches!(refused, Err(idlegrid_client::ClientError::Api { status: 403, .. })), "{refused:?}");
     engine.shutdown().await;
     server.shutdown().await;

@@ -29,7 +29,8 @@ fn task_thread_jiffies(engine_id: &str) -> u64 {
         if comm.starts_with(&prefix) {
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             if let Some(close) = stat.rfind(')') {
-                let fields: Vec<u64> = stat[close + 1..].split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
+                let fields: Vec<u64> =
+                    stat[close + 1..].split_whitespace().skip(11).take(2).filter_map(|f| f.parse().ok()).collect();
                 total += fields.iter().sum::<u64>();
             }
         }
@@ -73,8 +74,18 @@ async fn owner_activity_pauses_a_task_which_resumes_and_computes_the_same_result
     let result = client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap();
     let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
     let module = sandbox.compile(&example_task_bytes("pi")).unwrap();
-    let straight = sandbox.run(&module, TaskInput { params: params.as_bytes().to_vec(), ..TaskInput::default() }, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
-    assert_eq!(straight.outcome, idlegrid_sandbox::TaskOutcome::Succeeded(result), "the interrupted run computed what an uninterrupted one does");
+    let straight = sandbox.run(
+        &module,
+        TaskInput { params: params.as_bytes().to_vec(), ..TaskInput::default() },
+        &TaskLimits::default(),
+        &TaskControl::new(),
+        Box::new(NoEvents),
+    );
+    assert_eq!(
+        straight.outcome,
+        idlegrid_sandbox::TaskOutcome::Succeeded(result),
+        "the interrupted run computed what an uninterrupted one does"
+    );
     assert_eq!(finals[0].attempts, 1);
     engine.shutdown().await;
 }
@@ -87,7 +98,10 @@ async fn a_task_of_higher_priority_preempts_a_running_one_and_both_finish() {
     let client = connect(&server.url()).await;
     let misbehave = upload_task(&client, "misbehave").await;
     let low = client.create_job(JobProperties { priority: 0, ..JobProperties::default() }).await.unwrap().job;
-    client.add_tasks(low, vec![spec(0, misbehave.hash, "mode=stop-aware target=2500 every=25 report=1")]).await.unwrap();
+    client
+        .add_tasks(low, vec![spec(0, misbehave.hash, "mode=stop-aware target=2500 every=25 report=1")])
+        .await
+        .unwrap();
     client.launch(low).await.unwrap();
     wait_for("the low task to run", || engine.status().tasks.iter().any(|t| t.state == "running")).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -121,7 +135,8 @@ async fn nothing_runs_outside_the_allowed_hours() {
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
     client.add_tasks(job, (0..3).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
     client.launch(job).await.unwrap();
-    wait_for("the tasks to be staged", || engine.status().tasks.iter().filter(|t| t.state == "prepared").count() == 3).await;
+    wait_for("the tasks to be staged", || engine.status().tasks.iter().filter(|t| t.state == "prepared").count() == 3)
+        .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(engine.stats().tasks_succeeded, 0, "nothing ran at noon");
     let status = engine.status();
@@ -152,7 +167,8 @@ async fn a_disk_budget_smaller_than_an_element_is_never_exceeded_and_the_reason_
     let failure = finals[0].failure.clone().expect("the task could not run here");
     assert_eq!(failure.kind, FailureKind::AttemptsExhausted);
     assert!(failure.message.contains("disk budget"), "{}", failure.message);
-    let on_disk: u64 = std::fs::read_dir(engine_dir.join("elements")).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
+    let on_disk: u64 =
+        std::fs::read_dir(engine_dir.join("elements")).unwrap().flatten().map(|e| e.metadata().unwrap().len()).sum();
     assert!(on_disk <= 1 << 20, "the engine wrote {on_disk} bytes of elements");
     let status = engine.status();
     assert!(status.disk.used <= status.disk.max);
@@ -230,11 +246,24 @@ async fn the_status_page_in_headless_chromium_shows_a_running_task() {
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
     client.add_tasks(job, vec![spec(0, misbehave.hash, "mode=stop-aware target=20000 every=20")]).await.unwrap();
     client.launch(job).await.unwrap();
-    wait_for("the task to report progress", || engine.status().tasks.iter().any(|t| t.state == "running" && t.progress > 0.0)).await;
+    wait_for("the task to report progress", || {
+        engine.status().tasks.iter().any(|t| t.state == "running" && t.progress > 0.0)
+    })
+    .await;
     let addr = engine.status_addr().unwrap();
     let profile = tempfile::tempdir().unwrap();
     let output = tokio::process::Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--dump-dom"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("http://{addr}/"))
         .output()

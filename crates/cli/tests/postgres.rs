@@ -21,7 +21,10 @@ fn fresh_schema(name: &str) -> (String, String) {
     let url = postgres_url();
     let schema = format!("{name}_{}", std::process::id());
     PostgresStore::drop_schema(&url, &schema).unwrap();
-    drop(PostgresStore::connect_in_schema(&url, &schema).expect("PostgreSQL at 127.0.0.1:5432 (database test) is needed"));
+    drop(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .expect("PostgreSQL at 127.0.0.1:5432 (database test) is needed"),
+    );
     let separator = if url.contains('?') { '&' } else { '?' };
     (format!("{url}{separator}options=-csearch_path%3D{schema}"), schema)
 }
@@ -81,7 +84,10 @@ async fn a_server_on_postgres_runs_a_job_and_remembers_it_after_a_restart() {
 }
 
 /// The first client's jobs, asked of the restarted server with the same identity.
-async fn client_jobs_after_restart(url: &str, client: &idlegrid_client::Client) -> Vec<idlegrid_protocol::messages::JobInfo> {
+async fn client_jobs_after_restart(
+    url: &str,
+    client: &idlegrid_client::Client,
+) -> Vec<idlegrid_protocol::messages::JobInfo> {
     let reconnected = idlegrid_client::Client::connect_with(
         endpoint(url).await,
         client.transport().identity().clone(),

@@ -92,7 +92,13 @@ async fn a_server_keeps_its_elements_in_s3_and_runs_a_job_from_them() {
     let text = "one two three\nfour five\n".repeat(50_000); // 1.2 MB
     let chunk = client.upload(text.into_bytes(), ElementKind::Data, "chunk.txt").await.unwrap();
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let spec = TaskSpec { index: 0, executable: wordcount.hash, data: BTreeMap::from([("text".to_string(), chunk.hash)]), params: vec![], priority: None };
+    let spec = TaskSpec {
+        index: 0,
+        executable: wordcount.hash,
+        data: BTreeMap::from([("text".to_string(), chunk.hash)]),
+        params: vec![],
+        priority: None,
+    };
     client.add_tasks(job, vec![spec]).await.unwrap();
     client.launch(job).await.unwrap();
     let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;
@@ -100,7 +106,12 @@ async fn a_server_keeps_its_elements_in_s3_and_runs_a_job_from_them() {
     assert!(result.contains("250000"), "five words on each of 50,000 lines: {result}");
 
     // The bytes are in the bucket, under the prefix, and not in the data folder.
-    let listing = reqwest::get(format!("{}/platform?list-type=2&prefix=idlegrid/", s3.endpoint)).await.unwrap().text().await.unwrap();
+    let listing = reqwest::get(format!("{}/platform?list-type=2&prefix=idlegrid/", s3.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(listing.contains(&chunk.hash.to_string()), "{listing}");
     assert!(listing.contains(&wordcount.hash.to_string()), "{listing}");
     assert!(!data.join("elements").exists() || std::fs::read_dir(data.join("elements")).unwrap().next().is_none());

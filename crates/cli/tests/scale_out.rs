@@ -46,7 +46,10 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     let url = postgres_url();
     let schema = format!("scale_out_{}", std::process::id());
     PostgresStore::drop_schema(&url, &schema).unwrap();
-    drop(PostgresStore::connect_in_schema(&url, &schema).expect("PostgreSQL at 127.0.0.1:5432 (database test) is needed"));
+    drop(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .expect("PostgreSQL at 127.0.0.1:5432 (database test) is needed"),
+    );
     let database = format!("{url}?options=-csearch_path%3D{schema}");
 
     let dir = tempfile::tempdir().unwrap();
@@ -54,12 +57,14 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     let authority = idlegrid_pki::Authority::load_or_create(&ca_dir, "scale-out test").unwrap();
     let shared = dir.path().join("shared"); // the element folder every instance uses
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut instances: Vec<Process> = ports.iter().map(|&port| spawn_instance(port, &shared, &database, &ca_dir)).collect();
+    let mut instances: Vec<Process> =
+        ports.iter().map(|&port| spawn_instance(port, &shared, &database, &ca_dir)).collect();
     let urls: Vec<String> = ports.iter().map(|port| format!("https://127.0.0.1:{port}")).collect();
     for url in &urls {
         wait_healthy(url).await;
     }
-    let trusted = |url: &str| idlegrid_client::Endpoint::new(url).with_trust(ServerTrust::Ca(authority.cert_pem().to_string()));
+    let trusted =
+        |url: &str| idlegrid_client::Endpoint::new(url).with_trust(ServerTrust::Ca(authority.cert_pem().to_string()));
 
     // Two engines on each instance, which know the others as alternates; the client on the first.
     let mut engines = Vec::new();
@@ -76,7 +81,9 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     let mut channel = idlegrid_client::ChannelConfig::default();
     channel.poll_wait = Duration::from_secs(5);
     channel.backoff_max = Duration::from_millis(500);
-    let client = idlegrid_client::Client::connect_with(trusted(&urls[0]), Identity::generate(), "scale-out", channel).await.unwrap();
+    let client = idlegrid_client::Client::connect_with(trusted(&urls[0]), Identity::generate(), "scale-out", channel)
+        .await
+        .unwrap();
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
     let specs = (0..total).map(|i| TaskSpec {
@@ -94,7 +101,9 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
     let mut killed = false;
     let mut restarted = false;
     // Tasks finished by the killed instance's engines (2 and 3 of the list) at the kill.
-    let of_killed = |engines: &Vec<idlegrid_engine::EngineHandle>| engines[2].status().tasks_succeeded + engines[3].status().tasks_succeeded;
+    let of_killed = |engines: &Vec<idlegrid_engine::EngineHandle>| {
+        engines[2].status().tasks_succeeded + engines[3].status().tasks_succeeded
+    };
     let mut at_kill = 0;
     let mut at_restart = 0;
     let info = tokio::time::timeout(PATIENCE * 3, async {
@@ -103,7 +112,12 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
                 JobEvent::Task(report) if report.state.is_final() => {
                     let result = report.result.as_ref().expect("a result");
                     let bytes = client.fetch(result).await.unwrap();
-                    assert_eq!(bytes, report.task.to_string().into_bytes(), "task {} returned another task's result", report.task);
+                    assert_eq!(
+                        bytes,
+                        report.task.to_string().into_bytes(),
+                        "task {} returned another task's result",
+                        report.task
+                    );
                     *seen.entry(report.task).or_default() += 1;
                     if !killed && seen.len() as u64 >= total / 4 {
                         instances[1].kill9();

@@ -112,7 +112,10 @@ fn with_secret_sections(module: &[u8], secrets: &[String]) -> Vec<u8> {
     out.extend_from_slice(&module[first_end..]);
     out.extend(name_section(&format!("secret-project-alpha {text}")));
     out.extend(custom_section("producers", format!("processed-by {text}").as_bytes()));
-    out.extend(custom_section(".debug_str", format!("/home/client/secret-project-alpha/src/main.rs {text}").as_bytes()));
+    out.extend(custom_section(
+        ".debug_str",
+        format!("/home/client/secret-project-alpha/src/main.rs {text}").as_bytes(),
+    ));
     out
 }
 
@@ -185,7 +188,8 @@ impl Secrets {
     /// A UUID (job, session) in every textual form, and its raw bytes.
     fn add_uuid(&mut self, label: &str, uuid: &[u8; 16]) {
         let simple = hex_of(uuid);
-        let hyphenated = format!("{}-{}-{}-{}-{}", &simple[..8], &simple[8..12], &simple[12..16], &simple[16..20], &simple[20..]);
+        let hyphenated =
+            format!("{}-{}-{}-{}-{}", &simple[..8], &simple[8..12], &simple[12..16], &simple[16..20], &simple[20..]);
         self.add_text(&format!("{label} (hyphenated)"), hyphenated);
         self.add_text(&format!("{label} (simple hex)"), simple);
         self.add_text(&format!("{label} (decimal)"), u128::from_be_bytes(*uuid).to_string());
@@ -245,9 +249,11 @@ fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
 
 /// Everything the engine got in one answer: headers, the body as sent, and as read.
 fn received(exchange: &Exchange) -> Vec<(&'static str, Vec<u8>)> {
-    let headers: Vec<u8> = exchange.response_headers.iter().flat_map(|(n, v)| [n.as_bytes(), b": ", v, b"\n"].concat()).collect();
+    let headers: Vec<u8> =
+        exchange.response_headers.iter().flat_map(|(n, v)| [n.as_bytes(), b": ", v, b"\n"].concat()).collect();
     let mut parts = vec![("headers", headers), ("body", exchange.response_body.to_vec())];
-    let content = exchange.response_content().unwrap_or_else(|e| panic!("{} {}: {e}", exchange.method, exchange.path_and_query));
+    let content =
+        exchange.response_content().unwrap_or_else(|e| panic!("{} {}: {e}", exchange.method, exchange.path_and_query));
     if content != exchange.response_body {
         parts.push(("decoded body", content));
     }
@@ -271,7 +277,8 @@ fn the_search_finds_what_it_looks_for() {
     assert!(secrets.found_in(job.to_string().as_bytes()).contains("job id (hyphenated)"), "IDs travel hyphenated");
     let upper = format!("{{\"job\":\"{}\"}}", job.to_string().to_uppercase());
     assert_eq!(secrets.found_in(upper.as_bytes()), BTreeSet::from(["job id (hyphenated)".to_string()]));
-    let hidden = format!("{{\"params\":\"{}\"}}", base64_encode(&[b"xy".as_slice(), job.as_uuid().as_bytes(), b"z"].concat()));
+    let hidden =
+        format!("{{\"params\":\"{}\"}}", base64_encode(&[b"xy".as_slice(), job.as_uuid().as_bytes(), b"z"].concat()));
     assert!(secrets.found_in(hidden.as_bytes()).contains("job id (raw bytes) (in a base64 field)"), "{hidden}");
     let named = format!("GET /x?name={}", JOB_NAME.replace(' ', "%20").to_lowercase());
     assert!(secrets.found_in(named.as_bytes()).contains("job name (percent-encoded)"));
@@ -308,7 +315,13 @@ async fn an_engine_receives_no_client_job_or_file_name_and_no_custom_section() {
     let pi = example_task_bytes("pi");
     let injected = with_secret_sections(
         &pi,
-        &[client_id.to_string(), hex_of(&client_key), CLIENT_NAME.to_string(), JOB_NAME.to_string(), EXECUTABLE_FILE.to_string()],
+        &[
+            client_id.to_string(),
+            hex_of(&client_key),
+            CLIENT_NAME.to_string(),
+            JOB_NAME.to_string(),
+            EXECUTABLE_FILE.to_string(),
+        ],
     );
     assert_eq!(sections(&injected).iter().filter(|(id, _, _)| *id == 0).count(), 4);
     let executable_path = dir.path().join(EXECUTABLE_FILE);
@@ -319,7 +332,8 @@ async fn an_engine_receives_no_client_job_or_file_name_and_no_custom_section() {
     std::fs::write(&data_path, b"12,34\n56,78\n").unwrap();
     let data = client.upload_file(&data_path, ElementKind::Data).await.unwrap();
 
-    let info = client.create_job(JobProperties { name: JOB_NAME.to_string(), ..JobProperties::default() }).await.unwrap();
+    let info =
+        client.create_job(JobProperties { name: JOB_NAME.to_string(), ..JobProperties::default() }).await.unwrap();
     let job = info.job;
     assert_eq!(info.properties.name, JOB_NAME);
     let specs = (0..TASKS).map(|i| TaskSpec {
@@ -350,14 +364,19 @@ async fn an_engine_receives_no_client_job_or_file_name_and_no_custom_section() {
             continue;
         }
         let content = exchange.response_content().unwrap();
-        let reply: PollReply<ServerToProvider> = serde_json::from_slice(&content).expect("a poll reply of provider messages");
+        let reply: PollReply<ServerToProvider> =
+            serde_json::from_slice(&content).expect("a poll reply of provider messages");
         for envelope in reply.messages {
             if let ServerToProvider::Task(assignment) = envelope.message {
                 assignments.insert(assignment.assignment, assignment);
             }
         }
     }
-    assert!(assignments.len() as u64 >= TASKS, "the recording holds every assignment: {} of {TASKS}", assignments.len());
+    assert!(
+        assignments.len() as u64 >= TASKS,
+        "the recording holds every assignment: {} of {TASKS}",
+        assignments.len()
+    );
     for assignment in assignments.values() {
         assert_eq!(assignment.executable.hash, executable.hash);
         assert_eq!(assignment.data.get("input").map(|e| e.hash), Some(data.hash));
@@ -365,7 +384,9 @@ async fn an_engine_receives_no_client_job_or_file_name_and_no_custom_section() {
     let downloads = |hash: ElementHash| -> Vec<Vec<u8>> {
         recorded
             .iter()
-            .filter(|e| e.method == "GET" && e.path_and_query.starts_with(&format!("/v1/elements/{hash}")) && e.status == 200)
+            .filter(|e| {
+                e.method == "GET" && e.path_and_query.starts_with(&format!("/v1/elements/{hash}")) && e.status == 200
+            })
             .map(|e| e.response_content().unwrap())
             .collect()
     };
@@ -407,7 +428,10 @@ async fn an_engine_receives_no_client_job_or_file_name_and_no_custom_section() {
     for exchange in &recorded {
         for (part, bytes) in received(exchange) {
             for secret in secrets.found_in(&bytes) {
-                leaks.push(format!("{secret} in the {part} of the answer to {} {}", exchange.method, exchange.path_and_query));
+                leaks.push(format!(
+                    "{secret} in the {part} of the answer to {} {}",
+                    exchange.method, exchange.path_and_query
+                ));
             }
         }
     }

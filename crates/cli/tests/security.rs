@@ -39,7 +39,13 @@ fn http_with(ca: &str, certificate: Option<(&str, &Identity)>) -> reqwest::Clien
     reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap()
 }
 
-fn signed(http: &reqwest::Client, url: &str, identity: &Identity, method: Method, path: &str) -> reqwest::RequestBuilder {
+fn signed(
+    http: &reqwest::Client,
+    url: &str,
+    identity: &Identity,
+    method: Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
     let headers = identity.sign(method.as_str(), path, now_ms(), &idlegrid_protocol::auth::body_hash(b""));
     http.request(method, format!("{url}{path}"))
         .header(idlegrid_protocol::wire::HEADER_ID, headers.id)
@@ -58,7 +64,10 @@ async fn requests_without_the_certificate_issued_at_registration_are_refused() {
     let ca = server.ca_pem().unwrap().to_string();
     let identity = Identity::generate();
     let registered = transport(&url, identity.clone(), Role::Client).await;
-    registered.call::<(), Vec<idlegrid_protocol::messages::JobInfo>>(Method::GET, "/v1/jobs", None, WAIT).await.expect("with its certificate");
+    registered
+        .call::<(), Vec<idlegrid_protocol::messages::JobInfo>>(Method::GET, "/v1/jobs", None, WAIT)
+        .await
+        .expect("with its certificate");
 
     // Properly signed, but no client certificate: refused with the way to get one.
     let bare = http_with(&ca, None);
@@ -73,7 +82,10 @@ async fn requests_without_the_certificate_issued_at_registration_are_refused() {
     let csr = idlegrid_pki::party_request(&identity.private_key_pkcs8_der()).unwrap();
     let forged = impostor_ca.issue_party(&csr, &identity.public_key(), std::time::SystemTime::now()).unwrap();
     let forged_client = http_with(&ca, Some((&forged, &identity)));
-    let error = signed(&forged_client, &url, &identity, Method::GET, "/v1/jobs").send().await.expect_err("the handshake is refused");
+    let error = signed(&forged_client, &url, &identity, Method::GET, "/v1/jobs")
+        .send()
+        .await
+        .expect_err("the handshake is refused");
     assert!(error.is_connect() || error.is_request(), "{error:?}");
 
     // A genuine certificate of party A, with requests signed by party B: refused.
@@ -100,7 +112,8 @@ async fn requests_without_the_certificate_issued_at_registration_are_refused() {
 async fn a_party_that_pinned_another_ca_refuses_the_server() {
     let (_dir, server) = server_with_operator(&Identity::generate()).await;
     let other_ca = idlegrid_pki::Authority::generate("someone else").unwrap();
-    let endpoint = idlegrid_client::Endpoint::new(&server.url()).with_trust(idlegrid_client::ServerTrust::Ca(other_ca.cert_pem().to_string()));
+    let endpoint = idlegrid_client::Endpoint::new(&server.url())
+        .with_trust(idlegrid_client::ServerTrust::Ca(other_ca.cert_pem().to_string()));
     let transport = Transport::new(endpoint, Identity::generate()).unwrap();
     let error = transport.register(Role::Client, "wary").await.expect_err("an impostor server is refused");
     assert!(matches!(error, ClientError::Untrusted(_)), "{error:?}");
@@ -119,7 +132,10 @@ async fn attempt(transport: &Transport, method: &str, path: &str) -> (u16, bool)
         }
         "GET" => transport.call_text(Method::GET, path, WAIT).await.map(|_| ()),
         "DELETE" => transport.call_empty(Method::DELETE, path, WAIT).await,
-        "POST" => transport.call::<serde_json::Value, serde_json::Value>(Method::POST, path, Some(&serde_json::json!({})), WAIT).await.map(|_| ()),
+        "POST" => transport
+            .call::<serde_json::Value, serde_json::Value>(Method::POST, path, Some(&serde_json::json!({})), WAIT)
+            .await
+            .map(|_| ()),
         other => panic!("no way to call {other}"),
     };
     match result {
@@ -144,7 +160,11 @@ async fn the_access_table_holds_row_by_row_for_every_role() {
     let (_dir, server) = server_with_operator(&operator).await;
     let url = server.url();
     let mut parties = Vec::new();
-    for (role, identity) in [(Role::Client, Identity::generate()), (Role::Provider, Identity::generate()), (Role::Operator, operator.clone())] {
+    for (role, identity) in [
+        (Role::Client, Identity::generate()),
+        (Role::Provider, Identity::generate()),
+        (Role::Operator, operator.clone()),
+    ] {
         parties.push((role, transport(&url, identity, role).await));
     }
     let stranger = Transport::new(endpoint(&url).await, Identity::generate()).unwrap();
@@ -176,7 +196,12 @@ async fn the_access_table_holds_row_by_row_for_every_role() {
         // An unregistered key is stopped before any role is looked at.
         if matches!(rule.callers, Callers::Roles(_)) && rule.method != "PUT" {
             let (status, _) = attempt(&stranger, rule.method, &path).await;
-            assert!(status == 401 || status == 404 && rule.method == "HEAD", "{} {} as a stranger: {status}", rule.method, rule.path);
+            assert!(
+                status == 401 || status == 404 && rule.method == "HEAD",
+                "{} {} as a stranger: {status}",
+                rule.method,
+                rule.path
+            );
         }
     }
     assert_eq!(checked, RULES.len() * 3);
@@ -271,7 +296,8 @@ async fn a_revoked_engine_loses_its_task_gets_no_more_work_and_cannot_come_back(
     let as_doomed = Transport::new(endpoint(&url).await, doomed_identity).unwrap();
     let error = as_doomed.register(Role::Provider, "doomed").await.expect_err("cannot register again");
     assert!(error.to_string().contains("revoked"), "{error}");
-    let list: Vec<idlegrid_protocol::wire::RevocationInfo> = ops.call::<(), _>(Method::GET, "/v1/ops/revocations", None, WAIT).await.unwrap();
+    let list: Vec<idlegrid_protocol::wire::RevocationInfo> =
+        ops.call::<(), _>(Method::GET, "/v1/ops/revocations", None, WAIT).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].party, doomed_id);
     assert_eq!(list[0].reason, "forged results");

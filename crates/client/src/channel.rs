@@ -79,11 +79,17 @@ pub struct Channel<Out, In> {
 
 impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
     /// Open a session (or resume `resume` if the server still has it).
-    pub async fn open(transport: Transport, config: ChannelConfig, resume: Option<SessionId>) -> Result<(Self, SessionInfo), ClientError> {
+    pub async fn open(
+        transport: Transport,
+        config: ChannelConfig,
+        resume: Option<SessionId>,
+    ) -> Result<(Self, SessionInfo), ClientError> {
         let request = OpenSessionRequest { resume };
         let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
-        let info: SessionInfo =
-            retry(&connecting, || transport.call(Method::POST, "/v1/sessions", Some(&request), Duration::from_secs(60))).await?;
+        let info: SessionInfo = retry(&connecting, || {
+            transport.call(Method::POST, "/v1/sessions", Some(&request), Duration::from_secs(60))
+        })
+        .await?;
         Ok((Self::from_info(transport, config, &info), info))
     }
 
@@ -94,7 +100,11 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
             config,
             session: info.session,
             next_seq: tokio::sync::Mutex::new(info.inbound_acked + 1),
-            recv: Mutex::new(RecvState { received: info.outbound_acked, unreleased: BTreeSet::new(), acked_sent: info.outbound_acked }),
+            recv: Mutex::new(RecvState {
+                received: info.outbound_acked,
+                unreleased: BTreeSet::new(),
+                acked_sent: info.outbound_acked,
+            }),
             received_tx,
             _messages: PhantomData,
         }
@@ -133,7 +143,8 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
             let body = PostBatch { ack: None, messages: batch };
             let path = format!("/v1/sessions/{}/messages", self.session);
             let reply: PostReply =
-                retry(&self.config, || self.transport.call(Method::POST, &path, Some(&body), Duration::from_secs(120))).await?;
+                retry(&self.config, || self.transport.call(Method::POST, &path, Some(&body), Duration::from_secs(120)))
+                    .await?;
             if reply.inbound_acked < last_seq {
                 return Err(ClientError::Protocol(format!(
                     "the server processed messages up to {} of {last_seq}: the session is out of sync, open a new one",
@@ -202,7 +213,8 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         };
         let wait_ms = wait.as_millis().min(limits::POLL_WAIT_MS_MAX as u128) as u64;
         let path = format!("/v1/sessions/{}/messages?after={after}&ack={ack}&wait_ms={wait_ms}", self.session);
-        let reply: PollReply<In> = self.transport.call::<(), _>(Method::GET, &path, None, wait + Duration::from_secs(30)).await?;
+        let reply: PollReply<In> =
+            self.transport.call::<(), _>(Method::GET, &path, None, wait + Duration::from_secs(30)).await?;
         let mut fresh = Vec::with_capacity(reply.messages.len());
         {
             let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
@@ -240,7 +252,8 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         let (after, ack) = (self.received(), self.ack_position());
         let path = format!("/v1/sessions/{}/messages?after={after}&ack={ack}&wait_ms=0&max=1", self.session);
         // Messages in the answer are ignored here: they come again on the next poll.
-        let _: PollReply<serde_json::Value> = self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30)).await?;
+        let _: PollReply<serde_json::Value> =
+            self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30)).await?;
         let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
         recv.acked_sent = recv.acked_sent.max(ack);
         Ok(())
@@ -252,7 +265,9 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
     pub async fn reset(&self) -> Result<SessionInfo, ClientError> {
         let mut next_seq = self.next_seq.lock().await;
         let path = format!("/v1/sessions/{}/reset", self.session);
-        let info: SessionInfo = retry(&self.config, || self.transport.call::<(), _>(Method::POST, &path, None, Duration::from_secs(60))).await?;
+        let info: SessionInfo =
+            retry(&self.config, || self.transport.call::<(), _>(Method::POST, &path, None, Duration::from_secs(60)))
+                .await?;
         *next_seq = info.inbound_acked + 1;
         let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
         recv.received = info.outbound_acked;
@@ -265,7 +280,9 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
     /// Close the session on the server.
     pub async fn close(&self) -> Result<(), ClientError> {
         let _ = self.flush_acks().await;
-        self.transport.call_empty(Method::DELETE, &format!("/v1/sessions/{}", self.session), Duration::from_secs(10)).await
+        self.transport
+            .call_empty(Method::DELETE, &format!("/v1/sessions/{}", self.session), Duration::from_secs(10))
+            .await
     }
 }
 

@@ -62,11 +62,20 @@ pub enum JobEvent {
 
 impl Client {
     /// Register `identity` as a client (harmless if done before) and open a session.
-    pub async fn connect(server: impl Into<crate::Endpoint>, identity: Identity, name: &str) -> Result<Client, ClientError> {
+    pub async fn connect(
+        server: impl Into<crate::Endpoint>,
+        identity: Identity,
+        name: &str,
+    ) -> Result<Client, ClientError> {
         Self::connect_with(server, identity, name, ChannelConfig::default()).await
     }
 
-    pub async fn connect_with(server: impl Into<crate::Endpoint>, identity: Identity, name: &str, config: ChannelConfig) -> Result<Client, ClientError> {
+    pub async fn connect_with(
+        server: impl Into<crate::Endpoint>,
+        identity: Identity,
+        name: &str,
+        config: ChannelConfig,
+    ) -> Result<Client, ClientError> {
         let transport = Transport::new(server, identity)?;
         let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
         crate::channel::retry(&connecting, || transport.register(Role::Client, name)).await?;
@@ -135,7 +144,12 @@ impl Client {
 
     /// Upload bytes as an element (once: the server deduplicates by content). An executable
     /// is stripped of its custom sections first (P6.3): use the returned hash in task specs.
-    pub async fn upload(&self, bytes: impl Into<Bytes>, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
+    pub async fn upload(
+        &self,
+        bytes: impl Into<Bytes>,
+        kind: ElementKind,
+        name: &str,
+    ) -> Result<ElementRef, ClientError> {
         self.transport().upload(bytes.into(), kind, name).await
     }
 
@@ -219,7 +233,11 @@ impl Client {
 
     /// Why a task of a job waits (the given one, or the job's first waiting one): for a job
     /// that asks for a virtual cluster, each requirement and the engines it rules out.
-    pub async fn explain(&self, job: JobId, task: Option<TaskIndex>) -> Result<idlegrid_protocol::messages::JobExplanation, ClientError> {
+    pub async fn explain(
+        &self,
+        job: JobId,
+        task: Option<TaskIndex>,
+    ) -> Result<idlegrid_protocol::messages::JobExplanation, ClientError> {
         let answers = self.request(vec![ClientToServer::ExplainJob { job, task }]).await?;
         answers
             .into_iter()
@@ -297,11 +315,18 @@ impl Client {
     }
 
     /// Report a payment into this client's account (`reference` makes a retry count once).
-    pub async fn deposit(&self, amount_micros: i64, reference: &str) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
+    pub async fn deposit(
+        &self,
+        amount_micros: i64,
+        reference: &str,
+    ) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
         self.account_reply(ClientToServer::Deposit { amount_micros, reference: reference.to_string() }).await
     }
 
-    async fn account_reply(&self, message: ClientToServer) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
+    async fn account_reply(
+        &self,
+        message: ClientToServer,
+    ) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
         self.request(vec![message])
             .await?
             .into_iter()
@@ -313,7 +338,12 @@ impl Client {
     }
 
     /// Where notices of this client's jobs go (webhook with an HMAC secret, e-mail).
-    pub async fn set_notices(&self, webhook_url: Option<String>, webhook_secret: Option<String>, email: Option<String>) -> Result<(), ClientError> {
+    pub async fn set_notices(
+        &self,
+        webhook_url: Option<String>,
+        webhook_secret: Option<String>,
+        email: Option<String>,
+    ) -> Result<(), ClientError> {
         self.request(vec![ClientToServer::SetNotices { webhook_url, webhook_secret, email }]).await.map(|_| ())
     }
 

@@ -66,8 +66,11 @@ impl Endpoint {
 
     /// Host and port of the URL.
     pub fn host_port(&self) -> Result<(String, u16), ClientError> {
-        let url = reqwest::Url::parse(&self.url).map_err(|e| ClientError::Protocol(format!("server address '{}': {e}", self.url)))?;
-        let host = url.host_str().ok_or_else(|| ClientError::Protocol(format!("server address '{}' has no host", self.url)))?;
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| ClientError::Protocol(format!("server address '{}': {e}", self.url)))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| ClientError::Protocol(format!("server address '{}' has no host", self.url)))?;
         let port = url.port_or_known_default().unwrap_or(443);
         Ok((host.to_string(), port))
     }
@@ -75,17 +78,23 @@ impl Endpoint {
     /// A file name for things kept per server (a pinned CA), from host and port.
     pub fn file_stem(&self) -> String {
         let (host, port) = self.host_port().unwrap_or_else(|_| ("server".into(), 0));
-        let host: String = host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let host: String =
+            host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
         format!("{host}_{port}")
     }
 
     pub(crate) fn check(&self) -> Result<(), ClientError> {
         for url in self.urls() {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(ClientError::Protocol(format!("server address '{url}' must start with https:// (or http:// for a development server)")));
+                return Err(ClientError::Protocol(format!(
+                    "server address '{url}' must start with https:// (or http:// for a development server)"
+                )));
             }
             if url.starts_with("https://") != self.is_tls() {
-                return Err(ClientError::Protocol(format!("server addresses mix https:// and http:// ('{url}' and '{}')", self.url)));
+                return Err(ClientError::Protocol(format!(
+                    "server addresses mix https:// and http:// ('{url}' and '{}')",
+                    self.url
+                )));
             }
         }
         if self.is_tls() && self.trust.is_none() {

@@ -17,11 +17,11 @@ mod transport;
 
 pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
-pub use error::ClientError;
 pub use endpoint::{Endpoint, ServerTrust};
+pub use error::ClientError;
+pub use reqwest::Method;
 pub use strip::{InvalidModule, strip_executable};
 pub use transport::Transport;
-pub use reqwest::Method;
 
 pub use idlegrid_protocol as protocol;
 pub use idlegrid_types as types;

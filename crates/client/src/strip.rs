@@ -45,8 +45,8 @@ mod tests {
     use super::*;
     use std::borrow::Cow;
     use wasm_encoder::{
-        CodeSection, ConstExpr, CustomSection, DataSection, ExportKind, ExportSection, Function, FunctionSection, MemorySection,
-        MemoryType, Module, NameMap, NameSection, TypeSection,
+        CodeSection, ConstExpr, CustomSection, DataSection, ExportKind, ExportSection, Function, FunctionSection,
+        MemorySection, MemoryType, Module, NameMap, NameSection, TypeSection,
     };
 
     fn custom(name: &str, data: &[u8]) -> CustomSection<'static> {
@@ -124,10 +124,20 @@ mod tests {
         assert!(after.iter().all(|(id, _, name)| *id != 0 && name.is_none()), "{after:?}");
         let kept: Vec<_> = before.into_iter().filter(|(id, _, _)| *id != 0).collect();
         assert_eq!(after, kept, "every other section, in order, with the same contents");
-        for secret in [&b"secret_function_name"[..], b"secret_module", b"secret-project", b"project alpha", b"rustc", b"bulk-memory"] {
+        for secret in [
+            &b"secret_function_name"[..],
+            b"secret_module",
+            b"secret-project",
+            b"project alpha",
+            b"rustc",
+            b"bulk-memory",
+        ] {
             assert!(!contains(&stripped, secret), "{} survived", String::from_utf8_lossy(secret));
         }
-        assert!(contains(&stripped, b"task data") && contains(&stripped, b"_start"), "data and exports are not custom sections");
+        assert!(
+            contains(&stripped, b"task data") && contains(&stripped, b"_start"),
+            "data and exports are not custom sections"
+        );
     }
 
     #[test]
@@ -140,10 +150,16 @@ mod tests {
                    (call $secret_exit (local.get $secret_local))))"#,
         )
         .unwrap();
-        assert!(sections(&original).iter().any(|(_, _, name)| name.as_deref() == Some("name")), "wat emits a name section");
+        assert!(
+            sections(&original).iter().any(|(_, _, name)| name.as_deref() == Some("name")),
+            "wat emits a name section"
+        );
         let stripped = strip_executable(&original).unwrap();
         assert!(!contains(&stripped, b"secret"), "no name of the text survives");
-        assert!(contains(&stripped, b"proc_exit") && contains(&stripped, b"_start"), "imports and exports are needed to run");
+        assert!(
+            contains(&stripped, b"proc_exit") && contains(&stripped, b"_start"),
+            "imports and exports are needed to run"
+        );
         Validator::new().validate_all(&stripped).unwrap();
     }
 
@@ -174,7 +190,8 @@ mod tests {
 
     #[test]
     fn a_real_example_task_strips_and_still_validates() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/tasks/target/wasm32-wasip1/release/pi.wasm");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/tasks/target/wasm32-wasip1/release/pi.wasm");
         let Ok(original) = std::fs::read(&path) else {
             eprintln!("skipped: {} is not built (cargo xtask build-tasks)", path.display());
             return;
@@ -182,7 +199,10 @@ mod tests {
         // The examples are built with `strip = true`; add what an unstripped build carries.
         let mut unstripped = original.clone();
         wasm_encoder::Section::append_to(&custom("producers", b"\x01\x08language\x01\x04Rust\x00"), &mut unstripped);
-        wasm_encoder::Section::append_to(&custom(".debug_str", b"/home/alice/secret-project/src/main.rs"), &mut unstripped);
+        wasm_encoder::Section::append_to(
+            &custom(".debug_str", b"/home/alice/secret-project/src/main.rs"),
+            &mut unstripped,
+        );
         let stripped = strip_executable(&unstripped).unwrap();
         assert!(sections(&stripped).iter().all(|(id, _, _)| *id != 0));
         let expected: Vec<_> = sections(&original).into_iter().filter(|(id, _, _)| *id != 0).collect();

@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use idlegrid_protocol::auth::{Identity, body_hash};
@@ -87,7 +86,10 @@ fn network(error: reqwest::Error) -> ClientError {
         text.push_str(&cause.to_string());
         // rustls errors arrive wrapped in io::Error, whose source() skips the wrapped error.
         let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-            cause.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            cause
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
         untrusted |= matches!(tls, Some(rustls::Error::InvalidCertificate(_)));
         source = cause.source();
@@ -110,9 +112,9 @@ fn tls_error(error: idlegrid_pki::PkiError) -> ClientError {
 async fn failure(response: reqwest::Response) -> ClientError {
     let status = response.status().as_u16();
     let text = response.text().await.unwrap_or_default();
-    let report = serde_json::from_str::<ErrorBody>(&text)
-        .map(|b| b.error)
-        .unwrap_or_else(|_| ErrorReport::new(ErrorCode::Internal, format!("HTTP {status}: {}", text.chars().take(300).collect::<String>())));
+    let report = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or_else(|_| {
+        ErrorReport::new(ErrorCode::Internal, format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
+    });
     ClientError::Api { status, report }
 }
 
@@ -142,7 +144,9 @@ impl Transport {
             Some(ServerTrust::FirstUse { pin }) => match std::fs::read_to_string(pin) {
                 Ok(pem) => Some(pem),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(ClientError::Io(format!("cannot read the pinned server CA {}: {e}", pin.display()))),
+                Err(e) => {
+                    return Err(ClientError::Io(format!("cannot read the pinned server CA {}: {e}", pin.display())));
+                }
             },
             None => None,
         };
@@ -218,7 +222,9 @@ impl Transport {
             return Err(ClientError::Protocol(format!("no certificate authority to trust for {}", self.base())));
         };
         let (host, port) = self.shared.endpoint.host_port()?;
-        let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10)).await.map_err(|e| ClientError::Network(e.to_string()))?;
+        let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10))
+            .await
+            .map_err(|e| ClientError::Network(e.to_string()))?;
         idlegrid_pki::write_private(pin, pem.as_bytes()).map_err(tls_error)?;
         let fingerprint = idlegrid_pki::pem_fingerprint(&pem).map_err(tls_error)?;
         tracing::warn!(
@@ -235,7 +241,11 @@ impl Transport {
     /// that later requests present.
     pub async fn register(&self, role: Role, name: &str) -> Result<RegisterResponse, ClientError> {
         let tls = self.shared.endpoint.is_tls();
-        let csr = if tls { Some(idlegrid_pki::party_request(&self.identity.private_key_pkcs8_der()).map_err(tls_error)?) } else { None };
+        let csr = if tls {
+            Some(idlegrid_pki::party_request(&self.identity.private_key_pkcs8_der()).map_err(tls_error)?)
+        } else {
+            None
+        };
         let request = RegisterRequest { role, public_key: self.identity.public_key_hex(), name: name.to_string(), csr };
         let http = if tls {
             let ca = self.server_ca().await?;
@@ -245,7 +255,12 @@ impl Transport {
         } else {
             self.http()
         };
-        let response = http.post(format!("{}/v1/register", self.base())).json(&request).send().await.map_err(|e| self.unreachable(e))?;
+        let response = http
+            .post(format!("{}/v1/register", self.base()))
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let registered: RegisterResponse = decode(response).await?;
         if tls {
             let certificate = registered
@@ -256,14 +271,21 @@ impl Transport {
             let ca = self.server_ca().await?;
             let client = tls_client(&ca, Some((certificate, &self.identity.private_key_pkcs8_der())))?;
             *self.shared.http.write().unwrap_or_else(|p| p.into_inner()) = Some(client);
-            *self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()) = Some(Certificate { expires, role, name: name.to_string() });
+            *self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(Certificate { expires, role, name: name.to_string() });
         }
         Ok(registered)
     }
 
     /// Renew the client certificate when it is getting old (long-running engines).
     async fn renew_if_due(&self) {
-        let due = self.shared.certificate.lock().unwrap_or_else(|p| p.into_inner()).clone().filter(|c| renewal_due(c.expires, SystemTime::now()));
+        let due = self
+            .shared
+            .certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|c| renewal_due(c.expires, SystemTime::now()));
         if let Some(certificate) = due
             && let Err(error) = self.register(certificate.role, &certificate.name).await
         {
@@ -293,8 +315,18 @@ impl Transport {
     }
 
     /// A signed request whose answer is text (CSV exports).
-    pub async fn call_text(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<String, ClientError> {
-        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(|e| self.unreachable(e))?;
+    pub async fn call_text(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<String, ClientError> {
+        let response = self
+            .signed(method, path_and_query, &body_hash(b""))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         if !response.status().is_success() {
             return Err(failure(response).await);
         }
@@ -303,7 +335,12 @@ impl Transport {
 
     /// A signed request whose answer has no body.
     pub async fn call_empty(&self, method: Method, path_and_query: &str, timeout: Duration) -> Result<(), ClientError> {
-        let response = self.signed(method, path_and_query, &body_hash(b"")).timeout(timeout).send().await.map_err(|e| self.unreachable(e))?;
+        let response = self
+            .signed(method, path_and_query, &body_hash(b""))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         if response.status().is_success() { Ok(()) } else { Err(failure(response).await) }
     }
 
@@ -311,10 +348,15 @@ impl Transport {
     pub async fn element_size(&self, hash: &ElementHash) -> Result<Option<u64>, ClientError> {
         self.renew_if_due().await;
         let path = format!("/v1/elements/{hash}");
-        let response = self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(|e| self.unreachable(e))?;
+        let response =
+            self.signed(Method::HEAD, &path, &body_hash(b"")).send().await.map_err(|e| self.unreachable(e))?;
         match response.status() {
             StatusCode::OK => {
-                let size = response.headers().get(wire::HEADER_ELEMENT_SIZE).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+                let size = response
+                    .headers()
+                    .get(wire::HEADER_ELEMENT_SIZE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
                 size.map(Some).ok_or_else(|| ClientError::Protocol("the server did not say the element's size".into()))
             }
             StatusCode::NOT_FOUND => Ok(None),
@@ -337,13 +379,23 @@ impl Transport {
     /// Upload exactly these bytes, even as an executable: nothing is stripped or checked.
     /// For tests of the engines' defences against broken modules; [`Transport::upload`] is the
     /// way to ship a task.
-    pub async fn upload_verbatim(&self, bytes: Bytes, kind: ElementKind, name: &str) -> Result<ElementRef, ClientError> {
+    pub async fn upload_verbatim(
+        &self,
+        bytes: Bytes,
+        kind: ElementKind,
+        name: &str,
+    ) -> Result<ElementRef, ClientError> {
         let hash = ElementHash::of(&bytes);
         if let Some(size) = self.element_size(&hash).await? {
             return Ok(ElementRef { hash, size });
         }
         let path = upload_path(&hash, kind, name);
-        let response = self.signed(Method::PUT, &path, &hash.to_string()).body(bytes).send().await.map_err(|e| self.unreachable(e))?;
+        let response = self
+            .signed(Method::PUT, &path, &hash.to_string())
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         decode(response).await
     }
 
@@ -358,7 +410,8 @@ impl Transport {
         if let Some(size) = self.element_size(&hash).await? {
             return Ok(ElementRef { hash, size });
         }
-        let handle = tokio::fs::File::open(file).await.map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+        let handle =
+            tokio::fs::File::open(file).await.map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
         let stream = tokio_util::io::ReaderStream::with_capacity(handle, 256 * 1024);
         let path = upload_path(&hash, kind, name);
         let response = self
@@ -391,9 +444,17 @@ impl Transport {
     }
 
     /// Download a whole element into memory and verify its hash.
-    pub async fn download_bytes(&self, element: &ElementRef, ticket: Option<&str>, limit: u64) -> Result<Vec<u8>, ClientError> {
+    pub async fn download_bytes(
+        &self,
+        element: &ElementRef,
+        ticket: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<u8>, ClientError> {
         if element.size > limit {
-            return Err(ClientError::Protocol(format!("element {} of {} bytes exceeds the limit of {limit}", element.hash, element.size)));
+            return Err(ClientError::Protocol(format!(
+                "element {} of {} bytes exceeds the limit of {limit}",
+                element.hash, element.size
+            )));
         }
         let mut stream = Box::pin(self.download(&element.hash, ticket).await?);
         let mut bytes = Vec::with_capacity(element.size as usize);
@@ -416,19 +477,28 @@ async fn strip(bytes: Bytes, name: &str) -> Result<Bytes, ClientError> {
     let stripped = tokio::task::spawn_blocking(move || crate::strip::strip_executable(&bytes))
         .await
         .map_err(|e| ClientError::Io(format!("stripping the executable failed: {e}")))?;
-    let invalid = |reason: String| ClientError::InvalidExecutable { name: if name.is_empty() { "(unnamed)".into() } else { name.to_string() }, reason };
+    let invalid = |reason: String| ClientError::InvalidExecutable {
+        name: if name.is_empty() { "(unnamed)".into() } else { name.to_string() },
+        reason,
+    };
     stripped.map(Bytes::from).map_err(|e| invalid(e.to_string()))
 }
 
 fn upload_path(hash: &ElementHash, kind: ElementKind, name: &str) -> String {
-    let name: String = name.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let name: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
     format!("/v1/elements/{hash}?kind={}&name={name}", kind.as_str())
 }
 
 /// SHA-256 and size of a file, read in chunks.
 pub async fn hash_file(file: &Path) -> Result<(ElementHash, u64), ClientError> {
     use tokio::io::AsyncReadExt;
-    let mut handle = tokio::fs::File::open(file).await.map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
+    let mut handle =
+        tokio::fs::File::open(file).await.map_err(|e| ClientError::Io(format!("{}: {e}", file.display())))?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 256 * 1024];
     let mut size = 0u64;

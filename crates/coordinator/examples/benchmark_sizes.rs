@@ -10,7 +10,13 @@ fn main() {
     println!("| n | CPU time in the sandbox | GFLOPS | native twin |");
     println!("|---|---|---|---|");
     for n in [256, 384, 512, 640, 768] {
-        let run = sandbox.run(&task, TaskInput { params: params(n, 3), ..TaskInput::default() }, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
+        let run = sandbox.run(
+            &task,
+            TaskInput { params: params(n, 3), ..TaskInput::default() },
+            &TaskLimits::default(),
+            &TaskControl::new(),
+            Box::new(NoEvents),
+        );
         let started = std::time::Instant::now();
         let expected = expected_answer(n, 3);
         let native = started.elapsed();

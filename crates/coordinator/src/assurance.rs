@@ -15,8 +15,9 @@
 use std::collections::BTreeMap;
 
 use idlegrid_assurance::{
-    Action, ByteEquality, Comparison, Decision, DecisionContext, DeferredValidator, ProviderRecord, RandomSource, ResultComparator,
-    Revision, SpotCheckConsequence, SpotCheckOutcome, TaskAssurance, ValidationPolicy, judge_spot_check,
+    Action, ByteEquality, Comparison, Decision, DecisionContext, DeferredValidator, ProviderRecord, RandomSource,
+    ResultComparator, Revision, SpotCheckConsequence, SpotCheckOutcome, TaskAssurance, ValidationPolicy,
+    judge_spot_check,
 };
 use idlegrid_protocol::Payload;
 use idlegrid_store::{JobRow, StoreError, TaskKey, TaskRow, Tx};
@@ -30,10 +31,14 @@ use crate::{Coordinator, Effects};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub(crate) enum ReplicaOutcome {
-    Succeeded { result: Payload },
+    Succeeded {
+        result: Payload,
+    },
     /// A failure that any engine would meet (`FailureKind::is_deterministic`): replicas may
     /// agree that the task fails.
-    Failed { failure: TaskFailureInfo },
+    Failed {
+        failure: TaskFailureInfo,
+    },
 }
 
 impl ReplicaOutcome {
@@ -113,7 +118,8 @@ pub(crate) fn save_record(tx: &mut dyn Tx, provider: &PartyId, record: &Provider
 pub(crate) fn load_assured(tx: &mut dyn Tx, task: TaskKey) -> Result<Option<(AssuredTask, u32)>, StoreError> {
     match tx.task_assurance(task)? {
         Some(row) => {
-            let state = serde_json::from_str(&row.state).map_err(|e| corrupt(&format!("assurance of task {task}"), e))?;
+            let state =
+                serde_json::from_str(&row.state).map_err(|e| corrupt(&format!("assurance of task {task}"), e))?;
             Ok(Some((state, row.replicas_wanted)))
         }
         None => Ok(None),
@@ -150,7 +156,14 @@ impl Coordinator {
     /// The assurance state of a task of an assured job, created (and decided, so that it
     /// wants its first replicas) when the task is placed for the first time. Returns the state
     /// and how many replicas it wants now.
-    pub(crate) fn assured_task(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, now_ms: u64, fx: &mut Effects) -> Result<Option<(AssuredTask, u32)>, StoreError> {
+    pub(crate) fn assured_task(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<Option<(AssuredTask, u32)>, StoreError> {
         if let Some((state, wanted)) = load_assured(tx, task.key)? {
             if wanted > 0 || task.state != TaskState::Queued {
                 return Ok(Some((state, wanted)));
@@ -166,7 +179,16 @@ impl Coordinator {
 
     /// A replica was placed on `provider`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn replica_placed(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, assignment: AssignmentId, provider: &PartyId, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn replica_placed(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        assignment: AssignmentId,
+        provider: &PartyId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         let Some((mut state, _)) = load_assured(tx, task.key)? else { return Ok(()) };
         state.assurance.replica_launched(assignment, provider.clone()).map_err(logic)?;
         self.decide_and_act(tx, task, job, state, now_ms, fx)
@@ -210,7 +232,15 @@ impl Coordinator {
 
     /// The job's validator compared two results (run by the server shell outside the
     /// transaction that asked for it).
-    pub fn record_comparison(&self, tx: &mut dyn Tx, task: TaskKey, first: AssignmentId, second: AssignmentId, outcome: Comparison, now_ms: u64) -> Result<Effects, StoreError> {
+    pub fn record_comparison(
+        &self,
+        tx: &mut dyn Tx,
+        task: TaskKey,
+        first: AssignmentId,
+        second: AssignmentId,
+        outcome: Comparison,
+        now_ms: u64,
+    ) -> Result<Effects, StoreError> {
         let mut fx = Effects::default();
         let Some(mut row) = tx.task_by_key(task)? else { return Ok(fx) };
         let Some(mut job) = tx.job(row.job)? else { return Ok(fx) };
@@ -227,7 +257,15 @@ impl Coordinator {
 
     /// Decide a task and carry the decision out: judge providers (records, pay), cancel
     /// replicas no longer needed, and then launch more, ask for comparisons, accept or give up.
-    pub(crate) fn decide_and_act(&self, tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, mut state: AssuredTask, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn decide_and_act(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        mut state: AssuredTask,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         let mut records = BTreeMap::new();
         for provider in state.assurance.providers() {
             let record = load_record(tx, &provider)?;
@@ -235,13 +273,21 @@ impl Coordinator {
         }
         let mut byte_equality = ByteEquality;
         let mut deferred = DeferredValidator;
-        let comparator: &mut dyn ResultComparator = if job.properties.validator.is_some() { &mut deferred } else { &mut byte_equality };
+        let comparator: &mut dyn ResultComparator =
+            if job.properties.validator.is_some() { &mut deferred } else { &mut byte_equality };
         let mut random = ServerRandom;
-        let mut context = DecisionContext { records: &records, model: &self.config.credibility, comparator, random: &mut random, typical_credibility: None };
+        let mut context = DecisionContext {
+            records: &records,
+            model: &self.config.credibility,
+            comparator,
+            random: &mut random,
+            typical_credibility: None,
+        };
         let Decision { action, judgements, cancel } = state.assurance.decide(&mut context).map_err(logic)?;
 
         for judgement in &judgements {
-            let mut record = records.remove(&judgement.provider).map_or_else(|| load_record(tx, &judgement.provider), Ok)?;
+            let mut record =
+                records.remove(&judgement.provider).map_or_else(|| load_record(tx, &judgement.provider), Ok)?;
             record.apply_judgement(judgement.kind, judgement.previous);
             save_record(tx, &judgement.provider, &record)?;
             settle_pay(tx, judgement.assignment, !judgement.kind.is_paid())?;
@@ -270,7 +316,9 @@ impl Coordinator {
             Action::Compare { pairs } => {
                 let Some(validator) = job.properties.validator else { return Ok(()) };
                 for (first, second) in pairs {
-                    let (Some(a), Some(b)) = (state.outcome(first.assignment), state.outcome(second.assignment)) else { continue };
+                    let (Some(a), Some(b)) = (state.outcome(first.assignment), state.outcome(second.assignment)) else {
+                        continue;
+                    };
                     match (a, b) {
                         (ReplicaOutcome::Succeeded { result: ra }, ReplicaOutcome::Succeeded { result: rb }) => {
                             fx.comparisons.push(PendingComparison {
@@ -284,9 +332,13 @@ impl Coordinator {
                         // A failure and a result, or two failures: the validator compares
                         // results only; failures agree when their kinds do.
                         _ => {
-                            let verdict = if a.digest() == b.digest() { Comparison::Equivalent } else { Comparison::Different };
+                            let verdict =
+                                if a.digest() == b.digest() { Comparison::Equivalent } else { Comparison::Different };
                             let mut again = state.clone();
-                            again.assurance.record_comparison(first.assignment, second.assignment, verdict).map_err(logic)?;
+                            again
+                                .assurance
+                                .record_comparison(first.assignment, second.assignment, verdict)
+                                .map_err(logic)?;
                             return self.decide_and_act(tx, task, job, again, now_ms, fx);
                         }
                     }
@@ -295,7 +347,10 @@ impl Coordinator {
             Action::Accept(acceptance) => match acceptance.revision {
                 Revision::First | Revision::Replaced { .. } if !task.state.is_final() => {
                     let Some(outcome) = state.outcome(acceptance.canonical.assignment).cloned() else {
-                        return Err(StoreError::Corrupt(format!("task {}: the accepted result has no stored outcome", task.key)));
+                        return Err(StoreError::Corrupt(format!(
+                            "task {}: the accepted result has no stored outcome",
+                            task.key
+                        )));
                     };
                     let bytes = match &outcome {
                         ReplicaOutcome::Succeeded { result } => result.len(),
@@ -326,7 +381,11 @@ impl Coordinator {
                     tracing::warn!(task = %task.key, %withdrawn, "a delivered result was withdrawn by re-verification; the client is not told");
                 }
                 if !task.state.is_final() {
-                    let idlegrid_assurance::InconclusiveReason::ReplicasExhausted { results, groups, validator_failures } = inconclusive.reason;
+                    let idlegrid_assurance::InconclusiveReason::ReplicasExhausted {
+                        results,
+                        groups,
+                        validator_failures,
+                    } = inconclusive.reason;
                     let failure = TaskFailureInfo {
                         kind: FailureKind::Inconclusive,
                         message: format!(
@@ -344,11 +403,19 @@ impl Coordinator {
 
     /// Whether the next assignment to `provider` should be a test task.
     pub(crate) fn draw_spot_check(&self, record: &ProviderRecord, provider: &PartyId) -> bool {
-        matches!(self.config.spot_checks.next_assignment(record, provider, &mut ServerRandom), Ok(idlegrid_assurance::NextAssignment::SpotCheck))
+        matches!(
+            self.config.spot_checks.next_assignment(record, provider, &mut ServerRandom),
+            Ok(idlegrid_assurance::NextAssignment::SpotCheck)
+        )
     }
 
     /// A random known answer that `provider` had no part in, as `(task, expected digest)`.
-    pub(crate) fn pick_known_answer(&self, tx: &mut dyn Tx, provider: &PartyId, known: &[(TaskKey, ElementHash)]) -> Result<Option<(TaskRow, JobRow, ElementHash)>, StoreError> {
+    pub(crate) fn pick_known_answer(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        known: &[(TaskKey, ElementHash)],
+    ) -> Result<Option<(TaskRow, JobRow, ElementHash)>, StoreError> {
         if known.is_empty() {
             return Ok(None);
         }
@@ -371,7 +438,17 @@ impl Coordinator {
 
     /// A provider answered a test task: judge it, and quarantine the provider on a wrong answer.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn spot_check_answered(&self, tx: &mut dyn Tx, provider: &PartyId, assignment: AssignmentId, expected: ElementHash, answer: Option<ReplicaOutcome>, job: &JobRow, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn spot_check_answered(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        assignment: AssignmentId,
+        expected: ElementHash,
+        answer: Option<ReplicaOutcome>,
+        job: &JobRow,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         let outcome = match answer {
             Some(answer) => {
                 let digest = answer.digest();
@@ -397,7 +474,13 @@ impl Coordinator {
     /// Carry out a quarantine (the provider's record says so already): its tasks go to other
     /// engines, and every task it contributed to is decided again without its results, which
     /// withholds its pay for them and re-verifies what they supported.
-    pub(crate) fn quarantine(&self, tx: &mut dyn Tx, provider: &PartyId, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn quarantine(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         tracing::warn!(%provider, "provider quarantined: it answered a test task wrongly; it gets no more work, its results are re-verified and its pay for them withheld");
         for assignment in tx.active_assignments_of_provider(provider)? {
             self.reclaim(tx, &assignment, "provider quarantined", now_ms, fx)?;

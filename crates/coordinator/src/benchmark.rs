@@ -186,7 +186,13 @@ mod tests {
 
     fn run(sandbox: &Sandbox, params: Vec<u8>) -> (TaskOutcome, std::time::Duration) {
         let task = sandbox.compile(module_bytes()).expect("the sandbox accepts the benchmark");
-        let run = sandbox.run(&task, TaskInput { params, ..TaskInput::default() }, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
+        let run = sandbox.run(
+            &task,
+            TaskInput { params, ..TaskInput::default() },
+            &TaskLimits::default(),
+            &TaskControl::new(),
+            Box::new(NoEvents),
+        );
         (run.outcome, run.cpu_time)
     }
 
@@ -212,7 +218,10 @@ mod tests {
         let sandbox = Sandbox::new(SandboxConfig::default()).unwrap();
         for bad in [Vec::new(), vec![1, 2, 3], params(0, 1), params(SIZE_MAX + 1, 1), b"n=300 seed=1".to_vec()] {
             let (outcome, _) = run(&sandbox, bad.clone());
-            assert!(matches!(outcome, TaskOutcome::Failed(idlegrid_sandbox::TaskFailure::Reported(ref why)) if why == "bad parameters"), "{bad:?}: {outcome:?}");
+            assert!(
+                matches!(outcome, TaskOutcome::Failed(idlegrid_sandbox::TaskFailure::Reported(ref why)) if why == "bad parameters"),
+                "{bad:?}: {outcome:?}"
+            );
         }
         assert_eq!(parse_params(&params(300, 9)), Some((300, 9)));
         assert_eq!(parse_params(&params(0, 9)), None);

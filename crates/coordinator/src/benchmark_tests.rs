@@ -1,7 +1,7 @@
 //! Benchmarks (P5.1) through the coordinator: an in-memory SQLite store and a hand-set clock.
 
-use idlegrid_protocol::messages::*;
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::*;
 use idlegrid_store::{SqliteStore, Store};
 use idlegrid_types::*;
 
@@ -21,7 +21,11 @@ fn world() -> World {
 
 fn profile_of(world: &mut World, engine: &Peer) -> ProviderProfile {
     let c = &world.coordinator;
-    world.store.write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) }).unwrap().expect("a profile")
+    world
+        .store
+        .write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
+        .unwrap()
+        .expect("a profile")
 }
 
 fn node_profile() -> ProviderToServer {
@@ -67,7 +71,10 @@ fn answer(a: &Assignment) -> Vec<u8> {
 /// benchmark it was given first.
 fn announced_engine(world: &mut World, capacity: u32) -> (Peer, Vec<Assignment>) {
     let mut engine = world.join(Role::Provider);
-    world.engine_send(&mut engine, vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new() }, node_status(capacity)]);
+    world.engine_send(
+        &mut engine,
+        vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new() }, node_status(capacity)],
+    );
     let assignments = tests::assignments(world, &mut engine);
     (engine, assignments)
 }
@@ -87,7 +94,10 @@ fn an_engine_that_reports_its_profile_gets_a_benchmark_first_and_others_get_none
     assert!(is_benchmark(benchmark), "the benchmark comes first");
     assert!(assignments[1..].iter().all(|a| !is_benchmark(a)));
     assert_eq!(benchmark::parse_params(&benchmark.params).map(|(n, _)| n), Some(SIZE));
-    assert!(!benchmark.ticket.is_empty() && !benchmark.signature.is_empty(), "an ordinary, signed assignment with a ticket");
+    assert!(
+        !benchmark.ticket.is_empty() && !benchmark.signature.is_empty(),
+        "an ordinary, signed assignment with a ticket"
+    );
     // The engine may download the module with the benchmark's ticket.
     let c = &world.coordinator;
     let engine_party = engine.party.clone();
@@ -96,10 +106,8 @@ fn an_engine_that_reports_its_profile_gets_a_benchmark_first_and_others_get_none
     assert_eq!(size, benchmark::module_bytes().len() as u64);
     // The hidden job is nobody's business: the census counts only the client's job, and the
     // client's counts do not know about the benchmark.
-    let (census, counts) = world
-        .store
-        .write(|tx| -> Result<_, ApiError> { Ok((tx.census(0)?, tx.job(job)?.unwrap().counts)) })
-        .unwrap();
+    let (census, counts) =
+        world.store.write(|tx| -> Result<_, ApiError> { Ok((tx.census(0)?, tx.job(job)?.unwrap().counts)) }).unwrap();
     assert_eq!((census.jobs_active, census.tasks_running, census.tasks_queued), (1, 3, 0));
     assert_eq!((counts.running, counts.total()), (3, 3));
     // An engine that never said what it is gets no benchmark.
@@ -252,7 +260,8 @@ fn the_benchmark_tasks_are_made_once_per_database() {
     assert_eq!(first.benchmark, again.benchmark, "loaded, not made again");
     let off = store.write(|tx| Coordinator::new(CoordinatorConfig::default(), tx)).unwrap();
     assert_eq!(off.benchmark, first.benchmark, "still known with benchmarks off");
-    let bigger = store.write(|tx| Coordinator::new(CoordinatorConfig { benchmark_size: SIZE + 1, ..config() }, tx)).unwrap();
+    let bigger =
+        store.write(|tx| Coordinator::new(CoordinatorConfig { benchmark_size: SIZE + 1, ..config() }, tx)).unwrap();
     let (old, new) = (first.benchmark.unwrap(), bigger.benchmark.clone().unwrap());
     assert_ne!(old.job, new.job, "another size: new tasks");
     assert_eq!(new.size, SIZE + 1);

@@ -2,18 +2,20 @@
 
 use std::collections::BTreeSet;
 
+use idlegrid_protocol::ErrorCode;
 use idlegrid_protocol::messages::{
     ClientToServer, ElementInfo, Replay, ServerToClient, ServerToProvider, TaskSpec, TaskStatusReport,
 };
 use idlegrid_protocol::wire::limits;
-use idlegrid_protocol::ErrorCode;
 use idlegrid_store::{AttachmentRow, JobRow, NewTask};
-use idlegrid_types::{ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState};
+use idlegrid_types::{
+    ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState,
+};
 
+use crate::Coordinator;
 use crate::error::{Reject, report};
 use crate::schedule::{move_all, transition};
 use crate::session::{Ctx, job_info, result_report};
-use crate::Coordinator;
 
 /// Settings a client learns with `GetConfig`.
 fn client_settings(c: &Coordinator) -> std::collections::BTreeMap<String, String> {
@@ -61,11 +63,16 @@ impl Coordinator {
                 if let Err(reason) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
                     return Err(report(ErrorCode::LimitExceeded, format!("job {job} not launched: {reason}")));
                 }
-                let account = self.account_info(ctx.tx, &ctx.party.id).map_err(|e| report(ErrorCode::Internal, e.report.message))?;
+                let account = self
+                    .account_info(ctx.tx, &ctx.party.id)
+                    .map_err(|e| report(ErrorCode::Internal, e.report.message))?;
                 if account.over_limit {
                     return Err(report(
                         ErrorCode::LimitExceeded,
-                        format!("job {job} not launched: the account is over its limit ({} micro-units available); deposit first", account.available_micros),
+                        format!(
+                            "job {job} not launched: the account is over its limit ({} micro-units available); deposit first",
+                            account.available_micros
+                        ),
                     ));
                 }
                 move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
@@ -86,7 +93,9 @@ impl Coordinator {
                     self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
                 }
                 // Money held for the job goes back (work done so far is still billed).
-                idlegrid_ledger::Ledger::new(ctx.tx.ledger()).release_job(job, ctx.now).map_err(|e| Reject::Store(idlegrid_store::StoreError::Conflict(e.to_string())))?;
+                idlegrid_ledger::Ledger::new(ctx.tx.ledger())
+                    .release_job(job, ctx.now)
+                    .map_err(|e| Reject::Store(idlegrid_store::StoreError::Conflict(e.to_string())))?;
                 ctx.tx.delete_job(job)?;
                 Ok(())
             }
@@ -131,7 +140,9 @@ impl Coordinator {
                 }
                 Ok(())
             }
-            M::ExecutableElement { element, name } => self.register_element(ctx, seq, element, ElementKind::Executable, name),
+            M::ExecutableElement { element, name } => {
+                self.register_element(ctx, seq, element, ElementKind::Executable, name)
+            }
             M::DataElement { element, name } => self.register_element(ctx, seq, element, ElementKind::Data, name),
             M::Attach { job, replay } => {
                 let row = self.owned_job(ctx, job)?;
@@ -140,7 +151,13 @@ impl Coordinator {
                     Replay::All | Replay::Undelivered => 0,
                 };
                 ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))?;
-                ctx.tx.upsert_attachment(&AttachmentRow { session: ctx.session, job, replay, cursor, completion_sent: false })?;
+                ctx.tx.upsert_attachment(&AttachmentRow {
+                    session: ctx.session,
+                    job,
+                    replay,
+                    cursor,
+                    completion_sent: false,
+                })?;
                 self.fill(ctx.tx, ctx.session, ctx.now, ctx.fx)?;
                 Ok(())
             }
@@ -157,7 +174,12 @@ impl Coordinator {
                     self.answer_task_requests(ctx.tx, &row, ctx.fx)?;
                 } else {
                     for assignment in active {
-                        self.tell_provider(ctx.tx, &assignment.provider, &ServerToProvider::GetTask { assignment: assignment.id }, ctx.fx)?;
+                        self.tell_provider(
+                            ctx.tx,
+                            &assignment.provider,
+                            &ServerToProvider::GetTask { assignment: assignment.id },
+                            ctx.fx,
+                        )?;
                     }
                 }
                 Ok(())
@@ -201,7 +223,9 @@ impl Coordinator {
             )),
             M::Heartbeat => Ok(()),
             M::Deposit { amount_micros, reference } => {
-                let info = self.deposit(ctx.tx, &ctx.party.id.clone(), amount_micros, &reference, ctx.now, ctx.fx).map_err(|e| Reject::Report(e.report))?;
+                let info = self
+                    .deposit(ctx.tx, &ctx.party.id.clone(), amount_micros, &reference, ctx.now, ctx.fx)
+                    .map_err(|e| Reject::Report(e.report))?;
                 ctx.reply(seq, &ServerToClient::Account(info))
             }
             M::GetAccount => {
@@ -223,7 +247,10 @@ impl Coordinator {
             .map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: cluster request: {reason}")))?;
         if let Some(validator) = &properties.validator {
             if !ctx.tx.element_visible_to_client(&ctx.party.id, validator)? {
-                return Err(report(ErrorCode::UnknownElement, format!("job {job}: validator element {validator} was not uploaded by this client")));
+                return Err(report(
+                    ErrorCode::UnknownElement,
+                    format!("job {job}: validator element {validator} was not uploaded by this client"),
+                ));
             }
         }
         let row = JobRow {
@@ -236,17 +263,23 @@ impl Coordinator {
             hold: None,
         };
         let existing = ctx.tx.job(job)?;
-        if existing.is_none() && ctx.tx.jobs_of_client(&ctx.party.id)?.len() >= self.config.jobs_per_client_max as usize {
+        if existing.is_none() && ctx.tx.jobs_of_client(&ctx.party.id)?.len() >= self.config.jobs_per_client_max as usize
+        {
             return Err(report(
                 ErrorCode::LimitExceeded,
-                format!("job {job}: a client may have at most {} jobs; remove finished ones first", self.config.jobs_per_client_max),
+                format!(
+                    "job {job}: a client may have at most {} jobs; remove finished ones first",
+                    self.config.jobs_per_client_max
+                ),
             ));
         }
         if !ctx.tx.insert_job(&row)? {
             // Creating the same job twice (a client retrying after losing its session) is fine.
             match ctx.tx.job(job)? {
                 Some(existing) if existing.client == ctx.party.id && existing.properties == row.properties => {}
-                _ => return Err(report(ErrorCode::Conflict, format!("job {job} exists already with other properties"))),
+                _ => {
+                    return Err(report(ErrorCode::Conflict, format!("job {job} exists already with other properties")));
+                }
             }
         }
         if let Some(validator) = &row.properties.validator {
@@ -288,24 +321,38 @@ impl Coordinator {
             if spec.params.len() > limits::TASK_PARAMS_BYTES_MAX {
                 return Err(report(
                     ErrorCode::LimitExceeded,
-                    format!("task {task}: parameters of {} bytes; at most {} allowed", spec.params.len(), limits::TASK_PARAMS_BYTES_MAX),
+                    format!(
+                        "task {task}: parameters of {} bytes; at most {} allowed",
+                        spec.params.len(),
+                        limits::TASK_PARAMS_BYTES_MAX
+                    ),
                 ));
             }
             if spec.data.len() > limits::TASK_ELEMENTS_MAX {
-                return Err(report(ErrorCode::LimitExceeded, format!("task {task}: at most {} data elements", limits::TASK_ELEMENTS_MAX)));
+                return Err(report(
+                    ErrorCode::LimitExceeded,
+                    format!("task {task}: at most {} data elements", limits::TASK_ELEMENTS_MAX),
+                ));
             }
             if let Some(priority) = spec.priority {
                 if priority.abs() > idlegrid_types::limits::PRIORITY_ABS_MAX {
-                    return Err(report(ErrorCode::BadRequest, format!("task {task}: priority {priority} is out of range")));
+                    return Err(report(
+                        ErrorCode::BadRequest,
+                        format!("task {task}: priority {priority} is out of range"),
+                    ));
                 }
             }
             for name in spec.data.keys() {
                 if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {
-                    return Err(report(ErrorCode::BadRequest, format!("task {task}: invalid data element name {name:?}")));
+                    return Err(report(
+                        ErrorCode::BadRequest,
+                        format!("task {task}: invalid data element name {name:?}"),
+                    ));
                 }
             }
-            let uses = std::iter::once((&spec.executable, ElementKind::Executable, "executable".to_string()))
-                .chain(spec.data.iter().map(|(name, hash)| (hash, ElementKind::Data, format!("data element '{name}'"))));
+            let uses = std::iter::once((&spec.executable, ElementKind::Executable, "executable".to_string())).chain(
+                spec.data.iter().map(|(name, hash)| (hash, ElementKind::Data, format!("data element '{name}'"))),
+            );
             for (hash, wanted, role) in uses {
                 let kind = match checked.get(hash) {
                     Some(kind) => *kind,
@@ -376,7 +423,12 @@ impl Coordinator {
             if transition(ctx.tx, &mut t, &mut row, TaskEvent::Stop)?.is_some() {
                 for assignment in ctx.tx.active_assignments_of_task(t.key)? {
                     self.journal_cancel(ctx.tx, assignment.id, ctx.now)?;
-                    self.tell_provider(ctx.tx, &assignment.provider, &ServerToProvider::Stop { assignment: assignment.id }, ctx.fx)?;
+                    self.tell_provider(
+                        ctx.tx,
+                        &assignment.provider,
+                        &ServerToProvider::Stop { assignment: assignment.id },
+                        ctx.fx,
+                    )?;
                 }
             }
         }
@@ -416,7 +468,11 @@ impl Coordinator {
             .tx
             .element_grant(&ctx.party.id, &hash)?
             .ok_or_else(|| report(ErrorCode::UnknownElement, format!("you have no element {hash}")))?;
-        Ok(ElementInfo { element: idlegrid_types::ElementRef { hash, size: grant.size }, kind: grant.kind, name: grant.name })
+        Ok(ElementInfo {
+            element: idlegrid_types::ElementRef { hash, size: grant.size },
+            kind: grant.kind,
+            name: grant.name,
+        })
     }
 
     fn register_element(
@@ -429,10 +485,16 @@ impl Coordinator {
     ) -> Result<(), Reject> {
         let hash = element.hash;
         let size = ctx.tx.element_size(&hash)?.ok_or_else(|| {
-            report(ErrorCode::UnknownElement, format!("element {hash} was not uploaded: PUT its bytes to /v1/elements/{hash} first"))
+            report(
+                ErrorCode::UnknownElement,
+                format!("element {hash} was not uploaded: PUT its bytes to /v1/elements/{hash} first"),
+            )
         })?;
         if size != element.size {
-            return Err(report(ErrorCode::BadRequest, format!("element {hash} has {size} bytes, not {}", element.size)));
+            return Err(report(
+                ErrorCode::BadRequest,
+                format!("element {hash} has {size} bytes, not {}", element.size),
+            ));
         }
         if !ctx.tx.element_visible_to_client(&ctx.party.id, &hash)? {
             return Err(report(ErrorCode::UnknownElement, format!("element {hash} was not uploaded by you")));

@@ -39,8 +39,8 @@ use base64::Engine as _;
 use idlegrid_protocol::messages::{NodeState, ServerToProvider};
 use idlegrid_scheduler::availability::MinuteState;
 use idlegrid_scheduler::{
-    AvailabilityHistory, Connectivity, ElementKey, ElementRef as SchedulerElement, Explanation, JobKey, JobSpec, ProviderId, ProviderUpdate, Scheduler,
-    SchedulerConfig, TaskKey as SchedulerTask, TaskSpec,
+    AvailabilityHistory, Connectivity, ElementKey, ElementRef as SchedulerElement, Explanation, JobKey, JobSpec,
+    ProviderId, ProviderUpdate, Scheduler, SchedulerConfig, TaskKey as SchedulerTask, TaskSpec,
 };
 use idlegrid_store::{JobRow, StoreError, TaskRow, Tx};
 use idlegrid_types::{ElementHash, JobId, PartyId, SessionId, TaskEvent, TaskState};
@@ -91,10 +91,15 @@ pub(crate) struct ClusterWork {
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobExplanation {
     /// The job asks for no virtual cluster: its tasks go to any engine with a free slot.
-    NoCluster { engines_with_room: u64 },
+    NoCluster {
+        engines_with_room: u64,
+    },
     /// No task of the job waits.
     NothingWaiting,
-    Waiting { task: idlegrid_types::TaskIndex, explanation: Box<Explanation> },
+    Waiting {
+        task: idlegrid_types::TaskIndex,
+        explanation: Box<Explanation>,
+    },
 }
 
 impl Coordinator {
@@ -116,7 +121,13 @@ impl Coordinator {
     }
 
     /// Record the current minute of an engine's availability (no-op if recorded already).
-    pub(crate) fn record_minute(&self, tx: &mut dyn Tx, provider: &PartyId, state: MinuteState, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn record_minute(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        state: MinuteState,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let minute = now_ms / 60_000;
         let mut profile = self.provider_profile(tx, provider)?.unwrap_or_default();
         let mut history = profile.availability().unwrap_or_default();
@@ -134,29 +145,53 @@ impl Coordinator {
 
     /// A download of the engine's took this bandwidth (MB/s): smoothed into its profile. Samples
     /// that are not a plausible speed are ignored.
-    pub fn record_bandwidth(&self, tx: &mut dyn Tx, provider: &PartyId, mb_per_s: f64, _now_ms: u64) -> Result<(), crate::ApiError> {
+    pub fn record_bandwidth(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        mb_per_s: f64,
+        _now_ms: u64,
+    ) -> Result<(), crate::ApiError> {
         let mut profile = self.provider_profile(tx, provider)?.unwrap_or_default();
         let average = profile.bandwidth_mb_per_s.get_or_insert_with(Default::default);
-        if average.record(mb_per_s.min(idlegrid_scheduler::profile::BANDWIDTH_MB_PER_S_MAX), idlegrid_scheduler::profile::BANDWIDTH_MB_PER_S_MAX).is_err() {
+        if average
+            .record(
+                mb_per_s.min(idlegrid_scheduler::profile::BANDWIDTH_MB_PER_S_MAX),
+                idlegrid_scheduler::profile::BANDWIDTH_MB_PER_S_MAX,
+            )
+            .is_err()
+        {
             return Ok(());
         }
         Ok(self.save_profile(tx, provider, &profile)?)
     }
 
     /// An engine reported its state: the current minute counts for that state.
-    pub(crate) fn state_reported(&self, tx: &mut dyn Tx, provider: &PartyId, state: NodeState, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn state_reported(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        state: NodeState,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.record_minute(tx, provider, minute_state(state, true), now_ms)
     }
 
     /// Once a minute (maintenance): record the minute of every engine heard from recently.
     pub(crate) fn record_availability(&self, tx: &mut dyn Tx, now_ms: u64) -> Result<u32, StoreError> {
         let minute = now_ms / 60_000;
-        let done = tx.meta(AVAILABILITY_MINUTE_KEY)?.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok());
+        let done = tx
+            .meta(AVAILABILITY_MINUTE_KEY)?
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.parse::<u64>().ok());
         if done.is_some_and(|done| done >= minute) {
             return Ok(0);
         }
         tx.set_meta(AVAILABILITY_MINUTE_KEY, minute.to_string().as_bytes())?;
-        let heard = tx.providers_heard_since(now_ms.saturating_sub(self.config.provider_silence_ms_max), PROVIDERS_PER_MINUTE_MAX)?;
+        let heard = tx.providers_heard_since(
+            now_ms.saturating_sub(self.config.provider_silence_ms_max),
+            PROVIDERS_PER_MINUTE_MAX,
+        )?;
         for row in &heard {
             self.record_minute(tx, &row.id, minute_state(row.state, row.session.is_some()), now_ms)?;
         }
@@ -196,14 +231,22 @@ impl Coordinator {
             return Ok(());
         };
         let id = ProviderId(index as u64);
-        let update = ProviderUpdate { profile: scheduler_profile, ratings: ratings.filter(|_| measured.is_some()), slots: slots.min(idlegrid_scheduler::profile::SLOTS_MAX) };
+        let update = ProviderUpdate {
+            profile: scheduler_profile,
+            ratings: ratings.filter(|_| measured.is_some()),
+            slots: slots.min(idlegrid_scheduler::profile::SLOTS_MAX),
+        };
         if scheduler.upsert_provider(id, update).is_err() {
             return Ok(());
         }
         if let Some(history) = &history {
             let _ = scheduler.update_signature(id, history.signature());
         }
-        let _ = if connected { scheduler.provider_connected(id, last_contact_ms) } else { scheduler.provider_disconnected(id, last_contact_ms) };
+        let _ = if connected {
+            scheduler.provider_connected(id, last_contact_ms)
+        } else {
+            scheduler.provider_disconnected(id, last_contact_ms)
+        };
         Ok(())
     }
 
@@ -290,7 +333,9 @@ impl Coordinator {
                     continue;
                 }
             };
-            let data_in = message.executable.size + message.data.values().map(|e| e.size).sum::<u64>() + message.checkpoint.map(|c| c.size).unwrap_or(0);
+            let data_in = message.executable.size
+                + message.data.values().map(|e| e.size).sum::<u64>()
+                + message.checkpoint.map(|c| c.size).unwrap_or(0);
             let mut launched = 0;
             for member in &node.members {
                 let Some(room) = rooms.get_mut(member.provider.0 as usize) else { continue };
@@ -338,12 +383,24 @@ impl Coordinator {
     /// Why a job's task waits (the given one, or its first waiting one): the requirements of
     /// its virtual cluster, each with the engines it rules out (like HTCondor's
     /// `condor_q -better-analyze`). The caller checked that the job is the client's.
-    pub(crate) fn explain_job(&self, tx: &mut dyn Tx, job: &JobRow, task: Option<idlegrid_types::TaskIndex>, now_ms: u64) -> Result<JobExplanation, StoreError> {
-        let heard = tx.providers_heard_since(now_ms.saturating_sub(self.config.provider_silence_ms_max), PROVIDERS_PER_MINUTE_MAX)?;
+    pub(crate) fn explain_job(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRow,
+        task: Option<idlegrid_types::TaskIndex>,
+        now_ms: u64,
+    ) -> Result<JobExplanation, StoreError> {
+        let heard = tx.providers_heard_since(
+            now_ms.saturating_sub(self.config.provider_silence_ms_max),
+            PROVIDERS_PER_MINUTE_MAX,
+        )?;
         let quarantined = tx.quarantined_providers()?;
         let Some(spec) = self.cluster_spec(job) else {
-            let has_room = |p: &&idlegrid_store::ProviderRow| p.state == NodeState::Active && p.session.is_some() && p.capacity > p.assigned;
-            let engines_with_room = heard.iter().filter(has_room).filter(|p| !quarantined.contains(&p.id)).count() as u64;
+            let has_room = |p: &&idlegrid_store::ProviderRow| {
+                p.state == NodeState::Active && p.session.is_some() && p.capacity > p.assigned
+            };
+            let engines_with_room =
+                heard.iter().filter(has_room).filter(|p| !quarantined.contains(&p.id)).count() as u64;
             return Ok(JobExplanation::NoCluster { engines_with_room });
         };
         let waiting = match task {
@@ -362,10 +419,16 @@ impl Coordinator {
             }
         };
         let Some(task) = waiting else { return Ok(JobExplanation::NothingWaiting) };
-        let Ok(mut scheduler) = Scheduler::new(self.scheduler_config()) else { return Ok(JobExplanation::NothingWaiting) };
+        let Ok(mut scheduler) = Scheduler::new(self.scheduler_config()) else {
+            return Ok(JobExplanation::NothingWaiting);
+        };
         for (index, row) in heard.iter().enumerate() {
             let connected = row.session.is_some() && row.state != NodeState::ShuttingDown;
-            let free = if row.state == NodeState::Active && !quarantined.contains(&row.id) { row.slots.saturating_sub(row.assigned).min(row.capacity.saturating_sub(row.assigned)) } else { 0 };
+            let free = if row.state == NodeState::Active && !quarantined.contains(&row.id) {
+                row.slots.saturating_sub(row.assigned).min(row.capacity.saturating_sub(row.assigned))
+            } else {
+                0
+            };
             self.add_snapshot_provider(tx, &mut scheduler, index, &row.id, free, connected, row.last_contact_ms)?;
         }
         let mut sizes = HashMap::new();
@@ -377,7 +440,11 @@ impl Coordinator {
     }
 }
 
-fn element_refs(tx: &mut dyn Tx, hashes: &[ElementHash], sizes: &mut HashMap<ElementHash, Option<u64>>) -> Result<Vec<SchedulerElement>, StoreError> {
+fn element_refs(
+    tx: &mut dyn Tx,
+    hashes: &[ElementHash],
+    sizes: &mut HashMap<ElementHash, Option<u64>>,
+) -> Result<Vec<SchedulerElement>, StoreError> {
     let mut refs = Vec::with_capacity(hashes.len());
     for hash in hashes.iter().take(idlegrid_scheduler::placement::TASK_ELEMENTS_MAX / 2) {
         let size = match sizes.get(hash) {
@@ -389,7 +456,10 @@ fn element_refs(tx: &mut dyn Tx, hashes: &[ElementHash], sizes: &mut HashMap<Ele
             }
         };
         if let Some(size) = size {
-            refs.push(SchedulerElement { key: ElementKey::from_sha256(hash.as_bytes()), size_mb: size as f64 / 1_000_000.0 });
+            refs.push(SchedulerElement {
+                key: ElementKey::from_sha256(hash.as_bytes()),
+                size_mb: size as f64 / 1_000_000.0,
+            });
         }
     }
     Ok(refs)
@@ -427,11 +497,18 @@ pub(crate) fn to_message(job: JobId, explanation: JobExplanation) -> idlegrid_pr
             requirements: explanation
                 .requirements
                 .iter()
-                .map(|r| RequirementCount { requirement: r.requirement.to_string(), ruled_out: r.ruled_out, ruled_out_alone: r.ruled_out_alone })
+                .map(|r| RequirementCount {
+                    requirement: r.requirement.to_string(),
+                    ruled_out: r.ruled_out,
+                    ruled_out_alone: r.ruled_out_alone,
+                })
                 .collect(),
             blockers: explanation.blockers.iter().map(|b| b.to_string()).collect(),
             // The scheduler numbers the task 0 of job 0 in its snapshot: name them as the user does.
-            text: format!("task {task} of job {job}:\n{}", explanation.to_string().split_once('\n').map(|(_, rest)| rest).unwrap_or_default()),
+            text: format!(
+                "task {task} of job {job}:\n{}",
+                explanation.to_string().split_once('\n').map(|(_, rest)| rest).unwrap_or_default()
+            ),
         },
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use idlegrid_protocol::messages::*;
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::*;
 use idlegrid_scheduler::profile::BenchmarkAverage;
 use idlegrid_store::Store;
 use idlegrid_types::*;
@@ -23,7 +23,11 @@ fn config() -> CoordinatorConfig {
 
 fn profile_of(world: &mut World, engine: &Peer) -> ProviderProfile {
     let c = &world.coordinator;
-    world.store.write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) }).unwrap().unwrap_or_default()
+    world
+        .store
+        .write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
+        .unwrap()
+        .unwrap_or_default()
 }
 
 /// Give an engine a measured speed, as a benchmark would.
@@ -101,7 +105,8 @@ fn availability_is_recorded_per_minute_and_silence_counts_as_unavailable() {
     world.now = 1_000 * MINUTE;
     let mut engine = world.join(Role::Provider);
     ready(&mut world, &mut engine, NodeState::Active);
-    let first = profile_of(&mut world, &engine).availability().expect("the state report starts a history").ratings().unwrap();
+    let first =
+        profile_of(&mut world, &engine).availability().expect("the state report starts a history").ratings().unwrap();
     assert_eq!((first.window_minutes, first.cpu), (1, 1.0), "the current minute counts at once");
     // Ten minutes active, heard from every minute.
     for _ in 0..10 {
@@ -187,7 +192,11 @@ fn a_cluster_job_runs_on_virtual_nodes_and_the_first_result_removes_the_duplicat
     assert_eq!(row.counts.succeeded, 3);
     let results = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.results_after(job, 0, false, 100)?) }).unwrap();
     assert_eq!(results.len(), 3, "one result per task, the duplicates' ignored");
-    let finals = world.poll::<ServerToClient>(&mut client).into_iter().filter(|(_, m)| matches!(m, ServerToClient::TaskStatus(r) if r.state.is_final())).count();
+    let finals = world
+        .poll::<ServerToClient>(&mut client)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, ServerToClient::TaskStatus(r) if r.state.is_final()))
+        .count();
     assert_eq!(finals, 3, "the client gets each result once");
 }
 
@@ -230,7 +239,10 @@ fn a_node_whose_members_fall_silent_is_replaced_and_resumes_from_a_members_check
         }
     }
     assert_eq!(second.len(), 2, "a new node of two members replaces the silent one: {second:?}");
-    assert!(second.iter().all(|(_, a)| a.checkpoint == Some(checkpoint)), "the new node resumes from the member's checkpoint");
+    assert!(
+        second.iter().all(|(_, a)| a.checkpoint == Some(checkpoint)),
+        "the new node resumes from the member's checkpoint"
+    );
     assert!(second.iter().all(|(_, a)| a.params == a0.params));
     let task = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.task(job, 0)?.unwrap()) }).unwrap();
     assert_eq!(task.attempts, 2, "a node is one attempt, whatever its size");
@@ -258,9 +270,14 @@ fn explain_names_the_requirement_no_engine_meets() {
         .expect("an explanation");
     assert_eq!(explanation.task, Some(0));
     assert_eq!((explanation.providers, explanation.providers_matching), (4, 0), "{}", explanation.text);
-    let memory = explanation.requirements.iter().find(|r| r.requirement.starts_with("memory")).expect(&explanation.text);
+    let memory =
+        explanation.requirements.iter().find(|r| r.requirement.starts_with("memory")).expect(&explanation.text);
     assert_eq!((memory.ruled_out, memory.ruled_out_alone), (3, 3), "the measured engines; {}", explanation.text);
-    let measured = explanation.requirements.iter().find(|r| r.requirement.starts_with("profile measured")).expect(&explanation.text);
+    let measured = explanation
+        .requirements
+        .iter()
+        .find(|r| r.requirement.starts_with("profile measured"))
+        .expect(&explanation.text);
     assert_eq!(measured.ruled_out, 1, "the engine never benchmarked: {}", explanation.text);
     assert!(explanation.text.contains("task 0 of job"), "{}", explanation.text);
     assert!(!explanation.blockers.is_empty());

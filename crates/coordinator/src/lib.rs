@@ -19,13 +19,13 @@ pub mod benchmark;
 mod client;
 mod cluster;
 mod error;
+pub mod logs;
 pub mod money;
+mod operator;
 mod profiles;
 mod provider;
 mod schedule;
 mod session;
-mod operator;
-pub mod logs;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -38,7 +38,9 @@ use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
 
 pub use cluster::JobExplanation;
 pub use error::ApiError;
-pub use profiles::{BENCHMARK_GFLOPS_MAX, BENCHMARK_RETRY_MS, BenchmarkInFlight, ProviderProfile, benchmark_element, benchmark_seconds};
+pub use profiles::{
+    BENCHMARK_GFLOPS_MAX, BENCHMARK_RETRY_MS, BenchmarkInFlight, ProviderProfile, benchmark_element, benchmark_seconds,
+};
 
 /// How often engines are benchmarked when the server runs them (6 hours).
 pub const BENCHMARK_INTERVAL_DEFAULT_MS: u64 = 6 * 3600 * 1000;
@@ -232,8 +234,14 @@ impl Coordinator {
             Some(_) => Some(profiles::install_benchmark(tx, signer.id(), config.benchmark_size)?),
             None => profiles::load_benchmark(tx)?,
         };
-        let coordinator =
-            Coordinator { config, secret, signer, keys: Mutex::new(HashMap::new()), log_rates: logs::LogRates::default(), benchmark };
+        let coordinator = Coordinator {
+            config,
+            secret,
+            signer,
+            keys: Mutex::new(HashMap::new()),
+            log_rates: logs::LogRates::default(),
+            benchmark,
+        };
         coordinator.open_system_accounts(tx, 0)?;
         Ok(coordinator)
     }
@@ -249,30 +257,48 @@ impl Coordinator {
 
     /// Offer a new engine build (P3.11) to every engine that reports another version. The
     /// element's bytes must be stored already.
-    pub fn publish_upgrade(&self, tx: &mut dyn Tx, version: &str, element: idlegrid_types::ElementRef, now_ms: u64) -> Result<(), ApiError> {
+    pub fn publish_upgrade(
+        &self,
+        tx: &mut dyn Tx,
+        version: &str,
+        element: idlegrid_types::ElementRef,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
         if version.is_empty() || version.len() > 64 {
             return Err(ApiError::bad_request("an upgrade version is 1 to 64 characters"));
         }
         tx.insert_element(&element.hash, element.size, now_ms)?;
         let signature = self.signer.sign_bytes(&idlegrid_protocol::messages::upgrade_signed_bytes(version, &element));
-        let offer = idlegrid_protocol::messages::ServerToProvider::Upgrade { version: version.to_string(), element, signature };
+        let offer =
+            idlegrid_protocol::messages::ServerToProvider::Upgrade { version: version.to_string(), element, signature };
         tx.set_meta(UPGRADE_KEY, serde_json::to_string(&offer).expect("messages serialize").as_bytes())?;
         Ok(())
     }
 
     /// The upgrade on offer, if any.
-    pub(crate) fn upgrade(&self, tx: &mut dyn Tx) -> Result<Option<idlegrid_protocol::messages::ServerToProvider>, idlegrid_store::StoreError> {
+    pub(crate) fn upgrade(
+        &self,
+        tx: &mut dyn Tx,
+    ) -> Result<Option<idlegrid_protocol::messages::ServerToProvider>, idlegrid_store::StoreError> {
         Ok(tx.meta(UPGRADE_KEY)?.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
     /// Seal an assignment with the server's signature.
-    pub(crate) fn sign(&self, mut assignment: idlegrid_protocol::messages::Assignment) -> idlegrid_protocol::messages::Assignment {
+    pub(crate) fn sign(
+        &self,
+        mut assignment: idlegrid_protocol::messages::Assignment,
+    ) -> idlegrid_protocol::messages::Assignment {
         assignment.signature = self.signer.sign_bytes(&assignment.signed_bytes());
         assignment
     }
 
     /// Register a party by its public key (P4.1). Registering the same key again is harmless.
-    pub fn register(&self, tx: &mut dyn Tx, request: &RegisterRequest, now_ms: u64) -> Result<RegisterResponse, ApiError> {
+    pub fn register(
+        &self,
+        tx: &mut dyn Tx,
+        request: &RegisterRequest,
+        now_ms: u64,
+    ) -> Result<RegisterResponse, ApiError> {
         let key = parse_public_key(&request.public_key)
             .map_err(|_| ApiError::bad_request("public_key must be a 64-character hex Ed25519 public key"))?;
         if request.name.len() > 200 {
@@ -285,9 +311,18 @@ impl Coordinator {
             )));
         }
         if let Some(revocation) = tx.revocation(&id)? {
-            return Err(ApiError::forbidden(format!("party {id} is revoked ({}); register with a new key", revocation.reason)));
+            return Err(ApiError::forbidden(format!(
+                "party {id} is revoked ({}); register with a new key",
+                revocation.reason
+            )));
         }
-        let row = PartyRow { id: id.clone(), role: request.role, public_key: key, name: request.name.clone(), created_ms: now_ms };
+        let row = PartyRow {
+            id: id.clone(),
+            role: request.role,
+            public_key: key,
+            name: request.name.clone(),
+            created_ms: now_ms,
+        };
         if !tx.insert_party(&row)? {
             let existing = tx.party(&id)?.ok_or_else(|| ApiError::internal("party vanished during registration"))?;
             if existing.role != request.role {
@@ -404,19 +439,29 @@ impl Coordinator {
             }
             Role::Provider => {
                 // The published engine upgrade is for every engine.
-                if let Some(idlegrid_protocol::messages::ServerToProvider::Upgrade { element, .. }) = self.upgrade(tx)? {
+                if let Some(idlegrid_protocol::messages::ServerToProvider::Upgrade { element, .. }) =
+                    self.upgrade(tx)?
+                {
                     if element.hash == *hash {
                         return Ok(size);
                     }
                 }
-                let ticket = ticket.ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;
-                let ticket = Ticket::verify(ticket, &self.secret, &party.id, now_ms).map_err(|e| ApiError::forbidden(e.to_string()))?;
-                let assignment = tx.assignment(ticket.assignment)?.ok_or_else(|| ApiError::forbidden("the ticket's assignment does not exist"))?;
+                let ticket = ticket
+                    .ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;
+                let ticket = Ticket::verify(ticket, &self.secret, &party.id, now_ms)
+                    .map_err(|e| ApiError::forbidden(e.to_string()))?;
+                let assignment = tx
+                    .assignment(ticket.assignment)?
+                    .ok_or_else(|| ApiError::forbidden("the ticket's assignment does not exist"))?;
                 if assignment.provider != party.id || assignment.state != idlegrid_store::AssignmentRowState::Active {
                     return Err(ApiError::forbidden("the ticket's assignment is not active on this engine"));
                 }
-                let task = tx.task_by_key(assignment.task)?.ok_or_else(|| ApiError::forbidden("the ticket's task no longer exists"))?;
-                let uses = task.executable == *hash || task.data.values().any(|h| h == hash) || task.checkpoint.as_ref() == Some(hash);
+                let task = tx
+                    .task_by_key(assignment.task)?
+                    .ok_or_else(|| ApiError::forbidden("the ticket's task no longer exists"))?;
+                let uses = task.executable == *hash
+                    || task.data.values().any(|h| h == hash)
+                    || task.checkpoint.as_ref() == Some(hash);
                 if uses { Ok(size) } else { Err(ApiError::forbidden("the ticket does not cover this element")) }
             }
             Role::Operator => Err(ApiError::forbidden("operators do not download elements")),
@@ -424,7 +469,11 @@ impl Coordinator {
     }
 
     /// The jobs of a client, for the HTTP API.
-    pub fn jobs_of(&self, tx: &mut dyn Tx, party: &Party) -> Result<Vec<idlegrid_protocol::messages::JobInfo>, ApiError> {
+    pub fn jobs_of(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+    ) -> Result<Vec<idlegrid_protocol::messages::JobInfo>, ApiError> {
         if party.role != Role::Client {
             return Err(ApiError::forbidden("only clients have jobs"));
         }
@@ -432,7 +481,12 @@ impl Coordinator {
     }
 
     /// One job of a client, for the HTTP API.
-    pub fn job_of(&self, tx: &mut dyn Tx, party: &Party, job: idlegrid_types::JobId) -> Result<idlegrid_protocol::messages::JobInfo, ApiError> {
+    pub fn job_of(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        job: idlegrid_types::JobId,
+    ) -> Result<idlegrid_protocol::messages::JobInfo, ApiError> {
         match tx.job(job)? {
             Some(row) if row.client == party.id => Ok(session::job_info(&row)),
             _ => Err(ApiError::unknown_job(format!("job {job} does not exist (or belongs to another client)"))),
@@ -440,13 +494,14 @@ impl Coordinator {
     }
 
     fn ticket(&self, holder: &PartyId, assignment: idlegrid_types::AssignmentId, now_ms: u64) -> String {
-        Ticket { holder: holder.clone(), assignment, expires_unix_ms: now_ms + self.config.ticket_ttl_ms }.issue(&self.secret)
+        Ticket { holder: holder.clone(), assignment, expires_unix_ms: now_ms + self.config.ticket_ttl_ms }
+            .issue(&self.secret)
     }
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod benchmark_tests;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod tests;

@@ -70,13 +70,19 @@ impl Coordinator {
             return Err(ApiError::new(
                 429,
                 ErrorCode::LimitExceeded,
-                format!("more than {} log lines this minute; send errors only, or fewer", self.config.log_lines_per_minute_max),
+                format!(
+                    "more than {} log lines this minute; send errors only, or fewer",
+                    self.config.log_lines_per_minute_max
+                ),
             ));
         }
         let mut rows = Vec::with_capacity(batch.lines.len());
         for line in batch.lines {
             if !LEVELS.contains(&line.level.as_str()) {
-                return Err(ApiError::bad_request(format!("log level {:?}: expected error, warn or info", cut(&line.level, 20))));
+                return Err(ApiError::bad_request(format!(
+                    "log level {:?}: expected error, warn or info",
+                    cut(&line.level, 20)
+                )));
             }
             let job = match (party.role, line.assignment, line.job) {
                 (Role::Provider, Some(assignment), _) => match tx.assignment(assignment)? {
@@ -103,7 +109,12 @@ impl Coordinator {
     }
 
     /// Log lines for an operator, newest first.
-    pub fn logs_for(&self, tx: &mut dyn Tx, operator: &Party, mut filter: LogFilter) -> Result<Vec<LogEntry>, ApiError> {
+    pub fn logs_for(
+        &self,
+        tx: &mut dyn Tx,
+        operator: &Party,
+        mut filter: LogFilter,
+    ) -> Result<Vec<LogEntry>, ApiError> {
         if operator.role != Role::Operator {
             return Err(ApiError::forbidden("only operators may read the logs"));
         }

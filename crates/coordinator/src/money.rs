@@ -117,7 +117,13 @@ impl Coordinator {
 
     /// Open a party's account at registration: a client may owe up to its limit, a provider
     /// spends only what it earned.
-    pub(crate) fn open_party_account(&self, tx: &mut dyn Tx, party: &PartyId, role: Role, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn open_party_account(
+        &self,
+        tx: &mut dyn Tx,
+        party: &PartyId,
+        role: Role,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let limit = match role {
             Role::Client => self.config.client_overdraft_max_micros.map(Micros::new),
             Role::Provider => Some(Micros::ZERO),
@@ -186,7 +192,12 @@ impl Coordinator {
     }
 
     /// The server told the engine to drop or hand back a placement.
-    pub(crate) fn journal_cancel(&self, tx: &mut dyn Tx, assignment: AssignmentId, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn journal_cancel(
+        &self,
+        tx: &mut dyn Tx,
+        assignment: AssignmentId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         if let Some(mut record) = tx.work_record(assignment.0)? {
             if record.cancelled_ms.is_none() && record.concluded_ms.is_none() {
                 record.cancelled_ms = Some(now_ms);
@@ -197,7 +208,13 @@ impl Coordinator {
     }
 
     /// A placement ended; `final_bytes` is set for the one whose final status the client gets.
-    pub(crate) fn journal_conclude(&self, tx: &mut dyn Tx, assignment: AssignmentId, final_bytes: Option<u64>, now_ms: u64) -> Result<(), StoreError> {
+    pub(crate) fn journal_conclude(
+        &self,
+        tx: &mut dyn Tx,
+        assignment: AssignmentId,
+        final_bytes: Option<u64>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         if let Some(mut record) = tx.work_record(assignment.0)? {
             if record.concluded_ms.is_none() {
                 record.concluded_ms = Some(now_ms.max(record.launched_ms));
@@ -213,14 +230,25 @@ impl Coordinator {
 
     /// Reserve a job's maximum cost at launch; `Err` names the shortfall when the client's
     /// account cannot hold it.
-    pub(crate) fn reserve_launch(&self, tx: &mut dyn Tx, job: &JobRow, now_ms: u64) -> Result<Result<(), String>, StoreError> {
+    pub(crate) fn reserve_launch(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRow,
+        now_ms: u64,
+    ) -> Result<Result<(), String>, StoreError> {
         let Some(cost_max) = job.properties.cost_max_micros else { return Ok(Ok(())) };
         let payer = AccountId::Party(job.client.clone());
         let mut ledger = Ledger::new(tx.ledger());
         if ledger.job_reservation(job.id).map_err(ledger_error)?.is_some() {
             return Ok(Ok(()));
         }
-        match ledger.reserve_job(job.id, payer, Micros::new(cost_max.min(i64::MAX as u64) as i64), ReservationKind::Maximum, now_ms) {
+        match ledger.reserve_job(
+            job.id,
+            payer,
+            Micros::new(cost_max.min(i64::MAX as u64) as i64),
+            ReservationKind::Maximum,
+            now_ms,
+        ) {
             Ok(_) => Ok(Ok(())),
             Err(LedgerError::OverLimit { available, shortfall, .. }) => Ok(Err(format!(
                 "the account cannot cover the job's maximum cost of {}: {} is available, {} short; deposit first",
@@ -233,7 +261,15 @@ impl Coordinator {
     }
 
     /// Stop a job's work on behalf of the server (hold), keeping it resumable.
-    pub(crate) fn hold_job(&self, tx: &mut dyn Tx, job: &mut JobRow, hold: &str, reason: &str, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn hold_job(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRow,
+        hold: &str,
+        reason: &str,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         if job.hold.is_some() || !matches!(job.state, JobState::Running) {
             return Ok(());
         }
@@ -242,7 +278,12 @@ impl Coordinator {
             if let Some(mut task) = tx.task_by_key(assignment.task)? {
                 if crate::schedule::transition(tx, &mut task, job, idlegrid_types::TaskEvent::Stop)?.is_some() {
                     self.journal_cancel(tx, assignment.id, now_ms)?;
-                    self.tell_provider(tx, &assignment.provider, &ServerToProvider::Stop { assignment: assignment.id }, fx)?;
+                    self.tell_provider(
+                        tx,
+                        &assignment.provider,
+                        &ServerToProvider::Stop { assignment: assignment.id },
+                        fx,
+                    )?;
                 }
             }
         }
@@ -253,13 +294,26 @@ impl Coordinator {
         tracing::info!(job = %job.id, %reason, "job held");
         self.notify(tx, job, "stopped", Some(reason), now_ms)?;
         for attachment in tx.attachments_of_job(job.id)? {
-            crate::session::push(tx, fx, attachment.session, None, &ServerToClient::JobProperties(job_info(job)), None)?;
+            crate::session::push(
+                tx,
+                fx,
+                attachment.session,
+                None,
+                &ServerToClient::JobProperties(job_info(job)),
+                None,
+            )?;
         }
         Ok(())
     }
 
     /// Resume a job the server held.
-    pub(crate) fn release_hold(&self, tx: &mut dyn Tx, job: &mut JobRow, now_ms: u64, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn release_hold(
+        &self,
+        tx: &mut dyn Tx,
+        job: &mut JobRow,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         crate::schedule::move_all(tx, job, &[TaskState::Stopped], TaskState::Queued)?;
         job.state = JobState::Running.settle(&job.counts);
         job.hold = None;
@@ -270,7 +324,15 @@ impl Coordinator {
     }
 
     /// A payment into a client's account; jobs held for its limit resume once it is current.
-    pub fn deposit(&self, tx: &mut dyn Tx, client: &PartyId, amount_micros: i64, reference: &str, now_ms: u64, fx: &mut Effects) -> Result<AccountInfo, ApiError> {
+    pub fn deposit(
+        &self,
+        tx: &mut dyn Tx,
+        client: &PartyId,
+        amount_micros: i64,
+        reference: &str,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<AccountInfo, ApiError> {
         if amount_micros <= 0 {
             return Err(ApiError::bad_request("a deposit must be a positive amount of micro-units"));
         }
@@ -288,7 +350,16 @@ impl Coordinator {
     }
 
     /// A provider makes what its engines earned spendable by a client account (barter).
-    pub fn barter(&self, tx: &mut dyn Tx, provider: &PartyId, client: &PartyId, amount_micros: i64, reference: &str, now_ms: u64, fx: &mut Effects) -> Result<AccountInfo, ApiError> {
+    pub fn barter(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        client: &PartyId,
+        amount_micros: i64,
+        reference: &str,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<AccountInfo, ApiError> {
         if amount_micros <= 0 {
             return Err(ApiError::bad_request("a barter credit must be a positive amount of micro-units"));
         }
@@ -310,9 +381,17 @@ impl Coordinator {
     }
 
     /// A client's charges by job, or a provider's earnings by engine, by period (P7.7).
-    pub fn statement(&self, tx: &mut dyn Tx, party: &crate::Party, query: StatementQuery) -> Result<idlegrid_ledger::Statement, ApiError> {
+    pub fn statement(
+        &self,
+        tx: &mut dyn Tx,
+        party: &crate::Party,
+        query: StatementQuery,
+    ) -> Result<idlegrid_ledger::Statement, ApiError> {
         let account = AccountId::Party(party.id.clone());
-        let transfers = tx.ledger().transfers_of_account(&account, query.from_ms, query.to_ms).map_err(|e| ApiError::internal(e.to_string()))?;
+        let transfers = tx
+            .ledger()
+            .transfers_of_account(&account, query.from_ms, query.to_ms)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let span = idlegrid_ledger::Period { start_ms: query.from_ms, end_ms: query.to_ms };
         let period = match query.period.unwrap_or(StatementPeriodName::Whole) {
             StatementPeriodName::Day => StatementPeriod::Day,
@@ -343,8 +422,16 @@ impl Coordinator {
     }
 
     /// Queue a notice about a job to every channel its client chose.
-    pub(crate) fn notify(&self, tx: &mut dyn Tx, job: &JobRow, kind: &str, reason: Option<&str>, now_ms: u64) -> Result<(), StoreError> {
-        let settings: NoticeSettings = tx.client_settings(&job.client)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
+    pub(crate) fn notify(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRow,
+        kind: &str,
+        reason: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let settings: NoticeSettings =
+            tx.client_settings(&job.client)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
         let notice = Notice {
             kind: kind.to_string(),
             job: job.id,
@@ -358,7 +445,8 @@ impl Coordinator {
             email: None,
         };
         if let Some(url) = settings.webhook_url {
-            let to_webhook = Notice { webhook_url: Some(url), webhook_secret: settings.webhook_secret.clone(), ..notice.clone() };
+            let to_webhook =
+                Notice { webhook_url: Some(url), webhook_secret: settings.webhook_secret.clone(), ..notice.clone() };
             tx.push_notice(&job.client, "webhook", &serde_json::to_string(&to_webhook).expect("serializes"), now_ms)?;
         }
         if let Some(email) = settings.email {
@@ -379,13 +467,22 @@ impl Coordinator {
         Ok(tx
             .due_notices(now_ms, 100)?
             .into_iter()
-            .filter_map(|row| serde_json::from_str(&row.body).ok().map(|notice| (row.id, row.channel, notice, row.attempts)))
+            .filter_map(|row| {
+                serde_json::from_str(&row.body).ok().map(|notice| (row.id, row.channel, notice, row.attempts))
+            })
             .collect())
     }
 
     /// Record a delivery attempt: delivered, or try again later with back-off (given up after
     /// a day's worth of attempts).
-    pub fn notice_attempted(&self, tx: &mut dyn Tx, id: i64, attempts: u32, outcome: Result<(), String>, now_ms: u64) -> Result<(), ApiError> {
+    pub fn notice_attempted(
+        &self,
+        tx: &mut dyn Tx,
+        id: i64,
+        attempts: u32,
+        outcome: Result<(), String>,
+        now_ms: u64,
+    ) -> Result<(), ApiError> {
         match outcome {
             Ok(()) => tx.notice_attempted(id, true, now_ms, None)?,
             Err(error) => {
@@ -403,7 +500,12 @@ impl Coordinator {
     /// One billing pass (P7.1-P7.6): bill every increment closed since the last pass from the
     /// journal, exactly once, then stop jobs at their maximum cost and hold the jobs of clients
     /// over their account limit. Runs in one transaction, so a crash bills nothing or all.
-    pub fn bill(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<idlegrid_ledger::BillingReport, StoreError> {
+    pub fn bill(
+        &self,
+        tx: &mut dyn Tx,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<idlegrid_ledger::BillingReport, StoreError> {
         let watermark = match tx.meta(BILLED_TO_KEY)? {
             Some(bytes) => String::from_utf8_lossy(&bytes).parse().unwrap_or(now_ms),
             None => {
@@ -481,7 +583,9 @@ impl Coordinator {
         let retention = self.config.results_retention_ms;
         let warning = self.config.purge_warning_ms.min(retention);
         let mut purged = 0;
-        for (job, completed_ms, warned) in tx.completed_jobs_with_undelivered_results(now_ms.saturating_sub(retention - warning), 1000)? {
+        for (job, completed_ms, warned) in
+            tx.completed_jobs_with_undelivered_results(now_ms.saturating_sub(retention - warning), 1000)?
+        {
             let Some(row) = tx.job(job)? else { continue };
             if completed_ms + retention <= now_ms {
                 tracing::info!(%job, "results unclaimed past their retention: purged");
@@ -491,7 +595,8 @@ impl Coordinator {
                 tx.delete_job(job)?;
                 purged += 1;
             } else if !warned {
-                let reason = format!("results not fetched are deleted at {} ms since the epoch", completed_ms + retention);
+                let reason =
+                    format!("results not fetched are deleted at {} ms since the epoch", completed_ms + retention);
                 self.notify(tx, &row, "purge_warning", Some(&reason), now_ms)?;
                 tx.set_purge_warned(job)?;
             }

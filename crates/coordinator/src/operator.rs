@@ -29,7 +29,9 @@ impl Coordinator {
         if *target == operator.id {
             return Err(ApiError::bad_request("an operator cannot revoke itself"));
         }
-        let party = tx.party(target)?.ok_or_else(|| ApiError::new(404, idlegrid_protocol::ErrorCode::BadRequest, format!("no party {target}")))?;
+        let party = tx.party(target)?.ok_or_else(|| {
+            ApiError::new(404, idlegrid_protocol::ErrorCode::BadRequest, format!("no party {target}"))
+        })?;
         let revocation = RevocationRow { party: target.clone(), reason: reason.trim().to_string(), revoked_ms: now_ms };
         if !tx.revoke_party(&revocation)? {
             return Ok(false);

@@ -20,8 +20,8 @@
 
 use std::collections::HashMap;
 
-use idlegrid_protocol::messages::{AssignmentState, AssignmentStatus, NodeState, ServerToProvider};
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::{AssignmentState, AssignmentStatus, NodeState, ServerToProvider};
 use idlegrid_scheduler::profile::BenchmarkAverage;
 use idlegrid_store::{AssignmentRow, AssignmentRowState, JobRow, NewTask, StoreError, TaskKey, TaskRow, Tx};
 use idlegrid_types::{ElementHash, JobCounts, JobId, JobProperties, JobState, PartyId, TaskLimitsSpec};
@@ -193,7 +193,8 @@ pub(crate) fn install_benchmark(tx: &mut dyn Tx, owner: &PartyId, size: u32) -> 
     tx.insert_tasks(job, &new)?;
     let mut tasks = Vec::with_capacity(seeds.len());
     for (index, seed) in seeds.into_iter().enumerate() {
-        let key = tx.task(job, index as u64)?.ok_or_else(|| StoreError::Conflict("a benchmark task vanished".into()))?.key;
+        let key =
+            tx.task(job, index as u64)?.ok_or_else(|| StoreError::Conflict("a benchmark task vanished".into()))?.key;
         tasks.push(BenchmarkTask { key, seed, answer: benchmark::expected_answer(size, seed) });
     }
     let setup = BenchmarkSetup { job, size, module: element.hash, tasks };
@@ -219,7 +220,12 @@ impl Coordinator {
         Ok(tx.provider_profile(provider)?.and_then(|json| serde_json::from_str(&json).ok()))
     }
 
-    pub(crate) fn save_profile(&self, tx: &mut dyn Tx, provider: &PartyId, profile: &ProviderProfile) -> Result<(), StoreError> {
+    pub(crate) fn save_profile(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        profile: &ProviderProfile,
+    ) -> Result<(), StoreError> {
         let json = serde_json::to_string(profile).expect("profiles serialize");
         tx.set_provider_profile(provider, &json)
     }
@@ -260,7 +266,12 @@ impl Coordinator {
     }
 
     /// Give every engine with room a benchmark that is due (maintenance).
-    pub(crate) fn send_due_benchmarks(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<u32, StoreError> {
+    pub(crate) fn send_due_benchmarks(
+        &self,
+        tx: &mut dyn Tx,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<u32, StoreError> {
         if self.benchmark.is_none() || self.config.benchmark_interval_ms.is_none() {
             return Ok(0);
         }
@@ -276,8 +287,16 @@ impl Coordinator {
     /// Place a benchmark on the engine if one is due (it reported its profile, holds none now,
     /// and its last one is older than the interval) and the engine has a free slot and room in
     /// its queue. True if one was placed.
-    pub(crate) fn benchmark_if_due(&self, tx: &mut dyn Tx, provider: &PartyId, now_ms: u64, fx: &mut Effects) -> Result<bool, StoreError> {
-        let (Some(setup), Some(interval)) = (&self.benchmark, self.config.benchmark_interval_ms) else { return Ok(false) };
+    pub(crate) fn benchmark_if_due(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &PartyId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<bool, StoreError> {
+        let (Some(setup), Some(interval)) = (&self.benchmark, self.config.benchmark_interval_ms) else {
+            return Ok(false);
+        };
         if setup.tasks.is_empty() {
             return Ok(false);
         }
@@ -291,7 +310,8 @@ impl Coordinator {
                 return Ok(false);
             }
             // Ended without an answer (reclaimed, dropped by the engine): try again later.
-            profile.benchmark_next_ms = profile.benchmark_next_ms.max(flight.sent_ms.saturating_add(BENCHMARK_RETRY_MS.min(interval)));
+            profile.benchmark_next_ms =
+                profile.benchmark_next_ms.max(flight.sent_ms.saturating_add(BENCHMARK_RETRY_MS.min(interval)));
             profile.benchmark = None;
         }
         if now_ms < profile.benchmark_next_ms {
@@ -330,7 +350,13 @@ impl Coordinator {
     /// A status of a benchmark: only its final answer matters. A right answer is a measurement
     /// of the engine's speed; a wrong one is not (and is counted); a run lost without an answer
     /// is sent again later. Never delivered to anybody.
-    pub(crate) fn benchmark_status(&self, ctx: &mut Ctx<'_>, assignment: AssignmentRow, task: TaskRow, status: AssignmentStatus) -> Result<(), Reject> {
+    pub(crate) fn benchmark_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        assignment: AssignmentRow,
+        task: TaskRow,
+        status: AssignmentStatus,
+    ) -> Result<(), Reject> {
         let id = status.assignment;
         if status.state == AssignmentState::Running {
             return Ok(());

@@ -8,7 +8,9 @@ use idlegrid_protocol::messages::{
 use idlegrid_protocol::wire::limits;
 use idlegrid_protocol::{ErrorCode, Payload};
 use idlegrid_store::{AssignmentRowState, StoreError, Tx};
-use idlegrid_types::{AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState};
+use idlegrid_types::{
+    AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState,
+};
 
 use crate::assurance::ReplicaOutcome;
 use crate::error::{Reject, report};
@@ -18,7 +20,10 @@ use crate::{Coordinator, Effects, Party};
 
 /// An engine's failure report, with a reason and at most 4096 characters of it.
 fn bounded_failure(failure: Option<TaskFailureInfo>) -> TaskFailureInfo {
-    let failure = failure.unwrap_or(TaskFailureInfo { kind: FailureKind::Engine, message: "the engine reported a failure without a reason".into() });
+    let failure = failure.unwrap_or(TaskFailureInfo {
+        kind: FailureKind::Engine,
+        message: "the engine reported a failure without a reason".into(),
+    });
     TaskFailureInfo { message: failure.message.chars().take(4096).collect(), ..failure }
 }
 
@@ -86,7 +91,16 @@ impl Coordinator {
             }
             M::NodeProfile { os, arch, cores, memory_bytes, disk_bytes, engine_version } => {
                 // Merged into the profile: the benchmark's measurements stay (P5.1).
-                self.profile_reported(ctx.tx, &ctx.party.id.clone(), os, arch, cores, memory_bytes, disk_bytes, engine_version.clone())?;
+                self.profile_reported(
+                    ctx.tx,
+                    &ctx.party.id.clone(),
+                    os,
+                    arch,
+                    cores,
+                    memory_bytes,
+                    disk_bytes,
+                    engine_version.clone(),
+                )?;
                 if let Some(offer) = self.upgrade(ctx.tx)? {
                     if matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version) {
                         push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
@@ -114,7 +128,9 @@ impl Coordinator {
                 tracing::warn!(provider = %ctx.party.id, %report, "engine reported an error");
                 Ok(())
             }
-            M::ExternalDelivery { url } => Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported"))),
+            M::ExternalDelivery { url } => {
+                Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported")))
+            }
             M::Heartbeat => Ok(()),
         }
     }
@@ -134,11 +150,19 @@ impl Coordinator {
         if active_only && assignment.state != AssignmentRowState::Active {
             return Err(report(ErrorCode::Conflict, format!("assignment {id} has ended")));
         }
-        let task = ctx.tx.task_by_key(assignment.task)?.ok_or_else(|| report(ErrorCode::UnknownTask, format!("the task of {id} was removed")))?;
+        let task = ctx
+            .tx
+            .task_by_key(assignment.task)?
+            .ok_or_else(|| report(ErrorCode::UnknownTask, format!("the task of {id} was removed")))?;
         Ok((assignment, task))
     }
 
-    fn accept_checkpoint(&self, ctx: &mut Ctx<'_>, task: &mut idlegrid_store::TaskRow, checkpoint: ElementRef) -> Result<(), Reject> {
+    fn accept_checkpoint(
+        &self,
+        ctx: &mut Ctx<'_>,
+        task: &mut idlegrid_store::TaskRow,
+        checkpoint: ElementRef,
+    ) -> Result<(), Reject> {
         match ctx.tx.element_size(&checkpoint.hash)? {
             Some(size) if size == checkpoint.size => {
                 ctx.tx.add_job_elements(task.job, &[checkpoint.hash])?;
@@ -154,16 +178,25 @@ impl Coordinator {
         match payload {
             Payload::Inline(bytes) if bytes.len() > limits::INLINE_PAYLOAD_BYTES_MAX => Err(report(
                 ErrorCode::LimitExceeded,
-                format!("inline {what} of {} bytes; upload anything over {} bytes as an element", bytes.len(), limits::INLINE_PAYLOAD_BYTES_MAX),
+                format!(
+                    "inline {what} of {} bytes; upload anything over {} bytes as an element",
+                    bytes.len(),
+                    limits::INLINE_PAYLOAD_BYTES_MAX
+                ),
             )),
             Payload::Element(element) => match ctx.tx.element_size(&element.hash)? {
                 Some(size) if size == element.size && size <= limit => Ok(()),
-                Some(size) if size > limit => Err(report(ErrorCode::LimitExceeded, format!("{what} of {size} bytes exceeds the job's limit"))),
-                _ => Err(report(ErrorCode::UnknownElement, format!("{what} element {} was not uploaded", element.hash))),
+                Some(size) if size > limit => {
+                    Err(report(ErrorCode::LimitExceeded, format!("{what} of {size} bytes exceeds the job's limit")))
+                }
+                _ => {
+                    Err(report(ErrorCode::UnknownElement, format!("{what} element {} was not uploaded", element.hash)))
+                }
             },
-            Payload::Inline(bytes) if bytes.len() as u64 > limit => {
-                Err(report(ErrorCode::LimitExceeded, format!("{what} of {} bytes exceeds the job's limit", bytes.len())))
-            }
+            Payload::Inline(bytes) if bytes.len() as u64 > limit => Err(report(
+                ErrorCode::LimitExceeded,
+                format!("{what} of {} bytes exceeds the job's limit", bytes.len()),
+            )),
             Payload::Inline(_) => Ok(()),
         }
     }
@@ -175,7 +208,12 @@ impl Coordinator {
             Err(Reject::Report(r)) if r.code == ErrorCode::UnknownTask => {
                 // The client removed the task meanwhile.
                 ctx.tx.end_assignment(id, ctx.now)?;
-                self.tell_provider(ctx.tx, &ctx.party.id.clone(), &ServerToProvider::RemoveTask { assignment: id }, ctx.fx)?;
+                self.tell_provider(
+                    ctx.tx,
+                    &ctx.party.id.clone(),
+                    &ServerToProvider::RemoveTask { assignment: id },
+                    ctx.fx,
+                )?;
                 return Ok(());
             }
             Err(other) => return Err(other),
@@ -188,7 +226,9 @@ impl Coordinator {
         if let Some(expected) = ctx.tx.spot_check(id)? {
             return self.spot_check_status(ctx, &job, expected, status, active);
         }
-        if crate::assurance::is_assured(&job) && matches!(status.state, AssignmentState::Succeeded | AssignmentState::Failed) {
+        if crate::assurance::is_assured(&job)
+            && matches!(status.state, AssignmentState::Succeeded | AssignmentState::Failed)
+        {
             return self.replica_status(ctx, &mut task, &mut job, status, active);
         }
         match status.state {
@@ -230,11 +270,31 @@ impl Coordinator {
                 if status.state == AssignmentState::Succeeded {
                     let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
                     self.check_payload(ctx, &result, limit, "result")?;
-                    self.conclude(ctx.tx, &mut task, &mut job, TaskState::Succeeded, Some(result), None, status.cpu_ms, ctx.now, ctx.fx)?;
+                    self.conclude(
+                        ctx.tx,
+                        &mut task,
+                        &mut job,
+                        TaskState::Succeeded,
+                        Some(result),
+                        None,
+                        status.cpu_ms,
+                        ctx.now,
+                        ctx.fx,
+                    )?;
                 } else {
                     let failure = bounded_failure(status.failure);
                     if failure.kind.is_deterministic() {
-                        self.conclude(ctx.tx, &mut task, &mut job, TaskState::Failed, None, Some(failure), status.cpu_ms, ctx.now, ctx.fx)?;
+                        self.conclude(
+                            ctx.tx,
+                            &mut task,
+                            &mut job,
+                            TaskState::Failed,
+                            None,
+                            Some(failure),
+                            status.cpu_ms,
+                            ctx.now,
+                            ctx.fx,
+                        )?;
                     } else {
                         // Not the task's fault: another engine may succeed.
                         tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure: task requeued");
@@ -271,7 +331,14 @@ impl Coordinator {
 
     /// The final status of a replica of a task whose job checks results: the result is kept
     /// until the task's assurance accepts one.
-    fn replica_status(&self, ctx: &mut Ctx<'_>, task: &mut idlegrid_store::TaskRow, job: &mut idlegrid_store::JobRow, status: AssignmentStatus, active: bool) -> Result<(), Reject> {
+    fn replica_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        task: &mut idlegrid_store::TaskRow,
+        job: &mut idlegrid_store::JobRow,
+        status: AssignmentStatus,
+        active: bool,
+    ) -> Result<(), Reject> {
         let id = status.assignment;
         if !active || !ctx.tx.end_assignment(id, ctx.now)? {
             return Ok(()); // lost or cancelled already: its result no longer counts
@@ -303,11 +370,20 @@ impl Coordinator {
 
     /// A status of a test task: only its final answer matters, and it is judged, never
     /// delivered to anybody.
-    fn spot_check_status(&self, ctx: &mut Ctx<'_>, job: &idlegrid_store::JobRow, expected: ElementHash, status: AssignmentStatus, active: bool) -> Result<(), Reject> {
+    fn spot_check_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        job: &idlegrid_store::JobRow,
+        expected: ElementHash,
+        status: AssignmentStatus,
+        active: bool,
+    ) -> Result<(), Reject> {
         let id = status.assignment;
         let answer = match status.state {
             AssignmentState::Running => return Ok(()),
-            AssignmentState::Succeeded => Some(ReplicaOutcome::Succeeded { result: status.result.unwrap_or(Payload::Inline(Vec::new())) }),
+            AssignmentState::Succeeded => {
+                Some(ReplicaOutcome::Succeeded { result: status.result.unwrap_or(Payload::Inline(Vec::new())) })
+            }
             AssignmentState::Failed => {
                 let failure = bounded_failure(status.failure);
                 failure.kind.is_deterministic().then_some(ReplicaOutcome::Failed { failure })

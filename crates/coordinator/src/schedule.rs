@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
 use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss, place_replicas};
 use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
@@ -31,7 +31,10 @@ pub struct MaintenanceReport {
 
 /// Why a task fails when the server no longer holds one of its elements.
 pub(crate) fn element_gone(hash: &ElementHash) -> TaskFailureInfo {
-    TaskFailureInfo { kind: FailureKind::ElementUnavailable, message: format!("element {hash} of this task is no longer stored on the server") }
+    TaskFailureInfo {
+        kind: FailureKind::ElementUnavailable,
+        message: format!("element {hash} of this task is no longer stored on the server"),
+    }
 }
 
 /// Jobs touched during one operation, saved once at the end.
@@ -65,7 +68,12 @@ impl Jobs {
 
 /// Move a task through `event`, keeping its job's counts and state in step. Returns the new
 /// state, or `None` when the event does not apply (the task is left as it is).
-pub(crate) fn transition(tx: &mut dyn Tx, task: &mut TaskRow, job: &mut JobRow, event: TaskEvent) -> Result<Option<TaskState>, StoreError> {
+pub(crate) fn transition(
+    tx: &mut dyn Tx,
+    task: &mut TaskRow,
+    job: &mut JobRow,
+    event: TaskEvent,
+) -> Result<Option<TaskState>, StoreError> {
     let Ok(next) = task.state.on(event) else { return Ok(None) };
     tx.set_task_state(task.key, next)?;
     job.counts.shift(task.state, next);
@@ -106,7 +114,8 @@ impl Coordinator {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let engine_of: HashMap<PartyId, usize> = rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
+        let engine_of: HashMap<PartyId, usize> =
+            rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
         let mut jobs = Jobs::default();
         let mut tasks = Vec::with_capacity(candidates.len());
         let mut demands = Vec::with_capacity(candidates.len());
@@ -371,7 +380,12 @@ impl Coordinator {
     }
 
     /// Answer every pending `GetTask` of a task with the checkpoint the server holds.
-    pub(crate) fn answer_task_requests(&self, tx: &mut dyn Tx, task: &TaskRow, fx: &mut Effects) -> Result<(), StoreError> {
+    pub(crate) fn answer_task_requests(
+        &self,
+        tx: &mut dyn Tx,
+        task: &TaskRow,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
         let requests = tx.take_task_requests(task.key)?;
         if requests.is_empty() {
             return Ok(());
@@ -382,7 +396,14 @@ impl Coordinator {
         };
         for (session, reply_to) in requests {
             if tx.session(session)?.is_some() {
-                push(tx, fx, session, Some(reply_to), &ServerToClient::Task { job: task.job, task: task.index, checkpoint }, None)?;
+                push(
+                    tx,
+                    fx,
+                    session,
+                    Some(reply_to),
+                    &ServerToClient::Task { job: task.job, task: task.index, checkpoint },
+                    None,
+                )?;
             }
         }
         Ok(())
@@ -452,7 +473,9 @@ impl Coordinator {
         let billing = self.bill(tx, now_ms, fx)?;
         report.transfers_billed = billing.transfers_new as u32;
         report.results_purged = self.purge(tx, now_ms, fx)?;
-        for (job, _, _) in tx.completed_jobs_with_undelivered_results(now_ms.saturating_sub(self.config.archive_after_ms), 100)? {
+        for (job, _, _) in
+            tx.completed_jobs_with_undelivered_results(now_ms.saturating_sub(self.config.archive_after_ms), 100)?
+        {
             report.results_archived += tx.archive_results(job, false)? as u32;
         }
         Ok(report)

@@ -1,7 +1,9 @@
 //! Sessions and the reliable message channel (P8.3-P8.5): sequence numbers in, outboxes out,
 //! acknowledgements, resumption, reset, and the flow of results into client outboxes.
 
-use idlegrid_protocol::messages::{ClientToServer, JobInfo, ProviderToServer, Replay, ServerToClient, TaskStatusReport};
+use idlegrid_protocol::messages::{
+    ClientToServer, JobInfo, ProviderToServer, Replay, ServerToClient, TaskStatusReport,
+};
 use idlegrid_protocol::wire::{PostBatch, PostReply, SessionInfo};
 use idlegrid_protocol::{ChannelMessage, ErrorCode};
 use idlegrid_store::{JobRow, OutboxRow, ResultRow, SessionRow, Tx};
@@ -47,7 +49,13 @@ pub(crate) fn push<M: Serialize>(
 }
 
 pub(crate) fn job_info(job: &JobRow) -> JobInfo {
-    JobInfo { job: job.id, properties: job.properties.clone(), state: job.state, counts: job.counts, created_unix_ms: job.created_ms }
+    JobInfo {
+        job: job.id,
+        properties: job.properties.clone(),
+        state: job.state,
+        counts: job.counts,
+        created_unix_ms: job.created_ms,
+    }
 }
 
 pub(crate) fn result_report(result: &ResultRow, job: &JobRow) -> TaskStatusReport {
@@ -70,7 +78,9 @@ impl Coordinator {
     fn owned_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId) -> Result<SessionRow, ApiError> {
         match tx.session(id)? {
             Some(owned) if owned.party == party.id => Ok(owned.session),
-            _ => Err(ApiError::unknown_session(format!("session {id} does not exist (it may have expired): open a new one"))),
+            _ => Err(ApiError::unknown_session(format!(
+                "session {id} does not exist (it may have expired): open a new one"
+            ))),
         }
     }
 
@@ -99,8 +109,13 @@ impl Coordinator {
                 session
             }
             None => {
-                let session =
-                    SessionRow { id: SessionId::random(), inbound_acked: 0, outbound_head: 0, outbound_acked: 0, last_seen_ms: now_ms };
+                let session = SessionRow {
+                    id: SessionId::random(),
+                    inbound_acked: 0,
+                    outbound_head: 0,
+                    outbound_acked: 0,
+                    last_seen_ms: now_ms,
+                };
                 tx.insert_session(&party.id, &session)?;
                 session
             }
@@ -114,7 +129,14 @@ impl Coordinator {
 
     /// Re-synchronise a session whose party lost track of the sequence numbers (P8.5): report
     /// both positions; an engine is sent its active tasks again.
-    pub fn reset_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId, now_ms: u64, fx: &mut Effects) -> Result<SessionInfo, ApiError> {
+    pub fn reset_session(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        id: SessionId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<SessionInfo, ApiError> {
         self.owned_session(tx, party, id)?;
         tx.touch_session(id, now_ms)?;
         if party.role == Role::Provider {
@@ -159,7 +181,8 @@ impl Coordinator {
             return Err(ApiError::forbidden("only engines send provider messages"));
         }
         tx.touch_provider(&party.id, now_ms)?;
-        let reply = self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_provider(ctx, seq, m))?;
+        let reply =
+            self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_provider(ctx, seq, m))?;
         // Whatever the engine said may have freed room or changed what it wants.
         self.schedule(tx, now_ms, fx)?;
         Ok(reply)
@@ -196,7 +219,9 @@ impl Coordinator {
                     tracing::debug!(party = %party.id, message = name, %report, "message refused");
                     let error = match party.role {
                         Role::Client => encode(&ServerToClient::Error(report)),
-                        Role::Provider | Role::Operator => encode(&idlegrid_protocol::messages::ServerToProvider::Error(report)),
+                        Role::Provider | Role::Operator => {
+                            encode(&idlegrid_protocol::messages::ServerToProvider::Error(report))
+                        }
                     };
                     tx.push_outbox(session_id, Some(envelope.seq), &error, None)?;
                     fx.wake.insert(session_id);
@@ -215,7 +240,15 @@ impl Coordinator {
         }
     }
 
-    fn acknowledge(&self, tx: &mut dyn Tx, party: &Party, session: &SessionRow, upto: u64, now_ms: u64, fx: &mut Effects) -> Result<(), ApiError> {
+    fn acknowledge(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        session: &SessionRow,
+        upto: u64,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), ApiError> {
         if upto > session.outbound_head {
             return Err(ApiError::new(
                 409,
@@ -257,7 +290,10 @@ impl Coordinator {
             return Err(ApiError::new(
                 409,
                 ErrorCode::Conflict,
-                format!("asked for messages after {after} but the server sent only {}: reset the session", session.outbound_head),
+                format!(
+                    "asked for messages after {after} but the server sent only {}: reset the session",
+                    session.outbound_head
+                ),
             ));
         }
         self.acknowledge(tx, party, &session, ack.min(after), now_ms, fx)?;
@@ -270,7 +306,13 @@ impl Coordinator {
 
     /// Move final results of attached jobs into a client session's outbox, up to the window,
     /// and announce a job's completion once all its results are in.
-    pub(crate) fn fill(&self, tx: &mut dyn Tx, session_id: SessionId, _now_ms: u64, fx: &mut Effects) -> Result<(), idlegrid_store::StoreError> {
+    pub(crate) fn fill(
+        &self,
+        tx: &mut dyn Tx,
+        session_id: SessionId,
+        _now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), idlegrid_store::StoreError> {
         let Some(owned) = tx.session(session_id)? else { return Ok(()) };
         let mut in_flight = owned.session.outbound_head.saturating_sub(owned.session.outbound_acked);
         for mut attachment in tx.attachments_of_session(session_id)? {
@@ -282,10 +324,18 @@ impl Coordinator {
                 tx.delete_attachment(session_id, attachment.job)?;
                 continue;
             };
-            let page = tx.results_after(job.id, attachment.cursor, attachment.replay == Replay::Undelivered, room as u32)?;
+            let page =
+                tx.results_after(job.id, attachment.cursor, attachment.replay == Replay::Undelivered, room as u32)?;
             let drained = (page.len() as u64) < room;
             for result in &page {
-                push(tx, fx, session_id, None, &ServerToClient::TaskStatus(result_report(result, &job)), Some(result.id))?;
+                push(
+                    tx,
+                    fx,
+                    session_id,
+                    None,
+                    &ServerToClient::TaskStatus(result_report(result, &job)),
+                    Some(result.id),
+                )?;
                 attachment.cursor = result.id;
                 in_flight += 1;
             }
@@ -300,7 +350,13 @@ impl Coordinator {
     }
 
     /// Fill every session attached to a job (after new results, or its completion).
-    pub(crate) fn fill_job(&self, tx: &mut dyn Tx, job: idlegrid_types::JobId, now_ms: u64, fx: &mut Effects) -> Result<(), idlegrid_store::StoreError> {
+    pub(crate) fn fill_job(
+        &self,
+        tx: &mut dyn Tx,
+        job: idlegrid_types::JobId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), idlegrid_store::StoreError> {
         for attachment in tx.attachments_of_job(job)? {
             self.fill(tx, attachment.session, now_ms, fx)?;
         }
@@ -309,7 +365,12 @@ impl Coordinator {
 
     /// Send an interim status to the sessions attached to a job, where their window has room:
     /// interim statuses are lossy by design, the latest is kept on the task.
-    pub(crate) fn broadcast_interim(&self, tx: &mut dyn Tx, report: &TaskStatusReport, fx: &mut Effects) -> Result<(), idlegrid_store::StoreError> {
+    pub(crate) fn broadcast_interim(
+        &self,
+        tx: &mut dyn Tx,
+        report: &TaskStatusReport,
+        fx: &mut Effects,
+    ) -> Result<(), idlegrid_store::StoreError> {
         for attachment in tx.attachments_of_job(report.job)? {
             let Some(owned) = tx.session(attachment.session)? else { continue };
             let in_flight = owned.session.outbound_head.saturating_sub(owned.session.outbound_acked);

@@ -65,7 +65,10 @@ impl World {
     pub fn poll<M: DeserializeOwned>(&mut self, peer: &mut Peer) -> Vec<(Option<u64>, M)> {
         let (c, now) = (&self.coordinator, self.now);
         let mut fx = Effects::default();
-        let rows = self.store.write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, peer.received, 10_000, now, &mut fx)).unwrap();
+        let rows = self
+            .store
+            .write(|tx| c.poll(tx, &peer.party, peer.session, peer.received, peer.received, 10_000, now, &mut fx))
+            .unwrap();
         if let Some(last) = rows.last() {
             peer.received = last.seq;
         }
@@ -111,7 +114,10 @@ fn specs(exe: ElementHash, range: std::ops::Range<u64>) -> Vec<TaskSpec> {
 }
 
 fn engine_ready(world: &mut World, engine: &mut Peer, capacity: u32) {
-    world.engine_send(engine, vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: capacity }]);
+    world.engine_send(
+        engine,
+        vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: capacity }],
+    );
 }
 
 pub(crate) fn assignments(world: &mut World, engine: &mut Peer) -> Vec<Assignment> {
@@ -187,7 +193,9 @@ fn a_job_runs_end_to_end_and_every_result_reaches_the_client_once() {
         }
         let messages = world.poll::<ServerToClient>(&mut client);
         results.extend(final_statuses(&messages));
-        completed |= messages.iter().any(|(_, m)| matches!(m, ServerToClient::JobProperties(info) if info.state == JobState::Completed));
+        completed |= messages
+            .iter()
+            .any(|(_, m)| matches!(m, ServerToClient::JobProperties(info) if info.state == JobState::Completed));
     }
     let mut indexes: Vec<u64> = results.iter().map(|r| r.task).collect();
     indexes.sort();
@@ -206,7 +214,11 @@ fn a_job_runs_end_to_end_and_every_result_reaches_the_client_once() {
     world.client_send(&mut other, vec![ClientToServer::Attach { job, replay: Replay::Undelivered }]);
     assert!(final_statuses(&world.poll::<ServerToClient>(&mut other)).is_empty());
     world.client_send(&mut other, vec![ClientToServer::Attach { job, replay: Replay::All }]);
-    assert_eq!(final_statuses(&world.poll::<ServerToClient>(&mut other)).len(), 10, "replay all gives every result again");
+    assert_eq!(
+        final_statuses(&world.poll::<ServerToClient>(&mut other)).len(),
+        10,
+        "replay all gives every result again"
+    );
 }
 
 #[test]
@@ -271,13 +283,20 @@ fn bad_requests_get_error_replies_naming_the_problem() {
 
 #[test]
 fn jobs_per_client_and_tasks_per_job_are_limited_and_a_retry_is_not_counted_twice() {
-    let mut world = World::with(CoordinatorConfig { jobs_per_client_max: 2, tasks_per_job_max: 5, ..CoordinatorConfig::default() });
+    let mut world =
+        World::with(CoordinatorConfig { jobs_per_client_max: 2, tasks_per_job_max: 5, ..CoordinatorConfig::default() });
     let mut client = world.join(Role::Client);
     let exe = world.upload(&client, b"exe", ElementKind::Executable);
     let (a, b, c) = (JobId::random(), JobId::random(), JobId::random());
     let create = |job| ClientToServer::CreateJob { job, properties: JobProperties::default() };
     world.client_send(&mut client, vec![create(a), create(b), create(a), create(c)]);
-    world.client_send(&mut client, vec![ClientToServer::Task { job: a, tasks: specs(exe, 0..4) }, ClientToServer::Task { job: a, tasks: specs(exe, 4..6) }]);
+    world.client_send(
+        &mut client,
+        vec![
+            ClientToServer::Task { job: a, tasks: specs(exe, 0..4) },
+            ClientToServer::Task { job: a, tasks: specs(exe, 4..6) },
+        ],
+    );
     let errors: Vec<ErrorReport> = world
         .poll::<ServerToClient>(&mut client)
         .into_iter()
@@ -288,7 +307,11 @@ fn jobs_per_client_and_tasks_per_job_are_limited_and_a_retry_is_not_counted_twic
         .collect();
     assert_eq!(errors.len(), 2, "the re-creation of job a is a retry, not a third job: {errors:?}");
     assert_eq!(errors[0].code, ErrorCode::LimitExceeded);
-    assert!(errors[0].message.contains(&c.to_string()) && errors[0].message.contains("at most 2 jobs"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains(&c.to_string()) && errors[0].message.contains("at most 2 jobs"),
+        "{}",
+        errors[0].message
+    );
     assert!(errors[1].message.contains("limit of 5 tasks per job"), "{}", errors[1].message);
     let held = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(a)?.unwrap().counts.total()) }).unwrap();
     assert_eq!(held, 4, "the batch over the limit added nothing");
@@ -304,7 +327,10 @@ fn another_clients_job_is_invisible() {
     let replies = world.poll::<ServerToClient>(&mut intruder);
     assert!(replies.iter().all(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::UnknownJob)));
     assert_eq!(replies.len(), 2);
-    assert!(world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.is_some()) }).unwrap(), "nothing was removed");
+    assert!(
+        world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.is_some()) }).unwrap(),
+        "nothing was removed"
+    );
 }
 
 #[test]
@@ -348,7 +374,10 @@ fn the_first_result_wins() {
     world.engine_send(&mut second, vec![succeed(&b)]);
     assert_eq!(final_statuses(&world.poll(&mut client)).len(), 1);
     let told = world.poll::<ServerToProvider>(&mut second);
-    assert!(told.iter().any(|(_, m)| matches!(m, ServerToProvider::RemoveTask { assignment } if *assignment == b.assignment)));
+    assert!(
+        told.iter()
+            .any(|(_, m)| matches!(m, ServerToProvider::RemoveTask { assignment } if *assignment == b.assignment))
+    );
 }
 
 #[test]
@@ -388,7 +417,9 @@ fn stop_hands_tasks_back_and_resume_restarts_them_from_the_checkpoint() {
     let a = assignments(&mut world, &mut engine).remove(0);
     world.client_send(&mut client, vec![ClientToServer::Stop { job, task: None }]);
     let told = world.poll::<ServerToProvider>(&mut engine);
-    assert!(told.iter().any(|(_, m)| matches!(m, ServerToProvider::Stop { assignment } if *assignment == a.assignment)));
+    assert!(
+        told.iter().any(|(_, m)| matches!(m, ServerToProvider::Stop { assignment } if *assignment == a.assignment))
+    );
     let checkpoint = world.upload(&engine, b"halfway", ElementKind::Data);
     world.engine_send(
         &mut engine,
@@ -427,7 +458,10 @@ fn removing_a_job_tells_engines_and_deletes_everything() {
     assert!(world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.is_none()) }).unwrap());
     // Its elements become garbage once the grace period passes (the client still owns the
     // executable, so only after it removes that too).
-    world.client_send(&mut client, vec![ClientToServer::RemoveExecutableElement { hash: ElementHash::of(b"\0asm fake") }]);
+    world.client_send(
+        &mut client,
+        vec![ClientToServer::RemoveExecutableElement { hash: ElementHash::of(b"\0asm fake") }],
+    );
     world.now += world.coordinator.config().element_grace_ms + 1;
     assert_eq!(world.maintain().elements_deleted, 1);
 }
@@ -465,7 +499,10 @@ fn a_new_engine_session_gets_its_active_tasks_again() {
     let after: Vec<AssignmentId> = assignments(&mut world, &mut fresh).iter().map(|a| a.assignment).collect();
     assert_eq!(before, after);
     // The engine reports that it holds only the first: the second goes back to the queue.
-    world.engine_send(&mut fresh, vec![ProviderToServer::Contents { tasks: vec![(before[0], AssignmentState::Running)] }]);
+    world.engine_send(
+        &mut fresh,
+        vec![ProviderToServer::Contents { tasks: vec![(before[0], AssignmentState::Running)] }],
+    );
     let reassigned = assignments(&mut world, &mut fresh);
     assert_eq!(reassigned.len(), 1, "the lost task is placed again");
     assert_ne!(reassigned[0].assignment, before[1]);
@@ -509,8 +546,14 @@ fn higher_priority_tasks_are_placed_first_then_oldest_first() {
     world.client_send(
         &mut client,
         vec![
-            ClientToServer::CreateJob { job: low, properties: JobProperties { priority: 0, ..JobProperties::default() } },
-            ClientToServer::CreateJob { job: high, properties: JobProperties { priority: 5, ..JobProperties::default() } },
+            ClientToServer::CreateJob {
+                job: low,
+                properties: JobProperties { priority: 0, ..JobProperties::default() },
+            },
+            ClientToServer::CreateJob {
+                job: high,
+                properties: JobProperties { priority: 5, ..JobProperties::default() },
+            },
             ClientToServer::Task { job: low, tasks: specs(exe, 0..3) },
             ClientToServer::Task { job: high, tasks: specs(exe, 0..3) },
             ClientToServer::Launch { job: low },
@@ -526,7 +569,11 @@ fn higher_priority_tasks_are_placed_first_then_oldest_first() {
     world.client_send(&mut client, vec![ClientToServer::Task { job: low, tasks: vec![priority_of_task(7)] }]);
     world.engine_send(&mut engine, vec![succeed(&first[0])]);
     let next = assignments(&mut world, &mut engine);
-    assert_eq!((next[0].priority, next[0].params.clone()), (9, b"n=7".to_vec()), "a task may override its job's priority");
+    assert_eq!(
+        (next[0].priority, next[0].params.clone()),
+        (9, b"n=7".to_vec()),
+        "a task may override its job's priority"
+    );
 }
 
 #[test]
@@ -534,15 +581,20 @@ fn assignments_are_signed_with_the_key_given_at_registration() {
     let mut world = World::new();
     let (_client, _job, _) = launched_job(&mut world, 1);
     let identity = Identity::generate();
-    let request = RegisterRequest { role: Role::Provider, public_key: identity.public_key_hex(), name: "e".into(), csr: None };
+    let request =
+        RegisterRequest { role: Role::Provider, public_key: identity.public_key_hex(), name: "e".into(), csr: None };
     let (c, now) = (&world.coordinator, world.now);
     let registered = world.store.write(|tx| c.register(tx, &request, now)).unwrap();
     let mut engine = world.join(Role::Provider);
     engine_ready(&mut world, &mut engine, 1);
     let assignment = assignments(&mut world, &mut engine).remove(0);
-    idlegrid_protocol::auth::verify_bytes(&registered.server_key, &assignment.signed_bytes(), &assignment.signature).unwrap();
+    idlegrid_protocol::auth::verify_bytes(&registered.server_key, &assignment.signed_bytes(), &assignment.signature)
+        .unwrap();
     let forged = Assignment { params: b"rm -rf /".to_vec(), ..assignment.clone() };
-    assert!(idlegrid_protocol::auth::verify_bytes(&registered.server_key, &forged.signed_bytes(), &forged.signature).is_err());
+    assert!(
+        idlegrid_protocol::auth::verify_bytes(&registered.server_key, &forged.signed_bytes(), &forged.signature)
+            .is_err()
+    );
 }
 
 mod money {
@@ -567,11 +619,22 @@ mod money {
     }
 
     fn balanced(world: &World) -> bool {
-        world.store.write(|tx| -> Result<bool, ApiError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) }).unwrap()
+        world
+            .store
+            .write(|tx| -> Result<bool, ApiError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) })
+            .unwrap()
     }
 
     /// Run a job of `n` tasks for `ms` of simulated time on one engine, with results.
-    fn run_job(world: &mut World, client: &mut Peer, engine: &mut Peer, exe: ElementHash, properties: JobProperties, n: u64, ms: u64) -> JobId {
+    fn run_job(
+        world: &mut World,
+        client: &mut Peer,
+        engine: &mut Peer,
+        exe: ElementHash,
+        properties: JobProperties,
+        n: u64,
+        ms: u64,
+    ) -> JobId {
         let job = JobId::random();
         world.client_send(
             client,
@@ -676,7 +739,14 @@ mod money {
     fn a_client_over_its_limit_is_held_until_it_pays() {
         let mut world = billing_world(60_000, Some(10_000));
         let mut client = world.join(Role::Client);
-        world.client_send(&mut client, vec![ClientToServer::SetNotices { webhook_url: Some("http://127.0.0.1:9/hook".into()), webhook_secret: Some("s".into()), email: None }]);
+        world.client_send(
+            &mut client,
+            vec![ClientToServer::SetNotices {
+                webhook_url: Some("http://127.0.0.1:9/hook".into()),
+                webhook_secret: Some("s".into()),
+                email: None,
+            }],
+        );
         let exe = world.upload(&client, b"exe", ElementKind::Executable);
         let mut engine = world.join(Role::Provider);
         engine_ready(&mut world, &mut engine, 1);
@@ -699,12 +769,26 @@ mod money {
         assert!(notices.iter().any(|n| n.channel == "webhook" && n.body.contains("\"stopped\"")), "{notices:?}");
         // A new job is refused while over the limit.
         let refused = JobId::random();
-        world.client_send(&mut client, vec![ClientToServer::CreateJob { job: refused, properties: JobProperties::default() }, ClientToServer::Launch { job: refused }]);
+        world.client_send(
+            &mut client,
+            vec![
+                ClientToServer::CreateJob { job: refused, properties: JobProperties::default() },
+                ClientToServer::Launch { job: refused },
+            ],
+        );
         let replies = world.poll::<ServerToClient>(&mut client);
-        assert!(replies.iter().any(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::LimitExceeded)));
+        assert!(
+            replies.iter().any(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::LimitExceeded))
+        );
         // A payment brings the account current and the held job resumes.
-        world.client_send(&mut client, vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }]);
-        world.client_send(&mut client, vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }]);
+        world.client_send(
+            &mut client,
+            vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }],
+        );
+        world.client_send(
+            &mut client,
+            vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }],
+        );
         let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!((row.state, row.hold), (JobState::Running, None));
         let account = world.store.write(|tx| world.coordinator.account_info(tx, &client.party.id)).unwrap();
@@ -723,7 +807,10 @@ mod money {
         world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
         // Somebody else's job earns the engine money (that client may owe).
         let mut payer = world.join(Role::Client);
-        world.client_send(&mut payer, vec![ClientToServer::Deposit { amount_micros: 100_000_000, reference: "p".into() }]);
+        world.client_send(
+            &mut payer,
+            vec![ClientToServer::Deposit { amount_micros: 100_000_000, reference: "p".into() }],
+        );
         let exe2 = world.upload(&payer, b"exe", ElementKind::Executable);
         run_job(&mut world, &mut payer, &mut engine, exe2, JobProperties::default(), 2, 50_000);
         world.now += 2 * 60_000;
@@ -731,9 +818,14 @@ mod money {
         let earned = balance(&world, &engine.party.id);
         assert!(earned > 0);
         let (c, now) = (&world.coordinator, world.now);
-        let too_much = world.store.write(|tx| c.barter(tx, &engine.party.id, &client.party.id, earned + 1, "b1", now, &mut Effects::default()));
+        let too_much = world.store.write(|tx| {
+            c.barter(tx, &engine.party.id, &client.party.id, earned + 1, "b1", now, &mut Effects::default())
+        });
         assert!(too_much.is_err(), "only what was earned");
-        world.store.write(|tx| c.barter(tx, &engine.party.id, &client.party.id, earned, "b2", now, &mut Effects::default())).unwrap();
+        world
+            .store
+            .write(|tx| c.barter(tx, &engine.party.id, &client.party.id, earned, "b2", now, &mut Effects::default()))
+            .unwrap();
         assert_eq!(balance(&world, &client.party.id), earned);
         assert_eq!(balance(&world, &engine.party.id), 0);
         let _ = exe;
@@ -792,11 +884,17 @@ mod money {
             let mut client = world.join(Role::Client);
             let exe = world.upload(&client, b"exe", ElementKind::Executable);
             let job = JobId::random();
-            world.client_send(&mut client, vec![
-                ClientToServer::CreateJob { job, properties: JobProperties { attempts_max: 100, ..JobProperties::default() } },
-                ClientToServer::Task { job, tasks: specs(exe, 0..5) },
-                ClientToServer::Launch { job },
-            ]);
+            world.client_send(
+                &mut client,
+                vec![
+                    ClientToServer::CreateJob {
+                        job,
+                        properties: JobProperties { attempts_max: 100, ..JobProperties::default() },
+                    },
+                    ClientToServer::Task { job, tasks: specs(exe, 0..5) },
+                    ClientToServer::Launch { job },
+                ],
+            );
             let mut engine = world.join(Role::Provider);
             engine_ready(&mut world, &mut engine, 3);
             let mut next_index = 5;
@@ -814,7 +912,9 @@ mod money {
                         world.now += ms;
                         world.poll::<ServerToProvider>(&mut engine);
                     }
-                    Step::Bill => { world.maintain(); }
+                    Step::Bill => {
+                        world.maintain();
+                    }
                     Step::CrashedBill => {
                         let (c, now) = (&world.coordinator, world.now);
                         let _ = world.store.write(|tx| -> Result<(), ApiError> {
@@ -829,11 +929,20 @@ mod money {
                         engine = world.join(Role::Provider);
                         engine_ready(&mut world, &mut engine, 3);
                     }
-                    Step::Stop => { world.client_send(&mut client, vec![ClientToServer::Stop { job, task: None }]); }
-                    Step::Resume => { world.client_send(&mut client, vec![ClientToServer::Resume { job, task: None }]); }
-                    Step::RemoveTask(i) => { world.client_send(&mut client, vec![ClientToServer::RemoveTask { job, task: i }]); }
+                    Step::Stop => {
+                        world.client_send(&mut client, vec![ClientToServer::Stop { job, task: None }]);
+                    }
+                    Step::Resume => {
+                        world.client_send(&mut client, vec![ClientToServer::Resume { job, task: None }]);
+                    }
+                    Step::RemoveTask(i) => {
+                        world.client_send(&mut client, vec![ClientToServer::RemoveTask { job, task: i }]);
+                    }
                     Step::AddTasks(n) => {
-                        world.client_send(&mut client, vec![ClientToServer::Task { job, tasks: specs(exe, next_index..next_index + n) }]);
+                        world.client_send(
+                            &mut client,
+                            vec![ClientToServer::Task { job, tasks: specs(exe, next_index..next_index + n) }],
+                        );
                         next_index += n;
                     }
                 }
@@ -845,9 +954,12 @@ mod money {
             world.now += 3 * 60_000;
             world.maintain();
             proptest::prop_assert!(balanced(&world));
-            let (records, unbilled) = world.store.write(|tx| -> Result<_, ApiError> {
-                Ok((tx.work_records_of_job(job)?, tx.unbilled_records_of_job(job)?))
-            }).unwrap();
+            let (records, unbilled) = world
+                .store
+                .write(|tx| -> Result<_, ApiError> {
+                    Ok((tx.work_records_of_job(job)?, tx.unbilled_records_of_job(job)?))
+                })
+                .unwrap();
             proptest::prop_assert_eq!(unbilled, 0);
             let config = world.coordinator.config().pricing.clone();
             let terms = vec![idlegrid_ledger::JobTerms::new(job, client.party.id.clone())];
@@ -855,27 +967,54 @@ mod money {
             let plan = idlegrid_ledger::plan_billing(&config, &records, &terms, window, world.now).unwrap();
             let (charges, _) = plan.totals().unwrap();
             if -balance(&world, &client.party.id) != charges.as_i64() {
-                for r in &records { eprintln!("record {} task {} launched {} cancelled {:?} concluded {:?} final {}", r.id, r.task, r.launched_ms, r.cancelled_ms, r.concluded_ms, r.final_status); }
-                for line in &plan.lines { eprintln!("expected {} {}", line.key, line.amount); }
-                world.store.write(|tx| -> Result<(), ApiError> {
-                    for t in tx.ledger().transfers_of_account(&AccountId::Party(client.party.id.clone()), 0, u64::MAX).unwrap() {
-                        eprintln!("actual {} posted {} released {} capped {}", t.key(), t.posted, t.released, t.capped);
-                    }
-                    Ok(())
-                }).unwrap();
+                for r in &records {
+                    eprintln!(
+                        "record {} task {} launched {} cancelled {:?} concluded {:?} final {}",
+                        r.id, r.task, r.launched_ms, r.cancelled_ms, r.concluded_ms, r.final_status
+                    );
+                }
+                for line in &plan.lines {
+                    eprintln!("expected {} {}", line.key, line.amount);
+                }
+                world
+                    .store
+                    .write(|tx| -> Result<(), ApiError> {
+                        for t in tx
+                            .ledger()
+                            .transfers_of_account(&AccountId::Party(client.party.id.clone()), 0, u64::MAX)
+                            .unwrap()
+                        {
+                            eprintln!(
+                                "actual {} posted {} released {} capped {}",
+                                t.key(),
+                                t.posted,
+                                t.released,
+                                t.capped
+                            );
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
             }
-            proptest::prop_assert_eq!(-balance(&world, &client.party.id), charges.as_i64(), "the client paid each unit of work once");
-            let earned: i64 = world.store.write(|tx| -> Result<i64, ApiError> {
-                let mut total = 0;
-                for account in Ledger::new(tx.ledger()).store().accounts().unwrap() {
-                    if let AccountId::Party(p) = &account.id {
-                        if *p != client.party.id {
-                            total += account.balance_posted().unwrap().as_i64();
+            proptest::prop_assert_eq!(
+                -balance(&world, &client.party.id),
+                charges.as_i64(),
+                "the client paid each unit of work once"
+            );
+            let earned: i64 = world
+                .store
+                .write(|tx| -> Result<i64, ApiError> {
+                    let mut total = 0;
+                    for account in Ledger::new(tx.ledger()).store().accounts().unwrap() {
+                        if let AccountId::Party(p) = &account.id {
+                            if *p != client.party.id {
+                                total += account.balance_posted().unwrap().as_i64();
+                            }
                         }
                     }
-                }
-                Ok(total)
-            }).unwrap();
+                    Ok(total)
+                })
+                .unwrap();
             let pay: i64 = plan.lines.iter().filter(|l| !l.is_client_charge()).map(|l| l.amount.as_i64()).sum();
             proptest::prop_assert_eq!(earned, pay, "providers were paid each unit of work once");
         }
@@ -887,7 +1026,6 @@ mod money {
 mod assurance {
     use super::*;
     use idlegrid_assurance::{Comparison, SpotCheckPolicy, ValidationPolicy};
-
 
     fn assured_job(world: &mut World, n: u64, properties: JobProperties) -> (Peer, JobId) {
         let (client, job, _) = launched_job_with(world, n, properties);
@@ -962,7 +1100,11 @@ mod assurance {
         for (i, engine) in engines.iter().enumerate() {
             for a in &engine.received {
                 let holders = per_task.entry(a.params.clone()).or_default();
-                assert!(!holders.contains(&i), "engine {i} got two replicas of {:?}", String::from_utf8_lossy(&a.params));
+                assert!(
+                    !holders.contains(&i),
+                    "engine {i} got two replicas of {:?}",
+                    String::from_utf8_lossy(&a.params)
+                );
                 holders.push(i);
             }
         }
@@ -973,7 +1115,8 @@ mod assurance {
         let (record, works) = world
             .store
             .write(|tx| -> Result<_, idlegrid_store::StoreError> {
-                let record: idlegrid_assurance::ProviderRecord = serde_json::from_str(&tx.provider_record(&liar)?.unwrap()).unwrap();
+                let record: idlegrid_assurance::ProviderRecord =
+                    serde_json::from_str(&tx.provider_record(&liar)?.unwrap()).unwrap();
                 let job = finals[0].job;
                 Ok((record, tx.work_records_of_job(job)?))
             })
@@ -1003,7 +1146,10 @@ mod assurance {
         assert_eq!(quarantined, vec![liar.clone()], "only the liar is quarantined");
         // Nothing more reaches it.
         let received = engines[2].received.len();
-        world.engine_send(&mut engines[2].peer, vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: 8 }]);
+        world.engine_send(
+            &mut engines[2].peer,
+            vec![ProviderToServer::NodeStatus { state: NodeState::Active, slots: 1, queue_capacity: 8 }],
+        );
         assert!(assignments(&mut world, &mut engines[2].peer).is_empty());
         assert_eq!(engines[2].received.len(), received);
         let works = world.store.write(|tx| tx.work_records_of_job(finals[0].job)).unwrap();
@@ -1018,7 +1164,11 @@ mod assurance {
         let exe = world.upload(&client, b"\0asm fake", ElementKind::Executable);
         let validator = world.upload(&client, b"\0asm validator", ElementKind::Executable);
         let job = JobId::random();
-        let properties = JobProperties { validation: ValidationPolicy::quorum(2), validator: Some(validator), ..JobProperties::default() };
+        let properties = JobProperties {
+            validation: ValidationPolicy::quorum(2),
+            validator: Some(validator),
+            ..JobProperties::default()
+        };
         world.client_send(
             &mut client,
             vec![
@@ -1036,17 +1186,32 @@ mod assurance {
             let batch = envelopes(&mut engine.peer, vec![answer(&batch[0], format!("3.1415{i}").as_bytes())]);
             let (c, now) = (&world.coordinator, world.now);
             let mut fx = Effects::default();
-            world.store.write(|tx| c.post_provider(tx, &engine.peer.party, engine.peer.session, batch, now, &mut fx)).unwrap();
+            world
+                .store
+                .write(|tx| c.post_provider(tx, &engine.peer.party, engine.peer.session, batch, now, &mut fx))
+                .unwrap();
             pending.extend(fx.comparisons);
         }
         assert_eq!(pending.len(), 1, "the two different results go to the validator");
         assert_eq!(pending[0].validator, validator);
-        assert!(final_statuses(&world.poll::<ServerToClient>(&mut client)).is_empty(), "nothing final before the verdict");
+        assert!(
+            final_statuses(&world.poll::<ServerToClient>(&mut client)).is_empty(),
+            "nothing final before the verdict"
+        );
         let comparison = pending.remove(0);
         let (c, now) = (&world.coordinator, world.now);
         world
             .store
-            .write(|tx| c.record_comparison(tx, comparison.task, comparison.first.0, comparison.second.0, Comparison::Equivalent, now))
+            .write(|tx| {
+                c.record_comparison(
+                    tx,
+                    comparison.task,
+                    comparison.first.0,
+                    comparison.second.0,
+                    Comparison::Equivalent,
+                    now,
+                )
+            })
             .unwrap();
         let finals = final_statuses(&world.poll::<ServerToClient>(&mut client));
         assert_eq!(finals.len(), 1);
@@ -1060,8 +1225,15 @@ mod assurance {
         let foreign = world.upload(&other, b"\0asm theirs", ElementKind::Executable);
         let mut client = world.join(Role::Client);
         let bad = [
-            JobProperties { validation: ValidationPolicy::quorum(2), validator: Some(foreign), ..JobProperties::default() },
-            JobProperties { validation: ValidationPolicy::Quorum { min_agreeing: 3, target_replicas: 2, replicas_max: 4 }, ..JobProperties::default() },
+            JobProperties {
+                validation: ValidationPolicy::quorum(2),
+                validator: Some(foreign),
+                ..JobProperties::default()
+            },
+            JobProperties {
+                validation: ValidationPolicy::Quorum { min_agreeing: 3, target_replicas: 2, replicas_max: 4 },
+                ..JobProperties::default()
+            },
         ];
         for properties in bad {
             let job = JobId::random();
@@ -1087,7 +1259,8 @@ mod quarantine {
 
     #[test]
     fn quarantine_takes_back_running_replicas_withholds_pay_and_the_job_completes_elsewhere() {
-        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let mut world =
+            World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
         let properties = JobProperties { validation: ValidationPolicy::quorum(2), ..JobProperties::default() };
         let (mut client, job, exe) = launched_job_with(&mut world, 6, properties);
         let mut liar = world.join(Role::Provider);
@@ -1102,7 +1275,8 @@ mod quarantine {
         assert_eq!(held.len(), 4, "one replica of each of four tasks");
         for _ in 0..3 {
             for engine in [&mut a, &mut b] {
-                let batch: Vec<ProviderToServer> = assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
+                let batch: Vec<ProviderToServer> =
+                    assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
                 if !batch.is_empty() {
                     world.engine_send(engine, batch);
                 }
@@ -1113,7 +1287,8 @@ mod quarantine {
 
         // Test tasks from now on; the liar asks for one more task, and when one comes, gets a
         // test in its place.
-        world.coordinator.config.spot_checks = SpotCheckPolicy { rate: 1.0, new_provider_rate: 1.0, new_provider_checks: 0 };
+        world.coordinator.config.spot_checks =
+            SpotCheckPolicy { rate: 1.0, new_provider_rate: 1.0, new_provider_checks: 0 };
         engine_ready(&mut world, &mut liar, 5);
         for engine in [&mut a, &mut b] {
             engine_ready(&mut world, engine, 0);
@@ -1121,11 +1296,18 @@ mod quarantine {
         world.client_send(&mut client, vec![ClientToServer::Task { job, tasks: specs(exe, 6..10) }]);
         let test = assignments(&mut world, &mut liar);
         assert_eq!(test.len(), 1);
-        assert!(early.iter().any(|r| Some(Payload::Inline(test[0].params.clone())) == r.result), "a test is an accepted task sent again");
+        assert!(
+            early.iter().any(|r| Some(Payload::Inline(test[0].params.clone())) == r.result),
+            "a test is an accepted task sent again"
+        );
         world.engine_send(&mut liar, vec![answer(&test[0], false)]);
         let quarantined = world.store.write(|tx| tx.quarantined_providers()).unwrap();
         assert_eq!(quarantined, vec![liar.party.id.clone()]);
-        let removed = world.poll::<ServerToProvider>(&mut liar).iter().filter(|(_, m)| matches!(m, ServerToProvider::RemoveTask { .. })).count();
+        let removed = world
+            .poll::<ServerToProvider>(&mut liar)
+            .iter()
+            .filter(|(_, m)| matches!(m, ServerToProvider::RemoveTask { .. }))
+            .count();
         assert_eq!(removed, 4, "its running replicas are taken back");
         // Its late answers count for nothing.
         world.engine_send(&mut liar, held.iter().map(|x| answer(x, false)).collect());
@@ -1139,7 +1321,8 @@ mod quarantine {
         let mut finals = early;
         for _ in 0..10 {
             for engine in [&mut a, &mut b, &mut c] {
-                let batch: Vec<ProviderToServer> = assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
+                let batch: Vec<ProviderToServer> =
+                    assignments(&mut world, engine).iter().map(|x| answer(x, true)).collect();
                 if !batch.is_empty() {
                     world.engine_send(engine, batch);
                 }
@@ -1159,7 +1342,11 @@ mod quarantine {
             assert!(!work.pay_awaits_judgement, "{work:?}");
             assert_eq!(work.pay_withheld, work.provider == liar.party.id, "{work:?}");
         }
-        assert_eq!(works.iter().filter(|w| w.provider == liar.party.id).count(), 4, "the test task is not journaled to the client's job");
+        assert_eq!(
+            works.iter().filter(|w| w.provider == liar.party.id).count(),
+            4,
+            "the test task is not journaled to the client's job"
+        );
     }
 }
 
@@ -1169,7 +1356,12 @@ mod policies {
 
     /// Honest engines answer every assignment for `rounds` rounds; returns the client's finals
     /// and how many assignments each engine received.
-    fn run_honest(world: &mut World, client: &mut Peer, engines: &mut [Peer], rounds: usize) -> (Vec<TaskStatusReport>, usize) {
+    fn run_honest(
+        world: &mut World,
+        client: &mut Peer,
+        engines: &mut [Peer],
+        rounds: usize,
+    ) -> (Vec<TaskStatusReport>, usize) {
         let mut finals = Vec::new();
         let mut placements = 0;
         for _ in 0..rounds {
@@ -1192,8 +1384,14 @@ mod policies {
 
     #[test]
     fn adaptive_replication_runs_trusted_providers_alone_most_of_the_time() {
-        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
-        let policy = ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 3, check_probability_min: 0.05, replicas_max: 6 };
+        let mut world =
+            World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let policy = ValidationPolicy::Adaptive {
+            min_agreeing: 2,
+            trusted_after: 3,
+            check_probability_min: 0.05,
+            replicas_max: 6,
+        };
         let mut engines: Vec<Peer> = (0..2).map(|_| world.join(Role::Provider)).collect();
         for engine in engines.iter_mut() {
             engine_ready(&mut world, engine, 1);
@@ -1216,7 +1414,8 @@ mod policies {
 
     #[test]
     fn credibility_voting_accepts_once_agreeing_results_are_credible_enough() {
-        let mut world = World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
+        let mut world =
+            World::with(CoordinatorConfig { spot_checks: SpotCheckPolicy::off(), ..CoordinatorConfig::default() });
         let mut engines: Vec<Peer> = (0..4).map(|_| world.join(Role::Provider)).collect();
         for engine in engines.iter_mut() {
             engine_ready(&mut world, engine, 2);

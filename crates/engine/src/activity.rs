@@ -265,7 +265,10 @@ mod tests {
     #[test]
     fn logind_hints() {
         assert_eq!(parse_logind("IdleHint=no\nIdleSinceHintMonotonic=0\n", 10), Some(Duration::ZERO));
-        assert_eq!(parse_logind("IdleHint=yes\nIdleSinceHintMonotonic=4000000\n", 10_000_000), Some(Duration::from_secs(6)));
+        assert_eq!(
+            parse_logind("IdleHint=yes\nIdleSinceHintMonotonic=4000000\n", 10_000_000),
+            Some(Duration::from_secs(6))
+        );
         assert_eq!(parse_logind("garbage", 0), None);
     }
 

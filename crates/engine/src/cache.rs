@@ -32,7 +32,9 @@ impl DiskBudget {
     /// Take `bytes` if they fit.
     pub fn try_reserve(&self, bytes: u64) -> bool {
         self.used
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| used.checked_add(bytes).filter(|total| *total <= self.max))
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
+                used.checked_add(bytes).filter(|total| *total <= self.max)
+            })
             .is_ok()
     }
 
@@ -54,7 +56,9 @@ pub enum FetchError {
     Corrupt { hash: ElementHash, actual: ElementHash },
     #[error("element {hash}: expected {expected} bytes, received {actual}")]
     WrongSize { hash: ElementHash, expected: u64, actual: u64 },
-    #[error("the owner's disk budget of {max} bytes cannot hold element {hash} of {needed} bytes ({used} bytes in use by what held tasks need)")]
+    #[error(
+        "the owner's disk budget of {max} bytes cannot hold element {hash} of {needed} bytes ({used} bytes in use by what held tasks need)"
+    )]
     DiskBudget { hash: ElementHash, needed: u64, max: u64, used: u64 },
     #[error("cannot write element {hash} to disk: {error}")]
     Disk { hash: ElementHash, error: std::io::Error },
@@ -163,7 +167,12 @@ impl ElementCache {
             }
             let victim = {
                 let index = self.index.lock().unwrap_or_else(|p| p.into_inner());
-                index.entries.iter().filter(|(h, _)| !keep.contains(h)).min_by_key(|(_, e)| e.last_used).map(|(h, _)| *h)
+                index
+                    .entries
+                    .iter()
+                    .filter(|(h, _)| !keep.contains(h))
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(h, _)| *h)
             };
             match victim {
                 Some(hash) => self.forget(&hash),
@@ -184,7 +193,13 @@ impl ElementCache {
 
     /// Make sure the element is on disk, downloading it with `ticket` if needed. `keep` lists the
     /// elements held tasks need, which eviction spares.
-    pub async fn ensure(&self, transport: &Transport, element: &ElementRef, ticket: &str, keep: &HashSet<ElementHash>) -> Result<(), FetchError> {
+    pub async fn ensure(
+        &self,
+        transport: &Transport,
+        element: &ElementRef,
+        ticket: &str,
+        keep: &HashSet<ElementHash>,
+    ) -> Result<(), FetchError> {
         let hash = element.hash;
         if self.touch(&hash) {
             return Ok(());
@@ -196,7 +211,12 @@ impl ElementCache {
         }
         let sealed = Vault::sealed_size(element.size);
         if !self.reserve(sealed, keep) {
-            return Err(FetchError::DiskBudget { hash, needed: sealed, max: self.budget.max, used: self.budget.used() });
+            return Err(FetchError::DiskBudget {
+                hash,
+                needed: sealed,
+                max: self.budget.max,
+                used: self.budget.used(),
+            });
         }
         let result = self.download(transport, element, ticket).await;
         match result {
@@ -216,8 +236,11 @@ impl ElementCache {
 
     async fn download(&self, transport: &Transport, element: &ElementRef, ticket: &str) -> Result<(), FetchError> {
         let hash = element.hash;
-        let mut stream = Box::pin(transport.download(&hash, Some(ticket)).await.map_err(|error| FetchError::Download { hash, error })?);
-        let mut writer = ChunkedWriter::create(&self.vault, &self.path(&hash), element.size).map_err(|error| FetchError::Disk { hash, error })?;
+        let mut stream = Box::pin(
+            transport.download(&hash, Some(ticket)).await.map_err(|error| FetchError::Download { hash, error })?,
+        );
+        let mut writer = ChunkedWriter::create(&self.vault, &self.path(&hash), element.size)
+            .map_err(|error| FetchError::Disk { hash, error })?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
@@ -303,7 +326,8 @@ mod tests {
         assert!(cache.read_all(&a).is_err());
         assert!(cache.contents().is_empty());
         // Reopening counts what is on disk.
-        let reopened = ElementCache::open(dir.path().join("elements"), vault, Arc::new(DiskBudget::new(1 << 20))).unwrap();
+        let reopened =
+            ElementCache::open(dir.path().join("elements"), vault, Arc::new(DiskBudget::new(1 << 20))).unwrap();
         assert_eq!(reopened.contents().len(), 0);
     }
 }

@@ -34,7 +34,11 @@ impl ContactGate {
         if self.schedule.is_continuous() {
             return "whenever the network is up".into();
         }
-        let every = if self.schedule.every_seconds == 0 { "continuously".into() } else { format!("every {} s", self.schedule.every_seconds) };
+        let every = if self.schedule.every_seconds == 0 {
+            "continuously".into()
+        } else {
+            format!("every {} s", self.schedule.every_seconds)
+        };
         format!("{every}, within {}", self.schedule.hours.describe())
     }
 

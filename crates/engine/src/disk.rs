@@ -75,8 +75,12 @@ impl Disk {
     }
 
     pub fn session(&self) -> Option<SessionId> {
-        let value: Option<String> =
-            self.db().query_row("SELECT value FROM meta WHERE key = 'session'", [], |r| r.get(0)).optional().ok().flatten();
+        let value: Option<String> = self
+            .db()
+            .query_row("SELECT value FROM meta WHERE key = 'session'", [], |r| r.get(0))
+            .optional()
+            .ok()
+            .flatten();
         value?.parse().ok()
     }
 
@@ -90,7 +94,10 @@ impl Disk {
 
     pub fn set_meta(&self, key: &str, value: &str) -> std::io::Result<()> {
         self.db()
-            .execute("INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2", [key, value])
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                [key, value],
+            )
             .map_err(io)?;
         Ok(())
     }
@@ -109,13 +116,15 @@ impl Disk {
                 .map_err(io)?;
             for assignment in assignments {
                 let id = assignment.assignment;
-                let body = self.vault.seal(&serde_json::to_vec(assignment).expect("serializes"), format!("assignment/{}", id.0).as_bytes());
+                let body = self.vault.seal(
+                    &serde_json::to_vec(assignment).expect("serializes"),
+                    format!("assignment/{}", id.0).as_bytes(),
+                );
                 insert.execute(params![id.0 as i64, body]).map_err(io)?;
             }
         }
         tx.commit().map_err(io)
     }
-
 
     fn checkpoint_context(id: AssignmentId) -> Vec<u8> {
         format!("checkpoint/{}", id.0).into_bytes()
@@ -164,7 +173,9 @@ impl Disk {
             let mut update = tx.prepare_cached("UPDATE tasks SET outcome = ?2 WHERE assignment = ?1").map_err(io)?;
             for status in statuses {
                 let id = status.assignment;
-                let outcome = self.vault.seal(&serde_json::to_vec(status).expect("serializes"), format!("outcome/{}", id.0).as_bytes());
+                let outcome = self
+                    .vault
+                    .seal(&serde_json::to_vec(status).expect("serializes"), format!("outcome/{}", id.0).as_bytes());
                 update.execute(params![id.0 as i64, outcome]).map_err(io)?;
             }
         }
@@ -204,7 +215,10 @@ impl Disk {
     pub fn held_tasks(&self) -> Vec<(Assignment, Option<AssignmentStatus>)> {
         let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>)> = {
             let db = self.db();
-            let Ok(mut statement) = db.prepare("SELECT assignment, body, outcome FROM tasks ORDER BY assignment") else { return Vec::new() };
+            let Ok(mut statement) = db.prepare("SELECT assignment, body, outcome FROM tasks ORDER BY assignment")
+            else {
+                return Vec::new();
+            };
             let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)));
             match rows {
                 Ok(rows) => rows.flatten().collect(),
@@ -223,7 +237,9 @@ impl Disk {
                 self.remove_tasks(&[AssignmentId(id as u64)]);
                 continue;
             };
-            let outcome = outcome.and_then(|o| self.vault.open(&o, format!("outcome/{id}").as_bytes()).ok()).and_then(|p| serde_json::from_slice(&p).ok());
+            let outcome = outcome
+                .and_then(|o| self.vault.open(&o, format!("outcome/{id}").as_bytes()).ok())
+                .and_then(|p| serde_json::from_slice(&p).ok());
             held.push((assignment, outcome));
         }
         held

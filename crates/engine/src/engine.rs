@@ -16,7 +16,10 @@ use idlegrid_protocol::messages::{
 };
 use idlegrid_protocol::wire::limits::INLINE_PAYLOAD_BYTES_MAX;
 use idlegrid_protocol::{ErrorCode, ErrorReport, Payload};
-use idlegrid_sandbox::{CompiledTask, Sandbox, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome, TaskRun};
+use idlegrid_sandbox::{
+    CompiledTask, Sandbox, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome,
+    TaskRun,
+};
 use idlegrid_types::{AssignmentId, ElementHash, ElementKind, ElementRef, FailureKind, Role, TaskFailureInfo};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -80,7 +83,17 @@ struct LocalTask {
 impl LocalTask {
     fn new(assignment: Assignment, state: LocalState, arrival: u64, memory_cap: u64) -> Self {
         let memory_bytes = assignment.limits.memory_bytes_max.min(memory_cap);
-        LocalTask { assignment, state, arrival, control: None, progress: 0.0, hand_back: false, removed: false, preempted: false, memory_bytes }
+        LocalTask {
+            assignment,
+            state,
+            arrival,
+            control: None,
+            progress: 0.0,
+            hand_back: false,
+            removed: false,
+            preempted: false,
+            memory_bytes,
+        }
     }
 }
 
@@ -246,9 +259,13 @@ impl Engine {
     /// Register (first time), connect, recover held tasks from disk, and start working.
     pub async fn start(config: EngineConfig) -> anyhow::Result<EngineHandle> {
         config.owner.validate().map_err(|e| anyhow::anyhow!("invalid owner settings: {e}"))?;
-        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
-        let vault = Arc::new(Vault::load_or_create(&config.data_dir.join("storage.key")).context("cannot load the storage key")?);
-        let disk = Disk::open(&config.data_dir, vault.clone()).with_context(|| format!("cannot use the data folder {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+        let vault = Arc::new(
+            Vault::load_or_create(&config.data_dir.join("storage.key")).context("cannot load the storage key")?,
+        );
+        let disk = Disk::open(&config.data_dir, vault.clone())
+            .with_context(|| format!("cannot use the data folder {}", config.data_dir.display()))?;
         let identity = Identity::load_or_create(&disk.identity_path())?;
         let transport = Transport::new(&config.server, identity)?;
         let mut backoff = Backoff::new(config.channel.backoff_initial, config.channel.backoff_max);
@@ -260,7 +277,10 @@ impl Engine {
                     tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
                 }
                 Err(idlegrid_client::ClientError::Untrusted(reason)) => {
-                    anyhow::bail!("the server at {} is not the one this engine trusts, refusing to work for it: {reason}", config.server)
+                    anyhow::bail!(
+                        "the server at {} is not the one this engine trusts, refusing to work for it: {reason}",
+                        config.server
+                    )
                 }
                 Err(error) => return Err(error).context("registration refused"),
             }
@@ -279,7 +299,8 @@ impl Engine {
         budget.add_existing(disk.checkpoints_bytes());
         let cache = ElementCache::open(config.data_dir.join("elements"), vault, budget.clone())?;
         // Task threads carry the engine's name, so that tools (and tests) can tell them apart.
-        let workers = Workers::start(&format!("igt-{}", &transport.identity().id().to_string()[..6]), config.owner.cores, true);
+        let workers =
+            Workers::start(&format!("igt-{}", &transport.identity().id().to_string()[..6]), config.owner.cores, true);
         let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
@@ -357,7 +378,9 @@ fn trusted_server_key(config: &EngineConfig, disk: &Disk, offered: &str) -> anyh
             disk.set_meta("server_key", &pinned)?;
             Ok(pinned)
         }
-        None if offered.is_empty() => anyhow::bail!("the server did not give its signing key: it is too old for this engine"),
+        None if offered.is_empty() => {
+            anyhow::bail!("the server did not give its signing key: it is too old for this engine")
+        }
         None => {
             disk.set_meta("server_key", offered)?;
             Ok(offered.to_string())
@@ -382,7 +405,9 @@ async fn open_channel(transport: &Transport, config: &EngineConfig, disk: &Disk)
 
 fn failure_info(failure: &TaskFailure, output: &[u8]) -> TaskFailureInfo {
     let kind = match failure {
-        TaskFailure::InvalidModule(_) | TaskFailure::ForbiddenImport { .. } | TaskFailure::MissingEntryPoint => FailureKind::InvalidModule,
+        TaskFailure::InvalidModule(_) | TaskFailure::ForbiddenImport { .. } | TaskFailure::MissingEntryPoint => {
+            FailureKind::InvalidModule
+        }
         TaskFailure::Trap(_) => FailureKind::Trap,
         TaskFailure::OutOfMemory { .. } => FailureKind::OutOfMemory,
         TaskFailure::CpuTimeExceeded { .. } => FailureKind::CpuTimeExceeded,
@@ -424,7 +449,8 @@ impl TaskEvents for Events {
             return;
         }
         self.last_status = Some(Instant::now());
-        let status = (!data.is_empty() && data.len() <= INLINE_PAYLOAD_BYTES_MAX).then(|| Payload::Inline(data.to_vec()));
+        let status =
+            (!data.is_empty() && data.len() <= INLINE_PAYLOAD_BYTES_MAX).then(|| Payload::Inline(data.to_vec()));
         self.inner.send(
             ProviderToServer::TaskStatus(AssignmentStatus {
                 assignment: self.assignment,
@@ -469,7 +495,13 @@ impl Inner {
     /// Elements that held tasks need: never evicted.
     fn needed_elements(&self) -> HashSet<ElementHash> {
         let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        tasks.values().filter(|t| t.state != LocalState::Done).flat_map(|t| std::iter::once(t.assignment.executable.hash).chain(t.assignment.data.values().map(|e| e.hash))).collect()
+        tasks
+            .values()
+            .filter(|t| t.state != LocalState::Done)
+            .flat_map(|t| {
+                std::iter::once(t.assignment.executable.hash).chain(t.assignment.data.values().map(|e| e.hash))
+            })
+            .collect()
     }
 
     /// Store a checkpoint within the disk budget (evicting unneeded elements if need be).
@@ -477,7 +509,11 @@ impl Inner {
         let new = Disk::sealed_checkpoint_size(data.len());
         let old = self.disk.checkpoint_bytes(id);
         if new > old && !self.cache.reserve(new - old, &self.needed_elements()) {
-            return Err(format!("the owner's disk budget of {} bytes has no room for a checkpoint of {} bytes", self.budget.max, data.len()));
+            return Err(format!(
+                "the owner's disk budget of {} bytes has no room for a checkpoint of {} bytes",
+                self.budget.max,
+                data.len()
+            ));
         }
         match self.disk.save_checkpoint(id, data) {
             Ok(()) => {
@@ -513,7 +549,14 @@ impl Inner {
             None,
         );
         self.send(ProviderToServer::Contents { tasks: held }, None);
-        self.send(ProviderToServer::NodeStatus { state: NodeState::Active, slots: self.config.owner.cores, queue_capacity: self.capacity() }, None);
+        self.send(
+            ProviderToServer::NodeStatus {
+                state: NodeState::Active,
+                slots: self.config.owner.cores,
+                queue_capacity: self.capacity(),
+            },
+            None,
+        );
     }
 
     /// Take back the tasks held on disk: finished ones have their outcome sent again, the
@@ -525,7 +568,10 @@ impl Inner {
             let suspended = self.disk.checkpoint(id).is_some();
             let state = if outcome.is_some() { LocalState::Done } else { LocalState::Received };
             let arrival = self.arrivals.fetch_add(1, Ordering::Relaxed);
-            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).insert(id, LocalTask::new(assignment, state, arrival, cap));
+            self.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, LocalTask::new(assignment, state, arrival, cap));
             match outcome {
                 Some(status) => self.send(ProviderToServer::TaskStatus(status), Some(id)),
                 None => {
@@ -566,7 +612,12 @@ impl Inner {
             let batch = idlegrid_protocol::wire::LogBatch { lines };
             let sent = self
                 .transport
-                .call::<_, serde_json::Value>(idlegrid_client::Method::POST, "/v1/logs", Some(&batch), Duration::from_secs(30))
+                .call::<_, serde_json::Value>(
+                    idlegrid_client::Method::POST,
+                    "/v1/logs",
+                    Some(&batch),
+                    Duration::from_secs(30),
+                )
                 .await;
             if let Err(error) = sent {
                 // Debug, not warn: a warning here would be queued for shipping in turn.
@@ -770,7 +821,8 @@ impl Inner {
                 tokio::spawn(self.clone().send_checkpoint(assignment));
             }
             ServerToProvider::GetTaskStatus { assignment } => {
-                let progress = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&assignment).map(|t| t.progress);
+                let progress =
+                    self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&assignment).map(|t| t.progress);
                 let (state, progress) = match progress {
                     Some(p) => (AssignmentState::Running, p),
                     None => (AssignmentState::Removed, 0.0),
@@ -796,7 +848,9 @@ impl Inner {
                 };
                 self.send(ProviderToServer::Contents { tasks: held }, None);
             }
-            ServerToProvider::GetCacheContents => self.send(ProviderToServer::CacheContents { elements: self.cache.contents() }, None),
+            ServerToProvider::GetCacheContents => {
+                self.send(ProviderToServer::CacheContents { elements: self.cache.contents() }, None)
+            }
             ServerToProvider::Config { settings } => {
                 let (problems, capacity_changed) = {
                     let mut controlled = self.controlled.lock().unwrap_or_else(|p| p.into_inner());
@@ -809,7 +863,14 @@ impl Inner {
                     self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::BadRequest, problem)), None);
                 }
                 if capacity_changed {
-                    self.send(ProviderToServer::NodeStatus { state: NodeState::Active, slots: self.config.owner.cores, queue_capacity: self.capacity() }, None);
+                    self.send(
+                        ProviderToServer::NodeStatus {
+                            state: NodeState::Active,
+                            slots: self.config.owner.cores,
+                            queue_capacity: self.capacity(),
+                        },
+                        None,
+                    );
                 }
             }
             ServerToProvider::WorkSummary { tasks_completed, cpu_seconds } => {
@@ -828,7 +889,16 @@ impl Inner {
                 }
                 let inner = self.clone();
                 tokio::spawn(async move {
-                    match crate::upgrade::stage(&inner.config.data_dir, &inner.transport, &inner.server_key, &version, &element, &signature).await {
+                    match crate::upgrade::stage(
+                        &inner.config.data_dir,
+                        &inner.transport,
+                        &inner.server_key,
+                        &version,
+                        &element,
+                        &signature,
+                    )
+                    .await
+                    {
                         Ok(staged) => {
                             tracing::info!(version = %staged.version, path = %staged.path.display(), "upgrade verified and staged: it takes effect at the next start");
                             inner.from_server.lock().unwrap_or_else(|p| p.into_inner()).messages.push(Pushed {
@@ -913,7 +983,11 @@ impl Inner {
 
     /// Fetch a task's elements (and the checkpoint it restarts from) before it may run.
     async fn stage(self: Arc<Self>, id: AssignmentId, has_local_checkpoint: bool) {
-        let Some(assignment) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|t| t.assignment.clone()) else { return };
+        let Some(assignment) =
+            self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).map(|t| t.assignment.clone())
+        else {
+            return;
+        };
         let mut needed: Vec<ElementRef> = vec![assignment.executable];
         needed.extend(assignment.data.values().copied());
         let keep = self.needed_elements();
@@ -937,7 +1011,11 @@ impl Inner {
                     }
                 }
                 Err(error) => {
-                    self.send_failure(id, FailureKind::ElementUnavailable, format!("cannot fetch the checkpoint: {error}"));
+                    self.send_failure(
+                        id,
+                        FailureKind::ElementUnavailable,
+                        format!("cannot fetch the checkpoint: {error}"),
+                    );
                     return;
                 }
             }
@@ -1073,20 +1151,28 @@ impl Inner {
             return None;
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let candidates = tasks.values().filter(|t| matches!(t.state, LocalState::Prepared | LocalState::Suspended) && !t.removed && !t.hand_back).map(|t| Candidate {
-            assignment: t.assignment.assignment,
-            priority: t.assignment.priority,
-            suspended: t.state == LocalState::Suspended,
-            arrival: t.arrival,
-        });
+        let candidates = tasks
+            .values()
+            .filter(|t| matches!(t.state, LocalState::Prepared | LocalState::Suspended) && !t.removed && !t.hand_back)
+            .map(|t| Candidate {
+                assignment: t.assignment.assignment,
+                priority: t.assignment.priority,
+                suspended: t.state == LocalState::Suspended,
+                arrival: t.arrival,
+            });
         let next = next_to_run(candidates)?;
         let running: Vec<&LocalTask> = tasks.values().filter(|t| t.state == LocalState::Running).collect();
         let memory_in_use: u64 = running.iter().map(|t| t.memory_bytes).sum();
         let wanted = tasks.get(&next.assignment).map(|t| t.memory_bytes).unwrap_or(0);
-        let fits = running.len() < self.config.owner.cores as usize && memory_in_use + wanted <= self.config.owner.memory_bytes_max;
+        let fits = running.len() < self.config.owner.cores as usize
+            && memory_in_use + wanted <= self.config.owner.memory_bytes_max;
         if !fits {
             let preempting = running.iter().any(|t| t.preempted);
-            let lowest = running.iter().filter(|t| !t.hand_back && !t.removed).min_by_key(|t| (t.assignment.priority, std::cmp::Reverse(t.arrival))).map(|t| (t.assignment.assignment, t.assignment.priority));
+            let lowest = running
+                .iter()
+                .filter(|t| !t.hand_back && !t.removed)
+                .min_by_key(|t| (t.assignment.priority, std::cmp::Reverse(t.arrival)))
+                .map(|t| (t.assignment.assignment, t.assignment.priority));
             if let (false, Some((victim, priority))) = (preempting, lowest) {
                 if priority < next.priority {
                     if let Some(task) = tasks.get_mut(&victim) {
@@ -1128,10 +1214,9 @@ impl Inner {
         if let Some(module) = self.modules.lock().unwrap_or_else(|p| p.into_inner()).get(&executable.hash) {
             return Ok(module.clone());
         }
-        let bytes = self
-            .cache
-            .read_all(&executable.hash)
-            .map_err(|e| TaskFailure::Internal(format!("the staged executable cannot be used ({e}); it will be fetched again")))?;
+        let bytes = self.cache.read_all(&executable.hash).map_err(|e| {
+            TaskFailure::Internal(format!("the staged executable cannot be used ({e}); it will be fetched again"))
+        })?;
         let module = self.sandbox.compile(&bytes)?;
         let mut modules = self.modules.lock().unwrap_or_else(|p| p.into_inner());
         if modules.len() >= 64 {
@@ -1167,7 +1252,12 @@ impl Inner {
     }
 
     fn run_blocking(self: &Arc<Self>, assignment: &Assignment, control: &TaskControl) -> TaskRun {
-        let failed = |failure| TaskRun { outcome: TaskOutcome::Failed(failure), checkpoint: None, cpu_time: Duration::ZERO, output: Vec::new() };
+        let failed = |failure| TaskRun {
+            outcome: TaskOutcome::Failed(failure),
+            checkpoint: None,
+            cpu_time: Duration::ZERO,
+            output: Vec::new(),
+        };
         let module = match self.compiled(&assignment.executable) {
             Ok(module) => module,
             Err(failure) => return failed(failure),
@@ -1180,10 +1270,18 @@ impl Inner {
                     seals.push((element.hash, reader.tampered_flag()));
                     elements.insert(name.clone(), TaskElement::Reader(Box::new(reader)));
                 }
-                Err(e) => return failed(TaskFailure::Internal(format!("staged data element '{name}' cannot be used ({e}); it will be fetched again"))),
+                Err(e) => {
+                    return failed(TaskFailure::Internal(format!(
+                        "staged data element '{name}' cannot be used ({e}); it will be fetched again"
+                    )));
+                }
             }
         }
-        let input = TaskInput { params: assignment.params.clone(), elements, checkpoint: self.disk.checkpoint(assignment.assignment) };
+        let input = TaskInput {
+            params: assignment.params.clone(),
+            elements,
+            checkpoint: self.disk.checkpoint(assignment.assignment),
+        };
         let events = Events { inner: self.clone(), assignment: assignment.assignment, last_status: None };
         let run = self.sandbox.run(&module, input, &self.limits(assignment), control, Box::new(events));
         // A chunk that failed its seal while the task read it: the task saw an error that is
@@ -1191,7 +1289,9 @@ impl Inner {
         for (hash, tampered) in seals {
             if tampered.load(Ordering::SeqCst) {
                 self.cache.forget(&hash);
-                return failed(TaskFailure::Internal(format!("element {hash} on disk was altered; it will be fetched again")));
+                return failed(TaskFailure::Internal(format!(
+                    "element {hash} on disk was altered; it will be fetched again"
+                )));
             }
         }
         run
@@ -1231,7 +1331,11 @@ impl Inner {
                         Err(error) => {
                             // The server will place the task again; our work is lost, not wrong.
                             tracing::warn!(assignment = %id, %error, "cannot upload a result");
-                            self.send_failure(id, FailureKind::Engine, format!("the engine could not upload the result: {error}"));
+                            self.send_failure(
+                                id,
+                                FailureKind::Engine,
+                                format!("the engine could not upload the result: {error}"),
+                            );
                             return;
                         }
                     }

@@ -85,7 +85,11 @@ pub type ResultForger = Arc<dyn Fn(Vec<u8>) -> Vec<u8> + Send + Sync>;
 
 impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EngineConfig").field("server", &self.server).field("data_dir", &self.data_dir).field("owner", &self.owner).finish_non_exhaustive()
+        f.debug_struct("EngineConfig")
+            .field("server", &self.server)
+            .field("data_dir", &self.data_dir)
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
     }
 }
 

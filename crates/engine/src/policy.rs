@@ -21,20 +21,34 @@ pub struct Reading {
 /// Why tasks do not run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reason {
-    OwnerActive { input_ago: Duration },
-    OtherProgramsBusy { share: f64 },
-    OutsideHours { opens_in_minutes: u32 },
+    OwnerActive {
+        input_ago: Duration,
+    },
+    OtherProgramsBusy {
+        share: f64,
+    },
+    OutsideHours {
+        opens_in_minutes: u32,
+    },
     /// The computer became free, but not long enough ago.
-    Settling { remaining: Duration },
+    Settling {
+        remaining: Duration,
+    },
 }
 
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Reason::OwnerActive { input_ago } => write!(f, "the computer is in use (last input {} s ago)", input_ago.as_secs()),
+            Reason::OwnerActive { input_ago } => {
+                write!(f, "the computer is in use (last input {} s ago)", input_ago.as_secs())
+            }
             Reason::OtherProgramsBusy { share } => write!(f, "other programs use {:.0}% of the CPU", share * 100.0),
-            Reason::OutsideHours { opens_in_minutes } => write!(f, "outside the allowed hours (next in {opens_in_minutes} min)"),
-            Reason::Settling { remaining } => write!(f, "the computer just became free; running again in {} s", remaining.as_secs().max(1)),
+            Reason::OutsideHours { opens_in_minutes } => {
+                write!(f, "outside the allowed hours (next in {opens_in_minutes} min)")
+            }
+            Reason::Settling { remaining } => {
+                write!(f, "the computer just became free; running again in {} s", remaining.as_secs().max(1))
+            }
         }
     }
 }
@@ -64,9 +78,17 @@ impl Governor {
         Self::default()
     }
 
-    pub fn decide(&mut self, settings: &OwnerSettings, reading: Reading, week_minute: WeekMinute, now_ms: u64) -> Verdict {
+    pub fn decide(
+        &mut self,
+        settings: &OwnerSettings,
+        reading: Reading,
+        week_minute: WeekMinute,
+        now_ms: u64,
+    ) -> Verdict {
         if !settings.run_hours.contains(week_minute) {
-            return Verdict::Wait(Reason::OutsideHours { opens_in_minutes: settings.run_hours.minutes_until_open(week_minute) });
+            return Verdict::Wait(Reason::OutsideHours {
+                opens_in_minutes: settings.run_hours.minutes_until_open(week_minute),
+            });
         }
         if settings.mode == RunMode::Continuous {
             // At the lowest OS priority the owner's programs always come first.
@@ -81,7 +103,9 @@ impl Governor {
             None => None,
         };
         let cpu_busy = match (cpu_over, self.cpu_busy_since_ms) {
-            (Some(share), Some(since)) if now_ms.saturating_sub(since) >= CPU_BUSY_FOR.as_millis() as u64 => Some(share),
+            (Some(share), Some(since)) if now_ms.saturating_sub(since) >= CPU_BUSY_FOR.as_millis() as u64 => {
+                Some(share)
+            }
             _ => None,
         };
         if let Some(input_ago) = owner {
@@ -111,7 +135,12 @@ mod tests {
     use crate::settings::WeeklySchedule;
 
     fn idle_only() -> OwnerSettings {
-        OwnerSettings { mode: RunMode::IdleOnly, idle_after_secs: 180, resume_after_secs: 10, ..OwnerSettings::default() }
+        OwnerSettings {
+            mode: RunMode::IdleOnly,
+            idle_after_secs: 180,
+            resume_after_secs: 10,
+            ..OwnerSettings::default()
+        }
     }
 
     fn reading(input_ago_secs: Option<u64>, cpu: f64) -> Reading {
@@ -152,14 +181,22 @@ mod tests {
     #[test]
     fn hours_apply_in_both_modes_and_continuous_ignores_activity() {
         let hours = WeeklySchedule::parse(&["daily 02:00-04:00".to_string()]).unwrap();
-        let continuous = OwnerSettings { mode: RunMode::Continuous, run_hours: hours.clone(), ..OwnerSettings::default() };
+        let continuous =
+            OwnerSettings { mode: RunMode::Continuous, run_hours: hours.clone(), ..OwnerSettings::default() };
         let mut g = Governor::new();
-        assert_eq!(g.decide(&continuous, reading(Some(0), 1.0), 3 * 60, 0), Verdict::Run, "continuous runs under any load");
+        assert_eq!(
+            g.decide(&continuous, reading(Some(0), 1.0), 3 * 60, 0),
+            Verdict::Run,
+            "continuous runs under any load"
+        );
         assert_eq!(
             g.decide(&continuous, reading(None, 0.0), 5 * 60, 0),
             Verdict::Wait(Reason::OutsideHours { opens_in_minutes: 21 * 60 })
         );
         let idle = OwnerSettings { run_hours: hours, ..idle_only() };
-        assert!(matches!(Governor::new().decide(&idle, reading(None, 0.0), 12 * 60, 0), Verdict::Wait(Reason::OutsideHours { .. })));
+        assert!(matches!(
+            Governor::new().decide(&idle, reading(None, 0.0), 12 * 60, 0),
+            Verdict::Wait(Reason::OutsideHours { .. })
+        ));
     }
 }

@@ -33,12 +33,18 @@ pub struct WeeklySchedule {
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 fn parse_day(text: &str) -> Result<u32, String> {
-    DAYS.iter().position(|d| *d == text).map(|i| i as u32).ok_or_else(|| format!("'{text}' is not a day (mon, tue, ... sun)"))
+    DAYS.iter()
+        .position(|d| *d == text)
+        .map(|i| i as u32)
+        .ok_or_else(|| format!("'{text}' is not a day (mon, tue, ... sun)"))
 }
 
 fn parse_clock(text: &str) -> Result<u32, String> {
     let (h, m) = text.split_once(':').ok_or_else(|| format!("'{text}' is not a time like 18:30"))?;
-    let (h, m): (u32, u32) = (h.parse().map_err(|_| format!("bad hour in '{text}'"))?, m.parse().map_err(|_| format!("bad minute in '{text}'"))?);
+    let (h, m): (u32, u32) = (
+        h.parse().map_err(|_| format!("bad hour in '{text}'"))?,
+        m.parse().map_err(|_| format!("bad minute in '{text}'"))?,
+    );
     if m >= 60 || h > 24 || (h == 24 && m > 0) {
         return Err(format!("'{text}' is not a time of day (00:00 to 24:00)"));
     }
@@ -55,7 +61,8 @@ impl WeeklySchedule {
     pub fn parse(entries: &[String]) -> Result<Self, String> {
         let mut schedule = WeeklySchedule { intervals: Vec::new(), text: entries.to_vec() };
         for entry in entries {
-            let (days, hours) = entry.trim().split_once(' ').ok_or_else(|| format!("'{entry}': expected 'DAYS HH:MM-HH:MM'"))?;
+            let (days, hours) =
+                entry.trim().split_once(' ').ok_or_else(|| format!("'{entry}': expected 'DAYS HH:MM-HH:MM'"))?;
             let (first, last) = match days {
                 "daily" => (0, 6),
                 range => match range.split_once('-') {
@@ -66,7 +73,8 @@ impl WeeklySchedule {
                     }
                 },
             };
-            let (start, end) = hours.trim().split_once('-').ok_or_else(|| format!("'{entry}': expected HH:MM-HH:MM"))?;
+            let (start, end) =
+                hours.trim().split_once('-').ok_or_else(|| format!("'{entry}': expected HH:MM-HH:MM"))?;
             let (start, end) = (parse_clock(start)?, parse_clock(end)?);
             if start == end {
                 return Err(format!("'{entry}': the interval is empty"));
@@ -200,7 +208,9 @@ impl OwnerSettings {
         if !(0.0..=1.0).contains(&self.others_cpu_busy_max) {
             return Err(format!("others_cpu_busy_max = {} must be between 0 and 1", self.others_cpu_busy_max));
         }
-        if self.task_memory_bytes_max < 1 << 20 || self.memory_bytes_max < self.task_memory_bytes_max.min(self.memory_bytes_max).max(1 << 20) {
+        if self.task_memory_bytes_max < 1 << 20
+            || self.memory_bytes_max < self.task_memory_bytes_max.min(self.memory_bytes_max).max(1 << 20)
+        {
             return Err("memory budgets must be at least 1 MiB".into());
         }
         if self.disk_bytes_max < 1 << 20 {
@@ -279,7 +289,13 @@ mod tests {
 
     #[test]
     fn schedule_mistakes_are_named() {
-        for (bad, needle) in [("mon 9-17", "not a time"), ("funday 09:00-10:00", "not a day"), ("mon 09:00-09:00", "empty"), ("mon 25:00-26:00", "not a time of day"), ("mon", "expected")] {
+        for (bad, needle) in [
+            ("mon 9-17", "not a time"),
+            ("funday 09:00-10:00", "not a day"),
+            ("mon 09:00-09:00", "empty"),
+            ("mon 25:00-26:00", "not a time of day"),
+            ("mon", "expected"),
+        ] {
             let err = WeeklySchedule::parse(&[bad.to_string()]).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }

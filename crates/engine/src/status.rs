@@ -160,8 +160,13 @@ async fn json(State(snapshot): State<Snapshot>) -> impl IntoResponse {
 }
 
 /// Serve the page on `listen` (loopback only); returns the bound address.
-pub async fn serve(listen: &str, snapshot: Snapshot, stop: tokio_util::sync::CancellationToken) -> std::io::Result<SocketAddr> {
-    let address: SocketAddr = listen.parse().map_err(|e| std::io::Error::other(format!("status_listen '{listen}': {e}")))?;
+pub async fn serve(
+    listen: &str,
+    snapshot: Snapshot,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let address: SocketAddr =
+        listen.parse().map_err(|e| std::io::Error::other(format!("status_listen '{listen}': {e}")))?;
     if !address.ip().is_loopback() {
         return Err(std::io::Error::other(format!("the status page listens on loopback only, not on {address}")));
     }

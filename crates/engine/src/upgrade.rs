@@ -44,7 +44,10 @@ pub async fn stage(
     if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c)) {
         return Err(format!("the upgrade version {version:?} is not a plain version string"));
     }
-    let bytes = transport.download_bytes(element, None, 1 << 30).await.map_err(|e| format!("cannot download upgrade {version}: {e}"))?;
+    let bytes = transport
+        .download_bytes(element, None, 1 << 30)
+        .await
+        .map_err(|e| format!("cannot download upgrade {version}: {e}"))?;
     let folder = data_dir.join("upgrade");
     std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
     let path = folder.join(format!("idlegrid-{version}"));
@@ -54,8 +57,10 @@ pub async fn stage(
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
     }
-    let staged = StagedUpgrade { version: version.to_string(), element: *element, signature: signature.to_string(), path };
-    crate::disk::write_atomic(&staged_file(data_dir), &serde_json::to_vec(&staged).expect("serializes"), true).map_err(|e| e.to_string())?;
+    let staged =
+        StagedUpgrade { version: version.to_string(), element: *element, signature: signature.to_string(), path };
+    crate::disk::write_atomic(&staged_file(data_dir), &serde_json::to_vec(&staged).expect("serializes"), true)
+        .map_err(|e| e.to_string())?;
     Ok(staged)
 }
 
@@ -65,7 +70,8 @@ pub fn staged_upgrade(data_dir: &Path) -> Option<StagedUpgrade> {
     let staged: StagedUpgrade = serde_json::from_slice(&std::fs::read(staged_file(data_dir)).ok()?).ok()?;
     let vault = Arc::new(Vault::load_or_create(&data_dir.join("storage.key")).ok()?);
     let server_key = Disk::open(data_dir, vault).ok()?.meta("server_key")?;
-    let signed = verify_bytes(&server_key, &upgrade_signed_bytes(&staged.version, &staged.element), &staged.signature).is_ok();
+    let signed =
+        verify_bytes(&server_key, &upgrade_signed_bytes(&staged.version, &staged.element), &staged.signature).is_ok();
     let intact = std::fs::read(&staged.path).map(|b| ElementHash::of(&b) == staged.element.hash).unwrap_or(false);
     if signed && intact {
         Some(staged)

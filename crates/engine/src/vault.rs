@@ -305,7 +305,10 @@ mod tests {
         assert!(matches!(v.open(&flipped, b"checkpoint/1"), Err(VaultError::Tampered(_))));
         let other = vault(tempfile::tempdir().unwrap().path());
         assert!(other.open(&sealed, b"checkpoint/1").is_err(), "another engine's key cannot open it");
-        assert_eq!(Vault::load_or_create(&dir.path().join("key")).unwrap().open(&sealed, b"checkpoint/1").unwrap(), b"checkpoint bytes");
+        assert_eq!(
+            Vault::load_or_create(&dir.path().join("key")).unwrap().open(&sealed, b"checkpoint/1").unwrap(),
+            b"checkpoint bytes"
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ impl Workers {
     }
 
     /// Run `job` on a worker thread; the result arrives on the returned channel.
-    pub fn run<R: Send + 'static>(&self, job: impl FnOnce() -> R + Send + 'static) -> tokio::sync::oneshot::Receiver<R> {
+    pub fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> tokio::sync::oneshot::Receiver<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = tx.send(job());

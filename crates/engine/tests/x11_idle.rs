@@ -22,7 +22,13 @@ fn start_xvfb() -> (Xvfb, String) {
         .expect("Xvfb is needed for this test: .ci/run installs Debian's xvfb package");
     // A display number unlikely to be taken, different per test process.
     let display = format!(":{}", 90 + std::process::id() % 500);
-    let child = Command::new(xvfb).arg(&display).args(["-screen", "0", "640x480x24", "-nolisten", "tcp"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let child = Command::new(xvfb)
+        .arg(&display)
+        .args(["-screen", "0", "640x480x24", "-nolisten", "tcp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     (Xvfb(child), display)
 }
 

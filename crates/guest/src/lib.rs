@@ -21,9 +21,9 @@
 
 use idlegrid_task_abi::{code, control as ctl};
 
-mod sys;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
+mod sys;
 
 /// An error from a runtime call.
 #[derive(Debug, Clone, PartialEq, Eq)]

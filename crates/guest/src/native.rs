@@ -62,11 +62,8 @@ impl Env {
     pub fn run(self, task: impl FnOnce() -> Result<Vec<u8>, crate::TaskError>) -> Outcome {
         let checkpoint = self.checkpoint.clone();
         STATE.with(|s| {
-            *s.borrow_mut() = Some(State {
-                env: self,
-                outcome: Outcome { checkpoint, ..Outcome::default() },
-                finished: false,
-            })
+            *s.borrow_mut() =
+                Some(State { env: self, outcome: Outcome { checkpoint, ..Outcome::default() }, finished: false })
         });
         crate::run(task);
         STATE.with(|s| s.borrow_mut().take().map(|state| state.outcome).unwrap_or_default())
@@ -80,9 +77,8 @@ pub(crate) mod sys {
     fn with<R>(f: impl FnOnce(&mut super::State) -> R) -> R {
         STATE.with(|s| {
             let mut guard = s.borrow_mut();
-            let state = guard
-                .as_mut()
-                .expect("idlegrid_guest calls outside WebAssembly need idlegrid_guest::native::Env::run");
+            let state =
+                guard.as_mut().expect("idlegrid_guest calls outside WebAssembly need idlegrid_guest::native::Env::run");
             f(state)
         })
     }

@@ -75,7 +75,11 @@ fn main() {
             assert!(outcome.repeated);
         }
     }
-    rows.push(Row { operation: "retry (same key, nothing moves)", count: TRANSFERS, seconds: started.elapsed().as_secs_f64() });
+    rows.push(Row {
+        operation: "retry (same key, nothing moves)",
+        count: TRANSFERS,
+        seconds: started.elapsed().as_secs_f64(),
+    });
 
     // A reservation per job, settled in 9 parts, then voided: 11 transfers per job.
     let jobs = TRANSFERS / 11;
@@ -85,7 +89,8 @@ fn main() {
         let mut ledger = Ledger::new(&mut store);
         for (n, job) in job_ids.iter().enumerate() {
             let payer = AccountId::Party(party((n % CLIENTS as usize) as u8));
-            let id = ledger.reserve_job(*job, payer, Micros::new(10_000), ReservationKind::Maximum, 0).unwrap().transfer.id;
+            let id =
+                ledger.reserve_job(*job, payer, Micros::new(10_000), ReservationKind::Maximum, 0).unwrap().transfer.id;
             for part in 0..9 {
                 let request = TransferRequest {
                     key: key(format!("settle:{job}:{part}")),
@@ -98,7 +103,11 @@ fn main() {
             ledger.release_job(*job, 0).unwrap();
         }
     }
-    rows.push(Row { operation: "reserve, settle x9, void", count: jobs * 11, seconds: started.elapsed().as_secs_f64() });
+    rows.push(Row {
+        operation: "reserve, settle x9, void",
+        count: jobs * 11,
+        seconds: started.elapsed().as_secs_f64(),
+    });
 
     // Billing a day of a journal: 2000 placements of 40 minutes over 100 jobs of 20 clients.
     let config = PricingConfig::default();
@@ -136,13 +145,27 @@ fn main() {
     rows.push(Row { operation: "plan_billing (lines planned)", count: plan.lines.len() as u64, seconds: planned });
     let started = Instant::now();
     let report = Ledger::new(&mut store).apply_billing(&plan, t0 + day_ms).unwrap();
-    rows.push(Row { operation: "apply_billing (transfers made)", count: report.transfers_new, seconds: started.elapsed().as_secs_f64() });
+    rows.push(Row {
+        operation: "apply_billing (transfers made)",
+        count: report.transfers_new,
+        seconds: started.elapsed().as_secs_f64(),
+    });
 
     let totals = check_balanced(&mut store).unwrap();
     println!();
-    println!("idlegrid-ledger, in-memory store ({} accounts, {} transfers at the end)", totals.accounts, store.transfers().len());
+    println!(
+        "idlegrid-ledger, in-memory store ({} accounts, {} transfers at the end)",
+        totals.accounts,
+        store.transfers().len()
+    );
     println!("{:<34} {:>10} {:>10} {:>14}", "operation", "count", "seconds", "per second");
     for row in rows {
-        println!("{:<34} {:>10} {:>10.3} {:>14.0}", row.operation, row.count, row.seconds, row.count as f64 / row.seconds);
+        println!(
+            "{:<34} {:>10} {:>10.3} {:>14.0}",
+            row.operation,
+            row.count,
+            row.seconds,
+            row.count as f64 / row.seconds
+        );
     }
 }

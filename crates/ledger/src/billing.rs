@@ -36,11 +36,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use idlegrid_types::{JobId, PartyId, TaskIndex};
 use serde::{Deserialize, Serialize};
 
-use crate::pricing::{PricingConfig, ProviderPayModel, BYTES_PER_GB, MS_PER_HOUR};
+use crate::pricing::{BYTES_PER_GB, MS_PER_HOUR, PricingConfig, ProviderPayModel};
 use crate::store::LedgerStore;
 use crate::{
-    keys, AccountId, Action, IdempotencyKey, Ledger, LedgerError, Memo, Micros, OverLimit, Period, Purpose, ReservationKind,
-    TransferId, TransferRequest,
+    AccountId, Action, IdempotencyKey, Ledger, LedgerError, Memo, Micros, OverLimit, Period, Purpose, ReservationKind,
+    TransferId, TransferRequest, keys,
 };
 
 /// Latest time billing accepts: 10000-01-01T00:00:00Z, so that no time arithmetic overflows.
@@ -123,9 +123,7 @@ impl WorkRecord {
     /// never concluded is never fully billed: journal a conclusion when the engine acknowledges,
     /// hands back, or is given up.
     pub fn is_fully_billed(&self, billed_to_ms: u64) -> bool {
-        !self.pay_awaits_judgement
-            && self
-                .concluded_ms.is_some_and(|concluded| concluded <= billed_to_ms)
+        !self.pay_awaits_judgement && self.concluded_ms.is_some_and(|concluded| concluded <= billed_to_ms)
     }
 
     fn validate(&self, now_ms: u64) -> Result<(), LedgerError> {
@@ -252,7 +250,8 @@ pub fn plan_billing(
 ) -> Result<BillingPlan, LedgerError> {
     config.validate()?;
     let increment_ms = config.increment_ms;
-    let window_error = |reason: String| LedgerError::InvalidWindow { from_ms: window.from_ms, to_ms: window.to_ms, reason };
+    let window_error =
+        |reason: String| LedgerError::InvalidWindow { from_ms: window.from_ms, to_ms: window.to_ms, reason };
     if window.from_ms > window.to_ms {
         return Err(window_error("it ends before it starts".to_string()));
     }
@@ -294,7 +293,10 @@ pub fn plan_billing(
     for record in records {
         record.validate(now_ms)?;
         if !ids.insert(record.id) {
-            return Err(LedgerError::InvalidRecord { record: record.id, reason: "its id appears twice in the input".to_string() });
+            return Err(LedgerError::InvalidRecord {
+                record: record.id,
+                reason: "its id appears twice in the input".to_string(),
+            });
         }
         let job_terms = terms
             .get(&record.job)
@@ -336,7 +338,8 @@ pub fn plan_billing(
             while start < piece_end {
                 let increment_start = start - start % increment_ms;
                 let end = piece_end.min(increment_start + increment_ms);
-                let entry = usage.entry((job_terms.client.clone(), increment_start)).or_default().entry(*job).or_default();
+                let entry =
+                    usage.entry((job_terms.client.clone(), increment_start)).or_default().entry(*job).or_default();
                 entry.gflop_ms += power * (end - start) as f64;
                 entry.running_ms += end - start;
                 start = end;
@@ -363,7 +366,8 @@ pub fn plan_billing(
             let memo = Memo { job: Some(*job), engine: None, record: None, service: Some(service) };
             let reliability = job_terms.reliability.unwrap_or(config.baseline_reliability);
             let gflop_hours = job_usage.gflop_ms / MS_PER_HOUR as f64;
-            let premium = config.baseline_price_per_gflop_hour * gflop_hours * config.reliability_premium_factor(reliability)?;
+            let premium =
+                config.baseline_price_per_gflop_hour * gflop_hours * config.reliability_premium_factor(reliability)?;
             let premium = Micros::from_f64_units(premium, "reliability premium")?;
             for (purpose, key, amount) in [
                 (Purpose::Computation, keys::computation(*job, *increment_start), share),
@@ -431,7 +435,11 @@ pub fn plan_billing(
                     debit: job_terms.payer.clone(),
                     credit: AccountId::Platform,
                     amount: charge,
-                    memo: Memo { engine: None, service: Some(Period { start_ms: record.launched_ms, end_ms: concluded }), ..memo },
+                    memo: Memo {
+                        engine: None,
+                        service: Some(Period { start_ms: record.launched_ms, end_ms: concluded }),
+                        ..memo
+                    },
                     service_end_ms: concluded,
                 });
             }
@@ -558,7 +566,8 @@ impl<S: LedgerStore + ?Sized> Ledger<'_, S> {
                     over_limit: OverLimit::Allow,
                 },
             };
-            let request = TransferRequest { key: line.key.clone(), action, purpose: line.purpose, memo: line.memo.clone() };
+            let request =
+                TransferRequest { key: line.key.clone(), action, purpose: line.purpose, memo: line.memo.clone() };
             let outcome = match self.execute(request, now_ms) {
                 Ok(outcome) => outcome,
                 Err(LedgerError::IdempotencyConflict { key, existing }) => {

@@ -4,7 +4,9 @@ use crate::{AccountId, IdempotencyKey, Micros, TransferId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("amount overflow in {operation}: the result does not fit in 64-bit micro-units; split the amount or check the input")]
+    #[error(
+        "amount overflow in {operation}: the result does not fit in 64-bit micro-units; split the amount or check the input"
+    )]
     Overflow { operation: &'static str },
 
     #[error("invalid {field} = {value}: {reason}")]
@@ -37,7 +39,9 @@ pub enum LedgerError {
     #[error("reservation {reservation} does not exist; settle or void only the id a Reserve transfer returned")]
     ReservationNotFound { reservation: TransferId },
 
-    #[error("invalid journal record {record}: {reason}; the journal writer has a bug, fix the record before billing it")]
+    #[error(
+        "invalid journal record {record}: {reason}; the journal writer has a bug, fix the record before billing it"
+    )]
     InvalidRecord { record: u64, reason: String },
 
     #[error("job {job} of journal record {record} has no terms; pass the terms of every job whose records are billed")]

@@ -6,8 +6,8 @@ use idlegrid_types::{JobId, PartyId};
 
 use crate::store::{LedgerStore, LedgerTotals};
 use crate::{
-    keys, Account, AccountId, Action, IdempotencyKey, LedgerError, Memo, Micros, OverLimit, Purpose, Reservation,
-    ReservationKind, Transfer, TransferId, TransferRequest,
+    Account, AccountId, Action, IdempotencyKey, LedgerError, Memo, Micros, OverLimit, Purpose, Reservation,
+    ReservationKind, Transfer, TransferId, TransferRequest, keys,
 };
 
 /// What a request did.
@@ -38,7 +38,12 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
 
     /// Open an account, or return it unchanged if it exists (so that registration can be
     /// retried). `overdraft_max`: `None` for no limit, `Some(ZERO)` for a provider.
-    pub fn open_account(&mut self, id: AccountId, overdraft_max: Option<Micros>, now_ms: u64) -> Result<Account, LedgerError> {
+    pub fn open_account(
+        &mut self,
+        id: AccountId,
+        overdraft_max: Option<Micros>,
+        now_ms: u64,
+    ) -> Result<Account, LedgerError> {
         if let Some(existing) = self.store.account(&id)? {
             return Ok(existing);
         }
@@ -117,13 +122,15 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
             }
             Action::Settle { reservation, amount } => {
                 let mut reservation = self.reservation(*reservation)?;
-                let (mut debit_account, mut credit_account) = self.pair(&reservation.debit, &reservation.credit, *amount)?;
+                let (mut debit_account, mut credit_account) =
+                    self.pair(&reservation.debit, &reservation.credit, *amount)?;
                 let from_pending = (*amount).min(reservation.remaining()?);
                 let rest = amount.checked_sub(from_pending)?;
                 let beyond = match reservation.kind {
                     ReservationKind::Estimate => rest,
                     ReservationKind::Maximum => {
-                        let headroom = reservation.amount.checked_sub(reservation.settled()?)?.checked_sub(from_pending)?;
+                        let headroom =
+                            reservation.amount.checked_sub(reservation.settled()?)?.checked_sub(from_pending)?;
                         rest.min(headroom.max(Micros::ZERO))
                     }
                 };
@@ -179,14 +186,28 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
     }
 
     /// A client's payment into its account (from outside the platform).
-    pub fn deposit(&mut self, key: IdempotencyKey, account: AccountId, amount: Micros, now_ms: u64) -> Result<TransferOutcome, LedgerError> {
-        let action = Action::Post { debit: AccountId::External, credit: account, amount, over_limit: OverLimit::Refuse };
+    pub fn deposit(
+        &mut self,
+        key: IdempotencyKey,
+        account: AccountId,
+        amount: Micros,
+        now_ms: u64,
+    ) -> Result<TransferOutcome, LedgerError> {
+        let action =
+            Action::Post { debit: AccountId::External, credit: account, amount, over_limit: OverLimit::Refuse };
         self.execute(TransferRequest { key, action, purpose: Purpose::Deposit, memo: Memo::default() }, now_ms)
     }
 
     /// A provider's withdrawal of its earnings; refused beyond its available balance.
-    pub fn payout(&mut self, key: IdempotencyKey, account: AccountId, amount: Micros, now_ms: u64) -> Result<TransferOutcome, LedgerError> {
-        let action = Action::Post { debit: account, credit: AccountId::External, amount, over_limit: OverLimit::Refuse };
+    pub fn payout(
+        &mut self,
+        key: IdempotencyKey,
+        account: AccountId,
+        amount: Micros,
+        now_ms: u64,
+    ) -> Result<TransferOutcome, LedgerError> {
+        let action =
+            Action::Post { debit: account, credit: AccountId::External, amount, over_limit: OverLimit::Refuse };
         self.execute(TransferRequest { key, action, purpose: Purpose::Payout, memo: Memo::default() }, now_ms)
     }
 
@@ -223,7 +244,10 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
     ) -> Result<TransferOutcome, LedgerError> {
         let action = Action::Reserve { debit: payer, credit: AccountId::Platform, amount, kind };
         let memo = Memo { job: Some(job), ..Memo::default() };
-        self.execute(TransferRequest { key: keys::job_reservation(job), action, purpose: Purpose::JobReservation, memo }, now_ms)
+        self.execute(
+            TransferRequest { key: keys::job_reservation(job), action, purpose: Purpose::JobReservation, memo },
+            now_ms,
+        )
     }
 
     /// Release what is left of a job's reservation, after its last work has been billed. A
@@ -232,8 +256,11 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
         let Some(reservation) = self.job_reservation(job)? else { return Ok(None) };
         let action = Action::Void { reservation: reservation.id };
         let memo = Memo { job: Some(job), ..Memo::default() };
-        self.execute(TransferRequest { key: keys::job_release(job), action, purpose: Purpose::JobReservation, memo }, now_ms)
-            .map(Some)
+        self.execute(
+            TransferRequest { key: keys::job_release(job), action, purpose: Purpose::JobReservation, memo },
+            now_ms,
+        )
+        .map(Some)
     }
 
     /// The job's reservation, if it has one: `remaining()` is still reserved, `settled()` was
@@ -255,7 +282,12 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
         self.store.reservation(id)?.ok_or(LedgerError::ReservationNotFound { reservation: id })
     }
 
-    fn pair(&mut self, debit: &AccountId, credit: &AccountId, amount: Micros) -> Result<(Account, Account), LedgerError> {
+    fn pair(
+        &mut self,
+        debit: &AccountId,
+        credit: &AccountId,
+        amount: Micros,
+    ) -> Result<(Account, Account), LedgerError> {
         if !amount.is_positive() {
             return Err(LedgerError::NonPositiveAmount { amount });
         }
@@ -345,7 +377,13 @@ mod tests {
         (store, client, provider)
     }
 
-    fn post(key_text: &str, debit: &AccountId, credit: &AccountId, amount: Micros, over_limit: OverLimit) -> TransferRequest {
+    fn post(
+        key_text: &str,
+        debit: &AccountId,
+        credit: &AccountId,
+        amount: Micros,
+        over_limit: OverLimit,
+    ) -> TransferRequest {
         TransferRequest {
             key: key(key_text),
             action: Action::Post { debit: debit.clone(), credit: credit.clone(), amount, over_limit },
@@ -358,7 +396,8 @@ mod tests {
     fn a_transfer_debits_one_account_and_credits_another_by_the_same_amount() {
         let (mut store, client, _) = setup();
         let mut ledger = Ledger::new(&mut store);
-        let outcome = ledger.execute(post("charge:1", &client, &AccountId::Platform, units(30), OverLimit::Refuse), 5).unwrap();
+        let outcome =
+            ledger.execute(post("charge:1", &client, &AccountId::Platform, units(30), OverLimit::Refuse), 5).unwrap();
         assert_eq!(outcome.transfer.posted, units(30));
         assert_eq!(ledger.account(&client).unwrap().balance_posted().unwrap(), units(70));
         assert_eq!(ledger.account(&AccountId::Platform).unwrap().balance_posted().unwrap(), units(30));
@@ -402,9 +441,11 @@ mod tests {
         }
         assert!(error.to_string().contains("a payment into the account or a higher limit is needed"));
         assert!(ledger.store().transfer_by_key(&key("charge:big")).unwrap().is_none(), "a refusal leaves no trace");
-        let at_limit = ledger.execute(post("charge:ok", &client, &AccountId::Platform, units(110), OverLimit::Refuse), 5).unwrap();
+        let at_limit =
+            ledger.execute(post("charge:ok", &client, &AccountId::Platform, units(110), OverLimit::Refuse), 5).unwrap();
         assert!(!at_limit.debit_over_limit);
-        let done_work = ledger.execute(post("charge:work", &client, &AccountId::Platform, units(1), OverLimit::Allow), 6).unwrap();
+        let done_work =
+            ledger.execute(post("charge:work", &client, &AccountId::Platform, units(1), OverLimit::Allow), 6).unwrap();
         assert!(done_work.debit_over_limit, "work already done is charged and reported");
         assert!(ledger.account(&client).unwrap().is_over_limit().unwrap());
         ledger.deposit(key("deposit:2"), client.clone(), units(1), 7).unwrap();
@@ -468,12 +509,19 @@ mod tests {
         ledger.release_job(job, 3).unwrap();
         // 6 of headroom left though nothing is reserved any more: charged directly.
         let late = ledger.execute(settle(units(5), "s2"), 4).unwrap();
-        assert_eq!((late.transfer.posted, late.transfer.from_reservation, late.transfer.capped), (units(5), Micros::ZERO, Micros::ZERO));
+        assert_eq!(
+            (late.transfer.posted, late.transfer.from_reservation, late.transfer.capped),
+            (units(5), Micros::ZERO, Micros::ZERO)
+        );
         let over = ledger.execute(settle(units(3), "s3"), 5).unwrap();
         assert_eq!((over.transfer.posted, over.transfer.capped), (units(1), units(2)));
         let none = ledger.execute(settle(units(3), "s4"), 6).unwrap();
         assert_eq!((none.transfer.posted, none.transfer.capped), (Micros::ZERO, units(3)));
-        assert_eq!(ledger.account(&client).unwrap().balance_posted().unwrap(), units(90), "never more than the maximum");
+        assert_eq!(
+            ledger.account(&client).unwrap().balance_posted().unwrap(),
+            units(90),
+            "never more than the maximum"
+        );
         assert_eq!(ledger.job_reservation(job).unwrap().unwrap().headroom().unwrap(), Some(Micros::ZERO));
         ledger.check_balanced().unwrap();
     }

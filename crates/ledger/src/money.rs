@@ -27,7 +27,10 @@ impl Micros {
 
     /// Whole currency units, for example `Micros::from_units(12)` is `12.000000`.
     pub fn from_units(units: i64) -> Result<Micros, LedgerError> {
-        units.checked_mul(MICROS_PER_UNIT).map(Micros).ok_or(LedgerError::Overflow { operation: "conversion of whole units" })
+        units
+            .checked_mul(MICROS_PER_UNIT)
+            .map(Micros)
+            .ok_or(LedgerError::Overflow { operation: "conversion of whole units" })
     }
 
     pub const fn as_i64(self) -> i64 {
@@ -128,8 +131,10 @@ impl FromStr for Micros {
         }
         let too_large = || invalid("the amount does not fit in 64-bit micro-units");
         let whole: i64 = whole.parse().map_err(|_| too_large())?;
-        let fraction_micros: i64 = if fraction.is_empty() { 0 } else { format!("{fraction:0<6}").parse().map_err(|_| too_large())? };
-        let magnitude = whole.checked_mul(MICROS_PER_UNIT).and_then(|m| m.checked_add(fraction_micros)).ok_or_else(too_large)?;
+        let fraction_micros: i64 =
+            if fraction.is_empty() { 0 } else { format!("{fraction:0<6}").parse().map_err(|_| too_large())? };
+        let magnitude =
+            whole.checked_mul(MICROS_PER_UNIT).and_then(|m| m.checked_add(fraction_micros)).ok_or_else(too_large)?;
         Ok(Micros(if negative { -magnitude } else { magnitude }))
     }
 }

@@ -95,7 +95,11 @@ fn invalid(field: &'static str, value: f64, reason: &'static str) -> LedgerError
 }
 
 fn non_negative(field: &'static str, value: f64) -> Result<f64, LedgerError> {
-    if value.is_finite() && value >= 0.0 { Ok(value) } else { Err(invalid(field, value, "must be a finite number, zero or more")) }
+    if value.is_finite() && value >= 0.0 {
+        Ok(value)
+    } else {
+        Err(invalid(field, value, "must be a finite number, zero or more"))
+    }
 }
 
 /// A probability in [0, 1), or (0, 1) when it divides (ln(1 - 0) = 0).
@@ -138,7 +142,8 @@ impl PricingConfig {
     /// client's virtual cluster (GFLOPS).
     pub fn computation_price_per_hour(&self, power_gflops: f64) -> Result<f64, LedgerError> {
         let power = non_negative("power_gflops", power_gflops)?;
-        Ok(self.computation_base_per_hour + self.computation_coefficient_per_hour * power.powf(self.computation_exponent))
+        Ok(self.computation_base_per_hour
+            + self.computation_coefficient_per_hour * power.powf(self.computation_exponent))
     }
 
     /// ln(1 - r) / ln(1 - pi): how many engines a virtual node of reliability `r` needs when
@@ -151,8 +156,18 @@ impl PricingConfig {
 
     /// P7.3: total cost of data transfer = g (d_i + d_o) (ln(1-r)/ln(1-pi) + 1), with pi the
     /// configured average provider reliability: one leg from the client plus one per engine.
-    pub fn data_transfer_charge(&self, data_in_gb: f64, data_out_gb: f64, requested_reliability: f64) -> Result<f64, LedgerError> {
-        self.data_transfer_charge_with(data_in_gb, data_out_gb, requested_reliability, self.provider_reliability_average)
+    pub fn data_transfer_charge(
+        &self,
+        data_in_gb: f64,
+        data_out_gb: f64,
+        requested_reliability: f64,
+    ) -> Result<f64, LedgerError> {
+        self.data_transfer_charge_with(
+            data_in_gb,
+            data_out_gb,
+            requested_reliability,
+            self.provider_reliability_average,
+        )
     }
 
     /// P7.3 with an explicit provider reliability pi.
@@ -173,14 +188,23 @@ impl PricingConfig {
     pub fn reliability_premium_factor(&self, requested_reliability: f64) -> Result<f64, LedgerError> {
         let r = probability("requested reliability r", requested_reliability, true)?;
         if r < self.baseline_reliability {
-            return Err(invalid("requested reliability r", r, "is below the baseline reliability R; ask for R or more"));
+            return Err(invalid(
+                "requested reliability r",
+                r,
+                "is below the baseline reliability R; ask for R or more",
+            ));
         }
         Ok(Self::redundancy(r, self.baseline_reliability)? - 1.0)
     }
 
     /// P7.4: price per hour for premium reliability = k C N (ln(1-r)/ln(1-R) - 1), C the power
     /// of each virtual node, N the number of nodes running.
-    pub fn reliability_premium_per_hour(&self, node_power_gflops: f64, nodes: f64, requested_reliability: f64) -> Result<f64, LedgerError> {
+    pub fn reliability_premium_per_hour(
+        &self,
+        node_power_gflops: f64,
+        nodes: f64,
+        requested_reliability: f64,
+    ) -> Result<f64, LedgerError> {
         let power = non_negative("node_power_gflops", node_power_gflops)? * non_negative("nodes", nodes)?;
         Ok(self.baseline_price_per_gflop_hour * power * self.reliability_premium_factor(requested_reliability)?)
     }
@@ -218,7 +242,8 @@ impl PricingConfig {
         let hours = non_negative("hours", estimate.hours)?;
         let increment_hours = self.increment_ms as f64 / MS_PER_HOUR as f64;
         let increments = (hours / increment_hours).ceil();
-        let power = non_negative("nodes", estimate.nodes)? * non_negative("node_power_gflops", estimate.node_power_gflops)?;
+        let power =
+            non_negative("nodes", estimate.nodes)? * non_negative("node_power_gflops", estimate.node_power_gflops)?;
         let reliability = estimate.reliability.unwrap_or(self.baseline_reliability);
         let per_hour = if power > 0.0 {
             self.computation_price_per_hour(power)?
@@ -338,13 +363,21 @@ mod tests {
         let config = PricingConfig::default();
         // 10 nodes of 1 GFLOPS at the baseline for 20 minutes: 2 increments of 15 minutes at
         // 8.729526 per hour = 4.364763, no premium, no data.
-        let estimate = CostEstimate { nodes: 10.0, node_power_gflops: 1.0, hours: 1.0 / 3.0, reliability: None, data_in_gb: 0.0, data_out_gb: 0.0 };
+        let estimate = CostEstimate {
+            nodes: 10.0,
+            node_power_gflops: 1.0,
+            hours: 1.0 / 3.0,
+            reliability: None,
+            data_in_gb: 0.0,
+            data_out_gb: 0.0,
+        };
         assert_eq!(config.estimate_cost(&estimate).unwrap(), Micros::new(4_364_763));
     }
 
     #[test]
     fn config_reads_from_json_with_defaults_for_missing_fields() {
-        let config: PricingConfig = serde_json::from_str(r#"{"computation_base_per_hour": 3.0, "provider_pay_model": "full"}"#).unwrap();
+        let config: PricingConfig =
+            serde_json::from_str(r#"{"computation_base_per_hour": 3.0, "provider_pay_model": "full"}"#).unwrap();
         assert_eq!(config.computation_base_per_hour, 3.0);
         assert_eq!(config.provider_pay_model, ProviderPayModel::Full);
         assert_eq!(config.computation_exponent, 1.155);

@@ -74,12 +74,22 @@ impl Statement {
 }
 
 /// A client's statement: charges by job and period (and its deposits and barter credits).
-pub fn client_statement(account: &AccountId, transfers: &[Transfer], span: Period, period: StatementPeriod) -> Result<Statement, LedgerError> {
+pub fn client_statement(
+    account: &AccountId,
+    transfers: &[Transfer],
+    span: Period,
+    period: StatementPeriod,
+) -> Result<Statement, LedgerError> {
     statement(account, transfers, span, period, StatementSubject::Job)
 }
 
 /// A provider's statement: earnings by engine and period (and its payouts and barter).
-pub fn provider_statement(account: &AccountId, transfers: &[Transfer], span: Period, period: StatementPeriod) -> Result<Statement, LedgerError> {
+pub fn provider_statement(
+    account: &AccountId,
+    transfers: &[Transfer],
+    span: Period,
+    period: StatementPeriod,
+) -> Result<Statement, LedgerError> {
     statement(account, transfers, span, period, StatementSubject::Engine)
 }
 
@@ -121,7 +131,13 @@ pub fn statement(
     }
     let rows = groups
         .into_iter()
-        .map(|((period, subject, purpose), (transfers, amount))| StatementRow { period, subject, purpose, transfers, amount })
+        .map(|((period, subject, purpose), (transfers, amount))| StatementRow {
+            period,
+            subject,
+            purpose,
+            transfers,
+            amount,
+        })
         .collect();
     Ok(Statement { account: account.clone(), subject, span, rows, debits, credits })
 }
@@ -215,7 +231,10 @@ mod tests {
             assert_eq!(days_from_civil(y, m, d), days);
         }
         let march = period_of(1_709_210_096_000, Period { start_ms: 0, end_ms: u64::MAX }, StatementPeriod::Month);
-        assert_eq!((format_utc(march.start_ms), format_utc(march.end_ms)), ("2024-02-01T00:00:00Z".into(), "2024-03-01T00:00:00Z".into()));
+        assert_eq!(
+            (format_utc(march.start_ms), format_utc(march.end_ms)),
+            ("2024-02-01T00:00:00Z".into(), "2024-03-01T00:00:00Z".into())
+        );
         let december = period_of(1_734_000_000_000, Period { start_ms: 0, end_ms: u64::MAX }, StatementPeriod::Month);
         assert_eq!(format_utc(december.end_ms), "2025-01-01T00:00:00Z");
     }

@@ -153,7 +153,10 @@ impl LedgerStore for MemoryStore {
         Ok(self
             .transfers
             .iter()
-            .filter(|t| (&t.debit == account || &t.credit == account) && (created_from_ms..created_to_ms).contains(&t.created_ms))
+            .filter(|t| {
+                (&t.debit == account || &t.credit == account)
+                    && (created_from_ms..created_to_ms).contains(&t.created_ms)
+            })
             .cloned()
             .collect())
     }

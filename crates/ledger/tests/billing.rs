@@ -22,7 +22,15 @@ fn units(n: i64) -> Micros {
     Micros::from_units(n).unwrap()
 }
 
-fn record(id: u64, client: &PartyId, job: JobId, task: u64, power_gflops: f64, launched_ms: u64, concluded_ms: Option<u64>) -> WorkRecord {
+fn record(
+    id: u64,
+    client: &PartyId,
+    job: JobId,
+    task: u64,
+    power_gflops: f64,
+    launched_ms: u64,
+    concluded_ms: Option<u64>,
+) -> WorkRecord {
     WorkRecord {
         id,
         client: client.clone(),
@@ -74,7 +82,8 @@ fn one_task_for_one_increment() {
     let mut work = record(1, &client, job, 0, 10.0, T0, Some(T0 + INCREMENT_MS));
     work.final_status = true;
     work.data_in_bytes = 1_000_000_000;
-    let plan = plan_billing(&config, &[work], &[JobTerms::new(job, client.clone())], window(1), T0 + INCREMENT_MS).unwrap();
+    let plan =
+        plan_billing(&config, &[work], &[JobTerms::new(job, client.clone())], window(1), T0 + INCREMENT_MS).unwrap();
     // P = 10 for the whole increment: 10^1.155 = 14.288941, 4.5 + 0.296 * 14.288941 = 8.729526
     // per hour, a quarter of it: 2.1823815 -> 2.182382.
     assert_eq!(amounts(&plan, Purpose::Computation), vec![Micros::new(2_182_382)]);
@@ -100,7 +109,8 @@ fn a_task_across_two_increments_is_charged_at_its_mean_power_in_each() {
     // 5^1.155 = 6.416680, 4.5 + 0.296 * 6.416680 = 6.399337 per hour, /4 = 1.599834 per increment:
     // the flat part is charged in full for a portion of an increment.
     assert_eq!(amounts(&plan, Purpose::Computation), vec![Micros::new(1_599_834); 2]);
-    let keys: Vec<String> = plan.lines.iter().filter(|l| l.purpose == Purpose::Computation).map(|l| l.key.to_string()).collect();
+    let keys: Vec<String> =
+        plan.lines.iter().filter(|l| l.purpose == Purpose::Computation).map(|l| l.key.to_string()).collect();
     assert_eq!(keys, vec![format!("compute:{job}:{T0}"), format!("compute:{job}:{}", T0 + INCREMENT_MS)]);
 }
 
@@ -142,8 +152,12 @@ fn jobs_of_one_client_share_one_price_split_by_their_work() {
     let plan = plan_billing(&config, &[a, b], &terms, window(1), T0 + INCREMENT_MS).unwrap();
     // P = 40: 40^1.155 = 70.856434, 4.5 + 0.296 * 70.856434 = 25.473504 per hour, /4 = 6.368376,
     // split 1:3 -> 1.592094 and 4.776282, which add up exactly.
-    let mut charges: Vec<(JobId, Micros)> =
-        plan.lines.iter().filter(|l| l.purpose == Purpose::Computation).map(|l| (l.memo.job.unwrap(), l.amount)).collect();
+    let mut charges: Vec<(JobId, Micros)> = plan
+        .lines
+        .iter()
+        .filter(|l| l.purpose == Purpose::Computation)
+        .map(|l| (l.memo.job.unwrap(), l.amount))
+        .collect();
     charges.sort();
     let mut expected = vec![(job_a, Micros::new(1_592_094)), (job_b, Micros::new(4_776_282))];
     expected.sort();
@@ -249,7 +263,9 @@ fn a_price_change_does_not_recharge_billed_work_and_is_reported() {
     let terms = [JobTerms::new(job, client.clone())];
     let mut store = store_with(&[&client]);
     let mut ledger = Ledger::new(&mut store);
-    let plan = plan_billing(&PricingConfig::default(), std::slice::from_ref(&work), &terms, window(1), T0 + INCREMENT_MS).unwrap();
+    let plan =
+        plan_billing(&PricingConfig::default(), std::slice::from_ref(&work), &terms, window(1), T0 + INCREMENT_MS)
+            .unwrap();
     ledger.apply_billing(&plan, T0 + INCREMENT_MS).unwrap();
     let dearer = PricingConfig { computation_base_per_hour: 9.0, ..PricingConfig::default() };
     let plan = plan_billing(&dearer, &[work], &terms, window(1), T0 + INCREMENT_MS).unwrap();
@@ -283,7 +299,10 @@ fn a_job_never_spends_past_its_maximum_cost_and_is_stopped_before() {
         report.jobs_to_stop,
         vec![JobStop {
             job,
-            reason: StopReason::CostMaxNear { headroom: Micros::new(635_236), next_increment_estimate: Micros::new(2_182_382) }
+            reason: StopReason::CostMaxNear {
+                headroom: Micros::new(635_236),
+                next_increment_estimate: Micros::new(2_182_382)
+            }
         }]
     );
 
@@ -343,7 +362,9 @@ fn a_provider_pays_for_its_own_jobs_with_its_engines_earnings() {
     let other_job = JobId::random();
     let mut earning = record(100, &stranger, other_job, 0, 10.0, T0, Some(T0 + 16 * INCREMENT_MS));
     earning.provider = owner_provider.clone();
-    let plan = plan_billing(&config, &[earning], &[JobTerms::new(other_job, stranger)], window(16), T0 + 16 * INCREMENT_MS).unwrap();
+    let plan =
+        plan_billing(&config, &[earning], &[JobTerms::new(other_job, stranger)], window(16), T0 + 16 * INCREMENT_MS)
+            .unwrap();
     ledger.apply_billing(&plan, T0 + 16 * INCREMENT_MS).unwrap();
     let provider_account = AccountId::Party(owner_provider.clone());
     assert_eq!(ledger.account(&provider_account).unwrap().balance_posted().unwrap(), units(10));
@@ -363,7 +384,8 @@ fn a_provider_pays_for_its_own_jobs_with_its_engines_earnings() {
     assert_eq!(account.balance_posted().unwrap(), Micros::new(10_000_000 - 2_182_382));
     assert_eq!(ledger.account(&AccountId::Party(owner_client)).unwrap().balance_posted().unwrap(), Micros::ZERO);
     // Or explicitly: move earned credit to the client account.
-    let moved = ledger.barter_credit(key("barter:1"), &owner_provider, &party(7), units(7), T0 + 17 * INCREMENT_MS).unwrap();
+    let moved =
+        ledger.barter_credit(key("barter:1"), &owner_provider, &party(7), units(7), T0 + 17 * INCREMENT_MS).unwrap();
     assert_eq!(moved.transfer.purpose(), Purpose::BarterCredit);
     ledger.check_balanced().unwrap();
 }
@@ -431,14 +453,20 @@ fn bad_windows_and_records_are_errors() {
     let terms = [JobTerms::new(job, client.clone())];
     let good = record(1, &client, job, 0, 10.0, T0, Some(T0 + INCREMENT_MS));
     let unaligned = BillingWindow { from_ms: T0 + 1, to_ms: T0 + INCREMENT_MS };
-    assert!(matches!(plan_billing(&config, &[], &terms, unaligned, T0 + INCREMENT_MS), Err(LedgerError::InvalidWindow { .. })));
+    assert!(matches!(
+        plan_billing(&config, &[], &terms, unaligned, T0 + INCREMENT_MS),
+        Err(LedgerError::InvalidWindow { .. })
+    ));
     let error = plan_billing(&config, &[], &terms, window(2), T0 + INCREMENT_MS).unwrap_err();
     assert!(error.to_string().contains("billed only once it is over"), "{error}");
     assert_eq!(BillingWindow::closed_until(T0, T0 + INCREMENT_MS + 5, &config), window(1));
 
     let mut bad = good.clone();
     bad.power_gflops = f64::NAN;
-    assert!(matches!(plan_billing(&config, &[bad], &terms, window(1), T0 + INCREMENT_MS), Err(LedgerError::InvalidRecord { record: 1, .. })));
+    assert!(matches!(
+        plan_billing(&config, &[bad], &terms, window(1), T0 + INCREMENT_MS),
+        Err(LedgerError::InvalidRecord { record: 1, .. })
+    ));
     let mut bad = good.clone();
     bad.availability = 1.0;
     assert!(plan_billing(&config, &[bad], &terms, window(1), T0 + INCREMENT_MS).is_err());

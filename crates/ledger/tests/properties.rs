@@ -77,18 +77,44 @@ fn check_state(store: &mut MemoryStore, sent: &BTreeMap<IdempotencyKey, Transfer
 
 #[derive(Debug, Clone)]
 enum Op {
-    Deposit { client: usize, amount: i64 },
-    Reserve { job: usize, amount: i64, maximum: bool },
+    Deposit {
+        client: usize,
+        amount: i64,
+    },
+    Reserve {
+        job: usize,
+        amount: i64,
+        maximum: bool,
+    },
     /// A unit of work charged to a job: settles its reservation, or is posted directly.
-    Work { job: usize, amount: i64 },
-    Void { job: usize },
-    Pay { provider: usize, amount: i64 },
-    Barter { provider: usize, client: usize, amount: i64 },
-    Payout { provider: usize, amount: i64 },
+    Work {
+        job: usize,
+        amount: i64,
+    },
+    Void {
+        job: usize,
+    },
+    Pay {
+        provider: usize,
+        amount: i64,
+    },
+    Barter {
+        provider: usize,
+        client: usize,
+        amount: i64,
+    },
+    Payout {
+        provider: usize,
+        amount: i64,
+    },
     /// Send an earlier request again.
-    Retry { back: usize },
+    Retry {
+        back: usize,
+    },
     /// Send an earlier request's key with other content: refused if the key was used.
-    Tamper { back: usize },
+    Tamper {
+        back: usize,
+    },
     /// The next request's transaction is lost; the process restarts and replays everything.
     CrashBeforeCommit,
     /// The next request commits but the process dies before it knows; it restarts and replays
@@ -328,7 +354,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
                 0u64..3_000_000_000,
                 0u64..3_000_000_000,
             );
-            let terms = proptest::collection::vec((prop::option::of(1.0f64..50.0), prop::option::of(0.9f64..0.999)), jobs);
+            let terms =
+                proptest::collection::vec((prop::option::of(1.0f64..50.0), prop::option::of(0.9f64..0.999)), jobs);
             let reservations = proptest::collection::vec(prop::option::of((1i64..20_000_000, any::<bool>())), jobs);
             (
                 proptest::collection::vec(record, 0..10),
@@ -355,31 +382,47 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             let records: Vec<WorkRecord> = raw_records
                 .into_iter()
                 .enumerate()
-                .map(|(id, (job, task, power, availability, launch, cancel_after, conclude_after, final_status, data_in, data_out))| {
-                    let launched_ms = T0 + launch;
-                    let cancelled_ms = cancel_after.map(|d| launched_ms + d);
-                    let concluded_ms = conclude_after.map(|d| launched_ms + d);
-                    // At most one placement of a task returns its final status.
-                    let final_status = final_status && concluded_ms.is_some() && final_tasks.insert((job, task));
-                    WorkRecord {
-                        id: id as u64 + 1,
-                        client: clients[job % 2].clone(),
-                        job: job_ids[job],
-                        task,
-                        provider: party(100 + (id % 3) as u8),
-                        engine: party(100 + (id % 3) as u8),
-                        power_gflops: power,
-                        availability,
-                        launched_ms,
-                        cancelled_ms,
-                        concluded_ms,
-                        final_status,
-                        data_in_bytes: data_in,
-                        data_out_bytes: data_out,
-                        pay_awaits_judgement: false,
-                        pay_withheld: false,
-                    }
-                })
+                .map(
+                    |(
+                        id,
+                        (
+                            job,
+                            task,
+                            power,
+                            availability,
+                            launch,
+                            cancel_after,
+                            conclude_after,
+                            final_status,
+                            data_in,
+                            data_out,
+                        ),
+                    )| {
+                        let launched_ms = T0 + launch;
+                        let cancelled_ms = cancel_after.map(|d| launched_ms + d);
+                        let concluded_ms = conclude_after.map(|d| launched_ms + d);
+                        // At most one placement of a task returns its final status.
+                        let final_status = final_status && concluded_ms.is_some() && final_tasks.insert((job, task));
+                        WorkRecord {
+                            id: id as u64 + 1,
+                            client: clients[job % 2].clone(),
+                            job: job_ids[job],
+                            task,
+                            provider: party(100 + (id % 3) as u8),
+                            engine: party(100 + (id % 3) as u8),
+                            power_gflops: power,
+                            availability,
+                            launched_ms,
+                            cancelled_ms,
+                            concluded_ms,
+                            final_status,
+                            data_in_bytes: data_in,
+                            data_out_bytes: data_out,
+                            pay_awaits_judgement: false,
+                            pay_withheld: false,
+                        }
+                    },
+                )
                 .collect();
             let mut billing_times = Vec::new();
             let mut time = T0;
@@ -432,7 +475,11 @@ fn billing_store(scenario: &Scenario) -> MemoryStore {
 /// Every account's four balances, and every transfer by key with what it posted.
 fn outcome(store: &MemoryStore) -> (Vec<Account>, BTreeMap<String, (i64, i64)>) {
     let accounts = store.accounts_ref().cloned().collect();
-    let transfers = store.transfers().iter().map(|t| (t.key().to_string(), (t.posted.as_i64() + t.capped.as_i64(), t.reserved.as_i64()))).collect();
+    let transfers = store
+        .transfers()
+        .iter()
+        .map(|t| (t.key().to_string(), (t.posted.as_i64() + t.capped.as_i64(), t.reserved.as_i64())))
+        .collect();
     (accounts, transfers)
 }
 

@@ -72,17 +72,23 @@ pub async fn fetch_server_ca(host: &str, port: u16, timeout: Duration) -> Result
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let address = format!("{}:{port}", host.trim_start_matches('[').trim_end_matches(']'));
     let handshake = async {
-        let tcp = tokio::net::TcpStream::connect(&address).await.map_err(|e| PkiError::Tls(format!("cannot connect to {address}: {e}")))?;
-        connector.connect(name.clone(), tcp).await.map_err(|e| PkiError::Tls(format!("TLS handshake with {address} failed: {e}")))
+        let tcp = tokio::net::TcpStream::connect(&address)
+            .await
+            .map_err(|e| PkiError::Tls(format!("cannot connect to {address}: {e}")))?;
+        connector
+            .connect(name.clone(), tcp)
+            .await
+            .map_err(|e| PkiError::Tls(format!("TLS handshake with {address} failed: {e}")))
     };
     let _stream = tokio::time::timeout(timeout, handshake)
         .await
         .map_err(|_| PkiError::Tls(format!("no TLS handshake with {address} within {timeout:?}")))??;
     let chain = recorder.chain.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (leaf, rest) = chain.split_first().ok_or_else(|| PkiError::Tls("the server presented no certificate".into()))?;
-    let ca = rest
-        .last()
-        .ok_or_else(|| PkiError::Tls("the server's chain does not include its CA; give the CA file explicitly".into()))?;
+    let (leaf, rest) =
+        chain.split_first().ok_or_else(|| PkiError::Tls("the server presented no certificate".into()))?;
+    let ca = rest.last().ok_or_else(|| {
+        PkiError::Tls("the server's chain does not include its CA; give the CA file explicitly".into())
+    })?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).map_err(|e| PkiError::Tls(format!("the server's CA is not usable: {e}")))?;
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())

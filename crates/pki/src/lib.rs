@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use idlegrid_types::PartyId;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-    KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PublicKeyData, SerialNumber,
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_ED25519, PublicKeyData, SerialNumber,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
@@ -92,7 +92,8 @@ impl Authority {
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid("CA parameters", e))?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = SystemTime::now();
         params.not_before = at(now - Duration::from_secs(3600));
         params.not_after = at(now + CA_VALIDITY);
@@ -124,8 +125,11 @@ impl Authority {
             return Authority::from_pem(&cert, &key);
         }
         let authority = Authority::generate(name)?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| PkiError::File { action: "create", path: dir.display().to_string(), reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| PkiError::File {
+            action: "create",
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
         write_private(&key_path, authority.issuer.key().serialize_pem().as_bytes())?;
         write_private(&cert_path, authority.cert_pem.as_bytes())?;
         Ok(authority)
@@ -163,7 +167,8 @@ impl Authority {
     /// which proves the holder has the private key. Only the request's key is used: the
     /// subject, validity and uses are this authority's choice, never the requester's.
     pub fn issue_party(&self, csr_pem: &str, public_key: &[u8; 32], now: SystemTime) -> Result<String, PkiError> {
-        let request = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| invalid("certificate signing request", e))?;
+        let request = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| invalid("certificate signing request", e))?;
         if request.public_key.algorithm() != &PKCS_ED25519 || request.public_key.der_bytes() != public_key {
             return Err(invalid("certificate signing request", "it is for another key than the one being registered"));
         }
@@ -207,8 +212,9 @@ impl Authority {
 
 /// A certificate signing request (PEM) for a party's Ed25519 key (PKCS#8 DER).
 pub fn party_request(private_key_pkcs8_der: &[u8]) -> Result<String, PkiError> {
-    let key = KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(private_key_pkcs8_der.to_vec()), &PKCS_ED25519)
-        .map_err(|e| invalid("party key", e))?;
+    let key =
+        KeyPair::from_pkcs8_der_and_sign_algo(&PrivatePkcs8KeyDer::from(private_key_pkcs8_der.to_vec()), &PKCS_ED25519)
+            .map_err(|e| invalid("party key", e))?;
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| invalid("signing request", e))?;
     params.distinguished_name.push(DnType::CommonName, "idlegrid party");
     let request = params.serialize_request(&key).map_err(|e| invalid("signing request", e))?;
@@ -276,7 +282,8 @@ fn certificate_public_key(der: &CertificateDer<'_>) -> Result<Vec<u8>, PkiError>
 }
 
 fn certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| invalid(what, e))?;
+    let certs: Vec<_> =
+        CertificateDer::pem_slice_iter(pem.as_bytes()).collect::<Result<_, _>>().map_err(|e| invalid(what, e))?;
     if certs.is_empty() {
         return Err(invalid(what, "no PEM certificate found"));
     }
@@ -284,13 +291,18 @@ fn certificates(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, P
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    std::fs::read_to_string(path).map_err(|e| PkiError::File { action: "read", path: path.display().to_string(), reason: e.to_string() })
+    std::fs::read_to_string(path).map_err(|e| PkiError::File {
+        action: "read",
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    })
 }
 
 /// Write a file readable only by its owner, atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
-    let error = |e: std::io::Error| PkiError::File { action: "write", path: path.display().to_string(), reason: e.to_string() };
+    let error =
+        |e: std::io::Error| PkiError::File { action: "write", path: path.display().to_string(), reason: e.to_string() };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(error)?;
     }

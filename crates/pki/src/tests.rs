@@ -25,7 +25,13 @@ fn a_request_for_another_key_is_refused() {
     let request = party_request(&mallory.private_key_pkcs8_der()).unwrap();
     let error = authority.issue_party(&request, &alice.public_key(), SystemTime::now()).unwrap_err();
     assert!(error.to_string().contains("another key"), "{error}");
-    let error = authority.issue_party("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n", &alice.public_key(), SystemTime::now()).unwrap_err();
+    let error = authority
+        .issue_party(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            &alice.public_key(),
+            SystemTime::now(),
+        )
+        .unwrap_err();
     assert!(error.to_string().contains("certificate signing request"), "{error}");
 }
 

@@ -17,7 +17,9 @@ pub enum AuthError {
     MissingHeader(&'static str),
     #[error("malformed header {0}")]
     MalformedHeader(&'static str),
-    #[error("request time is {skew_ms} ms away from the server's clock (at most {CLOCK_SKEW_MS_MAX} ms allowed): check the clock of this machine")]
+    #[error(
+        "request time is {skew_ms} ms away from the server's clock (at most {CLOCK_SKEW_MS_MAX} ms allowed): check the clock of this machine"
+    )]
     ClockSkew { skew_ms: u64 },
     #[error("the signature does not match the request")]
     BadSignature,
@@ -107,7 +109,11 @@ impl Identity {
     pub fn sign(&self, method: &str, path_and_query: &str, time_ms: u64, body_sha256_hex: &str) -> SignedHeaders {
         let text = signed_text(method, path_and_query, time_ms, body_sha256_hex);
         let signature = self.key.sign(text.as_bytes());
-        SignedHeaders { id: self.id.to_string(), time_ms: time_ms.to_string(), signature: hex::encode(signature.to_bytes()) }
+        SignedHeaders {
+            id: self.id.to_string(),
+            time_ms: time_ms.to_string(),
+            signature: hex::encode(signature.to_bytes()),
+        }
     }
 }
 
@@ -129,7 +135,8 @@ impl Identity {
     /// The private key as PKCS#8 v1 DER (RFC 8410), for TLS client certificates.
     pub fn private_key_pkcs8_der(&self) -> Vec<u8> {
         // SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }
-        const PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+        const PREFIX: [u8; 16] =
+            [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
         let mut der = PREFIX.to_vec();
         der.extend_from_slice(&self.key.to_bytes());
         der
@@ -222,7 +229,10 @@ mod tests {
         claim.verify(&key, "POST", "/v1/sessions", &body, 1_000_500).unwrap();
         assert_eq!(claim.verify(&key, "POST", "/v1/sessionz", &body, 1_000_000), Err(AuthError::BadSignature));
         assert_eq!(claim.verify(&key, "GET", "/v1/sessions", &body, 1_000_000), Err(AuthError::BadSignature));
-        assert_eq!(claim.verify(&key, "POST", "/v1/sessions", &body_hash(b"{}"), 1_000_000), Err(AuthError::BadSignature));
+        assert_eq!(
+            claim.verify(&key, "POST", "/v1/sessions", &body_hash(b"{}"), 1_000_000),
+            Err(AuthError::BadSignature)
+        );
         assert!(matches!(
             claim.verify(&key, "POST", "/v1/sessions", &body, 1_000_000 + CLOCK_SKEW_MS_MAX + 1),
             Err(AuthError::ClockSkew { .. })
@@ -238,7 +248,10 @@ mod tests {
         let signature = server.sign_bytes(b"assignment 7");
         verify_bytes(&server.public_key_hex(), b"assignment 7", &signature).unwrap();
         assert_eq!(verify_bytes(&server.public_key_hex(), b"assignment 8", &signature), Err(AuthError::BadSignature));
-        assert_eq!(verify_bytes(&Identity::generate().public_key_hex(), b"assignment 7", &signature), Err(AuthError::BadSignature));
+        assert_eq!(
+            verify_bytes(&Identity::generate().public_key_hex(), b"assignment 7", &signature),
+            Err(AuthError::BadSignature)
+        );
         assert_eq!(verify_bytes(&server.public_key_hex(), b"assignment 7", "zz"), Err(AuthError::BadSignature));
     }
 
@@ -246,8 +259,14 @@ mod tests {
     fn missing_and_malformed_headers_are_named() {
         assert_eq!(Claim::parse(None, Some("1"), Some("ab")), Err(AuthError::MissingHeader("x-idlegrid-id")));
         let id = Identity::generate().id().to_string();
-        assert_eq!(Claim::parse(Some(&id), Some("soon"), Some("ab")), Err(AuthError::MalformedHeader("x-idlegrid-time")));
-        assert_eq!(Claim::parse(Some(&id), Some("1"), Some("ab")), Err(AuthError::MalformedHeader("x-idlegrid-signature")));
+        assert_eq!(
+            Claim::parse(Some(&id), Some("soon"), Some("ab")),
+            Err(AuthError::MalformedHeader("x-idlegrid-time"))
+        );
+        assert_eq!(
+            Claim::parse(Some(&id), Some("1"), Some("ab")),
+            Err(AuthError::MalformedHeader("x-idlegrid-signature"))
+        );
     }
 
     #[test]

@@ -150,51 +150,114 @@ pub enum ClientToServer {
     /// Ask for a `Config` message.
     GetConfig,
     /// Sent on startup and whenever client settings change.
-    ClientProfile { name: String, software_version: String },
-    CreateJob { job: JobId, properties: JobProperties },
+    ClientProfile {
+        name: String,
+        software_version: String,
+    },
+    CreateJob {
+        job: JobId,
+        properties: JobProperties,
+    },
     /// Add tasks to a job (a batch of the seed's `Task` message).
-    Task { job: JobId, tasks: Vec<TaskSpec> },
+    Task {
+        job: JobId,
+        tasks: Vec<TaskSpec>,
+    },
     /// Launch every task of the job that is not launched yet (P1.3).
-    Launch { job: JobId },
+    Launch {
+        job: JobId,
+    },
     /// Stop a job, or one of its tasks.
-    Stop { job: JobId, task: Option<TaskIndex> },
+    Stop {
+        job: JobId,
+        task: Option<TaskIndex>,
+    },
     /// Resume a stopped job or task.
-    Resume { job: JobId, task: Option<TaskIndex> },
+    Resume {
+        job: JobId,
+        task: Option<TaskIndex>,
+    },
     /// Remove (cancel) a job and everything it holds on the server.
-    RemoveJob { job: JobId },
-    RemoveTask { job: JobId, task: TaskIndex },
-    GetJobProperties { job: JobId },
+    RemoveJob {
+        job: JobId,
+    },
+    RemoveTask {
+        job: JobId,
+        task: TaskIndex,
+    },
+    GetJobProperties {
+        job: JobId,
+    },
     /// Ask for a `Contents` message: the client's jobs.
     GetContents,
-    GetExecutableElement { hash: ElementHash },
-    GetDataElement { hash: ElementHash },
-    RemoveExecutableElement { hash: ElementHash },
-    RemoveDataElement { hash: ElementHash },
+    GetExecutableElement {
+        hash: ElementHash,
+    },
+    GetDataElement {
+        hash: ElementHash,
+    },
+    RemoveExecutableElement {
+        hash: ElementHash,
+    },
+    RemoveDataElement {
+        hash: ElementHash,
+    },
     /// Register an uploaded executable element under a name.
-    ExecutableElement { element: ElementRef, name: String },
+    ExecutableElement {
+        element: ElementRef,
+        name: String,
+    },
     /// Register an uploaded data element under a name.
-    DataElement { element: ElementRef, name: String },
+    DataElement {
+        element: ElementRef,
+        name: String,
+    },
     /// Subscribe this session to a job's task statuses and results.
-    Attach { job: JobId, #[serde(default)] replay: Replay },
-    Detach { job: JobId },
+    Attach {
+        job: JobId,
+        #[serde(default)]
+        replay: Replay,
+    },
+    Detach {
+        job: JobId,
+    },
     /// Ask for a checkpoint of a task, returned in a `Task` message.
-    GetTask { job: JobId, task: TaskIndex },
+    GetTask {
+        job: JobId,
+        task: TaskIndex,
+    },
     /// Ask for a `TaskStatus` of one task (also for results of running tasks, P1.4).
-    GetTaskStatus { job: JobId, task: TaskIndex },
+    GetTaskStatus {
+        job: JobId,
+        task: TaskIndex,
+    },
     CloseSession,
     Error(ErrorReport),
-    ExternalDelivery { url: String },
+    ExternalDelivery {
+        url: String,
+    },
     Heartbeat,
     /// Money paid into the client's account (the seam where a payment processor reports a
     /// payment); `reference` makes a retried deposit count once. Answered with `Account`.
-    Deposit { amount_micros: i64, reference: String },
+    Deposit {
+        amount_micros: i64,
+        reference: String,
+    },
     /// Ask for an `Account` message.
     GetAccount,
     /// Where notices go when a job completes, fails or is stopped (P4.12). Empty: none.
-    SetNotices { webhook_url: Option<String>, webhook_secret: Option<String>, email: Option<String> },
+    SetNotices {
+        webhook_url: Option<String>,
+        webhook_secret: Option<String>,
+        email: Option<String>,
+    },
     /// Ask why a task of a job waits (the given one, or its first waiting one); answered with
     /// `Explanation`.
-    ExplainJob { job: JobId, #[serde(default)] task: Option<TaskIndex> },
+    ExplainJob {
+        job: JobId,
+        #[serde(default)]
+        task: Option<TaskIndex>,
+    },
 }
 
 /// A party's money as the server reports it.
@@ -214,17 +277,27 @@ pub struct AccountInfo {
 #[serde(tag = "type", deny_unknown_fields)]
 pub enum ServerToClient {
     /// A checkpoint of a task, in reply to `GetTask` (`None` when the task has none yet).
-    Task { job: JobId, task: TaskIndex, checkpoint: Option<ElementRef> },
+    Task {
+        job: JobId,
+        task: TaskIndex,
+        checkpoint: Option<ElementRef>,
+    },
     TaskStatus(TaskStatusReport),
-    Config { settings: BTreeMap<String, String> },
+    Config {
+        settings: BTreeMap<String, String>,
+    },
     JobProperties(JobInfo),
     /// The client's jobs.
-    Contents { jobs: Vec<JobInfo> },
+    Contents {
+        jobs: Vec<JobInfo>,
+    },
     Account(AccountInfo),
     ExecutableElement(ElementInfo),
     DataElement(ElementInfo),
     Error(ErrorReport),
-    ExternalDelivery { url: String },
+    ExternalDelivery {
+        url: String,
+    },
     Heartbeat,
     Explanation(JobExplanation),
 }
@@ -292,25 +365,48 @@ impl Assignment {
 pub enum ServerToProvider {
     /// Assign a task.
     Task(Assignment),
-    GetTaskStatus { assignment: AssignmentId },
+    GetTaskStatus {
+        assignment: AssignmentId,
+    },
     /// Ask for a checkpoint of a task; answered with `Task`.
-    GetTask { assignment: AssignmentId },
+    GetTask {
+        assignment: AssignmentId,
+    },
     /// Suspend a task and hand it back with its checkpoint (client stop, migration).
-    Stop { assignment: AssignmentId },
+    Stop {
+        assignment: AssignmentId,
+    },
     /// Drop a task: its result is no longer wanted.
-    RemoveTask { assignment: AssignmentId },
-    Config { settings: BTreeMap<String, String> },
+    RemoveTask {
+        assignment: AssignmentId,
+    },
+    Config {
+        settings: BTreeMap<String, String>,
+    },
     /// Ask for the engine's task queue.
     GetContents,
     /// Node statistics to show the owner.
-    WorkSummary { tasks_completed: u64, cpu_seconds: u64 },
+    WorkSummary {
+        tasks_completed: u64,
+        cpu_seconds: u64,
+    },
     GetCacheContents,
-    DisplayContent { title: String, body: String, url: Option<String> },
+    DisplayContent {
+        title: String,
+        body: String,
+        url: Option<String>,
+    },
     /// A new engine build (P3.11): the element is the binary; the signature (hex, by the
     /// server's assignment key) covers [`upgrade_signed_bytes`].
-    Upgrade { version: String, element: ElementRef, signature: String },
+    Upgrade {
+        version: String,
+        element: ElementRef,
+        signature: String,
+    },
     Error(ErrorReport),
-    ExternalDelivery { url: String },
+    ExternalDelivery {
+        url: String,
+    },
     Heartbeat,
 }
 
@@ -368,17 +464,37 @@ pub enum NodeState {
 pub enum ProviderToServer {
     /// A change of the node's state; `queue_capacity` is how many tasks it wants to hold
     /// (running and staged) so that it never waits for work (P3.1).
-    NodeStatus { state: NodeState, slots: u32, queue_capacity: u32 },
-    NodeProfile { os: String, arch: String, cores: u32, memory_bytes: u64, disk_bytes: u64, engine_version: String },
+    NodeStatus {
+        state: NodeState,
+        slots: u32,
+        queue_capacity: u32,
+    },
+    NodeProfile {
+        os: String,
+        arch: String,
+        cores: u32,
+        memory_bytes: u64,
+        disk_bytes: u64,
+        engine_version: String,
+    },
     GetConfig,
-    CacheContents { elements: Vec<ElementHash> },
+    CacheContents {
+        elements: Vec<ElementHash>,
+    },
     /// The engine's task queue.
-    Contents { tasks: Vec<(AssignmentId, AssignmentState)> },
+    Contents {
+        tasks: Vec<(AssignmentId, AssignmentState)>,
+    },
     TaskStatus(AssignmentStatus),
     /// A checkpoint, in reply to `GetTask`.
-    Task { assignment: AssignmentId, checkpoint: Option<ElementRef> },
+    Task {
+        assignment: AssignmentId,
+        checkpoint: Option<ElementRef>,
+    },
     Error(ErrorReport),
-    ExternalDelivery { url: String },
+    ExternalDelivery {
+        url: String,
+    },
     Heartbeat,
 }
 
@@ -409,21 +525,77 @@ macro_rules! names {
 }
 
 names!(ClientToServer {
-    GetConfig, ClientProfile, CreateJob, Task, Launch, Stop, Resume, RemoveJob, RemoveTask, GetJobProperties,
-    GetContents, GetExecutableElement, GetDataElement, RemoveExecutableElement, RemoveDataElement,
-    ExecutableElement, DataElement, Attach, Detach, GetTask, GetTaskStatus, CloseSession, Error,
-    ExternalDelivery, Heartbeat, Deposit, GetAccount, SetNotices, ExplainJob,
+    GetConfig,
+    ClientProfile,
+    CreateJob,
+    Task,
+    Launch,
+    Stop,
+    Resume,
+    RemoveJob,
+    RemoveTask,
+    GetJobProperties,
+    GetContents,
+    GetExecutableElement,
+    GetDataElement,
+    RemoveExecutableElement,
+    RemoveDataElement,
+    ExecutableElement,
+    DataElement,
+    Attach,
+    Detach,
+    GetTask,
+    GetTaskStatus,
+    CloseSession,
+    Error,
+    ExternalDelivery,
+    Heartbeat,
+    Deposit,
+    GetAccount,
+    SetNotices,
+    ExplainJob,
 });
 names!(ServerToClient {
-    Task, TaskStatus, Config, JobProperties, Contents, Account, ExecutableElement, DataElement, Error, ExternalDelivery,
-    Heartbeat, Explanation,
+    Task,
+    TaskStatus,
+    Config,
+    JobProperties,
+    Contents,
+    Account,
+    ExecutableElement,
+    DataElement,
+    Error,
+    ExternalDelivery,
+    Heartbeat,
+    Explanation,
 });
 names!(ServerToProvider {
-    Task, GetTaskStatus, GetTask, Stop, RemoveTask, Config, GetContents, WorkSummary, GetCacheContents,
-    DisplayContent, Upgrade, Error, ExternalDelivery, Heartbeat,
+    Task,
+    GetTaskStatus,
+    GetTask,
+    Stop,
+    RemoveTask,
+    Config,
+    GetContents,
+    WorkSummary,
+    GetCacheContents,
+    DisplayContent,
+    Upgrade,
+    Error,
+    ExternalDelivery,
+    Heartbeat,
 });
 names!(ProviderToServer {
-    NodeStatus, NodeProfile, GetConfig, CacheContents, Contents, TaskStatus, Task, Error, ExternalDelivery, Heartbeat,
+    NodeStatus,
+    NodeProfile,
+    GetConfig,
+    CacheContents,
+    Contents,
+    TaskStatus,
+    Task,
+    Error,
+    ExternalDelivery,
+    Heartbeat,
 });
 
 #[cfg(test)]

@@ -44,7 +44,8 @@ impl Ticket {
     pub fn verify(encoded: &str, secret: &[u8], presenter: &PartyId, now_ms: u64) -> Result<Ticket, TicketError> {
         let (text, seal_hex) = encoded.rsplit_once('.').ok_or(TicketError::Malformed)?;
         let mut parts = text.split('.');
-        let (Some(holder), Some(assignment), Some(expiry), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(holder), Some(assignment), Some(expiry), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(TicketError::Malformed);
         };

@@ -220,7 +220,8 @@ pub fn add_nonblocking_poll(linker: &mut Linker<TaskCtx>) -> wasmtime::Result<()
             }
             let n = n as usize;
             let (Some(subs), Some(outs), Some(out_count)) = (
-                n.checked_mul(SUBSCRIPTION_BYTES).and_then(|len| range(memory, subscriptions, i32::try_from(len).ok()?)),
+                n.checked_mul(SUBSCRIPTION_BYTES)
+                    .and_then(|len| range(memory, subscriptions, i32::try_from(len).ok()?)),
                 n.checked_mul(EVENT_BYTES).and_then(|len| range(memory, events, i32::try_from(len).ok()?)),
                 range(memory, written, 4),
             ) else {

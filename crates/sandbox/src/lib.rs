@@ -99,7 +99,9 @@ pub enum TaskOutcome {
 pub enum TaskFailure {
     #[error("the executable element is not a valid WebAssembly module: {0}")]
     InvalidModule(String),
-    #[error("the module imports '{module}::{name}', which the sandbox does not provide (only WASI preview 1, without its sockets, and the idlegrid runtime API are allowed)")]
+    #[error(
+        "the module imports '{module}::{name}', which the sandbox does not provide (only WASI preview 1, without its sockets, and the idlegrid runtime API are allowed)"
+    )]
     ForbiddenImport { module: String, name: String },
     #[error("the module has no '_start' function (build it as a WASI command, e.g. a Rust binary for wasm32-wasip1)")]
     MissingEntryPoint,
@@ -202,7 +204,8 @@ impl TaskControl {
         *self.0.parked_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
         let mut guard = self.0.pause_lock.lock().unwrap_or_else(|p| p.into_inner());
         while self.is_paused() && !self.killed() && !self.stop_requested() {
-            guard = self.0.unpaused.wait_timeout(guard, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            guard =
+                self.0.unpaused.wait_timeout(guard, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
     pub fn stop_requested(&self) -> bool {
@@ -386,7 +389,10 @@ fn check_imports(module: &Module) -> Result<(), TaskFailure> {
             _ => false,
         };
         if !allowed {
-            return Err(TaskFailure::ForbiddenImport { module: import.module().to_string(), name: import.name().to_string() });
+            return Err(TaskFailure::ForbiddenImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
         }
     }
     Ok(())

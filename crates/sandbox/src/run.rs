@@ -114,11 +114,7 @@ pub fn run(
     events: Box<dyn TaskEvents>,
 ) -> TaskRun {
     let output = BoundedOutput::new(limits.output_bytes_max);
-    let wasi = WasiCtxBuilder::new()
-        .stdout(output.clone())
-        .stderr(output.clone())
-        .arg("task")
-        .build_p1();
+    let wasi = WasiCtxBuilder::new().stdout(output.clone()).stderr(output.clone()).arg("task").build_p1();
     let checkpoint = input.checkpoint.clone();
     let ctx = TaskCtx {
         wasi,
@@ -126,7 +122,10 @@ pub fn run(
         limits: limits.clone(),
         control: control.clone(),
         events,
-        limiter: MemoryLimiter { memory_bytes_max: limits.memory_bytes_max.min(usize::MAX as u64) as usize, exceeded: false },
+        limiter: MemoryLimiter {
+            memory_bytes_max: limits.memory_bytes_max.min(usize::MAX as u64) as usize,
+            exceeded: false,
+        },
         checkpoint,
         finish: None,
     };

@@ -23,7 +23,13 @@ fn run_module(sandbox: &Sandbox, module: &[u8], limits: &TaskLimits) -> TaskRun 
     run_with(sandbox, module, limits, &TaskControl::new(), Box::new(NoEvents))
 }
 
-fn run_with(sandbox: &Sandbox, module: &[u8], limits: &TaskLimits, control: &TaskControl, events: Box<dyn TaskEvents>) -> TaskRun {
+fn run_with(
+    sandbox: &Sandbox,
+    module: &[u8],
+    limits: &TaskLimits,
+    control: &TaskControl,
+    events: Box<dyn TaskEvents>,
+) -> TaskRun {
     let compiled = sandbox.compile(module).unwrap_or_else(|e| panic!("the module should compile: {e}"));
     sandbox.run(&compiled, TaskInput::default(), limits, control, events)
 }
@@ -136,7 +142,13 @@ fn a_loop_in_the_start_function_is_ended_by_the_cpu_limit_and_can_be_killed() {
 }
 
 /// Runs on another thread; `None` if the run did not end within `deadline` (a hang).
-fn run_in_time(sandbox: &Sandbox, module: Vec<u8>, limits: TaskLimits, control: TaskControl, deadline: Duration) -> Option<TaskRun> {
+fn run_in_time(
+    sandbox: &Sandbox,
+    module: Vec<u8>,
+    limits: TaskLimits,
+    control: TaskControl,
+    deadline: Duration,
+) -> Option<TaskRun> {
     let (tx, rx) = std::sync::mpsc::channel();
     let sandbox = sandbox.clone();
     std::thread::spawn(move || {
@@ -148,8 +160,14 @@ fn run_in_time(sandbox: &Sandbox, module: Vec<u8>, limits: TaskLimits, control: 
 #[test]
 fn a_sleep_without_end_does_not_hold_the_thread() {
     let sandbox = sandbox();
-    let run = run_in_time(&sandbox, wasm(hostile::SLEEP_FOREVER), limits_quick(), TaskControl::new(), Duration::from_secs(60))
-        .expect("a task asking to sleep for centuries must not hold its thread");
+    let run = run_in_time(
+        &sandbox,
+        wasm(hostile::SLEEP_FOREVER),
+        limits_quick(),
+        TaskControl::new(),
+        Duration::from_secs(60),
+    )
+    .expect("a task asking to sleep for centuries must not hold its thread");
     // Every subscription is answered at once: errno 0, three events.
     assert_eq!(run.outcome, TaskOutcome::Succeeded([0u32.to_le_bytes(), 3u32.to_le_bytes()].concat()));
     assert_still_healthy(&sandbox, "a sleep without end");
@@ -158,8 +176,9 @@ fn a_sleep_without_end_does_not_hold_the_thread() {
 #[test]
 fn sleeping_in_a_loop_is_ended_by_the_cpu_limit_and_can_be_killed() {
     let sandbox = sandbox();
-    let run = run_in_time(&sandbox, wasm(hostile::SLEEP_LOOP), limits_quick(), TaskControl::new(), Duration::from_secs(60))
-        .expect("a task that sleeps in a loop ends");
+    let run =
+        run_in_time(&sandbox, wasm(hostile::SLEEP_LOOP), limits_quick(), TaskControl::new(), Duration::from_secs(60))
+            .expect("a task that sleeps in a loop ends");
     assert_eq!(failure(&run), &TaskFailure::CpuTimeExceeded { limit_ms: 500 });
 
     let control = TaskControl::new();
@@ -237,7 +256,9 @@ fn imports_the_runtime_does_not_provide_are_refused_before_the_module_runs() {
     );
     // A runtime function that does not exist.
     assert_eq!(
-        refused(r#"(module (import "idlegrid" "open_file" (func (param i32 i32) (result i32))) (func (export "_start")))"#),
+        refused(
+            r#"(module (import "idlegrid" "open_file" (func (param i32 i32) (result i32))) (func (export "_start")))"#
+        ),
         TaskFailure::ForbiddenImport { module: "idlegrid".into(), name: "open_file".into() }
     );
     // Host functions of other runtimes.
@@ -248,8 +269,14 @@ fn imports_the_runtime_does_not_provide_are_refused_before_the_module_runs() {
     // Names WASI preview 1 does not have, and real ones with the wrong signature, cannot be
     // linked: refused, naming the import.
     for (wat, name) in [
-        (r#"(module (import "wasi_snapshot_preview1" "fd_open" (func (param i32) (result i32))) (func (export "_start")))"#, "fd_open"),
-        (r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#, "fd_write"),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "fd_open" (func (param i32) (result i32))) (func (export "_start")))"#,
+            "fd_open",
+        ),
+        (
+            r#"(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32))) (func (export "_start")))"#,
+            "fd_write",
+        ),
         (r#"(module (import "idlegrid" "result_set" (func (param i64))) (func (export "_start")))"#, "result_set"),
     ] {
         let error = refused(wat);
@@ -276,7 +303,8 @@ fn wild_pointers_to_the_runtime_are_refused_without_touching_host_memory() {
     let sandbox = sandbox();
     let compiled = sandbox.compile(&wasm(hostile::WILD_POINTERS)).unwrap();
     let recorder = Recorder::default();
-    let run = sandbox.run(&compiled, TaskInput::default(), &limits_quick(), &TaskControl::new(), Box::new(recorder.clone()));
+    let run =
+        sandbox.run(&compiled, TaskInput::default(), &limits_quick(), &TaskControl::new(), Box::new(recorder.clone()));
     assert_eq!(run.outcome, TaskOutcome::Succeeded(hostile::wild_pointers_expected()));
     let (statuses, checkpoints) = recorder.0.lock().unwrap().clone();
     assert_eq!(statuses, vec![(4, 0.0)], "only the valid status arrived, its NaN progress made 0");
@@ -333,7 +361,10 @@ fn one_sandbox_survives_every_hostile_module_in_turn() {
         for (name, wat) in modules {
             let run = run_module(&sandbox, &wasm(wat), &limits);
             assert!(
-                !matches!(run.outcome, TaskOutcome::Failed(TaskFailure::Internal(_)) | TaskOutcome::Killed | TaskOutcome::Suspended),
+                !matches!(
+                    run.outcome,
+                    TaskOutcome::Failed(TaskFailure::Internal(_)) | TaskOutcome::Killed | TaskOutcome::Suspended
+                ),
                 "{name} (round {round}): {:?}",
                 run.outcome
             );

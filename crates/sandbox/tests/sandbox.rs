@@ -102,7 +102,10 @@ fn cpu_time_is_capped() {
 fn exit_codes_and_missing_results_are_failures() {
     let sandbox = sandbox();
     assert_eq!(failure(&run_task(&sandbox, "misbehave", "mode=exit", TaskLimits::default())), &TaskFailure::Exit(3));
-    assert_eq!(failure(&run_task(&sandbox, "misbehave", "mode=noresult", TaskLimits::default())), &TaskFailure::NoResult);
+    assert_eq!(
+        failure(&run_task(&sandbox, "misbehave", "mode=noresult", TaskLimits::default())),
+        &TaskFailure::NoResult
+    );
     assert_eq!(
         failure(&run_task(&sandbox, "misbehave", "mode=fail", TaskLimits::default())),
         &TaskFailure::Reported("the input is not what this task expects".into())
@@ -183,7 +186,11 @@ fn a_stop_request_suspends_with_a_checkpoint_and_the_task_resumes_from_it() {
     assert!(count > 0 && count < 1000, "stopped part way: {count}");
     assert_eq!(recorder.0.lock().unwrap().0.last(), Some(&checkpoint));
 
-    let input = TaskInput { params: b"mode=stop-aware target=1000".to_vec(), checkpoint: Some(checkpoint), ..TaskInput::default() };
+    let input = TaskInput {
+        params: b"mode=stop-aware target=1000".to_vec(),
+        checkpoint: Some(checkpoint),
+        ..TaskInput::default()
+    };
     let run = sandbox.run(&compiled, input, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
     assert_eq!(run.outcome, TaskOutcome::Succeeded(b"1000".to_vec()));
 }
@@ -283,7 +290,13 @@ fn a_paused_task_uses_no_cpu_and_finishes_with_the_same_result() {
     assert!(during <= 2, "a paused task used {during} jiffies of CPU");
     control.resume();
     let paused_run = runner.join().unwrap();
-    let straight = sandbox.run(&compiled, TaskInput { params, ..TaskInput::default() }, &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
+    let straight = sandbox.run(
+        &compiled,
+        TaskInput { params, ..TaskInput::default() },
+        &TaskLimits::default(),
+        &TaskControl::new(),
+        Box::new(NoEvents),
+    );
     assert!(matches!(straight.outcome, TaskOutcome::Succeeded(_)));
     assert_eq!(paused_run.outcome, straight.outcome);
 }

@@ -67,7 +67,8 @@ pub struct WeeklySignature {
 
 impl std::fmt::Debug for WeeklySignature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mean = |v: &[u8; WEEK_INTERVALS]| v.iter().map(|x| *x as f64).sum::<f64>() / (255.0 * WEEK_INTERVALS as f64);
+        let mean =
+            |v: &[u8; WEEK_INTERVALS]| v.iter().map(|x| *x as f64).sum::<f64>() / (255.0 * WEEK_INTERVALS as f64);
         write!(f, "WeeklySignature {{ cpu mean {:.3}, bandwidth mean {:.3} }}", mean(&self.cpu), mean(&self.bandwidth))
     }
 }
@@ -148,7 +149,13 @@ pub struct AvailabilityRatings {
 impl AvailabilityRatings {
     /// Ratings given directly (tests, simulations that skip the history).
     pub fn new(cpu: f64, bandwidth: f64, window_minutes: u32) -> AvailabilityRatings {
-        AvailabilityRatings { cpu, bandwidth, window_minutes, cpu_run_minutes_mean: 60.0, bandwidth_run_minutes_mean: 60.0 }
+        AvailabilityRatings {
+            cpu,
+            bandwidth,
+            window_minutes,
+            cpu_run_minutes_mean: 60.0,
+            bandwidth_run_minutes_mean: 60.0,
+        }
     }
 
     /// Whether the averages cover a whole week (the ring slides by quarter hours, so a full
@@ -179,7 +186,8 @@ impl Runs {
             self.current_minutes = self.current_minutes.saturating_add(minutes.min(u32::MAX as u64) as u32);
         } else if self.current_minutes > 0 {
             let run = self.current_minutes as f64;
-            self.mean_minutes = if self.ended == 0 { run } else { self.mean_minutes + RUN_WEIGHT * (run - self.mean_minutes) };
+            self.mean_minutes =
+                if self.ended == 0 { run } else { self.mean_minutes + RUN_WEIGHT * (run - self.mean_minutes) };
             self.ended = self.ended.saturating_add(1);
             self.current_minutes = 0;
         }
@@ -392,14 +400,16 @@ impl AvailabilityHistory {
         history.first_minute = u64_at(1);
         history.next_minute = u64_at(9);
         history.current_bucket = u64_at(17);
-        let runs_at = |at: usize| Runs { current_minutes: u32_at(at), mean_minutes: f64_at(at + 4), ended: u32_at(at + 12) };
+        let runs_at =
+            |at: usize| Runs { current_minutes: u32_at(at), mean_minutes: f64_at(at + 4), ended: u32_at(at + 12) };
         history.cpu_runs = runs_at(25);
         history.bandwidth_runs = runs_at(41);
         history.recent.copy_from_slice(&bytes[HEADER..HEADER + WEEK_INTERVALS]);
         history.signature = WeeklySignature::from_bytes(&bytes[HEADER + WEEK_INTERVALS..])?;
         let consistent = history.first_minute == u64::MAX
             || (history.first_minute <= history.next_minute
-                && history.current_bucket == history.next_minute.saturating_sub(1).max(history.first_minute) / INTERVAL_MINUTES
+                && history.current_bucket
+                    == history.next_minute.saturating_sub(1).max(history.first_minute) / INTERVAL_MINUTES
                 && history.cpu_runs.mean_minutes.is_finite()
                 && history.bandwidth_runs.mean_minutes.is_finite());
         if !consistent {

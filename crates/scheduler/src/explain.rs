@@ -14,8 +14,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{
-    FAIL_BANDWIDTH, FAIL_CONNECTED, FAIL_CONNECTIVITY, FAIL_DISK, FAIL_FREE_SLOT, FAIL_MEASURED, FAIL_MEMORY, FAIL_RELIABILITY, FAIL_TOO_FAST,
-    FAIL_TOO_SLOW, REQUIREMENTS, Scheduler, TaskContext,
+    FAIL_BANDWIDTH, FAIL_CONNECTED, FAIL_CONNECTIVITY, FAIL_DISK, FAIL_FREE_SLOT, FAIL_MEASURED, FAIL_MEMORY,
+    FAIL_RELIABILITY, FAIL_TOO_FAST, FAIL_TOO_SLOW, REQUIREMENTS, Scheduler, TaskContext,
 };
 use crate::profile::Connectivity;
 use crate::vnode::node_reliability;
@@ -26,24 +26,38 @@ use crate::{JobKey, SchedulerError, TaskKey};
 #[serde(rename_all = "snake_case")]
 pub enum Requirement {
     /// Profile measured and availability recorded for long enough.
-    Measured { window_minutes_min: u32 },
+    Measured {
+        window_minutes_min: u32,
+    },
     /// In contact now.
     Connected,
     /// A free slot: not busy with a paying job.
     FreeSlot,
-    MemoryMb { min: u64 },
-    DiskMb { min: u64 },
+    MemoryMb {
+        min: u64,
+    },
+    DiskMb {
+        min: u64,
+    },
     ConstantConnectivity,
     /// Intermittent connectivity is enough (rules nobody out; not listed).
     AnyConnectivity,
     /// Effective bandwidth `B a_b` at least this.
-    BandwidthMin { mb_per_s: f64 },
+    BandwidthMin {
+        mb_per_s: f64,
+    },
     /// `T_E` at most this (meets the requested time).
-    NotTooSlow { seconds_max: f64 },
+    NotTooSlow {
+        seconds_max: f64,
+    },
     /// `T_E` at least this (no more power than asked for, P5.7).
-    NotTooFast { seconds_min: f64 },
+    NotTooFast {
+        seconds_min: f64,
+    },
     /// Reliability `pi` at least this.
-    ReliabilityMin { pi_min: f64 },
+    ReliabilityMin {
+        pi_min: f64,
+    },
 }
 
 impl Requirement {
@@ -61,7 +75,9 @@ impl Requirement {
 impl fmt::Display for Requirement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Requirement::Measured { window_minutes_min } => write!(f, "profile measured, availability known for {window_minutes_min} min"),
+            Requirement::Measured { window_minutes_min } => {
+                write!(f, "profile measured, availability known for {window_minutes_min} min")
+            }
             Requirement::Connected => write!(f, "in contact now"),
             Requirement::FreeSlot => write!(f, "a free slot (not busy with a paying job)"),
             Requirement::MemoryMb { min } => write!(f, "memory >= {min} MB"),
@@ -70,7 +86,9 @@ impl fmt::Display for Requirement {
             Requirement::AnyConnectivity => write!(f, "any connectivity"),
             Requirement::BandwidthMin { mb_per_s } => write!(f, "effective bandwidth B*a_b >= {mb_per_s:.3} MB/s"),
             Requirement::NotTooSlow { seconds_max } => write!(f, "expected time T_E <= {seconds_max:.0} s (meets T_R)"),
-            Requirement::NotTooFast { seconds_min } => write!(f, "expected time T_E >= {seconds_min:.0} s (no more power than asked)"),
+            Requirement::NotTooFast { seconds_min } => {
+                write!(f, "expected time T_E >= {seconds_min:.0} s (no more power than asked)")
+            }
             Requirement::ReliabilityMin { pi_min } => write!(f, "reliability pi >= {pi_min:.3}"),
         }
     }
@@ -89,8 +107,14 @@ pub struct RequirementReport {
 #[serde(rename_all = "snake_case")]
 pub enum ExplainedState {
     /// Waiting; `ahead_in_job` tasks of its job come before it.
-    Waiting { ahead_in_job: u64 },
-    Running { members: u32, reliability: f64, launched_ms: u64 },
+    Waiting {
+        ahead_in_job: u64,
+    },
+    Running {
+        members: u32,
+        reliability: f64,
+        launched_ms: u64,
+    },
 }
 
 /// What holds a waiting task back.
@@ -109,11 +133,19 @@ impl fmt::Display for Blocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Blocker::NodeLimitReached { nodes_running, nodes_max } => {
-                write!(f, "the job already runs {nodes_running} of its {nodes_max} nodes (its requested power); the task starts when one finishes")
+                write!(
+                    f,
+                    "the job already runs {nodes_running} of its {nodes_max} nodes (its requested power); the task starts when one finishes"
+                )
             }
-            Blocker::NoMatchingProvider => write!(f, "no provider meets every requirement; relax the one that rules out most providers alone"),
+            Blocker::NoMatchingProvider => {
+                write!(f, "no provider meets every requirement; relax the one that rules out most providers alone")
+            }
             Blocker::ReliabilityUnreachable { best, requested } => {
-                write!(f, "matching providers reach a reliability of only {best:.4} together, below the requested {requested:.4}")
+                write!(
+                    f,
+                    "matching providers reach a reliability of only {best:.4} together, below the requested {requested:.4}"
+                )
             }
         }
     }
@@ -140,10 +172,14 @@ pub struct Explanation {
 impl fmt::Display for Explanation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.state {
-            ExplainedState::Waiting { ahead_in_job } => writeln!(f, "{} of {}: waiting, {ahead_in_job} tasks of its job ahead of it", self.task, self.job)?,
-            ExplainedState::Running { members, reliability, .. } => {
-                writeln!(f, "{} of {}: running on a virtual node of {members} providers, reliability {reliability:.4}", self.task, self.job)?
+            ExplainedState::Waiting { ahead_in_job } => {
+                writeln!(f, "{} of {}: waiting, {ahead_in_job} tasks of its job ahead of it", self.task, self.job)?
             }
+            ExplainedState::Running { members, reliability, .. } => writeln!(
+                f,
+                "{} of {}: running on a virtual node of {members} providers, reliability {reliability:.4}",
+                self.task, self.job
+            )?,
         }
         let (low, high) = self.effective_speed_range;
         writeln!(
@@ -159,7 +195,13 @@ impl fmt::Display for Explanation {
         writeln!(f)?;
         writeln!(f, "{:<66} {:>10} {:>10}", "requirement", "rules out", "only this")?;
         for report in &self.requirements {
-            writeln!(f, "{:<66} {:>10} {:>10}", report.requirement.to_string(), report.ruled_out, report.ruled_out_alone)?;
+            writeln!(
+                f,
+                "{:<66} {:>10} {:>10}",
+                report.requirement.to_string(),
+                report.ruled_out,
+                report.ruled_out_alone
+            )?;
         }
         if !self.blockers.is_empty() {
             writeln!(f)?;
@@ -180,9 +222,15 @@ impl Scheduler {
         let state = match &task.node {
             Some(node) => {
                 let pis: Vec<f64> = node.members.iter().map(|m| m.pi).collect();
-                ExplainedState::Running { members: node.members.len() as u32, reliability: node_reliability(&pis), launched_ms: node.launched_ms }
+                ExplainedState::Running {
+                    members: node.members.len() as u32,
+                    reliability: node_reliability(&pis),
+                    launched_ms: node.launched_ms,
+                }
             }
-            None => ExplainedState::Waiting { ahead_in_job: job.waiting.range(..(Reverse(task.priority), task.seq, key)).count() as u64 },
+            None => ExplainedState::Waiting {
+                ahead_in_job: job.waiting.range(..(Reverse(task.priority), task.seq, key)).count() as u64,
+            },
         };
         let requirements = self.requirements_of(&ctx);
         let mut ruled_out = [0u64; REQUIREMENTS];
@@ -240,7 +288,11 @@ impl Scheduler {
                 .into_iter()
                 .enumerate()
                 .filter(|(_, requirement)| requirement.applies())
-                .map(|(bit, requirement)| RequirementReport { requirement, ruled_out: ruled_out[bit], ruled_out_alone: alone[bit] })
+                .map(|(bit, requirement)| RequirementReport {
+                    requirement,
+                    ruled_out: ruled_out[bit],
+                    ruled_out_alone: alone[bit],
+                })
                 .collect(),
             providers_matching: matching,
             best_reliability,
@@ -264,7 +316,14 @@ impl Scheduler {
             (FAIL_FREE_SLOT, Requirement::FreeSlot),
             (FAIL_MEMORY, Requirement::MemoryMb { min: ctx.memory_mb }),
             (FAIL_DISK, Requirement::DiskMb { min: ctx.disk_mb }),
-            (FAIL_CONNECTIVITY, if ctx.connectivity == Connectivity::Constant { Requirement::ConstantConnectivity } else { Requirement::AnyConnectivity }),
+            (
+                FAIL_CONNECTIVITY,
+                if ctx.connectivity == Connectivity::Constant {
+                    Requirement::ConstantConnectivity
+                } else {
+                    Requirement::AnyConnectivity
+                },
+            ),
             (FAIL_BANDWIDTH, Requirement::BandwidthMin { mb_per_s: ctx.bandwidth_min }),
             (FAIL_TOO_SLOW, Requirement::NotTooSlow { seconds_max: ctx.seconds_max }),
             (FAIL_TOO_FAST, Requirement::NotTooFast { seconds_min: ctx.seconds_min }),

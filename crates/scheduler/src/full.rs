@@ -119,7 +119,13 @@ impl CompletionCurve {
 
 /// The curve for a task launched at `launch_ms` (Unix milliseconds) on `provider`, over
 /// `steps` steps of `step_seconds`.
-pub fn completion_curve(provider: &ProviderModel, shape: &TaskShape, launch_ms: u64, step_seconds: f64, steps: u32) -> CompletionCurve {
+pub fn completion_curve(
+    provider: &ProviderModel,
+    shape: &TaskShape,
+    launch_ms: u64,
+    step_seconds: f64,
+    steps: u32,
+) -> CompletionCurve {
     let step_seconds = if step_seconds.is_finite() && step_seconds >= 1.0 { step_seconds } else { 1.0 };
     let steps = steps as usize;
     let mut curve = CompletionCurve { step_seconds, done_by_step: Vec::with_capacity(steps) };
@@ -148,7 +154,8 @@ pub fn completion_curve(provider: &ProviderModel, shape: &TaskShape, launch_ms: 
         })
         .collect();
     let rho_cpu = persistence(provider.ratings.cpu_run_minutes_mean, provider.ratings.cpu, step_seconds);
-    let rho_bandwidth = persistence(provider.ratings.bandwidth_run_minutes_mean, provider.ratings.bandwidth, step_seconds);
+    let rho_bandwidth =
+        persistence(provider.ratings.bandwidth_run_minutes_mean, provider.ratings.bandwidth, step_seconds);
     // probability[u][state]: u units done, state bit 0 = CPU available, bit 1 = bandwidth available.
     let mut probability = vec![[0.0f64; 4]; units];
     let mut next = vec![[0.0f64; 4]; units];
@@ -156,7 +163,8 @@ pub fn completion_curve(provider: &ProviderModel, shape: &TaskShape, launch_ms: 
     let mut done = 0.0;
     let step_ms = step_seconds * 1000.0;
     for k in 0..steps {
-        let interval_at = |step: usize| interval_of_week(((launch_ms as f64 + step as f64 * step_ms) / 60_000.0) as u64);
+        let interval_at =
+            |step: usize| interval_of_week(((launch_ms as f64 + step as f64 * step_ms) / 60_000.0) as u64);
         let (now, then) = (interval_at(k), interval_at(k + 1));
         // Between the comonotone coupling of the two marginals (rho = 1: nobody changes state
         // unless the signature says so) and independence (rho = 0); both keep the marginals.
@@ -168,7 +176,8 @@ pub fn completion_curve(provider: &ProviderModel, shape: &TaskShape, launch_ms: 
             [[1.0 - come, come], [1.0 - stay, stay]]
         };
         let cpu = transitions(provider.signature.cpu(now), provider.signature.cpu(then), rho_cpu);
-        let bandwidth = transitions(provider.signature.bandwidth(now), provider.signature.bandwidth(then), rho_bandwidth);
+        let bandwidth =
+            transitions(provider.signature.bandwidth(now), provider.signature.bandwidth(then), rho_bandwidth);
         let mut joint = [[0.0f64; 4]; 4];
         for (from, row) in joint.iter_mut().enumerate() {
             for (to, cell) in row.iter_mut().enumerate() {
@@ -204,7 +213,13 @@ pub fn completion_curve(provider: &ProviderModel, shape: &TaskShape, launch_ms: 
 
 /// Rows of the seed's profile matrix: for each launch time, the probability of completing
 /// within each of `lengths_seconds`.
-pub fn profile_matrix(provider: &ProviderModel, shape: &TaskShape, launches_ms: &[u64], lengths_seconds: &[f64], config: &FullModelConfig) -> Vec<Vec<f64>> {
+pub fn profile_matrix(
+    provider: &ProviderModel,
+    shape: &TaskShape,
+    launches_ms: &[u64],
+    lengths_seconds: &[f64],
+    config: &FullModelConfig,
+) -> Vec<Vec<f64>> {
     let horizon = lengths_seconds.iter().copied().filter(|s| s.is_finite()).fold(0.0, f64::max);
     let (step, steps) = config.steps_for(horizon);
     launches_ms
@@ -225,7 +240,13 @@ mod tests {
     const MONDAY_MS: u64 = 4 * 24 * 60 * 60_000;
 
     fn ratings(a: f64, run_minutes: f64) -> AvailabilityRatings {
-        AvailabilityRatings { cpu: a, bandwidth: a, window_minutes: 10_080, cpu_run_minutes_mean: run_minutes, bandwidth_run_minutes_mean: run_minutes }
+        AvailabilityRatings {
+            cpu: a,
+            bandwidth: a,
+            window_minutes: 10_080,
+            cpu_run_minutes_mean: run_minutes,
+            bandwidth_run_minutes_mean: run_minutes,
+        }
     }
 
     fn compute(seconds_at_one_gflops: f64) -> TaskShape {
@@ -257,7 +278,13 @@ mod tests {
         // Launch state is available, so step 1 works for sure; then at least 1 success in the
         // next 2 steps: 1 - 0.25 = 0.75. Within 2 steps: 0.5.
         let signature = WeeklySignature::constant(0.5, 1.0);
-        let r = AvailabilityRatings { cpu: 0.5, bandwidth: 1.0, window_minutes: 10_080, cpu_run_minutes_mean: 0.5, bandwidth_run_minutes_mean: 10_080.0 };
+        let r = AvailabilityRatings {
+            cpu: 0.5,
+            bandwidth: 1.0,
+            window_minutes: 10_080,
+            cpu_run_minutes_mean: 0.5,
+            bandwidth_run_minutes_mean: 10_080.0,
+        };
         let provider = ProviderModel { cpu_gflops: 1.0, bandwidth_mb_per_s: 1.0, signature: &signature, ratings: &r };
         assert_eq!(persistence(0.5, 0.5, 60.0), 0.0);
         let curve = completion_curve(&provider, &compute(120.0), MONDAY_MS, 60.0, 3);
@@ -275,7 +302,8 @@ mod tests {
         let short = ratings(0.5, 1.0);
         let long = ratings(0.5, 240.0);
         let within = |r: &AvailabilityRatings| {
-            let provider = ProviderModel { cpu_gflops: 1.0, bandwidth_mb_per_s: 1.0, signature: &signature, ratings: r };
+            let provider =
+                ProviderModel { cpu_gflops: 1.0, bandwidth_mb_per_s: 1.0, signature: &signature, ratings: r };
             completion_curve(&provider, &shape, MONDAY_MS, 60.0, 45).probability_within(45.0 * 60.0)
         };
         // Needs 30 of 45 minutes: unlikely with independent minutes at p = 0.5, likely when
@@ -297,7 +325,8 @@ mod tests {
         }
         history.advance_to(monday + 4 * MINUTES_PER_WEEK).unwrap();
         let r = history.ratings().unwrap();
-        let provider = ProviderModel { cpu_gflops: 1.0, bandwidth_mb_per_s: 1.0, signature: history.signature(), ratings: &r };
+        let provider =
+            ProviderModel { cpu_gflops: 1.0, bandwidth_mb_per_s: 1.0, signature: history.signature(), ratings: &r };
         let shape = compute(2.0 * 3600.0);
         let config = FullModelConfig::default();
         let hour = 3_600_000;

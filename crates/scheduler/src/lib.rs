@@ -52,8 +52,9 @@ use serde::{Deserialize, Serialize};
 pub use availability::{AvailabilityHistory, AvailabilityRatings, MinuteState, WeeklySignature};
 pub use explain::{Explanation, Requirement, RequirementReport};
 pub use placement::{
-    ApplyReport, ElementRef, FailedNode, JobPower, JobSpec, NodeRequirements, NodeView, Plan, PlannedMember, PlannedNode, Preemption,
-    ProviderUpdate, ReliabilityModel, Scheduler, SchedulerConfig, SchedulerStats, TaskSpec, Unplaced, UnplacedReason,
+    ApplyReport, ElementRef, FailedNode, JobPower, JobSpec, NodeRequirements, NodeView, Plan, PlannedMember,
+    PlannedNode, Preemption, ProviderUpdate, ReliabilityModel, Scheduler, SchedulerConfig, SchedulerStats, TaskSpec,
+    Unplaced, UnplacedReason,
 };
 pub use profile::{Connectivity, ProviderProfile};
 pub use rooms::{AfterLoss, ReplicaDemand, after_loss, fill_rooms, place_replicas};

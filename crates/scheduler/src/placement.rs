@@ -147,15 +147,31 @@ impl SchedulerConfig {
         self.band.validate()?;
         self.mean_task.validate()?;
         positive_at_most("node_default.cpu_gflops", self.node_default.cpu_gflops, crate::profile::CPU_GFLOPS_MAX)?;
-        positive_at_most("node_default.bandwidth_mb_per_s", self.node_default.bandwidth_mb_per_s, crate::profile::BANDWIDTH_MB_PER_S_MAX)?;
+        positive_at_most(
+            "node_default.bandwidth_mb_per_s",
+            self.node_default.bandwidth_mb_per_s,
+            crate::profile::BANDWIDTH_MB_PER_S_MAX,
+        )?;
         if !(0.0..1.0).contains(&self.reliability_default) {
-            return Err(SchedulerError::InvalidNumber { field: "reliability_default", value: self.reliability_default, reason: "must be in [0, 1)" });
+            return Err(SchedulerError::InvalidNumber {
+                field: "reliability_default",
+                value: self.reliability_default,
+                reason: "must be in [0, 1)",
+            });
         }
         if !(0.0..1.0).contains(&self.pi_min) {
-            return Err(SchedulerError::InvalidNumber { field: "pi_min", value: self.pi_min, reason: "must be in [0, 1)" });
+            return Err(SchedulerError::InvalidNumber {
+                field: "pi_min",
+                value: self.pi_min,
+                reason: "must be in [0, 1)",
+            });
         }
         if !(self.pi_max > self.pi_min && self.pi_max <= 1.0) {
-            return Err(SchedulerError::InvalidNumber { field: "pi_max", value: self.pi_max, reason: "must be in (pi_min, 1]" });
+            return Err(SchedulerError::InvalidNumber {
+                field: "pi_max",
+                value: self.pi_max,
+                reason: "must be in (pi_min, 1]",
+            });
         }
         if self.members_max == 0 {
             return Err(SchedulerError::InvalidNumber { field: "members_max", value: 0.0, reason: "must be positive" });
@@ -215,12 +231,25 @@ pub struct JobSpec {
 impl JobSpec {
     /// A job for `node` with everything else defaulted.
     pub fn new(node: NodeRequirements) -> JobSpec {
-        JobSpec { priority: 0, paying: true, node, reliability: None, shape: None, nodes_max: None, model: ReliabilityModel::Simplified, shared_elements: Vec::new() }
+        JobSpec {
+            priority: 0,
+            paying: true,
+            node,
+            reliability: None,
+            shape: None,
+            nodes_max: None,
+            model: ReliabilityModel::Simplified,
+            shared_elements: Vec::new(),
+        }
     }
 
     pub fn validate(&self) -> Result<(), SchedulerError> {
         positive_at_most("node.cpu_gflops", self.node.cpu_gflops, crate::profile::CPU_GFLOPS_MAX)?;
-        positive_at_most("node.bandwidth_mb_per_s", self.node.bandwidth_mb_per_s, crate::profile::BANDWIDTH_MB_PER_S_MAX)?;
+        positive_at_most(
+            "node.bandwidth_mb_per_s",
+            self.node.bandwidth_mb_per_s,
+            crate::profile::BANDWIDTH_MB_PER_S_MAX,
+        )?;
         if let Some(r) = self.reliability
             && !(0.0..1.0).contains(&r)
         {
@@ -237,7 +266,10 @@ impl JobSpec {
     /// cluster (the coordinator then uses `fill_rooms`). Work is given in GFLOP-hours and
     /// bandwidth in MB/s. Scheduling hints: `reliability_model = full` selects the full version,
     /// `paying = false` marks work that any paying job preempts.
-    pub fn from_properties(properties: &idlegrid_types::JobProperties, config: &SchedulerConfig) -> Result<Option<JobSpec>, SchedulerError> {
+    pub fn from_properties(
+        properties: &idlegrid_types::JobProperties,
+        config: &SchedulerConfig,
+    ) -> Result<Option<JobSpec>, SchedulerError> {
         let Some(cluster) = &properties.cluster else { return Ok(None) };
         let cpu_gflops = cluster.node_cpu_gflops.unwrap_or(config.node_default.cpu_gflops);
         let node = NodeRequirements {
@@ -262,8 +294,17 @@ impl JobSpec {
             node,
             reliability: cluster.reliability,
             shape,
-            nodes_max: node_limit(cluster.node_count, properties.power_requested_gflops, properties.power_max_gflops, cpu_gflops),
-            model: if hint("reliability_model").as_deref() == Some("full") { ReliabilityModel::Full } else { ReliabilityModel::Simplified },
+            nodes_max: node_limit(
+                cluster.node_count,
+                properties.power_requested_gflops,
+                properties.power_max_gflops,
+                cpu_gflops,
+            ),
+            model: if hint("reliability_model").as_deref() == Some("full") {
+                ReliabilityModel::Full
+            } else {
+                ReliabilityModel::Simplified
+            },
             shared_elements: Vec::new(),
         };
         spec.validate()?;
@@ -273,9 +314,15 @@ impl JobSpec {
 
 /// Most nodes a job may run at once: the node count if given, else the requested power over
 /// the node speed rounded down (at least one); capped by the maximum power. `None`: no limit.
-pub fn node_limit(node_count: Option<u32>, power_requested_gflops: Option<f64>, power_max_gflops: Option<f64>, node_cpu_gflops: f64) -> Option<u32> {
+pub fn node_limit(
+    node_count: Option<u32>,
+    power_requested_gflops: Option<f64>,
+    power_max_gflops: Option<f64>,
+    node_cpu_gflops: f64,
+) -> Option<u32> {
     let nodes_for = |power: f64| -> Option<u32> {
-        (power.is_finite() && power > 0.0 && node_cpu_gflops > 0.0).then(|| ((power / node_cpu_gflops).floor().min(u32::MAX as f64) as u32).max(1))
+        (power.is_finite() && power > 0.0 && node_cpu_gflops > 0.0)
+            .then(|| ((power / node_cpu_gflops).floor().min(u32::MAX as f64) as u32).max(1))
     };
     let wanted = node_count.or_else(|| power_requested_gflops.and_then(nodes_for));
     match (wanted, power_max_gflops.and_then(nodes_for)) {
@@ -286,7 +333,11 @@ pub fn node_limit(node_count: Option<u32>, power_requested_gflops: Option<f64>, 
 
 fn validate_elements(elements: &[ElementRef]) -> Result<(), SchedulerError> {
     if elements.len() > TASK_ELEMENTS_MAX {
-        return Err(SchedulerError::TooMany { what: "elements of a task", count: elements.len(), limit: TASK_ELEMENTS_MAX });
+        return Err(SchedulerError::TooMany {
+            what: "elements of a task",
+            count: elements.len(),
+            limit: TASK_ELEMENTS_MAX,
+        });
     }
     for element in elements {
         non_negative("element size_mb", element.size_mb)?;
@@ -683,7 +734,11 @@ impl Scheduler {
             ratings.validate()?;
         }
         if update.slots > SLOTS_MAX {
-            return Err(SchedulerError::TooMany { what: "slots", count: update.slots as usize, limit: SLOTS_MAX as usize });
+            return Err(SchedulerError::TooMany {
+                what: "slots",
+                count: update.slots as usize,
+                limit: SLOTS_MAX as usize,
+            });
         }
         let slot = match self.provider_slots.get(&id) {
             Some(slot) => *slot,
@@ -797,7 +852,8 @@ impl Scheduler {
         }
         for key in &wanted {
             if old.binary_search(key).is_err() {
-                let holders = self.holders.entry(*key).or_insert_with(|| Holders { list: Vec::new(), position: HashMap::new() });
+                let holders =
+                    self.holders.entry(*key).or_insert_with(|| Holders { list: Vec::new(), position: HashMap::new() });
                 holders.position.insert(slot, holders.list.len() as u32);
                 holders.list.push(slot);
             }
@@ -851,7 +907,13 @@ impl Scheduler {
             (Some(profile), Some(ratings)) => {
                 let speed = profile.cpu_gflops * ratings.cpu;
                 let bandwidth = profile.bandwidth_mb_per_s * ratings.bandwidth;
-                let pi = weighted_availability(ratings.cpu, ratings.bandwidth, profile.cpu_gflops, profile.bandwidth_mb_per_s, &mean);
+                let pi = weighted_availability(
+                    ratings.cpu,
+                    ratings.bandwidth,
+                    profile.cpu_gflops,
+                    profile.bandwidth_mb_per_s,
+                    &mean,
+                );
                 (ratings.window_minutes >= window_min && speed > 0.0 && speed.is_finite(), speed, bandwidth, pi)
             }
             _ => (false, 0.0, 0.0, 0.0),
@@ -919,7 +981,10 @@ impl Scheduler {
             return Err(SchedulerError::DuplicateJob(key));
         }
         let reliability = self.effective_reliability(&spec);
-        self.jobs.insert(key, JobRecord { spec, reliability, waiting: BTreeSet::new(), tasks: 0, nodes_running: 0, carry: 0.0 });
+        self.jobs.insert(
+            key,
+            JobRecord { spec, reliability, waiting: BTreeSet::new(), tasks: 0, nodes_running: 0, carry: 0.0 },
+        );
         Ok(())
     }
 
@@ -982,7 +1047,11 @@ impl Scheduler {
         let config_shape = self.config.mean_task;
         let job = self.jobs.get_mut(&job_key).ok_or(SchedulerError::UnknownJob(job_key))?;
         if job.spec.shared_elements.len() + spec.elements.len() > TASK_ELEMENTS_MAX {
-            return Err(SchedulerError::TooMany { what: "elements of a task", count: job.spec.shared_elements.len() + spec.elements.len(), limit: TASK_ELEMENTS_MAX });
+            return Err(SchedulerError::TooMany {
+                what: "elements of a task",
+                count: job.spec.shared_elements.len() + spec.elements.len(),
+                limit: TASK_ELEMENTS_MAX,
+            });
         }
         let listed = !job.spec.shared_elements.is_empty() || !spec.elements.is_empty();
         let data_in_mb = if listed {
@@ -999,7 +1068,15 @@ impl Scheduler {
         self.tasks_waiting += 1;
         self.tasks.insert(
             key,
-            TaskRecord { job: job_key, explicit_priority: spec.priority, priority, seq, elements: spec.elements.into_boxed_slice(), data_in_mb, node: None },
+            TaskRecord {
+                job: job_key,
+                explicit_priority: spec.priority,
+                priority,
+                seq,
+                elements: spec.elements.into_boxed_slice(),
+                data_in_mb,
+                node: None,
+            },
         );
         Ok(())
     }
@@ -1059,7 +1136,12 @@ impl Scheduler {
     }
 
     /// Record a node that already runs (after a restart, from the store's assignments).
-    pub fn restore_node(&mut self, key: TaskKey, members: &[ProviderId], launched_ms: u64) -> Result<(), SchedulerError> {
+    pub fn restore_node(
+        &mut self,
+        key: TaskKey,
+        members: &[ProviderId],
+        launched_ms: u64,
+    ) -> Result<(), SchedulerError> {
         let task = self.tasks.get(&key).ok_or(SchedulerError::UnknownTask(key))?;
         if task.node.is_some() {
             return Err(SchedulerError::AlreadyRunning(key));
@@ -1096,7 +1178,12 @@ impl Scheduler {
         self.nodes_running += 1;
         let class = job.spec.paying as u8;
         let priority = task.priority;
-        task.node = Some(NodeRecord { members: members.iter().map(|(slot, pi)| NodeMember { slot: *slot, pi: *pi }).collect(), launched_ms: now_ms, class, priority });
+        task.node = Some(NodeRecord {
+            members: members.iter().map(|(slot, pi)| NodeMember { slot: *slot, pi: *pi }).collect(),
+            launched_ms: now_ms,
+            class,
+            priority,
+        });
         for (slot, _) in members {
             let record = self.providers[*slot as usize].as_mut().expect("member exists");
             record.copies.push(key);
@@ -1168,12 +1255,15 @@ impl Scheduler {
     pub(crate) fn task_context(&self, key: TaskKey, now_ms: u64) -> Result<TaskContext, SchedulerError> {
         let task = self.tasks.get(&key).ok_or(SchedulerError::UnknownTask(key))?;
         let job = self.jobs.get(&task.job).ok_or(SchedulerError::UnknownJob(task.job))?;
-        let mut elements: Vec<ElementRef> = job.spec.shared_elements.iter().chain(task.elements.iter()).copied().collect();
+        let mut elements: Vec<ElementRef> =
+            job.spec.shared_elements.iter().chain(task.elements.iter()).copied().collect();
         elements.sort_by(|a, b| b.size_mb.total_cmp(&a.size_mb).then(a.key.cmp(&b.key)));
         let base = job.shape(&self.config);
-        let shape = TaskShape { work_gflop: base.work_gflop, data_in_mb: task.data_in_mb, data_out_mb: base.data_out_mb };
+        let shape =
+            TaskShape { work_gflop: base.work_gflop, data_in_mb: task.data_in_mb, data_out_mb: base.data_out_mb };
         let band = &self.config.band;
-        let node = NodeSpeed { cpu_gflops: job.spec.node.cpu_gflops, bandwidth_mb_per_s: job.spec.node.bandwidth_mb_per_s };
+        let node =
+            NodeSpeed { cpu_gflops: job.spec.node.cpu_gflops, bandwidth_mb_per_s: job.spec.node.bandwidth_mb_per_s };
         let requested = requested_seconds(&shape, &node);
         let speed_range = band.effective_speed_range(&shape, &node);
         Ok(TaskContext {
@@ -1238,11 +1328,31 @@ impl Scheduler {
         if record.effective_bandwidth < ctx.bandwidth_min {
             fail!(FAIL_BANDWIDTH);
         }
-        let held: f64 = if record.cache.is_empty() { 0.0 } else { ctx.elements.iter().filter(|e| record.holds(e.key)).map(|e| e.size_mb).sum() };
+        let held: f64 = if record.cache.is_empty() {
+            0.0
+        } else {
+            ctx.elements.iter().filter(|e| record.holds(e.key)).map(|e| e.size_mb).sum()
+        };
         a.holds_elements = held > 0.0;
         let cached_shape = TaskShape { data_in_mb: (ctx.shape.data_in_mb - held).max(0.0), ..ctx.shape };
-        let uncached = expected_seconds(&ctx.shape, profile.cpu_gflops, profile.bandwidth_mb_per_s, ratings.cpu, ratings.bandwidth);
-        let cached = if held > 0.0 { expected_seconds(&cached_shape, profile.cpu_gflops, profile.bandwidth_mb_per_s, ratings.cpu, ratings.bandwidth) } else { uncached };
+        let uncached = expected_seconds(
+            &ctx.shape,
+            profile.cpu_gflops,
+            profile.bandwidth_mb_per_s,
+            ratings.cpu,
+            ratings.bandwidth,
+        );
+        let cached = if held > 0.0 {
+            expected_seconds(
+                &cached_shape,
+                profile.cpu_gflops,
+                profile.bandwidth_mb_per_s,
+                ratings.cpu,
+                ratings.bandwidth,
+            )
+        } else {
+            uncached
+        };
         a.expected_seconds = cached;
         if !(cached <= ctx.seconds_max) {
             fail!(FAIL_TOO_SLOW);
@@ -1252,9 +1362,15 @@ impl Scheduler {
         }
         a.pi = match (ctx.model, &record.signature) {
             (ReliabilityModel::Full, Some(signature)) if ratings.covers_week() => {
-                let model = ProviderModel { cpu_gflops: profile.cpu_gflops, bandwidth_mb_per_s: profile.bandwidth_mb_per_s, signature, ratings };
+                let model = ProviderModel {
+                    cpu_gflops: profile.cpu_gflops,
+                    bandwidth_mb_per_s: profile.bandwidth_mb_per_s,
+                    signature,
+                    ratings,
+                };
                 let (step, steps) = self.config.full.steps_for(ctx.requested_seconds);
-                completion_curve(&model, &cached_shape, ctx.now_ms, step, steps).probability_within(ctx.requested_seconds)
+                completion_curve(&model, &cached_shape, ctx.now_ms, step, steps)
+                    .probability_within(ctx.requested_seconds)
             }
             _ => record.pi_simplified,
         }
@@ -1282,7 +1398,9 @@ impl Scheduler {
             let abandoned = node.members.iter().map(|m| self.record(m.slot).id).collect();
             plan.failed_nodes.push(FailedNode { task: key, job: task.job, abandoned });
             let job = &self.jobs[&task.job];
-            jobs.entry(task.job).or_insert(JobScratch { nodes_delta: 0, carry: job.carry, blocked: false }).nodes_delta -= 1;
+            jobs.entry(task.job)
+                .or_insert(JobScratch { nodes_delta: 0, carry: job.carry, blocked: false })
+                .nodes_delta -= 1;
             heap.push((task.priority, Reverse(task.seq), key, true));
         }
         for job_key in &self.jobs_waiting {
@@ -1323,7 +1441,10 @@ impl Scheduler {
             }
             if !relaunch && !jobs[&job_key].blocked {
                 let job = &self.jobs[&job_key];
-                let next = job.waiting.range((std::ops::Bound::Excluded((Reverse(priority), seq, key)), std::ops::Bound::Unbounded)).next();
+                let next = job
+                    .waiting
+                    .range((std::ops::Bound::Excluded((Reverse(priority), seq, key)), std::ops::Bound::Unbounded))
+                    .next();
                 if let Some((Reverse(priority), seq, task)) = next {
                     heap.push((*priority, Reverse(*seq), *task, false));
                 }
@@ -1410,10 +1531,25 @@ impl Scheduler {
         let mut members: Vec<(u32, PlannedMember)> = Vec::new();
         let mut victims: Vec<BusyKey> = Vec::new();
         let is_member = |members: &[(u32, PlannedMember)], slot: u32| members.iter().any(|(s, _)| *s == slot);
-        let offer = |formation: &mut NodeFormation, members: &mut Vec<(u32, PlannedMember)>, slot: u32, a: &Assessment, id: ProviderId, preempts: Option<TaskKey>| -> bool {
+        let offer = |formation: &mut NodeFormation,
+                     members: &mut Vec<(u32, PlannedMember)>,
+                     slot: u32,
+                     a: &Assessment,
+                     id: ProviderId,
+                     preempts: Option<TaskKey>|
+         -> bool {
             match formation.offer(a.pi) {
                 Offer::Take { .. } => {
-                    members.push((slot, PlannedMember { provider: id, pi: a.pi, expected_seconds: a.expected_seconds, holds_elements: a.holds_elements, preempts }));
+                    members.push((
+                        slot,
+                        PlannedMember {
+                            provider: id,
+                            pi: a.pi,
+                            expected_seconds: a.expected_seconds,
+                            holds_elements: a.holds_elements,
+                            preempts,
+                        },
+                    ));
                     true
                 }
                 Offer::Decline => false,
@@ -1477,7 +1613,10 @@ impl Scheduler {
         }
 
         // 4. Preempt lower priorities.
-        if !formation.is_complete() && self.config.preemption && scratch.preemptions < self.config.preemptions_per_plan_max {
+        if !formation.is_complete()
+            && self.config.preemption
+            && scratch.preemptions < self.config.preemptions_per_plan_max
+        {
             let gap = self.config.preemption_priority_gap_min.max(0);
             let priority_max = ctx.priority.saturating_sub(gap);
             let mut examined = 0;
@@ -1485,7 +1624,11 @@ impl Scheduler {
             let mut cursor: (u8, i32) = (0, i32::MIN);
             'classes: while let Some(first) = self.busy.range((cursor.0, cursor.1, 0, 0, TaskKey(0))..).next() {
                 let (class, priority) = (first.0, first.1);
-                let allowed = if class == 0 { ctx.paying || priority <= priority_max } else { ctx.paying && priority <= priority_max };
+                let allowed = if class == 0 {
+                    ctx.paying || priority <= priority_max
+                } else {
+                    ctx.paying && priority <= priority_max
+                };
                 if !allowed {
                     // Every later class has a higher priority or pays: out of reach too.
                     break;
@@ -1494,8 +1637,11 @@ impl Scheduler {
                 // bounded, and must not keep examining the same edge bucket.
                 let start = low + rng.below((high - low) as u64 + 1) as u16;
                 let budget = self.config.preemption_scan_max.saturating_sub(examined) as usize;
-                let upper = self.busy.range((class, priority, start, 0, TaskKey(0))..=(class, priority, high, u32::MAX, TaskKey(u64::MAX)));
-                let lower = self.busy.range((class, priority, low, 0, TaskKey(0))..(class, priority, start, 0, TaskKey(0)));
+                let upper = self.busy.range(
+                    (class, priority, start, 0, TaskKey(0))..=(class, priority, high, u32::MAX, TaskKey(u64::MAX)),
+                );
+                let lower =
+                    self.busy.range((class, priority, low, 0, TaskKey(0))..(class, priority, start, 0, TaskKey(0)));
                 let candidates: Vec<BusyKey> = upper.chain(lower).take(budget).copied().collect();
                 for key in candidates {
                     examined += 1;
@@ -1507,7 +1653,9 @@ impl Scheduler {
                         continue;
                     }
                     let a = self.assess(slot, ctx, false, true);
-                    if a.failed == 0 && offer(&mut formation, &mut members, slot, &a, self.record(slot).id, Some(victim)) {
+                    if a.failed == 0
+                        && offer(&mut formation, &mut members, slot, &a, self.record(slot).id, Some(victim))
+                    {
                         victims.push(key);
                     }
                 }
@@ -1523,7 +1671,11 @@ impl Scheduler {
         }
 
         if !formation.is_launchable() {
-            return Err(if members.is_empty() { UnplacedReason::NoCandidate } else { UnplacedReason::ReliabilityUnreachable { reached: formation.reliability() } });
+            return Err(if members.is_empty() {
+                UnplacedReason::NoCandidate
+            } else {
+                UnplacedReason::ReliabilityUnreachable { reached: formation.reliability() }
+            });
         }
 
         // Commit into the scratch state: fill slots, take full providers out of the index.
@@ -1578,7 +1730,11 @@ impl Scheduler {
         }
         for preemption in &plan.preemptions {
             let Some(slot) = self.provider_slots.get(&preemption.provider).copied() else { continue };
-            let running_there = self.tasks.get(&preemption.task).and_then(|t| t.node.as_ref()).is_some_and(|n| n.members.iter().any(|m| m.slot == slot));
+            let running_there = self
+                .tasks
+                .get(&preemption.task)
+                .and_then(|t| t.node.as_ref())
+                .is_some_and(|n| n.members.iter().any(|m| m.slot == slot));
             if running_there {
                 report.copies_preempted += 1;
                 if self.remove_copy(preemption.task, slot) {
@@ -1668,7 +1824,11 @@ impl Scheduler {
                 }
             }
             for task in &record.copies {
-                let node = self.tasks.get(task).and_then(|t| t.node.as_ref()).ok_or(format!("{task} on {} is not running", record.id))?;
+                let node = self
+                    .tasks
+                    .get(task)
+                    .and_then(|t| t.node.as_ref())
+                    .ok_or(format!("{task} on {} is not running", record.id))?;
                 if !node.members.iter().any(|m| m.slot == slot) {
                     return Err(format!("{task} on {} is not a member", record.id));
                 }

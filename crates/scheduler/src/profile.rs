@@ -128,7 +128,8 @@ mod tests {
 
     #[test]
     fn profile_from_report_converts_bytes_and_refuses_bad_speeds() {
-        let p = ProviderProfile::from_report(12.5, 3.0, 8_000_000_000, 250_000_000_000, 4, Connectivity::Constant).unwrap();
+        let p =
+            ProviderProfile::from_report(12.5, 3.0, 8_000_000_000, 250_000_000_000, 4, Connectivity::Constant).unwrap();
         assert_eq!(p.memory_mb, 8000);
         assert_eq!(p.disk_mb, 250_000);
         for bad in [f64::NAN, f64::INFINITY, -1.0, 0.0, 2.0e6] {

@@ -114,7 +114,10 @@ mod tests {
         // Demand 0 takes the roomiest engines 1 and 2; demand 1 may not use 0, so it gets 1
         // and 2 again; demand 2 may only use 0, which still has its room.
         assert_eq!(plan, vec![(0, 1), (0, 2), (1, 1), (1, 2), (2, 0)]);
-        assert!(place_replicas(&[3], &[ReplicaDemand { wanted: 2, excluded: vec![] }]).len() == 1, "one engine holds one replica");
+        assert!(
+            place_replicas(&[3], &[ReplicaDemand { wanted: 2, excluded: vec![] }]).len() == 1,
+            "one engine holds one replica"
+        );
     }
 
     proptest! {

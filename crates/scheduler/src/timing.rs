@@ -84,7 +84,13 @@ pub fn requested_seconds(shape: &TaskShape, node: &NodeSpeed) -> f64 {
 
 /// `T_E = w / (C a_c) + (d_i + d_o) / (B a_b)`; infinite when a needed resource is never
 /// available.
-pub fn expected_seconds(shape: &TaskShape, cpu_gflops: f64, bandwidth_mb_per_s: f64, cpu_availability: f64, bandwidth_availability: f64) -> f64 {
+pub fn expected_seconds(
+    shape: &TaskShape,
+    cpu_gflops: f64,
+    bandwidth_mb_per_s: f64,
+    cpu_availability: f64,
+    bandwidth_availability: f64,
+) -> f64 {
     seconds_for(shape.work_gflop, cpu_gflops * cpu_availability)
         + seconds_for(shape.data_mb(), bandwidth_mb_per_s * bandwidth_availability)
 }
@@ -92,7 +98,13 @@ pub fn expected_seconds(shape: &TaskShape, cpu_gflops: f64, bandwidth_mb_per_s: 
 /// The weighted availability `pi` of the seed: the availabilities of CPU and bandwidth, each
 /// weighted by the share of an average task's time spent on that resource. A task with neither
 /// work nor data weighs both equally; a resource that is needed but has no speed gives 0.
-pub fn weighted_availability(cpu_availability: f64, bandwidth_availability: f64, cpu_gflops: f64, bandwidth_mb_per_s: f64, mean: &TaskShape) -> f64 {
+pub fn weighted_availability(
+    cpu_availability: f64,
+    bandwidth_availability: f64,
+    cpu_gflops: f64,
+    bandwidth_mb_per_s: f64,
+    mean: &TaskShape,
+) -> f64 {
     let cpu_seconds = seconds_for(mean.work_gflop, cpu_gflops);
     let data_seconds = seconds_for(mean.data_mb(), bandwidth_mb_per_s);
     let total = cpu_seconds + data_seconds;
@@ -110,7 +122,8 @@ pub fn weighted_availability(cpu_availability: f64, bandwidth_availability: f64,
 /// `C a_c` has exactly `T_E = T_R`. `None` when no bandwidth does (the CPU alone is too slow, or
 /// the task moves no data).
 pub fn matched_effective_bandwidth(shape: &TaskShape, node: &NodeSpeed, effective_speed: f64) -> Option<f64> {
-    let (w, d, cv, bv, s) = (shape.work_gflop, shape.data_mb(), node.cpu_gflops, node.bandwidth_mb_per_s, effective_speed);
+    let (w, d, cv, bv, s) =
+        (shape.work_gflop, shape.data_mb(), node.cpu_gflops, node.bandwidth_mb_per_s, effective_speed);
     let denominator = w * bv * (s - cv) + d * s * cv;
     let b = s * d * cv * bv / denominator;
     (d > 0.0 && denominator > 0.0 && b.is_finite() && b > 0.0).then_some(b)
@@ -146,11 +159,19 @@ impl Default for CandidateBand {
 impl CandidateBand {
     pub fn validate(&self) -> Result<(), SchedulerError> {
         if !(0.0..1.0).contains(&self.faster_fraction_max) {
-            return Err(SchedulerError::InvalidNumber { field: "faster_fraction_max", value: self.faster_fraction_max, reason: "must be in [0, 1)" });
+            return Err(SchedulerError::InvalidNumber {
+                field: "faster_fraction_max",
+                value: self.faster_fraction_max,
+                reason: "must be in [0, 1)",
+            });
         }
         non_negative("slower_fraction_max", self.slower_fraction_max)?;
         if !(self.bandwidth_fraction_min > 0.0 && self.bandwidth_fraction_min <= 1.0) {
-            return Err(SchedulerError::InvalidNumber { field: "bandwidth_fraction_min", value: self.bandwidth_fraction_min, reason: "must be in (0, 1]" });
+            return Err(SchedulerError::InvalidNumber {
+                field: "bandwidth_fraction_min",
+                value: self.bandwidth_fraction_min,
+                reason: "must be in (0, 1]",
+            });
         }
         Ok(())
     }

@@ -64,7 +64,14 @@ impl NodeFormation {
     pub fn new(reliability: f64, carry: f64, members_max: u32) -> NodeFormation {
         let requested_mass = reliability_mass(reliability);
         let carry = if carry.is_finite() { carry.clamp(-requested_mass, requested_mass) } else { 0.0 };
-        NodeFormation { requested_mass, target_mass: requested_mass + carry, mass: 0.0, members: 0, members_max: members_max.max(1), complete: false }
+        NodeFormation {
+            requested_mass,
+            target_mass: requested_mass + carry,
+            mass: 0.0,
+            members: 0,
+            members_max: members_max.max(1),
+            complete: false,
+        }
     }
 
     pub fn offer(&mut self, pi: f64) -> Offer {
@@ -74,7 +81,8 @@ impl NodeFormation {
         }
         let mass = reliability_mass(pi);
         let with = self.mass + mass;
-        let take = self.members == 0 || with <= self.target_mass || with - self.target_mass <= self.target_mass - self.mass;
+        let take =
+            self.members == 0 || with <= self.target_mass || with - self.target_mass <= self.target_mass - self.mass;
         if take {
             self.mass = with;
             self.members += 1;
@@ -108,7 +116,9 @@ impl NodeFormation {
     /// Whether the members taken so far are enough to launch when no more candidates come: the
     /// node reached its aim, or at least the requested reliability.
     pub fn is_launchable(&self) -> bool {
-        self.members > 0 && (self.complete && self.members < self.members_max || self.mass >= self.requested_mass.min(self.target_mass))
+        self.members > 0
+            && (self.complete && self.members < self.members_max
+                || self.mass >= self.requested_mass.min(self.target_mass))
     }
 
     /// The error to carry to the job's next node.

@@ -89,7 +89,11 @@ impl ElementStore {
         E: std::fmt::Display,
     {
         let already = self.exists(expected).await?;
-        let mut writer = if already { None } else { Some(WriteMultipart::new(self.store.put_multipart(&location(expected)).await?)) };
+        let mut writer = if already {
+            None
+        } else {
+            Some(WriteMultipart::new(self.store.put_multipart(&location(expected)).await?))
+        };
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
         let mut body = body;
@@ -127,7 +131,10 @@ impl ElementStore {
         }
     }
 
-    pub async fn download(&self, hash: &ElementHash) -> Result<impl Stream<Item = Result<Bytes, object_store::Error>> + use<>, object_store::Error> {
+    pub async fn download(
+        &self,
+        hash: &ElementHash,
+    ) -> Result<impl Stream<Item = Result<Bytes, object_store::Error>> + use<>, object_store::Error> {
         Ok(self.store.get(&location(hash)).await?.into_stream().map_err(|e| e))
     }
 
@@ -144,8 +151,12 @@ impl ElementStore {
 pub mod conformance {
     use super::*;
 
-    fn chunks(bytes: &[u8], size: usize) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Unpin + use<> {
-        let parts: Vec<Result<Bytes, std::convert::Infallible>> = bytes.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+    fn chunks(
+        bytes: &[u8],
+        size: usize,
+    ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Unpin + use<> {
+        let parts: Vec<Result<Bytes, std::convert::Infallible>> =
+            bytes.chunks(size).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
         futures::stream::iter(parts)
     }
 

@@ -11,12 +11,12 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use idlegrid_coordinator::{ApiError, Coordinator, Effects, Party};
-use idlegrid_store::Tx;
 use idlegrid_protocol::auth::{Claim, body_hash};
 use idlegrid_protocol::messages::{ClientToServer, ProviderToServer};
 use idlegrid_protocol::wire::{
     self, ErrorBody, HealthReply, OpenSessionRequest, PollQuery, PostBatch, RawPollReply, RegisterRequest, limits,
 };
+use idlegrid_store::Tx;
 use idlegrid_types::{ElementHash, ElementKind, JobId, Role, SessionId};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -77,9 +77,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
         // Bodies are limited per route below, with errors in this API's format.
         .layer(DefaultBodyLimit::disable())
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true).compress_when(
-            tower_http::compression::predicate::SizeAbove::new(16 * 1024),
-        ))
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .gzip(true)
+                .compress_when(tower_http::compression::predicate::SizeAbove::new(16 * 1024)),
+        )
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
         .with_state(state)
 }
@@ -94,13 +96,19 @@ async fn health() -> Response {
 
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(length) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    {
         if length > limit as u64 {
             return Err(too_large());
         }
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if e.to_string().contains("length limit") { too_large() } else { ApiError::bad_request(format!("cannot read the request body: {e}")) }
+        if e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
     })
 }
 
@@ -166,7 +174,8 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let mut response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
     if let (Some(authority), Some(csr)) = (&state.authority, csr) {
         // The coordinator has checked the key's form.
-        let key = idlegrid_protocol::auth::parse_public_key(&public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let key =
+            idlegrid_protocol::auth::parse_public_key(&public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let certificate = authority
             .issue_party(&csr, &key, std::time::SystemTime::now())
             .map_err(|e| ApiError::bad_request(format!("cannot issue a certificate: {e}")))?;
@@ -183,7 +192,12 @@ async fn require_certificate(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if state.authority.is_none() || path == "/v1/health" || path == "/v1/register" || path == "/metrics" || path == "/v1/openapi.json" {
+    if state.authority.is_none()
+        || path == "/v1/health"
+        || path == "/v1/register"
+        || path == "/metrics"
+        || path == "/v1/openapi.json"
+    {
         return next.run(request).await;
     }
     let certified = match request.extensions().get::<crate::listener::Peer>() {
@@ -197,20 +211,29 @@ async fn require_certificate(
     };
     let claimed = request.headers().get(wire::HEADER_ID).and_then(|v| v.to_str().ok());
     if claimed.is_some_and(|claimed| claimed != certified.to_string()) {
-        return Failure(ApiError::unauthenticated("the request is signed by another party than the client certificate names"))
-            .into_response();
+        return Failure(ApiError::unauthenticated(
+            "the request is signed by another party than the client certificate names",
+        ))
+        .into_response();
     }
     next.run(request).await
 }
 
-async fn open_session(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+async fn open_session(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
     let body = read_body(&headers, body, 64 * 1024).await?;
     // Who asks comes first: strangers learn nothing, not even what a body should be.
     let info = signed(&headers, &method, &uri, body_hash(&body))?
         .run_as(
             &state,
             Box::new(move |c, tx, fx, party, now| {
-                let request: OpenSessionRequest = if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
+                let request: OpenSessionRequest =
+                    if body.is_empty() { OpenSessionRequest::default() } else { parse_json(&body)? };
                 c.open_session(tx, party, request.resume, now, fx)
             }),
         )
@@ -281,7 +304,10 @@ async fn post_messages(
 
 fn check_batch(n: usize) -> Result<(), ApiError> {
     if n > limits::BATCH_MESSAGES_MAX {
-        return Err(ApiError::too_large(format!("{n} messages in one batch; at most {} allowed", limits::BATCH_MESSAGES_MAX)));
+        return Err(ApiError::too_large(format!(
+            "{n} messages in one batch; at most {} allowed",
+            limits::BATCH_MESSAGES_MAX
+        )));
     }
     Ok(())
 }
@@ -379,11 +405,18 @@ async fn upload_element(
     let name = query.name.unwrap_or_default();
     // The signature covers the element's hash as the body hash: the bytes are checked
     // against it while they stream in.
-    let party = signed(&headers, &method, &uri, hash.to_string())?.run_as(&state, Box::new(|_, _, _, party, _| Ok(party.clone()))).await?;
+    let party = signed(&headers, &method, &uri, hash.to_string())?
+        .run_as(&state, Box::new(|_, _, _, party, _| Ok(party.clone())))
+        .await?;
     let limit = state.coordinator.config().element_bytes_max;
-    if let Some(length) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(length) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+    {
         if length > limit {
-            return Err(ApiError::too_large(format!("the element of {length} bytes exceeds the limit of {limit} bytes")).into());
+            return Err(ApiError::too_large(format!(
+                "the element of {length} bytes exceeds the limit of {limit} bytes"
+            ))
+            .into());
         }
     }
     let size = state.elements.upload(&hash, body.into_data_stream(), limit).await.map_err(|e| match e {
@@ -396,7 +429,13 @@ async fn upload_element(
     Ok(json_response(StatusCode::CREATED, &idlegrid_types::ElementRef { hash, size }))
 }
 
-async fn head_element(State(state): State<Arc<AppState>>, Path(hash): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+async fn head_element(
+    State(state): State<Arc<AppState>>,
+    Path(hash): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
     let hash: ElementHash = parse_id(&hash)?;
     let known = signed(&headers, &method, &uri, body_hash(b""))?
         .run_as(&state, Box::new(move |c, tx, _, party, _| c.element_known(tx, party, &hash)))
@@ -421,11 +460,15 @@ async fn download_element(
     let (size, party) = signed(&headers, &method, &uri, body_hash(b""))?
         .run_as(
             &state,
-            Box::new(move |c, tx, _, party, now| Ok((c.authorize_download(tx, party, &hash, ticket.as_deref(), now)?, party.clone()))),
+            Box::new(move |c, tx, _, party, now| {
+                Ok((c.authorize_download(tx, party, &hash, ticket.as_deref(), now)?, party.clone()))
+            }),
         )
         .await?;
     let stream = state.elements.download(&hash).await.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => ApiError::not_found_element(format!("element {hash} is missing from storage")),
+        object_store::Error::NotFound { .. } => {
+            ApiError::not_found_element(format!("element {hash} is missing from storage"))
+        }
         other => ApiError::internal(other.to_string()),
     })?;
     let body = if party.role == idlegrid_types::Role::Provider && size >= BANDWIDTH_SAMPLE_BYTES_MIN {
@@ -433,7 +476,11 @@ async fn download_element(
     } else {
         Body::from_stream(stream)
     };
-    Ok((StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())], body)
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/octet-stream".to_string()), (header::CONTENT_LENGTH, size.to_string())],
+        body,
+    )
         .into_response())
 }
 
@@ -479,13 +526,23 @@ fn timed_download(
 }
 
 async fn list_jobs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
-    let jobs = signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(|c, tx, _, party, _| c.jobs_of(tx, party))).await?;
+    let jobs = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(|c, tx, _, party, _| c.jobs_of(tx, party)))
+        .await?;
     Ok(json_response(StatusCode::OK, &jobs))
 }
 
-async fn get_job(State(state): State<Arc<AppState>>, Path(job): Path<String>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+async fn get_job(
+    State(state): State<Arc<AppState>>,
+    Path(job): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
     let job: JobId = parse_id(&job)?;
-    let info = signed(&headers, &method, &uri, body_hash(b""))?.run_as(&state, Box::new(move |c, tx, _, party, _| c.job_of(tx, party, job))).await?;
+    let info = signed(&headers, &method, &uri, body_hash(b""))?
+        .run_as(&state, Box::new(move |c, tx, _, party, _| c.job_of(tx, party, job)))
+        .await?;
     Ok(json_response(StatusCode::OK, &info))
 }
 
@@ -519,7 +576,10 @@ async fn get_statement(
         .run_as(&state, Box::new(move |c, tx, _, party, _| c.statement(tx, party, statement_query)))
         .await?;
     match params.format.as_deref() {
-        Some("csv") => Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], idlegrid_ledger::statement_csv(&statement)).into_response()),
+        Some("csv") => {
+            Ok((StatusCode::OK, [(header::CONTENT_TYPE, "text/csv")], idlegrid_ledger::statement_csv(&statement))
+                .into_response())
+        }
         None | Some("json") => Ok(json_response(StatusCode::OK, &statement)),
         Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, not {other}")).into()),
     }
@@ -534,7 +594,13 @@ struct BarterRequest {
 }
 
 /// A provider makes what its engines earned spendable by a client account.
-async fn post_barter(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+async fn post_barter(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
     let body = read_body(&headers, body, 64 * 1024).await?;
     let info = signed(&headers, &method, &uri, body_hash(&body))?
         .run_as(
@@ -551,7 +617,13 @@ async fn post_barter(State(state): State<Arc<AppState>>, method: Method, uri: Ur
     Ok(json_response(StatusCode::OK, &info))
 }
 
-async fn post_revoke(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+async fn post_revoke(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
     let body = read_body(&headers, body, 16 * 1024).await?;
     let revoked_now = signed(&headers, &method, &uri, body_hash(&body))?
         .run_as(
@@ -565,16 +637,27 @@ async fn post_revoke(State(state): State<Arc<AppState>>, method: Method, uri: Ur
     Ok(json_response(StatusCode::OK, &wire::RevokeReply { revoked_now }))
 }
 
-async fn get_revocations(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> AppResult {
+async fn get_revocations(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> AppResult {
     let rows = signed(&headers, &method, &uri, body_hash(b""))?
         .run_as(&state, Box::new(|c, tx, _, party, _| c.revocations(tx, party)))
         .await?;
-    let list: Vec<wire::RevocationInfo> =
-        rows.into_iter().map(|r| wire::RevocationInfo { party: r.party, reason: r.reason, revoked_ms: r.revoked_ms }).collect();
+    let list: Vec<wire::RevocationInfo> = rows
+        .into_iter()
+        .map(|r| wire::RevocationInfo { party: r.party, reason: r.reason, revoked_ms: r.revoked_ms })
+        .collect();
     Ok(json_response(StatusCode::OK, &list))
 }
 
-async fn count_responses(State(state): State<Arc<AppState>>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn count_responses(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let response = next.run(request).await;
     state.metrics.count_response(response.status().as_u16());
     response
@@ -593,14 +676,24 @@ async fn get_status(State(state): State<Arc<AppState>>, method: Method, uri: Uri
 /// figures are counts, no names. Restrict the path at the network edge if that matters.
 async fn get_metrics(State(state): State<Arc<AppState>>) -> Response {
     let status = crate::metrics::status(&state, &instance_name(&state)).await;
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))], crate::metrics::prometheus(&status)).into_response()
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"))],
+        crate::metrics::prometheus(&status),
+    )
+        .into_response()
 }
 
 async fn get_openapi() -> Response {
     json_response(StatusCode::OK, &crate::openapi::document())
 }
 
-async fn post_logs(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> AppResult {
+async fn post_logs(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
     let body = read_body(&headers, body, 1 << 20).await?;
     let stored = signed(&headers, &method, &uri, body_hash(&body))?
         .run_as(

@@ -7,11 +7,11 @@
 
 pub mod access;
 mod elements;
-mod metrics;
-pub mod openapi;
 mod http;
 mod listener;
+mod metrics;
 mod notices;
+pub mod openapi;
 mod validation;
 mod wakers;
 
@@ -87,7 +87,9 @@ impl TlsSettings {
         use anyhow::Context;
         match &self.ca_files {
             Some((cert, key)) => {
-                let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()));
+                let read = |path: &PathBuf| {
+                    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+                };
                 Ok(idlegrid_pki::Authority::from_pem(&read(cert)?, &read(key)?)?)
             }
             None => Ok(idlegrid_pki::Authority::load_or_create(&data_dir.join("tls"), "idlegrid server CA")?),
@@ -140,7 +142,9 @@ impl AppState {
     /// effects.
     pub async fn run<R: Send + 'static>(
         self: &Arc<Self>,
-        work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::ApiError> + Send + 'static,
+        work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::ApiError>
+        + Send
+        + 'static,
     ) -> Result<R, idlegrid_coordinator::ApiError> {
         let state = self.clone();
         let (result, effects) = tokio::task::spawn_blocking(move || {
@@ -247,14 +251,18 @@ impl Server {
         let shutdown = CancellationToken::new();
         let authority = config.tls.as_ref().map(|tls| tls.authority(&config.data_dir)).transpose()?;
         let tls = match (&config.tls, &authority) {
-            (Some(settings), Some(authority)) => Some(Arc::new(authority.server_config(&settings.names(config.listen))?)),
+            (Some(settings), Some(authority)) => {
+                Some(Arc::new(authority.server_config(&settings.names(config.listen))?))
+            }
             _ => None,
         };
         let ca_pem = authority.as_ref().map(|a| a.cert_pem().to_string());
         if let Some(authority) = &authority {
             tracing::info!(fingerprint = %authority.fingerprint(), "certificate authority (parties pin it on first use)");
         } else {
-            tracing::warn!("serving PLAIN HTTP for development: no encryption, identities rest on request signatures only");
+            tracing::warn!(
+                "serving PLAIN HTTP for development: no encryption, identities rest on request signatures only"
+            );
         }
         let state = Arc::new(AppState {
             store,

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use idlegrid_types::PartyId;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use axum::http::Request;
-use hyper::body::Incoming;
 use tower::ServiceExt;
 
 /// Who is at the other end of the connection, as far as TLS can tell.
@@ -137,7 +137,12 @@ pub async fn serve(
 fn with_peer(
     app: Router,
     peer: Peer,
-) -> hyper_util::service::TowerToHyperService<impl tower::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send> + Clone + Send + 'static> {
+) -> hyper_util::service::TowerToHyperService<
+    impl tower::Service<Request<Incoming>, Response = axum::response::Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static,
+> {
     hyper_util::service::TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(peer.clone());
         request

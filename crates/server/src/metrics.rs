@@ -117,9 +117,16 @@ pub fn prometheus(status: &InstanceStatus) -> String {
     let mut text = String::new();
     for (name, value) in &status.values {
         let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
-        text.push_str(&format!("# TYPE idlegrid_{name} {kind}\nidlegrid_{name}{{instance=\"{}\"}} {value}\n", status.instance));
+        text.push_str(&format!(
+            "# TYPE idlegrid_{name} {kind}\nidlegrid_{name}{{instance=\"{}\"}} {value}\n",
+            status.instance
+        ));
     }
-    text.push_str(&format!("# TYPE idlegrid_up gauge\nidlegrid_up{{instance=\"{}\"}} {}\n", status.instance, u8::from(status.errors.is_empty())));
+    text.push_str(&format!(
+        "# TYPE idlegrid_up gauge\nidlegrid_up{{instance=\"{}\"}} {}\n",
+        status.instance,
+        u8::from(status.errors.is_empty())
+    ));
     text
 }
 
@@ -150,7 +157,10 @@ mod tests {
             errors: vec![],
         };
         let text = prometheus(&status);
-        assert!(text.contains("# TYPE idlegrid_requests_total counter\nidlegrid_requests_total{instance=\"a:1\"} 5\n"), "{text}");
+        assert!(
+            text.contains("# TYPE idlegrid_requests_total counter\nidlegrid_requests_total{instance=\"a:1\"} 5\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE idlegrid_tasks_queued gauge"), "{text}");
         assert!(text.contains("idlegrid_up{instance=\"a:1\"} 1"), "{text}");
     }

@@ -51,7 +51,10 @@ async fn deliver_email(smtp: Option<&SmtpConfig>, notice: &Notice) -> Result<(),
         .subject(notice.subject())
         .body(notice.text())
         .map_err(|e| e.to_string())?;
-    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host).port(smtp.port).timeout(Some(Duration::from_secs(10))).build();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+        .port(smtp.port)
+        .timeout(Some(Duration::from_secs(10)))
+        .build();
     transport.send(message).await.map(|_| ()).map_err(|e| format!("SMTP {}:{}: {e}", smtp.host, smtp.port))
 }
 

@@ -2,19 +2,20 @@
 //! access table (every endpoint, so the document cannot miss one) and the wire types' schemas
 //! (derived from their definitions); what each endpoint takes and answers is declared here.
 
-use utoipa::{PartialSchema, ToSchema};
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required, ResponseBuilder, Schema,
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required,
+    ResponseBuilder, Schema,
 };
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::access::{Callers, RULES};
 use idlegrid_protocol::messages::AccountInfo;
 use idlegrid_protocol::wire::{
-    self, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo,
-    RevokeReply, RevokeRequest, SessionInfo,
+    self, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine, OpenSessionRequest, PostReply,
+    RegisterRequest, RegisterResponse, RevocationInfo, RevokeReply, RevokeRequest, SessionInfo,
 };
 
 /// What an endpoint takes and answers.
@@ -55,7 +56,9 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Some(Named("RegisterRequest")),
             Some(Named("RegisterResponse")),
         ),
-        ("POST", "/v1/sessions") => doc("Open (or resume) a message channel", Some(Named("OpenSessionRequest")), Some(Named("SessionInfo"))),
+        ("POST", "/v1/sessions") => {
+            doc("Open (or resume) a message channel", Some(Named("OpenSessionRequest")), Some(Named("SessionInfo")))
+        }
         ("POST", "/v1/sessions/{session}/messages") => {
             doc("Send a batch of sequence-numbered messages", Some(Object), Some(Named("PostReply")))
         }
@@ -63,23 +66,38 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             query: &[("after", true, true), ("ack", false, true), ("wait_ms", false, true), ("max", false, true)],
             ..doc("Receive messages after a sequence number (long poll)", None, Some(Object))
         },
-        ("POST", "/v1/sessions/{session}/reset") => doc("Re-synchronise a session's positions", None, Some(Named("SessionInfo"))),
+        ("POST", "/v1/sessions/{session}/reset") => {
+            doc("Re-synchronise a session's positions", None, Some(Named("SessionInfo")))
+        }
         ("DELETE", "/v1/sessions/{session}") => Doc { status: "204", ..doc("Close a session", None, None) },
-        ("PUT", "/v1/elements/{hash}") => doc("Upload an element (its SHA-256 names it)", Some(Bytes("application/octet-stream")), Some(Object)),
-        ("GET", "/v1/elements/{hash}") => doc("Download an element (engines: with a ticket)", None, Some(Bytes("application/octet-stream"))),
+        ("PUT", "/v1/elements/{hash}") => {
+            doc("Upload an element (its SHA-256 names it)", Some(Bytes("application/octet-stream")), Some(Object))
+        }
+        ("GET", "/v1/elements/{hash}") => {
+            doc("Download an element (engines: with a ticket)", None, Some(Bytes("application/octet-stream")))
+        }
         ("HEAD", "/v1/elements/{hash}") => doc("Whether this party has an element, and its size", None, None),
         ("GET", "/v1/account") => doc("Balance and what may still be spent", None, Some(Named("AccountInfo"))),
         ("GET", "/v1/account/statement") => Doc {
-            query: &[("period", false, false), ("from_ms", false, true), ("to_ms", false, true), ("format", false, false)],
+            query: &[
+                ("period", false, false),
+                ("from_ms", false, true),
+                ("to_ms", false, true),
+                ("format", false, false),
+            ],
             ..doc("Charges (clients) or earnings (providers) by period", None, Some(Object))
         },
         ("POST", "/v1/account/barter") => doc("Spend a provider's earnings as a client", Some(Object), Some(Object)),
         ("GET", "/v1/jobs") => doc("The caller's jobs", None, Some(Object)),
         ("GET", "/v1/jobs/{job}") => doc("One of the caller's jobs", None, Some(Object)),
-        ("POST", "/v1/ops/revoke") => doc("Revoke a party (operators)", Some(Named("RevokeRequest")), Some(Named("RevokeReply"))),
+        ("POST", "/v1/ops/revoke") => {
+            doc("Revoke a party (operators)", Some(Named("RevokeRequest")), Some(Named("RevokeReply")))
+        }
         ("GET", "/v1/ops/revocations") => doc("Revoked parties (operators)", None, Some(ListOf("RevocationInfo"))),
         ("GET", "/v1/ops/status") => doc("This instance's health (operators)", None, Some(Named("InstanceStatus"))),
-        ("POST", "/v1/logs") => doc("Send error and warning lines (engines, clients)", Some(Named("LogBatch")), Some(Object)),
+        ("POST", "/v1/logs") => {
+            doc("Send error and warning lines (engines, clients)", Some(Named("LogBatch")), Some(Object))
+        }
         ("GET", "/v1/ops/logs") => Doc {
             query: &[
                 ("component", false, false),
@@ -101,12 +119,19 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
 fn schema(body: Body) -> (String, RefOr<Schema>) {
     match body {
         Body::Named(name) => ("application/json".into(), RefOr::Ref(Ref::from_schema_name(name))),
-        Body::Object => ("application/json".into(), RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Object).build()))),
+        Body::Object => (
+            "application/json".into(),
+            RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::Object).build())),
+        ),
         Body::ListOf(name) => (
             "application/json".into(),
-            RefOr::T(Schema::Array(utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(name)).build())),
+            RefOr::T(Schema::Array(
+                utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(name)).build(),
+            )),
         ),
-        Body::Bytes(content_type) => (content_type.into(), RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()))),
+        Body::Bytes(content_type) => {
+            (content_type.into(), RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::String).build())))
+        }
     }
 }
 
@@ -141,13 +166,21 @@ pub fn document() -> OpenApi {
         for segment in rule.path.split('/').filter(|s| s.starts_with('{')) {
             let name = segment.trim_matches(|c| c == '{' || c == '}');
             operation = operation.parameter(
-                ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(string_or_integer(false))),
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(string_or_integer(false))),
             );
         }
         for (name, required, integer) in doc.query {
             let required = if *required { Required::True } else { Required::False };
             operation = operation.parameter(
-                ParameterBuilder::new().name(*name).parameter_in(ParameterIn::Query).required(required).schema(Some(string_or_integer(*integer))),
+                ParameterBuilder::new()
+                    .name(*name)
+                    .parameter_in(ParameterIn::Query)
+                    .required(required)
+                    .schema(Some(string_or_integer(*integer))),
             );
         }
         if let Callers::Roles(roles) = rule.callers {
@@ -162,12 +195,18 @@ pub fn document() -> OpenApi {
                 );
             }
             let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            operation = operation.description(Some(format!("Callers: {} (signed, and over TLS with the party's certificate).", names.join(", "))));
+            operation = operation.description(Some(format!(
+                "Callers: {} (signed, and over TLS with the party's certificate).",
+                names.join(", ")
+            )));
         }
         if let Some(body) = doc.request {
             let (content_type, schema) = schema(body);
             operation = operation.request_body(Some(
-                RequestBodyBuilder::new().content(content_type, ContentBuilder::new().schema(Some(schema)).build()).required(Some(Required::True)).build(),
+                RequestBodyBuilder::new()
+                    .content(content_type, ContentBuilder::new().schema(Some(schema)).build())
+                    .required(Some(Required::True))
+                    .build(),
             ));
         }
         let mut success = ResponseBuilder::new().description("success");
@@ -175,9 +214,10 @@ pub fn document() -> OpenApi {
             let (content_type, schema) = schema(body);
             success = success.content(content_type, ContentBuilder::new().schema(Some(schema)).build());
         }
-        let error = ResponseBuilder::new()
-            .description("refused: the body names what is wrong")
-            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build());
+        let error = ResponseBuilder::new().description("refused: the body names what is wrong").content(
+            "application/json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+        );
         let operation = operation.response(doc.status, success).response("4XX", error).build();
         paths.add_path_operation(rule.path, vec![http_method(rule.method)], operation);
     }
@@ -233,6 +273,9 @@ mod tests {
             let name = &reference[..reference.find('"').unwrap()];
             assert!(schemas.contains_key(name), "dangling reference to {name}");
         }
-        assert_eq!(json["paths"]["/v1/register"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/RegisterRequest");
+        assert_eq!(
+            json["paths"]["/v1/register"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/RegisterRequest"
+        );
     }
 }

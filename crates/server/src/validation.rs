@@ -17,7 +17,9 @@ use futures::TryStreamExt;
 use idlegrid_assurance::Comparison;
 use idlegrid_coordinator::assurance::PendingComparison;
 use idlegrid_protocol::Payload;
-use idlegrid_sandbox::{NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome};
+use idlegrid_sandbox::{
+    NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
+};
 use idlegrid_types::ElementHash;
 
 use crate::AppState;
@@ -37,11 +39,20 @@ impl Validators {
     }
 
     fn sandbox(&self) -> Result<&Sandbox, String> {
-        self.sandbox.get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string())).as_ref().map_err(Clone::clone)
+        self.sandbox
+            .get_or_init(|| Sandbox::new(SandboxConfig::default()).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// Run `validator` on two results; a verdict, whatever goes wrong.
-    pub(crate) fn compare(&self, validator: &[u8], first: Vec<u8>, second: Vec<u8>, memory_bytes_max: u64) -> Comparison {
+    pub(crate) fn compare(
+        &self,
+        validator: &[u8],
+        first: Vec<u8>,
+        second: Vec<u8>,
+        memory_bytes_max: u64,
+    ) -> Comparison {
         let sandbox = match self.sandbox() {
             Ok(sandbox) => sandbox,
             Err(error) => {
@@ -62,9 +73,18 @@ impl Validators {
             result_bytes_max: 1024,
             ..TaskLimits::default()
         };
-        let elements: BTreeMap<String, TaskElement> =
-            [("first".to_string(), TaskElement::Memory(first.into())), ("second".to_string(), TaskElement::Memory(second.into()))].into();
-        let run = sandbox.run(&compiled, TaskInput { params: Vec::new(), elements, checkpoint: None }, &limits, &TaskControl::new(), Box::new(NoEvents));
+        let elements: BTreeMap<String, TaskElement> = [
+            ("first".to_string(), TaskElement::Memory(first.into())),
+            ("second".to_string(), TaskElement::Memory(second.into())),
+        ]
+        .into();
+        let run = sandbox.run(
+            &compiled,
+            TaskInput { params: Vec::new(), elements, checkpoint: None },
+            &limits,
+            &TaskControl::new(),
+            Box::new(NoEvents),
+        );
         verdict(&run.outcome)
     }
 }

@@ -86,7 +86,8 @@ mod tests {
     #[test]
     fn slots_are_bounded_per_party_and_given_back_on_drop() {
         let slots = PollSlots::new(2);
-        let (a, b) = (idlegrid_types::PartyId::from_public_key(&[1; 32]), idlegrid_types::PartyId::from_public_key(&[2; 32]));
+        let (a, b) =
+            (idlegrid_types::PartyId::from_public_key(&[1; 32]), idlegrid_types::PartyId::from_public_key(&[2; 32]));
         let first = slots.take(&a).unwrap();
         let _second = slots.take(&a).unwrap();
         assert!(slots.take(&a).is_none(), "a third poll of the same party is refused");

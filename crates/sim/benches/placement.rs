@@ -41,7 +41,13 @@ fn build(providers: u64, rng: &mut Xoshiro256StarStar) -> Scheduler {
     let job = JobSpec {
         reliability: Some(0.99),
         shape: Some(TaskShape { work_gflop: 2.0 * 1200.0, data_in_mb: 5.0, data_out_mb: 1.0 }),
-        ..JobSpec::new(NodeRequirements { cpu_gflops: 2.0, bandwidth_mb_per_s: 1.0, memory_mb: 0, disk_mb: 0, connectivity: Connectivity::Intermittent })
+        ..JobSpec::new(NodeRequirements {
+            cpu_gflops: 2.0,
+            bandwidth_mb_per_s: 1.0,
+            memory_mb: 0,
+            disk_mb: 0,
+            connectivity: Connectivity::Intermittent,
+        })
     };
     s.add_job(JobKey(1), job).expect("valid job");
     for t in 0..DECISIONS {
@@ -52,7 +58,9 @@ fn build(providers: u64, rng: &mut Xoshiro256StarStar) -> Scheduler {
 
 fn main() {
     // `cargo bench` passes --bench; any other argument is a filter we do not need.
-    println!("| providers | free candidates | decisions | µs per decision (plan + apply) | members per node | µs per rating update | µs per contact change |");
+    println!(
+        "| providers | free candidates | decisions | µs per decision (plan + apply) | members per node | µs per rating update | µs per contact change |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for providers in [10_000u64, 100_000, 1_000_000] {
         let mut rng = Xoshiro256StarStar::from_seed(providers);

@@ -21,7 +21,10 @@ fn main() {
             "--load" => config.load = value().parse().expect("--load X"),
             "--warmup-days" => config.warmup_days = value().parse().expect("--warmup-days N"),
             "--horizon-days" => config.horizon_days = value().parse().expect("--horizon-days N"),
-            "--reliabilities" => config.reliabilities = value().split(',').map(|r| r.parse().expect("--reliabilities 0.9,0.99")).collect(),
+            "--reliabilities" => {
+                config.reliabilities =
+                    value().split(',').map(|r| r.parse().expect("--reliabilities 0.9,0.99")).collect()
+            }
             "--model" => {
                 config.model = match value().as_str() {
                     "full" => ReliabilityModel::Full,
@@ -34,7 +37,10 @@ fn main() {
     let started = Instant::now();
     let mut last_hours = -1.0f64;
     let report = run_with_progress(config, &mut |p| {
-        if p.phase == SimPhase::Done || p.simulated_hours - last_hours >= std::env::var("EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(24.0) {
+        if p.phase == SimPhase::Done
+            || p.simulated_hours - last_hours
+                >= std::env::var("EVERY").ok().and_then(|v| v.parse().ok()).unwrap_or(24.0)
+        {
             last_hours = p.simulated_hours;
             eprintln!(
                 "[{:>7.1} s] {:?} day {:.1}: {} of {} tasks finished",

@@ -226,7 +226,14 @@ impl fmt::Display for SimReport {
         writeln!(
             f,
             "Simulation, seed {}, {:?} reliability model: {} providers (+{} joined, {} departed), {} tasks ({} finished) in {:.1} simulated hours",
-            self.seed, self.model, self.providers_initial, self.providers_joined, self.providers_departed, self.tasks, self.tasks_finished, self.simulated_hours
+            self.seed,
+            self.model,
+            self.providers_initial,
+            self.providers_joined,
+            self.providers_departed,
+            self.tasks,
+            self.tasks_finished,
+            self.simulated_hours
         )?;
         writeln!(f)?;
         writeln!(

@@ -6,7 +6,15 @@ fn small(seed: u64, model: ReliabilityModel) -> SimConfig {
 }
 
 fn tiny(seed: u64) -> SimConfig {
-    SimConfig { seed, providers: 300, tasks: 600, warmup_days: 1, horizon_days: 3, job_classes: JobClass::tiling(4, 1.0, 0.75), ..SimConfig::default() }
+    SimConfig {
+        seed,
+        providers: 300,
+        tasks: 600,
+        warmup_days: 1,
+        horizon_days: 3,
+        job_classes: JobClass::tiling(4, 1.0, 0.75),
+        ..SimConfig::default()
+    }
 }
 
 #[test]

@@ -4,9 +4,13 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use idlegrid_scheduler::availability::{AvailabilityHistory, MinuteState};
-use idlegrid_scheduler::placement::{ElementRef, JobSpec, NodeRequirements, ProviderUpdate, ReliabilityModel, Scheduler, TaskSpec};
+use idlegrid_scheduler::placement::{
+    ElementRef, JobSpec, NodeRequirements, ProviderUpdate, ReliabilityModel, Scheduler, TaskSpec,
+};
 use idlegrid_scheduler::random::Xoshiro256StarStar;
-use idlegrid_scheduler::timing::{BandFit, NodeSpeed, TaskShape, expected_seconds, requested_seconds, weighted_availability};
+use idlegrid_scheduler::timing::{
+    BandFit, NodeSpeed, TaskShape, expected_seconds, requested_seconds, weighted_availability,
+};
 use idlegrid_scheduler::vnode::{duplication_for, reliability_mass};
 use idlegrid_scheduler::{Connectivity, ElementKey, JobKey, ProviderId, ProviderProfile, TaskKey};
 
@@ -30,16 +34,37 @@ const URGENT_PRIORITY: i32 = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     /// A process of a provider: `toggle` false means "rates change, draw again".
-    Power { provider: u32, epoch: u32, toggle: bool },
-    Owner { provider: u32, epoch: u32, toggle: bool },
-    Link { provider: u32, epoch: u32, toggle: bool },
+    Power {
+        provider: u32,
+        epoch: u32,
+        toggle: bool,
+    },
+    Owner {
+        provider: u32,
+        epoch: u32,
+        toggle: bool,
+    },
+    Link {
+        provider: u32,
+        epoch: u32,
+        toggle: bool,
+    },
     /// A copy may have finished its current phase.
-    Phase { copy: u32, epoch: u32 },
-    Depart { provider: u32 },
-    Forget { provider: u32 },
+    Phase {
+        copy: u32,
+        epoch: u32,
+    },
+    Depart {
+        provider: u32,
+    },
+    Forget {
+        provider: u32,
+    },
     Join,
     /// A plan: `tick` for the regular ones (which also sample the power), else after a result.
-    Plan { tick: bool },
+    Plan {
+        tick: bool,
+    },
     StartJobs,
     Urgent,
     Progress,
@@ -321,7 +346,9 @@ impl World {
     fn block(&self, index: u32) -> (crate::population::Block, u64) {
         let p = &self.providers[index as usize];
         let archetype = &self.archetypes[p.machine.archetype as usize];
-        let local_ms = (self.now_ms as i64 + p.machine.utc_offset_minutes as i64 * MINUTE_MS as i64 + (EPOCH_MINUTE_OF_WEEK * MINUTE_MS) as i64)
+        let local_ms = (self.now_ms as i64
+            + p.machine.utc_offset_minutes as i64 * MINUTE_MS as i64
+            + (EPOCH_MINUTE_OF_WEEK * MINUTE_MS) as i64)
             .rem_euclid(WEEK_MS as i64) as u64;
         let (block, end_minute) = archetype.block_at((local_ms / MINUTE_MS) as u32);
         (*block, (end_minute as u64 * MINUTE_MS).saturating_sub(local_ms).max(1))
@@ -329,8 +356,16 @@ impl World {
 
     /// Schedule a memoryless transition of mean `mean_minutes`, or a redraw at the block's end.
     fn draw(&mut self, mean_minutes: f64, to_block_end_ms: u64) -> (u64, bool) {
-        let duration = if mean_minutes.is_finite() { self.rng.exponential(mean_minutes * MINUTE_MS as f64) } else { f64::INFINITY };
-        if duration < to_block_end_ms as f64 { (self.now_ms + (duration as u64).max(1), true) } else { (self.now_ms + to_block_end_ms, false) }
+        let duration = if mean_minutes.is_finite() {
+            self.rng.exponential(mean_minutes * MINUTE_MS as f64)
+        } else {
+            f64::INFINITY
+        };
+        if duration < to_block_end_ms as f64 {
+            (self.now_ms + (duration as u64).max(1), true)
+        } else {
+            (self.now_ms + to_block_end_ms, false)
+        }
     }
 
     fn schedule_power(&mut self, index: u32) {
@@ -339,7 +374,11 @@ impl World {
         }
         let (block, to_end) = self.block(index);
         let p_online = block.p_online.clamp(0.001, 0.995);
-        let mean = if self.providers[index as usize].online { block.session_minutes } else { block.session_minutes * (1.0 - p_online) / p_online };
+        let mean = if self.providers[index as usize].online {
+            block.session_minutes
+        } else {
+            block.session_minutes * (1.0 - p_online) / p_online
+        };
         let (time, toggle) = self.draw(mean, to_end);
         let p = &mut self.providers[index as usize];
         p.power_epoch = p.power_epoch.wrapping_add(1);
@@ -466,7 +505,9 @@ impl World {
         let from = p.recorded_ms / MINUTE_MS;
         let to = now / MINUTE_MS;
         if to > from {
-            p.history.record(from, to, MinuteState { cpu: state.cpu, bandwidth: state.bandwidth }).expect("spans of the simulation are valid");
+            p.history
+                .record(from, to, MinuteState { cpu: state.cpu, bandwidth: state.bandwidth })
+                .expect("spans of the simulation are valid");
         }
         p.recorded_ms = now;
     }
@@ -532,7 +573,8 @@ impl World {
             p.contact_since_ms = Some(self.now_ms);
             self.contact_slots_now += p.machine.slots as u64;
         }
-        let update = ProviderUpdate { profile: p.profile.clone(), ratings: p.history.ratings(), slots: p.machine.slots };
+        let update =
+            ProviderUpdate { profile: p.profile.clone(), ratings: p.history.ratings(), slots: p.machine.slots };
         let id = SimProvider::id(index);
         self.scheduler.upsert_provider(id, update).expect("valid profile");
         if self.config.model == ReliabilityModel::Full {
@@ -579,7 +621,11 @@ impl World {
         let job = &self.jobs[self.tasks[task as usize].job as usize];
         let p = &self.providers[provider as usize];
         let class = &self.config.job_classes[job.class];
-        let executable = if p.cached_jobs & (1 << (self.tasks[task as usize].job as u64 % 64)) != 0 { 0.0 } else { class.executable_mb };
+        let executable = if p.cached_jobs & (1 << (self.tasks[task as usize].job as u64 % 64)) != 0 {
+            0.0
+        } else {
+            class.executable_mb
+        };
         let copy = Copy {
             task,
             provider,
@@ -626,7 +672,10 @@ impl World {
                 if p.cached_jobs & bit == 0 {
                     p.cached_jobs |= bit;
                     let cached = p.cached_jobs;
-                    let held: Vec<ElementKey> = (0..self.jobs.len()).filter(|j| cached & (1 << (*j as u64 % 64)) != 0).map(|j| self.jobs[j].executable).collect();
+                    let held: Vec<ElementKey> = (0..self.jobs.len())
+                        .filter(|j| cached & (1 << (*j as u64 % 64)) != 0)
+                        .map(|j| self.jobs[j].executable)
+                        .collect();
                     if p.registered {
                         self.scheduler.set_cache_contents(SimProvider::id(provider), &held).expect("registered");
                     }
@@ -660,7 +709,8 @@ impl World {
         if ((self.now_ms - t.first_launch_ms) as f64) <= job.requested_ms {
             row.within += 1;
         }
-        let others = self.scheduler.task_finished(TaskKey(task as u64), SimProvider::id(provider)).expect("running task");
+        let others =
+            self.scheduler.task_finished(TaskKey(task as u64), SimProvider::id(provider)).expect("running task");
         self.end_copy(index, true);
         for other in others {
             self.end_copy_of(task, other.0 as u32, false);
@@ -694,7 +744,8 @@ impl World {
     }
 
     fn end_copy_of(&mut self, task: u32, provider: u32, won: bool) {
-        let found = self.providers[provider as usize].copies.iter().copied().find(|c| self.copies[*c as usize].task == task);
+        let found =
+            self.providers[provider as usize].copies.iter().copied().find(|c| self.copies[*c as usize].task == task);
         if let Some(index) = found {
             self.end_copy(index, won);
         }
@@ -760,7 +811,11 @@ impl World {
     /// to the members each needs.
     fn node_limits(&self, class: &crate::JobClass, reliabilities: &[f64]) -> Vec<u32> {
         let config = self.scheduler.config();
-        let shape = TaskShape { work_gflop: class.work_gflop, data_in_mb: class.data_in_mb + class.executable_mb, data_out_mb: class.data_out_mb };
+        let shape = TaskShape {
+            work_gflop: class.work_gflop,
+            data_in_mb: class.data_in_mb + class.executable_mb,
+            data_out_mb: class.data_out_mb,
+        };
         let node = NodeSpeed { cpu_gflops: class.node_cpu_gflops, bandwidth_mb_per_s: class.node_bandwidth_mb_per_s };
         let requested = requested_seconds(&shape, &node);
         let bandwidth_min = config.band.effective_bandwidth_min(&shape, &node);
@@ -773,14 +828,20 @@ impl World {
             let (c, b) = (p.profile.cpu_gflops, p.profile.bandwidth_mb_per_s);
             let expected = expected_seconds(&shape, c, b, r.cpu, r.bandwidth);
             let pi = weighted_availability(r.cpu, r.bandwidth, c, b, &config.mean_task);
-            if config.band.fit(expected, expected, requested) == BandFit::Within && b * r.bandwidth >= bandwidth_min && pi >= config.pi_min {
+            if config.band.fit(expected, expected, requested) == BandFit::Within
+                && b * r.bandwidth >= bandwidth_min
+                && pi >= config.pi_min
+            {
                 capacity += p.machine.slots as f64 * r.bandwidth;
                 pi_sum += pi;
                 candidates += 1;
             }
         }
         let mean_pi = if candidates > 0 { pi_sum / candidates as f64 } else { 0.5 };
-        let needs: Vec<f64> = reliabilities.iter().map(|r| duplication_for(r.max(config.reliability_default), mean_pi).clamp(1.0, config.members_max as f64)).collect();
+        let needs: Vec<f64> = reliabilities
+            .iter()
+            .map(|r| duplication_for(r.max(config.reliability_default), mean_pi).clamp(1.0, config.members_max as f64))
+            .collect();
         let total: f64 = needs.iter().sum();
         needs.iter().map(|_| ((self.config.load * capacity / total).floor() as u32).max(1)).collect()
     }
@@ -790,7 +851,11 @@ impl World {
         let number = self.jobs.len();
         let key = JobKey(number as u64);
         let executable = ElementKey(0xE000_0000_0000_0000 | number as u64);
-        let shape = TaskShape { work_gflop: class.work_gflop, data_in_mb: class.data_in_mb + class.executable_mb, data_out_mb: class.data_out_mb };
+        let shape = TaskShape {
+            work_gflop: class.work_gflop,
+            data_in_mb: class.data_in_mb + class.executable_mb,
+            data_out_mb: class.data_out_mb,
+        };
         let node = NodeSpeed { cpu_gflops: class.node_cpu_gflops, bandwidth_mb_per_s: class.node_bandwidth_mb_per_s };
         let spec = JobSpec {
             priority,
@@ -826,8 +891,16 @@ impl World {
         for _ in 0..tasks {
             let index = self.tasks.len() as u64;
             let data = ElementRef { key: ElementKey(index), size_mb: class.data_in_mb };
-            self.scheduler.add_task(key, TaskKey(index), TaskSpec { priority: None, elements: vec![data] }).expect("valid task");
-            self.tasks.push(SimTask { job: number as u16, first_launch_ms: u64::MAX, finished_ms: u64::MAX, copies: 0, relaunched: false });
+            self.scheduler
+                .add_task(key, TaskKey(index), TaskSpec { priority: None, elements: vec![data] })
+                .expect("valid task");
+            self.tasks.push(SimTask {
+                job: number as u16,
+                first_launch_ms: u64::MAX,
+                finished_ms: u64::MAX,
+                copies: 0,
+                relaunched: false,
+            });
         }
     }
 
@@ -914,7 +987,10 @@ impl World {
         let mut urgent_power = (0.0, 0.0);
         for job in &self.jobs {
             if job.power_ticks > 0 {
-                let averages = (job.power_requested_sum / job.power_ticks as f64, job.power_delivered_sum / job.power_ticks as f64);
+                let averages = (
+                    job.power_requested_sum / job.power_ticks as f64,
+                    job.power_delivered_sum / job.power_ticks as f64,
+                );
                 let target = if job.urgent { &mut urgent_power } else { &mut power[job.row] };
                 target.0 += averages.0;
                 target.1 += averages.1;
@@ -937,7 +1013,11 @@ impl World {
                     finished_within_requested: s.within,
                     share_within_requested: if s.finished > 0 { s.within as f64 / s.finished as f64 } else { 0.0 },
                     copies_per_task: if s.finished > 0 { s.copies_of_finished as f64 / s.finished as f64 } else { 0.0 },
-                    members_per_node: if s.first_nodes > 0 { s.first_members as f64 / s.first_nodes as f64 } else { 0.0 },
+                    members_per_node: if s.first_nodes > 0 {
+                        s.first_members as f64 / s.first_nodes as f64
+                    } else {
+                        0.0
+                    },
                     mean_pi,
                     duplication_formula: duplication_for(effective, mean_pi),
                     product_pi,
@@ -958,8 +1038,16 @@ impl World {
             tasks_finished: self.tasks_finished,
             rows,
             simulated_hours: self.now_ms.saturating_sub(self.run_start_ms) as f64 / HOUR_MS as f64,
-            provider_utilisation: if self.contact_slot_ms > 0.0 { self.busy_slot_ms / self.contact_slot_ms } else { 0.0 },
-            provider_utilisation_saturated: if self.saturated_ticks > 0 { self.saturated_utilisation_sum / self.saturated_ticks as f64 } else { 0.0 },
+            provider_utilisation: if self.contact_slot_ms > 0.0 {
+                self.busy_slot_ms / self.contact_slot_ms
+            } else {
+                0.0
+            },
+            provider_utilisation_saturated: if self.saturated_ticks > 0 {
+                self.saturated_utilisation_sum / self.saturated_ticks as f64
+            } else {
+                0.0
+            },
             useful_share: if self.busy_slot_ms > 0.0 { self.useful_slot_ms / self.busy_slot_ms } else { 0.0 },
             urgent_power_requested_gflops: urgent_power.0,
             urgent_power_delivered_gflops: urgent_power.1,

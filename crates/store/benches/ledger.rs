@@ -47,9 +47,7 @@ fn ledger_failed(error: LedgerError) -> StoreError {
 }
 
 fn transfer(store: &impl Store, request: TransferRequest, now_ms: u64) -> TransferOutcome {
-    store
-        .write(|tx| Ledger::new(tx.ledger()).execute(request, now_ms).map_err(ledger_failed))
-        .expect("bench transfer")
+    store.write(|tx| Ledger::new(tx.ledger()).execute(request, now_ms).map_err(ledger_failed)).expect("bench transfer")
 }
 
 /// (operation, transfers, seconds) per row, and the number of accounts of the balanced ledger.
@@ -118,7 +116,8 @@ fn main() {
     let sqlite = SqliteStore::open(&dir.path().join("ledger.db")).expect("open SQLite");
     let (sqlite_rows, accounts) = run(&sqlite);
 
-    let url = std::env::var("IDLEGRID_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let url = std::env::var("IDLEGRID_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let schema = format!("igbench_{}", uuid::Uuid::new_v4().simple());
     let postgres = match PostgresStore::connect_in_schema(&url, &schema) {
         Ok(store) => {
@@ -139,8 +138,14 @@ fn main() {
     println!();
     println!("idlegrid ledger: {accounts} accounts, balanced after every run");
     println!("  SQLite: file, WAL, synchronous=NORMAL, one connection");
-    println!("  PostgreSQL: {}, fresh schema, pooled connections, advisory write lock per transaction", without_password(&url));
-    println!("{:<30} {:>9} | {:>8} {:>10} | {:>8} {:>10}", "operation", "transfers", "SQLite s", "per second", "PG s", "per second");
+    println!(
+        "  PostgreSQL: {}, fresh schema, pooled connections, advisory write lock per transaction",
+        without_password(&url)
+    );
+    println!(
+        "{:<30} {:>9} | {:>8} {:>10} | {:>8} {:>10}",
+        "operation", "transfers", "SQLite s", "per second", "PG s", "per second"
+    );
     for (i, (operation, count, seconds)) in sqlite_rows.into_iter().enumerate() {
         let pg = match &postgres {
             Ok(rows) => {

@@ -31,9 +31,7 @@ impl DatabaseLocation {
     pub fn parse(database: &str, default_sqlite_path: &Path) -> StoreResult<DatabaseLocation> {
         let database = database.trim();
         if database.is_empty() {
-            return Ok(DatabaseLocation::SqliteFile(
-                default_sqlite_path.to_path_buf(),
-            ));
+            return Ok(DatabaseLocation::SqliteFile(default_sqlite_path.to_path_buf()));
         }
         if database.starts_with("postgres://") || database.starts_with("postgresql://") {
             return Ok(DatabaseLocation::Postgres(database.to_string()));
@@ -45,9 +43,7 @@ impl DatabaseLocation {
             // sqlite:///abs/path and sqlite://rel/path, as URLs write them.
             let path = rest.strip_prefix("//").unwrap_or(rest);
             if path.is_empty() {
-                return Err(StoreError::Database(format!(
-                    "--database sqlite: names no file; expected {ACCEPTED}"
-                )));
+                return Err(StoreError::Database(format!("--database sqlite: names no file; expected {ACCEPTED}")));
             }
             return Ok(DatabaseLocation::SqliteFile(PathBuf::from(path)));
         }
@@ -55,9 +51,7 @@ impl DatabaseLocation {
         if let Some((scheme, _)) = database.split_once(':') {
             let looks_like_scheme = scheme.len() >= 2
                 && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-                && scheme
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             if looks_like_scheme {
                 return Err(StoreError::Database(format!(
                     "--database {scheme}:... is not a database this server can use; expected {ACCEPTED}"
@@ -81,7 +75,11 @@ impl AnyStore {
 
     /// Wake-ups announced by other instances (PostgreSQL only: an SQLite database has one
     /// server process, whose own wakers suffice).
-    pub fn listen_wakes(&self, on_wake: impl Fn(idlegrid_types::SessionId) + Send + 'static, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    pub fn listen_wakes(
+        &self,
+        on_wake: impl Fn(idlegrid_types::SessionId) + Send + 'static,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
         if let AnyStore::Postgres(store) = self {
             store.listen_wakes(on_wake, stop);
         }
@@ -97,20 +95,14 @@ impl AnyStore {
 }
 
 impl Store for AnyStore {
-    fn write<R, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         match self {
             AnyStore::Sqlite(store) => store.write(f),
             AnyStore::Postgres(store) => store.write(f),
         }
     }
 
-    fn read<R, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         match self {
             AnyStore::Sqlite(store) => store.read(f),
             AnyStore::Postgres(store) => store.read(f),
@@ -138,46 +130,19 @@ mod tests {
     fn database_values_name_their_store() {
         let default = Path::new("/data/state.db");
         let parse = |text: &str| DatabaseLocation::parse(text, default);
-        assert_eq!(
-            parse("").unwrap(),
-            DatabaseLocation::SqliteFile(default.into())
-        );
-        assert_eq!(
-            parse("state.db").unwrap(),
-            DatabaseLocation::SqliteFile("state.db".into())
-        );
-        assert_eq!(
-            parse("/var/lib/x.db").unwrap(),
-            DatabaseLocation::SqliteFile("/var/lib/x.db".into())
-        );
-        assert_eq!(
-            parse("sqlite:x.db").unwrap(),
-            DatabaseLocation::SqliteFile("x.db".into())
-        );
-        assert_eq!(
-            parse("sqlite:///abs/x.db").unwrap(),
-            DatabaseLocation::SqliteFile("/abs/x.db".into())
-        );
-        assert_eq!(
-            parse("sqlite::memory:").unwrap(),
-            DatabaseLocation::SqliteMemory
-        );
-        assert_eq!(
-            parse("C:\\data\\x.db").unwrap(),
-            DatabaseLocation::SqliteFile("C:\\data\\x.db".into())
-        );
+        assert_eq!(parse("").unwrap(), DatabaseLocation::SqliteFile(default.into()));
+        assert_eq!(parse("state.db").unwrap(), DatabaseLocation::SqliteFile("state.db".into()));
+        assert_eq!(parse("/var/lib/x.db").unwrap(), DatabaseLocation::SqliteFile("/var/lib/x.db".into()));
+        assert_eq!(parse("sqlite:x.db").unwrap(), DatabaseLocation::SqliteFile("x.db".into()));
+        assert_eq!(parse("sqlite:///abs/x.db").unwrap(), DatabaseLocation::SqliteFile("/abs/x.db".into()));
+        assert_eq!(parse("sqlite::memory:").unwrap(), DatabaseLocation::SqliteMemory);
+        assert_eq!(parse("C:\\data\\x.db").unwrap(), DatabaseLocation::SqliteFile("C:\\data\\x.db".into()));
         let url = "postgres://postgres@127.0.0.1:5432/test";
         assert_eq!(parse(url).unwrap(), DatabaseLocation::Postgres(url.into()));
-        assert_eq!(
-            parse("postgresql://h/db").unwrap(),
-            DatabaseLocation::Postgres("postgresql://h/db".into())
-        );
+        assert_eq!(parse("postgresql://h/db").unwrap(), DatabaseLocation::Postgres("postgresql://h/db".into()));
         for bad in ["mysql://h/db", "postgres:h/db", "sqlite:", "redis:x"] {
             let error = parse(bad).unwrap_err().to_string();
-            assert!(
-                error.contains("postgres://") && error.contains("sqlite:"),
-                "{bad}: {error}"
-            );
+            assert!(error.contains("postgres://") && error.contains("sqlite:"), "{bad}: {error}");
         }
     }
 

@@ -4,15 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use idlegrid_protocol::messages::{NodeState, Replay};
-use idlegrid_protocol::Payload;
 use idlegrid_ledger::{
-    AccountId, Action, IdempotencyKey, Ledger, LedgerError, LedgerTotals, Memo, Micros, OverLimit, Purpose, Reservation,
-    ReservationKind, Transfer, TransferId, TransferRequest, WorkRecord,
+    AccountId, Action, IdempotencyKey, Ledger, LedgerError, LedgerTotals, Memo, Micros, OverLimit, Purpose,
+    Reservation, ReservationKind, Transfer, TransferId, TransferRequest, WorkRecord,
 };
+use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_types::{
-    AssignmentId, ElementHash, ElementKind, FailureKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role, SessionId, TaskFailureInfo,
-    TaskState,
+    AssignmentId, ElementHash, ElementKind, FailureKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role,
+    SessionId, TaskFailureInfo, TaskState,
 };
 
 use crate::*;
@@ -116,7 +116,11 @@ pub fn logs_are_filtered_newest_first_and_expire(store: &impl Store) {
             let all = tx.logs(&LogFilter { limit: 10, ..LogFilter::default() })?;
             assert_eq!(all.iter().map(|l| l.time_ms).collect::<Vec<_>>(), vec![4, 3, 2, 1], "newest first");
             assert!(all[0].id > all[3].id);
-            assert_eq!(all[1], LogRow { id: all[1].id, ..line(3, &client, "client", "error", Some(job)) }, "every field kept");
+            assert_eq!(
+                all[1],
+                LogRow { id: all[1].id, ..line(3, &client, "client", "error", Some(job)) },
+                "every field kept"
+            );
             let of = |tx: &mut dyn Tx, filter: LogFilter| -> R<Vec<u64>> {
                 Ok(tx.logs(&LogFilter { limit: 10, ..filter })?.into_iter().map(|l| l.time_ms).collect())
             };
@@ -124,7 +128,10 @@ pub fn logs_are_filtered_newest_first_and_expire(store: &impl Store) {
             assert_eq!(of(tx, LogFilter { party: Some(client.id.clone()), ..Default::default() })?, vec![3]);
             assert_eq!(of(tx, LogFilter { job: Some(job), ..Default::default() })?, vec![3, 1]);
             assert_eq!(of(tx, LogFilter { level: Some("warn".into()), ..Default::default() })?, vec![4, 1]);
-            assert_eq!(of(tx, LogFilter { since_ms: Some(102), until_ms: Some(104), ..Default::default() })?, vec![3, 2]);
+            assert_eq!(
+                of(tx, LogFilter { since_ms: Some(102), until_ms: Some(104), ..Default::default() })?,
+                vec![3, 2]
+            );
             assert_eq!(tx.logs(&LogFilter { limit: 1, ..Default::default() })?.len(), 1);
             assert_eq!(tx.delete_logs_before(103)?, 2);
             assert_eq!(of(tx, LogFilter::default())?, vec![4, 3]);
@@ -186,7 +193,10 @@ pub fn outbox_sequences_and_acks(store: &impl Store) {
     store
         .write(|tx| -> R<()> {
             tx.insert_party(&p)?;
-            tx.insert_session(&p.id, &SessionRow { id: sid, inbound_acked: 0, outbound_head: 0, outbound_acked: 0, last_seen_ms: 1 })?;
+            tx.insert_session(
+                &p.id,
+                &SessionRow { id: sid, inbound_acked: 0, outbound_head: 0, outbound_acked: 0, last_seen_ms: 1 },
+            )?;
             assert_eq!(tx.push_outbox(sid, None, "a", None)?, 1);
             assert_eq!(tx.push_outbox(sid, Some(7), "b", Some(42))?, 2);
             assert_eq!(tx.push_outbox(sid, None, "c", None)?, 3);
@@ -216,11 +226,12 @@ pub fn rollback_discards_everything(store: &impl Store) {
         Err(StoreError::Conflict("abort".into()))
     });
     assert!(result.is_err());
-    store.write(|tx| -> R<()> {
-        assert!(tx.party(&p.id)?.is_none(), "a failed transaction leaves nothing behind");
-        Ok(())
-    })
-    .unwrap();
+    store
+        .write(|tx| -> R<()> {
+            assert!(tx.party(&p.id)?.is_none(), "a failed transaction leaves nothing behind");
+            Ok(())
+        })
+        .unwrap();
 }
 
 pub fn tasks_queue_in_priority_order(store: &impl Store) {
@@ -244,8 +255,7 @@ pub fn tasks_queue_in_priority_order(store: &impl Store) {
             let moved = tx.move_job_tasks(j.id, &[TaskState::Created], TaskState::Queued)?;
             assert_eq!(moved, vec![(TaskState::Created, 8)]);
             let queue = tx.queued_tasks(4)?;
-            let indexes: Vec<u64> =
-                queue.iter().map(|q| tx.task_by_key(q.key).unwrap().unwrap().index).collect();
+            let indexes: Vec<u64> = queue.iter().map(|q| tx.task_by_key(q.key).unwrap().unwrap().index).collect();
             assert_eq!(indexes, vec![5, 6, 7, 0], "priority first, then order of creation");
             let t = tx.task(j.id, 3)?.unwrap();
             assert_eq!(t.params, b"i=3");
@@ -261,7 +271,14 @@ pub fn tasks_queue_in_priority_order(store: &impl Store) {
             let t = tx.task(j.id, 3)?.unwrap();
             assert_eq!(
                 (t.state, t.progress, t.status, t.checkpoint, t.attempts, t.cpu_ms),
-                (TaskState::Stopped, 0.5, Some(Payload::Inline(b"half".to_vec())), Some(ElementHash::of(b"cp")), 2, 900)
+                (
+                    TaskState::Stopped,
+                    0.5,
+                    Some(Payload::Inline(b"half".to_vec())),
+                    Some(ElementHash::of(b"cp")),
+                    2,
+                    900
+                )
             );
             assert_eq!(tx.queued_tasks(100)?.len(), 7);
             Ok(())
@@ -278,7 +295,10 @@ pub fn assignments_track_provider_load(store: &impl Store) {
         .write(|tx| -> R<()> {
             tx.insert_party(&client)?;
             tx.insert_party(&provider)?;
-            tx.insert_session(&provider.id, &SessionRow { id: sid, inbound_acked: 0, outbound_head: 0, outbound_acked: 0, last_seen_ms: 0 })?;
+            tx.insert_session(
+                &provider.id,
+                &SessionRow { id: sid, inbound_acked: 0, outbound_head: 0, outbound_acked: 0, last_seen_ms: 0 },
+            )?;
             tx.set_provider_session(&provider.id, Some(sid))?;
             tx.upsert_provider(&provider.id, NodeState::Active, 2, 3, 100)?;
             tx.insert_job(&j)?;
@@ -465,14 +485,23 @@ pub fn sessions_expire_and_delete_with_their_rows(store: &impl Store) {
     store
         .write(|tx| -> R<()> {
             tx.insert_party(&provider)?;
-            tx.insert_session(&provider.id, &SessionRow { id: s1, inbound_acked: 4, outbound_head: 0, outbound_acked: 0, last_seen_ms: 10 })?;
+            tx.insert_session(
+                &provider.id,
+                &SessionRow { id: s1, inbound_acked: 4, outbound_head: 0, outbound_acked: 0, last_seen_ms: 10 },
+            )?;
             tx.insert_session(&provider.id, &session_row(s2, 20))?;
             tx.insert_session(&provider.id, &session_row(s3, 30))?;
             assert_eq!(
                 tx.session(s1)?,
                 Some(OwnedSession {
                     party: provider.id.clone(),
-                    session: SessionRow { id: s1, inbound_acked: 4, outbound_head: 0, outbound_acked: 0, last_seen_ms: 10 }
+                    session: SessionRow {
+                        id: s1,
+                        inbound_acked: 4,
+                        outbound_head: 0,
+                        outbound_acked: 0,
+                        last_seen_ms: 10
+                    }
                 })
             );
             tx.touch_session(s1, 100)?;
@@ -491,7 +520,13 @@ pub fn sessions_expire_and_delete_with_their_rows(store: &impl Store) {
             // Deleting a session drops its outbox and attachments and frees its provider.
             tx.set_provider_session(&provider.id, Some(s3))?;
             tx.push_outbox(s3, None, "m", None)?;
-            let attachment = AttachmentRow { session: s3, job: JobId::random(), replay: Replay::None, cursor: 3, completion_sent: true };
+            let attachment = AttachmentRow {
+                session: s3,
+                job: JobId::random(),
+                replay: Replay::None,
+                cursor: 3,
+                completion_sent: true,
+            };
             tx.upsert_attachment(&attachment)?;
             assert_eq!(tx.attachments_of_session(s3)?, vec![attachment.clone()]);
             assert_eq!(tx.attachments_of_job(attachment.job)?, vec![attachment.clone()]);
@@ -554,13 +589,19 @@ pub fn providers_keep_session_and_load_across_updates(store: &impl Store) {
             tx.touch_provider(&provider.id, 600)?;
             assert_eq!(tx.provider(&provider.id)?.unwrap().last_contact_ms, 600);
             tx.upsert_provider(&provider.id, NodeState::Active, 4, 6, 700)?;
-            assert_eq!(tx.providers_with_room(700)?, vec![ProviderRoom { id: provider.id.clone(), session: sid, room: 5 }]);
+            assert_eq!(
+                tx.providers_with_room(700)?,
+                vec![ProviderRoom { id: provider.id.clone(), session: sid, room: 5 }]
+            );
             tx.set_provider_session(&provider.id, None)?;
             assert_eq!(tx.provider(&provider.id)?.unwrap().session, None);
             assert!(tx.providers_with_room(0)?.is_empty(), "no session, no work");
             tx.set_provider_profile(&party(9, Role::Provider).id, "{}")?;
             tx.touch_provider(&party(9, Role::Provider).id, 1)?;
-            assert!(tx.provider(&party(9, Role::Provider).id)?.is_none(), "profile and contact do not create providers");
+            assert!(
+                tx.provider(&party(9, Role::Provider).id)?.is_none(),
+                "profile and contact do not create providers"
+            );
             Ok(())
         })
         .unwrap();
@@ -575,7 +616,8 @@ pub fn tasks_keep_their_fields(store: &impl Store) {
         .write(|tx| -> R<()> {
             tx.insert_job(&j)?;
             let mut new = tasks(0..3, -5);
-            new[1].data = BTreeMap::from([("a".to_string(), ElementHash::of(b"a")), ("b".to_string(), ElementHash::of(b"b"))]);
+            new[1].data =
+                BTreeMap::from([("a".to_string(), ElementHash::of(b"a")), ("b".to_string(), ElementHash::of(b"b"))]);
             new[1].params = vec![0, 1, 255];
             new[2].data = BTreeMap::new();
             new[2].params = Vec::new();
@@ -605,7 +647,10 @@ pub fn tasks_keep_their_fields(store: &impl Store) {
             assert!(tx.task(j.id, 3)?.is_none());
             assert!(tx.task_by_key(t.key + 1000)?.is_none());
             let conflict = tx.insert_tasks(j.id, &tasks(3..5, 0).into_iter().chain(tasks(3..4, 0)).collect::<Vec<_>>());
-            assert!(matches!(conflict, Err(StoreError::Conflict(ref m)) if m.contains("task 3")), "a batch repeating an index: {conflict:?}");
+            assert!(
+                matches!(conflict, Err(StoreError::Conflict(ref m)) if m.contains("task 3")),
+                "a batch repeating an index: {conflict:?}"
+            );
             assert!(tx.task(j.id, 4)?.is_some(), "the tasks before the repeated index are inserted");
             for index in [3, 4] {
                 let key = tx.task(j.id, index)?.unwrap().key;
@@ -616,13 +661,21 @@ pub fn tasks_keep_their_fields(store: &impl Store) {
             tx.set_task_progress(t.key, 0.75, None)?;
             tx.set_task_checkpoint(t.key, Some(&ElementHash::of(b"cp")))?;
             let row = tx.task_by_key(t.key)?.unwrap();
-            assert_eq!((row.progress, row.status), (0.75, Some(Payload::Inline(b"s".to_vec()))), "no status keeps the last one");
+            assert_eq!(
+                (row.progress, row.status),
+                (0.75, Some(Payload::Inline(b"s".to_vec()))),
+                "no status keeps the last one"
+            );
             assert_eq!(row.checkpoint, Some(ElementHash::of(b"cp")));
             tx.set_task_checkpoint(t.key, None)?;
             assert_eq!(tx.task_by_key(t.key)?.unwrap().checkpoint, None);
 
             tx.set_task_state(t.key, TaskState::Running)?;
-            let moved = tx.move_job_tasks(j.id, &[TaskState::Created, TaskState::Running, TaskState::Stopped], TaskState::Queued)?;
+            let moved = tx.move_job_tasks(
+                j.id,
+                &[TaskState::Created, TaskState::Running, TaskState::Stopped],
+                TaskState::Queued,
+            )?;
             assert_eq!(moved, vec![(TaskState::Created, 2), (TaskState::Running, 1), (TaskState::Stopped, 0)]);
             assert_eq!(tx.queued_tasks(10)?.iter().map(|q| q.priority).collect::<Vec<_>>(), vec![-5, -5, -5]);
 
@@ -712,13 +765,26 @@ pub fn completed_jobs_and_archived_results(store: &impl Store) {
             let big = Payload::Inline(b"result ".repeat(500));
             let outcomes = [
                 (TaskState::Succeeded, Some(Payload::Inline(b"zero".to_vec())), None),
-                (TaskState::Failed, None, Some(TaskFailureInfo { kind: FailureKind::Trap, message: "unreachable".into() })),
+                (
+                    TaskState::Failed,
+                    None,
+                    Some(TaskFailureInfo { kind: FailureKind::Trap, message: "unreachable".into() }),
+                ),
                 (TaskState::Succeeded, Some(big), None),
             ];
             let mut ids = Vec::new();
             for (index, (state, result, failure)) in outcomes.into_iter().enumerate() {
                 let task = tx.task(j.id, index as u64)?.unwrap().key;
-                let r = NewResult { task, job: j.id, index: index as u64, state, result, failure, cpu_ms: 10 + index as u64, attempts: 2 };
+                let r = NewResult {
+                    task,
+                    job: j.id,
+                    index: index as u64,
+                    state,
+                    result,
+                    failure,
+                    cpu_ms: 10 + index as u64,
+                    attempts: 2,
+                };
                 ids.push(tx.insert_result(&r, 50)?);
             }
             let before = tx.results_after(j.id, 0, false, 10)?;
@@ -727,10 +793,21 @@ pub fn completed_jobs_and_archived_results(store: &impl Store) {
             assert_eq!((before[2].result.cpu_ms, before[2].result.attempts, before[2].delivered), (12, 2, false));
 
             tx.mark_job_completed(j.id, 100)?;
-            assert!(tx.completed_jobs_with_undelivered_results(1_000, 10)?.is_empty(), "only jobs in the completed state");
-            tx.save_job_state(j.id, JobState::Completed, &JobCounts { succeeded: 2, failed: 1, ..JobCounts::default() })?;
+            assert!(
+                tx.completed_jobs_with_undelivered_results(1_000, 10)?.is_empty(),
+                "only jobs in the completed state"
+            );
+            tx.save_job_state(
+                j.id,
+                JobState::Completed,
+                &JobCounts { succeeded: 2, failed: 1, ..JobCounts::default() },
+            )?;
             tx.mark_job_completed(j.id, 200)?;
-            assert_eq!(tx.completed_jobs_with_undelivered_results(101, 10)?, vec![(j.id, 100, false)], "the first completion counts");
+            assert_eq!(
+                tx.completed_jobs_with_undelivered_results(101, 10)?,
+                vec![(j.id, 100, false)],
+                "the first completion counts"
+            );
             assert!(tx.completed_jobs_with_undelivered_results(100, 10)?.is_empty(), "the bound is exclusive");
             tx.set_purge_warned(j.id)?;
             assert_eq!(tx.completed_jobs_with_undelivered_results(101, 10)?, vec![(j.id, 100, true)]);
@@ -825,7 +902,14 @@ pub fn notices_wait_until_delivered(store: &impl Store) {
             assert_eq!(ids(due.clone()), vec![b, a, c], "earliest try first, then id");
             assert_eq!(
                 due[0],
-                NoticeRow { id: b, client: client.id.clone(), channel: "email".into(), body: r#"{"n":"b"}"#.into(), attempts: 0, next_try_ms: 50 }
+                NoticeRow {
+                    id: b,
+                    client: client.id.clone(),
+                    channel: "email".into(),
+                    body: r#"{"n":"b"}"#.into(),
+                    attempts: 0,
+                    next_try_ms: 50
+                }
             );
             assert_eq!(ids(tx.due_notices(100, 2)?), vec![b, a]);
             tx.notice_attempted(b, false, 500, Some("connection refused"))?;
@@ -857,7 +941,10 @@ pub fn assurance_state_wants_replicas_of_running_tasks(store: &impl Store) {
             let k = task_keys(tx, j.id, 6)?;
             assert_eq!(tx.task_assurance(k[0])?, None);
             tx.set_task_assurance(k[0], r#"{"replicas":[]}"#, 2)?;
-            assert_eq!(tx.task_assurance(k[0])?, Some(AssuranceRow { state: r#"{"replicas":[]}"#.into(), replicas_wanted: 2 }));
+            assert_eq!(
+                tx.task_assurance(k[0])?,
+                Some(AssuranceRow { state: r#"{"replicas":[]}"#.into(), replicas_wanted: 2 })
+            );
             tx.set_task_assurance(k[0], r#"{"replicas":[1,2]}"#, 0)?;
             assert_eq!(
                 tx.task_assurance(k[0])?,
@@ -1002,7 +1089,11 @@ pub fn spot_checks_belong_to_assignments(store: &impl Store) {
             tx.insert_spot_check(check, &ElementHash::of(b"righter"))?;
             assert_eq!(tx.spot_check(check)?, Some(ElementHash::of(b"righter")), "insert_spot_check replaces");
             assert!(tx.end_assignment(check, 2)?);
-            assert_eq!(tx.spot_check(check)?, Some(ElementHash::of(b"righter")), "the result is checked after the assignment ends");
+            assert_eq!(
+                tx.spot_check(check)?,
+                Some(ElementHash::of(b"righter")),
+                "the result is checked after the assignment ends"
+            );
             Ok(())
         })
         .unwrap();
@@ -1043,7 +1134,11 @@ pub fn deleting_tasks_and_jobs_removes_their_assurance(store: &impl Store) {
                 assert_eq!(tx.task_assurance(k[i])?, None);
                 assert_eq!(tx.spot_check(checks[i])?, None);
             }
-            assert_eq!(tx.known_answers(10)?, vec![(k[3], ElementHash::of(&[3]))], "only the other job's answer is left");
+            assert_eq!(
+                tx.known_answers(10)?,
+                vec![(k[3], ElementHash::of(&[3]))],
+                "only the other job's answer is left"
+            );
             assert_eq!(tx.spot_check(checks[3])?, Some(ElementHash::of(b"x")));
             assert_eq!(tx.tasks_wanting_replicas(10)?.iter().map(|q| q.key).collect::<Vec<_>>(), vec![k[3]]);
             assert_eq!(tx.assured_tasks_of_provider(&provider.id, 10)?, vec![k[3]]);
@@ -1072,7 +1167,12 @@ fn transfer(id: u64, key_text: &str, debit: &AccountId, credit: &AccountId, amou
         id: TransferId(id),
         request: TransferRequest {
             key: key(key_text),
-            action: Action::Post { debit: debit.clone(), credit: credit.clone(), amount, over_limit: OverLimit::Refuse },
+            action: Action::Post {
+                debit: debit.clone(),
+                credit: credit.clone(),
+                amount,
+                over_limit: OverLimit::Refuse,
+            },
             purpose: Purpose::Adjustment,
             memo: Memo { job: Some(JobId::random()), record: Some(id), ..Memo::default() },
         },
@@ -1107,7 +1207,11 @@ pub fn ledger_store_round_trips(store: &impl Store) {
             account.debits_posted = Micros::new(300);
             account.credits_pending = Micros::new(7);
             l.put_account(&account).map_err(ledger_failed)?;
-            assert_eq!(l.account(&client).map_err(ledger_failed)?, Some(account.clone()), "put_account replaces the row");
+            assert_eq!(
+                l.account(&client).map_err(ledger_failed)?,
+                Some(account.clone()),
+                "put_account replaces the row"
+            );
             let mut house = idlegrid_ledger::Account::new(platform.clone(), None, 10);
             house.credits_posted = Micros::new(300);
             house.debits_pending = Micros::new(7);
@@ -1140,7 +1244,11 @@ pub fn ledger_store_round_trips(store: &impl Store) {
             assert_eq!(l.transfer_by_key(&key("adjust:2")).map_err(ledger_failed)?, Some(t2.clone()));
             assert_eq!(l.transfer_by_key(&key("adjust:9")).map_err(ledger_failed)?, None);
             assert_eq!(l.next_transfer_id().map_err(ledger_failed)?, TransferId(4));
-            let of = |l: &mut dyn idlegrid_ledger::LedgerStore, account: &AccountId, from: u64, to: u64| -> R<Vec<u64>> {
+            let of = |l: &mut dyn idlegrid_ledger::LedgerStore,
+                      account: &AccountId,
+                      from: u64,
+                      to: u64|
+             -> R<Vec<u64>> {
                 Ok(l.transfers_of_account(account, from, to).map_err(ledger_failed)?.iter().map(|t| t.id.0).collect())
             };
             assert_eq!(of(l, &client, 0, 1_000)?, vec![1, 2], "debits and credits, in id order");
@@ -1166,13 +1274,19 @@ pub fn ledger_store_round_trips(store: &impl Store) {
             reservation.settled_from_pending = Micros::new(400);
             reservation.released = Micros::new(600);
             l.put_reservation(&reservation).map_err(ledger_failed)?;
-            assert_eq!(l.reservation(TransferId(1)).map_err(ledger_failed)?, Some(reservation), "put_reservation replaces");
+            assert_eq!(
+                l.reservation(TransferId(1)).map_err(ledger_failed)?,
+                Some(reservation),
+                "put_reservation replaces"
+            );
             Ok(())
         })
         .unwrap();
 
     // Keys and ids are unique: a second transfer with a used key, or a used id, is refused.
-    for duplicate in [transfer(4, "adjust:1", &client, &platform, 1, 300), transfer(3, "adjust:4", &client, &platform, 1, 300)] {
+    for duplicate in
+        [transfer(4, "adjust:1", &client, &platform, 1, 300), transfer(3, "adjust:4", &client, &platform, 1, 300)]
+    {
         let refused: R<()> = store.write(|tx| {
             assert!(tx.ledger().insert_transfer(&duplicate).is_err(), "{duplicate:?} must be refused");
             Err(StoreError::Conflict("roll back".into()))
@@ -1201,11 +1315,15 @@ pub fn ledger_moves_money_once_and_rolls_back(store: &impl Store) {
             ledger.open_system_accounts(0).map_err(ledger_failed)?;
             ledger.open_account(client.clone(), Some(Micros::new(1_000_000)), 0).map_err(ledger_failed)?;
             ledger.open_account(provider.clone(), Some(Micros::ZERO), 0).map_err(ledger_failed)?;
-            let deposit = ledger.deposit(key("deposit:1"), client.clone(), Micros::new(5_000_000), 10).map_err(ledger_failed)?;
+            let deposit =
+                ledger.deposit(key("deposit:1"), client.clone(), Micros::new(5_000_000), 10).map_err(ledger_failed)?;
             assert!(!deposit.repeated);
-            let again = ledger.deposit(key("deposit:1"), client.clone(), Micros::new(5_000_000), 11).map_err(ledger_failed)?;
+            let again =
+                ledger.deposit(key("deposit:1"), client.clone(), Micros::new(5_000_000), 11).map_err(ledger_failed)?;
             assert!(again.repeated && again.transfer == deposit.transfer, "a retried key moves nothing");
-            ledger.reserve_job(j, client.clone(), Micros::new(2_000_000), ReservationKind::Maximum, 20).map_err(ledger_failed)?;
+            ledger
+                .reserve_job(j, client.clone(), Micros::new(2_000_000), ReservationKind::Maximum, 20)
+                .map_err(ledger_failed)?;
             let reservation = ledger.job_reservation(j).map_err(ledger_failed)?.unwrap();
             let settle = TransferRequest {
                 key: key("compute:1"),
@@ -1216,7 +1334,12 @@ pub fn ledger_moves_money_once_and_rolls_back(store: &impl Store) {
             ledger.execute(settle, 30).map_err(ledger_failed)?;
             let pay = TransferRequest {
                 key: key("pay:1"),
-                action: Action::Post { debit: AccountId::Platform, credit: provider.clone(), amount: Micros::new(300_000), over_limit: OverLimit::Refuse },
+                action: Action::Post {
+                    debit: AccountId::Platform,
+                    credit: provider.clone(),
+                    amount: Micros::new(300_000),
+                    over_limit: OverLimit::Refuse,
+                },
                 purpose: Purpose::ProviderPay,
                 memo: Memo::default(),
             };
@@ -1224,22 +1347,34 @@ pub fn ledger_moves_money_once_and_rolls_back(store: &impl Store) {
             let released = ledger.release_job(j, 40).map_err(ledger_failed)?.unwrap();
             assert_eq!(released.transfer.released, Micros::new(1_500_000));
             let account = ledger.account(&client).map_err(ledger_failed)?;
-            assert_eq!((account.balance_posted().unwrap(), account.debits_pending), (Micros::new(4_500_000), Micros::ZERO));
-            assert_eq!(ledger.account(&provider).map_err(ledger_failed)?.balance_posted().unwrap(), Micros::new(300_000));
+            assert_eq!(
+                (account.balance_posted().unwrap(), account.debits_pending),
+                (Micros::new(4_500_000), Micros::ZERO)
+            );
+            assert_eq!(
+                ledger.account(&provider).map_err(ledger_failed)?.balance_posted().unwrap(),
+                Micros::new(300_000)
+            );
             let totals = ledger.check_balanced().map_err(ledger_failed)?;
             assert_eq!(totals.accounts, 4);
             Ok(())
         })
         .unwrap();
     let aborted: R<()> = store.write(|tx| {
-        Ledger::new(tx.ledger()).deposit(key("deposit:2"), client.clone(), Micros::new(1), 50).map_err(ledger_failed)?;
+        Ledger::new(tx.ledger())
+            .deposit(key("deposit:2"), client.clone(), Micros::new(1), 50)
+            .map_err(ledger_failed)?;
         Err(StoreError::Conflict("abort".into()))
     });
     assert!(aborted.is_err());
     store
         .read(|tx| -> R<()> {
             let l = tx.ledger();
-            assert_eq!(l.transfer_by_key(&key("deposit:2")).map_err(ledger_failed)?, None, "a rolled-back transfer leaves no trace");
+            assert_eq!(
+                l.transfer_by_key(&key("deposit:2")).map_err(ledger_failed)?,
+                None,
+                "a rolled-back transfer leaves no trace"
+            );
             let statement = l.transfers_of_account(&client, 0, u64::MAX).map_err(ledger_failed)?;
             let keys: Vec<&str> = statement.iter().map(|t| t.request.key.as_str()).collect();
             assert_eq!(keys, vec!["deposit:1", &format!("reserve:{j}"), "compute:1", &format!("release:{j}")]);

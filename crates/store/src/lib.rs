@@ -16,9 +16,9 @@ mod tx;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 
+pub use self::postgres::PostgresStore;
 pub use any::{AnyStore, DatabaseLocation};
 pub use model::*;
-pub use self::postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;
 

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_types::{
     AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, PartyId, Role, SessionId,
     TaskFailureInfo, TaskIndex, TaskState,

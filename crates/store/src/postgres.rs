@@ -19,14 +19,13 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use idlegrid_ledger::{
-    Account, AccountId, IdempotencyKey, LedgerError, LedgerStore, LedgerTotals, Micros,
-    Reservation, Transfer, TransferId,
+    Account, AccountId, IdempotencyKey, LedgerError, LedgerStore, LedgerTotals, Micros, Reservation, Transfer,
+    TransferId,
 };
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_types::{
-    AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, Role, SessionId,
-    TaskIndex, TaskState,
+    AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, Role, SessionId, TaskIndex, TaskState,
 };
 use postgres::types::{FromSql, ToSql};
 use postgres::{Client, NoTls, Row, Statement};
@@ -227,13 +226,20 @@ impl PostgresStore {
     /// with [`Tx::announce_wakes`], and call `on_wake` for each, until `stop` is set. A lost
     /// connection is re-established after a second; polls still end at their deadline
     /// meanwhile, so nothing is lost, only later.
-    pub fn listen_wakes(&self, on_wake: impl Fn(SessionId) + Send + 'static, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    pub fn listen_wakes(
+        &self,
+        on_wake: impl Fn(SessionId) + Send + 'static,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
         use std::sync::atomic::Ordering;
         let config = self.pool.config.clone();
         let channel = wake_channel(self.lock_key);
         let spawned = std::thread::Builder::new().name("pg-wakes".into()).spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let mut client = match config.connect(NoTls).and_then(|mut c| c.batch_execute(&format!("LISTEN {channel}")).map(|_| c)) {
+                let mut client = match config
+                    .connect(NoTls)
+                    .and_then(|mut c| c.batch_execute(&format!("LISTEN {channel}")).map(|_| c))
+                {
                     Ok(client) => client,
                     Err(error) => {
                         tracing::warn!(%error, "cannot listen for wake-ups from other instances; retrying in 1 s");
@@ -276,12 +282,7 @@ impl PostgresStore {
     ) -> Result<R, E> {
         let mut conn = self.begin(write)?;
         let Conn { client, statements } = conn.conn_mut()?;
-        let mut tx = PgTx {
-            client,
-            wake_channel: wake_channel(self.lock_key),
-            statements,
-            failed: None,
-        };
+        let mut tx = PgTx { client, wake_channel: wake_channel(self.lock_key), statements, failed: None };
         let result = f(&mut tx);
         let failed = tx.failed.take();
         let client = &mut conn.conn_mut()?.client;
@@ -342,11 +343,7 @@ impl PostgresStore {
             let client = &mut conn.conn_mut()?.client;
             match client.batch_execute(&begin) {
                 Ok(()) => return Ok(conn),
-                Err(error)
-                    if reused
-                        && (error.is_closed() || client.is_closed())
-                        && attempts <= POOL_SIZE + 1 =>
-                {
+                Err(error) if reused && (error.is_closed() || client.is_closed()) && attempts <= POOL_SIZE + 1 => {
                     continue;
                 }
                 Err(error) => return Err(pg_error("cannot begin a transaction", error)),
@@ -366,19 +363,13 @@ impl Store for PostgresStore {
     /// (sent with BEGIN, so no extra round trip) and no parallelism between writers, so write
     /// throughput is bounded by one transaction's latency at a time, as with SQLite. Reads
     /// ([`Store::read`]) take no lock.
-    fn write<R, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         blocking(|| self.transaction(true, f))
     }
 
     /// A read-only snapshot (REPEATABLE READ, READ ONLY) without the write lock: it runs
     /// alongside writers, and a write inside it fails.
-    fn read<R, E: From<StoreError>>(
-        &self,
-        f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
+    fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         blocking(|| self.transaction(false, f))
     }
 }
@@ -420,8 +411,7 @@ fn parse_url(url: &str) -> StoreResult<postgres::Config> {
         // Names the server's connections in pg_stat_activity.
         config.application_name("idlegrid");
     }
-    config
-        .notice_callback(|notice| tracing::debug!(message = notice.message(), "PostgreSQL notice"));
+    config.notice_callback(|notice| tracing::debug!(message = notice.message(), "PostgreSQL notice"));
     Ok(config)
 }
 
@@ -429,9 +419,7 @@ fn parse_url(url: &str) -> StoreResult<postgres::Config> {
 fn check_schema_name(schema: &str) -> StoreResult<()> {
     let mut chars = schema.chars();
     let valid = schema.len() <= 63
-        && chars
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if valid {
         Ok(())
@@ -456,9 +444,7 @@ fn fnv1a32(bytes: &[u8]) -> i32 {
 /// Apply the missing migrations under the write lock, so that instances starting together do
 /// not race; creates `schema` first if given.
 fn migrate(client: &mut Client, schema: Option<&str>, lock_key: i32) -> StoreResult<()> {
-    let step = |client: &mut Client, sql: &str, what: &str| {
-        client.batch_execute(sql).map_err(|e| pg_error(what, e))
-    };
+    let step = |client: &mut Client, sql: &str, what: &str| client.batch_execute(sql).map_err(|e| pg_error(what, e));
     step(
         client,
         &format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {lock_key})"),
@@ -466,11 +452,7 @@ fn migrate(client: &mut Client, schema: Option<&str>, lock_key: i32) -> StoreRes
     )?;
     let migrated = (|| {
         if let Some(schema) = schema {
-            step(
-                client,
-                &format!("CREATE SCHEMA IF NOT EXISTS {schema}"),
-                "cannot create the schema",
-            )?;
+            step(client, &format!("CREATE SCHEMA IF NOT EXISTS {schema}"), "cannot create the schema")?;
         }
         step(
             client,
@@ -491,10 +473,7 @@ fn migrate(client: &mut Client, schema: Option<&str>, lock_key: i32) -> StoreRes
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version) {
             step(client, migration, &format!("migration {} failed", i + 1))?;
             client
-                .execute(
-                    "INSERT INTO schema_version (version) VALUES ($1)",
-                    &[&((i + 1) as i64)],
-                )
+                .execute("INSERT INTO schema_version (version) VALUES ($1)", &[&((i + 1) as i64)])
                 .map_err(|e| pg_error("cannot record the migration", e))?;
         }
         step(client, "COMMIT", "cannot commit the migration")
@@ -555,12 +534,7 @@ impl Pool {
             .iter()
             .enumerate()
             .map(|(i, host)| {
-                let port = config
-                    .get_ports()
-                    .get(i)
-                    .or(config.get_ports().first())
-                    .copied()
-                    .unwrap_or(5432);
+                let port = config.get_ports().get(i).or(config.get_ports().first()).copied().unwrap_or(5432);
                 match host {
                     postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
                     #[cfg(unix)]
@@ -570,11 +544,7 @@ impl Pool {
             .collect();
         let target = format!(
             "{}/{} (user {})",
-            if hosts.is_empty() {
-                "localhost:5432".to_string()
-            } else {
-                hosts.join(",")
-            },
+            if hosts.is_empty() { "localhost:5432".to_string() } else { hosts.join(",") },
             config.get_dbname().unwrap_or("(default database)"),
             config.get_user().unwrap_or("(default user)")
         );
@@ -582,10 +552,7 @@ impl Pool {
             config,
             target,
             size,
-            state: Mutex::new(PoolState {
-                idle: Vec::new(),
-                open: 0,
-            }),
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
             returned: Condvar::new(),
         }
     }
@@ -600,12 +567,7 @@ impl Pool {
         let mut state = self.lock();
         loop {
             if let Some(conn) = state.idle.pop() {
-                return Ok(Pooled {
-                    pool: self,
-                    conn: Some(conn),
-                    reused: true,
-                    healthy: false,
-                });
+                return Ok(Pooled { pool: self, conn: Some(conn), reused: true, healthy: false });
             }
             if state.open < self.size {
                 state.open += 1;
@@ -613,10 +575,7 @@ impl Pool {
                 return match self.config.connect(NoTls) {
                     Ok(client) => Ok(Pooled {
                         pool: self,
-                        conn: Some(Conn {
-                            client,
-                            statements: HashMap::new(),
-                        }),
+                        conn: Some(Conn { client, statements: HashMap::new() }),
                         reused: false,
                         healthy: false,
                     }),
@@ -638,11 +597,7 @@ impl Pool {
                     POOL_WAIT.as_secs()
                 )));
             }
-            state = self
-                .returned
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.returned.wait_timeout(state, deadline - now).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
@@ -660,8 +615,7 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        let idle =
-            std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
+        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
         // Closing a synchronous client blocks, which panics inside an async task.
         if tokio::runtime::Handle::try_current().is_ok() {
             let _ = std::thread::spawn(move || drop(idle)).join();
@@ -682,20 +636,15 @@ struct Pooled<'a> {
 
 impl Pooled<'_> {
     fn conn_mut(&mut self) -> StoreResult<&mut Conn> {
-        self.conn.as_mut().ok_or_else(|| {
-            StoreError::Database(
-                "internal error: the pooled connection was already returned".into(),
-            )
-        })
+        self.conn
+            .as_mut()
+            .ok_or_else(|| StoreError::Database("internal error: the pooled connection was already returned".into()))
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
-        let conn = self
-            .conn
-            .take()
-            .filter(|conn| self.healthy && !conn.client.is_closed());
+        let conn = self.conn.take().filter(|conn| self.healthy && !conn.client.is_closed());
         if conn.is_none() {
             self.healthy = false;
         }
@@ -758,17 +707,11 @@ fn to_uuid(bytes: &[u8], what: &str) -> StoreResult<uuid::Uuid> {
 }
 
 fn job_id(bytes: &[u8], what: &str) -> StoreResult<JobId> {
-    to_uuid(bytes, what)?
-        .to_string()
-        .parse()
-        .map_err(|e| corrupt(what, e))
+    to_uuid(bytes, what)?.to_string().parse().map_err(|e| corrupt(what, e))
 }
 
 fn session_id(bytes: &[u8], what: &str) -> StoreResult<SessionId> {
-    to_uuid(bytes, what)?
-        .to_string()
-        .parse()
-        .map_err(|e| corrupt(what, e))
+    to_uuid(bytes, what)?.to_string().parse().map_err(|e| corrupt(what, e))
 }
 
 fn get_job_id(row: &Row, i: usize, what: &str) -> StoreResult<JobId> {
@@ -780,9 +723,7 @@ fn get_session_id(row: &Row, i: usize, what: &str) -> StoreResult<SessionId> {
 }
 
 fn hash(bytes: &[u8], what: &str) -> StoreResult<ElementHash> {
-    let array: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| corrupt(what, format!("{} bytes, expected 32", bytes.len())))?;
+    let array: [u8; 32] = bytes.try_into().map_err(|_| corrupt(what, format!("{} bytes, expected 32", bytes.len())))?;
     Ok(ElementHash::from_bytes(array))
 }
 
@@ -795,19 +736,13 @@ fn get_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize, what: &str) -> 
     serde_json::from_str(text).map_err(|e| corrupt(what, e))
 }
 
-fn get_opt_json<T: serde::de::DeserializeOwned>(
-    row: &Row,
-    i: usize,
-    what: &str,
-) -> StoreResult<Option<T>> {
+fn get_opt_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize, what: &str) -> StoreResult<Option<T>> {
     let text: Option<&str> = col(row, i, what)?;
-    text.map(|t| serde_json::from_str(t).map_err(|e| corrupt(what, e)))
-        .transpose()
+    text.map(|t| serde_json::from_str(t).map_err(|e| corrupt(what, e))).transpose()
 }
 
 fn json<T: serde::Serialize>(value: &T, what: &str) -> StoreResult<String> {
-    serde_json::to_string(value)
-        .map_err(|e| StoreError::Database(format!("cannot encode {what} as JSON: {e}")))
+    serde_json::to_string(value).map_err(|e| StoreError::Database(format!("cannot encode {what} as JSON: {e}")))
 }
 
 fn get_task_state(row: &Row, i: usize, what: &str) -> StoreResult<TaskState> {
@@ -849,7 +784,8 @@ fn replay(text: &str, what: &str) -> StoreResult<Replay> {
     }
 }
 
-const TASK_COLUMNS: &str = "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms";
+const TASK_COLUMNS: &str =
+    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms";
 
 fn task_row(row: &Row) -> StoreResult<TaskRow> {
     let checkpoint: Option<&[u8]> = col(row, 9, "tasks.checkpoint")?;
@@ -864,16 +800,15 @@ fn task_row(row: &Row) -> StoreResult<TaskRow> {
         data: get_json(row, 6, "tasks.data")?,
         params: col(row, 7, "tasks.params")?,
         attempts: get_u32(row, 8, "tasks.attempts")?,
-        checkpoint: checkpoint
-            .map(|b| hash(b, "tasks.checkpoint"))
-            .transpose()?,
+        checkpoint: checkpoint.map(|b| hash(b, "tasks.checkpoint")).transpose()?,
         progress: progress as f32,
         status: get_opt_json(row, 11, "tasks.status")?,
         cpu_ms: get_u64(row, 12, "tasks.cpu_ms")?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded, n_failed, created_ms, hold";
+const JOB_COLUMNS: &str =
+    "id, client, properties, state, n_created, n_queued, n_running, n_stopped, n_succeeded, n_failed, created_ms, hold";
 
 fn job_row(row: &Row) -> StoreResult<JobRow> {
     let state: &str = col(row, 3, "jobs.state")?;
@@ -881,8 +816,7 @@ fn job_row(row: &Row) -> StoreResult<JobRow> {
         id: get_job_id(row, 0, "jobs.id")?,
         client: get_party_id(row, 1, "jobs.client")?,
         properties: get_json(row, 2, "jobs.properties")?,
-        state: JobState::parse(state)
-            .ok_or_else(|| corrupt("jobs.state", format!("unknown job state {state:?}")))?,
+        state: JobState::parse(state).ok_or_else(|| corrupt("jobs.state", format!("unknown job state {state:?}")))?,
         counts: JobCounts {
             created: get_u64(row, 4, "jobs.n_created")?,
             queued: get_u64(row, 5, "jobs.n_queued")?,
@@ -904,21 +838,15 @@ fn assignment_row(row: &Row) -> StoreResult<AssignmentRow> {
         id: AssignmentId(get_u64(row, 0, "assignments.id")?),
         task: col(row, 1, "assignments.task")?,
         provider: get_party_id(row, 2, "assignments.provider")?,
-        state: if active {
-            AssignmentRowState::Active
-        } else {
-            AssignmentRowState::Ended
-        },
+        state: if active { AssignmentRowState::Active } else { AssignmentRowState::Ended },
         created_ms: get_u64(row, 4, "assignments.created_ms")?,
     })
 }
 
-const RESULT_COLUMNS: &str =
-    "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered, archived";
+const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms, attempts, delivered, archived";
 
 /// `replicas_wanted > 0` literally, so that the partial index task_assurance_wanting applies.
-const TASKS_WANTING_REPLICAS: &str =
-    "SELECT t.key, t.priority FROM task_assurance a JOIN tasks t ON t.key = a.task
+const TASKS_WANTING_REPLICAS: &str = "SELECT t.key, t.priority FROM task_assurance a JOIN tasks t ON t.key = a.task
      WHERE a.replicas_wanted > 0 AND t.state = 'running' ORDER BY t.priority DESC, t.key LIMIT $1";
 /// Through assignments_provider_task: the provider's tasks come in key order, each looked up once.
 const ASSURED_TASKS_OF_PROVIDER: &str =
@@ -930,12 +858,8 @@ fn result_payload(row: &Row) -> StoreResult<Option<Payload>> {
     use std::io::Read;
     if let Some(archived) = col::<Option<&[u8]>>(row, 10, "results.archived")? {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(archived)
-            .read_to_string(&mut text)
-            .map_err(|e| corrupt("results.archived", e))?;
-        return serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| corrupt("results.archived", e));
+        flate2::read::GzDecoder::new(archived).read_to_string(&mut text).map_err(|e| corrupt("results.archived", e))?;
+        return serde_json::from_str(&text).map(Some).map_err(|e| corrupt("results.archived", e));
     }
     get_opt_json(row, 5, "results.result")
 }
@@ -1000,30 +924,22 @@ impl PgTx<'_> {
     }
 
     fn query(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
-        let result = self
-            .statement(sql)
-            .and_then(|statement| self.client.query(&statement, params));
+        let result = self.statement(sql).and_then(|statement| self.client.query(&statement, params));
         result.map_err(|e| self.fail(sql, e))
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
-        let result = self
-            .statement(sql)
-            .and_then(|statement| self.client.query_opt(&statement, params));
+        let result = self.statement(sql).and_then(|statement| self.client.query_opt(&statement, params));
         result.map_err(|e| self.fail(sql, e))
     }
 
     fn query_one(&mut self, sql: &str, params: Params<'_>) -> StoreResult<Row> {
-        let result = self
-            .statement(sql)
-            .and_then(|statement| self.client.query_one(&statement, params));
+        let result = self.statement(sql).and_then(|statement| self.client.query_one(&statement, params));
         result.map_err(|e| self.fail(sql, e))
     }
 
     fn execute(&mut self, sql: &str, params: Params<'_>) -> StoreResult<u64> {
-        let result = self
-            .statement(sql)
-            .and_then(|statement| self.client.execute(&statement, params));
+        let result = self.statement(sql).and_then(|statement| self.client.execute(&statement, params));
         result.map_err(|e| self.fail(sql, e))
     }
 
@@ -1039,10 +955,7 @@ impl PgTx<'_> {
     /// Lower the load of the providers whose assignments were just ended.
     fn release_providers(&mut self, providers: &[Vec<u8>]) -> StoreResult<()> {
         for provider in providers {
-            self.execute(
-                "UPDATE providers SET assigned = GREATEST(assigned - 1, 0) WHERE id = $1",
-                &[provider],
-            )?;
+            self.execute("UPDATE providers SET assigned = GREATEST(assigned - 1, 0) WHERE id = $1", &[provider])?;
         }
         Ok(())
     }
@@ -1098,10 +1011,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn set_purge_warned(&mut self, id: JobId) -> StoreResult<()> {
-        self.execute(
-            "UPDATE jobs SET purge_warned = TRUE WHERE id = $1",
-            &[&&id.as_uuid().as_bytes()[..]],
-        )?;
+        self.execute("UPDATE jobs SET purge_warned = TRUE WHERE id = $1", &[&&id.as_uuid().as_bytes()[..]])?;
         Ok(())
     }
 
@@ -1115,28 +1025,17 @@ impl Tx for PgTx<'_> {
         let mut archived = 0;
         for (id, result) in rows {
             let Some(result) = result else { continue };
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            encoder
-                .write_all(result.as_bytes())
-                .map_err(|e| StoreError::Database(e.to_string()))?;
-            let compressed = encoder
-                .finish()
-                .map_err(|e| StoreError::Database(e.to_string()))?;
-            self.execute(
-                "UPDATE results SET archived = $2, result = NULL WHERE id = $1",
-                &[&id, &compressed],
-            )?;
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            encoder.write_all(result.as_bytes()).map_err(|e| StoreError::Database(e.to_string()))?;
+            let compressed = encoder.finish().map_err(|e| StoreError::Database(e.to_string()))?;
+            self.execute("UPDATE results SET archived = $2, result = NULL WHERE id = $1", &[&id, &compressed])?;
             archived += 1;
         }
         Ok(archived)
     }
 
     fn set_job_hold(&mut self, id: JobId, hold: Option<&str>) -> StoreResult<()> {
-        self.execute(
-            "UPDATE jobs SET hold = $2 WHERE id = $1",
-            &[&&id.as_uuid().as_bytes()[..], &hold],
-        )?;
+        self.execute("UPDATE jobs SET hold = $2 WHERE id = $1", &[&&id.as_uuid().as_bytes()[..], &hold])?;
         Ok(())
     }
 
@@ -1177,10 +1076,7 @@ impl Tx for PgTx<'_> {
 
     fn mark_work_records_billed(&mut self, ids: &[u64]) -> StoreResult<()> {
         let ids: Vec<i64> = ids.iter().map(|id| int(*id)).collect();
-        self.execute(
-            "UPDATE work_records SET billed = TRUE WHERE id = ANY($1)",
-            &[&ids],
-        )?;
+        self.execute("UPDATE work_records SET billed = TRUE WHERE id = ANY($1)", &[&ids])?;
         Ok(())
     }
 
@@ -1200,13 +1096,7 @@ impl Tx for PgTx<'_> {
         get_u64(&row, 0, "COUNT(work_records)")
     }
 
-    fn push_notice(
-        &mut self,
-        client: &PartyId,
-        channel: &str,
-        body: &str,
-        now_ms: u64,
-    ) -> StoreResult<i64> {
+    fn push_notice(&mut self, client: &PartyId, channel: &str, body: &str, now_ms: u64) -> StoreResult<i64> {
         let row = self.query_one(
             "INSERT INTO notices (client, channel, body, next_try_ms) VALUES ($1, $2, $3, $4) RETURNING id",
             &[&&client.as_bytes()[..], &channel, &body, &int(now_ms)],
@@ -1232,13 +1122,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn notice_attempted(
-        &mut self,
-        id: i64,
-        delivered: bool,
-        next_try_ms: u64,
-        error: Option<&str>,
-    ) -> StoreResult<()> {
+    fn notice_attempted(&mut self, id: i64, delivered: bool, next_try_ms: u64, error: Option<&str>) -> StoreResult<()> {
         self.execute(
             "UPDATE notices SET attempts = attempts + 1, delivered = $2, next_try_ms = $3, last_error = $4 WHERE id = $1",
             &[&id, &delivered, &int(next_try_ms), &error],
@@ -1247,12 +1131,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn client_settings(&mut self, client: &PartyId) -> StoreResult<Option<String>> {
-        self.query_opt(
-            "SELECT body FROM client_settings WHERE client = $1",
-            &[&&client.as_bytes()[..]],
-        )?
-        .map(|row| col(&row, 0, "client_settings.body"))
-        .transpose()
+        self.query_opt("SELECT body FROM client_settings WHERE client = $1", &[&&client.as_bytes()[..]])?
+            .map(|row| col(&row, 0, "client_settings.body"))
+            .transpose()
     }
 
     fn set_client_settings(&mut self, client: &PartyId, body: &str) -> StoreResult<()> {
@@ -1281,7 +1162,13 @@ impl Tx for PgTx<'_> {
         let n = self.execute(
             "INSERT INTO parties (id, role, public_key, name, created_ms) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO NOTHING",
-            &[&&party.id.as_bytes()[..], &party.role.as_str(), &&party.public_key[..], &party.name, &int(party.created_ms)],
+            &[
+                &&party.id.as_bytes()[..],
+                &party.role.as_str(),
+                &&party.public_key[..],
+                &party.name,
+                &int(party.created_ms),
+            ],
         )?;
         Ok(n == 1)
     }
@@ -1298,15 +1185,10 @@ impl Tx for PgTx<'_> {
         let key: &[u8] = col(&row, 2, "parties.public_key")?;
         Ok(Some(PartyRow {
             id: get_party_id(&row, 0, "parties.id")?,
-            role: role
-                .parse::<Role>()
-                .map_err(|e| corrupt("parties.role", e))?,
-            public_key: key.try_into().map_err(|_| {
-                corrupt(
-                    "parties.public_key",
-                    format!("{} bytes, expected 32", key.len()),
-                )
-            })?,
+            role: role.parse::<Role>().map_err(|e| corrupt("parties.role", e))?,
+            public_key: key
+                .try_into()
+                .map_err(|_| corrupt("parties.public_key", format!("{} bytes, expected 32", key.len())))?,
             name: col(&row, 3, "parties.name")?,
             created_ms: get_u64(&row, 4, "parties.created_ms")?,
         }))
@@ -1377,14 +1259,18 @@ impl Tx for PgTx<'_> {
     }
 
     fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census> {
-        let row = self.query_opt(
-            "SELECT COALESCE(SUM(n_queued), 0)::BIGINT, COALESCE(SUM(n_running), 0)::BIGINT,
+        let row = self
+            .query_opt(
+                "SELECT COALESCE(SUM(n_queued), 0)::BIGINT, COALESCE(SUM(n_running), 0)::BIGINT,
                     COUNT(*) FILTER (WHERE state <> 'completed')::BIGINT FROM jobs",
-            &[],
-        )?
-        .ok_or_else(|| StoreError::Database("the census query returned no row".into()))?;
+                &[],
+            )?
+            .ok_or_else(|| StoreError::Database("the census query returned no row".into()))?;
         let engines = self
-            .query_opt("SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= $1", &[&int(contact_since_ms)])?
+            .query_opt(
+                "SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= $1",
+                &[&int(contact_since_ms)],
+            )?
             .ok_or_else(|| StoreError::Database("the census query returned no row".into()))?;
         Ok(Census {
             tasks_queued: get_u64(&row, 0, "census.queued")?,
@@ -1414,7 +1300,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn revocation(&mut self, party: &PartyId) -> StoreResult<Option<RevocationRow>> {
-        let row = self.query_opt("SELECT party, reason, revoked_ms FROM revocations WHERE party = $1", &[&&party.as_bytes()[..]])?;
+        let row = self.query_opt(
+            "SELECT party, reason, revoked_ms FROM revocations WHERE party = $1",
+            &[&&party.as_bytes()[..]],
+        )?;
         row.map(|row| revocation_row(&row)).transpose()
     }
 
@@ -1459,19 +1348,10 @@ impl Tx for PgTx<'_> {
         }))
     }
 
-    fn set_session_inbound(
-        &mut self,
-        id: SessionId,
-        inbound_acked: u64,
-        now_ms: u64,
-    ) -> StoreResult<()> {
+    fn set_session_inbound(&mut self, id: SessionId, inbound_acked: u64, now_ms: u64) -> StoreResult<()> {
         self.execute(
             "UPDATE sessions SET inbound_acked = $2, last_seen_ms = $3 WHERE id = $1",
-            &[
-                &&id.as_uuid().as_bytes()[..],
-                &int(inbound_acked),
-                &int(now_ms),
-            ],
+            &[&&id.as_uuid().as_bytes()[..], &int(inbound_acked), &int(now_ms)],
         )?;
         Ok(())
     }
@@ -1489,10 +1369,7 @@ impl Tx for PgTx<'_> {
         self.execute("DELETE FROM outbox WHERE session = $1", &[&key])?;
         self.execute("DELETE FROM attachments WHERE session = $1", &[&key])?;
         self.execute("DELETE FROM sessions WHERE id = $1", &[&key])?;
-        self.execute(
-            "UPDATE providers SET session = NULL WHERE session = $1",
-            &[&key],
-        )?;
+        self.execute("UPDATE providers SET session = NULL WHERE session = $1", &[&key])?;
         Ok(())
     }
 
@@ -1513,23 +1390,20 @@ impl Tx for PgTx<'_> {
     ) -> StoreResult<u64> {
         let key = &session.as_uuid().as_bytes()[..];
         let row = self
-            .query_opt("UPDATE sessions SET outbound_head = outbound_head + 1 WHERE id = $1 RETURNING outbound_head", &[&key])?
+            .query_opt(
+                "UPDATE sessions SET outbound_head = outbound_head + 1 WHERE id = $1 RETURNING outbound_head",
+                &[&key],
+            )?
             .ok_or_else(|| StoreError::Conflict(format!("session {session} does not exist")))?;
         let seq: i64 = col(&row, 0, "sessions.outbound_head")?;
         self.execute(
             "INSERT INTO outbox (session, seq, reply_to, body, result_id) VALUES ($1, $2, $3, $4, $5)",
             &[&key, &seq, &reply_to.map(int), &body, &result],
         )?;
-        u64::try_from(seq)
-            .map_err(|_| corrupt("sessions.outbound_head", format!("{seq} is negative")))
+        u64::try_from(seq).map_err(|_| corrupt("sessions.outbound_head", format!("{seq} is negative")))
     }
 
-    fn outbox_after(
-        &mut self,
-        session: SessionId,
-        after: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<OutboxRow>> {
+    fn outbox_after(&mut self, session: SessionId, after: u64, limit: u32) -> StoreResult<Vec<OutboxRow>> {
         self.collect(
             "SELECT seq, reply_to, body FROM outbox WHERE session = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&&session.as_uuid().as_bytes()[..], &int(after), &i64::from(limit)],
@@ -1537,7 +1411,9 @@ impl Tx for PgTx<'_> {
                 let reply_to: Option<i64> = col(row, 1, "outbox.reply_to")?;
                 Ok(OutboxRow {
                     seq: get_u64(row, 0, "outbox.seq")?,
-                    reply_to: reply_to.map(|r| u64::try_from(r).map_err(|_| corrupt("outbox.reply_to", format!("{r} is negative")))).transpose()?,
+                    reply_to: reply_to
+                        .map(|r| u64::try_from(r).map_err(|_| corrupt("outbox.reply_to", format!("{r} is negative"))))
+                        .transpose()?,
                     body: col(row, 2, "outbox.body")?,
                 })
             },
@@ -1576,30 +1452,22 @@ impl Tx for PgTx<'_> {
     }
 
     fn set_provider_profile(&mut self, id: &PartyId, profile_json: &str) -> StoreResult<()> {
-        self.execute(
-            "UPDATE providers SET profile = $2 WHERE id = $1",
-            &[&&id.as_bytes()[..], &profile_json],
-        )?;
+        self.execute("UPDATE providers SET profile = $2 WHERE id = $1", &[&&id.as_bytes()[..], &profile_json])?;
         Ok(())
     }
 
     fn provider_profile(&mut self, id: &PartyId) -> StoreResult<Option<String>> {
         match self.query_opt("SELECT profile FROM providers WHERE id = $1", &[&&id.as_bytes()[..]])? {
-            Some(row) => Ok(row.try_get::<_, Option<String>>(0).map_err(|e| StoreError::Corrupt(format!("providers.profile: {e}")))?),
+            Some(row) => Ok(row
+                .try_get::<_, Option<String>>(0)
+                .map_err(|e| StoreError::Corrupt(format!("providers.profile: {e}")))?),
             None => Ok(None),
         }
     }
 
-    fn set_provider_session(
-        &mut self,
-        id: &PartyId,
-        session: Option<SessionId>,
-    ) -> StoreResult<()> {
+    fn set_provider_session(&mut self, id: &PartyId, session: Option<SessionId>) -> StoreResult<()> {
         let session = session.map(|s| s.as_uuid().as_bytes().to_vec());
-        let n = self.execute(
-            "UPDATE providers SET session = $2 WHERE id = $1",
-            &[&&id.as_bytes()[..], &session],
-        )?;
+        let n = self.execute("UPDATE providers SET session = $2 WHERE id = $1", &[&&id.as_bytes()[..], &session])?;
         if n == 0 {
             self.execute(
                 "INSERT INTO providers (id, session, state, slots, capacity, last_contact_ms) VALUES ($1, $2, 'paused', 0, 0, 0)",
@@ -1655,12 +1523,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn element_size(&mut self, hash: &ElementHash) -> StoreResult<Option<u64>> {
-        self.query_opt(
-            "SELECT size FROM elements WHERE hash = $1",
-            &[&&hash.as_bytes()[..]],
-        )?
-        .map(|row| get_u64(&row, 0, "elements.size"))
-        .transpose()
+        self.query_opt("SELECT size FROM elements WHERE hash = $1", &[&&hash.as_bytes()[..]])?
+            .map(|row| get_u64(&row, 0, "elements.size"))
+            .transpose()
     }
 
     fn grant_element(
@@ -1680,11 +1545,7 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn element_grant(
-        &mut self,
-        owner: &PartyId,
-        hash: &ElementHash,
-    ) -> StoreResult<Option<ElementGrant>> {
+    fn element_grant(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<Option<ElementGrant>> {
         let Some(row) = self.query_opt(
             "SELECT g.kind, g.name, e.size FROM element_grants g JOIN elements e ON e.hash = g.hash
              WHERE g.owner = $1 AND g.hash = $2",
@@ -1695,9 +1556,7 @@ impl Tx for PgTx<'_> {
         };
         let kind: &str = col(&row, 0, "element_grants.kind")?;
         Ok(Some(ElementGrant {
-            kind: kind
-                .parse()
-                .map_err(|e| corrupt("element_grants.kind", e))?,
+            kind: kind.parse().map_err(|e| corrupt("element_grants.kind", e))?,
             name: col(&row, 1, "element_grants.name")?,
             size: get_u64(&row, 2, "elements.size")?,
         }))
@@ -1720,11 +1579,7 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn unreferenced_elements(
-        &mut self,
-        created_before_ms: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<ElementHash>> {
+    fn unreferenced_elements(&mut self, created_before_ms: u64, limit: u32) -> StoreResult<Vec<ElementHash>> {
         self.collect(
             "SELECT e.hash FROM elements e
              WHERE e.created_ms < $1
@@ -1736,11 +1591,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn element_visible_to_client(
-        &mut self,
-        client: &PartyId,
-        hash: &ElementHash,
-    ) -> StoreResult<bool> {
+    fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool> {
         let row = self.query_one(
             "SELECT EXISTS (SELECT 1 FROM element_grants WHERE owner = $1 AND hash = $2)
                  OR EXISTS (SELECT 1 FROM job_elements je JOIN jobs j ON j.id = je.job
@@ -1751,10 +1602,7 @@ impl Tx for PgTx<'_> {
     }
 
     fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()> {
-        self.execute(
-            "DELETE FROM elements WHERE hash = $1",
-            &[&&hash.as_bytes()[..]],
-        )?;
+        self.execute("DELETE FROM elements WHERE hash = $1", &[&&hash.as_bytes()[..]])?;
         Ok(())
     }
 
@@ -1782,12 +1630,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn job(&mut self, id: JobId) -> StoreResult<Option<JobRow>> {
-        self.query_opt(
-            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
-            &[&&id.as_uuid().as_bytes()[..]],
-        )?
-        .map(|row| job_row(&row))
-        .transpose()
+        self.query_opt(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"), &[&&id.as_uuid().as_bytes()[..]])?
+            .map(|row| job_row(&row))
+            .transpose()
     }
 
     fn jobs_of_client(&mut self, client: &PartyId) -> StoreResult<Vec<JobRow>> {
@@ -1831,23 +1676,11 @@ impl Tx for PgTx<'_> {
              (SELECT a.id FROM assignments a JOIN tasks t ON t.key = a.task WHERE t.job = $1)",
             &[&key],
         )?;
-        self.execute(
-            "DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
-            &[&key],
-        )?;
-        self.execute(
-            "DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
-            &[&key],
-        )?;
-        self.execute(
-            "DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
-            &[&key],
-        )?;
+        self.execute("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = $1)", &[&key])?;
+        self.execute("DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = $1)", &[&key])?;
+        self.execute("DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = $1)", &[&key])?;
         self.execute("DELETE FROM results WHERE job = $1", &[&key])?;
-        self.execute(
-            "DELETE FROM task_requests WHERE task IN (SELECT key FROM tasks WHERE job = $1)",
-            &[&key],
-        )?;
+        self.execute("DELETE FROM task_requests WHERE task IN (SELECT key FROM tasks WHERE job = $1)", &[&key])?;
         self.execute("DELETE FROM tasks WHERE job = $1", &[&key])?;
         self.execute("DELETE FROM attachments WHERE job = $1", &[&key])?;
         self.execute("DELETE FROM job_elements WHERE job = $1", &[&key])?;
@@ -1862,23 +1695,17 @@ impl Tx for PgTx<'_> {
         let key = &job.as_uuid().as_bytes()[..];
         let indexes: Vec<i64> = tasks.iter().map(|t| int(t.index)).collect();
         let existing: HashSet<i64> = self
-            .collect(
-                "SELECT idx FROM tasks WHERE job = $1 AND idx = ANY($2)",
-                &[&key, &indexes],
-                |row| col(row, 0, "tasks.idx"),
-            )?
+            .collect("SELECT idx FROM tasks WHERE job = $1 AND idx = ANY($2)", &[&key, &indexes], |row| {
+                col(row, 0, "tasks.idx")
+            })?
             .into_iter()
             .collect();
         let mut seen = HashSet::new();
-        let prefix = indexes
-            .iter()
-            .position(|i| existing.contains(i) || !seen.insert(*i))
-            .unwrap_or(tasks.len());
+        let prefix = indexes.iter().position(|i| existing.contains(i) || !seen.insert(*i)).unwrap_or(tasks.len());
         let batch = &tasks[..prefix];
         let mut data = Vec::with_capacity(batch.len());
         for task in batch {
-            let names: BTreeMap<&String, String> =
-                task.data.iter().map(|(k, v)| (k, v.to_string())).collect();
+            let names: BTreeMap<&String, String> = task.data.iter().map(|(k, v)| (k, v.to_string())).collect();
             data.push(json(&names, "task data")?);
         }
         let priorities: Vec<i64> = batch.iter().map(|t| i64::from(t.priority)).collect();
@@ -1891,23 +1718,11 @@ impl Tx for PgTx<'_> {
                   WITH ORDINALITY AS t(idx, priority, executable, data, params, n)
              ORDER BY t.n
              ON CONFLICT (job, idx) DO NOTHING",
-            &[
-                &key,
-                &&indexes[..prefix],
-                &priorities,
-                &executables,
-                &data,
-                &params,
-            ],
+            &[&key, &&indexes[..prefix], &priorities, &executables, &data, &params],
         )?;
         if prefix < tasks.len() || inserted < prefix as u64 {
-            let index = tasks
-                .get(prefix)
-                .map(|t| t.index.to_string())
-                .unwrap_or_else(|| "in the batch".to_string());
-            return Err(StoreError::Conflict(format!(
-                "task {index} of job {job} exists already"
-            )));
+            let index = tasks.get(prefix).map(|t| t.index.to_string()).unwrap_or_else(|| "in the batch".to_string());
+            return Err(StoreError::Conflict(format!("task {index} of job {job} exists already")));
         }
         Ok(())
     }
@@ -1922,49 +1737,29 @@ impl Tx for PgTx<'_> {
     }
 
     fn task_by_key(&mut self, key: TaskKey) -> StoreResult<Option<TaskRow>> {
-        self.query_opt(
-            &format!("SELECT {TASK_COLUMNS} FROM tasks WHERE key = $1"),
-            &[&key],
-        )?
-        .map(|row| task_row(&row))
-        .transpose()
+        self.query_opt(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE key = $1"), &[&key])?
+            .map(|row| task_row(&row))
+            .transpose()
     }
 
     fn set_task_state(&mut self, key: TaskKey, state: TaskState) -> StoreResult<()> {
-        self.execute(
-            "UPDATE tasks SET state = $2 WHERE key = $1",
-            &[&key, &state.as_str()],
-        )?;
+        self.execute("UPDATE tasks SET state = $2 WHERE key = $1", &[&key, &state.as_str()])?;
         Ok(())
     }
 
-    fn move_job_tasks(
-        &mut self,
-        job: JobId,
-        from: &[TaskState],
-        to: TaskState,
-    ) -> StoreResult<Vec<(TaskState, u64)>> {
+    fn move_job_tasks(&mut self, job: JobId, from: &[TaskState], to: TaskState) -> StoreResult<Vec<(TaskState, u64)>> {
         let mut moved = Vec::new();
         for state in from {
             let n = self.execute(
                 "UPDATE tasks SET state = $3 WHERE job = $1 AND state = $2",
-                &[
-                    &&job.as_uuid().as_bytes()[..],
-                    &state.as_str(),
-                    &to.as_str(),
-                ],
+                &[&&job.as_uuid().as_bytes()[..], &state.as_str(), &to.as_str()],
             )?;
             moved.push((*state, n));
         }
         Ok(moved)
     }
 
-    fn set_task_progress(
-        &mut self,
-        key: TaskKey,
-        progress: f32,
-        status: Option<&Payload>,
-    ) -> StoreResult<()> {
+    fn set_task_progress(&mut self, key: TaskKey, progress: f32, status: Option<&Payload>) -> StoreResult<()> {
         let status = status.map(|s| json(s, "task status")).transpose()?;
         self.execute(
             "UPDATE tasks SET progress = $2, status = COALESCE($3, status) WHERE key = $1",
@@ -1973,16 +1768,9 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    fn set_task_checkpoint(
-        &mut self,
-        key: TaskKey,
-        checkpoint: Option<&ElementHash>,
-    ) -> StoreResult<()> {
+    fn set_task_checkpoint(&mut self, key: TaskKey, checkpoint: Option<&ElementHash>) -> StoreResult<()> {
         let checkpoint = checkpoint.map(|h| &h.as_bytes()[..]);
-        self.execute(
-            "UPDATE tasks SET checkpoint = $2 WHERE key = $1",
-            &[&key, &checkpoint],
-        )?;
+        self.execute("UPDATE tasks SET checkpoint = $2 WHERE key = $1", &[&key, &checkpoint])?;
         Ok(())
     }
 
@@ -2022,12 +1810,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn add_task_request(
-        &mut self,
-        task: TaskKey,
-        session: SessionId,
-        reply_to: u64,
-    ) -> StoreResult<()> {
+    fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()> {
         self.execute(
             "INSERT INTO task_requests (task, session, reply_to) VALUES ($1, $2, $3)",
             &[&task, &&session.as_uuid().as_bytes()[..], &int(reply_to)],
@@ -2036,43 +1819,25 @@ impl Tx for PgTx<'_> {
     }
 
     fn take_task_requests(&mut self, task: TaskKey) -> StoreResult<Vec<(SessionId, u64)>> {
-        self.collect(
-            "DELETE FROM task_requests WHERE task = $1 RETURNING session, reply_to",
-            &[&task],
-            |row| {
-                Ok((
-                    get_session_id(row, 0, "task_requests.session")?,
-                    get_u64(row, 1, "task_requests.reply_to")?,
-                ))
-            },
-        )
+        self.collect("DELETE FROM task_requests WHERE task = $1 RETURNING session, reply_to", &[&task], |row| {
+            Ok((get_session_id(row, 0, "task_requests.session")?, get_u64(row, 1, "task_requests.reply_to")?))
+        })
     }
 
-    fn insert_assignment(
-        &mut self,
-        task: TaskKey,
-        provider: &PartyId,
-        now_ms: u64,
-    ) -> StoreResult<AssignmentId> {
+    fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId> {
         let row = self.query_one(
             "INSERT INTO assignments (task, provider, active, created_ms) VALUES ($1, $2, TRUE, $3) RETURNING id",
             &[&task, &&provider.as_bytes()[..], &int(now_ms)],
         )?;
         let id = get_u64(&row, 0, "assignments.id")?;
-        self.execute(
-            "UPDATE providers SET assigned = assigned + 1 WHERE id = $1",
-            &[&&provider.as_bytes()[..]],
-        )?;
+        self.execute("UPDATE providers SET assigned = assigned + 1 WHERE id = $1", &[&&provider.as_bytes()[..]])?;
         Ok(AssignmentId(id))
     }
 
     fn assignment(&mut self, id: AssignmentId) -> StoreResult<Option<AssignmentRow>> {
-        self.query_opt(
-            &format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = $1"),
-            &[&int(id.0)],
-        )?
-        .map(|row| assignment_row(&row))
-        .transpose()
+        self.query_opt(&format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE id = $1"), &[&int(id.0)])?
+            .map(|row| assignment_row(&row))
+            .transpose()
     }
 
     fn end_assignment(&mut self, id: AssignmentId, now_ms: u64) -> StoreResult<bool> {
@@ -2097,10 +1862,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn active_assignments_of_provider(
-        &mut self,
-        provider: &PartyId,
-    ) -> StoreResult<Vec<AssignmentRow>> {
+    fn active_assignments_of_provider(&mut self, provider: &PartyId) -> StoreResult<Vec<AssignmentRow>> {
         self.collect(
             &format!("SELECT {ASSIGNMENT_COLUMNS} FROM assignments WHERE provider = $1 AND active ORDER BY id"),
             &[&&provider.as_bytes()[..]],
@@ -2119,11 +1881,7 @@ impl Tx for PgTx<'_> {
         )
     }
 
-    fn silent_assignments(
-        &mut self,
-        contact_before_ms: u64,
-        limit: u32,
-    ) -> StoreResult<Vec<AssignmentRow>> {
+    fn silent_assignments(&mut self, contact_before_ms: u64, limit: u32) -> StoreResult<Vec<AssignmentRow>> {
         self.collect(
             "SELECT a.id, a.task, a.provider, a.active, a.created_ms FROM assignments a JOIN providers p ON p.id = a.provider
              WHERE a.active AND p.last_contact_ms < $1 ORDER BY a.id LIMIT $2",
@@ -2134,11 +1892,7 @@ impl Tx for PgTx<'_> {
 
     fn insert_result(&mut self, r: &NewResult, now_ms: u64) -> StoreResult<i64> {
         let result = r.result.as_ref().map(|p| json(p, "a result")).transpose()?;
-        let failure = r
-            .failure
-            .as_ref()
-            .map(|f| json(f, "a failure"))
-            .transpose()?;
+        let failure = r.failure.as_ref().map(|f| json(f, "a failure")).transpose()?;
         let row = self.query_one(
             "INSERT INTO results (task, job, idx, state, result, failure, cpu_ms, attempts, delivered, created_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, FALSE, $9) RETURNING id",
@@ -2169,30 +1923,19 @@ impl Tx for PgTx<'_> {
                 "SELECT {RESULT_COLUMNS} FROM results WHERE job = $1 AND id > $2 AND NOT delivered ORDER BY id LIMIT $3"
             )
         } else {
-            format!(
-                "SELECT {RESULT_COLUMNS} FROM results WHERE job = $1 AND id > $2 ORDER BY id LIMIT $3"
-            )
+            format!("SELECT {RESULT_COLUMNS} FROM results WHERE job = $1 AND id > $2 ORDER BY id LIMIT $3")
         };
-        self.collect(
-            &sql,
-            &[&&job.as_uuid().as_bytes()[..], &after, &i64::from(limit)],
-            result_row,
-        )
+        self.collect(&sql, &[&&job.as_uuid().as_bytes()[..], &after, &i64::from(limit)], result_row)
     }
 
     fn last_result_id(&mut self, job: JobId) -> StoreResult<i64> {
-        let row = self.query_one(
-            "SELECT COALESCE(MAX(id), 0) FROM results WHERE job = $1",
-            &[&&job.as_uuid().as_bytes()[..]],
-        )?;
+        let row = self
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM results WHERE job = $1", &[&&job.as_uuid().as_bytes()[..]])?;
         col(&row, 0, "MAX(results.id)")
     }
 
     fn mark_delivered(&mut self, result_ids: &[i64]) -> StoreResult<()> {
-        self.execute(
-            "UPDATE results SET delivered = TRUE WHERE id = ANY($1)",
-            &[&result_ids],
-        )?;
+        self.execute("UPDATE results SET delivered = TRUE WHERE id = ANY($1)", &[&result_ids])?;
         Ok(())
     }
 
@@ -2215,10 +1958,7 @@ impl Tx for PgTx<'_> {
     fn delete_attachment(&mut self, session: SessionId, job: JobId) -> StoreResult<()> {
         self.execute(
             "DELETE FROM attachments WHERE session = $1 AND job = $2",
-            &[
-                &&session.as_uuid().as_bytes()[..],
-                &&job.as_uuid().as_bytes()[..],
-            ],
+            &[&&session.as_uuid().as_bytes()[..], &&job.as_uuid().as_bytes()[..]],
         )?;
         Ok(())
     }
@@ -2240,25 +1980,17 @@ impl Tx for PgTx<'_> {
     }
 
     fn task_assurance(&mut self, task: TaskKey) -> StoreResult<Option<AssuranceRow>> {
-        self.query_opt(
-            "SELECT state, replicas_wanted FROM task_assurance WHERE task = $1",
-            &[&task],
-        )?
-        .map(|row| {
-            Ok(AssuranceRow {
-                state: col(&row, 0, "task_assurance.state")?,
-                replicas_wanted: get_u32(&row, 1, "task_assurance.replicas_wanted")?,
+        self.query_opt("SELECT state, replicas_wanted FROM task_assurance WHERE task = $1", &[&task])?
+            .map(|row| {
+                Ok(AssuranceRow {
+                    state: col(&row, 0, "task_assurance.state")?,
+                    replicas_wanted: get_u32(&row, 1, "task_assurance.replicas_wanted")?,
+                })
             })
-        })
-        .transpose()
+            .transpose()
     }
 
-    fn set_task_assurance(
-        &mut self,
-        task: TaskKey,
-        state: &str,
-        replicas_wanted: u32,
-    ) -> StoreResult<()> {
+    fn set_task_assurance(&mut self, task: TaskKey, state: &str, replicas_wanted: u32) -> StoreResult<()> {
         self.execute(
             "INSERT INTO task_assurance (task, state, replicas_wanted) VALUES ($1, $2, $3)
              ON CONFLICT (task) DO UPDATE SET state = EXCLUDED.state, replicas_wanted = EXCLUDED.replicas_wanted",
@@ -2269,40 +2001,23 @@ impl Tx for PgTx<'_> {
 
     fn tasks_wanting_replicas(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
         self.collect(TASKS_WANTING_REPLICAS, &[&i64::from(limit)], |row| {
-            Ok(QueuedTask {
-                key: col(row, 0, "tasks.key")?,
-                priority: get_i32(row, 1, "tasks.priority")?,
-            })
+            Ok(QueuedTask { key: col(row, 0, "tasks.key")?, priority: get_i32(row, 1, "tasks.priority")? })
         })
     }
 
-    fn assured_tasks_of_provider(
-        &mut self,
-        provider: &PartyId,
-        limit: u32,
-    ) -> StoreResult<Vec<TaskKey>> {
-        self.collect(
-            ASSURED_TASKS_OF_PROVIDER,
-            &[&&provider.as_bytes()[..], &i64::from(limit)],
-            |row| col(row, 0, "assignments.task"),
-        )
+    fn assured_tasks_of_provider(&mut self, provider: &PartyId, limit: u32) -> StoreResult<Vec<TaskKey>> {
+        self.collect(ASSURED_TASKS_OF_PROVIDER, &[&&provider.as_bytes()[..], &i64::from(limit)], |row| {
+            col(row, 0, "assignments.task")
+        })
     }
 
     fn provider_record(&mut self, provider: &PartyId) -> StoreResult<Option<String>> {
-        self.query_opt(
-            "SELECT record FROM provider_records WHERE provider = $1",
-            &[&&provider.as_bytes()[..]],
-        )?
-        .map(|row| col(&row, 0, "provider_records.record"))
-        .transpose()
+        self.query_opt("SELECT record FROM provider_records WHERE provider = $1", &[&&provider.as_bytes()[..]])?
+            .map(|row| col(&row, 0, "provider_records.record"))
+            .transpose()
     }
 
-    fn set_provider_record(
-        &mut self,
-        provider: &PartyId,
-        record: &str,
-        quarantined: bool,
-    ) -> StoreResult<()> {
+    fn set_provider_record(&mut self, provider: &PartyId, record: &str, quarantined: bool) -> StoreResult<()> {
         self.execute(
             "INSERT INTO provider_records (provider, record, quarantined) VALUES ($1, $2, $3)
              ON CONFLICT (provider) DO UPDATE SET record = EXCLUDED.record, quarantined = EXCLUDED.quarantined",
@@ -2312,19 +2027,12 @@ impl Tx for PgTx<'_> {
     }
 
     fn quarantined_providers(&mut self) -> StoreResult<Vec<PartyId>> {
-        self.collect(
-            "SELECT provider FROM provider_records WHERE quarantined ORDER BY provider",
-            &[],
-            |row| get_party_id(row, 0, "provider_records.provider"),
-        )
+        self.collect("SELECT provider FROM provider_records WHERE quarantined ORDER BY provider", &[], |row| {
+            get_party_id(row, 0, "provider_records.provider")
+        })
     }
 
-    fn insert_known_answer(
-        &mut self,
-        task: TaskKey,
-        digest: &ElementHash,
-        now_ms: u64,
-    ) -> StoreResult<()> {
+    fn insert_known_answer(&mut self, task: TaskKey, digest: &ElementHash, now_ms: u64) -> StoreResult<()> {
         // A repeat is a new insertion: it moves the answer to the newest.
         self.execute(
             "INSERT INTO known_answers (task, digest, created_ms) VALUES ($1, $2, $3)
@@ -2338,20 +2046,11 @@ impl Tx for PgTx<'_> {
         self.collect(
             "SELECT task, digest FROM known_answers ORDER BY created_ms DESC, task DESC LIMIT $1",
             &[&i64::from(limit)],
-            |row| {
-                Ok((
-                    col(row, 0, "known_answers.task")?,
-                    get_hash(row, 1, "known_answers.digest")?,
-                ))
-            },
+            |row| Ok((col(row, 0, "known_answers.task")?, get_hash(row, 1, "known_answers.digest")?)),
         )
     }
 
-    fn insert_spot_check(
-        &mut self,
-        assignment: AssignmentId,
-        expected: &ElementHash,
-    ) -> StoreResult<()> {
+    fn insert_spot_check(&mut self, assignment: AssignmentId, expected: &ElementHash) -> StoreResult<()> {
         self.execute(
             "INSERT INTO spot_checks (assignment, expected) VALUES ($1, $2)
              ON CONFLICT (assignment) DO UPDATE SET expected = EXCLUDED.expected",
@@ -2361,12 +2060,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn spot_check(&mut self, assignment: AssignmentId) -> StoreResult<Option<ElementHash>> {
-        self.query_opt(
-            "SELECT expected FROM spot_checks WHERE assignment = $1",
-            &[&int(assignment.0)],
-        )?
-        .map(|row| get_hash(&row, 0, "spot_checks.expected"))
-        .transpose()
+        self.query_opt("SELECT expected FROM spot_checks WHERE assignment = $1", &[&int(assignment.0)])?
+            .map(|row| get_hash(&row, 0, "spot_checks.expected"))
+            .transpose()
     }
 }
 
@@ -2381,13 +2077,9 @@ fn ledger_json<T: serde::de::DeserializeOwned>(row: &Row, what: &str) -> Result<
 impl LedgerStore for PgTx<'_> {
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, LedgerError> {
         let row = self
-            .query_opt(
-                "SELECT body FROM ledger_accounts WHERE id = $1",
-                &[&id.to_string()],
-            )
+            .query_opt("SELECT body FROM ledger_accounts WHERE id = $1", &[&id.to_string()])
             .map_err(LedgerError::storage)?;
-        row.map(|row| ledger_json(&row, "ledger_accounts.body"))
-            .transpose()
+        row.map(|row| ledger_json(&row, "ledger_accounts.body")).transpose()
     }
 
     fn put_account(&mut self, account: &Account) -> Result<(), LedgerError> {
@@ -2412,18 +2104,13 @@ impl LedgerStore for PgTx<'_> {
     }
 
     fn accounts(&mut self) -> Result<Vec<Account>, LedgerError> {
-        let rows = self
-            .query("SELECT body FROM ledger_accounts ORDER BY id", &[])
-            .map_err(LedgerError::storage)?;
-        rows.iter()
-            .map(|row| ledger_json(row, "ledger_accounts.body"))
-            .collect()
+        let rows = self.query("SELECT body FROM ledger_accounts ORDER BY id", &[]).map_err(LedgerError::storage)?;
+        rows.iter().map(|row| ledger_json(row, "ledger_accounts.body")).collect()
     }
 
     fn next_transfer_id(&mut self) -> Result<TransferId, LedgerError> {
-        let row = self
-            .query_one("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers", &[])
-            .map_err(LedgerError::storage)?;
+        let row =
+            self.query_one("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers", &[]).map_err(LedgerError::storage)?;
         let max = get_u64(&row, 0, "MAX(ledger_transfers.id)").map_err(LedgerError::storage)?;
         Ok(TransferId(max + 1))
     }
@@ -2447,24 +2134,16 @@ impl LedgerStore for PgTx<'_> {
 
     fn transfer(&mut self, id: TransferId) -> Result<Option<Transfer>, LedgerError> {
         let row = self
-            .query_opt(
-                "SELECT body FROM ledger_transfers WHERE id = $1",
-                &[&int(id.0)],
-            )
+            .query_opt("SELECT body FROM ledger_transfers WHERE id = $1", &[&int(id.0)])
             .map_err(LedgerError::storage)?;
-        row.map(|row| ledger_json(&row, "ledger_transfers.body"))
-            .transpose()
+        row.map(|row| ledger_json(&row, "ledger_transfers.body")).transpose()
     }
 
     fn transfer_by_key(&mut self, key: &IdempotencyKey) -> Result<Option<Transfer>, LedgerError> {
         let row = self
-            .query_opt(
-                "SELECT body FROM ledger_transfers WHERE key = $1",
-                &[&key.as_str()],
-            )
+            .query_opt("SELECT body FROM ledger_transfers WHERE key = $1", &[&key.as_str()])
             .map_err(LedgerError::storage)?;
-        row.map(|row| ledger_json(&row, "ledger_transfers.body"))
-            .transpose()
+        row.map(|row| ledger_json(&row, "ledger_transfers.body")).transpose()
     }
 
     fn transfers_of_account(
@@ -2479,20 +2158,14 @@ impl LedgerStore for PgTx<'_> {
                 &[&account.to_string(), &int(created_from_ms), &int(created_to_ms)],
             )
             .map_err(LedgerError::storage)?;
-        rows.iter()
-            .map(|row| ledger_json(row, "ledger_transfers.body"))
-            .collect()
+        rows.iter().map(|row| ledger_json(row, "ledger_transfers.body")).collect()
     }
 
     fn reservation(&mut self, id: TransferId) -> Result<Option<Reservation>, LedgerError> {
         let row = self
-            .query_opt(
-                "SELECT body FROM ledger_reservations WHERE id = $1",
-                &[&int(id.0)],
-            )
+            .query_opt("SELECT body FROM ledger_reservations WHERE id = $1", &[&int(id.0)])
             .map_err(LedgerError::storage)?;
-        row.map(|row| ledger_json(&row, "ledger_reservations.body"))
-            .transpose()
+        row.map(|row| ledger_json(&row, "ledger_reservations.body")).transpose()
     }
 
     fn put_reservation(&mut self, reservation: &Reservation) -> Result<(), LedgerError> {
@@ -2516,11 +2189,7 @@ impl LedgerStore for PgTx<'_> {
                 &[],
             )
             .map_err(LedgerError::storage)?;
-        let sum = |i: usize, what: &str| {
-            col::<i64>(&row, i, what)
-                .map(Micros::new)
-                .map_err(LedgerError::storage)
-        };
+        let sum = |i: usize, what: &str| col::<i64>(&row, i, what).map(Micros::new).map_err(LedgerError::storage);
         Ok(LedgerTotals {
             accounts: get_u64(&row, 0, "COUNT(ledger_accounts)").map_err(LedgerError::storage)?,
             debits_posted: sum(1, "SUM(ledger_accounts.debits_posted)")?,
@@ -2552,10 +2221,7 @@ mod tests {
 
     impl Schemas {
         fn new() -> Schemas {
-            Schemas {
-                url: url(),
-                names: RefCell::new(Vec::new()),
-            }
+            Schemas { url: url(), names: RefCell::new(Vec::new()) }
         }
 
         fn name(&self) -> String {
@@ -2569,8 +2235,9 @@ mod tests {
         }
 
         fn store_in(&self, schema: &str) -> PostgresStore {
-            PostgresStore::connect_in_schema(&self.url, schema)
-                .unwrap_or_else(|e| panic!("PostgreSQL is needed for these tests (set IDLEGRID_TEST_POSTGRES to another URL): {e}"))
+            PostgresStore::connect_in_schema(&self.url, schema).unwrap_or_else(|e| {
+                panic!("PostgreSQL is needed for these tests (set IDLEGRID_TEST_POSTGRES to another URL): {e}")
+            })
         }
 
         fn client(&self) -> Client {
@@ -2616,23 +2283,12 @@ mod tests {
             .unwrap();
         let plan = |client: &mut Client, sql: &str| -> String {
             let lines = client.query(&format!("EXPLAIN {sql}"), &[]).unwrap();
-            lines
-                .iter()
-                .map(|r| r.get::<_, String>(0))
-                .collect::<Vec<_>>()
-                .join("\n")
+            lines.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
         };
         let wanting = plan(&mut client, &TASKS_WANTING_REPLICAS.replace("$1", "10"));
-        assert!(
-            wanting.contains("task_assurance_wanting") && !wanting.contains("Seq Scan"),
-            "{wanting}"
-        );
-        let of_provider = plan(
-            &mut client,
-            &ASSURED_TASKS_OF_PROVIDER
-                .replace("$1", "int4send(7)")
-                .replace("$2", "10"),
-        );
+        assert!(wanting.contains("task_assurance_wanting") && !wanting.contains("Seq Scan"), "{wanting}");
+        let of_provider =
+            plan(&mut client, &ASSURED_TASKS_OF_PROVIDER.replace("$1", "int4send(7)").replace("$2", "10"));
         assert!(
             of_provider.contains("assignments_provider_task") && !of_provider.contains("Seq Scan"),
             "{of_provider}"
@@ -2646,35 +2302,20 @@ mod tests {
         crate::conformance::parties_are_unique(&schemas.store_in(&schema));
         let store = schemas.store_in(&schema);
         let party = PartyId::from_public_key(&[1; 32]);
-        let found = store
-            .read(|tx| -> StoreResult<bool> { Ok(tx.party(&party)?.is_some()) })
-            .unwrap();
+        let found = store.read(|tx| -> StoreResult<bool> { Ok(tx.party(&party)?.is_some()) }).unwrap();
         assert!(found);
         let mut client = schemas.client();
         let versions: Vec<i64> = client
-            .query(
-                &format!("SELECT version FROM {schema}.schema_version ORDER BY version"),
-                &[],
-            )
+            .query(&format!("SELECT version FROM {schema}.schema_version ORDER BY version"), &[])
             .unwrap()
             .iter()
             .map(|r| r.get(0))
             .collect();
         assert_eq!(versions, (1..=MIGRATIONS.len() as i64).collect::<Vec<_>>());
         // A database migrated by a newer program is refused, not misread.
-        client
-            .execute(
-                &format!("INSERT INTO {schema}.schema_version VALUES (999)"),
-                &[],
-            )
-            .unwrap();
-        let error = PostgresStore::connect_in_schema(&schemas.url, &schema)
-            .err()
-            .expect("newer schema refused");
-        assert!(
-            error.to_string().contains("use a newer idlegrid"),
-            "{error}"
-        );
+        client.execute(&format!("INSERT INTO {schema}.schema_version VALUES (999)"), &[]).unwrap();
+        let error = PostgresStore::connect_in_schema(&schemas.url, &schema).err().expect("newer schema refused");
+        assert!(error.to_string().contains("use a newer idlegrid"), "{error}");
     }
 
     #[test]
@@ -2682,9 +2323,8 @@ mod tests {
         let schemas = Schemas::new();
         let schema = schemas.name();
         std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| PostgresStore::connect_in_schema(&schemas.url, &schema)))
-                .collect();
+            let handles: Vec<_> =
+                (0..4).map(|_| scope.spawn(|| PostgresStore::connect_in_schema(&schemas.url, &schema))).collect();
             for handle in handles {
                 handle.join().unwrap().unwrap();
             }
@@ -2721,34 +2361,26 @@ mod tests {
             }
         });
         let n = stores[0].read(|tx| tx.meta("counter")).unwrap().unwrap();
-        assert_eq!(
-            String::from_utf8(n).unwrap(),
-            (THREADS as u64 * ROUNDS).to_string()
-        );
+        assert_eq!(String::from_utf8(n).unwrap(), (THREADS as u64 * ROUNDS).to_string());
     }
 
     #[test]
     fn an_unreachable_database_says_what_to_do() {
-        let error = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test")
-            .err()
-            .expect("nothing listens on port 1");
+        let error =
+            PostgresStore::connect("postgres://postgres@127.0.0.1:1/test").err().expect("nothing listens on port 1");
         let message = error.to_string();
         assert!(
             message.contains("cannot connect to PostgreSQL at 127.0.0.1:1/test")
                 && message.contains("check --database"),
             "{message}"
         );
-        let error = PostgresStore::connect("postgres://user:secret@[bad/x")
-            .err()
-            .expect("invalid URL");
+        let error = PostgresStore::connect("postgres://user:secret@[bad/x").err().expect("invalid URL");
         assert!(
-            error.to_string().contains("invalid PostgreSQL URL")
-                && !error.to_string().contains("secret"),
+            error.to_string().contains("invalid PostgreSQL URL") && !error.to_string().contains("secret"),
             "{error}"
         );
-        let error = PostgresStore::connect_in_schema(&url(), "Robert'); DROP TABLE students;--")
-            .err()
-            .expect("invalid schema");
+        let error =
+            PostgresStore::connect_in_schema(&url(), "Robert'); DROP TABLE students;--").err().expect("invalid schema");
         assert!(error.to_string().contains("invalid schema name"), "{error}");
     }
 
@@ -2781,27 +2413,21 @@ mod tests {
             })
             .unwrap();
         let mut client = schemas.client();
-        client.batch_execute(&format!("UPDATE {schema}.tasks SET state = 'exploded'; UPDATE {schema}.jobs SET properties = '[1'")).unwrap();
+        client
+            .batch_execute(&format!(
+                "UPDATE {schema}.tasks SET state = 'exploded'; UPDATE {schema}.jobs SET properties = '[1'"
+            ))
+            .unwrap();
         let task = store.read(|tx| tx.task(job.id, 0));
         assert!(
             matches!(task, Err(StoreError::Corrupt(ref m)) if m.contains("tasks.state") && m.contains("exploded")),
             "{task:?}"
         );
         let jobs = store.read(|tx| tx.jobs_of_client(&client_id));
-        assert!(
-            matches!(jobs, Err(StoreError::Corrupt(ref m)) if m.contains("jobs.properties")),
-            "{jobs:?}"
-        );
-        client
-            .batch_execute(&format!(
-                "UPDATE {schema}.tasks SET executable = '\\x00', state = 'queued'"
-            ))
-            .unwrap();
+        assert!(matches!(jobs, Err(StoreError::Corrupt(ref m)) if m.contains("jobs.properties")), "{jobs:?}");
+        client.batch_execute(&format!("UPDATE {schema}.tasks SET executable = '\\x00', state = 'queued'")).unwrap();
         let task = store.read(|tx| tx.task(job.id, 0));
-        assert!(
-            matches!(task, Err(StoreError::Corrupt(ref m)) if m.contains("tasks.executable")),
-            "{task:?}"
-        );
+        assert!(matches!(task, Err(StoreError::Corrupt(ref m)) if m.contains("tasks.executable")), "{task:?}");
     }
 
     #[test]
@@ -2825,20 +2451,11 @@ mod tests {
         let result = store.write(|tx| -> StoreResult<()> {
             tx.insert_party(&party)?;
             tx.insert_session(&party.id, &session)?;
-            assert!(
-                tx.insert_session(&party.id, &session).is_err(),
-                "the id is taken"
-            );
+            assert!(tx.insert_session(&party.id, &session).is_err(), "the id is taken");
             Ok(())
         });
-        let error =
-            result.expect_err("PostgreSQL rolled the transaction back: the write must say so");
-        assert!(
-            error
-                .to_string()
-                .contains("rolled the whole transaction back"),
-            "{error}"
-        );
+        let error = result.expect_err("PostgreSQL rolled the transaction back: the write must say so");
+        assert!(error.to_string().contains("rolled the whole transaction back"), "{error}");
         let stored = store.read(|tx| tx.party(&party.id)).unwrap();
         assert_eq!(stored, None, "nothing of the transaction was kept");
         // The connection went back to the pool in a usable state.
@@ -2851,9 +2468,7 @@ mod tests {
     fn reads_are_read_only() {
         let schemas = Schemas::new();
         let store = schemas.store();
-        let error = store
-            .read(|tx| tx.set_meta("k", b"v"))
-            .expect_err("a read cannot write");
+        let error = store.read(|tx| tx.set_meta("k", b"v")).expect_err("a read cannot write");
         assert!(error.to_string().contains("read-only"), "{error}");
         assert_eq!(store.read(|tx| tx.meta("k")).unwrap(), None);
     }
@@ -2864,11 +2479,9 @@ mod tests {
         let schema = schemas.name();
         let name = format!("{schema}_app");
         let separator = if schemas.url.contains('?') { '&' } else { '?' };
-        let store = PostgresStore::connect_in_schema(
-            &format!("{}{separator}application_name={name}", schemas.url),
-            &schema,
-        )
-        .unwrap();
+        let store =
+            PostgresStore::connect_in_schema(&format!("{}{separator}application_name={name}", schemas.url), &schema)
+                .unwrap();
         store.write(|tx| tx.set_meta("k", b"1")).unwrap();
         // The database restarts, say: every idle connection of the pool dies.
         let mut client = schemas.client();
@@ -2892,15 +2505,10 @@ mod tests {
         let url = schemas.url.clone();
         // Multi-threaded runtime: connect, write from a task (block_in_place) and from
         // spawn_blocking, and drop the store inside a task.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let (url_a, schema_a) = (url.clone(), schema.clone());
         runtime.block_on(async move {
-            let store =
-                std::sync::Arc::new(PostgresStore::connect_in_schema(&url_a, &schema_a).unwrap());
+            let store = std::sync::Arc::new(PostgresStore::connect_in_schema(&url_a, &schema_a).unwrap());
             store.write(|tx| tx.set_meta("k", b"task")).unwrap();
             let blocking = store.clone();
             tokio::task::spawn_blocking(move || blocking.write(|tx| tx.set_meta("k", b"blocking")))
@@ -2917,18 +2525,11 @@ mod tests {
             assert_eq!(value, Some(b"blocking".to_vec()));
         });
         // Current-thread runtime (#[tokio::test]): the server's way, spawn_blocking.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async move {
-            let store =
-                std::sync::Arc::new(PostgresStore::connect_in_schema(&url, &schema).unwrap());
+            let store = std::sync::Arc::new(PostgresStore::connect_in_schema(&url, &schema).unwrap());
             let blocking = store.clone();
-            let value = tokio::task::spawn_blocking(move || blocking.read(|tx| tx.meta("k")))
-                .await
-                .unwrap()
-                .unwrap();
+            let value = tokio::task::spawn_blocking(move || blocking.read(|tx| tx.meta("k"))).await.unwrap().unwrap();
             assert_eq!(value, Some(b"blocking".to_vec()));
             drop(store);
         });

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_protocol::Payload;
+use idlegrid_protocol::messages::{NodeState, Replay};
 use idlegrid_types::{
     AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, Role, SessionId, TaskIndex, TaskState,
 };
@@ -16,7 +16,8 @@ use crate::tx::Tx;
 use crate::{Store, StoreError, StoreResult};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE parties (
     id BLOB PRIMARY KEY, role TEXT NOT NULL, public_key BLOB NOT NULL, name TEXT NOT NULL, created_ms INTEGER NOT NULL);
@@ -65,7 +66,8 @@ CREATE TABLE attachments (
     session BLOB NOT NULL, job BLOB NOT NULL, replay TEXT NOT NULL, cursor INTEGER NOT NULL,
     completion_sent INTEGER NOT NULL, PRIMARY KEY (session, job)) WITHOUT ROWID;
 CREATE INDEX attachments_job ON attachments(job);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE ledger_accounts (
     id TEXT PRIMARY KEY, debits_posted INTEGER NOT NULL, credits_posted INTEGER NOT NULL,
     debits_pending INTEGER NOT NULL, credits_pending INTEGER NOT NULL, body TEXT NOT NULL);
@@ -100,13 +102,15 @@ DROP TABLE assignments;
 ALTER TABLE assignments_v2 RENAME TO assignments;
 CREATE INDEX assignments_task ON assignments(task);
 CREATE INDEX assignments_active_provider ON assignments(provider) WHERE active = 1;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE revocations (party BLOB PRIMARY KEY, reason TEXT NOT NULL, revoked_ms INTEGER NOT NULL);
 CREATE TABLE logs (
     id INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, received_ms INTEGER NOT NULL, party BLOB NOT NULL, role TEXT NOT NULL,
     level TEXT NOT NULL, component TEXT NOT NULL, job BLOB, message TEXT NOT NULL);
 CREATE INDEX logs_received ON logs(received_ms);
-"#, r#"
+"#,
+    r#"
 -- Result assurance (P6.1, P6.2). The coordinator's state documents are opaque here; only what
 -- a query selects on has a column of its own.
 CREATE TABLE task_assurance (task INTEGER PRIMARY KEY, state TEXT NOT NULL, replicas_wanted INTEGER NOT NULL);
@@ -119,7 +123,8 @@ CREATE INDEX provider_records_quarantined ON provider_records(provider) WHERE qu
 CREATE TABLE known_answers (task INTEGER PRIMARY KEY, digest BLOB NOT NULL, created_ms INTEGER NOT NULL);
 CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
 CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL);
-"#];
+"#,
+];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
 /// statement cache warm.
@@ -131,7 +136,8 @@ impl SqliteStore {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
         }
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Database(format!("cannot open the database {}: {e}", path.display())))?;
@@ -171,7 +177,8 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         let mut connection = self.connection.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
+        let tx =
+            connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
         let result = f(&mut SqliteTx { tx: &tx });
         match result {
             Ok(value) => {
@@ -343,7 +350,9 @@ fn result_payload(row: &Row) -> rusqlite::Result<Option<Payload>> {
     use std::io::Read;
     if let Some(archived) = row.get::<_, Option<Vec<u8>>>(10)? {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&archived[..]).read_to_string(&mut text).map_err(|_| corrupt("archived result"))?;
+        flate2::read::GzDecoder::new(&archived[..])
+            .read_to_string(&mut text)
+            .map_err(|_| corrupt("archived result"))?;
         return serde_json::from_str(&text).map(Some).map_err(|_| corrupt("archived result"));
     }
     get_opt_json(row, 5)
@@ -382,10 +391,12 @@ const RESULT_COLUMNS: &str = "id, task, job, idx, state, result, failure, cpu_ms
 /// `replicas_wanted > 0` literally, so that the partial index task_assurance_wanting applies;
 /// CROSS JOIN keeps the assurance rows the outer loop (without statistics SQLite would rather
 /// scan every task for `state = 'running'`).
-const TASKS_WANTING_REPLICAS: &str = "SELECT t.key, t.priority FROM task_assurance a CROSS JOIN tasks t ON t.key = a.task
+const TASKS_WANTING_REPLICAS: &str =
+    "SELECT t.key, t.priority FROM task_assurance a CROSS JOIN tasks t ON t.key = a.task
      WHERE a.replicas_wanted > 0 AND t.state = 'running' ORDER BY t.priority DESC, t.key LIMIT ?1";
 /// Through assignments_provider_task: the provider's tasks come in key order, each looked up once.
-const ASSURED_TASKS_OF_PROVIDER: &str = "SELECT DISTINCT a.task FROM assignments a CROSS JOIN task_assurance s ON s.task = a.task
+const ASSURED_TASKS_OF_PROVIDER: &str =
+    "SELECT DISTINCT a.task FROM assignments a CROSS JOIN task_assurance s ON s.task = a.task
      WHERE a.provider = ?1 ORDER BY a.task LIMIT ?2";
 
 impl SqliteTx<'_> {
@@ -429,7 +440,11 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn completed_jobs_with_undelivered_results(&mut self, completed_before_ms: u64, limit: u32) -> StoreResult<Vec<(JobId, u64, bool)>> {
+    fn completed_jobs_with_undelivered_results(
+        &mut self,
+        completed_before_ms: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(JobId, u64, bool)>> {
         self.collect(
             "SELECT j.id, j.completed_ms, j.purge_warned FROM jobs j
              WHERE j.state = 'completed' AND j.completed_ms IS NOT NULL AND j.completed_ms < ?1
@@ -441,7 +456,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn set_purge_warned(&mut self, id: JobId) -> StoreResult<()> {
-        self.tx.prepare_cached("UPDATE jobs SET purge_warned = 1 WHERE id = ?1")?.execute([&id.as_uuid().as_bytes()[..]])?;
+        self.tx
+            .prepare_cached("UPDATE jobs SET purge_warned = 1 WHERE id = ?1")?
+            .execute([&id.as_uuid().as_bytes()[..]])?;
         Ok(())
     }
 
@@ -466,7 +483,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn set_job_hold(&mut self, id: JobId, hold: Option<&str>) -> StoreResult<()> {
-        self.tx.prepare_cached("UPDATE jobs SET hold = ?2 WHERE id = ?1")?.execute(params![&id.as_uuid().as_bytes()[..], hold])?;
+        self.tx
+            .prepare_cached("UPDATE jobs SET hold = ?2 WHERE id = ?1")?
+            .execute(params![&id.as_uuid().as_bytes()[..], hold])?;
         Ok(())
     }
 
@@ -484,7 +503,12 @@ impl Tx for SqliteTx<'_> {
                 "INSERT INTO work_records (id, job, launched_ms, body) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (id) DO UPDATE SET job = ?2, launched_ms = ?3, body = ?4",
             )?
-            .execute(params![int(record.id), &record.job.as_uuid().as_bytes()[..], int(record.launched_ms), json(record)])?;
+            .execute(params![
+                int(record.id),
+                &record.job.as_uuid().as_bytes()[..],
+                int(record.launched_ms),
+                json(record)
+            ])?;
         Ok(())
     }
 
@@ -496,7 +520,11 @@ impl Tx for SqliteTx<'_> {
             .optional()?)
     }
 
-    fn unbilled_work_records(&mut self, launched_before_ms: u64, limit: u32) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>> {
+    fn unbilled_work_records(
+        &mut self,
+        launched_before_ms: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>> {
         self.collect(
             "SELECT body FROM work_records WHERE billed = 0 AND launched_ms < ?1 ORDER BY launched_ms, id LIMIT ?2",
             params![int(launched_before_ms), limit],
@@ -513,20 +541,27 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn work_records_of_job(&mut self, job: JobId) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>> {
-        self.collect("SELECT body FROM work_records WHERE job = ?1 ORDER BY id", [&job.as_uuid().as_bytes()[..]], |row| get_json(row, 0))
+        self.collect(
+            "SELECT body FROM work_records WHERE job = ?1 ORDER BY id",
+            [&job.as_uuid().as_bytes()[..]],
+            |row| get_json(row, 0),
+        )
     }
 
     fn unbilled_records_of_job(&mut self, job: JobId) -> StoreResult<u64> {
-        Ok(uint(self
-            .tx
-            .prepare_cached("SELECT COUNT(*) FROM work_records WHERE job = ?1 AND billed = 0")?
-            .query_row([&job.as_uuid().as_bytes()[..]], |r| r.get(0))?))
+        Ok(uint(
+            self.tx
+                .prepare_cached("SELECT COUNT(*) FROM work_records WHERE job = ?1 AND billed = 0")?
+                .query_row([&job.as_uuid().as_bytes()[..]], |r| r.get(0))?,
+        ))
     }
 
     fn push_notice(&mut self, client: &PartyId, channel: &str, body: &str, now_ms: u64) -> StoreResult<i64> {
         Ok(self
             .tx
-            .prepare_cached("INSERT INTO notices (client, channel, body, next_try_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id")?
+            .prepare_cached(
+                "INSERT INTO notices (client, channel, body, next_try_ms) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            )?
             .query_row(params![&client.as_bytes()[..], channel, body, int(now_ms)], |r| r.get(0))?)
     }
 
@@ -571,7 +606,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn meta(&mut self, key: &str) -> StoreResult<Option<Vec<u8>>> {
-        Ok(self.tx.prepare_cached("SELECT value FROM meta WHERE key = ?1")?.query_row([key], |r| r.get(0)).optional()?)
+        Ok(self
+            .tx
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
     }
 
     fn set_meta(&mut self, key: &str, value: &[u8]) -> StoreResult<()> {
@@ -677,16 +716,23 @@ impl Tx for SqliteTx<'_> {
 
     fn census(&mut self, contact_since_ms: u64) -> StoreResult<Census> {
         // From the jobs' counters, so the cost grows with jobs, not tasks.
-        let (queued, running, active): (i64, i64, i64) = self.tx.prepare_cached(
-            "SELECT COALESCE(SUM(n_queued), 0), COALESCE(SUM(n_running), 0),
+        let (queued, running, active): (i64, i64, i64) = self
+            .tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(n_queued), 0), COALESCE(SUM(n_running), 0),
                     COALESCE(SUM(CASE WHEN state <> 'completed' THEN 1 ELSE 0 END), 0) FROM jobs",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         let engines: i64 = self
             .tx
             .prepare_cached("SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= ?1")?
             .query_row([int(contact_since_ms)], |r| r.get(0))?;
-        Ok(Census { tasks_queued: uint(queued), tasks_running: uint(running), jobs_active: uint(active), engines_connected: uint(engines) })
+        Ok(Census {
+            tasks_queued: uint(queued),
+            tasks_running: uint(running),
+            jobs_active: uint(active),
+            engines_connected: uint(engines),
+        })
     }
 
     fn revoke_party(&mut self, r: &RevocationRow) -> StoreResult<bool> {
@@ -708,7 +754,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn revocations(&mut self) -> StoreResult<Vec<RevocationRow>> {
-        let mut statement = self.tx.prepare_cached("SELECT party, reason, revoked_ms FROM revocations ORDER BY revoked_ms, party")?;
+        let mut statement =
+            self.tx.prepare_cached("SELECT party, reason, revoked_ms FROM revocations ORDER BY revoked_ms, party")?;
         let rows = statement.query_map([], |row| {
             Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?) })
         })?;
@@ -784,11 +831,19 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn push_outbox(&mut self, session: SessionId, reply_to: Option<u64>, body: &str, result: Option<i64>) -> StoreResult<u64> {
+    fn push_outbox(
+        &mut self,
+        session: SessionId,
+        reply_to: Option<u64>,
+        body: &str,
+        result: Option<i64>,
+    ) -> StoreResult<u64> {
         let key = &session.as_uuid().as_bytes()[..];
         let seq: i64 = self
             .tx
-            .prepare_cached("UPDATE sessions SET outbound_head = outbound_head + 1 WHERE id = ?1 RETURNING outbound_head")?
+            .prepare_cached(
+                "UPDATE sessions SET outbound_head = outbound_head + 1 WHERE id = ?1 RETURNING outbound_head",
+            )?
             .query_row([key], |r| r.get(0))
             .optional()?
             .ok_or_else(|| StoreError::Conflict(format!("session {session} does not exist")))?;
@@ -827,7 +882,14 @@ impl Tx for SqliteTx<'_> {
         Ok(results.into_iter().flatten().collect())
     }
 
-    fn upsert_provider(&mut self, id: &PartyId, state: NodeState, slots: u32, capacity: u32, now_ms: u64) -> StoreResult<()> {
+    fn upsert_provider(
+        &mut self,
+        id: &PartyId,
+        state: NodeState,
+        slots: u32,
+        capacity: u32,
+        now_ms: u64,
+    ) -> StoreResult<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO providers (id, state, slots, capacity, last_contact_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -904,7 +966,9 @@ impl Tx for SqliteTx<'_> {
 
     fn insert_element(&mut self, hash: &ElementHash, size: u64, now_ms: u64) -> StoreResult<()> {
         self.tx
-            .prepare_cached("INSERT INTO elements (hash, size, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING")?
+            .prepare_cached(
+                "INSERT INTO elements (hash, size, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT (hash) DO NOTHING",
+            )?
             .execute(params![&hash.as_bytes()[..], int(size), int(now_ms)])?;
         Ok(())
     }
@@ -918,7 +982,14 @@ impl Tx for SqliteTx<'_> {
             .map(uint))
     }
 
-    fn grant_element(&mut self, owner: &PartyId, hash: &ElementHash, kind: ElementKind, name: &str, now_ms: u64) -> StoreResult<()> {
+    fn grant_element(
+        &mut self,
+        owner: &PartyId,
+        hash: &ElementHash,
+        kind: ElementKind,
+        name: &str,
+        now_ms: u64,
+    ) -> StoreResult<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO element_grants (owner, hash, kind, name, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -955,7 +1026,8 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn add_job_elements(&mut self, job: JobId, hashes: &[ElementHash]) -> StoreResult<()> {
-        let mut stmt = self.tx.prepare_cached("INSERT INTO job_elements (job, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
+        let mut stmt =
+            self.tx.prepare_cached("INSERT INTO job_elements (job, hash) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
         for hash in hashes {
             stmt.execute([&job.as_uuid().as_bytes()[..], &hash.as_bytes()[..]])?;
         }
@@ -1070,10 +1142,16 @@ impl Tx for SqliteTx<'_> {
                  (SELECT a.id FROM assignments a JOIN tasks t ON t.key = a.task WHERE t.job = ?1)",
             )?
             .execute([key])?;
-        self.tx.prepare_cached("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
+        self.tx
+            .prepare_cached("DELETE FROM assignments WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
+            .execute([key])?;
         // Task keys can be reused after a deletion: nothing may stay keyed by them.
-        self.tx.prepare_cached("DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
-        self.tx.prepare_cached("DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?.execute([key])?;
+        self.tx
+            .prepare_cached("DELETE FROM task_assurance WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
+            .execute([key])?;
+        self.tx
+            .prepare_cached("DELETE FROM known_answers WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
+            .execute([key])?;
         self.tx.prepare_cached("DELETE FROM results WHERE job = ?1")?.execute([key])?;
         self.tx
             .prepare_cached("DELETE FROM task_requests WHERE task IN (SELECT key FROM tasks WHERE job = ?1)")?
@@ -1158,18 +1236,24 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn set_task_run(&mut self, key: TaskKey, attempts: u32, cpu_ms: u64) -> StoreResult<()> {
-        self.tx
-            .prepare_cached("UPDATE tasks SET attempts = ?2, cpu_ms = ?3 WHERE key = ?1")?
-            .execute(params![key, attempts, int(cpu_ms)])?;
+        self.tx.prepare_cached("UPDATE tasks SET attempts = ?2, cpu_ms = ?3 WHERE key = ?1")?.execute(params![
+            key,
+            attempts,
+            int(cpu_ms)
+        ])?;
         Ok(())
     }
 
     fn delete_task(&mut self, key: TaskKey) -> StoreResult<()> {
-        let ended = self.collect("UPDATE assignments SET active = 0 WHERE active = 1 AND task = ?1 RETURNING provider", [key], |row| {
-            row.get::<_, Vec<u8>>(0)
-        })?;
+        let ended = self.collect(
+            "UPDATE assignments SET active = 0 WHERE active = 1 AND task = ?1 RETURNING provider",
+            [key],
+            |row| row.get::<_, Vec<u8>>(0),
+        )?;
         for provider in ended {
-            self.tx.prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?.execute([provider])?;
+            self.tx
+                .prepare_cached("UPDATE providers SET assigned = MAX(assigned - 1, 0) WHERE id = ?1")?
+                .execute([provider])?;
         }
         self.tx
             .prepare_cached("DELETE FROM spot_checks WHERE assignment IN (SELECT id FROM assignments WHERE task = ?1)")?
@@ -1208,9 +1292,13 @@ impl Tx for SqliteTx<'_> {
     fn insert_assignment(&mut self, task: TaskKey, provider: &PartyId, now_ms: u64) -> StoreResult<AssignmentId> {
         let id: i64 = self
             .tx
-            .prepare_cached("INSERT INTO assignments (task, provider, active, created_ms) VALUES (?1, ?2, 1, ?3) RETURNING id")?
+            .prepare_cached(
+                "INSERT INTO assignments (task, provider, active, created_ms) VALUES (?1, ?2, 1, ?3) RETURNING id",
+            )?
             .query_row(params![task, &provider.as_bytes()[..], int(now_ms)], |r| r.get(0))?;
-        self.tx.prepare_cached("UPDATE providers SET assigned = assigned + 1 WHERE id = ?1")?.execute([&provider.as_bytes()[..]])?;
+        self.tx
+            .prepare_cached("UPDATE providers SET assigned = assigned + 1 WHERE id = ?1")?
+            .execute([&provider.as_bytes()[..]])?;
         Ok(AssignmentId(uint(id)))
     }
 
@@ -1225,7 +1313,9 @@ impl Tx for SqliteTx<'_> {
     fn end_assignment(&mut self, id: AssignmentId, now_ms: u64) -> StoreResult<bool> {
         let provider: Option<Vec<u8>> = self
             .tx
-            .prepare_cached("UPDATE assignments SET active = 0, ended_ms = ?2 WHERE id = ?1 AND active = 1 RETURNING provider")?
+            .prepare_cached(
+                "UPDATE assignments SET active = 0, ended_ms = ?2 WHERE id = ?1 AND active = 1 RETURNING provider",
+            )?
             .query_row(params![int(id.0), int(now_ms)], |r| r.get(0))
             .optional()?;
         match provider {
@@ -1298,9 +1388,17 @@ impl Tx for SqliteTx<'_> {
             )?)
     }
 
-    fn results_after(&mut self, job: JobId, after: i64, undelivered_only: bool, limit: u32) -> StoreResult<Vec<ResultRow>> {
+    fn results_after(
+        &mut self,
+        job: JobId,
+        after: i64,
+        undelivered_only: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<ResultRow>> {
         let sql = if undelivered_only {
-            format!("SELECT {RESULT_COLUMNS} FROM results WHERE job = ?1 AND id > ?2 AND delivered = 0 ORDER BY id LIMIT ?3")
+            format!(
+                "SELECT {RESULT_COLUMNS} FROM results WHERE job = ?1 AND id > ?2 AND delivered = 0 ORDER BY id LIMIT ?3"
+            )
         } else {
             format!("SELECT {RESULT_COLUMNS} FROM results WHERE job = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
         };
@@ -1380,19 +1478,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn tasks_wanting_replicas(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
-        self.collect(
-            TASKS_WANTING_REPLICAS,
-            [limit],
-            |row| Ok(QueuedTask { key: row.get(0)?, priority: row.get(1)? }),
-        )
+        self.collect(TASKS_WANTING_REPLICAS, [limit], |row| Ok(QueuedTask { key: row.get(0)?, priority: row.get(1)? }))
     }
 
     fn assured_tasks_of_provider(&mut self, provider: &PartyId, limit: u32) -> StoreResult<Vec<TaskKey>> {
-        self.collect(
-            ASSURED_TASKS_OF_PROVIDER,
-            params![&provider.as_bytes()[..], limit],
-            |row| row.get(0),
-        )
+        self.collect(ASSURED_TASKS_OF_PROVIDER, params![&provider.as_bytes()[..], limit], |row| row.get(0))
     }
 
     fn provider_record(&mut self, provider: &PartyId) -> StoreResult<Option<String>> {
@@ -1414,7 +1504,9 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn quarantined_providers(&mut self) -> StoreResult<Vec<PartyId>> {
-        self.collect("SELECT provider FROM provider_records WHERE quarantined = 1 ORDER BY provider", [], |row| get_party_id(row, 0))
+        self.collect("SELECT provider FROM provider_records WHERE quarantined = 1 ORDER BY provider", [], |row| {
+            get_party_id(row, 0)
+        })
     }
 
     fn insert_known_answer(&mut self, task: TaskKey, digest: &ElementHash, now_ms: u64) -> StoreResult<()> {
@@ -1465,7 +1557,10 @@ fn ledger_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, idlegrid
 /// The ledger's state in SQLite. Accounts keep their four sums in columns for the balance
 /// check; everything else is the ledger's own JSON.
 impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
-    fn account(&mut self, id: &idlegrid_ledger::AccountId) -> Result<Option<idlegrid_ledger::Account>, idlegrid_ledger::LedgerError> {
+    fn account(
+        &mut self,
+        id: &idlegrid_ledger::AccountId,
+    ) -> Result<Option<idlegrid_ledger::Account>, idlegrid_ledger::LedgerError> {
         let body: Option<String> = self
             .tx
             .prepare_cached("SELECT body FROM ledger_accounts WHERE id = ?1")
@@ -1497,7 +1592,9 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
     }
 
     fn accounts(&mut self) -> Result<Vec<idlegrid_ledger::Account>, idlegrid_ledger::LedgerError> {
-        let bodies: Vec<String> = self.collect("SELECT body FROM ledger_accounts ORDER BY id", [], |r| r.get(0)).map_err(idlegrid_ledger::LedgerError::storage)?;
+        let bodies: Vec<String> = self
+            .collect("SELECT body FROM ledger_accounts ORDER BY id", [], |r| r.get(0))
+            .map_err(idlegrid_ledger::LedgerError::storage)?;
         bodies.iter().map(|b| ledger_json(b)).collect()
     }
 
@@ -1527,7 +1624,10 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
         Ok(())
     }
 
-    fn transfer(&mut self, id: idlegrid_ledger::TransferId) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
+    fn transfer(
+        &mut self,
+        id: idlegrid_ledger::TransferId,
+    ) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
         let body: Option<String> = self
             .tx
             .prepare_cached("SELECT body FROM ledger_transfers WHERE id = ?1")
@@ -1536,7 +1636,10 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
         body.map(|b| ledger_json(&b)).transpose()
     }
 
-    fn transfer_by_key(&mut self, key: &idlegrid_ledger::IdempotencyKey) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
+    fn transfer_by_key(
+        &mut self,
+        key: &idlegrid_ledger::IdempotencyKey,
+    ) -> Result<Option<idlegrid_ledger::Transfer>, idlegrid_ledger::LedgerError> {
         let body: Option<String> = self
             .tx
             .prepare_cached("SELECT body FROM ledger_transfers WHERE key = ?1")
@@ -1561,7 +1664,10 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
         bodies.iter().map(|b| ledger_json(b)).collect()
     }
 
-    fn reservation(&mut self, id: idlegrid_ledger::TransferId) -> Result<Option<idlegrid_ledger::Reservation>, idlegrid_ledger::LedgerError> {
+    fn reservation(
+        &mut self,
+        id: idlegrid_ledger::TransferId,
+    ) -> Result<Option<idlegrid_ledger::Reservation>, idlegrid_ledger::LedgerError> {
         let body: Option<String> = self
             .tx
             .prepare_cached("SELECT body FROM ledger_reservations WHERE id = ?1")
@@ -1570,9 +1676,14 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
         body.map(|b| ledger_json(&b)).transpose()
     }
 
-    fn put_reservation(&mut self, reservation: &idlegrid_ledger::Reservation) -> Result<(), idlegrid_ledger::LedgerError> {
+    fn put_reservation(
+        &mut self,
+        reservation: &idlegrid_ledger::Reservation,
+    ) -> Result<(), idlegrid_ledger::LedgerError> {
         self.tx
-            .prepare_cached("INSERT INTO ledger_reservations (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2")
+            .prepare_cached(
+                "INSERT INTO ledger_reservations (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = ?2",
+            )
             .and_then(|mut s| s.execute(params![int(reservation.id.0), json(reservation)]))
             .map_err(ledger_error)?;
         Ok(())

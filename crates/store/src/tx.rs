@@ -1,11 +1,13 @@
 //! The domain operations available inside a transaction.
 
-use idlegrid_protocol::messages::NodeState;
 use idlegrid_protocol::Payload;
-use idlegrid_types::{AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, SessionId, TaskIndex, TaskState};
+use idlegrid_protocol::messages::NodeState;
+use idlegrid_types::{
+    AssignmentId, ElementHash, ElementKind, JobCounts, JobId, JobState, PartyId, SessionId, TaskIndex, TaskState,
+};
 
-use crate::model::*;
 use crate::StoreResult;
+use crate::model::*;
 
 /// Everything the coordinator may do to durable state, inside one transaction.
 pub trait Tx {
@@ -20,7 +22,11 @@ pub trait Tx {
     fn mark_job_completed(&mut self, id: JobId, now_ms: u64) -> StoreResult<()>;
     /// Completed jobs (before `completed_before_ms`) whose results were not all fetched: id,
     /// completion time, whether the client was warned of the purge.
-    fn completed_jobs_with_undelivered_results(&mut self, completed_before_ms: u64, limit: u32) -> StoreResult<Vec<(JobId, u64, bool)>>;
+    fn completed_jobs_with_undelivered_results(
+        &mut self,
+        completed_before_ms: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<(JobId, u64, bool)>>;
     fn set_purge_warned(&mut self, id: JobId) -> StoreResult<()>;
     /// Compress the stored results of a job (delivered or not); returns how many.
     fn archive_results(&mut self, job: JobId, delivered: bool) -> StoreResult<u64>;
@@ -29,7 +35,11 @@ pub trait Tx {
     fn upsert_work_record(&mut self, record: &idlegrid_ledger::WorkRecord) -> StoreResult<()>;
     fn work_record(&mut self, id: u64) -> StoreResult<Option<idlegrid_ledger::WorkRecord>>;
     /// Records not fully billed yet, launched before `launched_before_ms`, oldest first.
-    fn unbilled_work_records(&mut self, launched_before_ms: u64, limit: u32) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>>;
+    fn unbilled_work_records(
+        &mut self,
+        launched_before_ms: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>>;
     fn mark_work_records_billed(&mut self, ids: &[u64]) -> StoreResult<()>;
     /// Every journal record of a job, billed or not (statements, audits).
     fn work_records_of_job(&mut self, job: JobId) -> StoreResult<Vec<idlegrid_ledger::WorkRecord>>;
@@ -79,13 +89,26 @@ pub trait Tx {
     fn sessions_idle_since(&mut self, before_ms: u64, limit: u32) -> StoreResult<Vec<SessionId>>;
     /// Append a message; returns its sequence number. `result` links a final result so that it
     /// is marked delivered when the party acknowledges the message.
-    fn push_outbox(&mut self, session: SessionId, reply_to: Option<u64>, body: &str, result: Option<i64>) -> StoreResult<u64>;
+    fn push_outbox(
+        &mut self,
+        session: SessionId,
+        reply_to: Option<u64>,
+        body: &str,
+        result: Option<i64>,
+    ) -> StoreResult<u64>;
     fn outbox_after(&mut self, session: SessionId, after: u64, limit: u32) -> StoreResult<Vec<OutboxRow>>;
     /// Drop messages up to `upto`; returns the result ids they carried.
     fn ack_outbox(&mut self, session: SessionId, upto: u64) -> StoreResult<Vec<i64>>;
 
     // ---- providers
-    fn upsert_provider(&mut self, id: &PartyId, state: NodeState, slots: u32, capacity: u32, now_ms: u64) -> StoreResult<()>;
+    fn upsert_provider(
+        &mut self,
+        id: &PartyId,
+        state: NodeState,
+        slots: u32,
+        capacity: u32,
+        now_ms: u64,
+    ) -> StoreResult<()>;
     fn set_provider_profile(&mut self, id: &PartyId, profile_json: &str) -> StoreResult<()>;
     /// The profile last set (JSON), if the provider is known and has one.
     fn provider_profile(&mut self, id: &PartyId) -> StoreResult<Option<String>>;
@@ -101,7 +124,14 @@ pub trait Tx {
     /// Record stored bytes (no-op if known).
     fn insert_element(&mut self, hash: &ElementHash, size: u64, now_ms: u64) -> StoreResult<()>;
     fn element_size(&mut self, hash: &ElementHash) -> StoreResult<Option<u64>>;
-    fn grant_element(&mut self, owner: &PartyId, hash: &ElementHash, kind: ElementKind, name: &str, now_ms: u64) -> StoreResult<()>;
+    fn grant_element(
+        &mut self,
+        owner: &PartyId,
+        hash: &ElementHash,
+        kind: ElementKind,
+        name: &str,
+        now_ms: u64,
+    ) -> StoreResult<()>;
     fn element_grant(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<Option<ElementGrant>>;
     fn revoke_element(&mut self, owner: &PartyId, hash: &ElementHash) -> StoreResult<bool>;
     fn add_job_elements(&mut self, job: JobId, hashes: &[ElementHash]) -> StoreResult<()>;
@@ -157,7 +187,13 @@ pub trait Tx {
     // ---- results
     fn insert_result(&mut self, result: &NewResult, now_ms: u64) -> StoreResult<i64>;
     /// Results of a job with an id above `after`, oldest first.
-    fn results_after(&mut self, job: JobId, after: i64, undelivered_only: bool, limit: u32) -> StoreResult<Vec<ResultRow>>;
+    fn results_after(
+        &mut self,
+        job: JobId,
+        after: i64,
+        undelivered_only: bool,
+        limit: u32,
+    ) -> StoreResult<Vec<ResultRow>>;
     fn last_result_id(&mut self, job: JobId) -> StoreResult<i64>;
     fn mark_delivered(&mut self, result_ids: &[i64]) -> StoreResult<()>;
 

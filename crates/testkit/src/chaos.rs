@@ -111,7 +111,12 @@ pub struct ChaosCounts {
 
 impl ChaosCounts {
     pub fn faults(&self) -> u64 {
-        self.dropped_requests + self.dropped_responses + self.duplicated + self.delayed + self.reordered + self.truncated
+        self.dropped_requests
+            + self.dropped_responses
+            + self.duplicated
+            + self.delayed
+            + self.reordered
+            + self.truncated
     }
 }
 
@@ -170,7 +175,11 @@ impl Exchange {
 }
 
 fn header_list(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
-    headers.iter().filter(|(name, _)| !hop_by_hop(name)).map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec())).collect()
+    headers
+        .iter()
+        .filter(|(name, _)| !hop_by_hop(name))
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -293,7 +302,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| handle(shared.clone(), request));
             // An error here is a connection the proxy (or the party) cut: expected.
-            let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -345,12 +357,22 @@ impl Shared {
     }
 
     /// Keep what the party is about to receive, when recording.
-    fn record(&self, parts: &hyper::http::request::Parts, body: &Bytes, response: &hyper::http::response::Parts, sent: &Bytes) {
+    fn record(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: &Bytes,
+        response: &hyper::http::response::Parts,
+        sent: &Bytes,
+    ) {
         let mut recording = self.recording.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(exchanges) = recording.as_mut() {
             exchanges.push(Exchange {
                 method: parts.method.as_str().to_string(),
-                path_and_query: parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".to_string()),
+                path_and_query: parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".to_string()),
                 request_headers: header_list(&parts.headers),
                 request_body: body.clone(),
                 status: response.status.as_u16(),
@@ -409,11 +431,15 @@ impl Shared {
     }
 
     /// Send one copy of the request to the server and read its whole answer.
-    async fn forward(&self, parts: &hyper::http::request::Parts, body: &Bytes) -> std::io::Result<(hyper::http::response::Parts, Bytes)> {
+    async fn forward(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: &Bytes,
+    ) -> std::io::Result<(hyper::http::response::Parts, Bytes)> {
         let mut sender = self.connection().await.inspect_err(|_| self.count(&self.stats.upstream_errors))?;
-        let mut request = Request::builder().method(parts.method.clone()).uri(
-            parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".to_string()),
-        );
+        let mut request = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".to_string()));
         if let Some(headers) = request.headers_mut() {
             copy_headers(&parts.headers, headers);
         }
@@ -586,13 +612,19 @@ mod tests {
         let body: &'static [u8] = b"{\"messages\":[{\"seq\":1,\"message\":{\"type\":\"Heartbeat\"}}]}";
         let proxy = ChaosProxy::recorder(upstream(body).await).await.unwrap();
         let mut party = TcpStream::connect(proxy.addr()).await.unwrap();
-        party.write_all(b"POST /v1/sessions/s/messages?after=0 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello").await.unwrap();
+        party
+            .write_all(b"POST /v1/sessions/s/messages?after=0 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
         // gzip output is deterministic (no timestamp): the party must end up with these bytes.
         let compressed = gzip(body);
         let mut answer = Vec::new();
         let mut buffer = [0u8; 4096];
         while !answer.ends_with(&compressed) {
-            let n = tokio::time::timeout(Duration::from_secs(30), party.read(&mut buffer)).await.expect("an answer in time").unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(30), party.read(&mut buffer))
+                .await
+                .expect("an answer in time")
+                .unwrap();
             assert!(n > 0, "the answer ended early: {}", String::from_utf8_lossy(&answer));
             answer.extend_from_slice(&buffer[..n]);
         }

@@ -111,7 +111,11 @@ impl FromStr for Role {
             "client" => Ok(Role::Client),
             "provider" => Ok(Role::Provider),
             "operator" => Ok(Role::Operator),
-            _ => Err(IdError { kind: "role", text: shorten(text), reason: "expected 'client', 'provider' or 'operator'" }),
+            _ => Err(IdError {
+                kind: "role",
+                text: shorten(text),
+                reason: "expected 'client', 'provider' or 'operator'",
+            }),
         }
     }
 }

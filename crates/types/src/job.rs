@@ -135,7 +135,8 @@ impl JobProperties {
         if self.scheduling_hints.len() > HINTS_MAX {
             return Err(format!("{} scheduling hints; at most {HINTS_MAX} allowed", self.scheduling_hints.len()));
         }
-        let positive = [("power_max_gflops", self.power_max_gflops), ("power_requested_gflops", self.power_requested_gflops)];
+        let positive =
+            [("power_max_gflops", self.power_max_gflops), ("power_requested_gflops", self.power_requested_gflops)];
         for (field, value) in positive {
             if let Some(v) = value {
                 if !(v.is_finite() && v > 0.0) {

@@ -16,11 +16,23 @@ fn parameter(field: &'static str, value: impl ToString, reason: &'static str) ->
     InvalidPolicyParameter { field, value: value.to_string(), reason }
 }
 
-fn check_closed(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), InvalidPolicyParameter> {
+fn check_closed(
+    field: &'static str,
+    value: f64,
+    low: f64,
+    high: f64,
+    reason: &'static str,
+) -> Result<(), InvalidPolicyParameter> {
     if value.is_finite() && value >= low && value <= high { Ok(()) } else { Err(parameter(field, value, reason)) }
 }
 
-fn check_open(field: &'static str, value: f64, low: f64, high: f64, reason: &'static str) -> Result<(), InvalidPolicyParameter> {
+fn check_open(
+    field: &'static str,
+    value: f64,
+    low: f64,
+    high: f64,
+    reason: &'static str,
+) -> Result<(), InvalidPolicyParameter> {
     if value.is_finite() && value > low && value < high { Ok(()) } else { Err(parameter(field, value, reason)) }
 }
 
@@ -75,7 +87,11 @@ impl ValidationPolicy {
     pub fn validate(&self) -> Result<(), InvalidPolicyParameter> {
         let check_replicas_max = |replicas_max: u32, at_least: u32| {
             if replicas_max < at_least || replicas_max > REPLICAS_LIMIT {
-                Err(parameter("replicas_max", replicas_max, "must be at least the replicas the policy needs and at most 64"))
+                Err(parameter(
+                    "replicas_max",
+                    replicas_max,
+                    "must be at least the replicas the policy needs and at most 64",
+                ))
             } else {
                 Ok(())
             }
@@ -93,12 +109,22 @@ impl ValidationPolicy {
             }
             ValidationPolicy::Adaptive { min_agreeing, trusted_after, check_probability_min, replicas_max } => {
                 if min_agreeing < 2 {
-                    return Err(parameter("min_agreeing", min_agreeing, "must be at least 2 (a check compares two results)"));
+                    return Err(parameter(
+                        "min_agreeing",
+                        min_agreeing,
+                        "must be at least 2 (a check compares two results)",
+                    ));
                 }
                 if trusted_after == 0 {
                     return Err(parameter("trusted_after", trusted_after, "must be at least 1"));
                 }
-                check_closed("check_probability_min", check_probability_min, 0.0, 1.0, "must be a probability in [0, 1]")?;
+                check_closed(
+                    "check_probability_min",
+                    check_probability_min,
+                    0.0,
+                    1.0,
+                    "must be a probability in [0, 1]",
+                )?;
                 check_replicas_max(replicas_max, min_agreeing)
             }
             ValidationPolicy::Credibility { target, replicas_max } => {
@@ -123,8 +149,12 @@ impl ValidationPolicy {
     pub fn label(&self) -> String {
         match *self {
             ValidationPolicy::None => "none".to_string(),
-            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } if min_agreeing == target_replicas => format!("quorum {min_agreeing}"),
-            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } => format!("quorum {min_agreeing} of {target_replicas}"),
+            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } if min_agreeing == target_replicas => {
+                format!("quorum {min_agreeing}")
+            }
+            ValidationPolicy::Quorum { min_agreeing, target_replicas, .. } => {
+                format!("quorum {min_agreeing} of {target_replicas}")
+            }
             ValidationPolicy::Adaptive { .. } => "adaptive".to_string(),
             ValidationPolicy::Credibility { target, .. } => format!("credibility {target}"),
         }
@@ -137,10 +167,19 @@ mod tests {
 
     #[test]
     fn helpers_make_valid_policies() {
-        for policy in [ValidationPolicy::None, ValidationPolicy::quorum(2), ValidationPolicy::quorum(3), ValidationPolicy::adaptive(), ValidationPolicy::credibility(0.9999)] {
+        for policy in [
+            ValidationPolicy::None,
+            ValidationPolicy::quorum(2),
+            ValidationPolicy::quorum(3),
+            ValidationPolicy::adaptive(),
+            ValidationPolicy::credibility(0.9999),
+        ] {
             policy.validate().unwrap();
         }
-        assert_eq!(ValidationPolicy::quorum(2), ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 6 });
+        assert_eq!(
+            ValidationPolicy::quorum(2),
+            ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 6 }
+        );
         assert_eq!(ValidationPolicy::quorum(3).label(), "quorum 3");
     }
 
@@ -151,9 +190,33 @@ mod tests {
             (ValidationPolicy::Quorum { min_agreeing: 3, target_replicas: 2, replicas_max: 4 }, "target_replicas"),
             (ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 2 }, "replicas_max"),
             (ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 1000 }, "replicas_max"),
-            (ValidationPolicy::Adaptive { min_agreeing: 1, trusted_after: 10, check_probability_min: 0.1, replicas_max: 4 }, "min_agreeing"),
-            (ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 10, check_probability_min: f64::NAN, replicas_max: 4 }, "check_probability_min"),
-            (ValidationPolicy::Adaptive { min_agreeing: 2, trusted_after: 0, check_probability_min: 0.1, replicas_max: 4 }, "trusted_after"),
+            (
+                ValidationPolicy::Adaptive {
+                    min_agreeing: 1,
+                    trusted_after: 10,
+                    check_probability_min: 0.1,
+                    replicas_max: 4,
+                },
+                "min_agreeing",
+            ),
+            (
+                ValidationPolicy::Adaptive {
+                    min_agreeing: 2,
+                    trusted_after: 10,
+                    check_probability_min: f64::NAN,
+                    replicas_max: 4,
+                },
+                "check_probability_min",
+            ),
+            (
+                ValidationPolicy::Adaptive {
+                    min_agreeing: 2,
+                    trusted_after: 0,
+                    check_probability_min: 0.1,
+                    replicas_max: 4,
+                },
+                "trusted_after",
+            ),
             (ValidationPolicy::Credibility { target: 1.0, replicas_max: 8 }, "target"),
             (ValidationPolicy::Credibility { target: f64::NAN, replicas_max: 8 }, "target"),
             (ValidationPolicy::Credibility { target: 0.99, replicas_max: 0 }, "replicas_max"),
@@ -170,7 +233,15 @@ mod tests {
         let json = serde_json::to_string(&policy).unwrap();
         assert_eq!(serde_json::from_str::<ValidationPolicy>(&json).unwrap(), policy);
         let json = r#"{"kind":"quorum","min_agreeing":2,"target_replicas":3,"replicas_max":5}"#;
-        assert_eq!(serde_json::from_str::<ValidationPolicy>(json).unwrap(), ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 });
-        assert!(serde_json::from_str::<ValidationPolicy>(r#"{"kind":"credibility","target":0.9,"replicas_max":4,"extra":1}"#).is_err());
+        assert_eq!(
+            serde_json::from_str::<ValidationPolicy>(json).unwrap(),
+            ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 3, replicas_max: 5 }
+        );
+        assert!(
+            serde_json::from_str::<ValidationPolicy>(
+                r#"{"kind":"credibility","target":0.9,"replicas_max":4,"extra":1}"#
+            )
+            .is_err()
+        );
     }
 }

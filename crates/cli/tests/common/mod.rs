@@ -40,7 +40,10 @@ pub fn engine_config(server: &str, dir: &Path, name: &str) -> EngineConfig {
 /// Logs to stderr when TEST_LOG is set (e.g. TEST_LOG=debug), for debugging a test.
 pub fn logs() {
     if let Ok(filter) = std::env::var("TEST_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
     }
 }
 
@@ -207,7 +210,10 @@ pub async fn wait_healthy(url: &str) {
         let http = if endpoint.is_tls() {
             let (host, port) = endpoint.host_port().unwrap();
             match idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(2)).await {
-                Ok(ca) => reqwest::Client::builder().tls_backend_preconfigured(idlegrid_pki::client_config(&ca, None).unwrap()).build().unwrap(),
+                Ok(ca) => reqwest::Client::builder()
+                    .tls_backend_preconfigured(idlegrid_pki::client_config(&ca, None).unwrap())
+                    .build()
+                    .unwrap(),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -228,14 +234,12 @@ pub async fn wait_healthy(url: &str) {
 
 /// Run the CLI as a client; returns (success, stdout, stderr).
 pub fn cli(home: &Path, server: &str, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(binary())
-        .arg("--home")
-        .arg(home)
-        .args(["--server", server])
-        .args(args)
-        .output()
-        .unwrap();
-    (output.status.success(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    let output = Command::new(binary()).arg("--home").arg(home).args(["--server", server]).args(args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Wait until `check` holds (never a speed assertion: PATIENCE is generous).

@@ -7,15 +7,32 @@ use proptest::prelude::*;
 const NOW: u64 = 1_700_000_000_000;
 
 fn profile(cpu: f64) -> ProviderProfile {
-    ProviderProfile { cpu_gflops: cpu, bandwidth_mb_per_s: 10.0, memory_mb: 4000, disk_mb: 100_000, cores: 1, connectivity: Connectivity::Intermittent }
+    ProviderProfile {
+        cpu_gflops: cpu,
+        bandwidth_mb_per_s: 10.0,
+        memory_mb: 4000,
+        disk_mb: 100_000,
+        cores: 1,
+        connectivity: Connectivity::Intermittent,
+    }
 }
 
 fn update(cpu: f64, availability: f64, slots: u32) -> ProviderUpdate {
-    ProviderUpdate { profile: profile(cpu), ratings: Some(AvailabilityRatings::new(availability, availability, 10_080)), slots }
+    ProviderUpdate {
+        profile: profile(cpu),
+        ratings: Some(AvailabilityRatings::new(availability, availability, 10_080)),
+        slots,
+    }
 }
 
 fn node(cpu: f64) -> NodeRequirements {
-    NodeRequirements { cpu_gflops: cpu, bandwidth_mb_per_s: 1.0, memory_mb: 0, disk_mb: 0, connectivity: Connectivity::Intermittent }
+    NodeRequirements {
+        cpu_gflops: cpu,
+        bandwidth_mb_per_s: 1.0,
+        memory_mb: 0,
+        disk_mb: 0,
+        connectivity: Connectivity::Intermittent,
+    }
 }
 
 /// A job of compute tasks with T_R = 1800 s on nodes of `cpu` GFLOPS: candidates have an
@@ -473,14 +490,19 @@ fn explain_counts_what_each_requirement_rules_out() {
     assert_eq!(e.providers, 25);
     assert_eq!(e.providers_matching, 10);
     assert_eq!(e.state, ExplainedState::Waiting { ahead_in_job: 0 });
-    let count = |r: &Requirement| e.requirements.iter().find(|x| &x.requirement == r).map(|x| (x.ruled_out, x.ruled_out_alone)).unwrap();
+    let count = |r: &Requirement| {
+        e.requirements.iter().find(|x| &x.requirement == r).map(|x| (x.ruled_out, x.ruled_out_alone)).unwrap()
+    };
     assert_eq!(count(&Requirement::Measured { window_minutes_min: 1440 }), (2, 2));
     assert_eq!(count(&Requirement::Connected), (3, 3));
     assert_eq!(count(&Requirement::MemoryMb { min: 2000 }), (5, 5));
     assert_eq!(count(&Requirement::NotTooFast { seconds_min: 1350.0 }), (4, 4));
     assert_eq!(count(&Requirement::NotTooSlow { seconds_max: 1800.0 }), (1, 1));
     assert_eq!(count(&Requirement::FreeSlot), (0, 0));
-    assert!(!e.requirements.iter().any(|r| matches!(r.requirement, Requirement::DiskMb { .. } | Requirement::AnyConnectivity | Requirement::BandwidthMin { .. })));
+    assert!(!e.requirements.iter().any(|r| matches!(
+        r.requirement,
+        Requirement::DiskMb { .. } | Requirement::AnyConnectivity | Requirement::BandwidthMin { .. }
+    )));
     assert!(e.blockers.is_empty(), "{:?}", e.blockers);
     assert!((e.best_reliability - (1.0 - 0.4f64.powi(10))).abs() < 1e-12);
     let text = e.to_string();
@@ -499,7 +521,9 @@ fn explain_counts_what_each_requirement_rules_out() {
     add_tasks(&mut s, 1, 0, 1);
     let e = s.explain(TaskKey(0), NOW).unwrap();
     match e.blockers.as_slice() {
-        [Blocker::ReliabilityUnreachable { best, requested }] => assert!((best - 0.84).abs() < 1e-12 && *requested == 0.99),
+        [Blocker::ReliabilityUnreachable { best, requested }] => {
+            assert!((best - 0.84).abs() < 1e-12 && *requested == 0.99)
+        }
         other => panic!("{other:?}"),
     }
     let plan = s.plan(NOW, 1);
@@ -566,11 +590,20 @@ fn bad_input_is_refused() {
     }
     assert!(s.upsert_provider(ProviderId(1), update(1.0, 0.5, SLOTS_MAX + 1)).is_err());
     assert_eq!(s.stats().providers, 0);
-    assert!(matches!(s.update_ratings(ProviderId(1), AvailabilityRatings::new(0.5, 0.5, 1)), Err(SchedulerError::UnknownProvider(_))));
+    assert!(matches!(
+        s.update_ratings(ProviderId(1), AvailabilityRatings::new(0.5, 0.5, 1)),
+        Err(SchedulerError::UnknownProvider(_))
+    ));
     assert!(s.provider_connected(ProviderId(1), NOW).is_err());
     s.upsert_provider(ProviderId(1), update(1.0, 0.5, 1)).unwrap();
     assert!(s.update_ratings(ProviderId(1), AvailabilityRatings::new(f64::NAN, 0.5, 1)).is_err());
-    assert!(s.update_ratings(ProviderId(1), AvailabilityRatings { cpu_run_minutes_mean: -1.0, ..AvailabilityRatings::new(0.5, 0.5, 1) }).is_err());
+    assert!(
+        s.update_ratings(
+            ProviderId(1),
+            AvailabilityRatings { cpu_run_minutes_mean: -1.0, ..AvailabilityRatings::new(0.5, 0.5, 1) }
+        )
+        .is_err()
+    );
     assert!(s.add_job(JobKey(1), job(1.0, 1.0, None)).is_err());
     assert!(s.add_job(JobKey(1), job(f64::NAN, 0.9, None)).is_err());
     let mut bad_shape = job(1.0, 0.9, None);
@@ -582,7 +615,10 @@ fn bad_input_is_refused() {
     assert!(s.add_job(JobKey(1), job(1.0, 0.9, None)).is_err());
     s.add_task(JobKey(1), TaskKey(1), TaskSpec::default()).unwrap();
     assert!(s.add_task(JobKey(1), TaskKey(1), TaskSpec::default()).is_err());
-    let too_many = TaskSpec { priority: None, elements: vec![ElementRef { key: ElementKey(1), size_mb: 1.0 }; TASK_ELEMENTS_MAX + 1] };
+    let too_many = TaskSpec {
+        priority: None,
+        elements: vec![ElementRef { key: ElementKey(1), size_mb: 1.0 }; TASK_ELEMENTS_MAX + 1],
+    };
     assert!(s.add_task(JobKey(1), TaskKey(2), too_many).is_err());
     let negative = TaskSpec { priority: None, elements: vec![ElementRef { key: ElementKey(1), size_mb: -1.0 }] };
     assert!(s.add_task(JobKey(1), TaskKey(2), negative).is_err());
@@ -694,7 +730,12 @@ fn check_plan(s: &Scheduler, plan: &Plan) -> Result<(), TestCaseError> {
         // No member beyond N: without its last member the node was below its aim.
         if node.members.len() > 1 {
             let without_last = node_reliability(&pis[..pis.len() - 1]);
-            prop_assert!(without_last < node.target_reliability + 1e-12, "{} >= {}", without_last, node.target_reliability);
+            prop_assert!(
+                without_last < node.target_reliability + 1e-12,
+                "{} >= {}",
+                without_last,
+                node.target_reliability
+            );
         }
         // Every member passed the candidate test.
         let ctx = s.task_context(node.task, plan.now_ms).unwrap();

@@ -8,7 +8,9 @@ const ABSOLUTE: f64 = 1e-9;
 
 fn words_agree(a: &str, b: &str) -> bool {
     match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => (x - y).abs() <= ABSOLUTE.max(RELATIVE * x.abs().max(y.abs())),
+        (Ok(x), Ok(y)) if x.is_finite() && y.is_finite() => {
+            (x - y).abs() <= ABSOLUTE.max(RELATIVE * x.abs().max(y.abs()))
+        }
         _ => a == b,
     }
 }

@@ -43,7 +43,11 @@ fn main() {
                 }
                 // Inside the set is black; outside, points that escape late (near the set's
                 // edge) are bright, on a log scale so that the fine structure shows.
-                let grey = if i == max_iter { 0 } else { (255.0 * ((i + 1) as f64).ln() / ((max_iter + 1) as f64).ln()) as u8 };
+                let grey = if i == max_iter {
+                    0
+                } else {
+                    (255.0 * ((i + 1) as f64).ln() / ((max_iter + 1) as f64).ln()) as u8
+                };
                 out.push(grey);
             }
         }

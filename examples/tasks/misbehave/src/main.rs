@@ -52,9 +52,8 @@ fn main() {
         "stop-aware" => idlegrid_guest::run(|| {
             // Counts steps of 1 ms of busy work, checkpointing every `every` steps; the result
             // says how far it got and from which step it last restarted.
-            let restored: u64 = idlegrid_guest::restore()
-                .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .unwrap_or(0);
+            let restored: u64 =
+                idlegrid_guest::restore().map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).unwrap_or(0);
             let mut count = restored;
             let target: u64 = idlegrid_guest::param("target").and_then(|t| t.parse().ok()).unwrap_or(u64::MAX);
             let every: u64 = idlegrid_guest::param("every").and_then(|t| t.parse().ok()).unwrap_or(50).max(1);
@@ -71,7 +70,11 @@ fn main() {
                     idlegrid_guest::progress(count as f32 / target.max(1) as f32);
                 }
             }
-            let result = if idlegrid_guest::param("report").is_some() { format!("{count} restored_from={restored}") } else { count.to_string() };
+            let result = if idlegrid_guest::param("report").is_some() {
+                format!("{count} restored_from={restored}")
+            } else {
+                count.to_string()
+            };
             Ok(result.into_bytes())
         }),
         "ignore-stop" => {

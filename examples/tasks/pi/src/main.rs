@@ -42,7 +42,9 @@ impl State {
 fn number(name: &str, default: u64) -> Result<u64, TaskError> {
     match idlegrid_guest::param(name) {
         None => Ok(default),
-        Some(text) => text.parse().map_err(|_| TaskError::Failed(format!("parameter {name}={text} is not a whole number"))),
+        Some(text) => {
+            text.parse().map_err(|_| TaskError::Failed(format!("parameter {name}={text} is not a whole number")))
+        }
     }
 }
 
