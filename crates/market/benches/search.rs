@@ -53,7 +53,9 @@ fn main() {
         .collect();
     let config = ValuationConfig::default();
     let rank = Expr::parse("if_defined(other.availability, 1) * 100 - other.price").unwrap();
-    println!("| offers | insert/s | search p50 ms | search p99 ms | ranked p50 ms | ranked p99 ms | results/page | matches/s |");
+    println!(
+        "| offers | insert/s | search p50 ms | search p99 ms | ranked p50 ms | ranked p99 ms | results/page | matches/s |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for size in sizes {
         let mut random = Xoshiro256StarStar::from_seed(size as u64);

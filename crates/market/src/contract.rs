@@ -140,7 +140,9 @@ pub enum ContractError {
     KeyMismatch { role: &'static str, party: PartyId },
     #[error("the {role}'s public key is not a valid Ed25519 key")]
     BadKey { role: &'static str },
-    #[error("the {role}'s signature does not match the contract: it was signed with another key or the contract was altered")]
+    #[error(
+        "the {role}'s signature does not match the contract: it was signed with another key or the contract was altered"
+    )]
     BadSignature { role: &'static str },
 }
 
@@ -157,7 +159,9 @@ impl Contract {
                 return Err(ContractError::KeyMismatch { role, party: side.party.clone() });
             }
             if side.gives.len() > CONSIDERATIONS_MAX {
-                return invalid(&format!("the {role} gives more than {CONSIDERATIONS_MAX} things: make several contracts"));
+                return invalid(&format!(
+                    "the {role} gives more than {CONSIDERATIONS_MAX} things: make several contracts"
+                ));
             }
             for consideration in &side.gives {
                 if let Consideration::Money { amount } = consideration
@@ -241,7 +245,8 @@ impl SignedContract {
             let key = VerifyingKey::from_bytes(&side.public_key.0).map_err(|_| ContractError::BadKey { role })?;
             let mut raw = [0u8; 64];
             hex::decode_to_slice(signature, &mut raw).map_err(|_| ContractError::BadSignature { role })?;
-            key.verify_strict(&bytes, &Signature::from_bytes(&raw)).map_err(|_| ContractError::BadSignature { role })?;
+            key.verify_strict(&bytes, &Signature::from_bytes(&raw))
+                .map_err(|_| ContractError::BadSignature { role })?;
         }
         Ok(())
     }

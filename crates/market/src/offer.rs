@@ -90,9 +90,9 @@ pub enum ListingError {
 impl ListingError {
     pub fn field(&self) -> &'static str {
         match self {
-            ListingError::InvalidQuantity(_) | ListingError::ExceedsOfferable { .. } | ListingError::NothingOfferable => {
-                "quantity"
-            }
+            ListingError::InvalidQuantity(_)
+            | ListingError::ExceedsOfferable { .. }
+            | ListingError::NothingOfferable => "quantity",
             ListingError::NegativePrice => "price",
             ListingError::Expired => "expires_ms",
             ListingError::Valuation(_) => "quantity",
@@ -328,7 +328,10 @@ mod tests {
     fn a_listing_beyond_the_offerable_share_is_refused() {
         let memory = entry(1, 0.5);
         let error = plan(&memory, 0.0, &Listing { quantity: Some(5000.0), ..Listing::default() }).unwrap_err();
-        assert_eq!(error, ListingError::ExceedsOfferable { requested: 5000.0, offerable: 4096.0, listed: 0.0, unit: "MB" });
+        assert_eq!(
+            error,
+            ListingError::ExceedsOfferable { requested: 5000.0, offerable: 4096.0, listed: 0.0, unit: "MB" }
+        );
         assert_eq!(error.field(), "quantity");
         let error = plan(&memory, 3000.0, &Listing { quantity: Some(2000.0), ..Listing::default() }).unwrap_err();
         assert!(matches!(error, ListingError::ExceedsOfferable { .. }));

@@ -110,7 +110,8 @@ pub fn register(
         let (resource, private_share) =
             classify(declaration, measured).map_err(|error| RegistrationError::Resource { index, error })?;
         let offerable = resource.scaled(1.0 - private_share);
-        let mut valuation = valuate(&offerable, config).map_err(|error| RegistrationError::Valuation { index, error })?;
+        let mut valuation =
+            valuate(&offerable, config).map_err(|error| RegistrationError::Valuation { index, error })?;
         if private_share >= 1.0 {
             valuation.credits = idlegrid_ledger::Micros::ZERO;
         }
@@ -160,7 +161,8 @@ mod tests {
 
     #[test]
     fn a_peer_registers_all_seven_categories_and_reads_back_its_valuation() {
-        let registration = Registration { demographics: AttributeMap::new().with("region", "eu"), resources: examples() };
+        let registration =
+            Registration { demographics: AttributeMap::new().with("region", "eu"), resources: examples() };
         let measured = Measurements::new().with(Category::Computing, "mflops", 12_000.0);
         let report = register(&peer(), &registration, &measured, &ValuationConfig::default()).unwrap();
         let categories: Vec<Category> = report.entries.iter().map(Entry::category).collect();
@@ -193,10 +195,12 @@ mod tests {
         let registration = Registration { resources, ..Registration::default() };
         let error = register(&peer(), &registration, &Measurements::new(), &ValuationConfig::default()).unwrap_err();
         assert_eq!(error.field(), "resources[3].peripherals.count");
-        let too_many = Registration { resources: vec![examples()[0].clone(); RESOURCES_MAX + 1], ..Registration::default() };
+        let too_many =
+            Registration { resources: vec![examples()[0].clone(); RESOURCES_MAX + 1], ..Registration::default() };
         let error = register(&peer(), &too_many, &Measurements::new(), &ValuationConfig::default()).unwrap_err();
         assert_eq!(error.field(), "resources");
-        for (name, value) in [("1st", Value::Number(1.0)), ("ok", Value::List(vec![])), ("ok", Value::Number(f64::NAN))] {
+        for (name, value) in [("1st", Value::Number(1.0)), ("ok", Value::List(vec![])), ("ok", Value::Number(f64::NAN))]
+        {
             let bad = Registration { demographics: AttributeMap::new().with(name, value), resources: vec![] };
             let error = register(&peer(), &bad, &Measurements::new(), &ValuationConfig::default()).unwrap_err();
             assert_eq!(error.field(), format!("demographics.{name}"));

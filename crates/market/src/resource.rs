@@ -34,7 +34,9 @@ pub struct Figure {
 /// `category.attribute`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ResourceError {
-    #[error("unknown category '{0}': use computing, memory, storage, peripherals, files, internet_access or money (or I to VII)")]
+    #[error(
+        "unknown category '{0}': use computing, memory, storage, peripherals, files, internet_access or money (or I to VII)"
+    )]
     UnknownCategory(String),
     #[error("{category}.{attribute} is not an attribute of {category}: known are {known}")]
     UnknownAttribute { category: Category, attribute: String, known: String },
@@ -167,12 +169,18 @@ pub fn classify(declaration: &ResourceDeclaration, measured: &Measurements) -> R
         return Err(ResourceError::InvalidShare(share.to_string()));
     }
     if category == Category::Files && share != 0.0 && share != 1.0 {
-        return Err(ResourceError::InvalidShare(format!("{share} for a file (a file is either offered, 0, or private, 1)")));
+        return Err(ResourceError::InvalidShare(format!(
+            "{share} for a file (a file is either offered, 0, or private, 1)"
+        )));
     }
     Ok((build(category, &declaration.attributes, measured)?, share))
 }
 
-fn build(category: Category, declared: &BTreeMap<String, Value>, measured: &Measurements) -> Result<Resource, ResourceError> {
+fn build(
+    category: Category,
+    declared: &BTreeMap<String, Value>,
+    measured: &Measurements,
+) -> Result<Resource, ResourceError> {
     let schema = category.schema();
     let invalid = |attribute: &str, value: String, reason: String| ResourceError::InvalidValue {
         category,
@@ -211,7 +219,9 @@ fn build(category: Category, declared: &BTreeMap<String, Value>, measured: &Meas
     let mut texts = Vec::with_capacity(schema.texts.len());
     for spec in schema.texts {
         let text = match declared.get(spec.name) {
-            Some(Value::Text(text)) => Some(check_text(spec, text).map_err(|reason| invalid(spec.name, shorten(text), reason))?),
+            Some(Value::Text(text)) => {
+                Some(check_text(spec, text).map_err(|reason| invalid(spec.name, shorten(text), reason))?)
+            }
             Some(other) => return Err(invalid(spec.name, other.to_string(), "expected a string".into())),
             None if spec.required => {
                 return Err(ResourceError::MissingAttribute { category, attribute: spec.name.into() });
@@ -299,12 +309,22 @@ impl Resource {
 
     /// Every numeric attribute present, with its name and unit, in schema order.
     pub fn figures(&self) -> impl Iterator<Item = (&'static str, &'static str, Figure)> + '_ {
-        self.category.schema().numbers.iter().zip(self.numbers.iter()).filter_map(|(spec, f)| f.map(|f| (spec.name, spec.unit, f)))
+        self.category
+            .schema()
+            .numbers
+            .iter()
+            .zip(self.numbers.iter())
+            .filter_map(|(spec, f)| f.map(|f| (spec.name, spec.unit, f)))
     }
 
     /// Every text attribute present, with its name.
     pub fn texts(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
-        self.category.schema().texts.iter().zip(self.texts.iter()).filter_map(|(spec, t)| t.as_deref().map(|t| (spec.name, t)))
+        self.category
+            .schema()
+            .texts
+            .iter()
+            .zip(self.texts.iter())
+            .filter_map(|(spec, t)| t.as_deref().map(|t| (spec.name, t)))
     }
 
     /// The amount of the resource, in the unit of its quantity attribute (see [`crate::schema`]):

@@ -229,7 +229,8 @@ impl Index {
             }));
         }
         if let Some(min) = request.quantity_min {
-            let end = request.quantity_max.map_or(Bound::Unbounded, |max| Bound::Included((quantity_key(max), u64::MAX)));
+            let end =
+                request.quantity_max.map_or(Bound::Unbounded, |max| Bound::Included((quantity_key(max), u64::MAX)));
             let range = category.by_quantity.range((Bound::Included((quantity_key(min), 0)), end));
             return Box::new(range.filter_map(move |&(_, id)| self.offer(id).map(|offer| (offer, offer.value))));
         }

@@ -122,7 +122,11 @@ pub struct Metered {
 
 /// Add up metering records for `contract`, each sequence number once; a number seen again
 /// with other figures is an error (a forged or corrupted report).
-pub fn metered(contract: &Contract, units_contracted: u64, records: &[MeterRecord]) -> Result<Metered, SettlementError> {
+pub fn metered(
+    contract: &Contract,
+    units_contracted: u64,
+    records: &[MeterRecord],
+) -> Result<Metered, SettlementError> {
     if units_contracted == 0 {
         return Err(SettlementError::NothingContracted);
     }
@@ -130,7 +134,11 @@ pub fn metered(contract: &Contract, units_contracted: u64, records: &[MeterRecor
     let mut repeated = 0;
     for record in records {
         if record.contract != contract.id {
-            return Err(SettlementError::WrongContract { seq: record.seq, expected: contract.id, found: record.contract });
+            return Err(SettlementError::WrongContract {
+                seq: record.seq,
+                expected: contract.id,
+                found: record.contract,
+            });
         }
         if record.to_ms < record.from_ms {
             return Err(SettlementError::BackwardsRecord { seq: record.seq });
@@ -168,7 +176,9 @@ pub fn plan_escrow(contract: &Contract) -> Vec<Transfer> {
             amount: held,
         });
     }
-    for (role, from, to, side) in [("seller", &seller, &buyer, &contract.seller), ("buyer", &buyer, &seller, &contract.buyer)] {
+    for (role, from, to, side) in
+        [("seller", &seller, &buyer, &contract.seller), ("buyer", &buyer, &seller, &contract.buyer)]
+    {
         for (n, consideration) in side.gives.iter().enumerate() {
             if let Consideration::Money { amount } = consideration {
                 transfers.push(Transfer {
@@ -257,8 +267,7 @@ pub fn prepare_challenges(
 /// bytes followed by the range.
 pub fn answer_challenge(challenge: &Challenge, blob: &[u8]) -> Result<String, SettlementError> {
     let size = blob.len() as u64;
-    let out_of_range =
-        || SettlementError::OutOfRange { offset: challenge.offset, length: challenge.length, size };
+    let out_of_range = || SettlementError::OutOfRange { offset: challenge.offset, length: challenge.length, size };
     let end = challenge.offset.checked_add(challenge.length).ok_or_else(out_of_range)?;
     if end > size || challenge.length == 0 {
         return Err(out_of_range());

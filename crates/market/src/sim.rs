@@ -129,7 +129,8 @@ pub fn simulate(config: &SimConfig) -> Result<SimReport, SimError> {
     let mut random = Xoshiro256StarStar::from_seed(config.seed);
     let valuation = ValuationConfig::default();
     let peers: Vec<PartyId> = (0..config.peers).map(peer).collect();
-    let strategies: Vec<usize> = (0..config.peers).map(|_| below(&mut random, config.strategies.len() as u64) as usize).collect();
+    let strategies: Vec<usize> =
+        (0..config.peers).map(|_| below(&mut random, config.strategies.len() as u64) as usize).collect();
     let mut index = Index::new();
     let mut next_offer = 1u64;
     // Half of the peers sell, one offer each to begin with; the other half buy.
@@ -177,7 +178,8 @@ pub fn simulate(config: &SimConfig) -> Result<SimReport, SimError> {
                 }
                 let surplus = outcome.buyer_reservation.as_i64() - outcome.seller_reservation.as_i64();
                 if surplus > 0 {
-                    tally.seller_share_sum += (price.as_i64() - outcome.seller_reservation.as_i64()) as f64 / surplus as f64;
+                    tally.seller_share_sum +=
+                        (price.as_i64() - outcome.seller_reservation.as_i64()) as f64 / surplus as f64;
                     tally.shared_agreements += 1;
                 }
                 if outcome.mode == BarterMode::PeerWithPeerCoordinated {
@@ -202,7 +204,6 @@ fn peer(n: u32) -> PartyId {
     key[..4].copy_from_slice(&n.to_le_bytes());
     PartyId::from_public_key(&key)
 }
-
 
 struct Outcome {
     status: Status,
@@ -258,15 +259,24 @@ fn negotiate(
         Ok((negotiation, _)) => (negotiation.status, negotiation.proposals.len() as u64),
         Err(_) => (Status::Open, 0),
     };
-    Outcome { status, rounds, possible: buyer_reservation >= seller_reservation, seller_reservation, buyer_reservation, mode }
+    Outcome {
+        status,
+        rounds,
+        possible: buyer_reservation >= seller_reservation,
+        seller_reservation,
+        buyer_reservation,
+        mode,
+    }
 }
 
 /// A random resource of a random category, registered and listed whole: the sim's and the
 /// benchmark's offers.
 pub fn random_offer(id: OfferId, owner: &PartyId, random: &mut dyn RandomSource, config: &ValuationConfig) -> Offer {
     let category = Category::ALL[below(random, 7) as usize];
-    let registration = Registration { resources: vec![random_declaration(category, random)], ..Registration::default() };
-    let report = register(owner, &registration, &Measurements::new(), config).expect("generated declarations are valid");
+    let registration =
+        Registration { resources: vec![random_declaration(category, random)], ..Registration::default() };
+    let report =
+        register(owner, &registration, &Measurements::new(), config).expect("generated declarations are valid");
     let requirements = (below(random, 10) < 3).then(|| Expr::parse("other.reputation >= 0.3").expect("valid"));
     let owner_attributes = AttributeMap::new().with("region", ["eu", "us", "asia"][below(random, 3) as usize]);
     let listing = Listing { requirements, ..Listing::default() };
@@ -292,13 +302,13 @@ pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> 
             ("write_mb_s", uniform(50.0, 2000.0)),
             ("duration_s", hours),
         ],
-        Category::Peripherals => vec![("count", uniform(1.0, 4.0).floor()), ("speed", uniform(1.0, 60.0)), ("duration_s", hours)],
+        Category::Peripherals => {
+            vec![("count", uniform(1.0, 4.0).floor()), ("speed", uniform(1.0, 60.0)), ("duration_s", hours)]
+        }
         Category::Files => vec![("size_bytes", uniform(1e3, 1e10).floor()), ("asking_price", uniform(0.1, 50.0))],
-        Category::InternetAccess => vec![
-            ("speed_mbit_s", uniform(5.0, 1000.0)),
-            ("availability", uniform(0.8, 1.0)),
-            ("duration_s", hours),
-        ],
+        Category::InternetAccess => {
+            vec![("speed_mbit_s", uniform(5.0, 1000.0)), ("availability", uniform(0.8, 1.0)), ("duration_s", hours)]
+        }
         Category::Money => vec![("amount", uniform(1.0, 100.0))],
     };
     let mut attributes: BTreeMap<String, Value> =
@@ -309,7 +319,9 @@ pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> 
             text("kind", ["printer", "scanner", "camera", "display"][below(random, 4) as usize]);
         }
         Category::Files => {
-            for (name, value) in [("target_user", "anyone"), ("objective", "data"), ("function", "dataset"), ("environment", "any")] {
+            for (name, value) in
+                [("target_user", "anyone"), ("objective", "data"), ("function", "dataset"), ("environment", "any")]
+            {
                 text(name, value);
             }
             text("sha256", &format!("{:016x}", random.next_u64()).repeat(4));
@@ -329,9 +341,8 @@ pub fn random_request(requester: &PartyId, random: &mut dyn RandomSource) -> Req
     let target = Micros::new((1e3 * 10f64.powf(4.0 * unit_interval(random))).round() as i64 * 10);
     let mut request = Request::new(requester.clone(), category);
     request.value_target = Some(target);
-    request.attributes = AttributeMap::new()
-        .with("reputation", unit_interval(random))
-        .with("budget", target.to_f64_units() * 2.0);
+    request.attributes =
+        AttributeMap::new().with("reputation", unit_interval(random)).with("budget", target.to_f64_units() * 2.0);
     if below(random, 2) == 0 {
         request.requirements = Some(Expr::parse("other.price <= my.budget").expect("valid"));
     }
@@ -339,7 +350,17 @@ pub fn random_request(requester: &PartyId, random: &mut dyn RandomSource) -> Req
 }
 
 fn table(config: &SimConfig, tallies: &BTreeMap<(usize, usize), Tally>) -> Table {
-    let columns = ["seller", "buyer", "negotiations", "could agree", "agreed", "agreed of possible", "rounds to agree", "seller surplus share", "commission"];
+    let columns = [
+        "seller",
+        "buyer",
+        "negotiations",
+        "could agree",
+        "agreed",
+        "agreed of possible",
+        "rounds to agree",
+        "seller surplus share",
+        "commission",
+    ];
     let mut rows = Vec::new();
     let mut total = Tally::default();
     for (&(seller, buyer), tally) in tallies {
@@ -357,7 +378,9 @@ fn table(config: &SimConfig, tallies: &BTreeMap<(usize, usize), Tally>) -> Table
 }
 
 fn row(seller: &str, buyer: &str, tally: &Tally) -> Vec<String> {
-    let share = |part: u64, whole: u64| if whole == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * part as f64 / whole as f64) };
+    let share = |part: u64, whole: u64| {
+        if whole == 0 { "-".to_string() } else { format!("{:.1}%", 100.0 * part as f64 / whole as f64) }
+    };
     vec![
         seller.to_string(),
         buyer.to_string(),
@@ -365,7 +388,11 @@ fn row(seller: &str, buyer: &str, tally: &Tally) -> Vec<String> {
         share(tally.possible, tally.negotiations),
         share(tally.agreements, tally.negotiations),
         share(tally.agreements, tally.possible),
-        if tally.agreements == 0 { "-".into() } else { format!("{:.1}", tally.rounds_to_agreement as f64 / tally.agreements as f64) },
+        if tally.agreements == 0 {
+            "-".into()
+        } else {
+            format!("{:.1}", tally.rounds_to_agreement as f64 / tally.agreements as f64)
+        },
         if tally.shared_agreements == 0 {
             "-".into()
         } else {

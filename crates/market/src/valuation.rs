@@ -76,10 +76,16 @@ impl Default for ValuationConfig {
             storage_per_gb_hour: 0.000_1,
             storage_reference_mb_s: 100.0,
             storage_reference_access_ms: 10.0,
-            peripheral_per_device_hour: [("printer", 0.05), ("scanner", 0.05), ("camera", 0.02), ("display", 0.01), ("other", 0.02)]
-                .into_iter()
-                .map(|(kind, rate)| (kind.to_string(), rate))
-                .collect(),
+            peripheral_per_device_hour: [
+                ("printer", 0.05),
+                ("scanner", 0.05),
+                ("camera", 0.02),
+                ("display", 0.01),
+                ("other", 0.02),
+            ]
+            .into_iter()
+            .map(|(kind, rate)| (kind.to_string(), rate))
+            .collect(),
             peripheral_reference_speed: 10.0,
             gpu_per_gflops_hour: 0.000_05,
             internet_per_mbit_s_hour: 0.001,
@@ -98,7 +104,9 @@ pub enum ValuationError {
     InvalidSetting { field: String, value: String },
     #[error("valuation setting speed_factor_min must be positive and at most speed_factor_max")]
     InvalidFactors,
-    #[error("the {category} resource is worth more than the ledger can hold: offer a smaller quantity or a shorter time")]
+    #[error(
+        "the {category} resource is worth more than the ledger can hold: offer a smaller quantity or a shorter time"
+    )]
     TooLarge { category: Category },
 }
 
@@ -119,8 +127,11 @@ impl ValuationConfig {
             ("credit_rate", self.credit_rate),
             ("sweepstakes_entry_value", self.sweepstakes_entry_value),
         ];
-        let kinds: Vec<(String, f64)> =
-            self.peripheral_per_device_hour.iter().map(|(k, v)| (format!("peripheral_per_device_hour.{k}"), *v)).collect();
+        let kinds: Vec<(String, f64)> = self
+            .peripheral_per_device_hour
+            .iter()
+            .map(|(k, v)| (format!("peripheral_per_device_hour.{k}"), *v))
+            .collect();
         fields.extend(kinds.iter().map(|(k, v)| (k.as_str(), *v)));
         for (field, value) in fields {
             let reference = field.contains("reference");
@@ -136,7 +147,11 @@ impl ValuationConfig {
     }
 
     fn factor(&self, ratio: f64) -> f64 {
-        if ratio.is_finite() { ratio.clamp(self.speed_factor_min, self.speed_factor_max) } else { self.speed_factor_max }
+        if ratio.is_finite() {
+            ratio.clamp(self.speed_factor_min, self.speed_factor_max)
+        } else {
+            self.speed_factor_max
+        }
     }
 
     fn peripheral_rate(&self, kind: &str) -> f64 {
@@ -195,7 +210,10 @@ pub fn valuate(resource: &Resource, config: &ValuationConfig) -> Result<Valuatio
         Category::Memory => {
             let gb = number("memory_mb").unwrap_or(0.0) / 1024.0;
             let latency = (number("read_ns").unwrap_or(1.0) + number("write_ns").unwrap_or(1.0)) / 2.0;
-            (Method::Formula, gb * hours * config.memory_per_gb_hour * config.factor(config.memory_reference_ns / latency))
+            (
+                Method::Formula,
+                gb * hours * config.memory_per_gb_hour * config.factor(config.memory_reference_ns / latency),
+            )
         }
         Category::Storage => {
             let gb = number("capacity_mb").unwrap_or(0.0) / 1024.0;
@@ -247,7 +265,8 @@ fn peripheral_units(resource: &Resource, config: &ValuationConfig) -> f64 {
         resource.number("gflops").unwrap_or(0.0) * config.gpu_per_gflops_hour
             + resource.number("memory_mb").unwrap_or(0.0) / 1024.0 * config.memory_per_gb_hour
     } else {
-        let speed = resource.number("speed").map_or(1.0, |speed| config.factor(speed / config.peripheral_reference_speed));
+        let speed =
+            resource.number("speed").map_or(1.0, |speed| config.factor(speed / config.peripheral_reference_speed));
         config.peripheral_rate(kind) * speed
     };
     count * per_device
@@ -317,7 +336,10 @@ mod tests {
         assert_eq!(value("cash"), Micros::from_units(100).unwrap());
         assert_eq!(value("credit"), Micros::from_units(50).unwrap());
         assert_eq!(value("sweepstakes"), Micros::from_units(1).unwrap());
-        let printer = declaration("peripherals", &[("kind", "printer".into()), ("speed", 40.0.into()), ("duration_s", 3600.0.into())]);
+        let printer = declaration(
+            "peripherals",
+            &[("kind", "printer".into()), ("speed", 40.0.into()), ("duration_s", 3600.0.into())],
+        );
         let credits = valuate(&classify(&printer, &Measurements::new()).unwrap().0, &config).unwrap().credits;
         assert_eq!(credits, Micros::new(200_000), "0.05 an hour, four times the reference speed");
     }
@@ -325,15 +347,21 @@ mod tests {
     #[test]
     fn bad_settings_and_huge_values_are_errors() {
         let bad = ValuationConfig { memory_per_gb_hour: f64::NAN, ..ValuationConfig::default() };
-        assert!(matches!(bad.validate(), Err(ValuationError::InvalidSetting { field, .. }) if field == "memory_per_gb_hour"));
+        assert!(
+            matches!(bad.validate(), Err(ValuationError::InvalidSetting { field, .. }) if field == "memory_per_gb_hour")
+        );
         let bad = ValuationConfig { memory_reference_ns: 0.0, ..ValuationConfig::default() };
         assert!(bad.validate().is_err());
         let bad = ValuationConfig { speed_factor_min: 5.0, ..ValuationConfig::default() };
         assert_eq!(bad.validate(), Err(ValuationError::InvalidFactors));
         ValuationConfig::default().validate().unwrap();
-        let huge = declaration("computing", &[("mflops", 1e12.into()), ("duration_s", crate::schema::DURATION_S_MAX.into())]);
+        let huge =
+            declaration("computing", &[("mflops", 1e12.into()), ("duration_s", crate::schema::DURATION_S_MAX.into())]);
         let (resource, _) = classify(&huge, &Measurements::new()).unwrap();
-        assert_eq!(valuate(&resource, &ValuationConfig::default()), Err(ValuationError::TooLarge { category: Category::Computing }));
+        assert_eq!(
+            valuate(&resource, &ValuationConfig::default()),
+            Err(ValuationError::TooLarge { category: Category::Computing })
+        );
         let toml_like: ValuationConfig = serde_json::from_str(r#"{"memory_per_gb_hour": 0.01}"#).unwrap();
         assert_eq!(toml_like.computing_per_mflops_hour, 0.000_25, "unset coefficients keep their defaults");
     }

@@ -83,7 +83,11 @@ fn barter_modes_follow_their_commission_rule() {
     ] {
         assert!(bad.validate().is_err(), "{bad:?}");
     }
-    assert_eq!(Contract { commission_payer: CommissionPayer::Shared, commission: Micros::new(5), ..contract() }.buyer_commission(), Micros::new(2));
+    assert_eq!(
+        Contract { commission_payer: CommissionPayer::Shared, commission: Micros::new(5), ..contract() }
+            .buyer_commission(),
+        Micros::new(2)
+    );
 }
 
 #[test]

@@ -164,11 +164,14 @@ fn number(source: &str, start: usize) -> Result<(Token, usize), ParseError> {
         end = exponent + exponent_digits;
     }
     if bytes.get(end).is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') {
-        return Err(ParseError::at(source, end, "a number must not run into a name: add a space or an operator".into()));
+        return Err(ParseError::at(
+            source,
+            end,
+            "a number must not run into a name: add a space or an operator".into(),
+        ));
     }
-    let value: f64 = source[start..end]
-        .parse()
-        .map_err(|_| ParseError::at(source, start, "this number cannot be read".into()))?;
+    let value: f64 =
+        source[start..end].parse().map_err(|_| ParseError::at(source, start, "this number cannot be read".into()))?;
     if !value.is_finite() {
         return Err(ParseError::at(source, start, "this number is too large".into()));
     }

@@ -140,7 +140,8 @@ impl Parser<'_> {
 
     fn not(&mut self) -> Result<Node, ParseError> {
         let start = self.start();
-        if (self.is_word("not") && !matches!(self.peek_at(1), Token::Ident(w) if w == "in")) || *self.peek() == Token::Bang
+        if (self.is_word("not") && !matches!(self.peek_at(1), Token::Ident(w) if w == "in"))
+            || *self.peek() == Token::Bang
         {
             self.advance();
             self.enter()?;
@@ -160,7 +161,8 @@ impl Parser<'_> {
             let right = self.sum()?;
             let children = depth(&left).max(depth(&right));
             self.node(NodeKind::Binary { op, left: Box::new(left), right: Box::new(right) }, start, children)?
-        } else if self.is_word("in") || (self.is_word("not") && matches!(self.peek_at(1), Token::Ident(w) if w == "in")) {
+        } else if self.is_word("in") || (self.is_word("not") && matches!(self.peek_at(1), Token::Ident(w) if w == "in"))
+        {
             let negated = self.is_word("not");
             self.advance();
             if negated {
@@ -274,16 +276,11 @@ impl Parser<'_> {
             "my" | "other" => {
                 let side = if name == "my" { Side::My } else { Side::Other };
                 self.expect(Token::Dot, &format!("'.' and an attribute name after '{name}'"))?;
-                return match self.advance().token {
-                    Token::Ident(attribute) => {
-                        self.node(NodeKind::Reference { side, name: attribute }, start, 0)
-                    }
-                    _ => Err(ParseError::at(
-                        self.source,
-                        self.previous_end().saturating_sub(1),
-                        format!("expected an attribute name after '{name}.'"),
-                    )),
+                let Token::Ident(attribute) = self.peek().clone() else {
+                    return Err(self.error_here(&format!("expected an attribute name after '{name}.'")));
                 };
+                self.advance();
+                return self.node(NodeKind::Reference { side, name: attribute }, start, 0);
             }
             _ => {}
         }

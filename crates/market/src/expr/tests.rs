@@ -6,7 +6,10 @@ use proptest::prelude::*;
 use super::*;
 
 fn sides() -> (AttributeMap, AttributeMap) {
-    let my = AttributeMap::new().with("budget", 10.0).with("party", "alice").with("clients", Value::List(vec!["bob".into(), "carol".into()]));
+    let my = AttributeMap::new()
+        .with("budget", 10.0)
+        .with("party", "alice")
+        .with("clients", Value::List(vec!["bob".into(), "carol".into()]));
     let other = AttributeMap::new()
         .with("memory_mb", 2048.0)
         .with("price", 4.0)
@@ -87,7 +90,7 @@ fn a_missing_attribute_is_undefined_and_fails_a_requirement() {
 fn parse_errors_name_the_problem_and_point_at_the_column() {
     let cases: &[(&str, usize, &str)] = &[
         ("other.memory_mb >= ", 20, "expected a value"),
-        ("memory_mb >= 1", 1, "write my.memory_mb or other.memory_mb"),
+        ("memory_mb >= 1", 1, "written my.memory_mb or other.memory_mb"),
         ("other.a >= (1 + 2", 18, "')'"),
         ("other.a < 1 < 2", 13, "do not chain"),
         ("other.a == 1 )", 14, "expected an operator or the end"),
@@ -106,7 +109,10 @@ fn parse_errors_name_the_problem_and_point_at_the_column() {
     }
     // The display shows the line and a caret under the column.
     let error = Expr::parse("other.a >= (1 + 2").unwrap_err();
-    assert_eq!(error.to_string(), "expected ')' to close the '(' opened before, found the end of the expression at line 1, column 18\n  other.a >= (1 + 2\n                   ^");
+    assert_eq!(
+        error.to_string(),
+        "expected ')' to close the '(' opened before, found the end of the expression at line 1, column 18\n  other.a >= (1 + 2\n                   ^"
+    );
     let error = Expr::parse("other.a > 1 and\n  other.b ==").unwrap_err();
     assert_eq!((error.line, error.column, error.line_text.as_str()), (2, 13, "  other.b =="));
 }
@@ -148,7 +154,8 @@ fn evaluation_cost_is_bounded_by_the_budget() {
 #[test]
 fn explain_names_the_clauses_that_are_not_met() {
     let (my, other) = sides();
-    let expr = Expr::parse("other.memory_mb >= 4096 and other.region == 'eu' and (other.gpus > 0 or other.price < 1)").unwrap();
+    let expr = Expr::parse("other.memory_mb >= 4096 and other.region == 'eu' and (other.gpus > 0 or other.price < 1)")
+        .unwrap();
     let explanation = expr.explain(&my, &other);
     assert!(!explanation.satisfied);
     assert_eq!(explanation.failing.len(), 2);
@@ -172,14 +179,57 @@ fn expressions_travel_as_their_source_and_are_checked_when_read() {
     let error = serde_json::from_str::<Expr>("\"other.memory_mb >=\"").unwrap_err();
     assert!(error.to_string().contains("column"), "{error}");
     let values: Value = serde_json::from_str("[null, true, 1.5, \"a\", [2]]").unwrap();
-    assert_eq!(values, Value::List(vec![Value::Undefined, true.into(), 1.5.into(), "a".into(), Value::List(vec![2.0.into()])]));
+    assert_eq!(
+        values,
+        Value::List(vec![Value::Undefined, true.into(), 1.5.into(), "a".into(), Value::List(vec![2.0.into()])])
+    );
 }
 
 /// Pieces of the language, so that generated sources reach past the first token.
 const PIECES: &[&str] = &[
-    "other.", "my.", "memory_mb", "price", "kind", " and ", " or ", "not ", " in ", "(", ")", "[", "]", ",", "==", "!=",
-    "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "1", "0", "2.5", "1e3", "'eu'", "\"gpu\"", "true", "false",
-    "undefined", "starts_with(", "glob(", "len(", "min(", "if_defined(", "&&", "||", "!", " ",
+    "other.",
+    "my.",
+    "memory_mb",
+    "price",
+    "kind",
+    " and ",
+    " or ",
+    "not ",
+    " in ",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "==",
+    "!=",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "1",
+    "0",
+    "2.5",
+    "1e3",
+    "'eu'",
+    "\"gpu\"",
+    "true",
+    "false",
+    "undefined",
+    "starts_with(",
+    "glob(",
+    "len(",
+    "min(",
+    "if_defined(",
+    "&&",
+    "||",
+    "!",
+    " ",
 ];
 
 proptest! {
@@ -236,6 +286,7 @@ proptest! {
         prop_assert_eq!(eval::glob(&text, &other), text == other);
         prop_assert!(eval::glob(&text, "*"));
         let prefix: String = text.chars().take(2).collect();
-        prop_assert!(eval::glob(&text, &format!("{prefix}*")));
+        let pattern = format!("{prefix}*");
+        prop_assert!(eval::glob(&text, &pattern));
     }
 }

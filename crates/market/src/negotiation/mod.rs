@@ -23,8 +23,8 @@ use idlegrid_types::PartyId;
 use serde::{Deserialize, Serialize};
 
 use crate::offer::OfferId;
-pub use strategy::{Agent, Strategy};
 use strategy::Moment;
+pub use strategy::{Agent, Strategy};
 
 /// Most proposals a negotiation may have.
 pub const ROUNDS_MAX: u32 = 1000;
@@ -129,12 +129,22 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Effect {
-    Proposed { by: Role, price: Micros },
+    Proposed {
+        by: Role,
+        price: Micros,
+    },
     /// A person must accept, reject or counter.
-    AwaitingOwner { party: PartyId, role: Role },
+    AwaitingOwner {
+        party: PartyId,
+        role: Role,
+    },
     /// Make the contract at this price (both parties are notified).
-    Agreed { price: Micros },
-    Failed { reason: FailureReason },
+    Agreed {
+        price: Micros,
+    },
+    Failed {
+        reason: FailureReason,
+    },
 }
 
 /// Why an event is refused. The negotiation is unchanged.
@@ -240,7 +250,10 @@ impl Negotiation {
             }
             Event::Accept { by } => {
                 let role = self.person(by)?;
-                let last = self.proposals.last().filter(|p| p.by != role).ok_or(NegotiationError::NothingToAccept)?;
+                let last = self.proposals.last().ok_or(NegotiationError::NothingToAccept)?;
+                if last.by == role {
+                    return Err(NegotiationError::NotYourTurn(self.turn()));
+                }
                 next.status = Status::Agreed { price: last.price, at_ms: now_ms };
                 effects.push(Effect::Agreed { price: last.price });
                 return Ok((next, effects));

@@ -94,7 +94,8 @@ impl Agent {
             }
             Strategy::TitForTat { .. } if moment.mine.is_empty() => 0,
             Strategy::TitForTat { min_step } => {
-                let already = moment.mine.last().map_or(0, |last| (last.as_i64() as i128 - self.opening.as_i64() as i128).abs());
+                let already =
+                    moment.mine.last().map_or(0, |last| (last.as_i64() as i128 - self.opening.as_i64() as i128).abs());
                 let mirrored = match moment.theirs {
                     [.., before, last] => (last.as_i64() as i128 - before.as_i64() as i128).abs(),
                     _ => 0,
@@ -137,7 +138,11 @@ mod tests {
 
     #[test]
     fn time_dependent_agents_concede_by_their_curve() {
-        let seller = |beta| Agent { opening: Micros::new(200), reservation: Micros::new(100), strategy: Strategy::TimeDependent { beta } };
+        let seller = |beta| Agent {
+            opening: Micros::new(200),
+            reservation: Micros::new(100),
+            strategy: Strategy::TimeDependent { beta },
+        };
         let at = |beta, t| seller(beta).next_price(&moment(Role::Seller, t, &[], &[])).as_i64();
         assert_eq!((at(1.0, 0.0), at(1.0, 0.5), at(1.0, 1.0)), (200, 150, 100));
         assert!(at(0.2, 0.5) > 195, "Boulware holds firm: {}", at(0.2, 0.5));
@@ -149,7 +154,11 @@ mod tests {
 
     #[test]
     fn tit_for_tat_mirrors_the_last_concession_with_a_floor() {
-        let seller = Agent { opening: Micros::new(1000), reservation: Micros::new(0), strategy: Strategy::TitForTat { min_step: 0.01 } };
+        let seller = Agent {
+            opening: Micros::new(1000),
+            reservation: Micros::new(0),
+            strategy: Strategy::TitForTat { min_step: 0.01 },
+        };
         let mine = [Micros::new(1000)];
         let theirs = [Micros::new(100), Micros::new(300)];
         assert_eq!(seller.next_price(&moment(Role::Seller, 0.1, &mine, &theirs)).as_i64(), 800);

@@ -46,7 +46,8 @@ fn two_agents_with_overlapping_reservations_agree_between_them() {
 #[test]
 fn two_agents_without_overlap_fail_when_the_rounds_run_out() {
     let (negotiation, effects) =
-        Negotiation::start(setup(agent(2000, 1600, Strategy::CONCEDER), agent(500, 1500, Strategy::CONCEDER)), 0).unwrap();
+        Negotiation::start(setup(agent(2000, 1600, Strategy::CONCEDER), agent(500, 1500, Strategy::CONCEDER)), 0)
+            .unwrap();
     assert!(matches!(negotiation.status, Status::Failed { reason: FailureReason::RoundsExhausted, .. }));
     assert_eq!(negotiation.proposals.len(), 20);
     assert_eq!(effects.last(), Some(&Effect::Failed { reason: FailureReason::RoundsExhausted }));
@@ -57,11 +58,9 @@ fn two_agents_without_overlap_fail_when_the_rounds_run_out() {
 #[test]
 fn a_person_accepts_an_agents_proposal() {
     let seller = Negotiator::Person;
-    let (negotiation, effects) = Negotiation::start(
-        Setup { opener: Role::Buyer, ..setup(seller, agent(800, 1200, Strategy::LINEAR)) },
-        0,
-    )
-    .unwrap();
+    let (negotiation, effects) =
+        Negotiation::start(Setup { opener: Role::Buyer, ..setup(seller, agent(800, 1200, Strategy::LINEAR)) }, 0)
+            .unwrap();
     assert_eq!(
         effects,
         vec![
@@ -75,20 +74,29 @@ fn a_person_accepts_an_agents_proposal() {
     assert_eq!(effects, vec![Effect::Agreed { price: Micros::new(800) }]);
     // Nothing more can happen to it.
     let counter = Event::Counter { by: party(1), price: Micros::new(900) };
-    assert!(matches!(agreed.step(&counter, 6).unwrap_err(), NegotiationError::Closed(label) if label.contains("agreed")));
+    assert!(
+        matches!(agreed.step(&counter, 6).unwrap_err(), NegotiationError::Closed(label) if label.contains("agreed"))
+    );
 }
 
 #[test]
 fn a_person_counters_and_the_agent_answers_in_the_same_step() {
-    let (negotiation, _) = Negotiation::start(setup(Negotiator::Person, agent(800, 1200, Strategy::LINEAR)), 0).unwrap();
-    let (countered, effects) = negotiation.step(&Event::Counter { by: party(1), price: Micros::new(1500) }, 10).unwrap();
+    let (negotiation, _) =
+        Negotiation::start(setup(Negotiator::Person, agent(800, 1200, Strategy::LINEAR)), 0).unwrap();
+    let (countered, effects) =
+        negotiation.step(&Event::Counter { by: party(1), price: Micros::new(1500) }, 10).unwrap();
     assert_eq!(effects[0], Effect::Proposed { by: Role::Seller, price: Micros::new(1500) });
     assert!(matches!(effects[1], Effect::Proposed { by: Role::Buyer, .. }), "{effects:?}");
     assert_eq!(effects[2], Effect::AwaitingOwner { party: party(1), role: Role::Seller });
-    // A counter within the agent's reservation that beats its next bid is accepted at once.
-    let (accepted, effects) = countered.step(&Event::Counter { by: party(1), price: Micros::new(900) }, 20).unwrap();
-    assert_eq!(accepted.status, Status::Agreed { price: Micros::new(900), at_ms: 20 });
-    assert_eq!(effects.last(), Some(&Effect::Agreed { price: Micros::new(900) }));
+    // A counter above the agent's next bid gets a new bid; one at or below it is accepted at once.
+    let (higher, effects) = countered.step(&Event::Counter { by: party(1), price: Micros::new(900) }, 20).unwrap();
+    assert!(
+        matches!(effects[1], Effect::Proposed { by: Role::Buyer, price } if price < Micros::new(900)),
+        "{effects:?}"
+    );
+    let (accepted, effects) = higher.step(&Event::Counter { by: party(1), price: Micros::new(850) }, 30).unwrap();
+    assert_eq!(accepted.status, Status::Agreed { price: Micros::new(850), at_ms: 30 });
+    assert_eq!(effects.last(), Some(&Effect::Agreed { price: Micros::new(850) }));
 }
 
 #[test]
@@ -102,7 +110,10 @@ fn refused_transitions_say_why_and_change_nothing() {
         negotiation.step(&Event::Counter { by: party(1), price: Micros::new(5) }, 1).unwrap_err(),
         NegotiationError::NotYourTurn(Role::Buyer)
     );
-    assert_eq!(negotiation.step(&Event::Reject { by: party(9) }, 1).unwrap_err(), NegotiationError::NotAParty(party(9)));
+    assert_eq!(
+        negotiation.step(&Event::Reject { by: party(9) }, 1).unwrap_err(),
+        NegotiationError::NotAParty(party(9))
+    );
     assert_eq!(negotiation.step(&bid(-1), 1).unwrap_err(), NegotiationError::NegativePrice);
     assert_eq!(negotiation.step(&bid(100), 10_000).unwrap_err(), NegotiationError::Expired);
     let (expired, effects) = negotiation.step(&Event::Tick, 10_000).unwrap();
@@ -110,7 +121,10 @@ fn refused_transitions_say_why_and_change_nothing() {
     assert!(matches!(expired.step(&bid(100), 10_001).unwrap_err(), NegotiationError::Closed(_)));
     // The buyer's own last proposal is not its to accept; the seller may.
     let (bid_made, _) = negotiation.step(&bid(100), 1).unwrap();
-    assert_eq!(bid_made.step(&Event::Accept { by: party(2) }, 2).unwrap_err(), NegotiationError::NotYourTurn(Role::Seller));
+    assert_eq!(
+        bid_made.step(&Event::Accept { by: party(2) }, 2).unwrap_err(),
+        NegotiationError::NotYourTurn(Role::Seller)
+    );
     let (rejected, effects) = bid_made.step(&Event::Reject { by: party(1) }, 2).unwrap();
     assert_eq!(effects, vec![Effect::Failed { reason: FailureReason::Rejected { by: Role::Seller } }]);
     assert!(rejected.is_closed());
@@ -143,7 +157,8 @@ fn bad_setups_are_refused_and_state_survives_storage() {
     ] {
         assert!(matches!(Negotiation::start(bad, 0), Err(NegotiationError::InvalidSetup(_))));
     }
-    let (negotiation, _) = Negotiation::start(setup(Negotiator::Person, agent(800, 1200, Strategy::TIT_FOR_TAT)), 0).unwrap();
+    let (negotiation, _) =
+        Negotiation::start(setup(Negotiator::Person, agent(800, 1200, Strategy::TIT_FOR_TAT)), 0).unwrap();
     let json = serde_json::to_string(&negotiation).unwrap();
     let stored: Negotiation = serde_json::from_str(&json).unwrap();
     assert_eq!(stored, negotiation);
@@ -190,7 +205,8 @@ proptest! {
             Status::Open => unreachable!(),
         }
         if seller_reservation > buyer_reservation {
-            prop_assert!(matches!(negotiation.status, Status::Failed { .. }));
+            let failed = matches!(negotiation.status, Status::Failed { .. });
+            prop_assert!(failed);
         }
     }
 

@@ -19,7 +19,10 @@ pub(crate) fn examples() -> Vec<ResourceDeclaration> {
     let t = |x: &str| Value::Text(x.to_string());
     vec![
         declaration("computing", &[("mflops", n(20_000.0)), ("cores", n(8.0)), ("duration_s", n(3600.0))]),
-        declaration("memory", &[("memory_mb", n(8192.0)), ("read_ns", n(80.0)), ("write_ns", n(90.0)), ("duration_s", n(3600.0))]),
+        declaration(
+            "memory",
+            &[("memory_mb", n(8192.0)), ("read_ns", n(80.0)), ("write_ns", n(90.0)), ("duration_s", n(3600.0))],
+        ),
         declaration(
             "storage",
             &[
@@ -32,7 +35,13 @@ pub(crate) fn examples() -> Vec<ResourceDeclaration> {
         ),
         declaration(
             "peripherals",
-            &[("kind", t("gpu")), ("count", n(2.0)), ("gflops", n(10_000.0)), ("memory_mb", n(8192.0)), ("duration_s", n(3600.0))],
+            &[
+                ("kind", t("gpu")),
+                ("count", n(2.0)),
+                ("gflops", n(10_000.0)),
+                ("memory_mb", n(8192.0)),
+                ("duration_s", n(3600.0)),
+            ],
         ),
         declaration(
             "files",
@@ -45,7 +54,10 @@ pub(crate) fn examples() -> Vec<ResourceDeclaration> {
                 ("sha256", t(&"ab".repeat(32))),
             ],
         ),
-        declaration("internet_access", &[("speed_mbit_s", n(100.0)), ("availability", n(0.99)), ("duration_s", n(3600.0))]),
+        declaration(
+            "internet_access",
+            &[("speed_mbit_s", n(100.0)), ("availability", n(0.99)), ("duration_s", n(3600.0))],
+        ),
         declaration("money", &[("kind", t("cash")), ("amount", n(25.0))]),
     ]
 }
@@ -59,7 +71,9 @@ fn a_declaration_of_each_category_is_classified() {
         assert!(resource.quantity() > 0.0);
         assert!(resource.figures().all(|(_, _, f)| f.provenance == Provenance::Declared));
     }
-    let (by_numeral, _) = classify(&ResourceDeclaration { category: "II".into(), ..examples()[1].clone() }, &Measurements::new()).unwrap();
+    let (by_numeral, _) =
+        classify(&ResourceDeclaration { category: "II".into(), ..examples()[1].clone() }, &Measurements::new())
+            .unwrap();
     assert_eq!(by_numeral.category(), Category::Memory);
 }
 
@@ -88,7 +102,8 @@ fn bad_declarations_are_refused_with_the_field_named() {
         declaration.attributes.insert(name.to_string(), value);
         classify(&declaration, &Measurements::new()).unwrap_err()
     };
-    let error = classify(&ResourceDeclaration { category: "gold".into(), ..memory.clone() }, &Measurements::new()).unwrap_err();
+    let error =
+        classify(&ResourceDeclaration { category: "gold".into(), ..memory.clone() }, &Measurements::new()).unwrap_err();
     assert_eq!((error.field(), error.clone()), ("category".into(), ResourceError::UnknownCategory("gold".into())));
     for (value, reason) in [
         (-1.0, "must not be negative"),
@@ -111,7 +126,8 @@ fn bad_declarations_are_refused_with_the_field_named() {
     assert_eq!(error, ResourceError::MissingAttribute { category: Category::Memory, attribute: "read_ns".into() });
     assert_eq!(error.to_string(), "memory.read_ns is missing: memory needs it");
     for share in [-0.1, 1.5, f64::NAN] {
-        let error = classify(&ResourceDeclaration { private_share: share, ..memory.clone() }, &Measurements::new()).unwrap_err();
+        let error = classify(&ResourceDeclaration { private_share: share, ..memory.clone() }, &Measurements::new())
+            .unwrap_err();
         assert_eq!(error.field(), "private_share");
     }
     // A measurement out of bounds is refused too, naming the attribute.
@@ -135,7 +151,12 @@ fn category_rules_are_enforced() {
     assert_eq!(classify(&half_a_file, &Measurements::new()).unwrap_err().field(), "private_share");
     let mut money = examples()[6].clone();
     money.attributes.insert("kind".into(), "gold".into());
-    assert!(classify(&money, &Measurements::new()).unwrap_err().to_string().contains("cash, credit, sweepstakes, commission"));
+    assert!(
+        classify(&money, &Measurements::new())
+            .unwrap_err()
+            .to_string()
+            .contains("cash, credit, sweepstakes, commission")
+    );
     let mut gpu = examples()[3].clone();
     gpu.attributes.insert("count".into(), 1.5.into());
     assert!(classify(&gpu, &Measurements::new()).unwrap_err().to_string().contains("whole number"));

@@ -162,7 +162,9 @@ fn brute_force(offers: &[Offer], request: &Request, now_ms: u64) -> Vec<u64> {
             let value = offer.value.as_i64();
             let walk = match request.value_target {
                 // Below the target the walk goes downwards, so equal values come by descending ID.
-                Some(target) if value < target.as_i64() => ((target.as_i64() - value) as u64, value, u64::MAX - offer.id.0),
+                Some(target) if value < target.as_i64() => {
+                    ((target.as_i64() - value) as u64, value, u64::MAX - offer.id.0)
+                }
                 Some(target) => ((value - target.as_i64()) as u64, value, offer.id.0),
                 None if request.quantity_min.is_some() => (offer.resource.quantity().to_bits(), 0, offer.id.0),
                 None => (value as u64, 0, offer.id.0),
@@ -175,8 +177,8 @@ fn brute_force(offers: &[Offer], request: &Request, now_ms: u64) -> Vec<u64> {
 }
 
 fn offers() -> impl Strategy<Value = Vec<Offer>> {
-    proptest::collection::vec((1u8..4, 1u32..64, 0i64..50, any::<bool>(), proptest::option::of(0u64..100)), 0..60).prop_map(
-        |specs| {
+    proptest::collection::vec((1u8..4, 1u32..64, 0i64..50, any::<bool>(), proptest::option::of(0u64..100)), 0..60)
+        .prop_map(|specs| {
             specs
                 .into_iter()
                 .enumerate()
@@ -189,8 +191,7 @@ fn offers() -> impl Strategy<Value = Vec<Offer>> {
                     offer
                 })
                 .collect()
-        },
-    )
+        })
 }
 
 proptest! {

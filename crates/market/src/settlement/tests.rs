@@ -44,7 +44,8 @@ fn a_contract_failed_partway_is_settled_pro_rata() {
     let quarter = delivered_by_time(&contract, 1000 + 900_000);
     assert_eq!(quarter, Fraction { numerator: 900_000, denominator: 3_600_000 });
     let transfers = plan_settlement(&contract, quarter);
-    let amounts: Vec<(&str, i64)> = transfers.iter().map(|t| (t.key.rsplit(':').next().unwrap(), t.amount.as_i64())).collect();
+    let amounts: Vec<(&str, i64)> =
+        transfers.iter().map(|t| (t.key.rsplit(':').next().unwrap(), t.amount.as_i64())).collect();
     assert_eq!(amounts, [("seller", 237_500), ("platform", 12_500), ("refund", 750_000)]);
     assert_eq!(sum(&transfers), sum(&escrow));
     // Delivered in full: everything to the seller and the platform.
