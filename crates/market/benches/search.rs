@@ -6,6 +6,9 @@
 //! offers with a requirement on the requester, half the requests with a budget requirement).
 //! Three kinds of query: the closest offer in value with both requirements (the match, page of
 //! 20), the same with a rank expression (reads up to `scan_max` candidates), and `best_match`.
+//! Each query runs three times: the table gives p50 and p99 of the first run, and p99 of the
+//! fastest run of each query, which leaves out most of what other processes on a shared
+//! machine take.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -25,18 +28,27 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn latencies_ms(index: &Index, requests: &[Request]) -> (f64, f64, usize) {
-    let mut times = Vec::with_capacity(requests.len());
+/// p50 and p99 of one run of each request, p99 of the fastest of three runs of each (which
+/// leaves out most of the time the shared machine's other processes take), results per page.
+fn latencies_ms(index: &Index, requests: &[Request]) -> (f64, f64, f64, usize) {
+    let mut first = Vec::with_capacity(requests.len());
+    let mut fastest = Vec::with_capacity(requests.len());
     let mut found = 0;
     for request in requests {
-        let started = Instant::now();
-        let page = index.search(request, 0).expect("valid request");
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        found += page.candidates.len();
-        black_box(page);
+        let mut times = [0.0; 3];
+        for time in &mut times {
+            let started = Instant::now();
+            let page = index.search(request, 0).expect("valid request");
+            *time = started.elapsed().as_secs_f64() * 1000.0;
+            found += page.candidates.len();
+            black_box(page);
+        }
+        first.push(times[0]);
+        fastest.push(times.into_iter().fold(f64::MAX, f64::min));
     }
-    times.sort_by(f64::total_cmp);
-    (percentile(&times, 0.5), percentile(&times, 0.99), found / requests.len().max(1))
+    first.sort_by(f64::total_cmp);
+    fastest.sort_by(f64::total_cmp);
+    (percentile(&first, 0.5), percentile(&first, 0.99), percentile(&fastest, 0.99), found / (3 * requests.len().max(1)))
 }
 
 fn main() {
@@ -54,9 +66,9 @@ fn main() {
     let config = ValuationConfig::default();
     let rank = Expr::parse("if_defined(other.availability, 1) * 100 - other.price").unwrap();
     println!(
-        "| offers | insert/s | search p50 ms | search p99 ms | ranked p50 ms | ranked p99 ms | results/page | matches/s |"
+        "| offers | insert/s | search p50 ms | p99 ms | p99 best of 3 ms | ranked p50 ms | p99 ms | p99 best of 3 ms | results/page | matches/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for size in sizes {
         let mut random = Xoshiro256StarStar::from_seed(size as u64);
         let offers: Vec<_> = (0..size)
@@ -71,8 +83,8 @@ fn main() {
         let requester = PartyId::from_public_key(&[0xee; 32]);
         let requests: Vec<Request> = (0..QUERIES).map(|_| random_request(&requester, &mut random)).collect();
         let ranked: Vec<Request> = requests.iter().map(|r| Request { rank: Some(rank.clone()), ..r.clone() }).collect();
-        let (p50, p99, per_page) = latencies_ms(&index, &requests);
-        let (ranked_p50, ranked_p99, _) = latencies_ms(&index, &ranked);
+        let (p50, p99, p99_best, per_page) = latencies_ms(&index, &requests);
+        let (ranked_p50, ranked_p99, ranked_p99_best, _) = latencies_ms(&index, &ranked);
         let started = Instant::now();
         let mut matched = 0;
         for request in &requests {
@@ -81,7 +93,7 @@ fn main() {
         let match_rate = requests.len() as f64 / started.elapsed().as_secs_f64();
         black_box(matched);
         println!(
-            "| {size} | {insert_rate:.0} | {p50:.3} | {p99:.3} | {ranked_p50:.3} | {ranked_p99:.3} | {per_page} | {match_rate:.0} |"
+            "| {size} | {insert_rate:.0} | {p50:.3} | {p99:.3} | {p99_best:.3} | {ranked_p50:.3} | {ranked_p99:.3} | {ranked_p99_best:.3} | {per_page} | {match_rate:.0} |"
         );
     }
 }

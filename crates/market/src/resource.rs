@@ -101,7 +101,9 @@ impl Measurements {
 #[serde(try_from = "ResourceWire", into = "ResourceWire")]
 pub struct Resource {
     category: Category,
-    numbers: Box<[Option<Figure>]>,
+    /// Inline rather than boxed: a search reads them for every candidate, and one pointer
+    /// less is one cache miss less per candidate over a million offers.
+    numbers: [Option<Figure>; NUMBERS_MAX],
     texts: Box<[Option<String>]>,
 }
 
@@ -233,7 +235,18 @@ fn build(
     if category == Category::Computing && numbers[0].is_none() && numbers[1].is_none() {
         return Err(ResourceError::MissingAttribute { category, attribute: "mflops".into() });
     }
-    Ok(Resource { category, numbers: numbers.into(), texts: texts.into() })
+    Ok(Resource { category, numbers: inline(numbers), texts: texts.into() })
+}
+
+/// Most numeric attributes of any category.
+const NUMBERS_MAX: usize = 7;
+
+fn inline(numbers: Vec<Option<Figure>>) -> [Option<Figure>; NUMBERS_MAX] {
+    let mut inline = [None; NUMBERS_MAX];
+    for (slot, figure) in inline.iter_mut().zip(numbers) {
+        *slot = figure;
+    }
+    inline
 }
 
 fn unknown(schema: &Schema, name: &str) -> ResourceError {
@@ -376,7 +389,7 @@ impl Resource {
                 })
             })
             .collect();
-        Resource { category: self.category, numbers, texts: self.texts.clone() }
+        Resource { category: self.category, numbers: inline(numbers), texts: self.texts.clone() }
     }
 }
 

@@ -246,6 +246,7 @@ mod tests {
             unique.sort();
             unique.dedup();
             assert_eq!(unique.len(), names.len(), "{category}: duplicate attribute");
+            assert!(category.schema().numbers.len() <= 7, "Resource holds at most 7 numbers inline");
             for spec in category.schema().numbers {
                 assert!(spec.min <= spec.max && spec.max * 1e6 < 9.2e18 * 1e3, "{}", spec.name);
             }

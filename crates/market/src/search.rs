@@ -29,8 +29,10 @@ use serde::{Deserialize, Serialize};
 use crate::offer::{Offer, OfferId, Request, RequestError};
 use crate::schema::Category;
 
-/// Default for [`Index::scan_max`].
-pub const SCAN_MAX_DEFAULT: usize = 10_000;
+/// Default for [`Index::scan_max`]: a ranked search ranks the 2,000 offers nearest the
+/// request's value (or cheapest) that pass its filters, which costs about a millisecond; the
+/// page says `complete: false` when more were left.
+pub const SCAN_MAX_DEFAULT: usize = 2_000;
 
 /// One result of a search.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,17 +61,19 @@ pub struct SearchPage {
     pub complete: bool,
 }
 
+/// Keys are `(key, offer id, slot)`: ordered by key then ID (deterministic), and carrying
+/// the slot so that a walk reads the offer without a hash lookup.
 #[derive(Default)]
 struct CategoryIndex {
-    by_value: BTreeSet<(u64, u64)>,
-    by_quantity: BTreeSet<(u64, u64)>,
+    by_value: BTreeSet<(u64, u64, u32)>,
+    by_quantity: BTreeSet<(u64, u64, u32)>,
 }
 
 /// The offers of the market, indexed for search.
 pub struct Index {
     slots: Vec<Option<Offer>>,
-    free: Vec<usize>,
-    by_id: HashMap<OfferId, usize>,
+    free: Vec<u32>,
+    by_id: HashMap<OfferId, u32>,
     categories: [CategoryIndex; 7],
     by_expiry: BTreeSet<(u64, u64)>,
     /// Most offers whose requirements one search evaluates.
@@ -112,29 +116,24 @@ impl Index {
     }
 
     pub fn get(&self, id: OfferId) -> Option<&Offer> {
-        self.by_id.get(&id).and_then(|&slot| self.slots[slot].as_ref())
+        self.by_id.get(&id).and_then(|&slot| self.slots[slot as usize].as_ref())
     }
 
     /// Add an offer, or replace the one with the same ID (an update); returns the old one.
     pub fn insert(&mut self, offer: Offer) -> Option<Offer> {
         let previous = self.remove(offer.id);
         let id = offer.id.0;
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            (self.slots.len() - 1) as u32
+        });
         let category = &mut self.categories[offer.category().index()];
-        category.by_value.insert((value_key(offer.value), id));
-        category.by_quantity.insert((quantity_key(offer.resource.quantity()), id));
+        category.by_value.insert((value_key(offer.value), id, slot));
+        category.by_quantity.insert((quantity_key(offer.resource.quantity()), id, slot));
         if let Some(expires) = offer.expires_ms {
             self.by_expiry.insert((expires, id));
         }
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(offer);
-                slot
-            }
-            None => {
-                self.slots.push(Some(offer));
-                self.slots.len() - 1
-            }
-        };
+        self.slots[slot as usize] = Some(offer);
         self.by_id.insert(OfferId(id), slot);
         previous
     }
@@ -142,11 +141,11 @@ impl Index {
     /// Take an offer out (withdrawn, sold, expired).
     pub fn remove(&mut self, id: OfferId) -> Option<Offer> {
         let slot = self.by_id.remove(&id)?;
-        let offer = self.slots[slot].take()?;
+        let offer = self.slots[slot as usize].take()?;
         self.free.push(slot);
         let category = &mut self.categories[offer.category().index()];
-        category.by_value.remove(&(value_key(offer.value), id.0));
-        category.by_quantity.remove(&(quantity_key(offer.resource.quantity()), id.0));
+        category.by_value.remove(&(value_key(offer.value), id.0, slot));
+        category.by_quantity.remove(&(quantity_key(offer.resource.quantity()), id.0, slot));
         if let Some(expires) = offer.expires_ms {
             self.by_expiry.remove(&(expires, id.0));
         }
@@ -212,8 +211,8 @@ impl Index {
         Ok(self.search(&closest, now_ms)?.candidates.into_iter().next())
     }
 
-    fn offer(&self, id: u64) -> Option<&Offer> {
-        self.by_id.get(&OfferId(id)).and_then(|&slot| self.slots[slot].as_ref())
+    fn slot(&self, slot: u32) -> Option<&Offer> {
+        self.slots.get(slot as usize).and_then(Option::as_ref)
     }
 
     /// The offers of the request's category in walk order, each with its distance.
@@ -221,25 +220,28 @@ impl Index {
         let category = &self.categories[request.category.index()];
         if let Some(target) = request.value_target {
             let target_key = value_key(target);
-            let below = category.by_value.range(..(target_key, 0)).rev();
-            let above = category.by_value.range((target_key, 0)..);
+            let below = category.by_value.range(..(target_key, 0, 0)).rev();
+            let above = category.by_value.range((target_key, 0, 0)..);
             let outward = Outward { below: below.peekable(), above: above.peekable(), target: target_key };
-            return Box::new(outward.filter_map(move |(key, id)| {
-                self.offer(id).map(|offer| (offer, Micros::new(key.abs_diff(target_key).min(i64::MAX as u64) as i64)))
+            return Box::new(outward.filter_map(move |(key, slot)| {
+                self.slot(slot).map(|offer| (offer, Micros::new(key.abs_diff(target_key).min(i64::MAX as u64) as i64)))
             }));
         }
         if let Some(min) = request.quantity_min {
-            let end =
-                request.quantity_max.map_or(Bound::Unbounded, |max| Bound::Included((quantity_key(max), u64::MAX)));
-            let range = category.by_quantity.range((Bound::Included((quantity_key(min), 0)), end));
-            return Box::new(range.filter_map(move |&(_, id)| self.offer(id).map(|offer| (offer, offer.value))));
+            let end = request
+                .quantity_max
+                .map_or(Bound::Unbounded, |max| Bound::Included((quantity_key(max), u64::MAX, u32::MAX)));
+            let range = category.by_quantity.range((Bound::Included((quantity_key(min), 0, 0)), end));
+            return Box::new(range.filter_map(move |&(_, _, slot)| self.slot(slot).map(|offer| (offer, offer.value))));
         }
-        Box::new(category.by_value.iter().filter_map(move |&(_, id)| self.offer(id).map(|offer| (offer, offer.value))))
+        Box::new(
+            category.by_value.iter().filter_map(move |&(_, _, slot)| self.slot(slot).map(|offer| (offer, offer.value))),
+        )
     }
 }
 
 /// Merge of the values below and above a target, closest first (ties: the lower value).
-struct Outward<'a, B: Iterator<Item = &'a (u64, u64)>, A: Iterator<Item = &'a (u64, u64)>> {
+struct Outward<'a, B: Iterator<Item = &'a (u64, u64, u32)>, A: Iterator<Item = &'a (u64, u64, u32)>> {
     below: std::iter::Peekable<B>,
     above: std::iter::Peekable<A>,
     target: u64,
@@ -247,13 +249,14 @@ struct Outward<'a, B: Iterator<Item = &'a (u64, u64)>, A: Iterator<Item = &'a (u
 
 impl<'a, B, A> Iterator for Outward<'a, B, A>
 where
-    B: Iterator<Item = &'a (u64, u64)>,
-    A: Iterator<Item = &'a (u64, u64)>,
+    B: Iterator<Item = &'a (u64, u64, u32)>,
+    A: Iterator<Item = &'a (u64, u64, u32)>,
 {
-    type Item = (u64, u64);
-    fn next(&mut self) -> Option<(u64, u64)> {
-        let below = self.below.peek().map(|&&(key, _)| self.target - key);
-        let above = self.above.peek().map(|&&(key, _)| key - self.target);
+    /// The key and the slot.
+    type Item = (u64, u32);
+    fn next(&mut self) -> Option<(u64, u32)> {
+        let below = self.below.peek().map(|&&(key, _, _)| self.target - key);
+        let above = self.above.peek().map(|&&(key, _, _)| key - self.target);
         let take_below = match (below, above) {
             (Some(b), Some(a)) => b <= a,
             (Some(_), None) => true,
@@ -261,7 +264,7 @@ where
             (None, None) => return None,
         };
         let next = if take_below { self.below.next() } else { self.above.next() };
-        next.copied()
+        next.map(|&(key, _, slot)| (key, slot))
     }
 }
 

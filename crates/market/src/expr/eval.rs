@@ -147,12 +147,17 @@ impl Evaluator<'_> {
     }
 
     fn call(&mut self, function: Function, arguments: &[Node]) -> Value {
-        let values: Vec<Value> = arguments.iter().map(|argument| self.node(argument)).collect();
+        // Functions take at most two arguments (checked by the parser): no allocation.
+        let mut values = [Value::Undefined, Value::Undefined];
+        for (value, argument) in values.iter_mut().zip(arguments) {
+            *value = self.node(argument);
+        }
+        let values = &values[..arguments.len().min(2)];
         let cost: u64 = values.iter().map(cost_of).sum();
         if !self.spend(cost) {
             return Value::Undefined;
         }
-        match (function, values.as_slice()) {
+        match (function, values) {
             (Function::IsDefined, [value]) => Value::Bool(*value != Value::Undefined),
             (Function::IfDefined, [Value::Undefined, fallback]) => fallback.clone(),
             (Function::IfDefined, [value, _]) => value.clone(),
