@@ -135,7 +135,7 @@ impl ValuationConfig {
         fields.extend(kinds.iter().map(|(k, v)| (k.as_str(), *v)));
         for (field, value) in fields {
             let reference = field.contains("reference");
-            if !value.is_finite() || value < 0.0 || value > 1e9 || (reference && value == 0.0) {
+            if !value.is_finite() || !(0.0..=1e9).contains(&value) || (reference && value == 0.0) {
                 return Err(ValuationError::InvalidSetting { field: field.to_string(), value: value.to_string() });
             }
         }
