@@ -6,10 +6,16 @@
 mod checks;
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use proptest::prelude::*;
 
-fn corpus() -> Vec<Vec<u8>> {
+fn corpus() -> &'static [Vec<u8>] {
+    static CORPUS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    CORPUS.get_or_init(read_corpus)
+}
+
+fn read_corpus() -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/market_expr");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the kept corpus {} is missing: {e}", dir.display()))
@@ -27,7 +33,7 @@ fn the_kept_corpus_passes_the_check() {
     let parsed =
         files.iter().filter(|bytes| idlegrid_market::Expr::parse(&String::from_utf8_lossy(bytes)).is_ok()).count();
     assert!(parsed >= 9, "the seeds are mostly valid expressions, so evaluation is exercised: {parsed}");
-    for bytes in &files {
+    for bytes in files {
         checks::check_expr(bytes);
     }
 }
@@ -46,7 +52,7 @@ proptest! {
         edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
     ) {
         let files = corpus();
-        let mut data = pick.get(&files).clone();
+        let mut data = pick.get(files).clone();
         for (at, byte, how) in edits {
             if data.is_empty() {
                 data.push(byte);
