@@ -3,7 +3,8 @@
  * circle. Parameters: `samples=N seed=S`. Result: `inside total` as text. The same contract and
  * the same random numbers as the Rust example (examples/tasks/pi), so both give the same result
  * for the same parameters. Checkpoints after every chunk, so an interrupted task resumes where
- * it stopped and still gives that result.
+ * it stopped and still gives that result; with `report=1` the result also says where its last
+ * start began (` resumed_from=N`), to see that at work.
  *
  *     clang --target=wasm32-wasi -O2 -I sdk/c -o pi.wasm examples/c/pi.c
  */
@@ -31,13 +32,17 @@ static double next_double(uint64_t *rng) {
 }
 
 int main(void) {
-    uint64_t samples, seed;
+    uint64_t samples, seed, report;
     if (idlegrid_param_u64("samples", 1000000, &samples) != IDLEGRID_OK) {
         idlegrid_fail("parameter samples is not a whole number");
         return 0;
     }
     if (idlegrid_param_u64("seed", 1, &seed) != IDLEGRID_OK) {
         idlegrid_fail("parameter seed is not a whole number");
+        return 0;
+    }
+    if (idlegrid_param_u64("report", 0, &report) != IDLEGRID_OK) {
+        idlegrid_fail("parameter report is not a whole number");
         return 0;
     }
 
@@ -50,6 +55,7 @@ int main(void) {
         idlegrid_failf("checkpoint is corrupt: %s", idlegrid_strerror(restored));
         return 0;
     }
+    uint64_t resumed_from = state.done;
 
     while (state.done < samples) {
         uint64_t n = samples - state.done < CHUNK ? samples - state.done : CHUNK;
@@ -68,8 +74,9 @@ int main(void) {
         idlegrid_progress((float)state.done / (float)samples);
     }
 
-    char result[48];
-    snprintf(result, sizeof result, "%" PRIu64 " %" PRIu64, state.inside, state.done);
+    char result[80];
+    int length = snprintf(result, sizeof result, "%" PRIu64 " %" PRIu64, state.inside, state.done);
+    if (report) snprintf(result + length, sizeof result - (size_t)length, " resumed_from=%" PRIu64, resumed_from);
     idlegrid_finish_text(result);
     return 0;
 }

@@ -40,14 +40,24 @@ fn compile(source: &Path, output: &Path) -> Result<(), String> {
     if let Ok(sysroot) = std::env::var("WASI_SYSROOT") {
         command.arg(format!("--sysroot={sysroot}"));
     }
-    let result = command.output().map_err(|e| format!("cannot run {} to build the C tasks: {e}\n{C_INSTALL_HINT}", compiler()))?;
+    let result = command
+        .output()
+        .map_err(|e| format!("cannot run {} to build the C tasks: {e}\n{C_INSTALL_HINT}", compiler()))?;
     if !result.status.success() {
         let _ = std::fs::remove_file(&partial);
         let stderr = String::from_utf8_lossy(&result.stderr);
         // A compiler without the target, the WASI headers or the runtime library says so here.
-        let toolchain = ["wasm32", "wasi", "stdint.h", "stdio.h", "wasm-ld", "libclang_rt", "libc.a", "crt1"]
-            .iter()
-            .any(|needle| stderr.contains(needle));
+        let toolchain = [
+            "file not found",
+            "unable to create target",
+            "unknown target",
+            "wasm-ld",
+            "libclang_rt",
+            "cannot open",
+            "unable to find library",
+        ]
+        .iter()
+        .any(|needle| stderr.contains(needle));
         let hint = if toolchain { format!("\n{C_INSTALL_HINT}") } else { String::new() };
         return Err(format!("building {} failed:\n{stderr}{hint}", source.display()));
     }

@@ -102,7 +102,7 @@ class Channel:
         for start in range(0, len(messages), BATCH_MESSAGES_MAX):
             batch = messages[start : start + BATCH_MESSAGES_MAX]
             envelopes = [{"seq": self._next_seq + i, "message": message} for i, message in enumerate(batch)]
-            last = envelopes[-1]["seq"]
+            last = self._next_seq + len(batch) - 1
             path = f"/v1/sessions/{self.session}/messages"
             body = {"messages": envelopes}
             reply = retry(lambda: self.transport.call("POST", path, body, timeout=120.0), self.send_give_up_after)

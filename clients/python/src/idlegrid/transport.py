@@ -134,7 +134,7 @@ class Transport:
                 anonymous.close()
         else:
             answer = self._send(self._http, "POST", "/v1/register", json.dumps(body).encode(), {})
-        registered = _decode(answer)
+        registered: dict[str, Any] = _decode(answer)
         if self.tls:
             certificate = registered.get("certificate")
             if not certificate:
