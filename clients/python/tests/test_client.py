@@ -236,3 +236,27 @@ def test_api_errors_carry_status_and_code(client: Client) -> None:
         client.transport.call("GET", "/v1/ops/status")
     assert error.value.status == 403 and error.value.code == "forbidden"
     assert "only: operator" in error.value.message
+
+
+def test_a_channel_that_lost_track_resets_and_goes_on(server: LocalCluster) -> None:
+    assert server.ca_file is not None
+    transport = idlegrid.Transport(server.url, idlegrid.Identity.generate(), ca_pem=server.ca_file.read_text())
+    transport.register("client", "channel-test")
+    channel = idlegrid.Channel.open(transport)
+
+    def poll_until(channel: idlegrid.Channel, count: int) -> list[int | None]:
+        received: list[int | None] = []
+        deadline = time.monotonic() + PATIENCE
+        while len(received) < count and time.monotonic() < deadline:
+            received += [message.reply_to for message in channel.poll(1.0)]
+        return received
+
+    assert channel.send([{"type": "GetConfig"}, {"type": "GetContents"}])[0] == 1
+    assert poll_until(channel, 2) == [1, 2]
+    # A second copy of the party that knows only the session's name: it adopts the server's
+    # positions. Nothing was released, so both answers come again, then the new one's.
+    lost = idlegrid.Channel.open(transport, resume=channel.session)
+    assert lost.reset().inbound_acked == 2
+    assert lost.send([{"type": "GetContents"}])[0] == 3, "numbering continues after what the server processed"
+    assert poll_until(lost, 3) == [1, 2, 3]
+    transport.close()
