@@ -136,6 +136,7 @@ pub struct Summary {
 const REASONS_SHOWN: usize = 5;
 
 impl Summary {
+    /// `reason` as the task wrote it: grouped by its first line, escaped when printed.
     fn record_failure(&mut self, task: u64, reason: &str) {
         self.failures_received += 1;
         let first_line = reason.lines().next().unwrap_or("").chars().take(200).collect::<String>();
@@ -204,14 +205,15 @@ pub async fn collect(client: &Client, job: JobId, replay: Replay, out: Option<&P
                 }
             }
             _ => {
-                // Written by task code: kept escaped, in the file as on the terminal.
                 let reason = report
                     .failure
                     .as_ref()
-                    .map(|f| format!("{:?}: {}", f.kind, Untrusted(&f.message)))
+                    .map(|f| format!("{:?}: {}", f.kind, f.message))
                     .unwrap_or_else(|| format!("{:?}", report.state));
                 if let Some(out) = out {
-                    write_atomic(&out.join(format!("{}.err", report.task)), reason.as_bytes())?;
+                    // Written by task code: escaped in the file as on the terminal, line by line.
+                    let lines: Vec<String> = reason.lines().map(|line| Untrusted(line).to_string()).collect();
+                    write_atomic(&out.join(format!("{}.err", report.task)), lines.join("\n").as_bytes())?;
                 }
                 summary.record_failure(report.task, &reason);
             }

@@ -99,7 +99,7 @@ async fn money_enters_only_when_the_operator_approves_and_leaves_only_as_approve
 
     // A provider asks for a payout: refused beyond its earnings, reserved within them.
     let engine_dir = dir.path().join("engine");
-    let provider = Identity::load_or_create(&engine_dir.join("identity.key")).unwrap().id();
+    let provider = Identity::load_or_create(&engine_dir.join("identity.key")).unwrap().id().clone();
     let engine_args = |args: &[&str]| -> Vec<String> {
         let mut all = vec!["account".to_string(), "--engine-data".into(), engine_dir.display().to_string()];
         all.extend(args.iter().map(|a| a.to_string()));
