@@ -81,7 +81,7 @@ async fn money_enters_only_when_the_operator_approves_and_leaves_only_as_approve
     let transport = transport(&url, client_key.clone(), Role::Client).await;
     let error = MoneyDesk::new(&transport).approve(deposit.parse().unwrap(), "").await.unwrap_err();
     assert!(matches!(error, ClientError::Api { status: 403, .. }), "{error}");
-    let error = MoneyDesk::new(&transport).credit(&client_key.id(), 1_000_000, "SELF", "").await.unwrap_err();
+    let error = MoneyDesk::new(&transport).credit(client_key.id(), 1_000_000, "SELF", "").await.unwrap_err();
     assert!(matches!(error, ClientError::Api { status: 403, .. }), "{error}");
 
     // The operator sees it, approves it twice: credited once.

@@ -383,8 +383,11 @@ impl Coordinator {
 
     pub fn set_notices(&self, tx: &mut dyn Tx, client: &PartyId, settings: NoticeSettings) -> Result<(), ApiError> {
         if let Some(url) = &settings.webhook_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
-                return Err(ApiError::bad_request("webhook_url must be an http(s) URL"));
+            let printable = url.chars().all(|c| c.is_ascii_graphic());
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 || !printable {
+                return Err(ApiError::bad_request(
+                    "webhook_url must be an http(s) URL of printable characters, without spaces",
+                ));
             }
         }
         if let Some(email) = &settings.email {

@@ -34,10 +34,10 @@ impl VirtualClusterRequest {
     /// Check every figure; the error names the field and the allowed range.
     pub fn validate(&self) -> Result<(), String> {
         use limits::*;
-        if let Some(r) = self.reliability {
-            if !(0.0..1.0).contains(&r) {
-                return Err(format!("cluster.reliability = {r} must be in [0, 1)"));
-            }
+        if let Some(r) = self.reliability
+            && !(0.0..1.0).contains(&r)
+        {
+            return Err(format!("cluster.reliability = {r} must be in [0, 1)"));
         }
         let non_negative = [
             ("cluster.node_cpu_gflops", self.node_cpu_gflops),
@@ -47,25 +47,25 @@ impl VirtualClusterRequest {
             ("cluster.data_out_mb", self.data_out_mb),
         ];
         for (field, value) in non_negative {
-            if let Some(v) = value {
-                if !(v.is_finite() && (0.0..=QUANTITY_MAX).contains(&v)) {
-                    return Err(format!("{field} = {v} must be a number from 0 to {QUANTITY_MAX:e}"));
-                }
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=QUANTITY_MAX).contains(&v))
+            {
+                return Err(format!("{field} = {v} must be a number from 0 to {QUANTITY_MAX:e}"));
             }
         }
         for (field, value) in
             [("cluster.node_memory_mb", self.node_memory_mb), ("cluster.node_disk_mb", self.node_disk_mb)]
         {
-            if let Some(v) = value {
-                if v > CLUSTER_NODE_MB_MAX {
-                    return Err(format!("{field} = {v} is more than {CLUSTER_NODE_MB_MAX}"));
-                }
+            if let Some(v) = value
+                && v > CLUSTER_NODE_MB_MAX
+            {
+                return Err(format!("{field} = {v} is more than {CLUSTER_NODE_MB_MAX}"));
             }
         }
-        if let Some(count) = self.node_count {
-            if count == 0 || count > CLUSTER_NODES_MAX {
-                return Err(format!("cluster.node_count = {count} is outside 1..={CLUSTER_NODES_MAX}"));
-            }
+        if let Some(count) = self.node_count
+            && (count == 0 || count > CLUSTER_NODES_MAX)
+        {
+            return Err(format!("cluster.node_count = {count} is outside 1..={CLUSTER_NODES_MAX}"));
         }
         Ok(())
     }
@@ -190,19 +190,19 @@ impl JobProperties {
         if self.scheduling_hints.len() > HINTS_MAX {
             return Err(format!("{} scheduling hints; at most {HINTS_MAX} allowed", self.scheduling_hints.len()));
         }
-        if let Some(cost) = self.cost_max_micros {
-            if cost == 0 || cost > AMOUNT_MICROS_MAX as u64 {
-                return Err(format!(
-                    "cost_max_micros = {cost} is outside 1..={AMOUNT_MICROS_MAX} (micro-units: at most a million currency units)"
-                ));
-            }
+        if let Some(cost) = self.cost_max_micros
+            && (cost == 0 || cost > AMOUNT_MICROS_MAX as u64)
+        {
+            return Err(format!(
+                "cost_max_micros = {cost} is outside 1..={AMOUNT_MICROS_MAX} (micro-units: at most a million currency units)"
+            ));
         }
-        if let Some(deadline) = self.deadline_unix_ms {
-            if deadline > DEADLINE_UNIX_MS_MAX {
-                return Err(format!(
-                    "deadline_unix_ms = {deadline} is after {DEADLINE_UNIX_MS_MAX} (milliseconds since 1970)"
-                ));
-            }
+        if let Some(deadline) = self.deadline_unix_ms
+            && deadline > DEADLINE_UNIX_MS_MAX
+        {
+            return Err(format!(
+                "deadline_unix_ms = {deadline} is after {DEADLINE_UNIX_MS_MAX} (milliseconds since 1970)"
+            ));
         }
         for (name, value) in &self.scheduling_hints {
             if name.len() > HINT_BYTES_MAX || value.len() > HINT_BYTES_MAX {
@@ -216,10 +216,10 @@ impl JobProperties {
         let positive =
             [("power_max_gflops", self.power_max_gflops), ("power_requested_gflops", self.power_requested_gflops)];
         for (field, value) in positive {
-            if let Some(v) = value {
-                if !(v.is_finite() && v > 0.0 && v <= QUANTITY_MAX) {
-                    return Err(format!("{field} = {v} must be a positive number up to {QUANTITY_MAX:e}"));
-                }
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0 && v <= QUANTITY_MAX)
+            {
+                return Err(format!("{field} = {v} must be a positive number up to {QUANTITY_MAX:e}"));
             }
         }
         self.validation.validate().map_err(|e| format!("validation: {e}"))?;
