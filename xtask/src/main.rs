@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: what a fresh machine with only the Rust toolchain needs.
 //!
-//! - `build-tasks`: add the wasm32-wasip1 target if missing, build the example tasks.
+//! - `build-tasks`: add the wasm32-wasip1 target if missing, build the example tasks (and the
+//!   C ones when clang for WebAssembly is installed).
 //! - `demo [ARGS]`: build-tasks, then run `idlegrid demo` (release build).
 //! - `test [ARGS]`: build-tasks, then run every test of the workspace (cargo-nextest if
 //!   installed, cargo test otherwise).
@@ -47,7 +48,13 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
 fn build_tasks() -> anyhow::Result<std::path::PathBuf> {
     ensure_wasm_target()?;
     eprintln!("xtask: building the example tasks for {WASM_TARGET}");
-    build_example_tasks()
+    let dir = build_example_tasks()?;
+    // The C examples need clang for WebAssembly; without it only their own tests fail.
+    match idlegrid_testkit::build_c_tasks() {
+        Ok(c_dir) => eprintln!("xtask: built the C example tasks in {}", c_dir.display()),
+        Err(error) => eprintln!("xtask: the C example tasks were not built: {error:#}"),
+    }
+    Ok(dir)
 }
 
 fn has_nextest() -> bool {

@@ -1,6 +1,9 @@
 //! Helpers shared by the tests, benchmarks and `xtask`: building the example tasks to
-//! WebAssembly, and locating them; with features, hand-written hostile modules (`hostile`)
-//! and a fault-injecting HTTP proxy (`chaos`).
+//! WebAssembly (the Rust ones with cargo, the C ones with clang: `c_tasks`), and locating them;
+//! with features, hand-written hostile modules (`hostile`) and a fault-injecting HTTP proxy
+//! (`chaos`).
+
+mod c_tasks;
 
 #[cfg(feature = "chaos")]
 pub mod chaos;
@@ -10,6 +13,8 @@ pub mod hostile;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+
+pub use c_tasks::{C_INSTALL_HINT, build_c_tasks, c_task, c_task_bytes, c_tasks_dir};
 
 /// The wasm target tasks are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
