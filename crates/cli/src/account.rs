@@ -4,9 +4,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use clap::Subcommand;
-use idlegrid_client::Transport;
+use idlegrid_client::{Accounts, Transport};
+use idlegrid_ledger::{AMOUNT_MICROS_MAX, Micros};
 use idlegrid_protocol::auth::Identity;
-use idlegrid_protocol::messages::AccountInfo;
+use idlegrid_protocol::messages::{AccountInfo, MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
+use idlegrid_types::Untrusted;
 use reqwest::Method;
 
 #[derive(Subcommand, Clone)]
@@ -27,12 +29,28 @@ pub enum AccountCommand {
         #[arg(long)]
         csv: bool,
     },
-    /// Record a payment into the client's account (amount in currency units).
+    /// As a client: ask to pay money in (amount in currency units, like 50 or 12.5). The
+    /// request waits until the operator approves it once the payment arrives.
     Deposit {
-        amount: f64,
-        /// A unique reference of the payment: a retried deposit counts once.
+        amount: String,
+        /// The payment's reference (an invoice or transfer number): the same reference again is
+        /// the same request.
         #[arg(long)]
         reference: String,
+    },
+    /// As a provider (--engine-data): ask to be paid earnings (amount in currency units). The
+    /// amount is reserved at once and paid when the operator approves.
+    Payout {
+        amount: String,
+        /// Your reference for this payout: the same reference again is the same request.
+        #[arg(long)]
+        reference: String,
+    },
+    /// Your deposit or payout requests and what became of them.
+    Requests {
+        /// pending, approved, rejected or all.
+        #[arg(long, default_value = "all")]
+        state: String,
     },
     /// Where job notices go.
     Notices {
@@ -51,14 +69,14 @@ pub enum AccountCommand {
         /// The client's id.
         #[arg(long)]
         to: String,
-        amount: f64,
+        amount: String,
         #[arg(long)]
         reference: String,
     },
 }
 
 fn units(micros: i64) -> String {
-    format!("{:.6}", micros as f64 / 1e6)
+    Micros::new(micros).to_string()
 }
 
 fn print_account(info: &AccountInfo) {
@@ -74,9 +92,69 @@ fn print_account(info: &AccountInfo) {
     }
 }
 
-fn micros(amount: f64) -> anyhow::Result<i64> {
-    anyhow::ensure!(amount.is_finite() && amount > 0.0, "the amount must be a positive number");
-    Ok((amount * 1e6).round() as i64)
+/// An amount in currency units, exactly (at most six decimals), within what one request may move.
+pub fn parse_amount(text: &str) -> anyhow::Result<i64> {
+    let amount: Micros = text.trim().parse().map_err(|e| anyhow::anyhow!("amount: {e}"))?;
+    anyhow::ensure!(
+        amount.is_positive() && amount.as_i64() <= AMOUNT_MICROS_MAX,
+        "amount: {amount} must be more than 0 and at most {}",
+        Micros::new(AMOUNT_MICROS_MAX)
+    );
+    Ok(amount.as_i64())
+}
+
+pub fn parse_state(text: &str) -> anyhow::Result<Option<MoneyRequestState>> {
+    match text {
+        "all" => Ok(None),
+        "pending" => Ok(Some(MoneyRequestState::Pending)),
+        "approved" => Ok(Some(MoneyRequestState::Approved)),
+        "rejected" => Ok(Some(MoneyRequestState::Rejected)),
+        other => anyhow::bail!("--state must be pending, approved, rejected or all, not '{}'", Untrusted(other)),
+    }
+}
+
+fn state_name(state: MoneyRequestState) -> &'static str {
+    match state {
+        MoneyRequestState::Pending => "pending",
+        MoneyRequestState::Approved => "approved",
+        MoneyRequestState::Rejected => "rejected",
+    }
+}
+
+/// One line per request: number, kind, amount, state, reference, and the decision.
+pub fn print_request(request: &MoneyRequestInfo) {
+    let kind = match request.kind {
+        MoneyRequestKind::Deposit => "deposit",
+        MoneyRequestKind::Payout => "payout",
+    };
+    let mut line = format!(
+        "request {:<6} {kind:<8} {:>20} {:<9} {}  {}",
+        request.id,
+        units(request.amount_micros),
+        state_name(request.state),
+        Untrusted(&request.reference),
+        idlegrid_ledger::format_utc(request.created_ms)
+    );
+    if let Some(by) = &request.decided_by {
+        line.push_str(&format!("  by {}", Untrusted(by)));
+    }
+    if !request.note.is_empty() {
+        line.push_str(&format!(": {}", Untrusted(&request.note)));
+    }
+    println!("{line}");
+}
+
+fn print_filed(request: &MoneyRequestInfo) {
+    print_request(request);
+    match (request.state, request.kind) {
+        (MoneyRequestState::Pending, MoneyRequestKind::Deposit) => {
+            println!("the deposit is credited once the operator confirms the payment")
+        }
+        (MoneyRequestState::Pending, MoneyRequestKind::Payout) => {
+            println!("the amount is reserved and paid out once the operator approves")
+        }
+        _ => {}
+    }
 }
 
 pub async fn run(
@@ -99,8 +177,13 @@ pub async fn run(
     let timeout = Duration::from_secs(30).max(give_up);
     match command {
         AccountCommand::Show => {
-            let info: AccountInfo = transport.call::<(), _>(Method::GET, "/v1/account", None, timeout).await?;
-            print_account(&info);
+            let accounts = Accounts::new(&transport);
+            print_account(&accounts.info().await?);
+            let pending = accounts.requests(Some(MoneyRequestState::Pending)).await?;
+            if !pending.is_empty() {
+                println!("waiting for the operator:");
+                pending.iter().for_each(print_request);
+            }
         }
         AccountCommand::Statement { from_ms, to_ms, period, csv } => {
             let mut path = format!("/v1/account/statement?period={period}");
@@ -133,13 +216,36 @@ pub async fn run(
                     );
                 }
                 println!("debits {}  credits {}", statement.debits, statement.credits);
+                if !statement.requests.is_empty() {
+                    println!("deposit and payout requests:");
+                    for request in &statement.requests {
+                        print_request(&idlegrid_coordinator::requests::request_info(request));
+                    }
+                }
             }
         }
         AccountCommand::Deposit { amount, reference } => {
-            let client = crate::jobs::connect(server.clone(), home, give_up).await?;
-            let info = client.deposit(micros(amount)?, &reference).await?;
-            print_account(&info);
-            let _ = client.close().await;
+            anyhow::ensure!(
+                engine_data.is_none(),
+                "deposits go into client accounts; a provider's account holds earnings: ask for a payout instead"
+            );
+            let amount = parse_amount(&amount)?;
+            print_filed(&Accounts::new(&transport).request_deposit(amount, &reference).await?);
+        }
+        AccountCommand::Payout { amount, reference } => {
+            anyhow::ensure!(
+                engine_data.is_some(),
+                "a payout pays out a provider's earnings: pass --engine-data with the engine's data folder"
+            );
+            let amount = parse_amount(&amount)?;
+            print_filed(&Accounts::new(&transport).request_payout(amount, &reference).await?);
+        }
+        AccountCommand::Requests { state } => {
+            let requests = Accounts::new(&transport).requests(parse_state(&state)?).await?;
+            if requests.is_empty() {
+                println!("no requests");
+            }
+            requests.iter().for_each(print_request);
         }
         AccountCommand::Notices { webhook, secret, email } => {
             let client = crate::jobs::connect(server.clone(), home, give_up).await?;
@@ -152,7 +258,7 @@ pub async fn run(
                 engine_data.is_some(),
                 "barter moves a provider's earnings: pass --engine-data with the engine's data folder"
             );
-            let body = serde_json::json!({ "to": to, "amount_micros": micros(amount)?, "reference": reference });
+            let body = serde_json::json!({ "to": to, "amount_micros": parse_amount(&amount)?, "reference": reference });
             let info: AccountInfo = transport.call(Method::POST, "/v1/account/barter", Some(&body), timeout).await?;
             print_account(&info);
         }

@@ -144,6 +144,15 @@ impl Job {
                 bail!("{}: data element '{name}' ({}) does not exist", path.display(), job.resolve(data).display());
             }
         }
+        if let Some(cost) = job.file.cost_max {
+            let most = idlegrid_types::limits::AMOUNT_MICROS_MAX as f64 / 1e6;
+            if !(cost.is_finite() && cost > 0.0 && cost <= most) {
+                bail!(
+                    "{}: cost_max = {cost} must be a positive number of currency units, at most {most}",
+                    path.display()
+                );
+            }
+        }
         job.properties().validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(job)
     }
@@ -166,7 +175,8 @@ impl Job {
             properties.attempts_max = attempts;
         }
         if let Some(cost) = self.file.cost_max {
-            properties.cost_max_micros = Some((cost.max(0.0) * 1e6).round() as u64);
+            // Checked at load: finite, positive and bounded, so the conversion is exact enough.
+            properties.cost_max_micros = Some((cost * 1e6).round() as u64);
         }
         if let Some(validation) = self.file.validation {
             properties.validation = validation;

@@ -1,13 +1,13 @@
 //! Client commands: submit a job file, collect results with a progress bar.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use idlegrid_client::{Client, JobEvent};
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::messages::{JobInfo, Replay, TaskSpec, TaskStatusReport};
-use idlegrid_types::{ElementKind, ElementRef, JobId, JobState, TaskState};
+use idlegrid_types::{ElementKind, ElementRef, JobId, JobState, TaskState, Untrusted};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::jobfile::Job;
@@ -37,7 +37,11 @@ pub fn print_job(info: &JobInfo) {
         c.stopped,
         c.succeeded,
         c.failed,
-        if info.properties.name.is_empty() { String::new() } else { format!("  ({})", info.properties.name) }
+        if info.properties.name.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", Untrusted(&info.properties.name))
+        }
     );
 }
 
@@ -92,9 +96,12 @@ pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
     }
     total += client.add_tasks(info.job, batch).await?;
     progress.finish_and_clear();
-    let launched = client.launch(info.job).await?;
-    anyhow::ensure!(total > 0, "the job file defines no tasks");
-    Ok(launched)
+    if total == 0 {
+        // Nothing to run: leave nothing behind on the server.
+        let _ = client.remove_job(info.job).await;
+        anyhow::bail!("the job file defines no tasks: nothing was submitted");
+    }
+    client.launch(info.job).await.map_err(Into::into)
 }
 
 pub fn bar(total: Option<u64>, label: &str) -> ProgressBar {
@@ -111,25 +118,69 @@ pub fn bar(total: Option<u64>, label: &str) -> ProgressBar {
     bar
 }
 
+/// How a followed job ended: its counts as the server knows them (they hold whatever this
+/// process received: results may have been collected before), and the failures received here,
+/// grouped by reason.
 #[derive(Debug, Default)]
 pub struct Summary {
+    pub job: Option<JobId>,
     pub succeeded: u64,
     pub failed: u64,
-    pub failures: Vec<(u64, String)>,
+    /// Failures received by this process, by reason (kind and first line), with how many
+    /// tasks failed so and the first of them.
+    pub reasons: BTreeMap<String, (u64, u64)>,
+    pub failures_received: u64,
 }
 
+/// Reasons shown; the rest are counted.
+const REASONS_SHOWN: usize = 5;
+
 impl Summary {
+    /// `reason` as the task wrote it: grouped by its first line, escaped when printed.
+    fn record_failure(&mut self, task: u64, reason: &str) {
+        self.failures_received += 1;
+        let first_line = reason.lines().next().unwrap_or("").chars().take(200).collect::<String>();
+        let entry = self.reasons.entry(first_line).or_insert((0, task));
+        entry.0 += 1;
+    }
+
+    /// Whether every task succeeded.
+    pub fn succeeded(&self) -> bool {
+        self.failed == 0
+    }
+
     pub fn print(&self, out: Option<&Path>) {
         println!("{} tasks succeeded, {} failed", self.succeeded, self.failed);
-        for (task, reason) in self.failures.iter().take(5) {
-            println!("  task {task} failed: {}", reason.lines().next().unwrap_or(""));
+        let mut reasons: Vec<(&String, &(u64, u64))> = self.reasons.iter().collect();
+        reasons.sort_by(|a, b| b.1.0.cmp(&a.1.0).then(a.0.cmp(b.0)));
+        for (reason, (count, first)) in reasons.iter().take(REASONS_SHOWN) {
+            let tasks =
+                if *count == 1 { format!("task {first}") } else { format!("{count} tasks (task {first}, ...)") };
+            println!("  {tasks} failed: {}", Untrusted(reason));
         }
-        if self.failures.len() > 5 {
-            println!("  ... and {} more", self.failures.len() - 5);
+        if reasons.len() > REASONS_SHOWN {
+            let rest: u64 = reasons.iter().skip(REASONS_SHOWN).map(|(_, (n, _))| n).sum();
+            println!("  ... and {rest} more failures with {} other reasons", reasons.len() - REASONS_SHOWN);
+        }
+        if self.failed > self.failures_received {
+            let job = self.job.map(|j| j.to_string()).unwrap_or_else(|| "JOB".into());
+            println!(
+                "  {} failures were collected before; `idlegrid job results {job} --out DIR` writes every reason",
+                self.failed - self.failures_received
+            );
         }
         if let Some(out) = out {
             println!("results are in {}", out.display());
         }
+    }
+
+    /// `Err` when the job did not succeed, saying how many tasks failed (after `print`).
+    pub fn outcome(&self) -> anyhow::Result<()> {
+        if self.succeeded() {
+            return Ok(());
+        }
+        let job = self.job.map(|j| format!("job {j}")).unwrap_or_else(|| "the job".into());
+        anyhow::bail!("{job} did not succeed: {} of {} tasks failed", self.failed, self.failed + self.succeeded)
     }
 }
 
@@ -145,28 +196,34 @@ pub async fn collect(client: &Client, job: JobId, replay: Replay, out: Option<&P
     if let Some(out) = out {
         std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
-    let mut summary = Summary::default();
-    follow(client, job, replay, &bar(None, "running"), |report, bytes| {
+    let mut summary = Summary { job: Some(job), ..Summary::default() };
+    let finished = follow(client, job, replay, &bar(None, "running"), |report, bytes| {
         match report.state {
             TaskState::Succeeded => {
-                summary.succeeded += 1;
                 if let (Some(out), Some(bytes)) = (out, bytes) {
                     write_atomic(&out.join(format!("{}.out", report.task)), bytes)?;
                 }
             }
             _ => {
-                summary.failed += 1;
-                let reason =
-                    report.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.message)).unwrap_or_default();
+                let reason = report
+                    .failure
+                    .as_ref()
+                    .map(|f| format!("{:?}: {}", f.kind, f.message))
+                    .unwrap_or_else(|| format!("{:?}", report.state));
                 if let Some(out) = out {
-                    write_atomic(&out.join(format!("{}.err", report.task)), reason.as_bytes())?;
+                    // Written by task code: escaped in the file as on the terminal, line by line.
+                    let lines: Vec<String> = reason.lines().map(|line| Untrusted(line).to_string()).collect();
+                    write_atomic(&out.join(format!("{}.err", report.task)), lines.join("\n").as_bytes())?;
                 }
-                summary.failures.push((report.task, reason));
+                summary.record_failure(report.task, &reason);
             }
         }
         Ok(())
     })
     .await?;
+    // The server's counts: results collected by an earlier watch count too.
+    summary.succeeded = finished.counts.succeeded;
+    summary.failed = finished.counts.failed;
     Ok(summary)
 }
 

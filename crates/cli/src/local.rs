@@ -9,6 +9,7 @@ use anyhow::Context;
 use idlegrid_sandbox::{
     NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
 };
+use idlegrid_types::Untrusted;
 use tokio::sync::Semaphore;
 
 use crate::jobfile::{Job, LocalTask};
@@ -132,10 +133,11 @@ pub async fn run_local(
     progress.finish_and_clear();
     let (ok, failed) = writer.await??;
     println!("{ok} tasks succeeded, {} failed (run locally)", failed.len());
+    // Reasons and output are the task's own text: shown with control characters escaped.
     for (index, reason, output) in failed.iter().take(5) {
-        println!("  task {index}: {reason}");
-        for line in output.lines().take(5) {
-            println!("    | {line}");
+        println!("  task {index}: {}", Untrusted(reason.lines().next().unwrap_or("")));
+        for line in reason.lines().skip(1).chain(output.lines()).take(5) {
+            println!("    | {}", Untrusted(line));
         }
     }
     if let Some(out) = out {

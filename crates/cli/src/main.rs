@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use idlegrid_protocol::messages::Replay;
-use idlegrid_types::JobId;
+use idlegrid_types::{JobId, Untrusted};
 
 #[derive(Parser)]
 #[command(
@@ -196,8 +196,8 @@ enum Command {
         #[arg(long)]
         parallel: Option<usize>,
     },
-    /// A client's money: balance, statements, deposits, notices; a provider's earnings and
-    /// barter (with --engine-data).
+    /// A client's money: balance, statements, deposit requests, notices; a provider's earnings,
+    /// payout requests and barter (with --engine-data).
     Account {
         #[command(subcommand)]
         action: Option<account::AccountCommand>,
@@ -210,7 +210,8 @@ enum Command {
         #[command(subcommand)]
         what: sim::SimCommand,
     },
-    /// Operate the platform: revoke parties (needs a server started with --operator).
+    /// Operate the platform: approve deposits and payouts, credit accounts, revoke parties,
+    /// read health and logs (needs a server started with --operator).
     Ops {
         #[command(subcommand)]
         action: ops::OpsCommand,
@@ -397,7 +398,8 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // Errors may quote what a server or a task wrote: control characters are escaped.
+            eprintln!("error: {}", Untrusted(&format!("{error:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -475,11 +477,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.coordinator.pricing.validate().map_err(|e| anyhow::anyhow!("pricing: {e}"))?;
             config.coordinator.client_overdraft_max_micros = match client_overdraft.as_str() {
                 "none" => None,
+                "0" => Some(0),
                 units => Some(
-                    (units
-                        .parse::<f64>()
-                        .map_err(|_| anyhow::anyhow!("--client-overdraft must be a number or none"))?
-                        * 1e6) as i64,
+                    account::parse_amount(units)
+                        .map_err(|e| anyhow::anyhow!("--client-overdraft must be none or a number of units: {e}"))?,
                 ),
             };
             if let Some(smtp) = smtp {
@@ -714,7 +715,7 @@ async fn engine_status(data: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     for message in &status.messages {
-        println!("  message: {} — {}", message.title, message.body);
+        println!("  message: {} — {}", Untrusted(&message.title), Untrusted(&message.body));
     }
     Ok(())
 }
@@ -728,9 +729,9 @@ async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> a
             if watch {
                 let summary = jobs::collect(client, info.job, Replay::Undelivered, out.as_deref()).await?;
                 summary.print(out.as_deref());
-            } else {
-                println!("watch it with: idlegrid job watch {}", info.job);
+                return summary.outcome();
             }
+            println!("watch it with: idlegrid job watch {}", info.job);
             Ok(())
         }
         JobCommand::Watch { job, out, replay } => {
@@ -742,12 +743,12 @@ async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> a
             };
             let summary = jobs::collect(client, job, replay, out.as_deref()).await?;
             summary.print(out.as_deref());
-            Ok(())
+            summary.outcome()
         }
         JobCommand::Results { job, out } => {
             let summary = jobs::collect(client, job, Replay::All, Some(&out)).await?;
             summary.print(Some(&out));
-            Ok(())
+            summary.outcome()
         }
         JobCommand::Status { job } => {
             jobs::print_job(&client.job(job).await?);

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Subcommand;
-use idlegrid_client::Transport;
+use idlegrid_client::{MoneyDesk, Transport};
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::wire::{InstanceStatus, RevocationInfo, RevokeReply, RevokeRequest};
-use idlegrid_types::{PartyId, Role};
+use idlegrid_types::{PartyId, Role, Untrusted};
 use reqwest::Method;
 
 #[derive(Subcommand)]
@@ -45,6 +45,38 @@ pub enum OpsCommand {
         since_secs: Option<u64>,
         #[arg(long, default_value_t = 100)]
         limit: u32,
+    },
+    /// Deposit and payout requests of every party (pending ones unless --state says).
+    Requests {
+        /// pending, approved, rejected or all.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Approve a request: a deposit is credited (once the payment arrived), a payout is paid.
+    /// Approving again moves nothing.
+    Approve {
+        request: u64,
+        /// The payment's own reference, kept with the decision.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Reject a request: nothing moves; a payout's reserved amount is released.
+    Reject {
+        request: u64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Credit a client's or provider's account with money received (amount in currency units).
+    Credit {
+        party: PartyId,
+        amount: String,
+        /// The payment's reference: the same reference again credits nothing more.
+        #[arg(long)]
+        reference: String,
+        #[arg(long, default_value = "")]
+        note: String,
     },
     /// Health of every server instance, side by side (name-value pairs of each).
     Status {
@@ -103,14 +135,15 @@ pub async fn run(
             }
             for entry in entries {
                 let job = entry.job.map(|j| format!(" job {j}")).unwrap_or_default();
+                // Engines and clients wrote these lines: shown with control characters escaped.
                 println!(
                     "{} {:<5} {} {} ({}){job}: {}",
                     entry.received_ms,
-                    entry.level,
-                    entry.component,
+                    Untrusted(&entry.level),
+                    Untrusted(&entry.component),
                     &entry.party.to_string()[..12.min(entry.party.to_string().len())],
                     entry.role.as_str(),
-                    entry.message
+                    Untrusted(&entry.message)
                 );
             }
         }
@@ -124,6 +157,27 @@ pub async fn run(
                 println!("{party} was revoked already");
             }
         }
+        OpsCommand::Requests { state, limit } => {
+            let requests = MoneyDesk::new(&transport).requests(crate::account::parse_state(&state)?, limit).await?;
+            if requests.is_empty() {
+                println!("no requests");
+            }
+            for request in &requests {
+                print!("{}  ", Untrusted(&request.account));
+                crate::account::print_request(request);
+            }
+        }
+        OpsCommand::Approve { request, note } => {
+            crate::account::print_request(&MoneyDesk::new(&transport).approve(request, &note).await?);
+        }
+        OpsCommand::Reject { request, reason } => {
+            crate::account::print_request(&MoneyDesk::new(&transport).reject(request, &reason).await?);
+        }
+        OpsCommand::Credit { party, amount, reference, note } => {
+            let amount = crate::account::parse_amount(&amount)?;
+            let credited = MoneyDesk::new(&transport).credit(&party, amount, &reference, &note).await?;
+            crate::account::print_request(&credited);
+        }
         OpsCommand::Revocations => {
             let list: Vec<RevocationInfo> =
                 transport.call::<(), _>(Method::GET, "/v1/ops/revocations", None, timeout).await?;
@@ -131,7 +185,12 @@ pub async fn run(
                 println!("no revoked parties");
             }
             for revocation in list {
-                println!("{}  revoked at {} ms  {}", revocation.party, revocation.revoked_ms, revocation.reason);
+                println!(
+                    "{}  revoked at {} ms  {}",
+                    revocation.party,
+                    revocation.revoked_ms,
+                    Untrusted(&revocation.reason)
+                );
             }
         }
     }

@@ -152,6 +152,7 @@ fn concrete(path: &str, hash: &ElementHash) -> String {
     path.replace("{session}", &SessionId::random().to_string())
         .replace("{hash}", &hash.to_string())
         .replace("{job}", &JobId::random().to_string())
+        .replace("{request}", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

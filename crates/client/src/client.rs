@@ -314,13 +314,15 @@ impl Client {
         self.account_reply(ClientToServer::GetAccount).await
     }
 
-    /// Report a payment into this client's account (`reference` makes a retry count once).
-    pub async fn deposit(
+    /// Ask to pay `amount_micros` into this client's account: a pending request that an
+    /// operator (or the payment processor) approves once the payment arrives; the same
+    /// reference again is the same request.
+    pub async fn request_deposit(
         &self,
         amount_micros: i64,
         reference: &str,
-    ) -> Result<idlegrid_protocol::messages::AccountInfo, ClientError> {
-        self.account_reply(ClientToServer::Deposit { amount_micros, reference: reference.to_string() }).await
+    ) -> Result<idlegrid_protocol::messages::MoneyRequestInfo, ClientError> {
+        crate::Accounts::new(self.transport()).request_deposit(amount_micros, reference).await
     }
 
     async fn account_reply(

@@ -7,11 +7,14 @@
 //!   shared with the compute engine.
 //! - [`Client`]: jobs for people and programs: create, add tasks (streamed, so a job of
 //!   millions of tasks needs bounded memory), launch, watch results, stop, resume, remove.
+//! - [`Accounts`] and [`MoneyDesk`]: money: balances, deposit and payout requests, and an
+//!   operator's decisions on them.
 
 mod channel;
 mod client;
 mod endpoint;
 mod error;
+mod money;
 mod strip;
 mod transport;
 
@@ -19,6 +22,7 @@ pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use endpoint::{Endpoint, ServerTrust};
 pub use error::ClientError;
+pub use money::{Accounts, MoneyDesk};
 pub use reqwest::Method;
 pub use strip::{InvalidModule, strip_executable};
 pub use transport::Transport;

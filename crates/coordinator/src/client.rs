@@ -9,7 +9,7 @@ use idlegrid_protocol::messages::{
 use idlegrid_protocol::wire::limits;
 use idlegrid_store::{AttachmentRow, JobRow, NewTask};
 use idlegrid_types::{
-    ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState,
+    ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState, Untrusted,
 };
 
 use crate::Coordinator;
@@ -53,15 +53,29 @@ impl Coordinator {
         match message {
             M::GetConfig => ctx.reply(seq, &ServerToClient::Config { settings: client_settings(self) }),
             M::ClientProfile { name, software_version } => {
-                tracing::debug!(client = %ctx.party.id, %name, %software_version, "client profile");
+                tracing::debug!(
+                    client = %ctx.party.id,
+                    name = %Untrusted(&name),
+                    software_version = %Untrusted(&software_version),
+                    "client profile"
+                );
                 Ok(())
             }
             M::CreateJob { job, properties } => self.create_job(ctx, seq, job, properties),
             M::Task { job, tasks } => self.add_tasks(ctx, job, tasks),
             M::Launch { job } => {
                 let mut row = self.owned_job(ctx, job)?;
-                if let Err(reason) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
-                    return Err(report(ErrorCode::LimitExceeded, format!("job {job} not launched: {reason}")));
+                if row.counts.total() == 0 {
+                    // A job completes when every task has: one without tasks would never
+                    // conclude, or conclude having done nothing. Almost always a mistake (an
+                    // empty tasks file), so say so instead of pretending it succeeded.
+                    return Err(report(
+                        ErrorCode::BadRequest,
+                        format!("job {job} has no tasks: add tasks (Task messages) before launching it"),
+                    ));
+                }
+                if let Err(refusal) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
+                    return Err(report(refusal.code, format!("job {job} not launched: {}", refusal.message)));
                 }
                 let account = self
                     .account_info(ctx.tx, &ctx.party.id)
@@ -108,8 +122,14 @@ impl Coordinator {
                 ctx.tx.delete_task(task_row.key)?;
                 let count = row.counts.get_mut(task_row.state);
                 *count = count.saturating_sub(1);
+                let was_completed = row.state == JobState::Completed;
                 row.state = row.state.settle(&row.counts);
                 ctx.tx.save_job_state(job, row.state, &row.counts)?;
+                if row.state == JobState::Completed && !was_completed {
+                    // The removed task was the last one left to run.
+                    ctx.tx.mark_job_completed(job, ctx.now)?;
+                    self.job_completed(ctx.tx, &row, ctx.now)?;
+                }
                 self.fill_job(ctx.tx, job, ctx.now, ctx.fx)?;
                 Ok(())
             }
@@ -214,7 +234,7 @@ impl Coordinator {
                 Ok(())
             }
             M::Error(report) => {
-                tracing::warn!(client = %ctx.party.id, %report, "client reported an error");
+                tracing::warn!(client = %ctx.party.id, report = %Untrusted(&report.to_string()), "client reported an error");
                 Ok(())
             }
             M::ExternalDelivery { url } => Err(report(
@@ -223,10 +243,11 @@ impl Coordinator {
             )),
             M::Heartbeat => Ok(()),
             M::Deposit { amount_micros, reference } => {
+                let party = ctx.party.clone();
                 let info = self
-                    .deposit(ctx.tx, &ctx.party.id.clone(), amount_micros, &reference, ctx.now, ctx.fx)
+                    .request_deposit(ctx.tx, &party, amount_micros, &reference, ctx.now)
                     .map_err(|e| Reject::Report(e.report))?;
-                ctx.reply(seq, &ServerToClient::Account(info))
+                ctx.reply(seq, &ServerToClient::MoneyRequest(info))
             }
             M::GetAccount => {
                 let info = self.account_info(ctx.tx, &ctx.party.id.clone()).map_err(|e| Reject::Report(e.report))?;
@@ -317,6 +338,10 @@ impl Coordinator {
             let task = spec.index;
             if !seen.insert(task) {
                 return Err(report(ErrorCode::Conflict, format!("task {task} appears twice in the message")));
+            }
+            if task > i64::MAX as u64 {
+                // The stores keep 64-bit signed integers.
+                return Err(report(ErrorCode::BadRequest, format!("task index {task} is more than {}", i64::MAX)));
             }
             if spec.params.len() > limits::TASK_PARAMS_BYTES_MAX {
                 return Err(report(

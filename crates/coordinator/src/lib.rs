@@ -24,6 +24,7 @@ pub mod money;
 mod operator;
 mod profiles;
 mod provider;
+pub mod requests;
 mod schedule;
 mod session;
 
@@ -503,5 +504,7 @@ impl Coordinator {
 mod benchmark_tests;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod requests_tests;
 #[cfg(test)]
 mod tests;

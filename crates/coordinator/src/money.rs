@@ -1,7 +1,7 @@
 //! Money on the server (P7, P4.11, P4.12): accounts opened at registration, the journal of work
 //! written with every placement's state change, reservations at launch, billing passes, holds
-//! for a job's maximum cost and a client's account limit, deposits, barter, statements, notices
-//! and the purge of results nobody fetched. The arithmetic is `idlegrid_ledger`'s; this module
+//! for a job's maximum cost and a client's account limit, barter, statements, notices and the
+//! purge of results nobody fetched (deposits and payouts: `requests`). The arithmetic is `idlegrid_ledger`'s; this module
 //! only decides when it runs and applies what it reports.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -10,6 +10,7 @@ use idlegrid_ledger::{
     AccountId, JobTerms, Ledger, LedgerError, Micros, ReservationKind, StatementPeriod, WorkRecord, plan_billing,
 };
 use idlegrid_protocol::messages::{AccountInfo, ServerToClient, ServerToProvider};
+use idlegrid_protocol::{ErrorCode, ErrorReport};
 use idlegrid_store::{JobRow, StoreError, TaskRow, Tx};
 use idlegrid_types::{AssignmentId, JobId, JobState, PartyId, Role, TaskState};
 use serde::{Deserialize, Serialize};
@@ -228,35 +229,32 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Reserve a job's maximum cost at launch; `Err` names the shortfall when the client's
-    /// account cannot hold it.
+    /// Reserve a job's maximum cost at launch; `Err` says why the job cannot launch (the
+    /// account cannot hold it, or the amount is not one the ledger takes).
     pub(crate) fn reserve_launch(
         &self,
         tx: &mut dyn Tx,
         job: &JobRow,
         now_ms: u64,
-    ) -> Result<Result<(), String>, StoreError> {
+    ) -> Result<Result<(), ErrorReport>, StoreError> {
         let Some(cost_max) = job.properties.cost_max_micros else { return Ok(Ok(())) };
         let payer = AccountId::Party(job.client.clone());
         let mut ledger = Ledger::new(tx.ledger());
         if ledger.job_reservation(job.id).map_err(ledger_error)?.is_some() {
             return Ok(Ok(()));
         }
-        match ledger.reserve_job(
-            job.id,
-            payer,
-            Micros::new(cost_max.min(i64::MAX as u64) as i64),
-            ReservationKind::Maximum,
-            now_ms,
-        ) {
+        let amount = Micros::new(i64::try_from(cost_max).unwrap_or(i64::MAX));
+        match ledger.reserve_job(job.id, payer, amount, ReservationKind::Maximum, now_ms) {
             Ok(_) => Ok(Ok(())),
-            Err(LedgerError::OverLimit { available, shortfall, .. }) => Ok(Err(format!(
-                "the account cannot cover the job's maximum cost of {}: {} is available, {} short; deposit first",
-                Micros::new(cost_max as i64),
-                available,
-                shortfall
+            Err(LedgerError::OverLimit { available, shortfall, .. }) => Ok(Err(ErrorReport::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "the account cannot cover the job's maximum cost of {amount}: {available} is available, \
+                     {shortfall} short; ask for a deposit first (idlegrid account deposit)"
+                ),
             ))),
-            Err(other) => Err(ledger_error(other)),
+            Err(LedgerError::Storage(inner)) => Err(StoreError::Database(inner.to_string())),
+            Err(other) => Ok(Err(ErrorReport::new(ErrorCode::BadRequest, format!("cost_max_micros: {other}")))),
         }
     }
 
@@ -323,32 +321,6 @@ impl Coordinator {
         Ok(())
     }
 
-    /// A payment into a client's account; jobs held for its limit resume once it is current.
-    pub fn deposit(
-        &self,
-        tx: &mut dyn Tx,
-        client: &PartyId,
-        amount_micros: i64,
-        reference: &str,
-        now_ms: u64,
-        fx: &mut Effects,
-    ) -> Result<AccountInfo, ApiError> {
-        if amount_micros <= 0 {
-            return Err(ApiError::bad_request("a deposit must be a positive amount of micro-units"));
-        }
-        let key = keys_for(&format!("deposit:{client}:{reference}"))?;
-        Ledger::new(tx.ledger())
-            .deposit(key, AccountId::Party(client.clone()), Micros::new(amount_micros), now_ms)
-            .map_err(|e| ApiError::conflict(e.to_string()))?;
-        let info = self.account_info(tx, client)?;
-        if !info.over_limit {
-            for mut job in tx.held_jobs_of_client(client, HOLD_ACCOUNT_LIMIT)? {
-                self.release_hold(tx, &mut job, now_ms, fx)?;
-            }
-        }
-        Ok(info)
-    }
-
     /// A provider makes what its engines earned spendable by a client account (barter).
     pub fn barter(
         &self,
@@ -360,9 +332,8 @@ impl Coordinator {
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<AccountInfo, ApiError> {
-        if amount_micros <= 0 {
-            return Err(ApiError::bad_request("a barter credit must be a positive amount of micro-units"));
-        }
+        idlegrid_ledger::check_amount(Micros::new(amount_micros))
+            .map_err(|e| ApiError::bad_request(format!("amount_micros: {e}")))?;
         match tx.party(client)? {
             Some(party) if party.role == Role::Client => {}
             _ => return Err(ApiError::bad_request(format!("{client} is not a registered client"))),
@@ -370,13 +341,8 @@ impl Coordinator {
         let key = keys_for(&format!("barter:{provider}:{reference}"))?;
         Ledger::new(tx.ledger())
             .barter_credit(key, provider, client, Micros::new(amount_micros), now_ms)
-            .map_err(|e| ApiError::conflict(e.to_string()))?;
-        let info = self.account_info(tx, client)?;
-        if !info.over_limit {
-            for mut job in tx.held_jobs_of_client(client, HOLD_ACCOUNT_LIMIT)? {
-                self.release_hold(tx, &mut job, now_ms, fx)?;
-            }
-        }
+            .map_err(crate::requests::ledger_api_error)?;
+        self.resume_if_current(tx, &AccountId::Party(client.clone()), now_ms, fx)?;
         self.account_info(tx, provider)
     }
 
@@ -403,13 +369,25 @@ impl Coordinator {
             Role::Provider => idlegrid_ledger::provider_statement(&account, &transfers, span, period),
             Role::Operator => return Err(ApiError::forbidden("operators have no account")),
         };
-        statement.map_err(|e| ApiError::bad_request(e.to_string()))
+        let statement = statement.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let filter = idlegrid_ledger::RequestFilter {
+            account: Some(account),
+            state: None,
+            created_from_ms: query.from_ms,
+            created_to_ms: query.to_ms,
+            limit: crate::requests::REQUESTS_LISTED_MAX,
+        };
+        let requests = Ledger::new(tx.ledger()).requests(&filter).map_err(crate::requests::ledger_api_error)?;
+        Ok(statement.with_requests(requests))
     }
 
     pub fn set_notices(&self, tx: &mut dyn Tx, client: &PartyId, settings: NoticeSettings) -> Result<(), ApiError> {
         if let Some(url) = &settings.webhook_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 {
-                return Err(ApiError::bad_request("webhook_url must be an http(s) URL"));
+            let printable = url.chars().all(|c| c.is_ascii_graphic());
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 || !printable {
+                return Err(ApiError::bad_request(
+                    "webhook_url must be an http(s) URL of printable characters, without spaces",
+                ));
             }
         }
         if let Some(email) = &settings.email {
@@ -535,6 +513,12 @@ impl Coordinator {
         }
         let plan = plan_billing(&self.config.pricing, &records, &terms, window, now_ms).map_err(ledger_error)?;
         let report = Ledger::new(tx.ledger()).apply_billing(&plan, now_ms).map_err(ledger_error)?;
+        for line in &report.refused {
+            tracing::error!(
+                key = %line.key, amount = %line.amount, reason = %line.reason,
+                "a billing line was refused and not charged: check the pricing and the journal record it names"
+            );
+        }
         let billed: Vec<u64> = records.iter().filter(|r| r.is_fully_billed(window.to_ms)).map(|r| r.id).collect();
         tx.mark_work_records_billed(&billed)?;
         tx.set_meta(BILLED_TO_KEY, window.to_ms.to_string().as_bytes())?;

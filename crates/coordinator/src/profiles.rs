@@ -24,7 +24,7 @@ use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{AssignmentState, AssignmentStatus, NodeState, ServerToProvider};
 use idlegrid_scheduler::profile::BenchmarkAverage;
 use idlegrid_store::{AssignmentRow, AssignmentRowState, JobRow, NewTask, StoreError, TaskKey, TaskRow, Tx};
-use idlegrid_types::{ElementHash, JobCounts, JobId, JobProperties, JobState, PartyId, TaskLimitsSpec};
+use idlegrid_types::{ElementHash, JobCounts, JobId, JobProperties, JobState, PartyId, TaskLimitsSpec, Untrusted};
 use serde::{Deserialize, Serialize};
 
 use crate::benchmark;
@@ -408,10 +408,10 @@ impl Coordinator {
                 let reason: String = failure.message.chars().take(200).collect();
                 if failure.kind.is_deterministic() {
                     // The module runs everywhere: a failure of it says something about the engine.
-                    tracing::warn!(%provider, assignment = %id, %reason, "benchmark failed on the engine");
+                    tracing::warn!(%provider, assignment = %id, reason = %Untrusted(&reason), "benchmark failed on the engine");
                     next
                 } else {
-                    tracing::info!(%provider, assignment = %id, %reason, "benchmark not run (engine-side failure)");
+                    tracing::info!(%provider, assignment = %id, reason = %Untrusted(&reason), "benchmark not run (engine-side failure)");
                     retry
                 }
             }

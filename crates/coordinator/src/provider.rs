@@ -9,7 +9,7 @@ use idlegrid_protocol::wire::limits;
 use idlegrid_protocol::{ErrorCode, Payload};
 use idlegrid_store::{AssignmentRowState, StoreError, Tx};
 use idlegrid_types::{
-    AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState,
+    AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState, Untrusted,
 };
 
 use crate::assurance::ReplicaOutcome;
@@ -125,7 +125,7 @@ impl Coordinator {
                 Ok(())
             }
             M::Error(report) => {
-                tracing::warn!(provider = %ctx.party.id, %report, "engine reported an error");
+                tracing::warn!(provider = %ctx.party.id, report = %Untrusted(&report.to_string()), "engine reported an error");
                 Ok(())
             }
             M::ExternalDelivery { url } => {
@@ -252,7 +252,7 @@ impl Coordinator {
                     status: status.status,
                     result: None,
                     failure: None,
-                    cpu_ms: task.cpu_ms + status.cpu_ms,
+                    cpu_ms: task.cpu_ms.saturating_add(status.cpu_ms),
                     attempts: task.attempts,
                     counts: job.counts,
                 };
@@ -297,7 +297,7 @@ impl Coordinator {
                         )?;
                     } else {
                         // Not the task's fault: another engine may succeed.
-                        tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure: task requeued");
+                        tracing::info!(assignment = %id, reason = %Untrusted(&failure.message), "engine-side failure: task requeued");
                         self.lost(ctx.tx, &mut task, &mut job, id, Some(&failure.message), ctx.now, ctx.fx)?;
                     }
                 }
@@ -310,8 +310,8 @@ impl Coordinator {
                 if let Some(checkpoint) = status.checkpoint {
                     self.accept_checkpoint(ctx, &mut task, checkpoint)?;
                 }
-                ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms + status.cpu_ms)?;
-                task.cpu_ms += status.cpu_ms;
+                ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms.saturating_add(status.cpu_ms))?;
+                task.cpu_ms = task.cpu_ms.saturating_add(status.cpu_ms);
                 if crate::assurance::is_assured(&job) {
                     // A replica handed back: its assurance decides whether another is needed.
                     if !task.state.is_final() {
@@ -344,8 +344,8 @@ impl Coordinator {
             return Ok(()); // lost or cancelled already: its result no longer counts
         }
         self.journal_conclude(ctx.tx, id, None, ctx.now)?;
-        ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms + status.cpu_ms)?;
-        task.cpu_ms += status.cpu_ms;
+        ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms.saturating_add(status.cpu_ms))?;
+        task.cpu_ms = task.cpu_ms.saturating_add(status.cpu_ms);
         if task.state.is_final() {
             // Decided while this replica ran; its pay follows its time, as for a cancelled one.
             return self.replica_returned(ctx.tx, task, job, id, None, ctx.now, ctx.fx).map_err(Reject::from);
@@ -359,7 +359,7 @@ impl Coordinator {
             if failure.kind.is_deterministic() {
                 Some(ReplicaOutcome::Failed { failure })
             } else {
-                tracing::info!(assignment = %id, reason = %failure.message, "engine-side failure of a replica");
+                tracing::info!(assignment = %id, reason = %Untrusted(&failure.message), "engine-side failure of a replica");
                 None
             }
         };

@@ -296,7 +296,7 @@ impl Coordinator {
             state,
             result,
             failure,
-            cpu_ms: task.cpu_ms + cpu_ms,
+            cpu_ms: task.cpu_ms.saturating_add(cpu_ms),
             attempts: task.attempts,
         };
         tx.insert_result(&record, now_ms)?;

@@ -89,6 +89,30 @@ impl World {
     }
 }
 
+/// A client asks for a deposit over its channel; returns the request's number.
+pub(crate) fn request_deposit(world: &mut World, client: &mut Peer, amount_micros: i64, reference: &str) -> u64 {
+    world.client_send(client, vec![ClientToServer::Deposit { amount_micros, reference: reference.into() }]);
+    let replies = world.poll::<ServerToClient>(client);
+    replies
+        .iter()
+        .find_map(|(_, m)| match m {
+            ServerToClient::MoneyRequest(info) => Some(info.id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no request in {replies:?}"))
+}
+
+/// An operator approves a request.
+pub(crate) fn approve(world: &mut World, request: u64) -> MoneyRequestInfo {
+    let (c, now) = (&world.coordinator, world.now);
+    let operator = crate::requests::Decider::Operator(PartyId::from_public_key(&[0xee; 32]));
+    let mut fx = Effects::default();
+    world
+        .store
+        .write(|tx| c.decide_request(tx, &operator, request, crate::requests::Decision::Approve, "", now, &mut fx))
+        .unwrap()
+}
+
 fn envelopes<M>(peer: &mut Peer, messages: Vec<M>) -> PostBatch<M> {
     let messages = messages
         .into_iter()
@@ -773,6 +797,7 @@ mod money {
             &mut client,
             vec![
                 ClientToServer::CreateJob { job: refused, properties: JobProperties::default() },
+                ClientToServer::Task { job: refused, tasks: specs(exe, 0..1) },
                 ClientToServer::Launch { job: refused },
             ],
         );
@@ -780,15 +805,18 @@ mod money {
         assert!(
             replies.iter().any(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::LimitExceeded))
         );
-        // A payment brings the account current and the held job resumes.
-        world.client_send(
-            &mut client,
-            vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }],
+        // A deposit request alone is no payment: the job stays held.
+        let request = request_deposit(&mut world, &mut client, 5_000_000, "pay-1");
+        assert_eq!(
+            request_deposit(&mut world, &mut client, 5_000_000, "pay-1"),
+            request,
+            "a retry is the same request"
         );
-        world.client_send(
-            &mut client,
-            vec![ClientToServer::Deposit { amount_micros: 5_000_000, reference: "pay-1".into() }],
-        );
+        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        assert_eq!(row.hold.as_deref(), Some(crate::money::HOLD_ACCOUNT_LIMIT));
+        // The operator approves it (twice): the account is current and the held job resumes.
+        approve(&mut world, request);
+        approve(&mut world, request);
         let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!((row.state, row.hold), (JobState::Running, None));
         let account = world.store.write(|tx| world.coordinator.account_info(tx, &client.party.id)).unwrap();
@@ -807,10 +835,8 @@ mod money {
         world.now = world.now - world.now % 60_000 + 60_000 + 1_000;
         // Somebody else's job earns the engine money (that client may owe).
         let mut payer = world.join(Role::Client);
-        world.client_send(
-            &mut payer,
-            vec![ClientToServer::Deposit { amount_micros: 100_000_000, reference: "p".into() }],
-        );
+        let paid = request_deposit(&mut world, &mut payer, 100_000_000, "p");
+        approve(&mut world, paid);
         let exe2 = world.upload(&payer, b"exe", ElementKind::Executable);
         run_job(&mut world, &mut payer, &mut engine, exe2, JobProperties::default(), 2, 50_000);
         world.now += 2 * 60_000;

@@ -363,7 +363,7 @@ pub fn plan_billing(
         let shares = split_proportionally(total, &weights);
         for ((job, job_usage), share) in jobs_usage.iter().zip(shares) {
             let job_terms = terms[job];
-            let memo = Memo { job: Some(*job), engine: None, record: None, service: Some(service) };
+            let memo = Memo { job: Some(*job), service: Some(service), ..Memo::default() };
             let reliability = job_terms.reliability.unwrap_or(config.baseline_reliability);
             let gflop_hours = job_usage.gflop_ms / MS_PER_HOUR as f64;
             let premium =
@@ -407,6 +407,7 @@ pub fn plan_billing(
             engine: Some(record.engine.clone()),
             record: Some(record.id),
             service: Some(Period { start_ms: record.launched_ms, end_ms: pay_end }),
+            request: None,
         };
         if pay.is_positive() {
             plan.lines.push(ChargeLine {
@@ -519,6 +520,14 @@ pub struct BillingConflict {
     pub existing: TransferId,
 }
 
+/// A billing line the ledger refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedLine {
+    pub key: IdempotencyKey,
+    pub amount: Micros,
+    pub reason: String,
+}
+
 /// What applying a plan did.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct BillingReport {
@@ -532,6 +541,11 @@ pub struct BillingReport {
     /// Per job, what its maximum cost kept from being charged (new and repeated lines).
     pub capped: BTreeMap<JobId, Micros>,
     pub conflicts: Vec<BillingConflict>,
+    /// Lines whose amount the ledger refused (beyond `AMOUNT_MICROS_MAX`, or an overflow): not
+    /// posted, so that one absurd line cannot stop billing for everybody. The operator must
+    /// look at them (the server logs each).
+    #[serde(default)]
+    pub refused: Vec<RefusedLine>,
     pub jobs_to_stop: Vec<JobStop>,
     pub accounts_over_limit: Vec<AccountStanding>,
 }
@@ -572,6 +586,14 @@ impl<S: LedgerStore + ?Sized> Ledger<'_, S> {
                 Ok(outcome) => outcome,
                 Err(LedgerError::IdempotencyConflict { key, existing }) => {
                     report.conflicts.push(BillingConflict { key, existing });
+                    continue;
+                }
+                Err(error @ (LedgerError::AmountTooLarge { .. } | LedgerError::Overflow { .. })) => {
+                    report.refused.push(RefusedLine {
+                        key: line.key.clone(),
+                        amount: line.amount,
+                        reason: error.to_string(),
+                    });
                     continue;
                 }
                 Err(error) => return Err(error),

@@ -1,6 +1,6 @@
 //! The one error type of the crate. Every message says what is wrong and what to do.
 
-use crate::{AccountId, IdempotencyKey, Micros, TransferId};
+use crate::{AccountId, IdempotencyKey, Micros, RequestState, TransferId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -17,6 +17,24 @@ pub enum LedgerError {
 
     #[error("transfer amount {amount} must be positive; use the opposite direction for a refund")]
     NonPositiveAmount { amount: Micros },
+
+    #[error("amount {amount} is more than the largest single amount allowed ({max}); split it into smaller ones")]
+    AmountTooLarge { amount: Micros, max: Micros },
+
+    #[error("request {id} does not exist; list the requests to find its id")]
+    RequestNotFound { id: u64 },
+
+    #[error(
+        "reference {reference:?} was already used by request {existing} with another amount; \
+         a retry must repeat the original request exactly, a new request needs a new reference"
+    )]
+    RequestConflict { reference: String, existing: u64 },
+
+    #[error("request {id} was {state} already; a decision cannot be changed")]
+    RequestDecided { id: u64, state: RequestState },
+
+    #[error("account {account} has {max} requests waiting for the operator already; wait until they are decided")]
+    TooManyPendingRequests { account: AccountId, max: usize },
 
     #[error("a transfer must move money between two different accounts, not from {account} to itself")]
     SameAccount { account: AccountId },

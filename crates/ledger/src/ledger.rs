@@ -6,8 +6,8 @@ use idlegrid_types::{JobId, PartyId};
 
 use crate::store::{LedgerStore, LedgerTotals};
 use crate::{
-    Account, AccountId, Action, IdempotencyKey, LedgerError, Memo, Micros, OverLimit, Purpose, Reservation,
-    ReservationKind, Transfer, TransferId, TransferRequest, keys,
+    AMOUNT_MICROS_MAX, Account, AccountId, Action, IdempotencyKey, LedgerError, Memo, Micros, OverLimit, Purpose,
+    Reservation, ReservationKind, Transfer, TransferId, TransferRequest, keys,
 };
 
 /// What a request did.
@@ -288,9 +288,7 @@ impl<'a, S: LedgerStore + ?Sized> Ledger<'a, S> {
         credit: &AccountId,
         amount: Micros,
     ) -> Result<(Account, Account), LedgerError> {
-        if !amount.is_positive() {
-            return Err(LedgerError::NonPositiveAmount { amount });
-        }
+        check_amount(amount)?;
         if debit == credit {
             return Err(LedgerError::SameAccount { account: debit.clone() });
         }
@@ -319,6 +317,19 @@ struct Effects {
     reserved: Micros,
     released: Micros,
     capped: Micros,
+}
+
+/// Every amount that moves or is reserved is positive and at most [`AMOUNT_MICROS_MAX`]: one
+/// request's absurd amount fails that request alone, and no sum of bounded amounts can come
+/// near the 64-bit limit of the accounts every party shares (the platform, the outside world).
+pub fn check_amount(amount: Micros) -> Result<(), LedgerError> {
+    if !amount.is_positive() {
+        return Err(LedgerError::NonPositiveAmount { amount });
+    }
+    if amount.as_i64() > AMOUNT_MICROS_MAX {
+        return Err(LedgerError::AmountTooLarge { amount, max: Micros::new(AMOUNT_MICROS_MAX) });
+    }
+    Ok(())
 }
 
 fn check_limit_value(limit: Micros) -> Result<(), LedgerError> {
@@ -571,7 +582,9 @@ mod tests {
         assert!(matches!(ledger.execute(void, 1), Err(LedgerError::ReservationNotFound { .. })));
         assert!(ledger.set_overdraft_max(&client, Some(Micros::new(-1))).is_err());
         let huge = post("h", &AccountId::External, &client, Micros::MAX, OverLimit::Refuse);
-        assert!(matches!(ledger.execute(huge, 1), Err(LedgerError::Overflow { .. })), "overflow is an error");
+        assert!(matches!(ledger.execute(huge, 1), Err(LedgerError::AmountTooLarge { .. })), "too large is an error");
+        let largest = post("l", &AccountId::External, &client, Micros::new(AMOUNT_MICROS_MAX), OverLimit::Refuse);
+        ledger.execute(largest, 1).unwrap();
         ledger.check_balanced().unwrap();
     }
 

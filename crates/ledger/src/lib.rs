@@ -28,8 +28,11 @@
 //!    watermark and mark fully billed records in the same transaction. Act on the report:
 //!    `jobs_to_stop`, `accounts_over_limit` (notify, stop the client's jobs), `capped`.
 //! 5. After a job's last record is fully billed: `release_job`.
-//! 6. A payment: `deposit` with the payment's own key; if the account is no longer
-//!    `is_over_limit`, resume the client's jobs.
+//! 6. Money in and out (`requests`): a client's `request_deposit` or a provider's
+//!    `request_payout` (reserved against its available balance) waits for an operator's
+//!    `approve_request` or `reject_request`; an operator may also `credit` an account with a
+//!    reference. After money comes in, if the account is no longer `is_over_limit`, resume the
+//!    client's jobs. Every amount is at most `AMOUNT_MICROS_MAX`.
 //! 7. Statements: `LedgerStore::transfers_of_account`, then `client_statement` or
 //!    `provider_statement`, and `statement_csv`.
 //!
@@ -46,14 +49,17 @@ mod ledger;
 mod model;
 mod money;
 pub mod pricing;
+mod requests;
 mod statement;
 mod store;
 
 pub use billing::*;
 pub use error::LedgerError;
-pub use ledger::{Ledger, TransferOutcome, check_balanced};
+pub use idlegrid_types::limits::AMOUNT_MICROS_MAX;
+pub use ledger::{Ledger, TransferOutcome, check_amount, check_balanced};
 pub use model::*;
 pub use money::{MICROS_PER_UNIT, Micros};
 pub use pricing::{CostEstimate, PricingConfig, ProviderPayModel};
+pub use requests::*;
 pub use statement::*;
 pub use store::{LedgerStore, LedgerTotals, MemoryStore};

@@ -220,6 +220,12 @@ pub mod keys {
     pub fn provider_pay(record: u64) -> IdempotencyKey {
         key(format!("pay:{record}"))
     }
+
+    /// A step of a deposit or payout request: `reserve` (a payout waiting), `post` (approved),
+    /// `void` (a payout rejected).
+    pub fn request(id: u64, step: &str) -> IdempotencyKey {
+        key(format!("request:{id}:{step}"))
+    }
 }
 
 /// What a transfer is for; statements group by it.
@@ -279,6 +285,9 @@ pub struct Memo {
     pub record: Option<u64>,
     /// The time of the work paid for.
     pub service: Option<Period>,
+    /// The deposit or payout request the transfer carries out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
 }
 
 /// What to do when a direct posting would take the debit account past its limit.

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AccountId, LedgerError, Micros, Period, Purpose, Transfer};
+use crate::{AccountId, LedgerError, Micros, MoneyRequest, Period, Purpose, Transfer};
 
 const MS_PER_DAY: u64 = 86_400_000;
 
@@ -64,9 +64,17 @@ pub struct Statement {
     pub debits: Micros,
     /// Sum of credits (deposits, earnings), positive.
     pub credits: Micros,
+    /// The account's deposit and payout requests made in the span, pending or decided (an
+    /// approved one's money is in `rows` too, as a deposit or payout).
+    #[serde(default)]
+    pub requests: Vec<MoneyRequest>,
 }
 
 impl Statement {
+    pub fn with_requests(self, requests: Vec<MoneyRequest>) -> Statement {
+        Statement { requests, ..self }
+    }
+
     /// Change of the posted balance over the span.
     pub fn net(&self) -> Result<Micros, LedgerError> {
         self.credits.checked_sub(self.debits)
@@ -139,7 +147,7 @@ pub fn statement(
             amount,
         })
         .collect();
-    Ok(Statement { account: account.clone(), subject, span, rows, debits, credits })
+    Ok(Statement { account: account.clone(), subject, span, rows, debits, credits, requests: Vec::new() })
 }
 
 /// The period of `period` kind containing `time_ms`, clipped to the span.

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{Account, AccountId, IdempotencyKey, LedgerError, Micros, Reservation, Transfer, TransferId};
+use crate::{
+    Account, AccountId, IdempotencyKey, LedgerError, Micros, MoneyRequest, RequestFilter, RequestKind, Reservation,
+    Transfer, TransferId,
+};
 
 /// Storage of accounts, transfers and reservations.
 ///
@@ -15,6 +18,9 @@ use crate::{Account, AccountId, IdempotencyKey, LedgerError, Micros, Reservation
 ///   (a unique index on the key); `next_transfer_id` returns an id greater than every inserted
 ///   one (for example `MAX(id) + 1` inside the transaction, or a sequence).
 /// - `put_account` and `put_reservation` insert or replace the whole row.
+/// - Deposit and payout requests: `next_request_id` is greater than every inserted id;
+///   `insert_request` refuses a second request with the same account, kind and reference (a
+///   unique index); `put_request` replaces an existing one.
 pub trait LedgerStore {
     fn account(&mut self, id: &AccountId) -> Result<Option<Account>, LedgerError>;
     fn put_account(&mut self, account: &Account) -> Result<(), LedgerError>;
@@ -36,6 +42,19 @@ pub trait LedgerStore {
 
     fn reservation(&mut self, id: TransferId) -> Result<Option<Reservation>, LedgerError>;
     fn put_reservation(&mut self, reservation: &Reservation) -> Result<(), LedgerError>;
+
+    fn next_request_id(&mut self) -> Result<u64, LedgerError>;
+    fn insert_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError>;
+    fn put_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError>;
+    fn request(&mut self, id: u64) -> Result<Option<MoneyRequest>, LedgerError>;
+    fn request_by_reference(
+        &mut self,
+        account: &AccountId,
+        kind: RequestKind,
+        reference: &str,
+    ) -> Result<Option<MoneyRequest>, LedgerError>;
+    /// Matching requests in id order, at most `filter.limit`.
+    fn requests(&mut self, filter: &RequestFilter) -> Result<Vec<MoneyRequest>, LedgerError>;
 
     /// Sums over all accounts. Override with one aggregate query over SQL.
     fn totals(&mut self) -> Result<LedgerTotals, LedgerError> {
@@ -82,6 +101,8 @@ pub struct MemoryStore {
     transfers: Vec<Transfer>,
     keys: HashMap<IdempotencyKey, TransferId>,
     reservations: HashMap<TransferId, Reservation>,
+    /// Indexed by `id - 1`.
+    requests: Vec<MoneyRequest>,
 }
 
 impl MemoryStore {
@@ -168,5 +189,53 @@ impl LedgerStore for MemoryStore {
     fn put_reservation(&mut self, reservation: &Reservation) -> Result<(), LedgerError> {
         self.reservations.insert(reservation.id, reservation.clone());
         Ok(())
+    }
+
+    fn next_request_id(&mut self) -> Result<u64, LedgerError> {
+        Ok(self.requests.len() as u64 + 1)
+    }
+
+    fn insert_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError> {
+        let duplicate = self
+            .requests
+            .iter()
+            .any(|r| r.account == request.account && r.kind == request.kind && r.reference == request.reference);
+        if request.id != self.requests.len() as u64 + 1 || duplicate {
+            return Err(LedgerError::storage(std::io::Error::other(format!(
+                "request {} violates the store's constraints (dense ids, unique reference per account and kind)",
+                request.id
+            ))));
+        }
+        self.requests.push(request.clone());
+        Ok(())
+    }
+
+    fn put_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError> {
+        match request.id.checked_sub(1).and_then(|index| self.requests.get_mut(index as usize)) {
+            Some(slot) => {
+                *slot = request.clone();
+                Ok(())
+            }
+            None => {
+                Err(LedgerError::storage(std::io::Error::other(format!("request {} was never inserted", request.id))))
+            }
+        }
+    }
+
+    fn request(&mut self, id: u64) -> Result<Option<MoneyRequest>, LedgerError> {
+        Ok(id.checked_sub(1).and_then(|index| self.requests.get(index as usize)).cloned())
+    }
+
+    fn request_by_reference(
+        &mut self,
+        account: &AccountId,
+        kind: RequestKind,
+        reference: &str,
+    ) -> Result<Option<MoneyRequest>, LedgerError> {
+        Ok(self.requests.iter().find(|r| &r.account == account && r.kind == kind && r.reference == reference).cloned())
+    }
+
+    fn requests(&mut self, filter: &RequestFilter) -> Result<Vec<MoneyRequest>, LedgerError> {
+        Ok(self.requests.iter().filter(|r| filter.matches(r)).take(filter.limit as usize).cloned().collect())
     }
 }

@@ -237,8 +237,9 @@ pub enum ClientToServer {
         url: String,
     },
     Heartbeat,
-    /// Money paid into the client's account (the seam where a payment processor reports a
-    /// payment); `reference` makes a retried deposit count once. Answered with `Account`.
+    /// Ask to pay money into the client's account: a pending request that an operator (or the
+    /// payment processor the operator configured) approves once the payment arrives;
+    /// `reference` makes a retried request the same request. Answered with `MoneyRequest`.
     Deposit {
         amount_micros: i64,
         reference: String,
@@ -272,6 +273,47 @@ pub struct AccountInfo {
     pub over_limit: bool,
 }
 
+/// Whether a request pays money in or out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MoneyRequestKind {
+    Deposit,
+    Payout,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MoneyRequestState {
+    /// Waiting for an operator; a payout's amount is reserved meanwhile.
+    Pending,
+    /// The money moved.
+    Approved,
+    /// Nothing moved.
+    Rejected,
+}
+
+/// A deposit or payout request as the server reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MoneyRequestInfo {
+    /// The request's number, which operators approve or reject.
+    pub id: u64,
+    /// The account the money goes into or comes out of.
+    pub account: String,
+    pub kind: MoneyRequestKind,
+    pub amount_micros: i64,
+    pub reference: String,
+    pub state: MoneyRequestState,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub decided_ms: Option<u64>,
+    /// `operator:<id>` or `payment:<adapter>`.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// The decision's note: the payment's reference, or why it was rejected.
+    #[serde(default)]
+    pub note: String,
+}
+
 /// Server to client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
@@ -300,6 +342,8 @@ pub enum ServerToClient {
     },
     Heartbeat,
     Explanation(JobExplanation),
+    /// A deposit request, in reply to `Deposit`.
+    MoneyRequest(MoneyRequestInfo),
 }
 
 /// Why a job's task waits: requirement by requirement, the engines each rules out.
@@ -568,6 +612,7 @@ names!(ServerToClient {
     ExternalDelivery,
     Heartbeat,
     Explanation,
+    MoneyRequest,
 });
 names!(ServerToProvider {
     Task,

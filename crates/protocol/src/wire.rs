@@ -228,6 +228,38 @@ pub struct LogEntry {
     pub message: String,
 }
 
+/// POST /v1/account/deposits (clients) and /v1/account/payouts (providers): ask for money to be
+/// paid in or out; an operator decides. `reference` (the payment's, 1 to 100 printable ASCII
+/// characters) makes a retried request the same request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyRequestBody {
+    /// Micro-units (millionths of the currency unit), positive, at most 10^12.
+    pub amount_micros: i64,
+    pub reference: String,
+}
+
+/// POST /v1/ops/requests/{request}/approve and /reject (operators): the decision's note (the
+/// payment's own reference on approval; the reason, required, on rejection).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    #[serde(default)]
+    pub note: String,
+}
+
+/// POST /v1/ops/credit (operators): money received for a party, credited at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreditBody {
+    #[schema(value_type = String)]
+    pub party: PartyId,
+    pub amount_micros: i64,
+    pub reference: String,
+    #[serde(default)]
+    pub note: String,
+}
+
 /// Upper bounds of the channel, shared by both ends.
 pub mod limits {
     /// Messages in one POST batch.

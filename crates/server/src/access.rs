@@ -51,6 +51,15 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/account/statement", PARTIES),
     // Providers spend what their engines earned on their own jobs.
     rule("POST", "/v1/account/barter", PROVIDERS),
+    // Money enters as deposits clients request and leaves as payouts providers request; an
+    // operator approves each (or credits an account directly).
+    rule("POST", "/v1/account/deposits", CLIENTS),
+    rule("POST", "/v1/account/payouts", PROVIDERS),
+    rule("GET", "/v1/account/requests", PARTIES),
+    rule("GET", "/v1/ops/requests", OPERATORS),
+    rule("POST", "/v1/ops/requests/{request}/approve", OPERATORS),
+    rule("POST", "/v1/ops/requests/{request}/reject", OPERATORS),
+    rule("POST", "/v1/ops/credit", OPERATORS),
     rule("GET", "/v1/jobs", CLIENTS),
     rule("GET", "/v1/jobs/{job}", CLIENTS),
     rule("POST", "/v1/ops/revoke", OPERATORS),
@@ -127,6 +136,15 @@ mod tests {
         assert!(check("POST", "/v1/ops/revoke", Role::Operator).is_ok());
         assert!(check("POST", "/v1/sessions", Role::Operator).is_err());
         assert!(check("POST", "/v1/account/barter", Role::Client).is_err());
+        // Nobody credits their own account: clients and providers only ask.
+        for role in [Role::Client, Role::Provider] {
+            assert!(check("POST", "/v1/ops/credit", role).is_err());
+            assert!(check("POST", "/v1/ops/requests/7/approve", role).is_err());
+            assert!(check("GET", "/v1/ops/requests", role).is_err());
+        }
+        assert!(check("POST", "/v1/account/deposits", Role::Provider).is_err());
+        assert!(check("POST", "/v1/account/payouts", Role::Client).is_err());
+        assert!(check("POST", "/v1/account/deposits", Role::Operator).is_err());
         assert!(check("DELETE", "/v1/jobs/x", Role::Client).unwrap_err().report.message.contains("no access rule"));
     }
 

@@ -24,10 +24,10 @@ use serde::de::DeserializeOwned;
 use crate::elements::UploadError;
 use crate::{AppState, now_ms};
 
-type AppResult = Result<Response, Failure>;
+pub(crate) type AppResult = Result<Response, Failure>;
 
 /// An error response: status and a JSON body naming what is wrong.
-pub struct Failure(ApiError);
+pub struct Failure(pub(crate) ApiError);
 
 impl From<ApiError> for Failure {
     fn from(error: ApiError) -> Self {
@@ -46,7 +46,7 @@ impl IntoResponse for Failure {
     }
 }
 
-fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
+pub(crate) fn json_response<T: serde::Serialize>(status: StatusCode, value: &T) -> Response {
     let body = serde_json::to_vec(value).expect("replies serialize");
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
@@ -63,6 +63,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/account", get(get_account))
         .route("/v1/account/statement", get(get_statement))
         .route("/v1/account/barter", post(post_barter))
+        .route("/v1/account/deposits", post(crate::money_http::post_deposit))
+        .route("/v1/account/payouts", post(crate::money_http::post_payout))
+        .route("/v1/account/requests", get(crate::money_http::get_own_requests))
+        .route("/v1/ops/requests", get(crate::money_http::get_requests))
+        .route("/v1/ops/requests/{request}/approve", post(crate::money_http::post_approve))
+        .route("/v1/ops/requests/{request}/reject", post(crate::money_http::post_reject))
+        .route("/v1/ops/credit", post(crate::money_http::post_credit))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))
@@ -94,7 +101,7 @@ async fn health() -> Response {
     json_response(StatusCode::OK, &HealthReply { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
     if let Some(length) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
@@ -112,8 +119,21 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     })
 }
 
-fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // The error names the field that is wrong (`messages[0].message.amount_micros`), not only
+    // a line and column.
+    let mut decoder = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut decoder).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            ApiError::bad_request(format!("malformed JSON body: {inner}"))
+        } else {
+            ApiError::bad_request(format!("malformed JSON body: field {path}: {inner}"))
+        }
+    })?;
+    decoder.end().map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    Ok(value)
 }
 
 fn parse_id<T: std::str::FromStr<Err = idlegrid_types::IdError>>(text: &str) -> Result<T, ApiError> {
@@ -121,14 +141,19 @@ fn parse_id<T: std::str::FromStr<Err = idlegrid_types::IdError>>(text: &str) -> 
 }
 
 /// The signature headers and what they sign.
-struct Signed {
+pub(crate) struct Signed {
     claim: Claim,
     method: String,
     path_and_query: String,
     body_sha256_hex: String,
 }
 
-fn signed(headers: &HeaderMap, method: &Method, uri: &Uri, body_sha256_hex: String) -> Result<Signed, ApiError> {
+pub(crate) fn signed(
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    body_sha256_hex: String,
+) -> Result<Signed, ApiError> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let claim = Claim::parse(get(wire::HEADER_ID), get(wire::HEADER_TIME), get(wire::HEADER_SIGNATURE))
         .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
@@ -136,7 +161,8 @@ fn signed(headers: &HeaderMap, method: &Method, uri: &Uri, body_sha256_hex: Stri
     Ok(Signed { claim, method: method.as_str().to_string(), path_and_query, body_sha256_hex })
 }
 
-type Work<R> = dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, ApiError> + Send;
+pub(crate) type Work<R> =
+    dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, ApiError> + Send;
 
 impl Signed {
     /// Who signed the request, if that party may call this endpoint at all (`access::RULES`).
@@ -148,7 +174,11 @@ impl Signed {
     }
 
     /// Check who sent the request, then do its work as that party, in one transaction.
-    async fn run_as<R: Send + 'static>(self, state: &Arc<AppState>, work: Box<Work<R>>) -> Result<R, ApiError> {
+    pub(crate) async fn run_as<R: Send + 'static>(
+        self,
+        state: &Arc<AppState>,
+        work: Box<Work<R>>,
+    ) -> Result<R, ApiError> {
         let now = now_ms();
         state
             .run(move |c, tx, fx| {

@@ -10,8 +10,10 @@ mod elements;
 mod http;
 mod listener;
 mod metrics;
+mod money_http;
 mod notices;
 pub mod openapi;
+mod payments;
 mod validation;
 mod wakers;
 
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 pub use elements::{ElementStore, UploadError, conformance as element_conformance};
 pub use listener::ConnectionLimits;
 pub use notices::{SmtpConfig, webhook_signature};
+pub use payments::{PaymentAdapter, PaymentDecision};
 
 /// Everything a server instance needs to start.
 #[derive(Debug, Clone)]
@@ -55,6 +58,9 @@ pub struct ServerConfig {
     pub connection_limits: ConnectionLimits,
     /// How long a job's validator may compute for one comparison of two results.
     pub validator_cpu_time_max: Duration,
+    /// A payment processor that confirms deposit requests, reviewed every maintenance
+    /// interval; `None`: only operators approve them.
+    pub payment_adapter: Option<Arc<dyn PaymentAdapter>>,
 }
 
 /// Where the certificate authority comes from, and the names the server answers to.
@@ -112,6 +118,7 @@ impl ServerConfig {
             tls: Some(TlsSettings::default()),
             connection_limits: ConnectionLimits::default(),
             validator_cpu_time_max: Duration::from_secs(10),
+            payment_adapter: None,
         }
     }
 }
@@ -298,6 +305,9 @@ impl Server {
         let app = http::router(state.clone());
         let maintenance = tokio::spawn(maintain(state.clone(), config.maintenance_interval));
         let delivery = tokio::spawn(notices::deliver(state.clone(), config.smtp.clone(), config.notice_interval));
+        let payments = config.payment_adapter.clone().map(|adapter| {
+            tokio::spawn(payments::review_deposits(state.clone(), adapter, config.maintenance_interval))
+        });
         let stop = shutdown.clone();
         let limits = config.connection_limits.clone();
         let task = tokio::spawn(async move {
@@ -305,6 +315,9 @@ impl Server {
             stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
             maintenance.abort();
             delivery.abort();
+            if let Some(payments) = payments {
+                payments.abort();
+            }
         });
         tracing::info!(%addr, data = %config.data_dir.display(), "server listening");
         Ok(ServerHandle { addr, ca_pem, shutdown, task })

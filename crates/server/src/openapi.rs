@@ -12,10 +12,11 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::access::{Callers, RULES};
-use idlegrid_protocol::messages::AccountInfo;
+use idlegrid_protocol::messages::{AccountInfo, MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
 use idlegrid_protocol::wire::{
-    self, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine, OpenSessionRequest, PostReply,
-    RegisterRequest, RegisterResponse, RevocationInfo, RevokeReply, RevokeRequest, SessionInfo,
+    self, CreditBody, DecisionBody, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine,
+    MoneyRequestBody, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo, RevokeReply,
+    RevokeRequest, SessionInfo,
 };
 
 /// What an endpoint takes and answers.
@@ -88,6 +89,39 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             ..doc("Charges (clients) or earnings (providers) by period", None, Some(Object))
         },
         ("POST", "/v1/account/barter") => doc("Spend a provider's earnings as a client", Some(Object), Some(Object)),
+        ("POST", "/v1/account/deposits") => doc(
+            "Ask to pay money into the account (clients); pending until an operator approves",
+            Some(Named("MoneyRequestBody")),
+            Some(Named("MoneyRequestInfo")),
+        ),
+        ("POST", "/v1/account/payouts") => doc(
+            "Ask to be paid earnings (providers); reserved until an operator decides",
+            Some(Named("MoneyRequestBody")),
+            Some(Named("MoneyRequestInfo")),
+        ),
+        ("GET", "/v1/account/requests") => Doc {
+            query: &[("state", false, false)],
+            ..doc("The caller's deposit and payout requests", None, Some(ListOf("MoneyRequestInfo")))
+        },
+        ("GET", "/v1/ops/requests") => Doc {
+            query: &[("state", false, false), ("limit", false, true)],
+            ..doc("Every party's requests, pending ones by default (operators)", None, Some(ListOf("MoneyRequestInfo")))
+        },
+        ("POST", "/v1/ops/requests/{request}/approve") => doc(
+            "Approve a request: the money moves, once (operators)",
+            Some(Named("DecisionBody")),
+            Some(Named("MoneyRequestInfo")),
+        ),
+        ("POST", "/v1/ops/requests/{request}/reject") => doc(
+            "Reject a request with a reason: nothing moves (operators)",
+            Some(Named("DecisionBody")),
+            Some(Named("MoneyRequestInfo")),
+        ),
+        ("POST", "/v1/ops/credit") => doc(
+            "Credit an account with money received (operators)",
+            Some(Named("CreditBody")),
+            Some(Named("MoneyRequestInfo")),
+        ),
         ("GET", "/v1/jobs") => doc("The caller's jobs", None, Some(Object)),
         ("GET", "/v1/jobs/{job}") => doc("One of the caller's jobs", None, Some(Object)),
         ("POST", "/v1/ops/revoke") => {
@@ -238,6 +272,12 @@ pub fn document() -> OpenApi {
         (LogBatch::name(), LogBatch::schema()),
         (LogLine::name(), LogLine::schema()),
         (LogEntry::name(), LogEntry::schema()),
+        (MoneyRequestBody::name(), MoneyRequestBody::schema()),
+        (MoneyRequestInfo::name(), MoneyRequestInfo::schema()),
+        (MoneyRequestKind::name(), MoneyRequestKind::schema()),
+        (MoneyRequestState::name(), MoneyRequestState::schema()),
+        (DecisionBody::name(), DecisionBody::schema()),
+        (CreditBody::name(), CreditBody::schema()),
     ] {
         components = components.schema(name, schema);
     }

@@ -17,6 +17,9 @@ use idlegrid_types::{
 
 use crate::*;
 
+mod requests;
+pub use requests::{requests_move_money_once_and_roll_back, requests_round_trip_and_filter};
+
 type R<T> = Result<T, StoreError>;
 
 fn party(n: u8, role: Role) -> PartyRow {
@@ -76,6 +79,8 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     deleting_tasks_and_jobs_removes_their_assurance(&make());
     ledger_store_round_trips(&make());
     ledger_moves_money_once_and_rolls_back(&make());
+    requests_round_trip_and_filter(&make());
+    requests_move_money_once_and_roll_back(&make());
 }
 
 pub fn parties_are_unique(store: &impl Store) {

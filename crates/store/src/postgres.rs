@@ -19,8 +19,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use idlegrid_ledger::{
-    Account, AccountId, IdempotencyKey, LedgerError, LedgerStore, LedgerTotals, Micros, Reservation, Transfer,
-    TransferId,
+    Account, AccountId, IdempotencyKey, LedgerError, LedgerStore, LedgerTotals, Micros, MoneyRequest, RequestFilter,
+    RequestKind, Reservation, Transfer, TransferId,
 };
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{NodeState, Replay};
@@ -33,6 +33,8 @@ use postgres::{Client, NoTls, Row, Statement};
 use crate::model::*;
 use crate::tx::Tx;
 use crate::{Store, StoreError, StoreResult};
+
+mod requests;
 
 /// Schema migrations, applied in order; the table `schema_version` records each one applied.
 /// Entry N mirrors entry N of SQLite's list, so that a future migration is added to both at the
@@ -134,6 +136,7 @@ CREATE TABLE known_answers (task BIGINT PRIMARY KEY, digest BYTEA NOT NULL, crea
 CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
 CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL);
 "#,
+    requests::MIGRATION,
 ];
 
 /// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
@@ -2176,6 +2179,35 @@ impl LedgerStore for PgTx<'_> {
         )
         .map_err(LedgerError::storage)?;
         Ok(())
+    }
+
+    fn next_request_id(&mut self) -> Result<u64, LedgerError> {
+        self.next_money_request_id()
+    }
+
+    fn insert_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError> {
+        self.write_money_request(request, false)
+    }
+
+    fn put_request(&mut self, request: &MoneyRequest) -> Result<(), LedgerError> {
+        self.write_money_request(request, true)
+    }
+
+    fn request(&mut self, id: u64) -> Result<Option<MoneyRequest>, LedgerError> {
+        self.money_request(id)
+    }
+
+    fn request_by_reference(
+        &mut self,
+        account: &AccountId,
+        kind: RequestKind,
+        reference: &str,
+    ) -> Result<Option<MoneyRequest>, LedgerError> {
+        self.money_request_by_reference(account, kind, reference)
+    }
+
+    fn requests(&mut self, filter: &RequestFilter) -> Result<Vec<MoneyRequest>, LedgerError> {
+        self.money_requests(filter)
     }
 
     fn totals(&mut self) -> Result<LedgerTotals, LedgerError> {

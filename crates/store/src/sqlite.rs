@@ -15,6 +15,8 @@ use crate::model::*;
 use crate::tx::Tx;
 use crate::{Store, StoreError, StoreResult};
 
+mod requests;
+
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -124,6 +126,7 @@ CREATE TABLE known_answers (task INTEGER PRIMARY KEY, digest BLOB NOT NULL, crea
 CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
 CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL);
 "#,
+    requests::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -1687,6 +1690,38 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
             .and_then(|mut s| s.execute(params![int(reservation.id.0), json(reservation)]))
             .map_err(ledger_error)?;
         Ok(())
+    }
+
+    fn next_request_id(&mut self) -> Result<u64, idlegrid_ledger::LedgerError> {
+        self.next_money_request_id()
+    }
+
+    fn insert_request(&mut self, request: &idlegrid_ledger::MoneyRequest) -> Result<(), idlegrid_ledger::LedgerError> {
+        self.write_money_request(request, false)
+    }
+
+    fn put_request(&mut self, request: &idlegrid_ledger::MoneyRequest) -> Result<(), idlegrid_ledger::LedgerError> {
+        self.write_money_request(request, true)
+    }
+
+    fn request(&mut self, id: u64) -> Result<Option<idlegrid_ledger::MoneyRequest>, idlegrid_ledger::LedgerError> {
+        self.money_request(id)
+    }
+
+    fn request_by_reference(
+        &mut self,
+        account: &idlegrid_ledger::AccountId,
+        kind: idlegrid_ledger::RequestKind,
+        reference: &str,
+    ) -> Result<Option<idlegrid_ledger::MoneyRequest>, idlegrid_ledger::LedgerError> {
+        self.money_request_by_reference(account, kind, reference)
+    }
+
+    fn requests(
+        &mut self,
+        filter: &idlegrid_ledger::RequestFilter,
+    ) -> Result<Vec<idlegrid_ledger::MoneyRequest>, idlegrid_ledger::LedgerError> {
+        self.money_requests(filter)
     }
 
     fn totals(&mut self) -> Result<idlegrid_ledger::LedgerTotals, idlegrid_ledger::LedgerError> {

@@ -30,6 +30,47 @@ pub struct VirtualClusterRequest {
     pub data_out_mb: Option<f64>,
 }
 
+impl VirtualClusterRequest {
+    /// Check every figure; the error names the field and the allowed range.
+    pub fn validate(&self) -> Result<(), String> {
+        use limits::*;
+        if let Some(r) = self.reliability
+            && !(0.0..1.0).contains(&r)
+        {
+            return Err(format!("cluster.reliability = {r} must be in [0, 1)"));
+        }
+        let non_negative = [
+            ("cluster.node_cpu_gflops", self.node_cpu_gflops),
+            ("cluster.node_bandwidth_mbps", self.node_bandwidth_mbps),
+            ("cluster.work_per_task_gflop_hours", self.work_per_task_gflop_hours),
+            ("cluster.data_in_mb", self.data_in_mb),
+            ("cluster.data_out_mb", self.data_out_mb),
+        ];
+        for (field, value) in non_negative {
+            if let Some(v) = value
+                && !(v.is_finite() && (0.0..=QUANTITY_MAX).contains(&v))
+            {
+                return Err(format!("{field} = {v} must be a number from 0 to {QUANTITY_MAX:e}"));
+            }
+        }
+        for (field, value) in
+            [("cluster.node_memory_mb", self.node_memory_mb), ("cluster.node_disk_mb", self.node_disk_mb)]
+        {
+            if let Some(v) = value
+                && v > CLUSTER_NODE_MB_MAX
+            {
+                return Err(format!("{field} = {v} is more than {CLUSTER_NODE_MB_MAX}"));
+            }
+        }
+        if let Some(count) = self.node_count
+            && (count == 0 || count > CLUSTER_NODES_MAX)
+        {
+            return Err(format!("cluster.node_count = {count} is outside 1..={CLUSTER_NODES_MAX}"));
+        }
+        Ok(())
+    }
+}
+
 /// Limits every task of a job runs under; engines cap them further by their owners' budgets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,6 +102,20 @@ pub mod limits {
     pub const PRIORITY_ABS_MAX: i32 = 1_000_000;
     pub const ATTEMPTS_MAX: u32 = 100;
     pub const HINTS_MAX: usize = 64;
+    pub const HINT_BYTES_MAX: usize = 256;
+    /// Largest single amount of money anywhere (a job's maximum cost, a deposit, a payout, one
+    /// transfer of the ledger): a million currency units. Bounding every amount keeps every
+    /// sum of the ledger far from the 64-bit limit, so one request can never make the shared
+    /// accounts overflow for everybody else.
+    pub const AMOUNT_MICROS_MAX: i64 = 1_000_000 * 1_000_000;
+    /// Latest deadline a job may name: the year 2200, in milliseconds since the epoch.
+    pub const DEADLINE_UNIX_MS_MAX: u64 = 7_258_118_400_000;
+    /// Largest figure of a cluster request's node (memory, disk: a petabyte in MB).
+    pub const CLUSTER_NODE_MB_MAX: u64 = 1 << 30;
+    /// Largest node count of a cluster request.
+    pub const CLUSTER_NODES_MAX: u32 = 10_000_000;
+    /// Largest power, speed, bandwidth or size of work a job may name (GFLOPS, MB/s, MB, GFLOP-hours).
+    pub const QUANTITY_MAX: f64 = 1e12;
 }
 
 /// Properties of a job (P1.1). Fields that later issues act on (cost, power, reliability,
@@ -135,13 +190,36 @@ impl JobProperties {
         if self.scheduling_hints.len() > HINTS_MAX {
             return Err(format!("{} scheduling hints; at most {HINTS_MAX} allowed", self.scheduling_hints.len()));
         }
+        if let Some(cost) = self.cost_max_micros
+            && (cost == 0 || cost > AMOUNT_MICROS_MAX as u64)
+        {
+            return Err(format!(
+                "cost_max_micros = {cost} is outside 1..={AMOUNT_MICROS_MAX} (micro-units: at most a million currency units)"
+            ));
+        }
+        if let Some(deadline) = self.deadline_unix_ms
+            && deadline > DEADLINE_UNIX_MS_MAX
+        {
+            return Err(format!(
+                "deadline_unix_ms = {deadline} is after {DEADLINE_UNIX_MS_MAX} (milliseconds since 1970)"
+            ));
+        }
+        for (name, value) in &self.scheduling_hints {
+            if name.len() > HINT_BYTES_MAX || value.len() > HINT_BYTES_MAX {
+                let name: String = name.chars().take(40).collect();
+                return Err(format!(
+                    "scheduling hint '{}' (or its value) is longer than {HINT_BYTES_MAX} bytes",
+                    crate::Untrusted(&name)
+                ));
+            }
+        }
         let positive =
             [("power_max_gflops", self.power_max_gflops), ("power_requested_gflops", self.power_requested_gflops)];
         for (field, value) in positive {
-            if let Some(v) = value {
-                if !(v.is_finite() && v > 0.0) {
-                    return Err(format!("{field} = {v} must be a positive number"));
-                }
+            if let Some(v) = value
+                && !(v.is_finite() && v > 0.0 && v <= QUANTITY_MAX)
+            {
+                return Err(format!("{field} = {v} must be a positive number up to {QUANTITY_MAX:e}"));
             }
         }
         self.validation.validate().map_err(|e| format!("validation: {e}"))?;
@@ -149,25 +227,7 @@ impl JobProperties {
             return Err("validator is set but validation is none: a validator compares replicas, so ask for a quorum, adaptive or credibility policy".into());
         }
         if let Some(cluster) = &self.cluster {
-            if let Some(r) = cluster.reliability {
-                if !(0.0..1.0).contains(&r) {
-                    return Err(format!("cluster.reliability = {r} must be in [0, 1)"));
-                }
-            }
-            let non_negative = [
-                ("cluster.node_cpu_gflops", cluster.node_cpu_gflops),
-                ("cluster.node_bandwidth_mbps", cluster.node_bandwidth_mbps),
-                ("cluster.work_per_task_gflop_hours", cluster.work_per_task_gflop_hours),
-                ("cluster.data_in_mb", cluster.data_in_mb),
-                ("cluster.data_out_mb", cluster.data_out_mb),
-            ];
-            for (field, value) in non_negative {
-                if let Some(v) = value {
-                    if !(v.is_finite() && v >= 0.0) {
-                        return Err(format!("{field} = {v} must be a non-negative number"));
-                    }
-                }
-            }
+            cluster.validate()?;
         }
         Ok(())
     }

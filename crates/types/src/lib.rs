@@ -4,9 +4,11 @@
 mod ids;
 mod job;
 mod state;
+mod text;
 mod validation;
 
 pub use ids::*;
 pub use job::*;
 pub use state::*;
+pub use text::{Untrusted, escape_untrusted};
 pub use validation::{InvalidPolicyParameter, REPLICAS_LIMIT, ValidationPolicy};

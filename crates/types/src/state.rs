@@ -163,11 +163,13 @@ impl JobState {
     }
 
     /// The state a launched job settles in given its task counts: tasks may be added to a
-    /// running job, so it completes only when nothing is left to run.
+    /// running job, so it completes when nothing is left to run, and runs again when tasks
+    /// are added. A launched job whose tasks were all removed has nothing left to run either:
+    /// it completes rather than run for ever (a job cannot be launched without tasks).
     pub fn settle(self, counts: &JobCounts) -> JobState {
         let unfinished = counts.created + counts.queued + counts.running + counts.stopped;
         match self {
-            JobState::Running | JobState::Completed if counts.total() > 0 && unfinished == 0 => JobState::Completed,
+            JobState::Running | JobState::Completed if unfinished == 0 => JobState::Completed,
             JobState::Completed if unfinished > 0 => JobState::Running,
             other => other,
         }
@@ -217,7 +219,12 @@ mod tests {
         assert_eq!(JobState::Defining.settle(&counts), JobState::Defining, "an unlaunched job never completes");
         counts.queued += 1;
         assert_eq!(JobState::Completed.settle(&counts), JobState::Running, "tasks added after completion run");
-        assert_eq!(JobState::Running.settle(&JobCounts::default()), JobState::Running, "an empty job is not complete");
+        assert_eq!(
+            JobState::Running.settle(&JobCounts::default()),
+            JobState::Completed,
+            "a launched job whose tasks were all removed has nothing left to run"
+        );
+        assert_eq!(JobState::Defining.settle(&JobCounts::default()), JobState::Defining);
     }
 
     proptest! {

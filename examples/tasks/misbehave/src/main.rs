@@ -1,5 +1,5 @@
 //! A task that misbehaves on purpose, to test that the sandbox contains it.
-//! Parameter `mode`: trap, oom, loop, exit, noresult, fail, read-file, read-env, missing-element,
+//! Parameter `mode`: trap, oom, loop, exit, noresult, fail, fail-hostile, read-file, read-env, missing-element,
 //! big-result, stop-aware (loops until asked to stop, checkpointing), sleep (busy for `ms`).
 
 use std::time::{Duration, Instant};
@@ -31,6 +31,11 @@ fn main() {
         "noresult" => {}
         "fail" => {
             let _ = idlegrid_guest::fail("the input is not what this task expects");
+        }
+        "fail-hostile" => {
+            // Terminal escapes (retitle, clear screen, colour), a carriage return and a newline
+            // that would forge a line: whoever shows this must escape it.
+            let _ = idlegrid_guest::fail("\x1b]0;owned\x07\x1b[2J\x1b[31mred\rFORGED\nINFO all tasks succeeded");
         }
         "read-file" => idlegrid_guest::run(|| match std::fs::read("/etc/passwd") {
             Ok(bytes) => Ok(format!("ESCAPED: read {} bytes", bytes.len()).into_bytes()),
