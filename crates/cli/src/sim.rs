@@ -6,6 +6,9 @@
 //!   the copies launched per task (issue 4).
 //! - `saboteurs`: a fraction f of providers lies with probability s; reports the error rate of
 //!   accepted results and the redundancy cost of each validation policy (issue 5).
+//! - `market`: peers register resources, search, match and negotiate with seeded strategies;
+//!   reports agreement rate, rounds to agreement, surplus split and commission per pair of
+//!   strategies.
 
 use std::time::Instant;
 
@@ -46,6 +49,21 @@ pub enum SimCommand {
         /// Probabilities s that a saboteur lies on a task.
         #[arg(long, value_delimiter = ',', default_value = "0.1,1")]
         rates: Vec<f64>,
+    },
+    /// The bartering market: registration, search, match and automatic negotiation.
+    Market {
+        #[arg(long, default_value_t = 2000)]
+        peers: u32,
+        #[arg(long, default_value_t = 20_000)]
+        negotiations: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Most proposals per negotiation.
+        #[arg(long, default_value_t = 20)]
+        rounds_max: u32,
+        /// The platform's commission on peer-with-peer trades through it (fraction of price).
+        #[arg(long, default_value_t = 0.05)]
+        commission_rate: f64,
     },
 }
 
@@ -113,6 +131,19 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             })?;
             progress.finish_and_clear();
             println!("{report}");
+        }
+        SimCommand::Market { peers, negotiations, seed, rounds_max, commission_rate } => {
+            let config = idlegrid_market::sim::SimConfig {
+                peers,
+                negotiations,
+                seed,
+                rounds_max,
+                commission_rate,
+                ..idlegrid_market::sim::SimConfig::default()
+            };
+            let report = idlegrid_market::sim::simulate(&config)?;
+            println!("{report}");
+            anyhow::ensure!(report.left_open == 0, "{} negotiations did not end: this is a bug", report.left_open);
         }
     }
     eprintln!("wall time {:.1} s", started.elapsed().as_secs_f64());
