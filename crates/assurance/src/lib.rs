@@ -58,7 +58,6 @@ mod compare;
 mod credibility;
 mod error;
 mod quarantine;
-pub mod random;
 mod record;
 pub mod sim;
 mod spot_check;
@@ -69,9 +68,9 @@ mod task_tests;
 pub use compare::{ByteEquality, Comparison, DeferredValidator, ResultComparator, ResultDigest, ReturnedResult};
 pub use credibility::{CredibilityModel, group_log_odds, log_odds, result_credibilities, result_margin};
 pub use error::AssuranceError;
+pub use idlegrid_random::RandomSource;
 pub use idlegrid_types::{REPLICAS_LIMIT, ValidationPolicy};
 pub use quarantine::{Contribution, QuarantinePlan, TaskKey, plan_quarantine};
-pub use random::RandomSource;
 pub use record::{
     JudgementKind, ProviderRecord, ProviderRecords, QuarantineReason, QuarantineRule, SpotCheckConsequence,
     SpotCheckOutcome,

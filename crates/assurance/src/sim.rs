@@ -27,12 +27,12 @@ use idlegrid_types::{AssignmentId, ElementHash, PartyId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{check_closed, check_open};
-use crate::random::{RandomSource, SplitMix64, Xoshiro256StarStar};
 use crate::{
     Action, AssuranceError, ByteEquality, CredibilityModel, DecisionContext, JudgementKind, NextAssignment,
     ProviderRecord, ProviderRecords, QuarantineRule, ResultDigest, SpotCheckConsequence, SpotCheckPolicy,
     TaskAssurance, ValidationPolicy, judge_spot_check,
 };
+use idlegrid_random::{RandomSource, SplitMix64, Xoshiro256StarStar};
 
 /// A policy in the report, with the spot checks that run alongside it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -5,8 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::check_closed;
-use crate::random::{RandomSource, unit_interval};
 use crate::{AssuranceError, Comparison, ProviderRecord, ResultDigest, SpotCheckOutcome};
+use idlegrid_random::RandomSource;
 
 /// How often providers get test tasks.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -72,7 +72,7 @@ impl SpotCheckPolicy {
             return Err(AssuranceError::ProviderQuarantined { provider: provider.clone() });
         }
         let rate = self.rate_for(record);
-        if rate > 0.0 && unit_interval(random) < rate {
+        if rate > 0.0 && random.next_f64() < rate {
             Ok(NextAssignment::SpotCheck)
         } else {
             Ok(NextAssignment::RealTask)
@@ -105,8 +105,8 @@ impl SpotCheckOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::Xoshiro256StarStar;
     use crate::{QuarantineRule, SpotCheckConsequence};
+    use idlegrid_random::Xoshiro256StarStar;
     use idlegrid_types::{ElementHash, PartyId};
 
     #[test]

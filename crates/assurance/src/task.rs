@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::compare::{Comparison, ResultComparator, ResultDigest, ReturnedResult};
 use crate::credibility::{CredibilityModel, group_log_odds, log_odds, result_credibilities, result_margin};
 use crate::error::check_open;
-use crate::random::{RandomSource, unit_interval};
 use crate::record::{JudgementKind, ProviderRecords};
 use crate::{AssuranceError, ValidationPolicy};
+use idlegrid_random::RandomSource;
 
 /// What `decide` needs besides the task's own state.
 pub struct DecisionContext<'a> {
@@ -638,7 +638,7 @@ impl TaskAssurance {
         }
         let check_probability =
             (f64::from(trusted_after) / record.consecutive_valid as f64).max(check_probability_min).min(1.0);
-        let checked = unit_interval(context.random) < check_probability;
+        let checked = context.random.next_f64() < check_probability;
         self.adaptive_draw = Some(AdaptiveDraw { assignment: replica.assignment, checked });
         !checked
     }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use idlegrid_types::{AssignmentId, ElementHash, PartyId};
 
-use crate::random::Xoshiro256StarStar;
 use crate::*;
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 
 fn provider(n: u8) -> PartyId {
     PartyId::from_public_key(&[n; 32])

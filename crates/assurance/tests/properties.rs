@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use idlegrid_assurance::random::Xoshiro256StarStar;
 use idlegrid_assurance::sim::{SimConfig, simulate};
 use idlegrid_assurance::*;
+use idlegrid_random::Xoshiro256StarStar;
 use idlegrid_types::{AssignmentId, ElementHash, PartyId};
 use proptest::prelude::*;
 

@@ -205,7 +205,7 @@ enum Command {
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
     },
-    /// Simulations with a report: placement reliability (issue 4), saboteurs (issue 5).
+    /// Simulations with a report: placement reliability, result validation against saboteurs, and the market.
     Sim {
         #[command(subcommand)]
         what: sim::SimCommand,

@@ -1,3 +1,6 @@
+//! What can go wrong talking to a server, split by what the caller should do about it (fix the
+//! request, retry, or check the server's identity).
+
 use idlegrid_protocol::{ErrorCode, ErrorReport};
 
 #[derive(Debug, Clone, thiserror::Error)]

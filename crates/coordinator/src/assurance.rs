@@ -80,16 +80,6 @@ pub struct PendingComparison {
     pub second: (AssignmentId, Payload),
 }
 
-/// The server's own randomness (spot-check draws, adaptive replication's checks): providers
-/// cannot predict it.
-struct ServerRandom;
-
-impl RandomSource for ServerRandom {
-    fn next_u64(&mut self) -> u64 {
-        rand::random()
-    }
-}
-
 pub(crate) fn is_assured(job: &JobRow) -> bool {
     job.properties.validation != ValidationPolicy::None
 }
@@ -275,15 +265,18 @@ impl Coordinator {
         let mut deferred = DeferredValidator;
         let comparator: &mut dyn ResultComparator =
             if job.properties.validator.is_some() { &mut deferred } else { &mut byte_equality };
-        let mut random = ServerRandom;
-        let mut context = DecisionContext {
-            records: &records,
-            model: &self.config.credibility,
-            comparator,
-            random: &mut random,
-            typical_credibility: None,
+        // The generator is held for the decision only: what follows may draw again.
+        let Decision { action, judgements, cancel } = {
+            let mut random = self.random();
+            let mut context = DecisionContext {
+                records: &records,
+                model: &self.config.credibility,
+                comparator,
+                random: &mut **random,
+                typical_credibility: None,
+            };
+            state.assurance.decide(&mut context).map_err(logic)?
         };
-        let Decision { action, judgements, cancel } = state.assurance.decide(&mut context).map_err(logic)?;
 
         for judgement in &judgements {
             let mut record =
@@ -404,7 +397,7 @@ impl Coordinator {
     /// Whether the next assignment to `provider` should be a test task.
     pub(crate) fn draw_spot_check(&self, record: &ProviderRecord, provider: &PartyId) -> bool {
         matches!(
-            self.config.spot_checks.next_assignment(record, provider, &mut ServerRandom),
+            self.config.spot_checks.next_assignment(record, provider, &mut **self.random()),
             Ok(idlegrid_assurance::NextAssignment::SpotCheck)
         )
     }
@@ -419,7 +412,7 @@ impl Coordinator {
         if known.is_empty() {
             return Ok(None);
         }
-        let start = (rand::random::<u64>() % known.len() as u64) as usize;
+        let start = self.random().below(known.len() as u64) as usize;
         for i in 0..known.len().min(8) {
             let (key, digest) = known[(start + i) % known.len()];
             let Some(task) = tx.task_by_key(key)? else { continue };

@@ -272,3 +272,25 @@ fn the_benchmark_tasks_are_made_once_per_database() {
     let none = fresh.write(|tx| Coordinator::new(CoordinatorConfig::default(), tx)).unwrap();
     assert!(none.benchmark.is_none() && none.benchmark_module().is_none());
 }
+
+#[test]
+fn a_seeded_random_source_makes_the_coordinators_draws_repeatable() {
+    let benchmark_params = |seed: u64| -> Vec<Vec<u8>> {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .write(|tx| -> Result<_, ApiError> {
+                let random = Box::new(idlegrid_random::Xoshiro256StarStar::from_seed(seed));
+                let coordinator = Coordinator::with_random_source(config(), tx, random)?;
+                let mut params = Vec::new();
+                for task in &coordinator.benchmark.as_ref().expect("benchmarks are on").tasks {
+                    params.push(tx.task_by_key(task.key)?.expect("benchmark task stored").params);
+                }
+                Ok(params)
+            })
+            .unwrap()
+    };
+    let first = benchmark_params(3);
+    assert!(first.len() > 1);
+    assert_eq!(first, benchmark_params(3), "the same seed draws the same benchmark inputs");
+    assert_ne!(first, benchmark_params(4), "another seed draws others");
+}

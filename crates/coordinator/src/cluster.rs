@@ -20,7 +20,7 @@
 //!   one attempt against `attempts_max`, whatever its size.
 //! - **Preemption is off in the snapshot** (copies running elsewhere are not in it): priority
 //!   orders the waiting tasks, and cluster jobs are placed before the other jobs of a pass.
-//! - **Jobs that check results (issue 5's validation) use replicas**, not virtual nodes: their
+//! - **Jobs that check results (validation policies) use replicas**, not virtual nodes: their
 //!   replicas must agree, which a node's first-result-wins does not ask.
 //! - **Availability per minute.** Once a minute every engine heard from within the silence
 //!   limit has the minute recorded: CPU and bandwidth available when it is active, bandwidth

@@ -1,3 +1,6 @@
+//! Errors the coordinator answers with: an HTTP status chosen for each refusal and the report
+//! the caller sees.
+
 use idlegrid_protocol::{ErrorCode, ErrorReport};
 use idlegrid_store::StoreError;
 

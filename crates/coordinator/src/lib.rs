@@ -34,6 +34,7 @@ use std::sync::Mutex;
 use idlegrid_protocol::auth::{Claim, parse_public_key};
 use idlegrid_protocol::ticket::Ticket;
 use idlegrid_protocol::wire::{RegisterRequest, RegisterResponse};
+use idlegrid_random::RandomSource;
 use idlegrid_store::{PartyRow, Tx};
 use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
 
@@ -188,6 +189,19 @@ pub struct Coordinator {
     log_rates: logs::LogRates,
     /// The benchmark tasks (P5.1), when benchmarks are on or were once.
     benchmark: Option<profiles::BenchmarkSetup>,
+    /// Every draw the coordinator makes (spot checks, replication, benchmark picks): secret in
+    /// production, seeded in tests and simulations.
+    random: Mutex<Box<dyn RandomSource + Send>>,
+}
+
+/// The server's own randomness, from the operating system's generator: providers cannot predict
+/// which assignment is a spot check or which result gets checked.
+struct ServerRandom;
+
+impl RandomSource for ServerRandom {
+    fn next_u64(&mut self) -> u64 {
+        rand::random()
+    }
 }
 
 /// What authentication needs to know of a party, cached for `key_cache_ttl_ms`.
@@ -207,6 +221,16 @@ const KEY_CACHE_ENTRIES_MAX: usize = 100_000;
 impl Coordinator {
     /// Load (or create on first start) the ticket secret from the store.
     pub fn new(config: CoordinatorConfig, tx: &mut dyn Tx) -> Result<Coordinator, ApiError> {
+        Coordinator::with_random_source(config, tx, Box::new(ServerRandom))
+    }
+
+    /// As [`Coordinator::new`], drawing from `random` (a seeded source makes a test or a
+    /// simulation repeatable). Keys and secrets still come from the operating system.
+    pub fn with_random_source(
+        config: CoordinatorConfig,
+        tx: &mut dyn Tx,
+        mut random: Box<dyn RandomSource + Send>,
+    ) -> Result<Coordinator, ApiError> {
         let secret = match tx.meta(SECRET_KEY)? {
             Some(secret) => secret,
             None => {
@@ -232,7 +256,7 @@ impl Coordinator {
         // Benchmark tasks belong to the server's own party; they are known even when
         // benchmarks are off, so that late answers to earlier ones are still recognised.
         let benchmark = match config.benchmark_interval_ms {
-            Some(_) => Some(profiles::install_benchmark(tx, signer.id(), config.benchmark_size)?),
+            Some(_) => Some(profiles::install_benchmark(tx, signer.id(), config.benchmark_size, &mut *random)?),
             None => profiles::load_benchmark(tx)?,
         };
         let coordinator = Coordinator {
@@ -242,9 +266,16 @@ impl Coordinator {
             keys: Mutex::new(HashMap::new()),
             log_rates: logs::LogRates::default(),
             benchmark,
+            random: Mutex::new(random),
         };
         coordinator.open_system_accounts(tx, 0)?;
         Ok(coordinator)
+    }
+
+    /// The coordinator's random source, for one decision at a time.
+    pub(crate) fn random(&self) -> std::sync::MutexGuard<'_, Box<dyn RandomSource + Send>> {
+        // A poisoned lock holds a generator in a valid state: draws go on.
+        self.random.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn config(&self) -> &CoordinatorConfig {

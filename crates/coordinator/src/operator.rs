@@ -1,4 +1,4 @@
-//! What operators do through the API: revoke a party (P4.1, issue 7) and list revocations.
+//! What operators do through the API: revoke a party (P4.1) and list revocations.
 
 use idlegrid_store::{RevocationRow, Tx};
 use idlegrid_types::{PartyId, Role};

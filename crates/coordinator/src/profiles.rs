@@ -22,6 +22,7 @@ use std::collections::HashMap;
 
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{AssignmentState, AssignmentStatus, NodeState, ServerToProvider};
+use idlegrid_random::RandomSource;
 use idlegrid_scheduler::profile::BenchmarkAverage;
 use idlegrid_store::{AssignmentRow, AssignmentRowState, JobRow, NewTask, StoreError, TaskKey, TaskRow, Tx};
 use idlegrid_types::{ElementHash, JobCounts, JobId, JobProperties, JobState, PartyId, TaskLimitsSpec, Untrusted};
@@ -141,7 +142,12 @@ pub fn benchmark_element() -> idlegrid_types::ElementRef {
 
 /// Create the benchmark job and tasks if the database has none of this size and module (once
 /// per database); otherwise load them.
-pub(crate) fn install_benchmark(tx: &mut dyn Tx, owner: &PartyId, size: u32) -> Result<BenchmarkSetup, StoreError> {
+pub(crate) fn install_benchmark(
+    tx: &mut dyn Tx,
+    owner: &PartyId,
+    size: u32,
+    random: &mut dyn RandomSource,
+) -> Result<BenchmarkSetup, StoreError> {
     let size = size.clamp(1, benchmark::SIZE_MAX);
     let element = benchmark_element();
     tx.insert_element(&element.hash, element.size, 0)?;
@@ -178,7 +184,7 @@ pub(crate) fn install_benchmark(tx: &mut dyn Tx, owner: &PartyId, size: u32) -> 
     };
     tx.insert_job(&row)?;
     tx.add_job_elements(job, &[element.hash])?;
-    let seeds: Vec<u32> = (0..BENCHMARK_SEEDS).map(|_| rand::random()).collect();
+    let seeds: Vec<u32> = (0..BENCHMARK_SEEDS).map(|_| random.next_u64() as u32).collect();
     let new: Vec<NewTask> = seeds
         .iter()
         .enumerate()
@@ -325,7 +331,7 @@ impl Coordinator {
         if crate::assurance::load_record(tx, provider)?.is_quarantined() {
             return Ok(false);
         }
-        let pick = &setup.tasks[(rand::random::<u64>() % setup.tasks.len() as u64) as usize];
+        let pick = &setup.tasks[self.random().below(setup.tasks.len() as u64) as usize];
         let (Some(task), Some(job)) = (tx.task_by_key(pick.key)?, tx.job(setup.job)?) else {
             tracing::warn!(task = pick.key, "a benchmark task is missing: no benchmarks until the server restarts");
             return Ok(false);

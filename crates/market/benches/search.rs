@@ -14,10 +14,10 @@ use std::time::Instant;
 
 use idlegrid_market::expr::Expr;
 use idlegrid_market::offer::{OfferId, Request};
-use idlegrid_market::random::Xoshiro256StarStar;
 use idlegrid_market::search::Index;
 use idlegrid_market::sim::{random_offer, random_request};
 use idlegrid_market::valuation::ValuationConfig;
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 use idlegrid_types::PartyId;
 
 const QUERIES: usize = 2000;

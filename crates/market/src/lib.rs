@@ -1,6 +1,6 @@
 //! The bartering market's pure core (D1-D8, X6 of FEATURES.md; the seed
 //! `resource-bartering-system.txt`). No I/O, no clock (every function that needs the time takes
-//! `now_ms`), no global randomness (draws take a [`random::RandomSource`]): the server, the
+//! `now_ms`), no global randomness (draws take a [`idlegrid_random::RandomSource`]): the server, the
 //! store, the CLI and the engines call it and carry out what it decides.
 //!
 //! The model follows the seed's process flow (its FIG.-9, 9A-9D):
@@ -32,7 +32,6 @@ pub mod contract;
 pub mod expr;
 pub mod negotiation;
 pub mod offer;
-pub mod random;
 pub mod registration;
 pub mod resource;
 pub mod schema;

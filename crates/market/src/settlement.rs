@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::contract::{Consideration, Contract, ContractId};
-use crate::random::{RandomSource, Xoshiro256StarStar, below};
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 
 /// An account a settlement moves money between.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -251,8 +251,8 @@ pub fn prepare_challenges(
     }
     let mut prepared = Vec::with_capacity(count);
     for _ in 0..count {
-        let length = 1 + below(random, range_bytes_max.clamp(1, size));
-        let offset = below(random, size - length + 1);
+        let length = 1 + random.below_unbiased(range_bytes_max.clamp(1, size));
+        let offset = random.below_unbiased(size - length + 1);
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&random.next_u64().to_le_bytes());
         nonce[8..].copy_from_slice(&random.next_u64().to_le_bytes());
@@ -301,7 +301,7 @@ pub fn draw(entries: &[(PartyId, u64)], winners: usize, seed: u64) -> Result<Vec
     let mut drawn = Vec::new();
     while drawn.len() < winners && !pool.is_empty() {
         let total = pool.iter().fold(0u64, |sum, (_, count)| sum.saturating_add(*count));
-        let mut ticket = below(&mut random, total);
+        let mut ticket = random.below_unbiased(total);
         let index = pool
             .iter()
             .position(|(_, count)| {

@@ -22,12 +22,12 @@ use crate::contract::BarterMode;
 use crate::expr::{AttributeMap, Expr, Value};
 use crate::negotiation::{Agent, Negotiation, NegotiationId, Negotiator, Role, Setup, Status, Strategy};
 use crate::offer::{Listing, Offer, OfferId, Request, plan_offer};
-use crate::random::{RandomSource, Xoshiro256StarStar, below, unit_interval};
 use crate::registration::{Registration, register};
 use crate::resource::{Measurements, ResourceDeclaration};
 use crate::schema::{Category, MONEY_KINDS};
 use crate::search::Index;
 use crate::valuation::ValuationConfig;
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,7 +130,7 @@ pub fn simulate(config: &SimConfig) -> Result<SimReport, SimError> {
     let valuation = ValuationConfig::default();
     let peers: Vec<PartyId> = (0..config.peers).map(peer).collect();
     let strategies: Vec<usize> =
-        (0..config.peers).map(|_| below(&mut random, config.strategies.len() as u64) as usize).collect();
+        (0..config.peers).map(|_| random.below_unbiased(config.strategies.len() as u64) as usize).collect();
     let mut index = Index::new();
     let mut next_offer = 1u64;
     // Half of the peers sell, one offer each to begin with; the other half buy.
@@ -153,7 +153,7 @@ pub fn simulate(config: &SimConfig) -> Result<SimReport, SimError> {
         commission: Micros::ZERO,
     };
     for n in 0..config.negotiations {
-        let buyer = sellers + below(&mut random, (config.peers - sellers).max(1) as u64) as u32;
+        let buyer = sellers + random.below_unbiased((config.peers - sellers).max(1) as u64) as u32;
         let buyer = buyer.min(config.peers - 1) as usize;
         let request = random_request(&peers[buyer], &mut random);
         let Ok(Some(candidate)) = index.best_match(&request, 0) else {
@@ -227,11 +227,11 @@ fn negotiate(
     random: &mut dyn RandomSource,
 ) -> Outcome {
     let worth = offer.price.max(Micros::new(1));
-    let seller_reservation = scaled(worth, 0.6 + 0.4 * unit_interval(random));
-    let seller_opening = scaled(worth, 1.0 + 0.5 * unit_interval(random)).max(seller_reservation);
-    let buyer_reservation = scaled(request.value_target.unwrap_or(worth), 0.7 + 0.6 * unit_interval(random));
-    let buyer_opening = scaled(buyer_reservation, 0.3 + 0.6 * unit_interval(random));
-    let mode = match below(random, 4) {
+    let seller_reservation = scaled(worth, 0.6 + 0.4 * random.next_f64());
+    let seller_opening = scaled(worth, 1.0 + 0.5 * random.next_f64()).max(seller_reservation);
+    let buyer_reservation = scaled(request.value_target.unwrap_or(worth), 0.7 + 0.6 * random.next_f64());
+    let buyer_opening = scaled(buyer_reservation, 0.3 + 0.6 * random.next_f64());
+    let mode = match random.below_unbiased(4) {
         0 => BarterMode::CoordinatorWithPeer,
         1 => BarterMode::PeerWithPeerDirect,
         _ => BarterMode::PeerWithPeerCoordinated,
@@ -251,7 +251,7 @@ fn negotiate(
             reservation: buyer_reservation,
             strategy: config.strategies[buyer_strategy],
         }),
-        opener: if below(random, 2) == 0 { Role::Buyer } else { Role::Seller },
+        opener: if random.below_unbiased(2) == 0 { Role::Buyer } else { Role::Seller },
         rounds_max: config.rounds_max,
         deadline_ms: 60_000,
     };
@@ -272,20 +272,20 @@ fn negotiate(
 /// A random resource of a random category, registered and listed whole: the sim's and the
 /// benchmark's offers.
 pub fn random_offer(id: OfferId, owner: &PartyId, random: &mut dyn RandomSource, config: &ValuationConfig) -> Offer {
-    let category = Category::ALL[below(random, 7) as usize];
+    let category = Category::ALL[random.below_unbiased(7) as usize];
     let registration =
         Registration { resources: vec![random_declaration(category, random)], ..Registration::default() };
     let report =
         register(owner, &registration, &Measurements::new(), config).expect("generated declarations are valid");
-    let requirements = (below(random, 10) < 3).then(|| Expr::parse("other.reputation >= 0.3").expect("valid"));
-    let owner_attributes = AttributeMap::new().with("region", ["eu", "us", "asia"][below(random, 3) as usize]);
+    let requirements = (random.below_unbiased(10) < 3).then(|| Expr::parse("other.reputation >= 0.3").expect("valid"));
+    let owner_attributes = AttributeMap::new().with("region", ["eu", "us", "asia"][random.below_unbiased(3) as usize]);
     let listing = Listing { requirements, ..Listing::default() };
     plan_offer(id, &report.entries[0], 0.0, &listing, &owner_attributes, config, 0).expect("a whole entry is offerable")
 }
 
 /// A declaration of `category` with random figures in realistic ranges.
 pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> ResourceDeclaration {
-    let mut uniform = |low: f64, high: f64| low + (high - low) * unit_interval(random);
+    let mut uniform = |low: f64, high: f64| low + (high - low) * random.next_f64();
     let hours = uniform(0.5, 48.0).round() * 3600.0;
     let numbers: Vec<(&str, f64)> = match category {
         Category::Computing => vec![("mflops", uniform(500.0, 50_000.0)), ("duration_s", hours)],
@@ -316,7 +316,7 @@ pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> 
     let mut text = |name: &str, value: &str| attributes.insert(name.to_string(), Value::Text(value.to_string()));
     match category {
         Category::Peripherals => {
-            text("kind", ["printer", "scanner", "camera", "display"][below(random, 4) as usize]);
+            text("kind", ["printer", "scanner", "camera", "display"][random.below_unbiased(4) as usize]);
         }
         Category::Files => {
             for (name, value) in
@@ -327,7 +327,7 @@ pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> 
             text("sha256", &format!("{:016x}", random.next_u64()).repeat(4));
         }
         Category::Money => {
-            text("kind", MONEY_KINDS[below(random, 4) as usize]);
+            text("kind", MONEY_KINDS[random.below_unbiased(4) as usize]);
         }
         _ => {}
     }
@@ -337,13 +337,13 @@ pub fn random_declaration(category: Category, random: &mut dyn RandomSource) -> 
 /// A request for a random category: the value the buyer gives drawn around typical offers, a
 /// budget requirement half the time, and the buyer's reputation for offers' requirements.
 pub fn random_request(requester: &PartyId, random: &mut dyn RandomSource) -> Request {
-    let category = Category::ALL[below(random, 7) as usize];
-    let target = Micros::new((1e3 * 10f64.powf(4.0 * unit_interval(random))).round() as i64 * 10);
+    let category = Category::ALL[random.below_unbiased(7) as usize];
+    let target = Micros::new((1e3 * 10f64.powf(4.0 * random.next_f64())).round() as i64 * 10);
     let mut request = Request::new(requester.clone(), category);
     request.value_target = Some(target);
     request.attributes =
-        AttributeMap::new().with("reputation", unit_interval(random)).with("budget", target.to_f64_units() * 2.0);
-    if below(random, 2) == 0 {
+        AttributeMap::new().with("reputation", random.next_f64()).with("budget", target.to_f64_units() * 2.0);
+    if random.below_unbiased(2) == 0 {
         request.requirements = Some(Expr::parse("other.price <= my.budget").expect("valid"));
     }
     request

@@ -1,3 +1,5 @@
+//! Tests of the certificate authority: issuing, verifying and refusing certificates.
+
 use std::time::SystemTime;
 
 use idlegrid_protocol::auth::Identity;

@@ -40,7 +40,6 @@ pub mod full;
 mod index;
 pub mod placement;
 pub mod profile;
-pub mod random;
 mod rooms;
 pub mod timing;
 pub mod vnode;

@@ -68,10 +68,10 @@ use crate::availability::{AvailabilityRatings, WeeklySignature};
 use crate::full::{FullModelConfig, ProviderModel, completion_curve};
 use crate::index::{IndexPosition, SpeedIndex, bucket_range, speed_bucket};
 use crate::profile::{Connectivity, ProviderProfile, SLOTS_MAX, non_negative, positive_at_most};
-use crate::random::SplitMix64;
 use crate::timing::{CandidateBand, NodeSpeed, TaskShape, expected_seconds, requested_seconds, weighted_availability};
 use crate::vnode::{NodeFormation, Offer, node_reliability};
 use crate::{ElementKey, JobKey, ProviderId, SchedulerError, TaskKey};
+use idlegrid_random::{RandomSource, SplitMix64};
 
 /// Most elements a task may list (shared ones of its job included).
 pub const TASK_ELEMENTS_MAX: usize = 64;

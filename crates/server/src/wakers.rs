@@ -37,7 +37,7 @@ impl Wakers {
     }
 }
 
-/// Long polls waiting per party, bounded (issue 7: no identity can pin the server's memory
+/// Long polls waiting per party, bounded (no identity can pin the server's memory
 /// with waiting requests).
 pub struct PollSlots {
     max: usize,

@@ -10,8 +10,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 use idlegrid_scheduler::placement::{JobSpec, NodeRequirements, ProviderUpdate, Scheduler, SchedulerConfig, TaskSpec};
-use idlegrid_scheduler::random::Xoshiro256StarStar;
 use idlegrid_scheduler::{AvailabilityRatings, Connectivity, JobKey, ProviderId, ProviderProfile, TaskKey, TaskShape};
 
 const NOW: u64 = 1_704_067_200_000;

@@ -13,8 +13,8 @@
 //! Durations are exponential; a duration that crosses a block boundary is drawn again at the
 //! boundary with the next block's rates, which is exact for memoryless processes.
 
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 use idlegrid_scheduler::Connectivity;
-use idlegrid_scheduler::random::Xoshiro256StarStar;
 
 pub const MINUTES_PER_WEEK: u32 = 7 * 24 * 60;
 

@@ -1,3 +1,5 @@
+//! Tests of the simulator: seeded runs are repeatable and the reliability promises hold.
+
 use super::*;
 use proptest::prelude::*;
 

@@ -3,11 +3,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 use idlegrid_scheduler::availability::{AvailabilityHistory, MinuteState};
 use idlegrid_scheduler::placement::{
     ElementRef, JobSpec, NodeRequirements, ProviderUpdate, ReliabilityModel, Scheduler, TaskSpec,
 };
-use idlegrid_scheduler::random::Xoshiro256StarStar;
 use idlegrid_scheduler::timing::{
     BandFit, NodeSpeed, TaskShape, expected_seconds, requested_seconds, weighted_availability,
 };

@@ -1,5 +1,5 @@
 //! The shared store: PostgreSQL 15 or later, for several server instances on one database
-//! (issue 8). Same schema and semantics as [`crate::SqliteStore`]; both pass the same
+//! (scale-out). Same schema and semantics as [`crate::SqliteStore`]; both pass the same
 //! [`crate::conformance`] suite.
 //!
 //! Writers are serialised across every process with a transaction-level advisory lock (see

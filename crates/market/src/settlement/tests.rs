@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::contract::tests::contract;
 use crate::contract::{CommissionPayer, Contract};
-use crate::random::Xoshiro256StarStar;
+use idlegrid_random::Xoshiro256StarStar;
 
 fn record(seq: u64, units: u64) -> MeterRecord {
     MeterRecord { contract: ContractId(9), seq, from_ms: seq * 10, to_ms: seq * 10 + 10, units }

@@ -1,3 +1,5 @@
+//! Tests of placement: fixed cases and properties over random snapshots.
+
 use super::*;
 use crate::explain::{Blocker, ExplainedState, Requirement};
 use crate::full::{ProviderModel, completion_curve};
