@@ -157,10 +157,10 @@ pub fn check_ticket_forgery(data: &[u8]) {
     let at = position % altered.len();
     if altered[at] != replacement {
         altered[at] = replacement;
-        if let Ok(altered) = String::from_utf8(altered) {
-            if let Ok(granted) = Ticket::verify(&altered, TICKET_SECRET, &holder, 0) {
-                assert_eq!(granted, ticket, "an altered ticket ({altered}) grants something else than {issued}");
-            }
+        if let Ok(altered) = String::from_utf8(altered)
+            && let Ok(granted) = Ticket::verify(&altered, TICKET_SECRET, &holder, 0)
+        {
+            assert_eq!(granted, ticket, "an altered ticket ({altered}) grants something else than {issued}");
         }
     }
 }

@@ -266,13 +266,13 @@ impl Coordinator {
         properties.validate().map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: {reason}")))?;
         idlegrid_scheduler::JobSpec::from_properties(&properties, &self.config.scheduler)
             .map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: cluster request: {reason}")))?;
-        if let Some(validator) = &properties.validator {
-            if !ctx.tx.element_visible_to_client(&ctx.party.id, validator)? {
-                return Err(report(
-                    ErrorCode::UnknownElement,
-                    format!("job {job}: validator element {validator} was not uploaded by this client"),
-                ));
-            }
+        if let Some(validator) = &properties.validator
+            && !ctx.tx.element_visible_to_client(&ctx.party.id, validator)?
+        {
+            return Err(report(
+                ErrorCode::UnknownElement,
+                format!("job {job}: validator element {validator} was not uploaded by this client"),
+            ));
         }
         let row = JobRow {
             id: job,
@@ -359,13 +359,10 @@ impl Coordinator {
                     format!("task {task}: at most {} data elements", limits::TASK_ELEMENTS_MAX),
                 ));
             }
-            if let Some(priority) = spec.priority {
-                if priority.abs() > idlegrid_types::limits::PRIORITY_ABS_MAX {
-                    return Err(report(
-                        ErrorCode::BadRequest,
-                        format!("task {task}: priority {priority} is out of range"),
-                    ));
-                }
+            if let Some(priority) = spec.priority
+                && priority.abs() > idlegrid_types::limits::PRIORITY_ABS_MAX
+            {
+                return Err(report(ErrorCode::BadRequest, format!("task {task}: priority {priority} is out of range")));
             }
             for name in spec.data.keys() {
                 if name.is_empty() || name.len() > 256 || name.chars().any(char::is_control) {

@@ -473,10 +473,9 @@ impl Coordinator {
                 // The published engine upgrade is for every engine.
                 if let Some(idlegrid_protocol::messages::ServerToProvider::Upgrade { element, .. }) =
                     self.upgrade(tx)?
+                    && element.hash == *hash
                 {
-                    if element.hash == *hash {
-                        return Ok(size);
-                    }
+                    return Ok(size);
                 }
                 let ticket = ticket
                     .ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;

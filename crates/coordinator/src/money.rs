@@ -199,11 +199,12 @@ impl Coordinator {
         assignment: AssignmentId,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if let Some(mut record) = tx.work_record(assignment.0)? {
-            if record.cancelled_ms.is_none() && record.concluded_ms.is_none() {
-                record.cancelled_ms = Some(now_ms);
-                tx.upsert_work_record(&record)?;
-            }
+        if let Some(mut record) = tx.work_record(assignment.0)?
+            && record.cancelled_ms.is_none()
+            && record.concluded_ms.is_none()
+        {
+            record.cancelled_ms = Some(now_ms);
+            tx.upsert_work_record(&record)?;
         }
         Ok(())
     }
@@ -273,16 +274,16 @@ impl Coordinator {
         }
         crate::schedule::move_all(tx, job, &[TaskState::Queued], TaskState::Stopped)?;
         for assignment in tx.active_assignments_of_job(job.id)? {
-            if let Some(mut task) = tx.task_by_key(assignment.task)? {
-                if crate::schedule::transition(tx, &mut task, job, idlegrid_types::TaskEvent::Stop)?.is_some() {
-                    self.journal_cancel(tx, assignment.id, now_ms)?;
-                    self.tell_provider(
-                        tx,
-                        &assignment.provider,
-                        &ServerToProvider::Stop { assignment: assignment.id },
-                        fx,
-                    )?;
-                }
+            if let Some(mut task) = tx.task_by_key(assignment.task)?
+                && crate::schedule::transition(tx, &mut task, job, idlegrid_types::TaskEvent::Stop)?.is_some()
+            {
+                self.journal_cancel(tx, assignment.id, now_ms)?;
+                self.tell_provider(
+                    tx,
+                    &assignment.provider,
+                    &ServerToProvider::Stop { assignment: assignment.id },
+                    fx,
+                )?;
             }
         }
         job.state = JobState::Stopped;
@@ -390,10 +391,10 @@ impl Coordinator {
                 ));
             }
         }
-        if let Some(email) = &settings.email {
-            if !email.contains('@') || email.len() > 320 || email.contains(['\r', '\n']) {
-                return Err(ApiError::bad_request("email must be one e-mail address"));
-            }
+        if let Some(email) = &settings.email
+            && (!email.contains('@') || email.len() > 320 || email.contains(['\r', '\n']))
+        {
+            return Err(ApiError::bad_request("email must be one e-mail address"));
         }
         tx.set_client_settings(client, &serde_json::to_string(&settings).expect("settings serialize"))?;
         Ok(())

@@ -101,10 +101,10 @@ impl Coordinator {
                     disk_bytes,
                     engine_version.clone(),
                 )?;
-                if let Some(offer) = self.upgrade(ctx.tx)? {
-                    if matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version) {
-                        push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
-                    }
+                if let Some(offer) = self.upgrade(ctx.tx)?
+                    && matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version)
+                {
+                    push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
                 }
                 Ok(())
             }

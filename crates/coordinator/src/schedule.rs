@@ -45,10 +45,10 @@ pub(crate) struct Jobs {
 
 impl Jobs {
     pub fn get<'a>(&'a mut self, tx: &mut dyn Tx, id: JobId) -> Result<Option<&'a mut JobRow>, StoreError> {
-        if !self.rows.contains_key(&id) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.rows.entry(id) {
             match tx.job(id)? {
                 Some(row) => {
-                    self.rows.insert(id, row);
+                    e.insert(row);
                 }
                 None => return Ok(None),
             }
@@ -168,18 +168,19 @@ impl Coordinator {
             if !known_answers.is_empty() && !records.contains_key(&provider.id) {
                 records.insert(provider.id.clone(), assurance::load_record(tx, &provider.id)?);
             }
-            if !known_answers.is_empty() && self.draw_spot_check(&records[&provider.id], &provider.id) {
-                if let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, &known_answers)? {
-                    // The room goes to the test; the real task waits for the next pass.
-                    if let Ok(mut message) = self.assignment_for(tx, &test, &test_job, &mut sizes)? {
-                        let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
-                        tx.insert_spot_check(id, &expected)?;
-                        message.assignment = id;
-                        message.ticket = self.ticket(&provider.id, id, now_ms);
-                        push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
-                        tracing::debug!(provider = %provider.id, assignment = %id, "spot check sent");
-                        continue;
-                    }
+            if !known_answers.is_empty()
+                && self.draw_spot_check(&records[&provider.id], &provider.id)
+                && let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, &known_answers)?
+            {
+                // The room goes to the test; the real task waits for the next pass.
+                if let Ok(mut message) = self.assignment_for(tx, &test, &test_job, &mut sizes)? {
+                    let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
+                    tx.insert_spot_check(id, &expected)?;
+                    message.assignment = id;
+                    message.ticket = self.ticket(&provider.id, id, now_ms);
+                    push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
+                    tracing::debug!(provider = %provider.id, assignment = %id, "spot check sent");
+                    continue;
                 }
             }
             let mut message = match self.assignment_for(tx, task, job, &mut sizes)? {

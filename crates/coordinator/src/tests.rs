@@ -1032,10 +1032,10 @@ mod money {
                 .write(|tx| -> Result<i64, ApiError> {
                     let mut total = 0;
                     for account in Ledger::new(tx.ledger()).store().accounts().unwrap() {
-                        if let AccountId::Party(p) = &account.id {
-                            if *p != client.party.id {
-                                total += account.balance_posted().unwrap().as_i64();
-                            }
+                        if let AccountId::Party(p) = &account.id
+                            && *p != client.party.id
+                        {
+                            total += account.balance_posted().unwrap().as_i64();
                         }
                     }
                     Ok(total)

@@ -4,13 +4,11 @@
 //! [`run`] with a closure that computes the result:
 //!
 //! ```no_run
-//! fn main() {
-//!     idlegrid_guest::run(|| {
-//!         let n: u64 = idlegrid_guest::param("n").ok_or("missing parameter n")?.parse()
-//!             .map_err(|e| format!("n is not a number: {e}"))?;
-//!         Ok((n * n).to_string().into_bytes())
-//!     });
-//! }
+//! idlegrid_guest::run(|| {
+//!     let n: u64 = idlegrid_guest::param("n").ok_or("missing parameter n")?.parse()
+//!         .map_err(|e| format!("n is not a number: {e}"))?;
+//!     Ok((n * n).to_string().into_bytes())
+//! });
 //! ```
 //!
 //! Long tasks call [`should_stop`] now and then; when it is true they save a [`checkpoint`] and

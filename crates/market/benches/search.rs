@@ -17,7 +17,7 @@ use idlegrid_market::offer::{OfferId, Request};
 use idlegrid_market::search::Index;
 use idlegrid_market::sim::{random_offer, random_request};
 use idlegrid_market::valuation::ValuationConfig;
-use idlegrid_random::{RandomSource, Xoshiro256StarStar};
+use idlegrid_random::Xoshiro256StarStar;
 use idlegrid_types::PartyId;
 
 const QUERIES: usize = 2000;

@@ -146,6 +146,10 @@ pub struct ElementInfo {
 /// Client to server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a message lives only while it is encoded or handled; boxing would only add allocations"
+)]
 pub enum ClientToServer {
     /// Ask for a `Config` message.
     GetConfig,
@@ -317,6 +321,10 @@ pub struct MoneyRequestInfo {
 /// Server to client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", deny_unknown_fields)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a message lives only while it is encoded or handled; boxing would only add allocations"
+)]
 pub enum ServerToClient {
     /// A checkpoint of a task, in reply to `GetTask` (`None` when the task has none yet).
     Task {

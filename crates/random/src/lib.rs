@@ -50,7 +50,7 @@ pub trait RandomSource {
 
     /// Exponentially distributed with the given mean (0 for a mean that is not positive).
     fn exponential(&mut self, mean: f64) -> f64 {
-        if !(mean > 0.0) {
+        if mean.is_nan() || mean <= 0.0 {
             return 0.0;
         }
         // 1 - u is in (0, 1], so the logarithm is finite.
@@ -191,7 +191,7 @@ mod tests {
         let mut boxed: Box<dyn RandomSource + Send> = Box::new(Xoshiro256StarStar::from_seed(9));
         for _ in 0..10 {
             let expected = direct.next_u64();
-            assert_eq!((&mut borrowed).next_u64(), expected);
+            assert_eq!(borrowed.next_u64(), expected);
             assert_eq!(boxed.next_u64(), expected);
         }
     }

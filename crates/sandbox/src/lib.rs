@@ -354,10 +354,10 @@ impl Sandbox {
             .map_err(|e| TaskFailure::InvalidModule(format!("cannot link the module: {e:#}")))?;
         let compiled = Arc::new(CompiledTask { sha256, pre });
         let mut cache = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.entries.len() >= self.inner.config.module_cache_entries.max(1) {
-            if let Some(oldest) = cache.entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k) {
-                cache.entries.remove(&oldest);
-            }
+        if cache.entries.len() >= self.inner.config.module_cache_entries.max(1)
+            && let Some(oldest) = cache.entries.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| *k)
+        {
+            cache.entries.remove(&oldest);
         }
         let clock = cache.clock;
         cache.entries.insert(sha256, (clock, compiled.clone()));

@@ -16,6 +16,9 @@ use crate::{CompiledTask, TaskControl, TaskFailure, TaskLimits, TaskOutcome, Tas
 /// encrypted at rest).
 pub trait ElementRead: Send {
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Read from `offset` into `buf`; fewer bytes only at the end.
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
 }

@@ -373,9 +373,12 @@ fn one_sandbox_survives_every_hostile_module_in_turn() {
     }
 }
 
-/// Records statuses (size, progress) and checkpoints as the engine would receive them.
+/// Statuses (size, progress) and checkpoints, in the order received.
+type Recorded = (Vec<(usize, f32)>, Vec<Vec<u8>>);
+
+/// Records statuses and checkpoints as the engine would receive them.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<(Vec<(usize, f32)>, Vec<Vec<u8>>)>>);
+struct Recorder(Arc<Mutex<Recorded>>);
 
 impl TaskEvents for Recorder {
     fn on_status(&mut self, data: &[u8], progress: f32) {

@@ -236,14 +236,11 @@ mod tests {
             let mut counts = JobCounts { created: 1, ..JobCounts::default() };
             let mut concluded = false;
             for i in events {
-                match state.on(EVENTS[i]) {
-                    Ok(next) => {
-                        prop_assert!(!state.is_final());
-                        counts.shift(state, next);
-                        state = next;
-                        concluded |= next.is_final();
-                    }
-                    Err(_) => {}
+                if let Ok(next) = state.on(EVENTS[i]) {
+                    prop_assert!(!state.is_final());
+                    counts.shift(state, next);
+                    state = next;
+                    concluded |= next.is_final();
                 }
                 prop_assert_eq!(counts.total(), 1);
                 prop_assert_eq!(*counts.get_mut(state), 1);
