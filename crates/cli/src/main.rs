@@ -11,6 +11,9 @@ mod local;
 mod ops;
 mod sim;
 
+#[cfg(test)]
+mod cli_tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -150,8 +153,9 @@ enum Command {
     Engine {
         #[command(subcommand)]
         action: Option<EngineAction>,
-        /// Where the engine keeps its identity, keys, element cache and tasks.
-        #[arg(long, default_value = "idlegrid-engine")]
+        /// Where the engine keeps its identity, keys, element cache and tasks (also before or
+        /// after `status`).
+        #[arg(long, global = true, default_value = "idlegrid-engine")]
         data: PathBuf,
         /// The owner's settings (TOML): mode, cores, memory and disk budgets, hours, contact
         /// schedule, status page. Options below override it.
@@ -205,7 +209,8 @@ enum Command {
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
     },
-    /// Simulations with a report: placement reliability (issue 4), saboteurs (issue 5).
+    /// Simulations with a report: placement reliability, validation against saboteurs, the
+    /// bartering market.
     Sim {
         #[command(subcommand)]
         what: sim::SimCommand,

@@ -3,9 +3,9 @@
 //!
 //! - `placement`: providers that come and go (weekly availability, departures), jobs asking
 //!   for a reliability r; reports the share of tasks finished within the requested time and
-//!   the copies launched per task (issue 4).
+//!   the copies launched per task.
 //! - `saboteurs`: a fraction f of providers lies with probability s; reports the error rate of
-//!   accepted results and the redundancy cost of each validation policy (issue 5).
+//!   accepted results and the redundancy cost of each validation policy.
 //! - `market`: peers register resources, search, match and negotiate with seeded strategies;
 //!   reports agreement rate, rounds to agreement, surplus split and commission per pair of
 //!   strategies.
