@@ -68,6 +68,22 @@ mod tests {
         }
     }
 
+    /// The test runner sets the package variables for this process, as `cargo run` does for
+    /// xtask: the inner command must not see them (ring's build script watches them).
+    #[test]
+    fn the_inner_command_does_not_inherit_the_package_variables() {
+        assert!(std::env::var_os("CARGO_PKG_NAME").is_some() && std::env::var_os("CARGO_MANIFEST_DIR").is_some());
+        let mut command = Command::new("env");
+        restore_terminal_environment(&mut command);
+        let output = command.output().expect("env runs");
+        let seen = String::from_utf8_lossy(&output.stdout);
+        for line in seen.lines() {
+            let name = line.split('=').next().unwrap_or_default();
+            assert!(!set_by_cargo_run(name), "{name} reached the inner command");
+        }
+        assert!(seen.lines().any(|l| l.starts_with("PATH=")), "the rest is inherited");
+    }
+
     #[test]
     fn the_library_path_keeps_only_the_users_folders() {
         let value = std::env::join_paths([

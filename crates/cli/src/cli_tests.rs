@@ -112,10 +112,10 @@ fn the_extraction_sees_alternatives_options_placeholders_and_comments() {
     let text = "Run `idlegrid ops id` or `cargo build`.\n```sh\nidlegrid job stop <JOB> [--task N] | job list   # what\nidlegrid ops reject <REQUEST> --reason \"no such payment\"\n```\n```toml\nidlegrid = \"not a command\"\n```\n";
     let argvs: Vec<Vec<String>> = idlegrid_commands(text).into_iter().map(|(_, argv)| argv).collect();
     let expected: Vec<Vec<&str>> = vec![
-        vec!["idlegrid", "ops", "id"],
         vec!["idlegrid", "job", "stop", "00000000-0000-4000-8000-000000000001", "--task", "1"],
         vec!["idlegrid", "job", "list"],
         vec!["idlegrid", "ops", "reject", "1", "--reason", "no such payment"],
+        vec!["idlegrid", "ops", "id"],
     ];
     assert_eq!(argvs, expected);
 }
