@@ -157,3 +157,42 @@ fn no_help_text_mentions_an_issue() {
         assert!(!lower.contains("issue "), "`{path} --help` speaks of an issue:\n{help}");
     }
 }
+
+/// Lines a subscriber with `filter` writes for events of these targets and levels.
+fn logged(filter: tracing_subscriber::EnvFilter, emit: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || writer.clone()).with_ansi(false).finish();
+    tracing::subscriber::with_default(subscriber, emit);
+    String::from_utf8(sink.0.lock().unwrap().clone()).unwrap()
+}
+
+#[test]
+fn by_default_other_libraries_warnings_stay_quiet_and_ours_show() {
+    let text = logged(crate::default_filter("info"), || {
+        tracing::warn!(target: "h2::proto::streams", "locally-reset streams reached limit");
+        tracing::warn!(target: "rustls::common_state", "Sending warning alert CloseNotify");
+        tracing::error!(target: "hyper_util::server", "a library's error");
+        tracing::info!(target: "idlegrid_server::listener", "server listening");
+        tracing::debug!(target: "idlegrid_coordinator::profiles", "benchmark tasks created");
+    });
+    assert!(!text.contains("streams reached limit") && !text.contains("warning alert"), "{text}");
+    assert!(text.contains("a library's error") && text.contains("server listening"), "{text}");
+    assert!(!text.contains("benchmark tasks created"), "{text}");
+    let text = logged(crate::log_filter(Some("h2=warn"), "info"), || {
+        tracing::warn!(target: "h2::proto::streams", "locally-reset streams reached limit");
+    });
+    assert!(text.contains("streams reached limit"), "--log shows them: {text}");
+}
