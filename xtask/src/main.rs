@@ -20,7 +20,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 use idlegrid_testkit::{WASM_TARGET, build_example_tasks_showing_progress, workspace_root};
-use prerequisites::{PREREQUISITES, Prerequisite};
+use prerequisites::{Install, PREREQUISITES, Prerequisite};
 
 /// The flag of `test` that installs what is missing.
 const INSTALL_FLAG: &str = "--install";
@@ -85,11 +85,17 @@ fn ensure_prerequisites(needed: &[Prerequisite], install: bool) -> anyhow::Resul
     if !install {
         bail!("{}", prerequisites::missing_report(&lacking_refs, host, INSTALL_FLAG));
     }
-    for command in prerequisites::install_commands(&lacking_refs, host) {
-        eprintln!("xtask: installing: {command}");
-        let mut shell = Command::new("sh");
-        shell.args(["-c", &command]);
-        run(shell).context("installing what the tests need failed")?;
+    // System packages first: pip's options depend on the Python they install.
+    let (system, user): (Vec<&Prerequisite>, Vec<&Prerequisite>) =
+        lacking_refs.iter().partition(|p| matches!(p.install, Install::Apt(_) | Install::AptThen(..)));
+    for phase in [system, user] {
+        for command in prerequisites::install_commands(&phase, prerequisites::this_host()) {
+            eprintln!("xtask: installing: {command}");
+            let mut shell = Command::new("sh");
+            shell.args(["-c", &command]);
+            env::restore_terminal_environment(&mut shell);
+            run(shell).context("installing what the tests need failed")?;
+        }
     }
     let still = missing(&lacking);
     if !still.is_empty() {
