@@ -71,7 +71,7 @@ async fn a_normal_start_at_the_default_log_level_shows_nothing_alarming() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_pinned_the_old_server_is_told_where_the_pin_is_and_how_to_renew_it() {
+async fn clients_and_engines_that_pinned_the_old_server_are_told_where_the_pin_is_and_how_to_renew_it() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let url = format!("https://127.0.0.1:{port}");
@@ -82,6 +82,12 @@ async fn a_client_that_pinned_the_old_server_is_told_where_the_pin_is_and_how_to
     assert!(done, "{out}{err}");
     let pin = home.join("servers").join(format!("127.0.0.1_{port}.ca.pem"));
     assert!(pin.is_file(), "the CA was pinned on first use in {}", pin.display());
+    // An engine pins it too, in its data folder.
+    let engine_data = dir.path().join("engine");
+    let engine_pin = engine_data.join("server-ca.pem");
+    let mut engine = spawn_engine(&url, &engine_data, 1);
+    wait_for("the engine to pin the CA", || engine_pin.is_file()).await;
+    engine.kill9();
 
     first.kill9();
     let _second = spawn_server(port, &dir.path().join("server-2"), 30);
@@ -92,6 +98,16 @@ async fn a_client_that_pinned_the_old_server_is_told_where_the_pin_is_and_how_to
     assert!(err.contains("pinned") && err.contains(&format!("in {}", pin.display())), "where the pin is: {err}");
     assert!(err.contains(&format!("`rm {}`", pin.display())), "how to re-pin: {err}");
     assert!(err.contains("--server-ca"), "or how to give the new CA: {err}");
+
+    let refused = Command::new(binary())
+        .args(["--server", &url, "engine", "--data"])
+        .arg(&engine_data)
+        .args(["--status-listen", "off"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "the engine refuses to work for it: {err}");
+    assert!(err.contains(&format!("`rm {}`", engine_pin.display())), "the engine's pin and how to renew it: {err}");
 
     std::fs::remove_file(&pin).unwrap();
     let (done, out, err) = cli(&home, &url, &["job", "list"]);
