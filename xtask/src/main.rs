@@ -7,6 +7,7 @@
 //!   `prerequisites::PREREQUISITES`), stop with what is missing and the commands that install
 //!   it, or with `--install` run them; then build-tasks and run every test of the workspace
 //!   with cargo-nextest (ARGS go to it; `--no-run` builds only and needs only nextest).
+//! - `prerequisites [--install]`: only the check (and installation) of what the tests need.
 //! - `bench [ARGS]`: build-tasks, then run `idlegrid bench` (release build).
 //! - `bench-engine [ARGS]`: the same for `idlegrid bench-engine`.
 //! - `memory [N]`: a job of N trivial tasks (default 1,000,000) submitted and watched by the
@@ -170,13 +171,20 @@ fn run_command() -> anyhow::Result<()> {
             test.args(nextest_args(&rest));
             run(test)
         }
+        "prerequisites" => {
+            ensure_prerequisites(PREREQUISITES, rest.iter().any(|a| a == INSTALL_FLAG))?;
+            eprintln!("xtask: this machine has everything the tests need");
+            Ok(())
+        }
         "memory" => {
             let dir = build_tasks()?;
             let tasks: u64 =
                 rest.first().map(|n| n.parse()).transpose().context("N must be a whole number")?.unwrap_or(1_000_000);
             memory(&dir, tasks)
         }
-        other => bail!("unknown xtask '{other}': use build-tasks, demo, test, bench, bench-engine or memory"),
+        other => {
+            bail!("unknown xtask '{other}': use build-tasks, demo, test, prerequisites, bench, bench-engine or memory")
+        }
     }
 }
 
