@@ -23,6 +23,9 @@ use anyhow::{Context, bail};
 use idlegrid_testkit::{WASM_TARGET, build_example_tasks_showing_progress, workspace_root};
 use prerequisites::{Install, PREREQUISITES, Prerequisite};
 
+/// The commands this program knows.
+const COMMANDS: &[&str] = &["build-tasks", "demo", "test", "prerequisites", "bench", "bench-engine", "memory"];
+
 /// The flag of `test` that installs what is missing.
 const INSTALL_FLAG: &str = "--install";
 
@@ -183,7 +186,7 @@ fn run_command() -> anyhow::Result<()> {
             memory(&dir, tasks)
         }
         other => {
-            bail!("unknown xtask '{other}': use build-tasks, demo, test, prerequisites, bench, bench-engine or memory")
+            bail!("unknown xtask '{other}': use one of {}", COMMANDS.join(", "))
         }
     }
 }
@@ -287,6 +290,25 @@ mod tests {
             nextest_args(&args(&["-p", "idlegrid-types"])),
             args(&["nextest", "run", "--workspace", "--no-fail-fast", "-p", "idlegrid-types"])
         );
+    }
+
+    /// Every `cargo xtask X` the documentation shows is a command of this program.
+    #[test]
+    fn the_documented_commands_exist() {
+        let root = workspace_root();
+        let mut seen = 0;
+        for doc in ["README.md", "ARCHITECTURE.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for (at, _) in text.match_indices("cargo xtask ") {
+                let name: String = text[at + "cargo xtask ".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                assert!(COMMANDS.contains(&name.as_str()), "{doc} shows `cargo xtask {name}`");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 7, "the documented commands were found");
     }
 
     /// README's test command is the one CI runs, and it names a real flag of this program.
