@@ -2,22 +2,39 @@
 //!
 //! - `build-tasks`: add the wasm32-wasip1 target if missing, build the example tasks (and the
 //!   C ones when clang for WebAssembly is installed).
-//! - `demo [ARGS]`: build-tasks, then run `idlegrid demo` (release build).
-//! - `test [ARGS]`: build-tasks, then run every test of the workspace (cargo-nextest if
-//!   installed, cargo test otherwise).
+//! - `demo [ARGS]`: build-tasks, then build and run `idlegrid demo` (release build).
+//! - `test [--install] [ARGS]`: check that this machine has what the tests need (the list is
+//!   `prerequisites::PREREQUISITES`), stop with what is missing and the commands that install
+//!   it, or with `--install` run them; then build-tasks and run every test of the workspace
+//!   with cargo-nextest (ARGS go to it; `--no-run` builds only and needs only nextest).
+//! - `prerequisites [--install]`: only the check (and installation) of what the tests need.
 //! - `bench [ARGS]`: build-tasks, then run `idlegrid bench` (release build).
 //! - `bench-engine [ARGS]`: the same for `idlegrid bench-engine`.
 //! - `memory [N]`: a job of N trivial tasks (default 1,000,000) submitted and watched by the
 //!   `idlegrid` CLI against a server and two engines, each its own process; prints the peak
 //!   memory of each. The client's must not grow with N.
 
+mod env;
+mod prerequisites;
+
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use idlegrid_testkit::{WASM_TARGET, build_example_tasks, workspace_root};
+use idlegrid_testkit::{WASM_TARGET, build_example_tasks_showing_progress, workspace_root};
+use prerequisites::{Install, PREREQUISITES, Prerequisite};
 
+/// The commands this program knows.
+const COMMANDS: &[&str] = &["build-tasks", "demo", "test", "prerequisites", "bench", "bench-engine", "memory"];
+
+/// The flag of `test` that installs what is missing.
+const INSTALL_FLAG: &str = "--install";
+
+/// Cargo for the inner builds, in the environment that `cargo` typed in a terminal has (see
+/// `env`), so that they and the user's own builds reuse each other's artifacts.
 fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    env::restore_terminal_environment(&mut command);
+    command
 }
 
 fn run(mut command: Command) -> anyhow::Result<()> {
@@ -47,8 +64,8 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
 
 fn build_tasks() -> anyhow::Result<std::path::PathBuf> {
     ensure_wasm_target()?;
-    eprintln!("xtask: building the example tasks for {WASM_TARGET}");
-    let dir = build_example_tasks()?;
+    eprintln!("xtask: building the example tasks for {WASM_TARGET} (a first build takes a few minutes)");
+    let dir = build_example_tasks_showing_progress()?;
     // The C examples need clang for WebAssembly; without it only their own tests fail.
     match idlegrid_testkit::build_c_tasks() {
         Ok(c_dir) => eprintln!("xtask: built the C example tasks in {}", c_dir.display()),
@@ -57,11 +74,67 @@ fn build_tasks() -> anyhow::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-fn has_nextest() -> bool {
-    cargo().args(["nextest", "--version"]).output().map(|o| o.status.success()).unwrap_or(false)
+/// Check `needed`; install what is missing when asked, else stop with the list and the
+/// commands that install it.
+fn ensure_prerequisites(needed: &[Prerequisite], install: bool) -> anyhow::Result<()> {
+    let missing = |list: &[Prerequisite]| -> Vec<Prerequisite> {
+        list.iter().filter(|p| !prerequisites::present(p, &cargo)).copied().collect()
+    };
+    let lacking = missing(needed);
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    let host = prerequisites::this_host();
+    let lacking_refs: Vec<&Prerequisite> = lacking.iter().collect();
+    if !install {
+        bail!("{}", prerequisites::missing_report(&lacking_refs, host, INSTALL_FLAG));
+    }
+    // System packages first: pip's options depend on the Python they install.
+    let (system, user): (Vec<&Prerequisite>, Vec<&Prerequisite>) =
+        lacking_refs.iter().partition(|p| matches!(p.install, Install::Apt(_) | Install::AptThen(..)));
+    for phase in [system, user] {
+        for command in prerequisites::install_commands(&phase, prerequisites::this_host()) {
+            eprintln!("xtask: installing: {command}");
+            let mut shell = Command::new("sh");
+            shell.args(["-c", &command]);
+            env::restore_terminal_environment(&mut shell);
+            run(shell).context("installing what the tests need failed")?;
+        }
+    }
+    let still = missing(&lacking);
+    if !still.is_empty() {
+        let refs: Vec<&Prerequisite> = still.iter().collect();
+        bail!(
+            "installed, but still missing (is it on the PATH?):\n{}",
+            prerequisites::missing_report(&refs, host, INSTALL_FLAG)
+        );
+    }
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// The nextest command line of `cargo xtask test ARGS`: ARGS after the workspace, and
+/// `--no-fail-fast` only when the tests run (nextest refuses it with `--no-run`).
+fn nextest_args(rest: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["nextest", "run", "--workspace"].map(String::from).to_vec();
+    if !rest.iter().any(|a| a == "--no-run") {
+        args.push("--no-fail-fast".into());
+    }
+    args.extend(rest.iter().cloned());
+    args
+}
+
+fn main() -> std::process::ExitCode {
+    match run_command() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // A message for the user, not a backtrace.
+            eprintln!("xtask: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_command() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let command = args.next().unwrap_or_default();
     let rest: Vec<String> = args.collect();
@@ -74,6 +147,13 @@ fn main() -> anyhow::Result<()> {
         }
         "demo" | "bench" | "bench-engine" => {
             let dir = build_tasks()?;
+            eprintln!(
+                "xtask: building idlegrid (release; the first build compiles a few hundred crates and takes \
+                 minutes, over ten on two cores)"
+            );
+            let mut build = cargo();
+            build.args(["build", "--release", "-p", "idlegrid-cli"]);
+            run(build)?;
             let mut run_it = cargo();
             run_it
                 .args(["run", "--release", "--quiet", "-p", "idlegrid-cli", "--", &command, "--tasks-dir"])
@@ -82,16 +162,22 @@ fn main() -> anyhow::Result<()> {
             run(run_it)
         }
         "test" => {
+            let install = rest.iter().any(|a| a == INSTALL_FLAG);
+            let rest: Vec<String> = rest.into_iter().filter(|a| a != INSTALL_FLAG).collect();
+            let runner: Vec<Prerequisite> =
+                PREREQUISITES.iter().filter(|p| p.name == "cargo-nextest").copied().collect();
+            // Building needs only the runner; running needs everything.
+            let needed = if rest.iter().any(|a| a == "--no-run") { &runner[..] } else { PREREQUISITES };
+            ensure_prerequisites(needed, install)?;
             build_tasks()?;
             let mut test = cargo();
-            if has_nextest() {
-                test.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
-            } else {
-                eprintln!("xtask: cargo-nextest not found; using cargo test");
-                test.args(["test", "--workspace", "--no-fail-fast"]);
-            }
-            test.args(&rest);
+            test.args(nextest_args(&rest));
             run(test)
+        }
+        "prerequisites" => {
+            ensure_prerequisites(PREREQUISITES, rest.iter().any(|a| a == INSTALL_FLAG))?;
+            eprintln!("xtask: this machine has everything the tests need");
+            Ok(())
         }
         "memory" => {
             let dir = build_tasks()?;
@@ -99,7 +185,9 @@ fn main() -> anyhow::Result<()> {
                 rest.first().map(|n| n.parse()).transpose().context("N must be a whole number")?.unwrap_or(1_000_000);
             memory(&dir, tasks)
         }
-        other => bail!("unknown xtask '{other}': use build-tasks, demo, test, bench or memory"),
+        other => {
+            bail!("unknown xtask '{other}': use one of {}", COMMANDS.join(", "))
+        }
     }
 }
 
@@ -184,4 +272,54 @@ fn memory(tasks_dir: &std::path::Path, tasks: u64) -> anyhow::Result<()> {
     println!("| server peak memory | {} |", show(server_kb));
     println!("| engine peak memory | {} |", engine_kb.into_iter().map(show).collect::<Vec<_>>().join(", "));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn no_fail_fast_only_when_the_tests_run() {
+        assert_eq!(nextest_args(&[]), args(&["nextest", "run", "--workspace", "--no-fail-fast"]));
+        assert_eq!(nextest_args(&args(&["--no-run"])), args(&["nextest", "run", "--workspace", "--no-run"]));
+        assert_eq!(
+            nextest_args(&args(&["-p", "idlegrid-types"])),
+            args(&["nextest", "run", "--workspace", "--no-fail-fast", "-p", "idlegrid-types"])
+        );
+    }
+
+    /// Every `cargo xtask X` the documentation shows is a command of this program.
+    #[test]
+    fn the_documented_commands_exist() {
+        let root = workspace_root();
+        let mut seen = 0;
+        for doc in ["README.md", "ARCHITECTURE.md"] {
+            let text = std::fs::read_to_string(root.join(doc)).unwrap();
+            for (at, _) in text.match_indices("cargo xtask ") {
+                let name: String = text[at + "cargo xtask ".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                    .collect();
+                assert!(COMMANDS.contains(&name.as_str()), "{doc} shows `cargo xtask {name}`");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 7, "the documented commands were found");
+    }
+
+    /// README's test command is the one CI runs, and it names a real flag of this program.
+    #[test]
+    fn ci_runs_the_readme_test_command() {
+        let root = workspace_root();
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let ci = std::fs::read_to_string(root.join(".ci/run")).unwrap();
+        let command = format!("cargo xtask test {INSTALL_FLAG}");
+        assert!(readme.lines().any(|l| l.starts_with(&format!("{command} "))), "README shows `{command}`");
+        let last = ci.lines().rev().find(|l| !l.trim().is_empty() && !l.starts_with('#')).unwrap();
+        assert_eq!(last.trim(), command, ".ci/run ends with README's test command");
+    }
 }

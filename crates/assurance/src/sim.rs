@@ -82,7 +82,7 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
-    /// The four: quorum 2, quorum 3, adaptive replication (BOINC-style, no test
+    /// The four standard policies: quorum 2, quorum 3, adaptive replication (BOINC-style, no test
     /// tasks), and credibility-based voting to 0.9999 with spot checks.
     pub fn standard_policies() -> Vec<PolicyUnderTest> {
         vec![

@@ -20,9 +20,16 @@ pub async fn connect(
     let identity = Identity::load_or_create(&home.join("client.key"))?;
     let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
     let config = idlegrid_client::ChannelConfig { connect_give_up_after: Some(give_up_after), ..Default::default() };
-    Client::connect_with(&server, identity, &name, config).await.with_context(|| {
-        format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)")
-    })
+    match Client::connect_with(&server, identity, &name, config).await {
+        Ok(client) => Ok(client),
+        // The server answered but is not trusted: the error says why and what to do.
+        Err(error @ idlegrid_client::ClientError::Untrusted(_)) => {
+            Err(anyhow::Error::new(error).context(format!("refusing the server at {server}")))
+        }
+        Err(error) => Err(anyhow::Error::new(error).context(format!(
+            "cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)"
+        ))),
+    }
 }
 
 pub fn print_job(info: &JobInfo) {

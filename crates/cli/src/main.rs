@@ -11,6 +11,9 @@ mod local;
 mod ops;
 mod sim;
 
+#[cfg(test)]
+mod cli_tests;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,7 +45,9 @@ struct Cli {
     /// Seconds a client command keeps trying to reach a server that does not answer.
     #[arg(long, global = true, default_value_t = 30)]
     connect_timeout_secs: u64,
-    /// Log filter, e.g. `info` or `idlegrid_engine=debug` (default: warn for client commands).
+    /// Log filter, e.g. `info` or `idlegrid_engine=debug` (default: Idlegrid's messages from
+    /// info up for the server and engine, from warn up for other commands, and only errors of
+    /// the libraries it uses).
     #[arg(long, global = true, env = "IDLEGRID_LOG")]
     log: Option<String>,
     #[command(subcommand)]
@@ -150,8 +155,9 @@ enum Command {
     Engine {
         #[command(subcommand)]
         action: Option<EngineAction>,
-        /// Where the engine keeps its identity, keys, element cache and tasks.
-        #[arg(long, default_value = "idlegrid-engine")]
+        /// Where the engine keeps its identity, keys, element cache and tasks (also before or
+        /// after `status`).
+        #[arg(long, global = true, default_value = "idlegrid-engine")]
         data: PathBuf,
         /// The owner's settings (TOML): mode, cores, memory and disk budgets, hours, contact
         /// schedule, status page. Options below override it.
@@ -205,7 +211,8 @@ enum Command {
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
     },
-    /// Simulations with a report: placement reliability, result validation against saboteurs, and the market.
+    /// Simulations with a report: placement reliability, validation against saboteurs, the
+    /// bartering market.
     Sim {
         #[command(subcommand)]
         what: sim::SimCommand,
@@ -342,20 +349,37 @@ enum JobCommand {
     },
 }
 
+/// The log filter when none is given: Idlegrid's own messages from `level` up, other
+/// libraries' only when they are errors. Their warnings concern details of a peer's protocol
+/// (an HTTP/2 stream reset, a TLS alert) that need no action; `--log` shows them.
+fn default_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("error,idlegrid={level}"))
+}
+
+/// `--log`'s filter, or the default one at `level`.
+fn log_filter(given: Option<&str>, level: &str) -> tracing_subscriber::EnvFilter {
+    match given.map(|f| (f, tracing_subscriber::EnvFilter::try_new(f))) {
+        Some((_, Ok(filter))) => filter,
+        Some((text, Err(error))) => {
+            eprintln!("warning: --log '{}' is not a log filter ({error}); using the default", Untrusted(text));
+            default_filter(level)
+        }
+        None => default_filter(level),
+    }
+}
+
 /// Logging for the engine: to stderr, and warnings and errors also to the server's log server.
 fn init_engine_logging(filter: Option<&str>) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter(filter, "info");
     let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
     let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_engine::log_shipper::layer()).try_init();
 }
 
 fn init_logging(filter: Option<&str>, default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or(default))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let filter = log_filter(filter, default);
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }

@@ -14,7 +14,9 @@ fn schemathesis() -> &'static str {
             return candidate;
         }
     }
-    panic!("schemathesis is needed for this test: `python3 -m pip install schemathesis` (.ci/run does it)");
+    panic!(
+        "schemathesis is needed for this test: `python3 -m pip install schemathesis` (or `cargo xtask prerequisites --install`)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,7 @@ fn start_smtp(dir: &std::path::Path) -> Smtp {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::inherit())
         .spawn()
-        .expect("python3 with aiosmtpd is needed: .ci/run installs it with pip");
+        .expect("python3 with aiosmtpd is needed: `cargo xtask prerequisites --install` installs it");
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Smtp { child, maildir, port };

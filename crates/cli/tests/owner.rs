@@ -235,7 +235,7 @@ async fn the_status_page_in_headless_chromium_shows_a_running_task() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .expect("Chromium is needed for this test: .ci/run installs Debian's chromium package");
+        .expect("Chromium is needed for this test: `cargo xtask prerequisites --install` installs it");
     let dir = tempfile::tempdir().unwrap();
     let server = idlegrid_server::Server::start(server_config(dir.path())).await.unwrap();
     let mut config = engine_config(&server.url(), dir.path(), "engine");

@@ -26,7 +26,7 @@ async fn start_s3(bucket: &str) -> S3 {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("moto_server is needed for this test: `python3 -m pip install 'moto[server]'` (.ci/run does it)");
+        .expect("moto_server is needed for this test: `python3 -m pip install 'moto[server]'` (or `cargo xtask prerequisites --install`)");
     let endpoint = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..300 {

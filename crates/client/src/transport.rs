@@ -98,11 +98,30 @@ fn network(error: reqwest::Error) -> ClientError {
     untrusted |= text.contains("invalid peer certificate");
     if untrusted {
         return ClientError::Untrusted(format!(
-            "the server's certificate is not from the certificate authority this party trusts ({text}); \
-             if the server's CA changed on purpose, give the new one (--server-ca) or delete the pinned copy"
+            "the server's certificate is not from the certificate authority this party trusts ({text})"
         ));
     }
     ClientError::Network(text)
+}
+
+/// What a party refused by a server's certificate should know: where its trust in the server
+/// comes from, and how to renew it if the server changed its CA on purpose.
+fn untrusted_advice(trust: Option<&ServerTrust>, server: &str) -> String {
+    match trust {
+        Some(ServerTrust::FirstUse { pin }) => format!(
+            "This party pinned the certificate authority that {server} presented on first contact, in {pin}. \
+             If the server was set up again (a new data folder or CA), delete the pin (`rm {pin}`) to trust \
+             the CA it presents on the next connection (compare its fingerprint with the one the server \
+             logs at start), or give the server's tls/ca.pem with --server-ca; if not, someone else may be \
+             answering at that address",
+            pin = pin.display()
+        ),
+        Some(ServerTrust::Ca(_)) => format!(
+            "The certificate authority this party was given (--server-ca or IDLEGRID_SERVER_CA) is not the one \
+             {server} uses: give the server's current one (tls/ca.pem in its data folder)"
+        ),
+        None => "Give the server's certificate authority (--server-ca)".to_string(),
+    }
 }
 
 fn tls_error(error: idlegrid_pki::PkiError) -> ClientError {
@@ -188,7 +207,13 @@ impl Transport {
             let next = self.shared.current.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             tracing::warn!(failed = %error, next = %self.bases[next % self.bases.len()], "server instance unreachable; switching");
         }
-        network(error)
+        match network(error) {
+            ClientError::Untrusted(text) => ClientError::Untrusted(format!(
+                "{text}. {}",
+                untrusted_advice(self.shared.endpoint.trust(), self.base())
+            )),
+            other => other,
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -534,5 +559,15 @@ mod tests {
         assert!(text.contains("'script.sh'") && text.contains("not a valid WebAssembly module"), "{text}");
         let module = strip(Bytes::from_static(b"\0asm\x01\0\0\0\0\x05\x04name"), "").await.unwrap();
         assert_eq!(&module[..], b"\0asm\x01\0\0\0", "a custom section alone goes");
+    }
+
+    #[test]
+    fn a_refused_certificate_says_where_the_trust_comes_from_and_how_to_renew_it() {
+        let pin = std::path::PathBuf::from("/home/me/.idlegrid/servers/example.org_7700.ca.pem");
+        let advice = untrusted_advice(Some(&ServerTrust::FirstUse { pin: pin.clone() }), "https://example.org:7700");
+        assert!(advice.contains("rm /home/me/.idlegrid/servers/example.org_7700.ca.pem"), "{advice}");
+        assert!(advice.contains("https://example.org:7700") && advice.contains("--server-ca"), "{advice}");
+        let advice = untrusted_advice(Some(&ServerTrust::Ca("PEM".into())), "https://example.org:7700");
+        assert!(advice.contains("--server-ca or IDLEGRID_SERVER_CA") && advice.contains("tls/ca.pem"), "{advice}");
     }
 }

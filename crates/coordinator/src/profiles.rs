@@ -205,7 +205,8 @@ pub(crate) fn install_benchmark(
     }
     let setup = BenchmarkSetup { job, size, module: element.hash, tasks };
     tx.set_meta(BENCHMARK_JOB_KEY, &serde_json::to_vec(&setup).expect("serializes"))?;
-    tracing::info!(%job, size, "benchmark tasks created");
+    // An internal job of the server's own: nothing an operator acts on.
+    tracing::debug!(%job, size, "benchmark tasks created");
     Ok(setup)
 }
 

@@ -19,7 +19,7 @@ fn start_xvfb() -> (Xvfb, String) {
     let xvfb = ["/usr/bin/Xvfb", "/usr/local/bin/Xvfb"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
-        .expect("Xvfb is needed for this test: .ci/run installs Debian's xvfb package");
+        .expect("Xvfb is needed for this test: `cargo xtask prerequisites --install` installs it");
     // A display number unlikely to be taken, different per test process.
     let display = format!(":{}", 90 + std::process::id() % 500);
     let child = Command::new(xvfb)

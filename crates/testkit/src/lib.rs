@@ -29,36 +29,60 @@ pub fn example_tasks_dir() -> PathBuf {
     workspace_root().join("examples/tasks/target").join(WASM_TARGET).join("release")
 }
 
+/// The cargo command that builds every example task (release, wasm32-wasip1), in the
+/// examples' own workspace and target folder, whatever the caller's target and flags.
+fn example_tasks_build() -> Command {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root.join("examples/tasks"))
+        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .arg(root.join("examples/tasks/target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    command
+}
+
+fn missing_target_hint(stderr: &str) -> String {
+    if stderr.contains(WASM_TARGET) {
+        format!("\nhint: install the target with `rustup target add {WASM_TARGET}` (or run `cargo xtask build-tasks`)")
+    } else {
+        String::new()
+    }
+}
+
 /// Build every example task (release, wasm32-wasip1). Cargo's own lock makes concurrent calls
 /// from parallel test processes safe; within a process the build runs once.
 pub fn build_example_tasks() -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let root = workspace_root();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-            let output = Command::new(cargo)
-                .current_dir(root.join("examples/tasks"))
-                .args(["build", "--quiet", "--release", "--target", WASM_TARGET, "--target-dir"])
-                .arg(root.join("examples/tasks/target"))
-                .env_remove("CARGO_TARGET_DIR")
-                .env_remove("RUSTFLAGS")
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            let output = example_tasks_build()
+                .arg("--quiet")
                 .output()
                 .map_err(|e| format!("cannot run cargo to build the example tasks: {e}"))?;
             if !output.status.success() {
                 let stderr = String::from_utf8_lossy(&output.stderr);
-                let hint = if stderr.contains(WASM_TARGET) {
-                    format!("\nhint: install the target with `rustup target add {WASM_TARGET}` (or run `cargo xtask build-tasks`)")
-                } else {
-                    String::new()
-                };
-                return Err(format!("building the example tasks failed:\n{stderr}{hint}"));
+                return Err(format!("building the example tasks failed:\n{stderr}{}", missing_target_hint(&stderr)));
             }
             Ok(example_tasks_dir())
         })
         .clone()
         .map_err(|e| anyhow::anyhow!(e))
+}
+
+/// The same build with cargo's progress on the terminal (a cold build takes minutes), for
+/// `xtask`.
+pub fn build_example_tasks_showing_progress() -> anyhow::Result<PathBuf> {
+    let status = example_tasks_build()
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run cargo to build the example tasks: {e}"))?;
+    if !status.success() {
+        anyhow::bail!("building the example tasks failed ({status}): cargo's messages above say why");
+    }
+    Ok(example_tasks_dir())
 }
 
 /// Path of one example task's module, building the examples first if needed.

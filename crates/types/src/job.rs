@@ -13,7 +13,7 @@ pub enum Connectivity {
 }
 
 /// The virtual cluster a client asks for (P1.2): node attributes and facts about the work.
-/// Stored with the job; the scheduler of a later issue places tasks to meet it.
+/// Stored with the job; the server places its tasks on virtual nodes that meet it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct VirtualClusterRequest {
@@ -118,8 +118,7 @@ pub mod limits {
     pub const QUANTITY_MAX: f64 = 1e12;
 }
 
-/// Properties of a job (P1.1). Fields that later issues act on (cost, power, reliability,
-/// deadline) are stored and reported now.
+/// Properties of a job (P1.1), stored with it and reported with its state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobProperties {
