@@ -394,14 +394,6 @@ impl Coordinator {
         Ok(())
     }
 
-    /// Whether the next assignment to `provider` should be a test task.
-    pub(crate) fn draw_spot_check(&self, record: &ProviderRecord, provider: &PartyId) -> bool {
-        matches!(
-            self.config.spot_checks.next_assignment(record, provider, &mut **self.random()),
-            Ok(idlegrid_assurance::NextAssignment::SpotCheck)
-        )
-    }
-
     /// A random known answer that `provider` had no part in, as `(task, expected digest)`.
     pub(crate) fn pick_known_answer(
         &self,

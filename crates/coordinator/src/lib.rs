@@ -22,6 +22,7 @@ mod error;
 pub mod logs;
 pub mod money;
 mod operator;
+mod pass;
 mod profiles;
 mod provider;
 pub mod requests;

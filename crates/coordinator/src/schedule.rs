@@ -5,12 +5,13 @@ use std::collections::HashMap;
 
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
-use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss, place_replicas};
+use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss};
 use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
 use crate::assurance;
 use crate::cluster::ClusterWork;
+use crate::pass;
 use crate::session::push;
 use crate::{Coordinator, Effects};
 
@@ -150,26 +151,30 @@ impl Coordinator {
         if !cluster.tasks.is_empty() {
             assigned += self.place_nodes(tx, &mut rooms, cluster, &mut jobs, now_ms, fx)?;
         }
+        // Decide (pure), reading only what the decision needs: where the tasks go, then the
+        // validation records of the engines chosen, then which launches become spot checks.
         let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
-        let plan = place_replicas(&room_sizes, &demands);
-        let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
-        let mut records: HashMap<PartyId, idlegrid_assurance::ProviderRecord> = HashMap::new();
+        let mut launches = pass::place(&room_sizes, &demands);
+        let policy = &self.config.spot_checks;
         // Tests need known answers: without any, no draw is made and no record read.
-        let spot_checks_on = self.config.spot_checks.rate > 0.0 || self.config.spot_checks.new_provider_rate > 0.0;
+        let spot_checks_on = policy.rate > 0.0 || policy.new_provider_rate > 0.0;
         let known_answers = if spot_checks_on { tx.known_answers(SPOT_CHECK_CHOICES)? } else { Vec::new() };
+        let mut records: Vec<_> = rooms.iter().map(|room| (room.id.clone(), None)).collect();
+        for engine in pass::engines_to_check(&launches, policy, !known_answers.is_empty()) {
+            records[engine].1 = Some(assurance::load_record(tx, &rooms[engine].id)?);
+        }
+        pass::draw_spot_checks(&mut launches, &records, policy, &mut **self.random());
+        // Apply.
+        let mut sizes: HashMap<ElementHash, Option<u64>> = HashMap::new();
         let mut powers: HashMap<PartyId, f64> = HashMap::new();
-        for (index, engine) in plan {
+        for pass::Launch { task: index, engine, spot_check } in launches {
             let provider = &rooms[engine];
             let task = &mut tasks[index];
             let Some(job) = jobs.get(tx, task.job)? else { continue };
             if task.state.is_final() {
                 continue;
             }
-            if !known_answers.is_empty() && !records.contains_key(&provider.id) {
-                records.insert(provider.id.clone(), assurance::load_record(tx, &provider.id)?);
-            }
-            if !known_answers.is_empty()
-                && self.draw_spot_check(&records[&provider.id], &provider.id)
+            if spot_check
                 && let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, &known_answers)?
             {
                 // The room goes to the test; the real task waits for the next pass.
