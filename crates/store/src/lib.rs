@@ -35,7 +35,13 @@ pub enum StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        StoreError::Database(error.to_string())
+        match error {
+            rusqlite::Error::FromSqlConversionFailure(_, _, cause) => StoreError::Corrupt(cause.to_string()),
+            rusqlite::Error::InvalidColumnType(_, name, kind) => {
+                StoreError::Corrupt(format!("column {name} holds a {kind} value"))
+            }
+            other => StoreError::Database(other.to_string()),
+        }
     }
 }
 

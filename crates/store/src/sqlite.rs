@@ -205,12 +205,14 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn uint(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
+/// A stored count, time or id: never negative, and a negative one is corrupt data, not zero.
+fn uint(value: i64) -> rusqlite::Result<u64> {
+    u64::try_from(value).map_err(|_| corrupt(&format!("{value} stored where a non-negative number belongs")))
 }
 
+/// Data that does not decode: reported (as `StoreError::Corrupt`), never replaced by a default.
 fn corrupt(what: &str) -> rusqlite::Error {
-    rusqlite::Error::InvalidColumnType(0, what.to_string(), rusqlite::types::Type::Blob)
+    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Null, what.to_string().into())
 }
 
 fn get_party_id(row: &Row, i: usize) -> rusqlite::Result<PartyId> {
@@ -240,12 +242,12 @@ fn get_hash(row: &Row, i: usize) -> rusqlite::Result<ElementHash> {
 
 fn get_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<T> {
     let text: String = row.get(i)?;
-    serde_json::from_str(&text).map_err(|_| corrupt("json"))
+    serde_json::from_str(&text).map_err(|e| corrupt(&format!("json: {e}")))
 }
 
 fn get_opt_json<T: serde::de::DeserializeOwned>(row: &Row, i: usize) -> rusqlite::Result<Option<T>> {
     let text: Option<String> = row.get(i)?;
-    text.map(|t| serde_json::from_str(&t).map_err(|_| corrupt("json"))).transpose()
+    text.map(|t| serde_json::from_str(&t).map_err(|e| corrupt(&format!("json: {e}")))).transpose()
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -265,11 +267,12 @@ fn node_state_str(state: NodeState) -> &'static str {
     }
 }
 
-fn node_state(text: &str) -> NodeState {
+fn node_state(text: &str) -> rusqlite::Result<NodeState> {
     match text {
-        "active" => NodeState::Active,
-        "shutting_down" => NodeState::ShuttingDown,
-        _ => NodeState::Paused,
+        "active" => Ok(NodeState::Active),
+        "paused" => Ok(NodeState::Paused),
+        "shutting_down" => Ok(NodeState::ShuttingDown),
+        _ => Err(corrupt(&format!("unknown provider state {text:?}"))),
     }
 }
 
@@ -298,7 +301,7 @@ fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
     Ok(TaskRow {
         key: row.get(0)?,
         job: get_job_id(row, 1)?,
-        index: uint(row.get(2)?),
+        index: uint(row.get(2)?)?,
         state: task_state(row, 3)?,
         priority: row.get(4)?,
         executable: get_hash(row, 5)?,
@@ -310,7 +313,7 @@ fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
             .transpose()?,
         progress: row.get::<_, f64>(10)? as f32,
         status: get_opt_json(row, 11)?,
-        cpu_ms: uint(row.get(12)?),
+        cpu_ms: uint(row.get(12)?)?,
     })
 }
 
@@ -325,14 +328,14 @@ fn job_row(row: &Row) -> rusqlite::Result<JobRow> {
         properties: get_json(row, 2)?,
         state: JobState::parse(&state).ok_or_else(|| corrupt("job state"))?,
         counts: JobCounts {
-            created: uint(row.get(4)?),
-            queued: uint(row.get(5)?),
-            running: uint(row.get(6)?),
-            stopped: uint(row.get(7)?),
-            succeeded: uint(row.get(8)?),
-            failed: uint(row.get(9)?),
+            created: uint(row.get(4)?)?,
+            queued: uint(row.get(5)?)?,
+            running: uint(row.get(6)?)?,
+            stopped: uint(row.get(7)?)?,
+            succeeded: uint(row.get(8)?)?,
+            failed: uint(row.get(9)?)?,
         },
-        created_ms: uint(row.get(10)?),
+        created_ms: uint(row.get(10)?)?,
         hold: row.get(11)?,
     })
 }
@@ -340,11 +343,11 @@ fn job_row(row: &Row) -> rusqlite::Result<JobRow> {
 fn assignment_row(row: &Row) -> rusqlite::Result<AssignmentRow> {
     let active: bool = row.get(3)?;
     Ok(AssignmentRow {
-        id: AssignmentId(uint(row.get(0)?)),
+        id: AssignmentId(uint(row.get(0)?)?),
         task: row.get(1)?,
         provider: get_party_id(row, 2)?,
         state: if active { AssignmentRowState::Active } else { AssignmentRowState::Ended },
-        created_ms: uint(row.get(4)?),
+        created_ms: uint(row.get(4)?)?,
     })
 }
 
@@ -367,11 +370,11 @@ fn result_row(row: &Row) -> rusqlite::Result<ResultRow> {
         result: NewResult {
             task: row.get(1)?,
             job: get_job_id(row, 2)?,
-            index: uint(row.get(3)?),
+            index: uint(row.get(3)?)?,
             state: task_state(row, 4)?,
             result: result_payload(row)?,
             failure: get_opt_json(row, 6)?,
-            cpu_ms: uint(row.get(7)?),
+            cpu_ms: uint(row.get(7)?)?,
             attempts: row.get(8)?,
         },
         delivered: row.get(9)?,
@@ -422,12 +425,15 @@ fn provider_row(row: &Row) -> rusqlite::Result<ProviderRow> {
     let state: String = row.get(2)?;
     Ok(ProviderRow {
         id: get_party_id(row, 0)?,
-        session: session.and_then(|b| uuid::Uuid::from_slice(&b).ok()).map(|u| u.to_string().parse().expect("uuid")),
-        state: node_state(&state),
+        session: session
+            .map(|b| uuid::Uuid::from_slice(&b).map_err(|_| corrupt("provider session id")))
+            .transpose()?
+            .map(|u| u.to_string().parse().expect("a uuid prints as a valid session id")),
+        state: node_state(&state)?,
         slots: row.get(3)?,
         capacity: row.get(4)?,
         assigned: row.get(5)?,
-        last_contact_ms: uint(row.get(6)?),
+        last_contact_ms: uint(row.get(6)?)?,
     })
 }
 
@@ -454,7 +460,7 @@ impl Tx for SqliteTx<'_> {
                AND EXISTS (SELECT 1 FROM results r WHERE r.job = j.id AND r.delivered = 0)
              ORDER BY j.completed_ms LIMIT ?2",
             params![int(completed_before_ms), limit],
-            |row| Ok((get_job_id(row, 0)?, uint(row.get(1)?), row.get(2)?)),
+            |row| Ok((get_job_id(row, 0)?, uint(row.get(1)?)?, row.get(2)?)),
         )
     }
 
@@ -556,7 +562,7 @@ impl Tx for SqliteTx<'_> {
             self.tx
                 .prepare_cached("SELECT COUNT(*) FROM work_records WHERE job = ?1 AND billed = 0")?
                 .query_row([&job.as_uuid().as_bytes()[..]], |r| r.get(0))?,
-        ))
+        )?)
     }
 
     fn push_notice(&mut self, client: &PartyId, channel: &str, body: &str, now_ms: u64) -> StoreResult<i64> {
@@ -580,7 +586,7 @@ impl Tx for SqliteTx<'_> {
                     channel: row.get(2)?,
                     body: row.get(3)?,
                     attempts: row.get(4)?,
-                    next_try_ms: uint(row.get(5)?),
+                    next_try_ms: uint(row.get(5)?)?,
                 })
             },
         )
@@ -652,7 +658,7 @@ impl Tx for SqliteTx<'_> {
                     role: role.parse::<Role>().map_err(|_| corrupt("role"))?,
                     public_key: key.try_into().map_err(|_| corrupt("public key"))?,
                     name: row.get(3)?,
-                    created_ms: uint(row.get(4)?),
+                    created_ms: uint(row.get(4)?)?,
                 })
             })
             .optional()?)
@@ -696,9 +702,9 @@ impl Tx for SqliteTx<'_> {
                 let role: String = row.get(4)?;
                 let job: Option<Vec<u8>> = row.get(7)?;
                 Ok(LogRow {
-                    id: uint(row.get(0)?),
-                    time_ms: uint(row.get(1)?),
-                    received_ms: uint(row.get(2)?),
+                    id: uint(row.get(0)?)?,
+                    time_ms: uint(row.get(1)?)?,
+                    received_ms: uint(row.get(2)?)?,
                     party: get_party_id(row, 3)?,
                     role: role.parse::<Role>().map_err(|_| corrupt("role"))?,
                     level: row.get(5)?,
@@ -731,10 +737,10 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("SELECT COUNT(*) FROM providers WHERE session IS NOT NULL AND last_contact_ms >= ?1")?
             .query_row([int(contact_since_ms)], |r| r.get(0))?;
         Ok(Census {
-            tasks_queued: uint(queued),
-            tasks_running: uint(running),
-            jobs_active: uint(active),
-            engines_connected: uint(engines),
+            tasks_queued: uint(queued)?,
+            tasks_running: uint(running)?,
+            jobs_active: uint(active)?,
+            engines_connected: uint(engines)?,
         })
     }
 
@@ -751,7 +757,7 @@ impl Tx for SqliteTx<'_> {
             .tx
             .prepare_cached("SELECT party, reason, revoked_ms FROM revocations WHERE party = ?1")?
             .query_row([&party.as_bytes()[..]], |row| {
-                Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?) })
+                Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?)? })
             })
             .optional()?)
     }
@@ -760,7 +766,7 @@ impl Tx for SqliteTx<'_> {
         let mut statement =
             self.tx.prepare_cached("SELECT party, reason, revoked_ms FROM revocations ORDER BY revoked_ms, party")?;
         let rows = statement.query_map([], |row| {
-            Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?) })
+            Ok(RevocationRow { party: get_party_id(row, 0)?, reason: row.get(1)?, revoked_ms: uint(row.get(2)?)? })
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
@@ -793,10 +799,10 @@ impl Tx for SqliteTx<'_> {
                     party: get_party_id(row, 0)?,
                     session: SessionRow {
                         id,
-                        inbound_acked: uint(row.get(1)?),
-                        outbound_head: uint(row.get(2)?),
-                        outbound_acked: uint(row.get(3)?),
-                        last_seen_ms: uint(row.get(4)?),
+                        inbound_acked: uint(row.get(1)?)?,
+                        outbound_head: uint(row.get(2)?)?,
+                        outbound_acked: uint(row.get(3)?)?,
+                        last_seen_ms: uint(row.get(4)?)?,
                     },
                 })
             })
@@ -853,7 +859,7 @@ impl Tx for SqliteTx<'_> {
         self.tx
             .prepare_cached("INSERT INTO outbox (session, seq, reply_to, body, result_id) VALUES (?1, ?2, ?3, ?4, ?5)")?
             .execute(params![key, seq, reply_to.map(int), body, result])?;
-        Ok(uint(seq))
+        Ok(uint(seq)?)
     }
 
     fn outbox_after(&mut self, session: SessionId, after: u64, limit: u32) -> StoreResult<Vec<OutboxRow>> {
@@ -862,8 +868,8 @@ impl Tx for SqliteTx<'_> {
             params![&session.as_uuid().as_bytes()[..], int(after), limit],
             |row| {
                 Ok(OutboxRow {
-                    seq: uint(row.get(0)?),
-                    reply_to: row.get::<_, Option<i64>>(1)?.map(uint),
+                    seq: uint(row.get(0)?)?,
+                    reply_to: row.get::<_, Option<i64>>(1)?.map(uint).transpose()?,
                     body: row.get(2)?,
                 })
             },
@@ -982,7 +988,8 @@ impl Tx for SqliteTx<'_> {
             .prepare_cached("SELECT size FROM elements WHERE hash = ?1")?
             .query_row([&hash.as_bytes()[..]], |r| r.get::<_, i64>(0))
             .optional()?
-            .map(uint))
+            .map(uint)
+            .transpose()?)
     }
 
     fn grant_element(
@@ -1014,7 +1021,7 @@ impl Tx for SqliteTx<'_> {
                 Ok(ElementGrant {
                     kind: kind.parse().map_err(|_| corrupt("element kind"))?,
                     name: row.get(1)?,
-                    size: uint(row.get(2)?),
+                    size: uint(row.get(2)?)?,
                 })
             })
             .optional()?)
@@ -1288,7 +1295,7 @@ impl Tx for SqliteTx<'_> {
 
     fn take_task_requests(&mut self, task: TaskKey) -> StoreResult<Vec<(SessionId, u64)>> {
         self.collect("DELETE FROM task_requests WHERE task = ?1 RETURNING session, reply_to", [task], |row| {
-            Ok((get_session_id(row, 0)?, uint(row.get(1)?)))
+            Ok((get_session_id(row, 0)?, uint(row.get(1)?)?))
         })
     }
 
@@ -1302,7 +1309,7 @@ impl Tx for SqliteTx<'_> {
         self.tx
             .prepare_cached("UPDATE providers SET assigned = assigned + 1 WHERE id = ?1")?
             .execute([&provider.as_bytes()[..]])?;
-        Ok(AssignmentId(uint(id)))
+        Ok(AssignmentId(uint(id)?))
     }
 
     fn assignment(&mut self, id: AssignmentId) -> StoreResult<Option<AssignmentRow>> {
@@ -1607,7 +1614,7 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
             .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM ledger_transfers")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(ledger_error)?;
-        Ok(idlegrid_ledger::TransferId(uint(max) + 1))
+        Ok(idlegrid_ledger::TransferId(uint(max).map_err(ledger_error)? + 1))
     }
 
     fn insert_transfer(&mut self, transfer: &idlegrid_ledger::Transfer) -> Result<(), idlegrid_ledger::LedgerError> {
@@ -1735,7 +1742,7 @@ impl idlegrid_ledger::LedgerStore for SqliteTx<'_> {
             .map_err(ledger_error)?;
         use idlegrid_ledger::Micros;
         Ok(idlegrid_ledger::LedgerTotals {
-            accounts: uint(accounts),
+            accounts: uint(accounts).map_err(ledger_error)?,
             debits_posted: Micros::new(dp),
             credits_posted: Micros::new(cp),
             debits_pending: Micros::new(dq),
@@ -1753,6 +1760,26 @@ mod tests {
         let mut statement = connection.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let rows = statement.query_map(params, |r| r.get::<_, String>(3)).unwrap();
         rows.collect::<Result<Vec<_>, _>>().unwrap().join("\n")
+    }
+
+    #[test]
+    fn a_corrupt_row_is_an_error_not_a_default() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let id = PartyId::from_public_key(&[7; 32]);
+        store.write(|tx| tx.upsert_provider(&id, NodeState::Active, 2, 2, 1)).unwrap();
+        let read = |store: &SqliteStore| store.read(|tx| tx.provider(&id));
+        assert_eq!(read(&store).unwrap().unwrap().last_contact_ms, 1);
+        for corruption in [
+            "UPDATE providers SET last_contact_ms = -5",
+            "UPDATE providers SET last_contact_ms = 1, state = 'dancing'",
+            "UPDATE providers SET state = 'active', session = x'0102'",
+        ] {
+            store.connection.lock().unwrap().execute(corruption, []).unwrap();
+            match read(&store) {
+                Err(StoreError::Corrupt(message)) => assert!(!message.is_empty()),
+                other => panic!("{corruption}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl SqliteTx<'_> {
             .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM money_requests")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(ledger_error)?;
-        Ok(uint(max) + 1)
+        Ok(uint(max).map_err(ledger_error)? + 1)
     }
 
     /// Insert, or with `replace` update the request of the same id.
