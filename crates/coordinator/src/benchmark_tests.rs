@@ -23,7 +23,7 @@ fn profile_of(world: &mut World, engine: &Peer) -> ProviderProfile {
     let c = &world.coordinator;
     world
         .store
-        .write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
+        .write(|tx| -> Result<_, CoordinatorError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
         .unwrap()
         .expect("a profile")
 }
@@ -80,7 +80,7 @@ fn announced_engine(world: &mut World, capacity: u32) -> (Peer, Vec<Assignment>)
 }
 
 fn work_record_power(world: &mut World, job: JobId, assignment: AssignmentId) -> f64 {
-    let records = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.work_records_of_job(job)?) }).unwrap();
+    let records = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.work_records_of_job(job)?) }).unwrap();
     records.iter().find(|r| r.id == assignment.0).expect("a work record").power_gflops
 }
 
@@ -106,8 +106,10 @@ fn an_engine_that_reports_its_profile_gets_a_benchmark_first_and_others_get_none
     assert_eq!(size, benchmark::module_bytes().len() as u64);
     // The hidden job is nobody's business: the census counts only the client's job, and the
     // client's counts do not know about the benchmark.
-    let (census, counts) =
-        world.store.write(|tx| -> Result<_, ApiError> { Ok((tx.census(0)?, tx.job(job)?.unwrap().counts)) }).unwrap();
+    let (census, counts) = world
+        .store
+        .write(|tx| -> Result<_, CoordinatorError> { Ok((tx.census(0)?, tx.job(job)?.unwrap().counts)) })
+        .unwrap();
     assert_eq!((census.jobs_active, census.tasks_running, census.tasks_queued), (1, 3, 0));
     assert_eq!((counts.running, counts.total()), (3, 3));
     // An engine that never said what it is gets no benchmark.
@@ -141,7 +143,7 @@ fn a_right_answer_records_the_speed_and_later_work_carries_it() {
     // The client heard nothing of it.
     let told: Vec<ServerToClient> = world.poll(&mut client).into_iter().map(|(_, m)| m).collect();
     assert!(told.iter().all(|m| !matches!(m, ServerToClient::TaskStatus(r) if r.state.is_final())), "{told:?}");
-    let counts = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
+    let counts = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
     assert_eq!((counts.running, counts.queued, counts.succeeded), (2, 2, 0));
     // A new NodeProfile (the engine restarted) keeps the measurement.
     world.engine_send(&mut engine, vec![node_profile()]);
@@ -220,7 +222,7 @@ fn a_second_benchmark_comes_only_after_the_interval_and_only_with_a_free_slot() 
     let profile = profile_of(&mut world, &engine);
     assert_eq!(profile.cpu_gflops.unwrap().samples, 2);
     assert!((profile.measured_gflops().unwrap() - 1.5 * first).abs() < 1e-12 * first);
-    let counts = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
+    let counts = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
     assert_eq!((counts.succeeded, counts.total()), (1, 1));
 }
 
@@ -265,7 +267,7 @@ fn the_benchmark_tasks_are_made_once_per_database() {
     let (old, new) = (first.benchmark.unwrap(), bigger.benchmark.clone().unwrap());
     assert_ne!(old.job, new.job, "another size: new tasks");
     assert_eq!(new.size, SIZE + 1);
-    let gone = store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(old.job)?.is_none()) }).unwrap();
+    let gone = store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(old.job)?.is_none()) }).unwrap();
     assert!(gone, "the old tasks were removed");
     // Without benchmarks ever, nothing is made.
     let fresh = SqliteStore::open_in_memory().unwrap();
@@ -278,7 +280,7 @@ fn a_seeded_random_source_makes_the_coordinators_draws_repeatable() {
     let benchmark_params = |seed: u64| -> Vec<Vec<u8>> {
         let store = SqliteStore::open_in_memory().unwrap();
         store
-            .write(|tx| -> Result<_, ApiError> {
+            .write(|tx| -> Result<_, CoordinatorError> {
                 let random = Box::new(idlegrid_random::Xoshiro256StarStar::from_seed(seed));
                 let coordinator = Coordinator::with_random_source(config(), tx, random)?;
                 let mut params = Vec::new();

@@ -151,7 +151,7 @@ impl Coordinator {
         provider: &PartyId,
         mb_per_s: f64,
         _now_ms: u64,
-    ) -> Result<(), crate::ApiError> {
+    ) -> Result<(), crate::CoordinatorError> {
         let mut profile = self.provider_profile(tx, provider)?.unwrap_or_default();
         let average = profile.bandwidth_mb_per_s.get_or_insert_with(Default::default);
         if average

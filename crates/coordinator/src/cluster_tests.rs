@@ -25,7 +25,7 @@ fn profile_of(world: &mut World, engine: &Peer) -> ProviderProfile {
     let c = &world.coordinator;
     world
         .store
-        .write(|tx| -> Result<_, ApiError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
+        .write(|tx| -> Result<_, CoordinatorError> { Ok(c.provider_profile(tx, &engine.party.id)?) })
         .unwrap()
         .unwrap_or_default()
 }
@@ -40,7 +40,7 @@ fn measured(world: &mut World, engine: &Peer, gflops: f64) {
     profile.disk_bytes = Some(100 << 30);
     let c = &world.coordinator;
     let id = engine.party.id.clone();
-    world.store.write(|tx| -> Result<_, ApiError> { Ok(c.save_profile(tx, &id, &profile)?) }).unwrap();
+    world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(c.save_profile(tx, &id, &profile)?) }).unwrap();
 }
 
 fn ready(world: &mut World, engine: &mut Peer, state: NodeState) {
@@ -136,7 +136,7 @@ fn availability_is_recorded_per_minute_and_silence_counts_as_unavailable() {
     // The pass runs once a minute: a second one in the same minute records nothing.
     let c = &world.coordinator;
     let now = world.now;
-    let again = world.store.write(|tx| -> Result<_, ApiError> { Ok(c.record_availability(tx, now)?) }).unwrap();
+    let again = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(c.record_availability(tx, now)?) }).unwrap();
     assert_eq!(again, 0);
 }
 
@@ -187,10 +187,11 @@ fn a_cluster_job_runs_on_virtual_nodes_and_the_first_result_removes_the_duplicat
         }
     }
     assert!(nodes.values().all(|members| members.len() == 2 && members.iter().all(|i| *i < 3)), "{nodes:?}");
-    let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+    let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
     assert_eq!(row.state, JobState::Completed, "{:?}", row.counts);
     assert_eq!(row.counts.succeeded, 3);
-    let results = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.results_after(job, 0, false, 100)?) }).unwrap();
+    let results =
+        world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.results_after(job, 0, false, 100)?) }).unwrap();
     assert_eq!(results.len(), 3, "one result per task, the duplicates' ignored");
     let finals = world
         .poll::<ServerToClient>(&mut client)
@@ -244,7 +245,7 @@ fn a_node_whose_members_fall_silent_is_replaced_and_resumes_from_a_members_check
         "the new node resumes from the member's checkpoint"
     );
     assert!(second.iter().all(|(_, a)| a.params == a0.params));
-    let task = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.task(job, 0)?.unwrap()) }).unwrap();
+    let task = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.task(job, 0)?.unwrap()) }).unwrap();
     assert_eq!(task.attempts, 2, "a node is one attempt, whatever its size");
 }
 

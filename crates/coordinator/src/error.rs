@@ -1,54 +1,82 @@
-//! Errors the coordinator answers with: an HTTP status chosen for each refusal and the report
-//! the caller sees.
+//! Errors the coordinator answers with: the kind of refusal (the server maps kinds to HTTP
+//! statuses) and the report the caller sees.
 
 use idlegrid_protocol::{ErrorCode, ErrorReport};
 use idlegrid_store::StoreError;
 
-/// An error answered to a request: an HTTP status and the report the caller sees.
+/// What kind of refusal an error is, in the coordinator's terms. The server chooses the HTTP
+/// status for each kind; nothing here knows about HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request is malformed or asks for something invalid: fix the request.
+    Invalid,
+    /// The caller could not be identified.
+    Unauthenticated,
+    /// The caller is known but may not do this.
+    Forbidden,
+    /// What the request names does not exist (for this caller).
+    NotFound,
+    /// The request contradicts the state it met (a session out of step, a decided request).
+    Conflict,
+    /// Over a size or storage limit.
+    TooLarge,
+    /// Over a rate limit: the same request later may succeed.
+    TooMany,
+    /// A fault of the server's own (storage): not the caller's.
+    Internal,
+}
+
+/// An error the coordinator answers a request with: its kind and the report the caller sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{status}: {report}")]
-pub struct ApiError {
-    pub status: u16,
+#[error("{report}")]
+pub struct CoordinatorError {
+    pub kind: ErrorKind,
     pub report: ErrorReport,
 }
 
-impl ApiError {
-    pub fn new(status: u16, code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError { status, report: ErrorReport::new(code, message) }
+impl CoordinatorError {
+    pub fn new(kind: ErrorKind, code: ErrorCode, message: impl Into<String>) -> Self {
+        CoordinatorError { kind, report: ErrorReport::new(code, message) }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(400, ErrorCode::BadRequest, message)
+        Self::new(ErrorKind::Invalid, ErrorCode::BadRequest, message)
     }
     pub fn unauthenticated(message: impl Into<String>) -> Self {
-        Self::new(401, ErrorCode::Unauthenticated, message)
+        Self::new(ErrorKind::Unauthenticated, ErrorCode::Unauthenticated, message)
     }
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(403, ErrorCode::Forbidden, message)
+        Self::new(ErrorKind::Forbidden, ErrorCode::Forbidden, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, ErrorCode::BadRequest, message)
     }
     pub fn not_found_element(message: impl Into<String>) -> Self {
-        Self::new(404, ErrorCode::UnknownElement, message)
+        Self::new(ErrorKind::NotFound, ErrorCode::UnknownElement, message)
     }
     pub fn unknown_session(message: impl Into<String>) -> Self {
-        Self::new(404, ErrorCode::UnknownSession, message)
+        Self::new(ErrorKind::NotFound, ErrorCode::UnknownSession, message)
     }
     pub fn unknown_job(message: impl Into<String>) -> Self {
-        Self::new(404, ErrorCode::UnknownJob, message)
+        Self::new(ErrorKind::NotFound, ErrorCode::UnknownJob, message)
     }
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(409, ErrorCode::Conflict, message)
+        Self::new(ErrorKind::Conflict, ErrorCode::Conflict, message)
     }
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(413, ErrorCode::LimitExceeded, message)
+        Self::new(ErrorKind::TooLarge, ErrorCode::LimitExceeded, message)
+    }
+    pub fn too_many(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::TooMany, ErrorCode::LimitExceeded, message)
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, ErrorCode::Internal, message)
+        Self::new(ErrorKind::Internal, ErrorCode::Internal, message)
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for CoordinatorError {
     fn from(error: StoreError) -> Self {
         tracing::error!(%error, "store failure");
-        ApiError::internal(format!("storage failure: {error}"))
+        CoordinatorError::internal(format!("storage failure: {error}"))
     }
 }
 

@@ -40,7 +40,7 @@ use idlegrid_store::{PartyRow, Tx};
 use idlegrid_types::{ElementHash, ElementKind, PartyId, Role, SessionId};
 
 pub use cluster::JobExplanation;
-pub use error::ApiError;
+pub use error::{CoordinatorError, ErrorKind};
 pub use profiles::{
     BENCHMARK_GFLOPS_MAX, BENCHMARK_RETRY_MS, BenchmarkInFlight, ProviderProfile, benchmark_element, benchmark_seconds,
 };
@@ -221,7 +221,7 @@ const KEY_CACHE_ENTRIES_MAX: usize = 100_000;
 
 impl Coordinator {
     /// Load (or create on first start) the ticket secret from the store.
-    pub fn new(config: CoordinatorConfig, tx: &mut dyn Tx) -> Result<Coordinator, ApiError> {
+    pub fn new(config: CoordinatorConfig, tx: &mut dyn Tx) -> Result<Coordinator, CoordinatorError> {
         Coordinator::with_random_source(config, tx, Box::new(ServerRandom))
     }
 
@@ -231,7 +231,7 @@ impl Coordinator {
         config: CoordinatorConfig,
         tx: &mut dyn Tx,
         mut random: Box<dyn RandomSource + Send>,
-    ) -> Result<Coordinator, ApiError> {
+    ) -> Result<Coordinator, CoordinatorError> {
         let secret = match tx.meta(SECRET_KEY)? {
             Some(secret) => secret,
             None => {
@@ -296,9 +296,9 @@ impl Coordinator {
         version: &str,
         element: idlegrid_types::ElementRef,
         now_ms: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         if version.is_empty() || version.len() > 64 {
-            return Err(ApiError::bad_request("an upgrade version is 1 to 64 characters"));
+            return Err(CoordinatorError::bad_request("an upgrade version is 1 to 64 characters"));
         }
         tx.insert_element(&element.hash, element.size, now_ms)?;
         let signature = self.signer.sign_bytes(&idlegrid_protocol::messages::upgrade_signed_bytes(version, &element));
@@ -331,20 +331,20 @@ impl Coordinator {
         tx: &mut dyn Tx,
         request: &RegisterRequest,
         now_ms: u64,
-    ) -> Result<RegisterResponse, ApiError> {
+    ) -> Result<RegisterResponse, CoordinatorError> {
         let key = parse_public_key(&request.public_key)
-            .map_err(|_| ApiError::bad_request("public_key must be a 64-character hex Ed25519 public key"))?;
+            .map_err(|_| CoordinatorError::bad_request("public_key must be a 64-character hex Ed25519 public key"))?;
         if request.name.len() > 200 {
-            return Err(ApiError::bad_request("name must be at most 200 bytes"));
+            return Err(CoordinatorError::bad_request("name must be at most 200 bytes"));
         }
         let id = PartyId::from_public_key(&key);
         if request.role == Role::Operator && !self.config.operators.contains(&id) {
-            return Err(ApiError::forbidden(format!(
+            return Err(CoordinatorError::forbidden(format!(
                 "{id} is not an operator of this server; start the server with --operator {id} to make it one"
             )));
         }
         if let Some(revocation) = tx.revocation(&id)? {
-            return Err(ApiError::forbidden(format!(
+            return Err(CoordinatorError::forbidden(format!(
                 "party {id} is revoked ({}); register with a new key",
                 revocation.reason
             )));
@@ -357,9 +357,10 @@ impl Coordinator {
             created_ms: now_ms,
         };
         if !tx.insert_party(&row)? {
-            let existing = tx.party(&id)?.ok_or_else(|| ApiError::internal("party vanished during registration"))?;
+            let existing =
+                tx.party(&id)?.ok_or_else(|| CoordinatorError::internal("party vanished during registration"))?;
             if existing.role != request.role {
-                return Err(ApiError::conflict(format!(
+                return Err(CoordinatorError::conflict(format!(
                     "this key is registered as a {}; use another key for a {}",
                     existing.role.as_str(),
                     request.role.as_str()
@@ -379,14 +380,17 @@ impl Coordinator {
         path_and_query: &str,
         body_sha256_hex: &str,
         now_ms: u64,
-    ) -> Result<Party, ApiError> {
+    ) -> Result<Party, CoordinatorError> {
         let ttl = self.config.key_cache_ttl_ms;
         let cached = self.keys.lock().unwrap_or_else(|p| p.into_inner()).get(&claim.id).copied();
         let entry = match cached {
             Some(entry) if now_ms.saturating_sub(entry.loaded_ms) < ttl => entry,
             _ => {
                 let party = tx.party(&claim.id)?.ok_or_else(|| {
-                    ApiError::unauthenticated(format!("unknown party {}: register first (POST /v1/register)", claim.id))
+                    CoordinatorError::unauthenticated(format!(
+                        "unknown party {}: register first (POST /v1/register)",
+                        claim.id
+                    ))
                 })?;
                 let revoked = tx.revocation(&claim.id)?.is_some();
                 let entry = CachedKey { role: party.role, key: party.public_key, revoked, loaded_ms: now_ms };
@@ -400,9 +404,9 @@ impl Coordinator {
         };
         claim
             .verify(&entry.key, method, path_and_query, body_sha256_hex, now_ms)
-            .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+            .map_err(|e| CoordinatorError::unauthenticated(e.to_string()))?;
         if entry.revoked {
-            return Err(ApiError::forbidden(format!(
+            return Err(CoordinatorError::forbidden(format!(
                 "party {} is revoked by the operator: its certificate and key are no longer honoured",
                 claim.id
             )));
@@ -412,7 +416,7 @@ impl Coordinator {
     }
 
     /// Whether the store has a party (for the key cache's cold path in tests).
-    pub fn knows(&self, tx: &mut dyn Tx, id: &PartyId) -> Result<bool, ApiError> {
+    pub fn knows(&self, tx: &mut dyn Tx, id: &PartyId) -> Result<bool, CoordinatorError> {
         Ok(tx.party(id)?.is_some())
     }
 
@@ -428,9 +432,9 @@ impl Coordinator {
         kind: ElementKind,
         name: &str,
         now_ms: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         if name.len() > 256 {
-            return Err(ApiError::bad_request("element name must be at most 256 bytes"));
+            return Err(CoordinatorError::bad_request("element name must be at most 256 bytes"));
         }
         tx.insert_element(hash, size, now_ms)?;
         if party.role == Role::Client {
@@ -441,7 +445,12 @@ impl Coordinator {
 
     /// Whether a party already has an element (so it need not upload it again). A client sees
     /// only elements it owns or its jobs refer to: deduplication across clients stays invisible.
-    pub fn element_known(&self, tx: &mut dyn Tx, party: &Party, hash: &ElementHash) -> Result<Option<u64>, ApiError> {
+    pub fn element_known(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        hash: &ElementHash,
+    ) -> Result<Option<u64>, CoordinatorError> {
         let size = tx.element_size(hash)?;
         match (party.role, size) {
             (_, None) => Ok(None),
@@ -459,8 +468,8 @@ impl Coordinator {
         hash: &ElementHash,
         ticket: Option<&str>,
         now_ms: u64,
-    ) -> Result<u64, ApiError> {
-        let not_found = || ApiError::not_found_element(format!("element {hash} not found"));
+    ) -> Result<u64, CoordinatorError> {
+        let not_found = || CoordinatorError::not_found_element(format!("element {hash} not found"));
         let size = tx.element_size(hash)?.ok_or_else(not_found)?;
         match party.role {
             Role::Client => {
@@ -478,25 +487,26 @@ impl Coordinator {
                 {
                     return Ok(size);
                 }
-                let ticket = ticket
-                    .ok_or_else(|| ApiError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)"))?;
+                let ticket = ticket.ok_or_else(|| {
+                    CoordinatorError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)")
+                })?;
                 let ticket = Ticket::verify(ticket, &self.secret, &party.id, now_ms)
-                    .map_err(|e| ApiError::forbidden(e.to_string()))?;
+                    .map_err(|e| CoordinatorError::forbidden(e.to_string()))?;
                 let assignment = tx
                     .assignment(ticket.assignment)?
-                    .ok_or_else(|| ApiError::forbidden("the ticket's assignment does not exist"))?;
+                    .ok_or_else(|| CoordinatorError::forbidden("the ticket's assignment does not exist"))?;
                 if assignment.provider != party.id || assignment.state != idlegrid_store::AssignmentRowState::Active {
-                    return Err(ApiError::forbidden("the ticket's assignment is not active on this engine"));
+                    return Err(CoordinatorError::forbidden("the ticket's assignment is not active on this engine"));
                 }
                 let task = tx
                     .task_by_key(assignment.task)?
-                    .ok_or_else(|| ApiError::forbidden("the ticket's task no longer exists"))?;
+                    .ok_or_else(|| CoordinatorError::forbidden("the ticket's task no longer exists"))?;
                 let uses = task.executable == *hash
                     || task.data.values().any(|h| h == hash)
                     || task.checkpoint.as_ref() == Some(hash);
-                if uses { Ok(size) } else { Err(ApiError::forbidden("the ticket does not cover this element")) }
+                if uses { Ok(size) } else { Err(CoordinatorError::forbidden("the ticket does not cover this element")) }
             }
-            Role::Operator => Err(ApiError::forbidden("operators do not download elements")),
+            Role::Operator => Err(CoordinatorError::forbidden("operators do not download elements")),
         }
     }
 
@@ -505,9 +515,9 @@ impl Coordinator {
         &self,
         tx: &mut dyn Tx,
         party: &Party,
-    ) -> Result<Vec<idlegrid_protocol::messages::JobInfo>, ApiError> {
+    ) -> Result<Vec<idlegrid_protocol::messages::JobInfo>, CoordinatorError> {
         if party.role != Role::Client {
-            return Err(ApiError::forbidden("only clients have jobs"));
+            return Err(CoordinatorError::forbidden("only clients have jobs"));
         }
         Ok(tx.jobs_of_client(&party.id)?.iter().map(session::job_info).collect())
     }
@@ -518,10 +528,10 @@ impl Coordinator {
         tx: &mut dyn Tx,
         party: &Party,
         job: idlegrid_types::JobId,
-    ) -> Result<idlegrid_protocol::messages::JobInfo, ApiError> {
+    ) -> Result<idlegrid_protocol::messages::JobInfo, CoordinatorError> {
         match tx.job(job)? {
             Some(row) if row.client == party.id => Ok(session::job_info(&row)),
-            _ => Err(ApiError::unknown_job(format!("job {job} does not exist (or belongs to another client)"))),
+            _ => Err(CoordinatorError::unknown_job(format!("job {job} does not exist (or belongs to another client)"))),
         }
     }
 

@@ -9,7 +9,7 @@ use idlegrid_protocol::wire::{LogBatch, LogEntry, limits};
 use idlegrid_store::{LogFilter, LogRow, Tx};
 use idlegrid_types::{PartyId, Role};
 
-use crate::{ApiError, Coordinator, Party};
+use crate::{Coordinator, CoordinatorError, ErrorKind, Party};
 
 const LEVELS: [&str; 3] = ["error", "warn", "info"];
 const COMPONENT_BYTES_MAX: usize = 100;
@@ -58,17 +58,23 @@ impl Coordinator {
     /// Store a batch of log lines from an engine or a client. Lines about an assignment are
     /// filed under its job only if the engine holds (or held) it; lines about a job only if
     /// the client owns it.
-    pub fn store_logs(&self, tx: &mut dyn Tx, party: &Party, batch: LogBatch, now_ms: u64) -> Result<usize, ApiError> {
+    pub fn store_logs(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        batch: LogBatch,
+        now_ms: u64,
+    ) -> Result<usize, CoordinatorError> {
         if batch.lines.len() > limits::LOG_LINES_PER_BATCH_MAX {
-            return Err(ApiError::too_large(format!(
+            return Err(CoordinatorError::too_large(format!(
                 "{} log lines in one batch; at most {} allowed",
                 batch.lines.len(),
                 limits::LOG_LINES_PER_BATCH_MAX
             )));
         }
         if !self.log_rates.take(&party.id, batch.lines.len() as u32, self.config.log_lines_per_minute_max, now_ms) {
-            return Err(ApiError::new(
-                429,
+            return Err(CoordinatorError::new(
+                ErrorKind::TooMany,
                 ErrorCode::LimitExceeded,
                 format!(
                     "more than {} log lines this minute; send errors only, or fewer",
@@ -79,7 +85,7 @@ impl Coordinator {
         let mut rows = Vec::with_capacity(batch.lines.len());
         for line in batch.lines {
             if !LEVELS.contains(&line.level.as_str()) {
-                return Err(ApiError::bad_request(format!(
+                return Err(CoordinatorError::bad_request(format!(
                     "log level {:?}: expected error, warn or info",
                     cut(&line.level, 20)
                 )));
@@ -114,9 +120,9 @@ impl Coordinator {
         tx: &mut dyn Tx,
         operator: &Party,
         mut filter: LogFilter,
-    ) -> Result<Vec<LogEntry>, ApiError> {
+    ) -> Result<Vec<LogEntry>, CoordinatorError> {
         if operator.role != Role::Operator {
-            return Err(ApiError::forbidden("only operators may read the logs"));
+            return Err(CoordinatorError::forbidden("only operators may read the logs"));
         }
         filter.limit = if filter.limit == 0 { 100 } else { filter.limit.min(LOG_LIST_MAX) };
         Ok(tx

@@ -16,7 +16,7 @@ use idlegrid_types::{AssignmentId, JobId, JobState, PartyId, Role, TaskState};
 use serde::{Deserialize, Serialize};
 
 use crate::session::job_info;
-use crate::{ApiError, Coordinator, Effects};
+use crate::{Coordinator, CoordinatorError, Effects};
 
 /// Why the server holds a job stopped.
 pub const HOLD_COST_MAX: &str = "cost_max";
@@ -139,13 +139,13 @@ impl Coordinator {
         Ok(())
     }
 
-    pub fn account_info(&self, tx: &mut dyn Tx, party: &PartyId) -> Result<AccountInfo, ApiError> {
+    pub fn account_info(&self, tx: &mut dyn Tx, party: &PartyId) -> Result<AccountInfo, CoordinatorError> {
         let account = Ledger::new(tx.ledger())
             .account(&AccountId::Party(party.clone()))
-            .map_err(|e| ApiError::internal(format!("no account: {e}")))?;
-        let balance = account.balance_posted().map_err(|e| ApiError::internal(e.to_string()))?;
-        let available = account.available().map_err(|e| ApiError::internal(e.to_string()))?;
-        let over_limit = account.is_over_limit().map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| CoordinatorError::internal(format!("no account: {e}")))?;
+        let balance = account.balance_posted().map_err(|e| CoordinatorError::internal(e.to_string()))?;
+        let available = account.available().map_err(|e| CoordinatorError::internal(e.to_string()))?;
+        let over_limit = account.is_over_limit().map_err(|e| CoordinatorError::internal(e.to_string()))?;
         Ok(AccountInfo {
             account: account.id.to_string(),
             balance_micros: balance.as_i64(),
@@ -332,12 +332,12 @@ impl Coordinator {
         reference: &str,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<AccountInfo, ApiError> {
+    ) -> Result<AccountInfo, CoordinatorError> {
         idlegrid_ledger::check_amount(Micros::new(amount_micros))
-            .map_err(|e| ApiError::bad_request(format!("amount_micros: {e}")))?;
+            .map_err(|e| CoordinatorError::bad_request(format!("amount_micros: {e}")))?;
         match tx.party(client)? {
             Some(party) if party.role == Role::Client => {}
-            _ => return Err(ApiError::bad_request(format!("{client} is not a registered client"))),
+            _ => return Err(CoordinatorError::bad_request(format!("{client} is not a registered client"))),
         }
         let key = keys_for(&format!("barter:{provider}:{reference}"))?;
         Ledger::new(tx.ledger())
@@ -353,12 +353,12 @@ impl Coordinator {
         tx: &mut dyn Tx,
         party: &crate::Party,
         query: StatementQuery,
-    ) -> Result<idlegrid_ledger::Statement, ApiError> {
+    ) -> Result<idlegrid_ledger::Statement, CoordinatorError> {
         let account = AccountId::Party(party.id.clone());
         let transfers = tx
             .ledger()
             .transfers_of_account(&account, query.from_ms, query.to_ms)
-            .map_err(|e| ApiError::internal(e.to_string()))?;
+            .map_err(|e| CoordinatorError::internal(e.to_string()))?;
         let span = idlegrid_ledger::Period { start_ms: query.from_ms, end_ms: query.to_ms };
         let period = match query.period.unwrap_or(StatementPeriodName::Whole) {
             StatementPeriodName::Day => StatementPeriod::Day,
@@ -368,9 +368,9 @@ impl Coordinator {
         let statement = match party.role {
             Role::Client => idlegrid_ledger::client_statement(&account, &transfers, span, period),
             Role::Provider => idlegrid_ledger::provider_statement(&account, &transfers, span, period),
-            Role::Operator => return Err(ApiError::forbidden("operators have no account")),
+            Role::Operator => return Err(CoordinatorError::forbidden("operators have no account")),
         };
-        let statement = statement.map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let statement = statement.map_err(|e| CoordinatorError::bad_request(e.to_string()))?;
         let filter = idlegrid_ledger::RequestFilter {
             account: Some(account),
             state: None,
@@ -382,11 +382,16 @@ impl Coordinator {
         Ok(statement.with_requests(requests))
     }
 
-    pub fn set_notices(&self, tx: &mut dyn Tx, client: &PartyId, settings: NoticeSettings) -> Result<(), ApiError> {
+    pub fn set_notices(
+        &self,
+        tx: &mut dyn Tx,
+        client: &PartyId,
+        settings: NoticeSettings,
+    ) -> Result<(), CoordinatorError> {
         if let Some(url) = &settings.webhook_url {
             let printable = url.chars().all(|c| c.is_ascii_graphic());
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2000 || !printable {
-                return Err(ApiError::bad_request(
+                return Err(CoordinatorError::bad_request(
                     "webhook_url must be an http(s) URL of printable characters, without spaces",
                 ));
             }
@@ -394,7 +399,7 @@ impl Coordinator {
         if let Some(email) = &settings.email
             && (!email.contains('@') || email.len() > 320 || email.contains(['\r', '\n']))
         {
-            return Err(ApiError::bad_request("email must be one e-mail address"));
+            return Err(CoordinatorError::bad_request("email must be one e-mail address"));
         }
         tx.set_client_settings(client, &serde_json::to_string(&settings).expect("settings serialize"))?;
         Ok(())
@@ -442,7 +447,11 @@ impl Coordinator {
     }
 
     /// Notices due for delivery (the shell delivers them and reports back).
-    pub fn due_notices(&self, tx: &mut dyn Tx, now_ms: u64) -> Result<Vec<(i64, String, Notice, u32)>, ApiError> {
+    pub fn due_notices(
+        &self,
+        tx: &mut dyn Tx,
+        now_ms: u64,
+    ) -> Result<Vec<(i64, String, Notice, u32)>, CoordinatorError> {
         Ok(tx
             .due_notices(now_ms, 100)?
             .into_iter()
@@ -461,7 +470,7 @@ impl Coordinator {
         attempts: u32,
         outcome: Result<(), String>,
         now_ms: u64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         match outcome {
             Ok(()) => tx.notice_attempted(id, true, now_ms, None)?,
             Err(error) => {
@@ -590,6 +599,6 @@ impl Coordinator {
     }
 }
 
-fn keys_for(text: &str) -> Result<idlegrid_ledger::IdempotencyKey, ApiError> {
-    idlegrid_ledger::IdempotencyKey::new(text).map_err(|e| ApiError::bad_request(format!("reference: {e}")))
+fn keys_for(text: &str) -> Result<idlegrid_ledger::IdempotencyKey, CoordinatorError> {
+    idlegrid_ledger::IdempotencyKey::new(text).map_err(|e| CoordinatorError::bad_request(format!("reference: {e}")))
 }

@@ -3,7 +3,7 @@
 use idlegrid_store::{RevocationRow, Tx};
 use idlegrid_types::{PartyId, Role};
 
-use crate::{ApiError, Coordinator, Effects, Party};
+use crate::{Coordinator, CoordinatorError, Effects, Party};
 
 /// The longest reason kept with a revocation.
 const REASON_BYTES_MAX: usize = 500;
@@ -21,17 +21,15 @@ impl Coordinator {
         reason: &str,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<bool, CoordinatorError> {
         require_operator(operator)?;
         if reason.trim().is_empty() || reason.len() > REASON_BYTES_MAX {
-            return Err(ApiError::bad_request(format!("reason must be 1 to {REASON_BYTES_MAX} bytes")));
+            return Err(CoordinatorError::bad_request(format!("reason must be 1 to {REASON_BYTES_MAX} bytes")));
         }
         if *target == operator.id {
-            return Err(ApiError::bad_request("an operator cannot revoke itself"));
+            return Err(CoordinatorError::bad_request("an operator cannot revoke itself"));
         }
-        let party = tx.party(target)?.ok_or_else(|| {
-            ApiError::new(404, idlegrid_protocol::ErrorCode::BadRequest, format!("no party {target}"))
-        })?;
+        let party = tx.party(target)?.ok_or_else(|| CoordinatorError::not_found(format!("no party {target}")))?;
         let revocation = RevocationRow { party: target.clone(), reason: reason.trim().to_string(), revoked_ms: now_ms };
         if !tx.revoke_party(&revocation)? {
             return Ok(false);
@@ -47,12 +45,12 @@ impl Coordinator {
         Ok(true)
     }
 
-    pub fn revocations(&self, tx: &mut dyn Tx, operator: &Party) -> Result<Vec<RevocationRow>, ApiError> {
+    pub fn revocations(&self, tx: &mut dyn Tx, operator: &Party) -> Result<Vec<RevocationRow>, CoordinatorError> {
         require_operator(operator)?;
         Ok(tx.revocations()?)
     }
 }
 
-fn require_operator(party: &Party) -> Result<(), ApiError> {
-    if party.role == Role::Operator { Ok(()) } else { Err(ApiError::forbidden("only operators may do this")) }
+fn require_operator(party: &Party) -> Result<(), CoordinatorError> {
+    if party.role == Role::Operator { Ok(()) } else { Err(CoordinatorError::forbidden("only operators may do this")) }
 }

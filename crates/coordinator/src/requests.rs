@@ -11,7 +11,7 @@ use idlegrid_store::Tx;
 use idlegrid_types::{PartyId, Role};
 
 use crate::money::HOLD_ACCOUNT_LIMIT;
-use crate::{ApiError, Coordinator, Effects, Party};
+use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 
 /// Most requests one listing returns.
 pub const REQUESTS_LISTED_MAX: u32 = 1000;
@@ -41,7 +41,7 @@ pub enum Decision {
 
 /// The ledger's refusal as an answer: what the caller got wrong is a 4xx naming it, and only a
 /// failure of the server itself is a 500.
-pub(crate) fn ledger_api_error(error: LedgerError) -> ApiError {
+pub(crate) fn ledger_api_error(error: LedgerError) -> CoordinatorError {
     let message = error.to_string();
     match error {
         LedgerError::NonPositiveAmount { .. }
@@ -50,17 +50,17 @@ pub(crate) fn ledger_api_error(error: LedgerError) -> ApiError {
         | LedgerError::InvalidInput { .. }
         | LedgerError::InvalidKey { .. }
         | LedgerError::AccountNotFound { .. }
-        | LedgerError::SameAccount { .. } => ApiError::bad_request(message),
-        LedgerError::RequestNotFound { .. } => ApiError::new(404, ErrorCode::BadRequest, message),
+        | LedgerError::SameAccount { .. } => CoordinatorError::bad_request(message),
+        LedgerError::RequestNotFound { .. } => CoordinatorError::not_found(message),
         LedgerError::OverLimit { .. } | LedgerError::TooManyPendingRequests { .. } => {
-            ApiError::new(409, ErrorCode::LimitExceeded, message)
+            CoordinatorError::new(ErrorKind::Conflict, ErrorCode::LimitExceeded, message)
         }
         LedgerError::IdempotencyConflict { .. }
         | LedgerError::RequestConflict { .. }
-        | LedgerError::RequestDecided { .. } => ApiError::conflict(message),
+        | LedgerError::RequestDecided { .. } => CoordinatorError::conflict(message),
         other => {
             tracing::error!(error = %other, "ledger failure");
-            ApiError::internal(message)
+            CoordinatorError::internal(message)
         }
     }
 }
@@ -88,8 +88,12 @@ pub fn request_info(request: &MoneyRequest) -> MoneyRequestInfo {
     }
 }
 
-fn require(party: &Party, role: Role, what: &str) -> Result<(), ApiError> {
-    if party.role == role { Ok(()) } else { Err(ApiError::forbidden(format!("only a {} may {what}", role.as_str()))) }
+fn require(party: &Party, role: Role, what: &str) -> Result<(), CoordinatorError> {
+    if party.role == role {
+        Ok(())
+    } else {
+        Err(CoordinatorError::forbidden(format!("only a {} may {what}", role.as_str())))
+    }
 }
 
 impl Coordinator {
@@ -102,7 +106,7 @@ impl Coordinator {
         amount_micros: i64,
         reference: &str,
         now_ms: u64,
-    ) -> Result<MoneyRequestInfo, ApiError> {
+    ) -> Result<MoneyRequestInfo, CoordinatorError> {
         require(party, Role::Client, "request a deposit (a provider's account holds earnings)")?;
         let outcome = Ledger::new(tx.ledger())
             .request_deposit(AccountId::Party(party.id.clone()), Micros::new(amount_micros), reference, now_ms)
@@ -122,7 +126,7 @@ impl Coordinator {
         amount_micros: i64,
         reference: &str,
         now_ms: u64,
-    ) -> Result<MoneyRequestInfo, ApiError> {
+    ) -> Result<MoneyRequestInfo, CoordinatorError> {
         require(party, Role::Provider, "request a payout of earnings")?;
         let outcome = Ledger::new(tx.ledger())
             .request_payout(AccountId::Party(party.id.clone()), Micros::new(amount_micros), reference, now_ms)
@@ -139,9 +143,11 @@ impl Coordinator {
         tx: &mut dyn Tx,
         party: &Party,
         state: Option<MoneyRequestState>,
-    ) -> Result<Vec<MoneyRequestInfo>, ApiError> {
+    ) -> Result<Vec<MoneyRequestInfo>, CoordinatorError> {
         if party.role == Role::Operator {
-            return Err(ApiError::forbidden("operators have no account; list every request with GET /v1/ops/requests"));
+            return Err(CoordinatorError::forbidden(
+                "operators have no account; list every request with GET /v1/ops/requests",
+            ));
         }
         let filter = RequestFilter {
             account: Some(AccountId::Party(party.id.clone())),
@@ -159,7 +165,7 @@ impl Coordinator {
         operator: &Party,
         state: Option<MoneyRequestState>,
         limit: u32,
-    ) -> Result<Vec<MoneyRequestInfo>, ApiError> {
+    ) -> Result<Vec<MoneyRequestInfo>, CoordinatorError> {
         require(operator, Role::Operator, "list every party's requests")?;
         let filter = RequestFilter {
             state: state.map(ledger_state),
@@ -170,7 +176,7 @@ impl Coordinator {
     }
 
     /// Deposit requests waiting for a decision, oldest first (for a payment processor).
-    pub fn pending_deposits(&self, tx: &mut dyn Tx, limit: u32) -> Result<Vec<MoneyRequestInfo>, ApiError> {
+    pub fn pending_deposits(&self, tx: &mut dyn Tx, limit: u32) -> Result<Vec<MoneyRequestInfo>, CoordinatorError> {
         let filter =
             RequestFilter { state: Some(RequestState::Pending), limit: REQUESTS_LISTED_MAX, ..Default::default() };
         let mut pending = self.list_requests(tx, &filter)?;
@@ -179,7 +185,11 @@ impl Coordinator {
         Ok(pending)
     }
 
-    fn list_requests(&self, tx: &mut dyn Tx, filter: &RequestFilter) -> Result<Vec<MoneyRequestInfo>, ApiError> {
+    fn list_requests(
+        &self,
+        tx: &mut dyn Tx,
+        filter: &RequestFilter,
+    ) -> Result<Vec<MoneyRequestInfo>, CoordinatorError> {
         let requests = Ledger::new(tx.ledger()).requests(filter).map_err(ledger_api_error)?;
         Ok(requests.iter().map(request_info).collect())
     }
@@ -197,7 +207,7 @@ impl Coordinator {
         note: &str,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<MoneyRequestInfo, ApiError> {
+    ) -> Result<MoneyRequestInfo, CoordinatorError> {
         let by = decider.label();
         let mut ledger = Ledger::new(tx.ledger());
         let outcome = match decision {
@@ -235,11 +245,11 @@ impl Coordinator {
         note: &str,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<MoneyRequestInfo, ApiError> {
+    ) -> Result<MoneyRequestInfo, CoordinatorError> {
         require(operator, Role::Operator, "credit an account")?;
         match tx.party(target)? {
             Some(party) if party.role != Role::Operator => {}
-            _ => return Err(ApiError::bad_request(format!("{target} is not a registered client or provider"))),
+            _ => return Err(CoordinatorError::bad_request(format!("{target} is not a registered client or provider"))),
         }
         let account = AccountId::Party(target.clone());
         let by = Decider::Operator(operator.id.clone()).label();
@@ -261,7 +271,7 @@ impl Coordinator {
         account: &AccountId,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         let AccountId::Party(client) = account else { return Ok(()) };
         if !self.account_info(tx, client)?.over_limit {
             for mut job in tx.held_jobs_of_client(client, HOLD_ACCOUNT_LIMIT)? {

@@ -20,7 +20,7 @@ fn operator() -> Party {
 fn balance(world: &World, party: &PartyId) -> i64 {
     world
         .store
-        .write(|tx| -> Result<i64, ApiError> {
+        .write(|tx| -> Result<i64, CoordinatorError> {
             let account = Ledger::new(tx.ledger()).account(&AccountId::Party(party.clone())).unwrap();
             Ok(account.balance_posted().unwrap().as_i64())
         })
@@ -33,8 +33,8 @@ fn available(world: &World, party: &PartyId) -> i64 {
 
 fn call<R>(
     world: &mut World,
-    work: impl FnOnce(&Coordinator, &mut dyn idlegrid_store::Tx, &mut Effects, u64) -> Result<R, ApiError>,
-) -> Result<R, ApiError> {
+    work: impl FnOnce(&Coordinator, &mut dyn idlegrid_store::Tx, &mut Effects, u64) -> Result<R, CoordinatorError>,
+) -> Result<R, CoordinatorError> {
     let (c, now) = (&world.coordinator, world.now);
     let mut fx = Effects::default();
     world.store.write(|tx| work(c, tx, &mut fx, now))
@@ -70,7 +70,7 @@ fn a_deposit_request_is_no_money_until_an_operator_approves_it_and_then_only_onc
     let reject = call(&mut world, |c, tx, fx, now| {
         c.decide_request(tx, &Decider::Operator(operator().id), id, Decision::Reject, "late", now, fx)
     });
-    assert_eq!(reject.unwrap_err().status, 409, "an approved request cannot be rejected");
+    assert_eq!(reject.unwrap_err().kind, ErrorKind::Conflict, "an approved request cannot be rejected");
 
     // The statement shows the pending and the approved requests, and the money.
     let pending = request_deposit(&mut world, &mut client, 1_000_000, "INV-2");
@@ -93,18 +93,18 @@ fn only_clients_ask_for_deposits_only_providers_for_payouts_and_only_operators_d
     let engine = world.join(Role::Provider);
     let (c_party, e_party) = (client.party.clone(), engine.party.clone());
     let refused = call(&mut world, |c, tx, _, now| c.request_deposit(tx, &e_party, 1_000_000, "R", now));
-    assert_eq!(refused.unwrap_err().status, 403);
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::Forbidden);
     let refused = call(&mut world, |c, tx, _, now| c.request_payout(tx, &c_party, 1_000_000, "R", now));
-    assert_eq!(refused.unwrap_err().status, 403);
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::Forbidden);
     let refused =
         call(&mut world, |c, tx, fx, now| c.credit_account(tx, &c_party, &c_party.id, 1_000_000, "R", "", now, fx));
-    assert_eq!(refused.unwrap_err().status, 403, "nobody credits their own account");
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::Forbidden, "nobody credits their own account");
     let refused = call(&mut world, |c, tx, _, _| c.requests_for_operator(tx, &c_party, None, 10));
-    assert_eq!(refused.unwrap_err().status, 403);
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::Forbidden);
     let stranger = PartyId::from_public_key(&[0x55; 32]);
     let refused =
         call(&mut world, |c, tx, fx, now| c.credit_account(tx, &operator(), &stranger, 1_000_000, "R", "", now, fx));
-    assert_eq!(refused.unwrap_err().status, 400, "only registered parties have accounts");
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::Invalid, "only registered parties have accounts");
     assert_eq!(balance(&world, &client.party.id), 0);
 }
 
@@ -125,9 +125,14 @@ fn a_payout_is_reserved_while_it_waits_and_paid_once_when_approved() {
     // The reserved part can be neither paid out again nor bartered.
     let twice = call(&mut world, |c, tx, _, now| c.request_payout(tx, &e_party, 20_000_000, "OUT-2", now));
     let error = twice.unwrap_err();
-    assert_eq!((error.status, error.report.code), (409, ErrorCode::LimitExceeded), "{}", error.report.message);
+    assert_eq!(
+        (error.kind, error.report.code),
+        (ErrorKind::Conflict, ErrorCode::LimitExceeded),
+        "{}",
+        error.report.message
+    );
     let barter = call(&mut world, |c, tx, fx, now| c.barter(tx, &e_party.id, &c_party.id, 15_000_000, "B1", now, fx));
-    assert_eq!(barter.unwrap_err().status, 409);
+    assert_eq!(barter.unwrap_err().kind, ErrorKind::Conflict);
 
     let approve_twice = |world: &mut World| {
         call(world, |c, tx, fx, now| {
@@ -148,8 +153,9 @@ fn a_payout_is_reserved_while_it_waits_and_paid_once_when_approved() {
     })
     .unwrap();
     assert_eq!(available(&world, &engine.party.id), 10_000_000);
-    let balanced =
-        world.store.write(|tx| -> Result<bool, ApiError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) });
+    let balanced = world
+        .store
+        .write(|tx| -> Result<bool, CoordinatorError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) });
     assert!(balanced.unwrap());
 }
 
@@ -163,18 +169,18 @@ fn a_bad_amount_is_the_callers_error_and_fails_that_request_alone() {
     let (c_party, o_party, e_party) = (client.party.clone(), other.party.clone(), engine.party.clone());
     for amount in [0, -1, i64::MIN, i64::MAX, idlegrid_ledger::AMOUNT_MICROS_MAX + 1] {
         let error = call(&mut world, |c, tx, _, now| c.request_deposit(tx, &c_party, amount, "BIG", now)).unwrap_err();
-        assert_eq!(error.status, 400, "{amount}: {}", error.report.message);
+        assert_eq!(error.kind, ErrorKind::Invalid, "{amount}: {}", error.report.message);
         assert!(error.report.message.contains("amount"), "the error names the amount: {}", error.report.message);
         let error = call(&mut world, |c, tx, fx, now| {
             c.credit_account(tx, &operator(), &c_party.id, amount, "BIG", "", now, fx)
         })
         .unwrap_err();
-        assert_eq!(error.status, 400, "{amount}");
+        assert_eq!(error.kind, ErrorKind::Invalid, "{amount}");
         let error = call(&mut world, |c, tx, _, now| c.request_payout(tx, &e_party, amount, "BIG", now)).unwrap_err();
-        assert_eq!(error.status, 400, "{amount}");
+        assert_eq!(error.kind, ErrorKind::Invalid, "{amount}");
         let error = call(&mut world, |c, tx, fx, now| c.barter(tx, &e_party.id, &c_party.id, amount, "BIG", now, fx))
             .unwrap_err();
-        assert_eq!(error.status, 400, "{amount}");
+        assert_eq!(error.kind, ErrorKind::Invalid, "{amount}");
     }
     // Over the channel the same refusal is an error reply naming the amount, and the message
     // still counts as processed.
@@ -246,7 +252,7 @@ fn a_job_with_an_impossible_number_is_refused_naming_the_field_and_others_still_
             refused.iter().any(|e| e.code == ErrorCode::BadRequest && e.message.contains(field)),
             "{field}: {refused:?}"
         );
-        let stored = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?) }).unwrap();
+        let stored = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?) }).unwrap();
         assert!(stored.is_none(), "{field}: nothing is stored for a refused job");
     }
     // Jobs with sensible maximum costs, from this client and another, still launch.
@@ -264,7 +270,7 @@ fn a_job_with_an_impossible_number_is_refused_naming_the_field_and_others_still_
             ],
         );
         assert!(errors(&world.poll::<ServerToClient>(&mut launcher)).is_empty());
-        let state = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().state) }).unwrap();
+        let state = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap().state) }).unwrap();
         assert_eq!(state, JobState::Running);
     }
 }
@@ -280,14 +286,14 @@ fn a_job_without_tasks_is_refused_at_launch_and_a_job_emptied_by_removal_complet
     );
     let refused = errors(&world.poll::<ServerToClient>(&mut client));
     assert!(refused.iter().any(|e| e.code == ErrorCode::BadRequest && e.message.contains("no tasks")), "{refused:?}");
-    let state = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().state) }).unwrap();
+    let state = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap().state) }).unwrap();
     assert_eq!(state, JobState::Defining, "not launched");
 
     // A launched job whose every task is removed has nothing left to run: it completes.
     let (mut owner, job, _) = crate::tests::launched_job(&mut world, 2);
     world.client_send(&mut owner, vec![ClientToServer::RemoveTask { job, task: 0 }]);
     world.client_send(&mut owner, vec![ClientToServer::RemoveTask { job, task: 1 }]);
-    let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+    let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
     assert_eq!((row.state, row.counts.total()), (JobState::Completed, 0));
     let told = world.poll::<ServerToClient>(&mut owner);
     assert!(

@@ -11,7 +11,7 @@ use idlegrid_types::{Role, SessionId};
 use serde::Serialize;
 
 use crate::error::Reject;
-use crate::{ApiError, Coordinator, Effects, Party};
+use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 
 /// Everything a message handler works with.
 pub(crate) struct Ctx<'a> {
@@ -75,10 +75,10 @@ pub(crate) fn result_report(result: &ResultRow, job: &JobRow) -> TaskStatusRepor
 }
 
 impl Coordinator {
-    fn owned_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId) -> Result<SessionRow, ApiError> {
+    fn owned_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId) -> Result<SessionRow, CoordinatorError> {
         match tx.session(id)? {
             Some(owned) if owned.party == party.id => Ok(owned.session),
-            _ => Err(ApiError::unknown_session(format!(
+            _ => Err(CoordinatorError::unknown_session(format!(
                 "session {id} does not exist (it may have expired): open a new one"
             ))),
         }
@@ -101,7 +101,7 @@ impl Coordinator {
         resume: Option<SessionId>,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<SessionInfo, ApiError> {
+    ) -> Result<SessionInfo, CoordinatorError> {
         let session = match resume {
             Some(id) => {
                 let session = self.owned_session(tx, party, id)?;
@@ -136,7 +136,7 @@ impl Coordinator {
         id: SessionId,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<SessionInfo, ApiError> {
+    ) -> Result<SessionInfo, CoordinatorError> {
         self.owned_session(tx, party, id)?;
         tx.touch_session(id, now_ms)?;
         if party.role == Role::Provider {
@@ -145,7 +145,7 @@ impl Coordinator {
         Ok(Self::info(&self.owned_session(tx, party, id)?))
     }
 
-    pub fn close_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId) -> Result<(), ApiError> {
+    pub fn close_session(&self, tx: &mut dyn Tx, party: &Party, id: SessionId) -> Result<(), CoordinatorError> {
         self.owned_session(tx, party, id)?;
         tx.delete_session(id)?;
         Ok(())
@@ -160,9 +160,9 @@ impl Coordinator {
         batch: PostBatch<ClientToServer>,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<PostReply, ApiError> {
+    ) -> Result<PostReply, CoordinatorError> {
         if party.role != Role::Client {
-            return Err(ApiError::forbidden("only clients send client messages"));
+            return Err(CoordinatorError::forbidden("only clients send client messages"));
         }
         self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_client(ctx, seq, m))
     }
@@ -176,9 +176,9 @@ impl Coordinator {
         batch: PostBatch<ProviderToServer>,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<PostReply, ApiError> {
+    ) -> Result<PostReply, CoordinatorError> {
         if party.role != Role::Provider {
-            return Err(ApiError::forbidden("only engines send provider messages"));
+            return Err(CoordinatorError::forbidden("only engines send provider messages"));
         }
         tx.touch_provider(&party.id, now_ms)?;
         let reply =
@@ -198,7 +198,7 @@ impl Coordinator {
         now_ms: u64,
         fx: &mut Effects,
         mut handle: impl FnMut(&Self, &mut Ctx<'_>, u64, M) -> Result<(), Reject>,
-    ) -> Result<PostReply, ApiError> {
+    ) -> Result<PostReply, CoordinatorError> {
         let session = self.owned_session(tx, party, session_id)?;
         if let Some(ack) = batch.ack {
             self.acknowledge(tx, party, &session, ack, now_ms, fx)?;
@@ -248,10 +248,10 @@ impl Coordinator {
         upto: u64,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CoordinatorError> {
         if upto > session.outbound_head {
-            return Err(ApiError::new(
-                409,
+            return Err(CoordinatorError::new(
+                ErrorKind::Conflict,
                 ErrorCode::Conflict,
                 format!(
                     "acknowledged message {upto} but the server sent only {}: the session is out of sync, reset it",
@@ -284,11 +284,11 @@ impl Coordinator {
         max: u32,
         now_ms: u64,
         fx: &mut Effects,
-    ) -> Result<Vec<OutboxRow>, ApiError> {
+    ) -> Result<Vec<OutboxRow>, CoordinatorError> {
         let session = self.owned_session(tx, party, session_id)?;
         if after > session.outbound_head {
-            return Err(ApiError::new(
-                409,
+            return Err(CoordinatorError::new(
+                ErrorKind::Conflict,
                 ErrorCode::Conflict,
                 format!(
                     "asked for messages after {after} but the server sent only {}: reset the session",

@@ -267,7 +267,7 @@ fn retransmitted_messages_are_processed_once_and_gaps_wait() {
     let errors = messages.iter().filter(|(_, m)| matches!(m, ServerToClient::Error(_))).count();
     assert_eq!(errors, 0, "the duplicate Task batch was skipped, not refused as a conflict");
     let (c, now) = (&world.coordinator, world.now);
-    let counts = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
+    let counts = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap().counts) }).unwrap();
     let _ = (c, now);
     assert_eq!(counts.created, 3);
 }
@@ -337,9 +337,10 @@ fn jobs_per_client_and_tasks_per_job_are_limited_and_a_retry_is_not_counted_twic
         errors[0].message
     );
     assert!(errors[1].message.contains("limit of 5 tasks per job"), "{}", errors[1].message);
-    let held = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(a)?.unwrap().counts.total()) }).unwrap();
+    let held =
+        world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(a)?.unwrap().counts.total()) }).unwrap();
     assert_eq!(held, 4, "the batch over the limit added nothing");
-    assert!(world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(c)?.is_none()) }).unwrap());
+    assert!(world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(c)?.is_none()) }).unwrap());
 }
 
 #[test]
@@ -352,7 +353,7 @@ fn another_clients_job_is_invisible() {
     assert!(replies.iter().all(|(_, m)| matches!(m, ServerToClient::Error(e) if e.code == ErrorCode::UnknownJob)));
     assert_eq!(replies.len(), 2);
     assert!(
-        world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.is_some()) }).unwrap(),
+        world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.is_some()) }).unwrap(),
         "nothing was removed"
     );
 }
@@ -459,7 +460,7 @@ fn stop_hands_tasks_back_and_resume_restarts_them_from_the_checkpoint() {
         })],
     );
     assert!(assignments(&mut world, &mut engine).is_empty(), "a stopped job gets no engine");
-    let info = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+    let info = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
     assert_eq!((info.state, info.counts.stopped), (JobState::Stopped, 2));
     world.client_send(&mut client, vec![ClientToServer::Resume { job, task: None }]);
     let again = assignments(&mut world, &mut engine);
@@ -479,7 +480,7 @@ fn removing_a_job_tells_engines_and_deletes_everything() {
     world.client_send(&mut client, vec![ClientToServer::RemoveJob { job }]);
     let told: Vec<_> = world.poll::<ServerToProvider>(&mut engine);
     assert_eq!(told.iter().filter(|(_, m)| matches!(m, ServerToProvider::RemoveTask { .. })).count(), held.len());
-    assert!(world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.is_none()) }).unwrap());
+    assert!(world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.is_none()) }).unwrap());
     // Its elements become garbage once the grace period passes (the client still owns the
     // executable, so only after it removes that too).
     world.client_send(
@@ -546,19 +547,27 @@ fn engines_need_a_ticket_for_elements_of_their_own_tasks() {
         world.store.write(|tx| c.authorize_download(tx, party, hash, ticket, now))
     };
     assert_eq!(check(&engine.party, &exe, Some(&a.ticket)).unwrap(), 9);
-    assert_eq!(check(&other.party, &exe, Some(&a.ticket)).unwrap_err().status, 403, "a ticket names its engine");
-    assert_eq!(check(&engine.party, &exe, None).unwrap_err().status, 403);
+    assert_eq!(
+        check(&other.party, &exe, Some(&a.ticket)).unwrap_err().kind,
+        ErrorKind::Forbidden,
+        "a ticket names its engine"
+    );
+    assert_eq!(check(&engine.party, &exe, None).unwrap_err().kind, ErrorKind::Forbidden);
     let foreign = ElementHash::of(b"someone else's");
     world.store.write(|tx| tx.insert_element(&foreign, 1, 0)).unwrap();
     let check = |party: &Party, hash: &ElementHash, ticket: Option<&str>| {
         world.store.write(|tx| c.authorize_download(tx, party, hash, ticket, now))
     };
-    assert_eq!(check(&engine.party, &foreign, Some(&a.ticket)).unwrap_err().status, 403, "only the task's elements");
+    assert_eq!(
+        check(&engine.party, &foreign, Some(&a.ticket)).unwrap_err().kind,
+        ErrorKind::Forbidden,
+        "only the task's elements"
+    );
     let later = now + c.config().ticket_ttl_ms + 1;
     let expired = world.store.write(|tx| c.authorize_download(tx, &engine.party, &exe, Some(&a.ticket), later));
-    assert_eq!(expired.unwrap_err().status, 403, "an expired ticket");
+    assert_eq!(expired.unwrap_err().kind, ErrorKind::Forbidden, "an expired ticket");
     assert_eq!(check(&client.party, &exe, None).unwrap(), 9, "the owner may read its element");
-    assert_eq!(check(&stranger.party, &exe, None).unwrap_err().status, 404);
+    assert_eq!(check(&stranger.party, &exe, None).unwrap_err().kind, ErrorKind::NotFound);
 }
 
 #[test]
@@ -635,7 +644,7 @@ mod money {
     fn balance(world: &World, party: &PartyId) -> i64 {
         world
             .store
-            .write(|tx| -> Result<i64, ApiError> {
+            .write(|tx| -> Result<i64, CoordinatorError> {
                 let account = Ledger::new(tx.ledger()).account(&AccountId::Party(party.clone())).unwrap();
                 Ok(account.balance_posted().unwrap().as_i64())
             })
@@ -645,7 +654,7 @@ mod money {
     fn balanced(world: &World) -> bool {
         world
             .store
-            .write(|tx| -> Result<bool, ApiError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) })
+            .write(|tx| -> Result<bool, CoordinatorError> { Ok(Ledger::new(tx.ledger()).check_balanced().is_ok()) })
             .unwrap()
     }
 
@@ -712,10 +721,10 @@ mod money {
         world.now += 2 * 60_000;
         // The billing transaction fails half way (a crash): nothing of it stays.
         let (c, now) = (&world.coordinator, world.now);
-        let crashed: Result<(), ApiError> = world.store.write(|tx| {
+        let crashed: Result<(), CoordinatorError> = world.store.write(|tx| {
             let mut fx = Effects::default();
             c.bill(tx, now, &mut fx)?;
-            Err(ApiError::internal("the process died"))
+            Err(CoordinatorError::internal("the process died"))
         });
         assert!(crashed.is_err());
         assert_eq!(balance(&world, &client.party.id), 0, "a rolled-back pass moved no money");
@@ -751,7 +760,7 @@ mod money {
         world.now += 3 * 60_000;
         world.poll::<ServerToProvider>(&mut engine); // the engine is alive and working
         world.maintain();
-        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!((row.state, row.hold.as_deref()), (JobState::Stopped, Some(crate::money::HOLD_COST_MAX)));
         assert!(-balance(&world, &client.party.id) <= 50_000, "never past the maximum");
         assert!(balanced(&world));
@@ -787,7 +796,7 @@ mod money {
         assignments(&mut world, &mut engine);
         world.now += 3 * 60_000;
         world.maintain();
-        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!(row.hold.as_deref(), Some(crate::money::HOLD_ACCOUNT_LIMIT));
         let notices = world.store.write(|tx| tx.due_notices(u64::MAX, 10)).unwrap();
         assert!(notices.iter().any(|n| n.channel == "webhook" && n.body.contains("\"stopped\"")), "{notices:?}");
@@ -812,12 +821,12 @@ mod money {
             request,
             "a retry is the same request"
         );
-        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!(row.hold.as_deref(), Some(crate::money::HOLD_ACCOUNT_LIMIT));
         // The operator approves it (twice): the account is current and the held job resumes.
         approve(&mut world, request);
         approve(&mut world, request);
-        let row = world.store.write(|tx| -> Result<_, ApiError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
+        let row = world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.job(job)?.unwrap()) }).unwrap();
         assert_eq!((row.state, row.hold), (JobState::Running, None));
         let account = world.store.write(|tx| world.coordinator.account_info(tx, &client.party.id)).unwrap();
         assert!(!account.over_limit);
@@ -943,9 +952,9 @@ mod money {
                     }
                     Step::CrashedBill => {
                         let (c, now) = (&world.coordinator, world.now);
-                        let _ = world.store.write(|tx| -> Result<(), ApiError> {
+                        let _ = world.store.write(|tx| -> Result<(), CoordinatorError> {
                             c.bill(tx, now, &mut Effects::default())?;
-                            Err(ApiError::internal("crash"))
+                            Err(CoordinatorError::internal("crash"))
                         });
                     }
                     Step::EngineVanishes => {
@@ -982,7 +991,7 @@ mod money {
             proptest::prop_assert!(balanced(&world));
             let (records, unbilled) = world
                 .store
-                .write(|tx| -> Result<_, ApiError> {
+                .write(|tx| -> Result<_, CoordinatorError> {
                     Ok((tx.work_records_of_job(job)?, tx.unbilled_records_of_job(job)?))
                 })
                 .unwrap();
@@ -1004,7 +1013,7 @@ mod money {
                 }
                 world
                     .store
-                    .write(|tx| -> Result<(), ApiError> {
+                    .write(|tx| -> Result<(), CoordinatorError> {
                         for t in tx
                             .ledger()
                             .transfers_of_account(&AccountId::Party(client.party.id.clone()), 0, u64::MAX)
@@ -1029,7 +1038,7 @@ mod money {
             );
             let earned: i64 = world
                 .store
-                .write(|tx| -> Result<i64, ApiError> {
+                .write(|tx| -> Result<i64, CoordinatorError> {
                     let mut total = 0;
                     for account in Ledger::new(tx.ledger()).store().accounts().unwrap() {
                         if let AccountId::Party(p) = &account.id

@@ -3,7 +3,7 @@
 //! router without the tests noticing. Finer rules (a client sees only its own jobs, an engine
 //! fetches only the elements of tasks it holds) are the coordinator's, on top of these.
 
-use idlegrid_coordinator::ApiError;
+use idlegrid_coordinator::CoordinatorError;
 use idlegrid_types::Role;
 
 /// Who may call an endpoint.
@@ -96,19 +96,19 @@ pub fn rule_for(method: &str, path: &str) -> Option<&'static Rule> {
 }
 
 /// Whether a party of `role` may call `method path`; the error names who may.
-pub fn check(method: &str, path: &str, role: Role) -> Result<(), ApiError> {
+pub fn check(method: &str, path: &str, role: Role) -> Result<(), CoordinatorError> {
     match rule_for(method, path).map(|rule| rule.callers) {
         Some(Callers::Anyone) => Ok(()),
         Some(Callers::Roles(roles)) if roles.contains(&role) => Ok(()),
         Some(Callers::Roles(roles)) => {
             let allowed: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(ApiError::forbidden(format!(
+            Err(CoordinatorError::forbidden(format!(
                 "a {} may not call {method} {path}; only: {}",
                 role.as_str(),
                 allowed.join(", ")
             )))
         }
-        None => Err(ApiError::forbidden(format!("{method} {path} has no access rule; refused"))),
+        None => Err(CoordinatorError::forbidden(format!("{method} {path} has no access rule; refused"))),
     }
 }
 
@@ -130,7 +130,7 @@ mod tests {
     fn each_role_is_refused_where_it_does_not_belong_and_unknown_endpoints_are_refused() {
         assert!(check("GET", "/v1/jobs", Role::Client).is_ok());
         let error = check("GET", "/v1/jobs", Role::Provider).unwrap_err();
-        assert_eq!(error.status, 403);
+        assert_eq!(error.kind, idlegrid_coordinator::ErrorKind::Forbidden);
         assert!(error.report.message.contains("only: client"), "{}", error.report.message);
         assert!(check("POST", "/v1/ops/revoke", Role::Client).is_err());
         assert!(check("POST", "/v1/ops/revoke", Role::Operator).is_ok());

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use idlegrid_coordinator::{ApiError, Coordinator, Effects, Party};
+use idlegrid_coordinator::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 use idlegrid_protocol::auth::{Claim, body_hash};
 use idlegrid_protocol::messages::{ClientToServer, ProviderToServer};
 use idlegrid_protocol::wire::{
@@ -27,17 +27,31 @@ use crate::{AppState, now_ms};
 pub(crate) type AppResult = Result<Response, Failure>;
 
 /// An error response: status and a JSON body naming what is wrong.
-pub struct Failure(pub(crate) ApiError);
+pub struct Failure(pub(crate) CoordinatorError);
 
-impl From<ApiError> for Failure {
-    fn from(error: ApiError) -> Self {
+impl From<CoordinatorError> for Failure {
+    fn from(error: CoordinatorError) -> Self {
         Failure(error)
+    }
+}
+
+/// The HTTP status of each kind of refusal: chosen here, at the edge, and nowhere else.
+pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = status_of(self.0.kind);
         if status.is_server_error() {
             tracing::error!(report = %self.0.report, "request failed");
         }
@@ -94,15 +108,15 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn not_found(uri: Uri) -> Failure {
-    Failure(ApiError::new(404, idlegrid_protocol::ErrorCode::BadRequest, format!("no such endpoint: {}", uri.path())))
+    Failure(CoordinatorError::not_found(format!("no such endpoint: {}", uri.path())))
 }
 
 async fn health() -> Response {
     json_response(StatusCode::OK, &HealthReply { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
 }
 
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, CoordinatorError> {
+    let too_large = || CoordinatorError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
     if let Some(length) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     {
@@ -114,12 +128,12 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
         if e.to_string().contains("length limit") {
             too_large()
         } else {
-            ApiError::bad_request(format!("cannot read the request body: {e}"))
+            CoordinatorError::bad_request(format!("cannot read the request body: {e}"))
         }
     })
 }
 
-pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoordinatorError> {
     // The error names the field that is wrong (`messages[0].message.amount_micros`), not only
     // a line and column.
     let mut decoder = serde_json::Deserializer::from_slice(body);
@@ -127,17 +141,17 @@ pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
         let path = e.path().to_string();
         let inner = e.into_inner();
         if path.is_empty() || path == "." {
-            ApiError::bad_request(format!("malformed JSON body: {inner}"))
+            CoordinatorError::bad_request(format!("malformed JSON body: {inner}"))
         } else {
-            ApiError::bad_request(format!("malformed JSON body: field {path}: {inner}"))
+            CoordinatorError::bad_request(format!("malformed JSON body: field {path}: {inner}"))
         }
     })?;
-    decoder.end().map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+    decoder.end().map_err(|e| CoordinatorError::bad_request(format!("malformed JSON body: {e}")))?;
     Ok(value)
 }
 
-fn parse_id<T: std::str::FromStr<Err = idlegrid_types::IdError>>(text: &str) -> Result<T, ApiError> {
-    text.parse().map_err(|e: idlegrid_types::IdError| ApiError::bad_request(e.to_string()))
+fn parse_id<T: std::str::FromStr<Err = idlegrid_types::IdError>>(text: &str) -> Result<T, CoordinatorError> {
+    text.parse().map_err(|e: idlegrid_types::IdError| CoordinatorError::bad_request(e.to_string()))
 }
 
 /// The signature headers and what they sign.
@@ -153,20 +167,20 @@ pub(crate) fn signed(
     method: &Method,
     uri: &Uri,
     body_sha256_hex: String,
-) -> Result<Signed, ApiError> {
+) -> Result<Signed, CoordinatorError> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let claim = Claim::parse(get(wire::HEADER_ID), get(wire::HEADER_TIME), get(wire::HEADER_SIGNATURE))
-        .map_err(|e| ApiError::unauthenticated(e.to_string()))?;
+        .map_err(|e| CoordinatorError::unauthenticated(e.to_string()))?;
     let path_and_query = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| uri.path().to_string());
     Ok(Signed { claim, method: method.as_str().to_string(), path_and_query, body_sha256_hex })
 }
 
 pub(crate) type Work<R> =
-    dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, ApiError> + Send;
+    dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, CoordinatorError> + Send;
 
 impl Signed {
     /// Who signed the request, if that party may call this endpoint at all (`access::RULES`).
-    fn authenticate(&self, c: &Coordinator, tx: &mut dyn Tx, now: u64) -> Result<Party, ApiError> {
+    fn authenticate(&self, c: &Coordinator, tx: &mut dyn Tx, now: u64) -> Result<Party, CoordinatorError> {
         let party = c.authenticate(tx, &self.claim, &self.method, &self.path_and_query, &self.body_sha256_hex, now)?;
         let path = self.path_and_query.split('?').next().unwrap_or_default();
         crate::access::check(&self.method, path, party.role)?;
@@ -178,7 +192,7 @@ impl Signed {
         self,
         state: &Arc<AppState>,
         work: Box<Work<R>>,
-    ) -> Result<R, ApiError> {
+    ) -> Result<R, CoordinatorError> {
         let now = now_ms();
         state
             .run(move |c, tx, fx| {
@@ -195,7 +209,7 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let csr = request.csr.clone();
     let public_key = request.public_key.clone();
     if state.authority.is_some() && csr.is_none() {
-        return Err(ApiError::bad_request(
+        return Err(CoordinatorError::bad_request(
             "registration over TLS needs `csr`: a certificate signing request for the public key, signed with it",
         )
         .into());
@@ -204,11 +218,11 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     let mut response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
     if let (Some(authority), Some(csr)) = (&state.authority, csr) {
         // The coordinator has checked the key's form.
-        let key =
-            idlegrid_protocol::auth::parse_public_key(&public_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let key = idlegrid_protocol::auth::parse_public_key(&public_key)
+            .map_err(|e| CoordinatorError::bad_request(e.to_string()))?;
         let certificate = authority
             .issue_party(&csr, &key, std::time::SystemTime::now())
-            .map_err(|e| ApiError::bad_request(format!("cannot issue a certificate: {e}")))?;
+            .map_err(|e| CoordinatorError::bad_request(format!("cannot issue a certificate: {e}")))?;
         response.certificate = Some(certificate);
     }
     Ok(json_response(StatusCode::OK, &response))
@@ -233,7 +247,7 @@ async fn require_certificate(
     let certified = match request.extensions().get::<crate::listener::Peer>() {
         Some(crate::listener::Peer::Tls(Some(party))) => party.clone(),
         _ => {
-            return Failure(ApiError::unauthenticated(
+            return Failure(CoordinatorError::unauthenticated(
                 "this request needs the client certificate issued at registration (POST /v1/register with a csr)",
             ))
             .into_response();
@@ -241,7 +255,7 @@ async fn require_certificate(
     };
     let claimed = request.headers().get(wire::HEADER_ID).and_then(|v| v.to_str().ok());
     if claimed.is_some_and(|claimed| claimed != certified.to_string()) {
-        return Failure(ApiError::unauthenticated(
+        return Failure(CoordinatorError::unauthenticated(
             "the request is signed by another party than the client certificate names",
         ))
         .into_response();
@@ -325,16 +339,16 @@ async fn post_messages(
                     check_batch(batch.messages.len())?;
                     c.post_provider(tx, party, session, batch, now, fx)
                 }
-                Role::Operator => Err(ApiError::forbidden("operators have no message channel")),
+                Role::Operator => Err(CoordinatorError::forbidden("operators have no message channel")),
             }),
         )
         .await?;
     Ok(json_response(StatusCode::OK, &reply))
 }
 
-fn check_batch(n: usize) -> Result<(), ApiError> {
+fn check_batch(n: usize) -> Result<(), CoordinatorError> {
     if n > limits::BATCH_MESSAGES_MAX {
-        return Err(ApiError::too_large(format!(
+        return Err(CoordinatorError::too_large(format!(
             "{n} messages in one batch; at most {} allowed",
             limits::BATCH_MESSAGES_MAX
         )));
@@ -351,7 +365,7 @@ async fn poll_messages(
     headers: HeaderMap,
 ) -> AppResult {
     let session: SessionId = parse_id(&session)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(query) = query.map_err(|e| CoordinatorError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let wait = Duration::from_millis(query.wait_ms.unwrap_or(0).min(limits::POLL_WAIT_MS_MAX));
     let max = query.max.unwrap_or(limits::POLL_MESSAGES_MAX).clamp(1, limits::POLL_MESSAGES_MAX);
     let signed = signed(&headers, &method, &uri, body_hash(b""))?;
@@ -383,8 +397,8 @@ async fn poll_messages(
         }
         if _slot.is_none() {
             _slot = Some(state.polls.take(&who.id).ok_or_else(|| {
-                ApiError::new(
-                    429,
+                CoordinatorError::new(
+                    ErrorKind::TooMany,
                     idlegrid_protocol::ErrorCode::LimitExceeded,
                     "too many long polls waiting for this party; wait for one to return before opening another",
                 )
@@ -399,11 +413,11 @@ async fn poll_messages(
     }
 }
 
-fn poll_response(rows: Vec<idlegrid_store::OutboxRow>) -> Result<Response, ApiError> {
+fn poll_response(rows: Vec<idlegrid_store::OutboxRow>) -> Result<Response, CoordinatorError> {
     let mut messages = Vec::with_capacity(rows.len());
     for row in rows {
         let message = serde_json::value::RawValue::from_string(row.body)
-            .map_err(|e| ApiError::internal(format!("a stored message is not JSON: {e}")))?;
+            .map_err(|e| CoordinatorError::internal(format!("a stored message is not JSON: {e}")))?;
         messages.push(wire::Envelope { seq: row.seq, reply_to: row.reply_to, message });
     }
     Ok(json_response(StatusCode::OK, &RawPollReply { messages }))
@@ -427,10 +441,12 @@ async fn upload_element(
     body: Body,
 ) -> AppResult {
     let hash: ElementHash = parse_id(&hash)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(query) = query.map_err(|e| CoordinatorError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let kind: ElementKind = match query.kind.as_deref() {
         None => ElementKind::Data,
-        Some(text) => text.parse().map_err(|e: idlegrid_types::IdError| ApiError::bad_request(e.to_string()))?,
+        Some(text) => {
+            text.parse().map_err(|e: idlegrid_types::IdError| CoordinatorError::bad_request(e.to_string()))?
+        }
     };
     let name = query.name.unwrap_or_default();
     // The signature covers the element's hash as the body hash: the bytes are checked
@@ -443,16 +459,16 @@ async fn upload_element(
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
     {
         if length > limit {
-            return Err(ApiError::too_large(format!(
+            return Err(CoordinatorError::too_large(format!(
                 "the element of {length} bytes exceeds the limit of {limit} bytes"
             ))
             .into());
         }
     }
     let size = state.elements.upload(&hash, body.into_data_stream(), limit).await.map_err(|e| match e {
-        UploadError::TooLarge { .. } => ApiError::too_large(e.to_string()),
-        UploadError::HashMismatch { .. } | UploadError::Body(_) => ApiError::bad_request(e.to_string()),
-        UploadError::Storage(_) => ApiError::internal(e.to_string()),
+        UploadError::TooLarge { .. } => CoordinatorError::too_large(e.to_string()),
+        UploadError::HashMismatch { .. } | UploadError::Body(_) => CoordinatorError::bad_request(e.to_string()),
+        UploadError::Storage(_) => CoordinatorError::internal(e.to_string()),
     })?;
     let now = now_ms();
     state.run(move |c, tx, _| c.element_stored(tx, &party, &hash, size, kind, &name, now)).await?;
@@ -497,9 +513,9 @@ async fn download_element(
         .await?;
     let stream = state.elements.download(&hash).await.map_err(|e| match e {
         object_store::Error::NotFound { .. } => {
-            ApiError::not_found_element(format!("element {hash} is missing from storage"))
+            CoordinatorError::not_found_element(format!("element {hash} is missing from storage"))
         }
-        other => ApiError::internal(other.to_string()),
+        other => CoordinatorError::internal(other.to_string()),
     })?;
     let body = if party.role == idlegrid_types::Role::Provider && size >= BANDWIDTH_SAMPLE_BYTES_MIN {
         Body::from_stream(timed_download(stream, state.clone(), party.id, size))
@@ -600,7 +616,8 @@ async fn get_statement(
     uri: Uri,
     headers: HeaderMap,
 ) -> AppResult {
-    let Query(params) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(params) =
+        query.map_err(|e| CoordinatorError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let statement_query = params.query;
     let statement = signed(&headers, &method, &uri, body_hash(b""))?
         .run_as(&state, Box::new(move |c, tx, _, party, _| c.statement(tx, party, statement_query)))
@@ -611,7 +628,7 @@ async fn get_statement(
                 .into_response())
         }
         None | Some("json") => Ok(json_response(StatusCode::OK, &statement)),
-        Some(other) => Err(ApiError::bad_request(format!("format must be json or csv, not {other}")).into()),
+        Some(other) => Err(CoordinatorError::bad_request(format!("format must be json or csv, not {other}")).into()),
     }
 }
 
@@ -637,7 +654,9 @@ async fn post_barter(
             &state,
             Box::new(move |c, tx, fx, party, now| {
                 if party.role != Role::Provider {
-                    return Err(ApiError::forbidden("only a provider's account holds engine earnings to barter"));
+                    return Err(CoordinatorError::forbidden(
+                        "only a provider's account holds engine earnings to barter",
+                    ));
                 }
                 let request: BarterRequest = parse_json(&body)?;
                 c.barter(tx, &party.id, &request.to, request.amount_micros, &request.reference, now, fx)
@@ -756,7 +775,8 @@ async fn get_logs(
     headers: HeaderMap,
 ) -> AppResult {
     let signed = signed(&headers, &method, &uri, body_hash(b""))?;
-    let Query(params) = query.map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))?;
+    let Query(params) =
+        query.map_err(|e| CoordinatorError::bad_request(format!("invalid query: {}", e.body_text())))?;
     let filter = idlegrid_store::LogFilter {
         component: params.component,
         party: params.party.as_deref().map(parse_id).transpose()?,

@@ -149,10 +149,10 @@ impl AppState {
     /// effects.
     pub async fn run<R: Send + 'static>(
         self: &Arc<Self>,
-        work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::ApiError>
+        work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::CoordinatorError>
         + Send
         + 'static,
-    ) -> Result<R, idlegrid_coordinator::ApiError> {
+    ) -> Result<R, idlegrid_coordinator::CoordinatorError> {
         let state = self.clone();
         let (result, effects) = tokio::task::spawn_blocking(move || {
             let mut effects = Effects::default();
@@ -171,7 +171,7 @@ impl AppState {
             (result, effects)
         })
         .await
-        .map_err(|e| idlegrid_coordinator::ApiError::internal(format!("worker failed: {e}")))?;
+        .map_err(|e| idlegrid_coordinator::CoordinatorError::internal(format!("worker failed: {e}")))?;
         self.apply(effects);
         result
     }

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use idlegrid_coordinator::ApiError;
+use idlegrid_coordinator::CoordinatorError;
 use idlegrid_coordinator::requests::{Decider, Decision};
 use idlegrid_protocol::auth::body_hash;
 use idlegrid_protocol::messages::MoneyRequestState;
@@ -33,26 +33,29 @@ pub(crate) struct RequestsQuery {
 }
 
 /// `None` is every state.
-fn parse_state(text: Option<&str>, default: Option<MoneyRequestState>) -> Result<Option<MoneyRequestState>, ApiError> {
+fn parse_state(
+    text: Option<&str>,
+    default: Option<MoneyRequestState>,
+) -> Result<Option<MoneyRequestState>, CoordinatorError> {
     match text {
         None => Ok(default),
         Some("all") => Ok(None),
         Some("pending") => Ok(Some(MoneyRequestState::Pending)),
         Some("approved") => Ok(Some(MoneyRequestState::Approved)),
         Some("rejected") => Ok(Some(MoneyRequestState::Rejected)),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(CoordinatorError::bad_request(format!(
             "state must be pending, approved, rejected or all, not {:?}",
             idlegrid_types::Untrusted(other).to_string()
         ))),
     }
 }
 
-fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text())))
+fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, CoordinatorError> {
+    query.map(|Query(q)| q).map_err(|e| CoordinatorError::bad_request(format!("invalid query: {}", e.body_text())))
 }
 
-fn request_id(text: &str) -> Result<u64, ApiError> {
-    text.parse().map_err(|_| ApiError::bad_request("the request in the path must be a request number, like 12"))
+fn request_id(text: &str) -> Result<u64, CoordinatorError> {
+    text.parse().map_err(|_| CoordinatorError::bad_request("the request in the path must be a request number, like 12"))
 }
 
 /// A client asks to pay money into its account (pending until approved).
@@ -148,7 +151,7 @@ async fn decide(
                 let decision_body: DecisionBody =
                     if body.is_empty() { DecisionBody::default() } else { parse_json(&body)? };
                 if party.role != idlegrid_types::Role::Operator {
-                    return Err(ApiError::forbidden("only operators decide requests"));
+                    return Err(CoordinatorError::forbidden("only operators decide requests"));
                 }
                 let decider = Decider::Operator(party.id.clone());
                 c.decide_request(tx, &decider, id, decision, &decision_body.note, now, fx)

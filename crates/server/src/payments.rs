@@ -55,7 +55,7 @@ pub(crate) async fn review_deposits(state: Arc<AppState>, adapter: Arc<dyn Payme
 async fn review_once(
     state: &Arc<AppState>,
     adapter: &dyn PaymentAdapter,
-) -> Result<(), idlegrid_coordinator::ApiError> {
+) -> Result<(), idlegrid_coordinator::CoordinatorError> {
     let pending = state.run(|c, tx, _| c.pending_deposits(tx, REVIEW_REQUESTS_MAX)).await?;
     if pending.is_empty() {
         return Ok(());
