@@ -20,8 +20,10 @@ pub async fn connect(
     let identity = Identity::load_or_create(&home.join("client.key"))?;
     let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
     let config = idlegrid_client::ChannelConfig { connect_give_up_after: Some(give_up_after), ..Default::default() };
+    // Each error says what failed and what to do; errors a retry cannot fix (not an Idlegrid
+    // server, not the server this client trusts) come at once, the others after the time given.
     Client::connect_with(&server, identity, &name, config).await.with_context(|| {
-        format!("cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)")
+        format!("cannot connect to the server at {server} (another server: --server or IDLEGRID_SERVER)")
     })
 }
 

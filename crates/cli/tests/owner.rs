@@ -99,12 +99,15 @@ async fn a_task_of_higher_priority_preempts_a_running_one_and_both_finish() {
     let misbehave = upload_task(&client, "misbehave").await;
     let low = client.create_job(JobProperties { priority: 0, ..JobProperties::default() }).await.unwrap().job;
     client
-        .add_tasks(low, vec![spec(0, misbehave.hash, "mode=stop-aware target=2500 every=25 report=1")])
+        .add_tasks(low, vec![spec(0, misbehave.hash, "mode=stop-aware target=8000 every=25 report=1")])
         .await
         .unwrap();
     client.launch(low).await.unwrap();
-    wait_for("the low task to run", || engine.status().tasks.iter().any(|t| t.state == "running")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Long enough (8 s of steps) that the high task comes while it runs, even on a busy machine.
+    wait_for("the low task to make progress", || {
+        engine.status().tasks.iter().any(|t| t.state == "running" && t.progress > 0.0)
+    })
+    .await;
     let high = client.create_job(JobProperties { priority: 10, ..JobProperties::default() }).await.unwrap().job;
     client.add_tasks(high, vec![spec(0, misbehave.hash, "mode=stop-aware target=300 report=1")]).await.unwrap();
     client.launch(high).await.unwrap();
@@ -114,7 +117,7 @@ async fn a_task_of_higher_priority_preempts_a_running_one_and_both_finish() {
     assert_eq!(low_now.counts.succeeded, 0, "the low task waited while the high one ran");
     let (low_finals, _) = run_to_completion(&client, low, Replay::Undelivered).await;
     let text = String::from_utf8(client.fetch(low_finals[0].result.as_ref().unwrap()).await.unwrap()).unwrap();
-    let restored: u64 = text.strip_prefix("2500 restored_from=").unwrap().parse().unwrap();
+    let restored: u64 = text.strip_prefix("8000 restored_from=").unwrap().parse().unwrap();
     assert!(restored > 0, "the preempted task resumed from its checkpoint: {text}");
     assert!(engine.stats().tasks_preempted >= 1);
     engine.shutdown().await;
@@ -240,6 +243,8 @@ async fn the_status_page_in_headless_chromium_shows_a_running_task() {
     let server = idlegrid_server::Server::start(server_config(dir.path())).await.unwrap();
     let mut config = engine_config(&server.url(), dir.path(), "engine");
     config.owner.status_listen = Some("127.0.0.1:0".into());
+    // The page shows the priority the owner gets by default.
+    config.owner.task_priority = idlegrid_engine::TaskPriority::Lowest;
     let engine = Engine::start(config).await.unwrap();
     let client = connect(&server.url()).await;
     let misbehave = upload_task(&client, "misbehave").await;

@@ -375,8 +375,11 @@ mod tests {
         std::fs::write(checkpoints.join("2"), b"orphan").unwrap();
         std::fs::write(checkpoints.join("2.tmp"), b"half").unwrap();
         assert_eq!(disk.sweep_checkpoints(), 3);
-        let left: Vec<String> =
-            std::fs::read_dir(&checkpoints).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into()).collect();
+        let left: Vec<String> = std::fs::read_dir(&checkpoints)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into())
+            .collect();
         assert_eq!(left, vec!["1".to_string()]);
         assert_eq!(disk.checkpoint(AssignmentId(1)).as_deref(), Some(&b"kept"[..]));
     }
