@@ -228,7 +228,16 @@ async fn an_engine_refuses_a_server_whose_key_it_does_not_trust() {
     let engine = Engine::start(config).await.unwrap();
     engine.shutdown().await;
     let other = idlegrid_server::Server::start(server_config(&dir.path().join("other"))).await.unwrap();
+    // Its certificate authority is not the one the engine pinned: the engine does not register
+    // with it, and keeps backing off (it says why in its log) rather than working for it.
     let moved = engine_config(&other.url(), dir.path(), "engine2");
+    let waiting = tokio::spawn(Engine::start(moved));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!waiting.is_finished(), "an engine does not work for a server it does not trust");
+    waiting.abort();
+    // Trusted by its CA (given by the owner), the other server still signs with another key.
+    let mut moved = engine_config(&other.url(), dir.path(), "engine2");
+    moved.server = moved.server.with_trust(idlegrid_client::ServerTrust::Ca(other.ca_pem().unwrap().to_string()));
     let error = Engine::start(moved).await.err().expect("a server with another key is refused").to_string();
     assert!(error.contains("refusing"), "{error}");
 }
