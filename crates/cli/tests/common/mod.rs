@@ -22,7 +22,9 @@ pub const PATIENCE: Duration = Duration::from_secs(180);
 pub fn server_config(dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("server"));
     config.maintenance_interval = Duration::from_millis(100);
-    config.coordinator.provider_silence_ms_max = 3_000;
+    // Well above the engines' poll interval (`engine_config`), even on a busy machine: a live
+    // engine is never taken for a silent one, while a killed one is found out within a test.
+    config.coordinator.provider_silence_ms_max = 15_000;
     config
 }
 
@@ -35,7 +37,7 @@ pub fn engine_config(server: &str, dir: &Path, name: &str) -> EngineConfig {
     // would wait for an idle CPU. Tests about priority set it back.
     config.owner.task_priority = idlegrid_engine::TaskPriority::Normal;
     config.prefetch = 4;
-    config.channel.poll_wait = Duration::from_secs(5);
+    config.channel.poll_wait = Duration::from_secs(2);
     config.channel.backoff_max = Duration::from_millis(500);
     config
 }
