@@ -41,12 +41,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()
         let _ = std::fs::remove_file(&tmp);
         return Err(error);
     }
-    if sync {
-        if let Some(parent) = path.parent() {
-            if let Ok(dir) = std::fs::File::open(parent) {
-                let _ = dir.sync_all();
-            }
-        }
+    if sync
+        && let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
     }
     Ok(())
 }
@@ -72,6 +71,8 @@ pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
         }
         // SAFETY: statvfs succeeded, so it filled the buffer.
         let stats = unsafe { stats.assume_init() };
+        // The field types differ between platforms (32 or 64 bits).
+        #[allow(clippy::unnecessary_cast)]
         Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
     }
     #[cfg(not(unix))]
