@@ -51,11 +51,11 @@ impl DiskBudget {
             .is_ok()
     }
 
+    /// Give back `bytes`. Also called (with 0) when a task is forgotten: what it needed may now
+    /// be evicted, so work waiting for room looks again.
     pub fn release(&self, bytes: u64) {
         let _ = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| Some(used.saturating_sub(bytes)));
-        if bytes > 0 {
-            self.freed.notify_waiters();
-        }
+        self.freed.notify_waiters();
     }
 
     /// Resolves at the next release of bytes (create it before checking for room, so that a
@@ -339,6 +339,22 @@ impl ElementCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn waiting_for_room_wakes_when_bytes_or_tasks_go() {
+        let budget = DiskBudget::new(100);
+        assert!(budget.try_reserve(80));
+        let freed = budget.freed();
+        assert!(!budget.try_reserve(30), "no room yet");
+        budget.release(10);
+        freed.await;
+        assert!(budget.try_reserve(30));
+        let forgotten = budget.freed();
+        budget.release(0); // a task forgotten: what it needed may be evicted now
+        forgotten.await;
+        budget.set_max(50);
+        assert!(!budget.try_reserve(1), "a lowered budget holds");
+    }
 
     #[test]
     fn the_budget_holds_and_eviction_spares_what_is_needed() {

@@ -1173,9 +1173,11 @@ impl Inner {
                         tracing::info!(assignment = %id, %error, "waiting for room in the disk budget");
                         waiting = true;
                     }
+                    // Woken when bytes or tasks go; the timer is a safety net, not the signal.
                     tokio::select! {
                         _ = self.stop.cancelled() => return,
                         _ = freed => {}
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
                     }
                     let gone = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_none_or(|t| t.removed);
                     if gone {
