@@ -401,7 +401,7 @@ async fn register(transport: &Transport, config: &EngineConfig) -> anyhow::Resul
                 }
                 return Ok(registered);
             }
-            Err(error) if retried_at_start(&error) => {
+            Err(error) if waited_out(&error) => {
                 let delay = backoff.next_delay(rand::random::<f64>());
                 if problems.is_news(&error) {
                     tracing::error!(
@@ -418,8 +418,8 @@ async fn register(transport: &Transport, config: &EngineConfig) -> anyhow::Resul
     }
 }
 
-/// Failures the engine waits out at start instead of stopping.
-fn retried_at_start(error: &ClientError) -> bool {
+/// Failures the engine waits out (at start, and when sending) instead of giving up.
+fn waited_out(error: &ClientError) -> bool {
     error.is_transient() || matches!(error, ClientError::NotAServer { .. } | ClientError::Untrusted(_))
 }
 
@@ -939,11 +939,24 @@ impl Inner {
             if let Err(error) = self.disk.save_outcomes(&outcomes) {
                 tracing::warn!(%error, "cannot save outcomes; sending them anyway");
             }
+            let mut backoff = Backoff::new(self.config.channel.backoff_initial, self.config.channel.backoff_max);
+            let mut problems = ProblemLog::default();
             let delivered = loop {
                 let channel = self.channel();
                 let messages: Vec<ProviderToServer> = batch.iter().map(|o| o.message.clone()).collect();
                 match channel.send(messages).await {
                     Ok(_) => break true,
+                    // Not the server's answer to the batch but the address or the server's
+                    // identity gone wrong: kept and sent once the server is back.
+                    Err(error) if waited_out(&error) => {
+                        if problems.is_news(&error) {
+                            tracing::error!(%error, "cannot send to the server; keeping the messages and retrying");
+                        }
+                        tokio::select! {
+                            _ = self.stop.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.next_delay(rand::random::<f64>())) => {}
+                        }
+                    }
                     Err(error) if error.code() == Some(ErrorCode::UnknownSession) => {
                         tracing::warn!(%error, "the session broke while sending; reconnecting");
                         self.reconnect().await;
