@@ -1200,7 +1200,15 @@ impl Inner {
                 }
                 if let Some(reason) = error.disk_full() {
                     self.disk_full(reason);
-                    self.give_back(id);
+                    if has_local_checkpoint {
+                        // Its progress goes back with it.
+                        if let Some(task) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                            task.state = LocalState::Done;
+                        }
+                        self.clone().return_suspended(id, 0).await;
+                    } else {
+                        self.give_back(id);
+                    }
                     return;
                 }
                 tracing::warn!(assignment = %id, %error, "staging failed");
