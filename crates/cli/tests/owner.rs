@@ -60,7 +60,8 @@ async fn owner_activity_pauses_a_task_which_resumes_and_computes_the_same_result
 
     activity.input();
     wait_for("the engine to notice the owner", || engine.status().state == "waiting").await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The task's thread stops at its next tick; on a busy machine that tick may come late.
+    wait_for("the task to park", || engine.last_parked().is_some()).await;
     let before = task_thread_jiffies(&engine.id());
     tokio::time::sleep(Duration::from_millis(800)).await;
     let during = task_thread_jiffies(&engine.id()) - before;
