@@ -20,6 +20,8 @@ pub async fn connect(
     let identity = Identity::load_or_create(&home.join("client.key"))?;
     let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
     let config = idlegrid_client::ChannelConfig { connect_give_up_after: Some(give_up_after), ..Default::default() };
+    // Each error says what failed and what to do; errors a retry cannot fix (not an Idlegrid
+    // server, not the server this client trusts) come at once, the others after the time given.
     match Client::connect_with(&server, identity, &name, config).await {
         Ok(client) => Ok(client),
         // The server answered but is not trusted: the error says why and what to do.
@@ -27,7 +29,7 @@ pub async fn connect(
             Err(anyhow::Error::new(error).context(format!("refusing the server at {server}")))
         }
         Err(error) => Err(anyhow::Error::new(error).context(format!(
-            "cannot connect to the server at {server} (start one with `idlegrid server`, or pass --server)"
+            "cannot connect to the server at {server} (another server: --server or IDLEGRID_SERVER)"
         ))),
     }
 }

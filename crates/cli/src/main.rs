@@ -166,10 +166,14 @@ enum Command {
         /// Tasks run at once (default: the number of cores).
         #[arg(long, alias = "slots")]
         cores: Option<u32>,
-        /// `continuous` (lowest OS priority, always) or `idle-only` (only while nobody uses the
-        /// computer).
+        /// `continuous` (always, at the task priority below) or `idle-only` (only while nobody
+        /// uses the computer).
         #[arg(long)]
         mode: Option<String>,
+        /// OS scheduling priority of tasks: `lowest` (the default: they get only CPU time nothing
+        /// else wants) or `normal` (a computer given over to the grid).
+        #[arg(long)]
+        task_priority: Option<idlegrid_engine::TaskPriority>,
         /// Tasks staged ahead of the running ones.
         #[arg(long)]
         prefetch: Option<u32>,
@@ -554,7 +558,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Engine { action: Some(EngineAction::Status), data, .. } => engine_status(&data).await,
-        Command::Engine { action: None, data, config, cores, mode, prefetch, status_listen, server_key, name } => {
+        Command::Engine {
+            action: None,
+            data,
+            config,
+            cores,
+            mode,
+            task_priority,
+            prefetch,
+            status_listen,
+            server_key,
+            name,
+        } => {
             init_engine_logging(cli.log.as_deref());
             switch_to_staged_upgrade(&data);
             let endpoint = idlegrid_client::Endpoint::new(&cli.server)
@@ -576,6 +591,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "idle-only" => idlegrid_engine::RunMode::IdleOnly,
                     other => anyhow::bail!("--mode must be continuous or idle-only, not '{other}'"),
                 };
+            }
+            if let Some(priority) = task_priority {
+                owner.task_priority = priority;
             }
             if let Some(listen) = status_listen {
                 owner.status_listen = (listen != "off").then_some(listen);

@@ -154,19 +154,13 @@ async fn an_upgrade_offered_by_the_server_is_verified_staged_and_started_next_ti
     let engine_dir = dir.path().join("engine");
     let mut engine = spawn_engine(&url, &engine_dir, 1);
     let staged = engine_dir.join("upgrade/staged.json");
-    for _ in 0..400 {
-        if staged.exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(staged.exists(), "the engine staged the upgrade");
+    wait_for("the engine to stage the upgrade", || staged.exists()).await;
     engine.kill9();
     // The next start switches to the staged build, with the same arguments.
     let status = std::process::Command::new(binary())
         .args(["--server", &url, "engine", "--data"])
         .arg(&engine_dir)
-        .args(["--status-listen", "off"])
+        .args(["--status-listen", "off", "--task-priority", "normal"])
         .status()
         .unwrap();
     assert!(status.success());

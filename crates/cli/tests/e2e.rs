@@ -165,30 +165,21 @@ async fn stop_resume_and_remove_a_running_job() {
     let tasks = (0..3).map(|i| spec(i, misbehave.hash, "mode=stop-aware target=1500")).collect::<Vec<_>>();
     client.add_tasks(job, tasks).await.unwrap();
     client.launch(job).await.unwrap();
-    let mut running = false;
-    for _ in 0..400 {
-        if client.job(job).await.unwrap().counts.running > 0 {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(running, "a task started");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Stopped once a task has made progress (it reports progress when it checkpoints).
+    let engine = &cluster.engines[0];
+    wait_for("a task to make progress", || engine.status().tasks.iter().any(|t| t.progress > 0.0)).await;
     let stopped = client.stop(job, None).await.unwrap();
     assert_eq!(stopped.state, idlegrid_types::JobState::Stopped);
     // The engine hands the running task back with its checkpoint (the others had none yet).
-    let mut checkpoint = None;
-    'wait: for _ in 0..400 {
+    let checkpoint = wait_some("the stopped task's checkpoint on the server", || async {
         for task in 0..3 {
             if let Some(bytes) = client.checkpoint(job, task).await.unwrap() {
-                checkpoint = Some(bytes);
-                break 'wait;
+                return Some(bytes);
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    let checkpoint = checkpoint.expect("the stopped task has a checkpoint on the server");
+        None
+    })
+    .await;
     let count = u64::from_le_bytes(checkpoint.try_into().unwrap());
     assert!(count > 0 && count < 1500, "stopped part way: {count}");
     let status = client.job(job).await.unwrap();
@@ -215,15 +206,13 @@ async fn results_wait_for_a_client_that_was_away() {
     first.launch(job).await.unwrap();
     first.close().await.unwrap();
     // Fire and forget: later, another process of the same client attaches.
-    for _ in 0..400 {
+    wait_until("every task to succeed while nobody watches", || async {
         let probe = idlegrid_client::Client::connect(cluster.endpoint(), identity.clone(), "probe").await.unwrap();
         let done = probe.job(job).await.unwrap().counts.succeeded == 20;
         probe.close().await.unwrap();
-        if done {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+        done
+    })
+    .await;
     let second = idlegrid_client::Client::connect(cluster.endpoint(), identity, "second").await.unwrap();
     let (finals, _) = run_to_completion(&second, job, Replay::Undelivered).await;
     let mut got: Vec<u64> = finals.iter().map(|r| r.task).collect();

@@ -92,17 +92,8 @@ async fn an_engine_killed_mid_task_loses_its_tasks_to_another_engine() {
     client.launch(job).await.unwrap();
     // Only the doomed engine is up: it takes every task.
     let mut doomed = spawn_engine(&url, &dir.path().join("doomed"), 1);
-    let mut started = false;
-    for _ in 0..400 {
-        let info = client.job(job).await.unwrap();
-        if info.counts.running == 3 {
-            started = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(started, "the first engine took the tasks");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until("the first engine to take the tasks", || async { client.job(job).await.unwrap().counts.running == 3 })
+        .await;
     doomed.kill9();
     let rescuer = idlegrid_engine::Engine::start(engine_config(&url, dir.path(), "rescuer")).await.unwrap();
     let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;
@@ -131,20 +122,14 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     let mut engine = spawn_engine(&url, &engine_dir, 1);
     // Let it run and checkpoint (every 50 steps of 1 ms), then crash it.
     let checkpoints = engine_dir.join("checkpoints");
-    let mut saved = false;
-    for _ in 0..400 {
-        if std::fs::read_dir(&checkpoints)
+    wait_for("the task to checkpoint", || {
+        std::fs::read_dir(&checkpoints)
             .into_iter()
             .flatten()
             .flatten()
             .any(|d| !d.path().to_string_lossy().ends_with(".tmp"))
-        {
-            saved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(saved, "the task checkpointed");
+    })
+    .await;
     engine.kill9();
     let _engine = spawn_engine(&url, &engine_dir, 1);
     let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;

@@ -114,7 +114,7 @@ async fn an_engine_process_ships_its_warnings_and_the_operator_reads_them_with_t
             .arg(&ca)
             .args(["engine", "--data"])
             .arg(&engine_data)
-            .args(["--cores", "1", "--log", "warn"])
+            .args(["--cores", "1", "--log", "warn", "--task-priority", "normal"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

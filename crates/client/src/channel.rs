@@ -293,6 +293,7 @@ where
     Fut: std::future::Future<Output = Result<T, ClientError>>,
 {
     let mut backoff = Backoff::new(config.backoff_initial, config.backoff_max);
+    let mut problems = crate::ProblemLog::default();
     let started = tokio::time::Instant::now();
     loop {
         match attempt().await {
@@ -304,7 +305,8 @@ where
                     return Err(error);
                 }
                 let delay = backoff.next_delay(rand::random::<f64>());
-                if backoff.failures() == 1 || backoff.failures().is_multiple_of(10) {
+                // Said once per kind of problem: a retry loop must not flood the log.
+                if problems.is_news(&error) {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "server unavailable; retrying");
                 }
                 tokio::time::sleep(delay).await;

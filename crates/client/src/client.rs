@@ -422,6 +422,7 @@ impl Drop for JobWatch {
 async fn pump(shared: Arc<Shared>) {
     let wait = shared.channel.config().poll_wait;
     let mut backoff = Backoff::new(shared.channel.config().backoff_initial, shared.channel.config().backoff_max);
+    let mut problems = crate::ProblemLog::default();
     loop {
         let polled = tokio::select! {
             _ = shared.stop.cancelled() => return,
@@ -432,6 +433,9 @@ async fn pump(shared: Arc<Shared>) {
         match polled {
             Ok(messages) => {
                 backoff.reset();
+                if problems.recovered() {
+                    tracing::info!("in contact with the server again");
+                }
                 let last = messages.last().map(|m| m.seq);
                 for received in messages {
                     dispatch(&shared, received.seq, received.reply_to, received.message);
@@ -442,7 +446,11 @@ async fn pump(shared: Arc<Shared>) {
             }
             Err(error) if error.is_transient() => {
                 let delay = backoff.next_delay(rand::random::<f64>());
-                tracing::debug!(%error, delay_ms = delay.as_millis() as u64, "poll failed; backing off");
+                if problems.is_news(&error) {
+                    tracing::warn!(%error, "lost contact with the server; retrying until it answers");
+                } else {
+                    tracing::debug!(%error, delay_ms = delay.as_millis() as u64, "poll failed; backing off");
+                }
                 tokio::select! {
                     _ = shared.stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}

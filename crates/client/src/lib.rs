@@ -21,7 +21,7 @@ mod transport;
 pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use endpoint::{Endpoint, ServerTrust};
-pub use error::ClientError;
+pub use error::{ClientError, ErrorClass, ProblemLog, Unreachable};
 pub use money::{Accounts, MoneyDesk};
 pub use reqwest::Method;
 pub use strip::{InvalidModule, strip_executable};

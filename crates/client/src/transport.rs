@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::ClientError;
 use crate::endpoint::{Endpoint, ServerTrust};
+use crate::{ClientError, Unreachable};
 
 fn tls_client(ca_pem: &str, client: Option<(&str, &[u8])>) -> Result<reqwest::Client, ClientError> {
     let config = idlegrid_pki::client_config(ca_pem, client).map_err(tls_error)?;
@@ -80,10 +80,14 @@ fn network(error: reqwest::Error) -> ClientError {
     // error hides behind "error sending request".
     let mut text = error.to_string();
     let mut untrusted = false;
+    let mut refused = false;
+    let mut tls_failed = false;
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
+        refused |=
+            cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
         // rustls errors arrive wrapped in io::Error, whose source() skips the wrapped error.
         let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
             cause
@@ -92,6 +96,7 @@ fn network(error: reqwest::Error) -> ClientError {
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
         untrusted |= matches!(tls, Some(rustls::Error::InvalidCertificate(_)));
+        tls_failed |= tls.is_some();
         source = cause.source();
     }
     // Fallback on rustls's own wording, for wrappers that hide the typed error entirely.
@@ -101,7 +106,16 @@ fn network(error: reqwest::Error) -> ClientError {
             "the server's certificate is not from the certificate authority this party trusts ({text})"
         ));
     }
-    ClientError::Network(text)
+    let cause = if refused {
+        Unreachable::Refused
+    } else if error.is_timeout() {
+        Unreachable::Timeout
+    } else if tls_failed {
+        Unreachable::Tls
+    } else {
+        Unreachable::classify(&text)
+    };
+    ClientError::Network { cause, detail: text }
 }
 
 /// What a party refused by a server's certificate should know: where its trust in the server
@@ -130,8 +144,27 @@ fn tls_error(error: idlegrid_pki::PkiError) -> ClientError {
 
 async fn failure(response: reqwest::Response) -> ClientError {
     let status = response.status().as_u16();
+    let url = response.url().clone();
     let text = response.text().await.unwrap_or_default();
-    let report = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error).unwrap_or_else(|_| {
+    let body = serde_json::from_str::<ErrorBody>(&text).map(|b| b.error);
+    // An endpoint that does not exist: the address leads to another program (a web server, a
+    // proxy without the route) or has a path it should not. Every Idlegrid endpoint a party
+    // calls exists, so this is never a missing job or element.
+    let no_endpoint = match &body {
+        Ok(report) => report.message.starts_with("no such endpoint"),
+        Err(_) => true,
+    };
+    if status == 404 && no_endpoint {
+        let path = url.path().to_string();
+        let mut base = url;
+        base.set_path("");
+        base.set_query(None);
+        return ClientError::NotAServer {
+            url: base.as_str().trim_end_matches('/').to_string(),
+            detail: format!("HTTP 404 for {path}"),
+        };
+    }
+    let report = body.unwrap_or_else(|_| {
         ErrorReport::new(ErrorCode::Internal, format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()))
     });
     ClientError::Api { status, report }
@@ -247,9 +280,10 @@ impl Transport {
             return Err(ClientError::Protocol(format!("no certificate authority to trust for {}", self.base())));
         };
         let (host, port) = self.shared.endpoint.host_port()?;
-        let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10))
-            .await
-            .map_err(|e| ClientError::Network(e.to_string()))?;
+        let pem = idlegrid_pki::fetch_server_ca(&host, port, Duration::from_secs(10)).await.map_err(|e| {
+            let detail = e.to_string();
+            ClientError::Network { cause: Unreachable::classify(&detail), detail }
+        })?;
         idlegrid_pki::write_private(pin, pem.as_bytes()).map_err(tls_error)?;
         let fingerprint = idlegrid_pki::pem_fingerprint(&pem).map_err(tls_error)?;
         tracing::warn!(
@@ -286,7 +320,14 @@ impl Transport {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        let registered: RegisterResponse = decode(response).await?;
+        let url = response.url().clone();
+        let registered: RegisterResponse = decode(response).await.map_err(|error| match error {
+            ClientError::Protocol(detail) => ClientError::NotAServer {
+                url: self.base().to_string(),
+                detail: format!("its answer to {} is not an Idlegrid registration: {detail}", url.path()),
+            },
+            other => other,
+        })?;
         if tls {
             let certificate = registered
                 .certificate

@@ -12,17 +12,29 @@ use idlegrid_client::{ClientError, Transport};
 use idlegrid_types::{ElementHash, ElementRef};
 use sha2::{Digest, Sha256};
 
+use crate::space::SpaceCheck;
 use crate::vault::{ChunkedReader, ChunkedWriter, Vault, VaultError};
 
 /// Bytes the engine may use on disk for elements and checkpoints, and what it uses.
 pub struct DiskBudget {
-    pub max: u64,
+    max: AtomicU64,
     used: AtomicU64,
+    /// Wakes work waiting for room whenever bytes are released.
+    freed: tokio::sync::Notify,
 }
 
 impl DiskBudget {
     pub fn new(max: u64) -> Self {
-        DiskBudget { max, used: AtomicU64::new(0) }
+        DiskBudget { max: AtomicU64::new(max), used: AtomicU64::new(0), freed: tokio::sync::Notify::new() }
+    }
+
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// Lower (or raise) the budget, e.g. to what the disk can actually hold.
+    pub fn set_max(&self, max: u64) {
+        self.max.store(max, Ordering::SeqCst);
     }
 
     pub fn used(&self) -> u64 {
@@ -31,15 +43,25 @@ impl DiskBudget {
 
     /// Take `bytes` if they fit.
     pub fn try_reserve(&self, bytes: u64) -> bool {
+        let max = self.max();
         self.used
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| {
-                used.checked_add(bytes).filter(|total| *total <= self.max)
+                used.checked_add(bytes).filter(|total| *total <= max)
             })
             .is_ok()
     }
 
+    /// Give back `bytes`. Also called (with 0) when a task is forgotten: what it needed may now
+    /// be evicted, so work waiting for room looks again.
     pub fn release(&self, bytes: u64) {
         let _ = self.used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |used| Some(used.saturating_sub(bytes)));
+        self.freed.notify_waiters();
+    }
+
+    /// Resolves at the next release of bytes (create it before checking for room, so that a
+    /// release in between is not missed).
+    pub fn freed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// Count bytes already on disk at start-up.
@@ -62,6 +84,19 @@ pub enum FetchError {
     DiskBudget { hash: ElementHash, needed: u64, max: u64, used: u64 },
     #[error("cannot write element {hash} to disk: {error}")]
     Disk { hash: ElementHash, error: std::io::Error },
+    #[error("cannot stage element {hash}: {full}")]
+    DiskFull { hash: ElementHash, full: crate::space::DiskFull },
+}
+
+impl FetchError {
+    /// The engine's disk is full (not the task's fault, nor the owner's budget).
+    pub fn disk_full(&self) -> Option<String> {
+        match self {
+            FetchError::DiskFull { full, .. } => Some(full.to_string()),
+            FetchError::Disk { error, .. } if crate::disk::is_disk_full(error) => Some(self.to_string()),
+            _ => None,
+        }
+    }
 }
 
 struct Entry {
@@ -77,6 +112,7 @@ struct Index {
 
 pub struct ElementCache {
     dir: PathBuf,
+    space: SpaceCheck,
     vault: Arc<Vault>,
     budget: Arc<DiskBudget>,
     index: Mutex<Index>,
@@ -111,7 +147,12 @@ impl idlegrid_sandbox::ElementRead for SealedElement {
 
 impl ElementCache {
     /// Index what is on disk (partial downloads are removed) and count it against the budget.
-    pub fn open(dir: PathBuf, vault: Arc<Vault>, budget: Arc<DiskBudget>) -> std::io::Result<ElementCache> {
+    pub fn open(
+        dir: PathBuf,
+        vault: Arc<Vault>,
+        budget: Arc<DiskBudget>,
+        space: SpaceCheck,
+    ) -> std::io::Result<ElementCache> {
         std::fs::create_dir_all(&dir)?;
         let mut found: Vec<(std::time::SystemTime, ElementHash, u64)> = Vec::new();
         for entry in std::fs::read_dir(&dir)?.flatten() {
@@ -133,7 +174,7 @@ impl ElementCache {
             budget.add_existing(bytes);
             index.entries.insert(hash, Entry { bytes, last_used: index.clock });
         }
-        Ok(ElementCache { dir, vault, budget, index: Mutex::new(index), locks: Mutex::new(HashMap::new()) })
+        Ok(ElementCache { dir, space, vault, budget, index: Mutex::new(index), locks: Mutex::new(HashMap::new()) })
     }
 
     fn path(&self, hash: &ElementHash) -> PathBuf {
@@ -214,9 +255,13 @@ impl ElementCache {
             return Err(FetchError::DiskBudget {
                 hash,
                 needed: sealed,
-                max: self.budget.max,
+                max: self.budget.max(),
                 used: self.budget.used(),
             });
+        }
+        if let Err(full) = self.space.room_for(sealed) {
+            self.budget.release(sealed);
+            return Err(FetchError::DiskFull { hash, full });
         }
         let result = self.download(transport, element, ticket).await;
         match result {
@@ -295,12 +340,30 @@ impl ElementCache {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn waiting_for_room_wakes_when_bytes_or_tasks_go() {
+        let budget = DiskBudget::new(100);
+        assert!(budget.try_reserve(80));
+        let freed = budget.freed();
+        assert!(!budget.try_reserve(30), "no room yet");
+        budget.release(10);
+        freed.await;
+        assert!(budget.try_reserve(30));
+        let forgotten = budget.freed();
+        budget.release(0); // a task forgotten: what it needed may be evicted now
+        forgotten.await;
+        budget.set_max(50);
+        assert!(!budget.try_reserve(1), "a lowered budget holds");
+    }
+
     #[test]
     fn the_budget_holds_and_eviction_spares_what_is_needed() {
         let dir = tempfile::tempdir().unwrap();
         let vault = Arc::new(Vault::load_or_create(&dir.path().join("key")).unwrap());
         let budget = Arc::new(DiskBudget::new(Vault::sealed_size(1000) * 2));
-        let cache = ElementCache::open(dir.path().join("elements"), vault.clone(), budget.clone()).unwrap();
+        let space = SpaceCheck::new(dir.path().into(), crate::space::DiskSpace::System);
+        let cache =
+            ElementCache::open(dir.path().join("elements"), vault.clone(), budget.clone(), space.clone()).unwrap();
         let (a, b, c) = (ElementHash::of(b"a"), ElementHash::of(b"b"), ElementHash::of(b"c"));
         for hash in [a, b] {
             assert!(cache.reserve(Vault::sealed_size(1000), &HashSet::new()));
@@ -317,7 +380,7 @@ mod tests {
         assert!(!cache.path(&b).exists());
         let both: HashSet<ElementHash> = [a, c].into();
         assert!(!cache.reserve(Vault::sealed_size(1000), &both), "nothing left to evict");
-        assert!(budget.used() <= budget.max);
+        assert!(budget.used() <= budget.max());
         // A tampered element is found out and dropped, never returned.
         let mut bytes = std::fs::read(cache.path(&a)).unwrap();
         let last = bytes.len() - 5;
@@ -327,7 +390,7 @@ mod tests {
         assert!(cache.contents().is_empty());
         // Reopening counts what is on disk.
         let reopened =
-            ElementCache::open(dir.path().join("elements"), vault, Arc::new(DiskBudget::new(1 << 20))).unwrap();
+            ElementCache::open(dir.path().join("elements"), vault, Arc::new(DiskBudget::new(1 << 20)), space).unwrap();
         assert_eq!(reopened.contents().len(), 0);
     }
 }

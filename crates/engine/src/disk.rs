@@ -23,26 +23,76 @@ pub struct Disk {
 }
 
 /// Write a file atomically: a reader sees the old bytes or the new, never a mix. With `sync`,
-/// the bytes (and the rename) reach the device before this returns.
+/// the bytes (and the rename) reach the device before this returns. On any failure the
+/// temporary file is removed: a full disk must not stay full because of a half-written copy.
 pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
+    let tmp = temporary_path(path);
+    let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         if sync {
             file.sync_all()?;
         }
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
     }
-    std::fs::rename(&tmp, path)?;
-    if sync {
-        if let Some(parent) = path.parent() {
-            if let Ok(dir) = std::fs::File::open(parent) {
-                let _ = dir.sync_all();
-            }
-        }
+    if sync
+        && let Some(parent) = path.parent()
+        && let Ok(dir) = std::fs::File::open(parent)
+    {
+        let _ = dir.sync_all();
     }
     Ok(())
+}
+
+/// Where [`write_atomic`] writes before the rename.
+fn temporary_path(path: &Path) -> PathBuf {
+    path.with_extension(TEMPORARY_EXTENSION)
+}
+
+const TEMPORARY_EXTENSION: &str = "tmp";
+
+/// Bytes available to this (unprivileged) process on the file system holding `path`.
+pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
+        let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: a valid NUL-terminated path and a buffer of the right type.
+        if unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: statvfs succeeded, so it filled the buffer.
+        let stats = unsafe { stats.assume_init() };
+        // The field types differ between platforms (32 or 64 bits).
+        #[allow(clippy::unnecessary_cast)]
+        Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(u64::MAX)
+    }
+}
+
+/// Whether an I/O error means the disk (or the owner's quota) is full.
+pub fn is_disk_full(error: &std::io::Error) -> bool {
+    if error.kind() == std::io::ErrorKind::StorageFull {
+        return true;
+    }
+    #[cfg(unix)]
+    if matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+        return true;
+    }
+    // SQLite reports a full disk in its own words.
+    error.to_string().contains("database or disk is full")
 }
 
 fn io(error: rusqlite::Error) -> std::io::Error {
@@ -245,18 +295,23 @@ impl Disk {
         held
     }
 
-    /// Checkpoint files of tasks no longer held (debris of a crash between the two writes).
-    pub fn sweep_checkpoints(&self) {
+    /// Remove what a crash or a failed write left behind: temporary copies of checkpoints (the
+    /// checkpoint itself, if any, is intact), and checkpoint files of tasks no longer held
+    /// (debris of a crash between the two writes). Returns how many files went.
+    pub fn sweep_checkpoints(&self) -> usize {
         let held: std::collections::BTreeSet<String> =
             self.held_tasks().iter().map(|(a, _)| a.assignment.0.to_string()).collect();
+        let mut removed = 0;
         if let Ok(entries) = std::fs::read_dir(self.root.join("checkpoints")) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !held.contains(name.trim_end_matches(".tmp")) {
-                    let _ = std::fs::remove_file(entry.path());
+                let temporary = Path::new(&name).extension().is_some_and(|e| e == TEMPORARY_EXTENSION);
+                if (temporary || !held.contains(&name)) && std::fs::remove_file(entry.path()).is_ok() {
+                    removed += 1;
                 }
             }
         }
+        removed
     }
 }
 
@@ -288,6 +343,46 @@ mod tests {
         write_atomic(&path, b"second", false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         assert!(!path.with_extension("tmp").exists());
+    }
+
+    /// A write that runs out of space (its temporary file is `/dev/full`) fails as a full disk
+    /// and leaves nothing behind: neither the temporary file nor a changed original.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_that_finds_the_disk_full_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("7");
+        write_atomic(&path, b"old", true).unwrap();
+        std::os::unix::fs::symlink("/dev/full", temporary_path(&path)).unwrap();
+        let error = write_atomic(&path, &[1u8; 10_000], true).unwrap_err();
+        assert!(is_disk_full(&error), "{error:?}");
+        assert!(std::fs::symlink_metadata(temporary_path(&path)).is_err(), "the temporary file was removed");
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert!(!is_disk_full(&std::io::Error::from(std::io::ErrorKind::PermissionDenied)));
+        assert!(is_disk_full(&io(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into())
+        ))));
+    }
+
+    #[test]
+    fn leftover_temporary_checkpoints_are_swept_even_for_held_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = open(dir.path());
+        disk.save_assignments(&[&assignment(1)]).unwrap();
+        disk.save_checkpoint(AssignmentId(1), b"kept").unwrap();
+        let checkpoints = dir.path().join("checkpoints");
+        std::fs::write(checkpoints.join("1.tmp"), b"half").unwrap();
+        std::fs::write(checkpoints.join("2"), b"orphan").unwrap();
+        std::fs::write(checkpoints.join("2.tmp"), b"half").unwrap();
+        assert_eq!(disk.sweep_checkpoints(), 3);
+        let left: Vec<String> = std::fs::read_dir(&checkpoints)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into())
+            .collect();
+        assert_eq!(left, vec!["1".to_string()]);
+        assert_eq!(disk.checkpoint(AssignmentId(1)).as_deref(), Some(&b"kept"[..]));
     }
 
     fn open(dir: &Path) -> Disk {

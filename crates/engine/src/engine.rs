@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use idlegrid_client::{Channel, Transport};
+use idlegrid_client::{Channel, ClientError, ProblemLog, Transport};
 use idlegrid_protocol::auth::{Identity, verify_bytes};
 use idlegrid_protocol::backoff::Backoff;
 use idlegrid_protocol::messages::{
     Assignment, AssignmentState, AssignmentStatus, NodeState, ProviderToServer, ServerToProvider,
 };
+use idlegrid_protocol::wire::RegisterResponse;
 use idlegrid_protocol::wire::limits::INLINE_PAYLOAD_BYTES_MAX;
 use idlegrid_protocol::{ErrorCode, ErrorReport, Payload};
 use idlegrid_sandbox::{
@@ -25,12 +26,13 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::activity::{ActivitySource, SystemActivity};
-use crate::cache::{DiskBudget, ElementCache};
+use crate::cache::{DiskBudget, ElementCache, FetchError};
 use crate::contact::ContactGate;
 use crate::disk::Disk;
 use crate::policy::{Governor, Verdict};
 use crate::queue::{Candidate, next_to_run};
-use crate::settings::{RunMode, ServerControlled};
+use crate::settings::{RunMode, ServerControlled, TaskPriority};
+use crate::space::SpaceCheck;
 use crate::status::{EngineStatus, Pushed, TaskView, Usage};
 use crate::vault::Vault;
 use crate::workers::Workers;
@@ -132,8 +134,20 @@ struct FromServer {
     summary: Option<String>,
 }
 
+/// The engine cannot write to its disk (it is full): it takes no tasks until there is room.
+struct DiskTrouble {
+    reason: String,
+    /// When the disk was last found full; room is looked for again a while after.
+    checked: Instant,
+}
+
+/// How often a full disk is checked for room again.
+const DISK_RECHECK: Duration = Duration::from_secs(2);
+
 struct Inner {
     config: EngineConfig,
+    space: SpaceCheck,
+    disk_trouble: Mutex<Option<DiskTrouble>>,
     controlled: Mutex<ServerControlled>,
     transport: Transport,
     channel: RwLock<Arc<EngineChannel>>,
@@ -268,23 +282,7 @@ impl Engine {
             .with_context(|| format!("cannot use the data folder {}", config.data_dir.display()))?;
         let identity = Identity::load_or_create(&disk.identity_path())?;
         let transport = Transport::new(&config.server, identity)?;
-        let mut backoff = Backoff::new(config.channel.backoff_initial, config.channel.backoff_max);
-        let registered = loop {
-            match transport.register(Role::Provider, &config.name).await {
-                Ok(registered) => break registered,
-                Err(error) if error.is_transient() => {
-                    tracing::warn!(%error, "server unreachable; retrying registration");
-                    tokio::time::sleep(backoff.next_delay(rand::random::<f64>())).await;
-                }
-                Err(idlegrid_client::ClientError::Untrusted(reason)) => {
-                    anyhow::bail!(
-                        "the server at {} is not the one this engine trusts, refusing to work for it: {reason}",
-                        config.server
-                    )
-                }
-                Err(error) => return Err(error).context("registration refused"),
-            }
-        };
+        let registered = register(&transport, &config).await?;
         let server_key = trusted_server_key(&config, &disk, &registered.server_key)?;
         let channel = open_channel(&transport, &config, &disk).await?;
         let mut sandbox_config = config.sandbox.clone();
@@ -294,17 +292,38 @@ impl Engine {
             sandbox_config.pooled_memory_bytes_max = config.owner.task_memory_bytes_max;
         }
         let sandbox = Sandbox::new(sandbox_config).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
-        disk.sweep_checkpoints();
+        let swept = disk.sweep_checkpoints();
+        if swept > 0 {
+            tracing::info!(files = swept, "removed leftovers of unfinished checkpoint writes");
+        }
+        let space = SpaceCheck::new(config.data_dir.clone(), config.disk_space.clone());
         let budget = Arc::new(DiskBudget::new(config.owner.disk_bytes_max));
         budget.add_existing(disk.checkpoints_bytes());
-        let cache = ElementCache::open(config.data_dir.join("elements"), vault, budget.clone())?;
+        let cache = ElementCache::open(config.data_dir.join("elements"), vault, budget.clone(), space.clone())?;
+        // Never promise more than the disk has: a budget the disk cannot hold fails writes half-way.
+        if let Some(fits) = space.budget_that_fits(budget.used())
+            && fits < budget.max()
+        {
+            tracing::warn!(
+                budget = config.owner.disk_bytes_max,
+                lowered_to = fits,
+                data = %config.data_dir.display(),
+                "the disk has less room than the disk budget; the engine uses only what is free"
+            );
+            budget.set_max(fits);
+        }
         // Task threads carry the engine's name, so that tools (and tests) can tell them apart.
-        let workers =
-            Workers::start(&format!("igt-{}", &transport.identity().id().to_string()[..6]), config.owner.cores, true);
+        let workers = Workers::start(
+            &format!("igt-{}", &transport.identity().id().to_string()[..6]),
+            config.owner.cores,
+            config.owner.task_priority == TaskPriority::Lowest,
+        );
         let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
         let inner = Arc::new(Inner {
+            space,
+            disk_trouble: Mutex::new(None),
             controlled: Mutex::new(controlled),
             transport,
             channel: RwLock::new(Arc::new(channel)),
@@ -329,6 +348,9 @@ impl Engine {
             stop: CancellationToken::new(),
             config,
         });
+        if let Err(full) = inner.space.room_for(0) {
+            inner.disk_full(full.to_string());
+        }
         inner.recover();
         inner.announce();
         // Decide once before running anything: an engine started while the owner works waits.
@@ -362,6 +384,43 @@ impl Engine {
         );
         Ok(EngineHandle { inner, tasks })
     }
+}
+
+/// Register with the server, backing off (exponentially, with a cap and jitter) while it cannot
+/// be reached, is not an Idlegrid server, or is not the server this engine trusts: an engine
+/// is a daemon, and the address or the server may be fixed while it waits. Each problem is said
+/// once, with what to do, when it starts or changes, never at every try.
+async fn register(transport: &Transport, config: &EngineConfig) -> anyhow::Result<RegisterResponse> {
+    let mut backoff = Backoff::new(config.channel.backoff_initial, config.channel.backoff_max);
+    let mut problems = ProblemLog::default();
+    loop {
+        match transport.register(Role::Provider, &config.name).await {
+            Ok(registered) => {
+                if problems.recovered() {
+                    tracing::info!(server = %config.server, "reached the server; registered");
+                }
+                return Ok(registered);
+            }
+            Err(error) if waited_out(&error) => {
+                let delay = backoff.next_delay(rand::random::<f64>());
+                if problems.is_news(&error) {
+                    tracing::error!(
+                        server = %config.server,
+                        %error,
+                        "cannot register with the server; the engine keeps trying (backing off up to {} s)",
+                        config.channel.backoff_max.as_secs()
+                    );
+                }
+                tokio::time::sleep(delay).await;
+            }
+            Err(error) => return Err(error).context("registration refused"),
+        }
+    }
+}
+
+/// Failures the engine waits out (at start, and when sending) instead of giving up.
+fn waited_out(error: &ClientError) -> bool {
+    error.is_transient() || matches!(error, ClientError::NotAServer { .. } | ClientError::Untrusted(_))
 }
 
 /// The server key to trust: pinned by the owner, or kept from the first registration. A server
@@ -504,16 +563,29 @@ impl Inner {
             .collect()
     }
 
-    /// Store a checkpoint within the disk budget (evicting unneeded elements if need be).
+    /// Store a checkpoint within the disk budget (evicting unneeded elements if need be) and
+    /// the room the disk has. A full disk makes the engine stop taking tasks (the task is told
+    /// its checkpoint was not saved, as for a budget too small).
     fn store_checkpoint(&self, id: AssignmentId, data: &[u8]) -> Result<(), String> {
         let new = Disk::sealed_checkpoint_size(data.len());
         let old = self.disk.checkpoint_bytes(id);
         if new > old && !self.cache.reserve(new - old, &self.needed_elements()) {
             return Err(format!(
                 "the owner's disk budget of {} bytes has no room for a checkpoint of {} bytes",
-                self.budget.max,
+                self.budget.max(),
                 data.len()
             ));
+        }
+        let release = || {
+            if new > old {
+                self.budget.release(new - old);
+            }
+        };
+        // The whole new copy is written before the old one goes.
+        if let Err(full) = self.space.room_for(new) {
+            release();
+            self.disk_full(full.to_string());
+            return Err(full.to_string());
         }
         match self.disk.save_checkpoint(id, data) {
             Ok(()) => {
@@ -523,12 +595,90 @@ impl Inner {
                 Ok(())
             }
             Err(error) => {
-                if new > old {
-                    self.budget.release(new - old);
+                release();
+                if crate::disk::is_disk_full(&error) {
+                    self.disk_full(format!("cannot write a checkpoint: {error}"));
                 }
                 Err(error.to_string())
             }
         }
+    }
+
+    /// The disk is full: stop taking tasks, and tell the server (and the owner) why.
+    fn disk_full(&self, reason: String) {
+        let first = {
+            let mut trouble = self.disk_trouble.lock().unwrap_or_else(|p| p.into_inner());
+            let first = trouble.is_none();
+            *trouble = Some(DiskTrouble { reason: reason.clone(), checked: Instant::now() });
+            first
+        };
+        if first {
+            tracing::error!(%reason, "the engine's disk is full: it takes no tasks until there is room again");
+            self.send(self.node_status(), None);
+            self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::LimitExceeded, reason)), None);
+        }
+    }
+
+    fn disk_is_full(&self) -> bool {
+        self.disk_trouble.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// After a full disk: once there is room again (twice the headroom, so that the engine does
+    /// not flap), take tasks again.
+    fn check_disk(&self) {
+        {
+            let mut trouble = self.disk_trouble.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(current) = trouble.as_mut() else { return };
+            if current.checked.elapsed() < DISK_RECHECK {
+                return;
+            }
+            current.checked = Instant::now();
+            if let Err(full) = self.space.room_for(crate::space::HEADROOM) {
+                current.reason = full.to_string();
+                return;
+            }
+            *trouble = None;
+        }
+        tracing::info!("the engine's disk has room again; taking tasks");
+        self.send(self.node_status(), None);
+        self.wake_runner.notify_one();
+    }
+
+    /// What the engine says about itself: active with room for work, or paused with none while
+    /// its disk is full.
+    fn node_status(&self) -> ProviderToServer {
+        if self.disk_is_full() {
+            ProviderToServer::NodeStatus { state: NodeState::Paused, slots: self.config.owner.cores, queue_capacity: 0 }
+        } else {
+            ProviderToServer::NodeStatus {
+                state: NodeState::Active,
+                slots: self.config.owner.cores,
+                queue_capacity: self.capacity(),
+            }
+        }
+    }
+
+    /// Hand a task back untouched (not failed): the engine cannot hold it now; the server places
+    /// it again without counting an attempt.
+    fn give_back(&self, id: AssignmentId) {
+        if let Some(task) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+            task.state = LocalState::Done;
+        }
+        self.send_given_back(id);
+    }
+
+    fn send_given_back(&self, id: AssignmentId) {
+        let status = AssignmentStatus {
+            assignment: id,
+            state: AssignmentState::Suspended,
+            progress: 0.0,
+            status: None,
+            result: None,
+            failure: None,
+            checkpoint: None,
+            cpu_ms: 0,
+        };
+        self.send(ProviderToServer::TaskStatus(status), Some(id));
     }
 
     /// Tell the server who we are, what we hold and how much work we want.
@@ -549,14 +699,7 @@ impl Inner {
             None,
         );
         self.send(ProviderToServer::Contents { tasks: held }, None);
-        self.send(
-            ProviderToServer::NodeStatus {
-                state: NodeState::Active,
-                slots: self.config.owner.cores,
-                queue_capacity: self.capacity(),
-            },
-            None,
-        );
+        self.send(self.node_status(), None);
     }
 
     /// Take back the tasks held on disk: finished ones have their outcome sent again, the
@@ -636,6 +779,7 @@ impl Inner {
                 _ = self.stop.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            self.check_disk();
             let reading = source.read();
             let verdict = governor.decide(&self.config.owner, reading, self.config.clock.week_minute(), now_ms());
             self.apply(verdict);
@@ -674,6 +818,7 @@ impl Inner {
 
     async fn receive_loop(self: Arc<Self>) {
         let mut backoff = Backoff::new(self.config.channel.backoff_initial, self.config.channel.backoff_max);
+        let mut problems = ProblemLog::default();
         loop {
             let Some(until) = self.gate.wait_open(&self.stop).await else { return };
             let channel = self.channel();
@@ -688,6 +833,9 @@ impl Inner {
             match polled {
                 Ok(messages) => {
                     backoff.reset();
+                    if problems.recovered() {
+                        tracing::info!(server = %self.transport.server(), "in contact with the server again");
+                    }
                     {
                         let mut connectivity = self.connectivity.lock().unwrap_or_else(|p| p.into_inner());
                         connectivity.connected = true;
@@ -716,13 +864,18 @@ impl Inner {
                         connectivity.last_error = Some(error.to_string());
                     }
                     let delay = backoff.next_delay(rand::random::<f64>());
-                    tracing::debug!(%error, "poll failed; backing off {} ms", delay.as_millis());
+                    if problems.is_news(&error) {
+                        tracing::warn!(server = %self.transport.server(), %error, "lost contact with the server; retrying until it answers");
+                    } else {
+                        tracing::debug!(%error, "poll failed; backing off {} ms", delay.as_millis());
+                    }
                     tokio::select! {
                         _ = self.stop.cancelled() => return,
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
                 Err(error) => {
+                    problems.is_news(&error);
                     tracing::warn!(%error, "the session broke; reconnecting");
                     self.reconnect().await;
                 }
@@ -733,6 +886,7 @@ impl Inner {
     /// Open a new session after the server lost ours; the server then re-sends our tasks.
     async fn reconnect(self: &Arc<Self>) {
         let mut backoff = Backoff::new(self.config.channel.backoff_initial, self.config.channel.backoff_max);
+        let mut problems = ProblemLog::default();
         loop {
             match Channel::open(self.transport.clone(), self.config.channel.clone(), None).await {
                 Ok((channel, info)) => {
@@ -742,7 +896,14 @@ impl Inner {
                     return;
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "cannot open a session");
+                    if problems.is_news(&error) {
+                        tracing::warn!(%error, "cannot open a session; retrying until the server answers");
+                    }
+                    {
+                        let mut connectivity = self.connectivity.lock().unwrap_or_else(|p| p.into_inner());
+                        connectivity.connected = false;
+                        connectivity.last_error = Some(error.to_string());
+                    }
                     tokio::select! {
                         _ = self.stop.cancelled() => return,
                         _ = tokio::time::sleep(backoff.next_delay(rand::random::<f64>())) => {}
@@ -778,11 +939,24 @@ impl Inner {
             if let Err(error) = self.disk.save_outcomes(&outcomes) {
                 tracing::warn!(%error, "cannot save outcomes; sending them anyway");
             }
+            let mut backoff = Backoff::new(self.config.channel.backoff_initial, self.config.channel.backoff_max);
+            let mut problems = ProblemLog::default();
             let delivered = loop {
                 let channel = self.channel();
                 let messages: Vec<ProviderToServer> = batch.iter().map(|o| o.message.clone()).collect();
                 match channel.send(messages).await {
                     Ok(_) => break true,
+                    // Not the server's answer to the batch but the address or the server's
+                    // identity gone wrong: kept and sent once the server is back.
+                    Err(error) if waited_out(&error) => {
+                        if problems.is_news(&error) {
+                            tracing::error!(%error, "cannot send to the server; keeping the messages and retrying");
+                        }
+                        tokio::select! {
+                            _ = self.stop.cancelled() => return,
+                            _ = tokio::time::sleep(backoff.next_delay(rand::random::<f64>())) => {}
+                        }
+                    }
                     Err(error) if error.code() == Some(ErrorCode::UnknownSession) => {
                         tracing::warn!(%error, "the session broke while sending; reconnecting");
                         self.reconnect().await;
@@ -863,14 +1037,7 @@ impl Inner {
                     self.send(ProviderToServer::Error(ErrorReport::new(ErrorCode::BadRequest, problem)), None);
                 }
                 if capacity_changed {
-                    self.send(
-                        ProviderToServer::NodeStatus {
-                            state: NodeState::Active,
-                            slots: self.config.owner.cores,
-                            queue_capacity: self.capacity(),
-                        },
-                        None,
-                    );
+                    self.send(self.node_status(), None);
                 }
             }
             ServerToProvider::WorkSummary { tasks_completed, cpu_seconds } => {
@@ -926,6 +1093,7 @@ impl Inner {
         }
         let cap = self.config.owner.task_memory_bytes_max;
         let mut fresh = Vec::with_capacity(assignments.len());
+        let full = self.disk_is_full();
         {
             let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
             let mut to_save = Vec::with_capacity(assignments.len());
@@ -949,6 +1117,8 @@ impl Inner {
                     continue;
                 }
                 match tasks.get_mut(&assignment.assignment) {
+                    // Sent before the server knew the disk is full: back at once, nothing stored.
+                    None if full => self.send_given_back(assignment.assignment),
                     // Sent again (new session): only the ticket is new.
                     Some(known) => {
                         known.assignment.ticket = assignment.ticket;
@@ -961,8 +1131,15 @@ impl Inner {
                 }
             }
             if let Err(error) = self.disk.save_assignments(&to_save.iter().collect::<Vec<_>>()) {
-                tracing::error!(%error, "cannot save tasks to disk; refusing them");
                 drop(tasks);
+                if crate::disk::is_disk_full(&error) {
+                    self.disk_full(format!("cannot save tasks: {error}"));
+                    for id in fresh {
+                        self.give_back(id);
+                    }
+                    return;
+                }
+                tracing::error!(%error, "cannot save tasks to disk; refusing them");
                 for id in fresh {
                     self.send_failure(id, FailureKind::Engine, format!("the engine cannot write to its disk: {error}"));
                 }
@@ -990,12 +1167,53 @@ impl Inner {
         };
         let mut needed: Vec<ElementRef> = vec![assignment.executable];
         needed.extend(assignment.data.values().copied());
-        let keep = self.needed_elements();
         for element in &needed {
-            if let Err(error) = self.cache.ensure(&self.transport, element, &assignment.ticket, &keep).await {
+            let mut waiting = false;
+            loop {
+                // Registered before the attempt, so that room freed meanwhile is not missed.
+                let freed = self.budget.freed();
+                let keep = self.needed_elements();
+                let error = match self.cache.ensure(&self.transport, element, &assignment.ticket, &keep).await {
+                    Ok(()) => break,
+                    Err(error) => error,
+                };
+                if let FetchError::DiskBudget { needed, .. } = &error
+                    && *needed <= self.budget.max()
+                {
+                    // The budget is taken by what other held tasks need (a large checkpoint):
+                    // wait for room rather than fail a task that is not at fault.
+                    if !waiting {
+                        tracing::info!(assignment = %id, %error, "waiting for room in the disk budget");
+                        waiting = true;
+                    }
+                    // Woken when bytes or tasks go; the timer is a safety net, not the signal.
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = freed => {}
+                        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    }
+                    let gone = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get(&id).is_none_or(|t| t.removed);
+                    if gone {
+                        return;
+                    }
+                    continue;
+                }
+                if let Some(reason) = error.disk_full() {
+                    self.disk_full(reason);
+                    if has_local_checkpoint {
+                        // Its progress goes back with it.
+                        if let Some(task) = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&id) {
+                            task.state = LocalState::Done;
+                        }
+                        self.clone().return_suspended(id, 0).await;
+                    } else {
+                        self.give_back(id);
+                    }
+                    return;
+                }
                 tracing::warn!(assignment = %id, %error, "staging failed");
                 let kind = match error {
-                    crate::cache::FetchError::DiskBudget { .. } => FailureKind::Engine,
+                    FetchError::DiskBudget { .. } => FailureKind::Engine,
                     _ => FailureKind::ElementUnavailable,
                 };
                 self.send_failure(id, kind, error.to_string());
@@ -1006,6 +1224,10 @@ impl Inner {
             match self.transport.download_bytes(&checkpoint, Some(&assignment.ticket), 1 << 30).await {
                 Ok(bytes) => {
                     if let Err(error) = self.store_checkpoint(id, &bytes) {
+                        if self.disk_is_full() {
+                            self.give_back(id);
+                            return;
+                        }
                         self.send_failure(id, FailureKind::Engine, format!("cannot keep the checkpoint: {error}"));
                         return;
                     }
@@ -1414,7 +1636,10 @@ impl Inner {
         let memory_used: u64 = tasks.values().filter(|t| t.state == LocalState::Running).map(|t| t.memory_bytes).sum();
         let waiting = tasks.values().any(|t| matches!(t.state, LocalState::Prepared | LocalState::Suspended));
         drop(tasks);
+        let disk_trouble =
+            self.disk_trouble.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|t| t.reason.clone());
         let (state, reason) = match &verdict {
+            _ if disk_trouble.is_some() => ("disk full".to_string(), disk_trouble),
             Verdict::Wait(reason) => ("waiting".to_string(), Some(reason.to_string())),
             Verdict::Run if running > 0 => ("computing".to_string(), None),
             Verdict::Run if waiting => ("computing".to_string(), Some("starting tasks".into())),
@@ -1440,7 +1665,7 @@ impl Inner {
             task_priority: self.workers.priority.clone(),
             tasks: views,
             memory: Usage { used: memory_used, max: self.config.owner.memory_bytes_max },
-            disk: Usage { used: self.budget.used(), max: self.budget.max },
+            disk: Usage { used: self.budget.used(), max: self.budget.max() },
             tasks_succeeded: stats.tasks_succeeded,
             tasks_failed: stats.tasks_failed,
             tasks_suspended: stats.tasks_suspended,

@@ -3,8 +3,8 @@
 //! wasm sandbox only when the owner allows, sends interim statuses and final results, keeps
 //! results on disk until the server has them, and reclaims their space afterwards.
 //!
-//! The owner decides (see [`settings::OwnerSettings`]): continuous mode at the lowest OS
-//! priority or idle-only mode, budgets of cores, memory and disk, hours when tasks may run, and
+//! The owner decides (see [`settings::OwnerSettings`]): continuous mode (at the lowest OS
+//! priority unless the owner says otherwise) or idle-only mode, budgets of cores, memory and disk, hours when tasks may run, and
 //! when the engine may contact the server. [`policy`] turns readings of the computer's activity
 //! ([`activity`]) into run or wait; waiting pauses running tasks in memory within one epoch
 //! tick.
@@ -21,6 +21,7 @@ pub mod log_shipper;
 pub mod policy;
 pub mod queue;
 pub mod settings;
+pub mod space;
 pub mod status;
 pub mod upgrade;
 mod vault;
@@ -34,7 +35,8 @@ use idlegrid_client::ChannelConfig;
 use idlegrid_sandbox::SandboxConfig;
 
 pub use engine::{Engine, EngineHandle, EngineStats, check_assignment};
-pub use settings::{OwnerSettings, RunMode};
+pub use settings::{OwnerSettings, RunMode, TaskPriority};
+pub use space::DiskSpace;
 pub use upgrade::{SWITCHED_ENV, StagedUpgrade, staged_upgrade};
 
 /// Where readings of the computer's activity come from.
@@ -69,6 +71,8 @@ pub struct EngineConfig {
     /// server gives at the first registration is kept and required from then on.
     pub server_key: Option<String>,
     pub activity: Activity,
+    /// Where free space on the data folder's disk is read from.
+    pub disk_space: DiskSpace,
     pub clock: Arc<dyn clock::LocalClock>,
     /// How often activity is read.
     pub governor_tick: Duration,
@@ -114,6 +118,7 @@ impl EngineConfig {
             task_output_bytes_max: 16 << 10,
             server_key: None,
             activity: Activity::System,
+            disk_space: DiskSpace::System,
             clock: Arc::new(clock::SystemLocalClock),
             governor_tick: Duration::from_millis(100),
             channel: ChannelConfig::default(),

@@ -16,6 +16,31 @@ pub enum RunMode {
     IdleOnly,
 }
 
+/// The operating system's priority for task threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskPriority {
+    /// The lowest there is (SCHED_IDLE on Linux, else nice 19): tasks get only CPU time that
+    /// nothing else on the computer wants.
+    #[default]
+    Lowest,
+    /// Like the owner's programs: for a computer given over to the grid (and tests that must
+    /// not be starved by other work on the machine).
+    Normal,
+}
+
+impl std::str::FromStr for TaskPriority {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "lowest" => Ok(TaskPriority::Lowest),
+            "normal" => Ok(TaskPriority::Normal),
+            other => Err(format!("task priority must be lowest or normal, not '{other}'")),
+        }
+    }
+}
+
 /// Minutes since Monday 00:00, local time: 0..10080.
 pub type WeekMinute = u32;
 
@@ -166,8 +191,11 @@ pub struct OwnerSettings {
     /// Memory for all running tasks together, and the most one task may have.
     pub memory_bytes_max: u64,
     pub task_memory_bytes_max: u64,
-    /// Disk for elements, checkpoints and results together.
+    /// Disk for elements, checkpoints and results together (never more than the disk has free:
+    /// the engine lowers it at start to what fits).
     pub disk_bytes_max: u64,
+    /// Scheduling priority of task threads.
+    pub task_priority: TaskPriority,
     /// Hours of the week when tasks may run.
     pub run_hours: WeeklySchedule,
     pub contact: ContactSchedule,
@@ -187,6 +215,7 @@ impl Default for OwnerSettings {
             memory_bytes_max: 2 << 30,
             task_memory_bytes_max: 1 << 30,
             disk_bytes_max: 10 << 30,
+            task_priority: TaskPriority::Lowest,
             run_hours: WeeklySchedule::always(),
             contact: ContactSchedule::default(),
             status_listen: Some("127.0.0.1:7710".into()),
@@ -313,6 +342,11 @@ mod tests {
         assert!(OwnerSettings::from_toml("cores = 0").unwrap_err().contains("cores"));
         assert!(OwnerSettings::from_toml("coers = 2").unwrap_err().contains("coers"));
         assert!(OwnerSettings::from_toml("others_cpu_busy_max = 3.0").is_err());
+        assert_eq!(settings.task_priority, TaskPriority::Lowest, "the lowest unless asked");
+        assert_eq!(OwnerSettings::from_toml("task_priority = \"normal\"").unwrap().task_priority, TaskPriority::Normal);
+        assert!(OwnerSettings::from_toml("task_priority = \"high\"").unwrap_err().contains("high"));
+        assert_eq!("normal".parse::<TaskPriority>(), Ok(TaskPriority::Normal));
+        assert!("high".parse::<TaskPriority>().unwrap_err().contains("lowest or normal"));
     }
 
     #[test]

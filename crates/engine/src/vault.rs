@@ -162,6 +162,18 @@ pub struct ChunkedWriter {
     written: u64,
     index: u64,
     pending: Vec<u8>,
+    /// Moved into place: nothing to clean up.
+    done: bool,
+}
+
+/// A writer given up on, failed, or dropped half-way (a cancelled download) leaves no partial
+/// file behind.
+impl Drop for ChunkedWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl ChunkedWriter {
@@ -173,8 +185,13 @@ impl ChunkedWriter {
         header.extend_from_slice(&file_id);
         header.extend_from_slice(&len.to_le_bytes());
         let tmp = path.with_extension("sealing");
-        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-        out.write_all(&header)?;
+        let file = File::create(&tmp)?;
+        let mut out = std::io::BufWriter::new(file);
+        if let Err(error) = out.write_all(&header) {
+            drop(out);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(error);
+        }
         Ok(ChunkedWriter {
             vault: vault.clone(),
             out,
@@ -187,6 +204,7 @@ impl ChunkedWriter {
             written: 0,
             index: 0,
             pending: Vec::with_capacity(CHUNK),
+            done: false,
         })
     }
 
@@ -220,21 +238,20 @@ impl ChunkedWriter {
         Ok(())
     }
 
-    /// Seal the last chunk and move the file into place.
+    /// Seal the last chunk and move the file into place. On failure the partial file is removed.
     pub fn finish(mut self) -> std::io::Result<()> {
         if self.written != self.len {
-            let _ = std::fs::remove_file(&self.tmp);
             return Err(std::io::Error::other(format!("{} bytes announced, {} written", self.len, self.written)));
         }
         self.seal_pending()?;
         self.out.flush()?;
-        std::fs::rename(&self.tmp, &self.path)
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.done = true;
+        Ok(())
     }
 
     /// Give up: remove the partial file.
-    pub fn abandon(self) {
-        let _ = std::fs::remove_file(&self.tmp);
-    }
+    pub fn abandon(self) {}
 }
 
 pub struct ChunkedReader {
@@ -351,5 +368,28 @@ mod tests {
         short.write(b"abc").unwrap();
         assert!(short.finish().is_err());
         assert!(ChunkedWriter::create(&v, &path, 2).unwrap().write(b"abc").is_err());
+        assert!(!path.with_extension("sealing").exists(), "failed writers leave no partial file");
+    }
+
+    /// A download that finds the disk full (its partial file is `/dev/full`), or that is given
+    /// up half-way, leaves no partial file behind.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn partial_files_go_when_the_disk_is_full_or_the_write_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(dir.path());
+        let path = dir.path().join("element");
+        let partial = path.with_extension("sealing");
+        let data = vec![5u8; 3 * CHUNK];
+        std::os::unix::fs::symlink("/dev/full", &partial).unwrap();
+        let mut writer = ChunkedWriter::create(&v, &path, data.len() as u64).unwrap();
+        let error = writer.write(&data).and_then(|()| writer.finish()).unwrap_err();
+        assert!(crate::disk::is_disk_full(&error), "{error:?}");
+        assert!(std::fs::symlink_metadata(&partial).is_err());
+        assert!(!path.exists());
+        let mut writer = ChunkedWriter::create(&v, &path, data.len() as u64).unwrap();
+        writer.write(&data[..CHUNK + 10]).unwrap();
+        drop(writer);
+        assert!(!partial.exists(), "a writer dropped half-way (a cancelled download) cleans up");
     }
 }

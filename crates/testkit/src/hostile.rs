@@ -308,3 +308,22 @@ pub fn huge_payloads_expected_output() -> Vec<u8> {
 
 /// Size of the result [`HUGE_PAYLOADS`] offers.
 pub const HUGE_PAYLOAD_BYTES: u64 = 80 << 20;
+
+/// Writes a checkpoint of 12 MiB, then one of 6 MiB, ignoring refusals (a task that would fill
+/// its engine's disk), and sets as its result the two answer codes as little-endian `i32`s.
+pub const CHECKPOINT_FLOOD: &str = r#"
+(module
+  (import "idlegrid" "checkpoint_save" (func $checkpoint_save (param i32 i32) (result i32)))
+  (import "idlegrid" "result_set" (func $result_set (param i32 i32) (result i32)))
+  (memory (export "memory") 200)
+  (func (export "_start")
+    (i32.store (i32.const 0) (call $checkpoint_save (i32.const 16) (i32.const 12582912)))
+    (i32.store (i32.const 4) (call $checkpoint_save (i32.const 16) (i32.const 6291456)))
+    (drop (call $result_set (i32.const 0) (i32.const 8))))
+)
+"#;
+
+/// The answer codes of [`CHECKPOINT_FLOOD`] from its result.
+pub fn checkpoint_flood_codes(result: &[u8]) -> Vec<i32> {
+    result.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes"))).collect()
+}

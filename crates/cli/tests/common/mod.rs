@@ -22,7 +22,9 @@ pub const PATIENCE: Duration = Duration::from_secs(180);
 pub fn server_config(dir: &Path) -> ServerConfig {
     let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.join("server"));
     config.maintenance_interval = Duration::from_millis(100);
-    config.coordinator.provider_silence_ms_max = 3_000;
+    // Well above the engines' poll interval (`engine_config`), even on a busy machine: a live
+    // engine is never taken for a silent one, while a killed one is found out within a test.
+    config.coordinator.provider_silence_ms_max = 15_000;
     config
 }
 
@@ -31,8 +33,11 @@ pub fn engine_config(server: &str, dir: &Path, name: &str) -> EngineConfig {
     config.name = name.to_string();
     config.owner.cores = 1;
     config.owner.status_listen = None;
+    // Tests run beside other work (builds, other tests): at the lowest priority their tasks
+    // would wait for an idle CPU. Tests about priority set it back.
+    config.owner.task_priority = idlegrid_engine::TaskPriority::Normal;
     config.prefetch = 4;
-    config.channel.poll_wait = Duration::from_secs(5);
+    config.channel.poll_wait = Duration::from_secs(2);
     config.channel.backoff_max = Duration::from_millis(500);
     config
 }
@@ -195,6 +200,8 @@ pub fn spawn_engine(server: &str, data: &Path, slots: u32) -> Process {
         .args(["--server", server, "engine", "--data"])
         .arg(data)
         .args(["--cores", &slots.to_string(), "--prefetch", "2", "--status-listen", "127.0.0.1:0", "--log", "warn"])
+        // Not starved by other work on the machine (see `engine_config`).
+        .args(["--task-priority", "normal"])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -246,6 +253,35 @@ pub fn cli(home: &Path, server: &str, args: &[&str]) -> (bool, String, String) {
 pub async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
     while !check() {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait until the asynchronous `check` holds (never a speed assertion: PATIENCE is generous).
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_some(what, || {
+        let done = check();
+        async move { done.await.then_some(()) }
+    })
+    .await
+}
+
+/// Wait until the asynchronous `find` finds something, and return it.
+pub async fn wait_some<T, F, Fut>(what: &str, mut find: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = find().await {
+            return found;
+        }
         assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
