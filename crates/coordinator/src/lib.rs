@@ -20,6 +20,7 @@ mod client;
 mod cluster;
 mod error;
 pub mod logs;
+pub mod market;
 pub mod money;
 mod operator;
 mod profiles;
@@ -111,6 +112,8 @@ pub struct CoordinatorConfig {
     pub benchmark_size: u32,
     /// Placement of jobs that ask for a virtual cluster (P5.3-P5.7).
     pub scheduler: idlegrid_scheduler::SchedulerConfig,
+    /// The bartering market: valuation coefficients, commission, negotiation bounds.
+    pub market: market::MarketConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -143,6 +146,7 @@ impl Default for CoordinatorConfig {
             benchmark_interval_ms: None,
             benchmark_size: BENCHMARK_SIZE_DEFAULT,
             scheduler: idlegrid_scheduler::SchedulerConfig::default(),
+            market: market::MarketConfig::default(),
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct Effects {
     /// Results to compare with their job's validator; the verdicts go to
     /// `Coordinator::record_comparison`.
     pub comparisons: Vec<assurance::PendingComparison>,
+    /// Market operations done (offers, searches, negotiations, contracts).
+    pub market: market::MarketCounts,
 }
 
 impl Effects {
@@ -167,6 +173,7 @@ impl Effects {
         self.delete_elements.extend(other.delete_elements);
         self.tasks_concluded += other.tasks_concluded;
         self.comparisons.extend(other.comparisons);
+        self.market.merge(other.market);
     }
 }
 
@@ -188,6 +195,8 @@ pub struct Coordinator {
     log_rates: logs::LogRates,
     /// The benchmark tasks (P5.1), when benchmarks are on or were once.
     benchmark: Option<profiles::BenchmarkSetup>,
+    /// The market's search index, following the offers table (see `market`).
+    market_index: market::SharedIndex,
 }
 
 /// What authentication needs to know of a party, cached for `key_cache_ttl_ms`.
@@ -242,8 +251,11 @@ impl Coordinator {
             keys: Mutex::new(HashMap::new()),
             log_rates: logs::LogRates::default(),
             benchmark,
+            market_index: Default::default(),
         };
         coordinator.open_system_accounts(tx, 0)?;
+        // The search index is rebuilt from the store at start.
+        drop(coordinator.sync_market_index(tx)?);
         Ok(coordinator)
     }
 
@@ -504,6 +516,8 @@ impl Coordinator {
 mod benchmark_tests;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod market_tests;
 #[cfg(test)]
 mod requests_tests;
 #[cfg(test)]
