@@ -245,7 +245,7 @@ fn print_search(reply: &SearchReply) {
         println!(
             "{:<5} {:<8} {:<34} {:>14} {:>16} {:>16} {:>10}",
             n + 1,
-            candidate.offer,
+            candidate.offer.0,
             candidate.owner.to_string(),
             candidate.quantity,
             candidate.value.to_string(),

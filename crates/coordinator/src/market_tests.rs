@@ -343,3 +343,60 @@ fn bad_input_is_refused_with_the_field_named_and_nothing_stored() {
     assert!(serde_json::from_str::<RequestBody>(&oversized).is_err());
     assert_eq!(snapshot(&world, &[&seller, &buyer]), before, "nothing was stored");
 }
+
+#[test]
+fn an_owner_updates_or_withdraws_only_its_open_offers() {
+    let mut world = World::new();
+    let seller = join(&mut world, Role::Provider);
+    let other = join(&mut world, Role::Client);
+    let listed = offer(&world, &seller, &memory_offer(10_000, r#"{"mode": "person"}"#)).unwrap();
+    let bigger = offer_body(
+        r#"{"resource": {"category": "memory", "attributes": {"memory_mb": 8192, "read_ns": 80, "write_ns": 90,
+            "duration_s": 3600}}}"#,
+    );
+    let updated = call(&world, |c, tx, fx, now| c.market_offer(tx, &seller.party, &bigger, Some(listed.id), now, fx));
+    let updated = updated.unwrap();
+    assert_eq!((updated.id, updated.quantity, updated.negotiation.as_str()), (listed.id, 8192.0, "automatic"));
+    assert!(updated.valuation.credits > listed.valuation.credits);
+    let search = call(&world, |c, tx, fx, now| c.market_search(tx, &other.party, &memory_request(), false, now, fx));
+    assert_eq!(search.unwrap().page.candidates[0].quantity, 8192.0, "the index follows the update");
+    // Another party's offer is not found; a withdrawn one cannot be updated or withdrawn again.
+    let error = call(&world, |c, tx, fx, now| c.market_offer(tx, &other.party, &bigger, Some(listed.id), now, fx));
+    assert_eq!(error.unwrap_err().status, 404);
+    call(&world, |c, tx, _, now| c.market_withdraw(tx, &seller.party, listed.id, now)).unwrap();
+    let error = call(&world, |c, tx, fx, now| c.market_offer(tx, &seller.party, &bigger, Some(listed.id), now, fx));
+    assert_eq!(error.unwrap_err().status, 409);
+    let error = call(&world, |c, tx, _, now| c.market_withdraw(tx, &seller.party, listed.id, now));
+    assert_eq!(error.unwrap_err().status, 409);
+    let search = call(&world, |c, tx, fx, now| c.market_search(tx, &other.party, &memory_request(), false, now, fx));
+    assert!(search.unwrap().page.candidates.is_empty());
+}
+
+#[test]
+fn maintenance_closes_a_negotiation_past_its_deadline() {
+    let mut world = World::new();
+    let seller = join(&mut world, Role::Provider);
+    let buyer = join(&mut world, Role::Client);
+    let listed = offer(&world, &seller, &memory_offer(10_000, r#"{"mode": "person"}"#)).unwrap();
+    let body = NegotiateBody {
+        offer: listed.id,
+        buyer: BuyerTerms::Person { price: Micros::new(5_000) },
+        rounds_max: None,
+        deadline_secs: Some(60),
+    };
+    let open = call(&world, |c, tx, fx, now| c.market_negotiate(tx, &buyer.party, &body, now, fx)).unwrap();
+    let id = open.view.id.0;
+    assert_eq!(world.maintain().negotiations_closed, 0, "not due yet");
+    world.now += 60_000;
+    // Past the deadline an answer is refused, and maintenance closes the negotiation.
+    let late = call(&world, |c, tx, fx, now| c.market_answer(tx, &seller.party, id, Answer::Accept, now, fx));
+    assert_eq!(late.unwrap_err().status, 409);
+    assert_eq!(world.maintain().negotiations_closed, 1);
+    let closed = call(&world, |c, tx, _, _| c.market_negotiation(tx, &buyer.party, id)).unwrap();
+    assert!(matches!(closed.view.status, Status::Failed { reason: FailureReason::DeadlinePassed, .. }), "{closed:?}");
+    assert_eq!(closed.awaiting, None);
+    assert_eq!(world.maintain().negotiations_closed, 0, "closed once");
+    // The offer is still on the market.
+    let offers = call(&world, |c, tx, _, _| c.market_offers_of(tx, &seller.party)).unwrap();
+    assert_eq!(offers[0].state, "open");
+}
