@@ -343,6 +343,13 @@ impl Coordinator {
                         row.state
                     )));
                 }
+                // A negotiation under way goes on about the terms it started with.
+                let negotiating = tx.market().negotiations_of(&party.id, LISTED_MAX)?;
+                if negotiating.iter().any(|n| n.offer == id && n.state == "open") {
+                    return Err(ApiError::conflict(format!(
+                        "offer {id} is being negotiated: wait until its negotiations end, or withdraw it and offer anew"
+                    )));
+                }
                 Some(row)
             }
             None => None,

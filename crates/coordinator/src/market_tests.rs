@@ -360,6 +360,18 @@ fn an_owner_updates_or_withdraws_only_its_open_offers() {
     assert!(updated.valuation.credits > listed.valuation.credits);
     let search = call(&world, |c, tx, fx, now| c.market_search(tx, &other.party, &memory_request(), false, now, fx));
     assert_eq!(search.unwrap().page.candidates[0].quantity, 8192.0, "the index follows the update");
+    // Not while a negotiation over it is under way.
+    let negotiating = NegotiateBody {
+        offer: listed.id,
+        buyer: BuyerTerms::Person { price: Micros::new(1) },
+        rounds_max: None,
+        deadline_secs: None,
+    };
+    let buyer = join(&mut world, Role::Client);
+    let open = call(&world, |c, tx, fx, now| c.market_negotiate(tx, &buyer.party, &negotiating, now, fx)).unwrap();
+    let error = call(&world, |c, tx, fx, now| c.market_offer(tx, &seller.party, &bigger, Some(listed.id), now, fx));
+    assert!(error.unwrap_err().report.message.contains("being negotiated"));
+    call(&world, |c, tx, fx, now| c.market_answer(tx, &buyer.party, open.view.id.0, Answer::Reject, now, fx)).unwrap();
     // Another party's offer is not found; a withdrawn one cannot be updated or withdrawn again.
     let error = call(&world, |c, tx, fx, now| c.market_offer(tx, &other.party, &bigger, Some(listed.id), now, fx));
     assert_eq!(error.unwrap_err().status, 404);
