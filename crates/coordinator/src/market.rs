@@ -15,6 +15,8 @@
 //! - **Contracts**: an agreement becomes a contract with canonical signing bytes; each party
 //!   signs with its registered key and the server checks each signature with the core. The
 //!   offer leaves the market (agreed, then contracted) in the same transaction.
+//! - **Notices**: a proposal waiting for a person, an agreement and a signed contract are sent
+//!   to the parties' notice channels (webhook, e-mail), queued in the same transaction.
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -40,6 +42,7 @@ use idlegrid_store::{ContractRow, MarketTable, NegotiationRow, OfferRow, Request
 use idlegrid_types::{PartyId, Role as PartyRole};
 use serde::{Deserialize, Serialize};
 
+use crate::money::Notice;
 use crate::{ApiError, Coordinator, Effects, Party};
 
 /// Most rows one listing returns.
@@ -248,6 +251,22 @@ fn state_name(status: &Status) -> &'static str {
         Status::Open => "open",
         Status::Agreed { .. } => "agreed",
         Status::Failed { .. } => "failed",
+    }
+}
+
+/// A notice about the market (sent only to parties that chose notice channels).
+fn market_notice(kind: &str, what: String, now_ms: u64) -> Notice {
+    Notice {
+        kind: kind.to_string(),
+        job: None,
+        name: what,
+        succeeded: 0,
+        failed: 0,
+        reason: None,
+        at_ms: now_ms,
+        webhook_url: None,
+        webhook_secret: None,
+        email: None,
     }
 }
 
@@ -637,8 +656,18 @@ impl Coordinator {
         row.awaiting = awaiting(negotiation);
         row.updated_ms = now_ms;
         row.body = to_json(negotiation);
+        if let Some(party) = &row.awaiting {
+            let last = negotiation.proposals.last().map_or(String::new(), |p| format!(" (last proposal {})", p.price));
+            let what = format!("negotiation {} over offer {} waits for your answer{last}", row.id, row.offer);
+            self.send_notice(tx, party, market_notice("market_awaiting", what, now_ms), now_ms)?;
+        }
         if let Status::Agreed { price, .. } = negotiation.status {
-            row.contract = Some(self.make_contract(tx, negotiation, price, now_ms, fx)?);
+            let contract = self.make_contract(tx, negotiation, price, now_ms, fx)?;
+            row.contract = Some(contract);
+            let what = format!("negotiation {} agreed at {price}: sign contract {contract}", row.id);
+            for party in [&row.seller, &row.buyer] {
+                self.send_notice(tx, party, market_notice("market_agreed", what.clone(), now_ms), now_ms)?;
+            }
         }
         Ok(())
     }
@@ -836,6 +865,10 @@ impl Coordinator {
                 tx.market().update_offer(&offer_row)?;
             }
             fx.market.contracts_signed += 1;
+            let what = format!("contract {id} is signed by both parties");
+            for party in [&row.seller, &row.buyer] {
+                self.send_notice(tx, party, market_notice("market_signed", what.clone(), now_ms), now_ms)?;
+            }
             tracing::info!(contract = id, "market contract signed by both parties");
         }
         tx.market().update_contract(&row)?;

@@ -412,3 +412,40 @@ fn maintenance_closes_a_negotiation_past_its_deadline() {
     let offers = call(&world, |c, tx, _, _| c.market_offers_of(tx, &seller.party)).unwrap();
     assert_eq!(offers[0].state, "open");
 }
+
+#[test]
+fn parties_are_notified_of_proposals_agreements_and_signed_contracts() {
+    let mut world = World::new();
+    let seller = join(&mut world, Role::Provider);
+    let buyer = join(&mut world, Role::Client);
+    let settings = crate::money::NoticeSettings {
+        webhook_url: Some("https://example.org/hook".into()),
+        webhook_secret: None,
+        email: None,
+    };
+    call(&world, |c, tx, _, _| c.set_notices(tx, &seller.party.id, settings)).unwrap();
+    let notices = |world: &World| -> Vec<crate::money::Notice> {
+        world
+            .store
+            .write(|tx| tx.due_notices(u64::MAX, 100))
+            .unwrap()
+            .iter()
+            .filter(|row| row.client == seller.party.id)
+            .map(|row| serde_json::from_str(&row.body).unwrap())
+            .collect()
+    };
+    let listed = offer(&world, &seller, &memory_offer(10_000, r#"{"mode": "person"}"#)).unwrap();
+    let open = negotiate(&world, &buyer, listed.id, BuyerTerms::Person { price: Micros::new(7_000) }).unwrap();
+    let sent = notices(&world);
+    assert_eq!(sent.iter().map(|n| n.kind.as_str()).collect::<Vec<_>>(), vec!["market_awaiting"]);
+    assert!(sent[0].subject().contains("waits for your answer (last proposal 0.007000)"), "{}", sent[0].subject());
+    assert_eq!(sent[0].job, None);
+    let id = open.view.id.0;
+    let agreed =
+        call(&world, |c, tx, fx, now| c.market_answer(tx, &seller.party, id, Answer::Accept, now, fx)).unwrap();
+    let contract = agreed.contract.unwrap();
+    sign(&world, &buyer, contract, &buyer.identity).unwrap();
+    sign(&world, &seller, contract, &seller.identity).unwrap();
+    let kinds: Vec<String> = notices(&world).into_iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, vec!["market_awaiting", "market_agreed", "market_signed"], "the buyer chose no channel");
+}
