@@ -66,6 +66,8 @@ pub struct MarketConfig {
     pub deadline_max_ms: u64,
     /// How long a contract runs when the resource has no duration (files, money). Default a day.
     pub contract_duration_default_ms: u64,
+    /// Open offers one party may have. Default 10,000.
+    pub open_offers_per_party_max: u64,
 }
 
 impl Default for MarketConfig {
@@ -77,6 +79,7 @@ impl Default for MarketConfig {
             deadline_default_ms: 24 * 3600 * 1000,
             deadline_max_ms: 30 * 24 * 3600 * 1000,
             contract_duration_default_ms: 24 * 3600 * 1000,
+            open_offers_per_party_max: 10_000,
         }
     }
 }
@@ -386,7 +389,17 @@ impl Coordinator {
         }
         let id = match &previous {
             Some(row) => row.id,
-            None => tx.market().next_id(MarketTable::Offers)?,
+            None => {
+                let open = tx.market().open_offers_of(&party.id)?;
+                if open >= config.open_offers_per_party_max {
+                    return Err(ApiError::new(
+                        409,
+                        ErrorCode::LimitExceeded,
+                        format!("you have {open} open offers, the most allowed: withdraw some before offering more"),
+                    ));
+                }
+                tx.market().next_id(MarketTable::Offers)?
+            }
         };
         let offer = plan_offer(OfferId(id), &entry, 0.0, &body.listing, &body.attributes, &config.valuation, now_ms)
             .map_err(|e| ApiError::bad_request(format!("listing.{}: {e}", e.field())))?;

@@ -385,6 +385,26 @@ fn an_owner_updates_or_withdraws_only_its_open_offers() {
 }
 
 #[test]
+fn a_party_has_a_bounded_number_of_open_offers() {
+    let mut config = CoordinatorConfig::default();
+    config.market.open_offers_per_party_max = 2;
+    let mut world = World::with(config);
+    let seller = join(&mut world, Role::Provider);
+    let first = offer(&world, &seller, &memory_offer(10, r#"{"mode": "person"}"#)).unwrap();
+    offer(&world, &seller, &memory_offer(10, r#"{"mode": "person"}"#)).unwrap();
+    let error = offer(&world, &seller, &memory_offer(10, r#"{"mode": "person"}"#)).unwrap_err();
+    assert_eq!(error.status, 409);
+    assert!(error.report.message.contains("2 open offers"), "{error}");
+    // Updating one is no new offer; withdrawing one makes room.
+    call(&world, |c, tx, fx, now| {
+        c.market_offer(tx, &seller.party, &memory_offer(20, r#"{"mode": "person"}"#), Some(first.id), now, fx)
+    })
+    .unwrap();
+    call(&world, |c, tx, _, now| c.market_withdraw(tx, &seller.party, first.id, now)).unwrap();
+    offer(&world, &seller, &memory_offer(10, r#"{"mode": "person"}"#)).unwrap();
+}
+
+#[test]
 fn maintenance_closes_a_negotiation_past_its_deadline() {
     let mut world = World::new();
     let seller = join(&mut world, Role::Provider);

@@ -119,6 +119,8 @@ pub trait MarketTx {
     fn offer(&mut self, id: u64) -> StoreResult<Option<OfferRow>>;
     /// An owner's offers, in every state, by id.
     fn offers_of(&mut self, owner: &PartyId, limit: u32) -> StoreResult<Vec<OfferRow>>;
+    /// How many open offers an owner has.
+    fn open_offers_of(&mut self, owner: &PartyId) -> StoreResult<u64>;
     /// Offers written after `seq`, in the order they were written, at most `limit`.
     fn offers_changed_since(&mut self, seq: u64, limit: u32) -> StoreResult<Vec<OfferRow>>;
 

@@ -100,6 +100,8 @@ pub fn market_rows_round_trip_in_order(store: &impl Store) {
             assert_eq!(after, vec![1]);
             assert_eq!(m.offers_changed_since(s2, 1)?.len(), 1, "limit");
             assert!(m.offer(1)?.unwrap().measured.is_empty());
+            assert_eq!(m.open_offers_of(&seller)?, 1, "the withdrawn one does not count");
+            assert_eq!(m.open_offers_of(&buyer)?, 1);
 
             let request = RequestRow {
                 id: 1,

@@ -217,6 +217,14 @@ impl MarketTx for SqliteTx<'_> {
         self.collect(&sql, params![owner.to_string(), limit], offer_row)
     }
 
+    fn open_offers_of(&mut self, owner: &PartyId) -> StoreResult<u64> {
+        let count: i64 = self
+            .tx
+            .prepare_cached("SELECT COUNT(*) FROM market_offers WHERE owner = ?1 AND state = 'open'")?
+            .query_row([owner.to_string()], |r| r.get(0))?;
+        Ok(uint(count))
+    }
+
     fn offers_changed_since(&mut self, seq: u64, limit: u32) -> StoreResult<Vec<OfferRow>> {
         let sql = format!("SELECT {OFFER_COLUMNS} FROM market_offers WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         self.collect(&sql, params![int(seq), limit], offer_row)
