@@ -63,6 +63,8 @@ pub enum MarketCommand {
     Withdraw { offer: u64 },
     /// Ask for a resource: the request is kept and its ranked candidates shown.
     Request(RequestArgs),
+    /// Your kept requests.
+    Requests,
     /// Ranked candidates for a request (not kept), or for a kept one with --request.
     Search {
         #[command(flatten)]
@@ -381,6 +383,25 @@ pub async fn run(
         }
         MarketCommand::Withdraw { offer } => print_offer(&market.withdraw(offer).await?),
         MarketCommand::Request(args) => print_search(&market.request(&request_body(&args)?).await?),
+        MarketCommand::Requests => {
+            let requests = market.requests().await?;
+            if requests.is_empty() {
+                println!("no requests");
+            }
+            for kept in &requests {
+                let mut line = format!(
+                    "request {}  {}  {}  {}",
+                    kept.id,
+                    Untrusted(&kept.request.category),
+                    kept.state,
+                    idlegrid_ledger::format_utc(kept.created_ms)
+                );
+                if let Some(requirements) = &kept.request.requirements {
+                    line.push_str(&format!("  requires {}", Untrusted(&requirements.to_string())));
+                }
+                println!("{line}");
+            }
+        }
         MarketCommand::Search { args, request } => {
             let reply = match request {
                 Some(id) => market.search_request(id).await?,

@@ -114,6 +114,8 @@ async fn trade(traders: &Traders) {
     assert!(prices.windows(2).all(|w| w[0] <= w[1]), "ranked by price, cheapest first: {out}");
     let listed = ranked.iter().find(|columns| columns[1] == kept_back).expect("the kept-back offer is a candidate");
     assert_eq!(listed[3], "1024", "only its offerable quarter: {out}");
+    let kept = t.client(&["requests"]);
+    assert!(kept.contains(&format!("request {request}  memory  open")), "{kept}");
     let again = t.client(&["search", "--request", &request]);
     assert!(again.contains(&format!("request {request}")), "{again}");
 
