@@ -8,6 +8,7 @@ mod demo;
 mod jobfile;
 mod jobs;
 mod local;
+mod market;
 mod ops;
 mod sim;
 
@@ -150,6 +151,13 @@ enum Command {
         /// configuration: band, pi_min, pi_max, members_max, full, ...).
         #[arg(long)]
         scheduler: Option<PathBuf>,
+        /// TOML file of the market's valuation coefficients (fields of the market's
+        /// `ValuationConfig`: computing_per_mflops_hour, memory_per_gb_hour, ...).
+        #[arg(long)]
+        valuation: Option<PathBuf>,
+        /// Share of the price the platform takes on a trade between peers (0 to 1).
+        #[arg(long, default_value_t = 0.02)]
+        market_commission: f64,
     },
     /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
@@ -211,6 +219,15 @@ enum Command {
     Account {
         #[command(subcommand)]
         action: Option<account::AccountCommand>,
+        /// Act as the provider of the engine with this data folder instead of as the client.
+        #[arg(long, global = true)]
+        engine_data: Option<PathBuf>,
+    },
+    /// The bartering market: offer resources, ask and search, negotiate, sign contracts; as a
+    /// provider with --engine-data.
+    Market {
+        #[command(subcommand)]
+        action: market::MarketCommand,
         /// Act as the provider of the engine with this data folder instead of as the client.
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
@@ -480,6 +497,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             benchmark_size,
             cluster_history_minutes,
             scheduler,
+            valuation,
+            market_commission,
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
@@ -541,6 +560,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 config.coordinator.scheduler.rating_window_minutes_min = minutes;
             }
             config.coordinator.scheduler.validate().map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
+            if let Some(path) = valuation {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("cannot read the valuation file {}", path.display()))?;
+                config.coordinator.market.valuation = toml::from_str(&text)
+                    .with_context(|| format!("the valuation file {} is invalid", path.display()))?;
+            }
+            config.coordinator.market.valuation.validate().map_err(|e| anyhow::anyhow!("valuation: {e}"))?;
+            anyhow::ensure!(
+                market_commission.is_finite() && (0.0..=1.0).contains(&market_commission),
+                "--market-commission must be from 0 to 1"
+            );
+            config.coordinator.market.commission_rate = market_commission;
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             let server = idlegrid_server::Server::start(config).await?;
             println!("idlegrid server listening on {}", server.url());
@@ -643,6 +674,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Duration::from_secs(cli.connect_timeout_secs),
             )
             .await
+        }
+        Command::Market { action, engine_data } => {
+            init_logging(cli.log.as_deref(), "warn");
+            let home = home(cli.home);
+            let endpoint = match &engine_data {
+                Some(dir) => idlegrid_client::Endpoint::new(&cli.server)
+                    .with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, dir.join("server-ca.pem")),
+                None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
+            };
+            market::run(endpoint, &home, engine_data.as_deref(), action).await
         }
         Command::Sim { what } => {
             init_logging(cli.log.as_deref(), "warn");

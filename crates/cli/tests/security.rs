@@ -153,6 +153,9 @@ fn concrete(path: &str, hash: &ElementHash) -> String {
         .replace("{hash}", &hash.to_string())
         .replace("{job}", &JobId::random().to_string())
         .replace("{request}", "1")
+        .replace("{offer}", "1")
+        .replace("{negotiation}", "1")
+        .replace("{contract}", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,11 +9,14 @@
 //!   millions of tasks needs bounded memory), launch, watch results, stop, resume, remove.
 //! - [`Accounts`] and [`MoneyDesk`]: money: balances, deposit and payout requests, and an
 //!   operator's decisions on them.
+//! - [`Market`]: the bartering market: offers, requests and search, negotiations, contracts
+//!   signed with the party's key.
 
 mod channel;
 mod client;
 mod endpoint;
 mod error;
+mod market;
 mod money;
 mod strip;
 mod transport;
@@ -22,6 +25,7 @@ pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use endpoint::{Endpoint, ServerTrust};
 pub use error::{ClientError, ErrorClass, ProblemLog, Unreachable};
+pub use market::Market;
 pub use money::{Accounts, MoneyDesk};
 pub use reqwest::Method;
 pub use strip::{InvalidModule, strip_executable};

@@ -20,6 +20,7 @@ mod client;
 mod cluster;
 mod error;
 pub mod logs;
+pub mod market;
 pub mod money;
 mod operator;
 mod pass;
@@ -113,6 +114,8 @@ pub struct CoordinatorConfig {
     pub benchmark_size: u32,
     /// Placement of jobs that ask for a virtual cluster (P5.3-P5.7).
     pub scheduler: idlegrid_scheduler::SchedulerConfig,
+    /// The bartering market: valuation coefficients, commission, negotiation bounds.
+    pub market: market::MarketConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -145,6 +148,7 @@ impl Default for CoordinatorConfig {
             benchmark_interval_ms: None,
             benchmark_size: BENCHMARK_SIZE_DEFAULT,
             scheduler: idlegrid_scheduler::SchedulerConfig::default(),
+            market: market::MarketConfig::default(),
         }
     }
 }
@@ -161,6 +165,8 @@ pub struct Effects {
     /// Results to compare with their job's validator; the verdicts go to
     /// `Coordinator::record_comparison`.
     pub comparisons: Vec<assurance::PendingComparison>,
+    /// Market operations done (offers, searches, negotiations, contracts).
+    pub market: market::MarketCounts,
 }
 
 impl Effects {
@@ -169,6 +175,7 @@ impl Effects {
         self.delete_elements.extend(other.delete_elements);
         self.tasks_concluded += other.tasks_concluded;
         self.comparisons.extend(other.comparisons);
+        self.market.merge(other.market);
     }
 }
 
@@ -193,6 +200,8 @@ pub struct Coordinator {
     /// Every draw the coordinator makes (spot checks, replication, benchmark picks): secret in
     /// production, seeded in tests and simulations.
     random: Mutex<Box<dyn RandomSource + Send>>,
+    /// The market's search index, following the offers table (see `market`).
+    market_index: market::SharedIndex,
 }
 
 /// The server's own randomness, from the operating system's generator: providers cannot predict
@@ -268,8 +277,11 @@ impl Coordinator {
             log_rates: logs::LogRates::default(),
             benchmark,
             random: Mutex::new(random),
+            market_index: Default::default(),
         };
         coordinator.open_system_accounts(tx, 0)?;
+        // The search index is rebuilt from the store at start.
+        drop(coordinator.sync_market_index(tx)?);
         Ok(coordinator)
     }
 
@@ -545,6 +557,8 @@ impl Coordinator {
 mod benchmark_tests;
 #[cfg(test)]
 mod cluster_tests;
+#[cfg(test)]
+mod market_tests;
 #[cfg(test)]
 mod requests_tests;
 #[cfg(test)]

@@ -42,9 +42,12 @@ pub struct NoticeSettings {
 /// What a notice says; sent as JSON to webhooks and as text by e-mail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
-    /// "completed", "failed", "stopped" or "purge_warning".
+    /// "completed", "failed", "stopped" or "purge_warning" about a job; "market_awaiting",
+    /// "market_agreed" or "market_signed" about the market (`name` says what happened).
     pub kind: String,
-    pub job: JobId,
+    /// The job (absent in market notices).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
     pub name: String,
     pub succeeded: u64,
     pub failed: u64,
@@ -62,7 +65,8 @@ pub struct Notice {
 impl Notice {
     /// The text a person reads (e-mail body, subject line first).
     pub fn subject(&self) -> String {
-        let name = if self.name.is_empty() { self.job.to_string() } else { format!("{} ({})", self.name, self.job) };
+        let Some(job) = self.job else { return format!("Idlegrid market: {}", self.name) };
+        let name = if self.name.is_empty() { job.to_string() } else { format!("{} ({job})", self.name) };
         match self.kind.as_str() {
             "completed" => format!("Idlegrid job {name} completed"),
             "failed" => format!("Idlegrid job {name} completed with {} failed tasks", self.failed),
@@ -73,7 +77,10 @@ impl Notice {
     }
 
     pub fn text(&self) -> String {
-        let mut text = format!("{}\n\n{} tasks succeeded, {} failed.\n", self.subject(), self.succeeded, self.failed);
+        let mut text = match self.job {
+            Some(_) => format!("{}\n\n{} tasks succeeded, {} failed.\n", self.subject(), self.succeeded, self.failed),
+            None => format!("{}\n\n", self.subject()),
+        };
         if let Some(reason) = &self.reason {
             text.push_str(&format!("{reason}\n"));
         }
@@ -414,11 +421,9 @@ impl Coordinator {
         reason: Option<&str>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let settings: NoticeSettings =
-            tx.client_settings(&job.client)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
         let notice = Notice {
             kind: kind.to_string(),
-            job: job.id,
+            job: Some(job.id),
             name: job.properties.name.clone(),
             succeeded: job.counts.succeeded,
             failed: job.counts.failed,
@@ -428,14 +433,27 @@ impl Coordinator {
             webhook_secret: None,
             email: None,
         };
+        self.send_notice(tx, &job.client, notice, now_ms)
+    }
+
+    /// Queue a notice to every channel `party` chose (none chosen: nothing is sent).
+    pub(crate) fn send_notice(
+        &self,
+        tx: &mut dyn Tx,
+        party: &PartyId,
+        notice: Notice,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let settings: NoticeSettings =
+            tx.client_settings(party)?.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_default();
         if let Some(url) = settings.webhook_url {
             let to_webhook =
                 Notice { webhook_url: Some(url), webhook_secret: settings.webhook_secret.clone(), ..notice.clone() };
-            tx.push_notice(&job.client, "webhook", &serde_json::to_string(&to_webhook).expect("serializes"), now_ms)?;
+            tx.push_notice(party, "webhook", &serde_json::to_string(&to_webhook).expect("serializes"), now_ms)?;
         }
         if let Some(email) = settings.email {
             let to_mail = Notice { email: Some(email), ..notice };
-            tx.push_notice(&job.client, "email", &serde_json::to_string(&to_mail).expect("serializes"), now_ms)?;
+            tx.push_notice(party, "email", &serde_json::to_string(&to_mail).expect("serializes"), now_ms)?;
         }
         Ok(())
     }

@@ -28,6 +28,7 @@ pub struct MaintenanceReport {
     pub transfers_billed: u32,
     pub results_archived: u32,
     pub results_purged: u32,
+    pub negotiations_closed: u32,
 }
 
 /// Why a task fails when the server no longer holds one of its elements.
@@ -472,6 +473,7 @@ impl Coordinator {
             report.elements_deleted += 1;
         }
         tx.delete_logs_before(now_ms.saturating_sub(self.config.log_retention_ms))?;
+        report.negotiations_closed = self.market_close_due(tx, now_ms)?;
         self.record_availability(tx, now_ms)?;
         // Benchmarks due take their engines' free slots before the scheduling pass (P5.1).
         self.send_due_benchmarks(tx, now_ms, fx)?;

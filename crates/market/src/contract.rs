@@ -21,7 +21,7 @@ use idlegrid_ledger::Micros;
 use idlegrid_types::PartyId;
 use serde::{Deserialize, Serialize};
 
-use crate::negotiation::NegotiationId;
+use crate::negotiation::{NegotiationId, Role};
 use crate::offer::OfferId;
 use crate::resource::{Provenance, Resource};
 use crate::schema::{Category, DURATION_S_MAX};
@@ -219,6 +219,23 @@ impl Contract {
     }
 
     /// When the contract ends.
+    /// Check one side's signature (hex, over [`Contract::signing_bytes`]) against the public key
+    /// the contract names for that side, so that each party can sign on its own, in any order.
+    pub fn verify_signature(&self, role: Role, signature: &str) -> Result<(), ContractError> {
+        let (name, side) = match role {
+            Role::Seller => ("seller", &self.seller),
+            Role::Buyer => ("buyer", &self.buyer),
+        };
+        if PartyId::from_public_key(&side.public_key.0) != side.party {
+            return Err(ContractError::KeyMismatch { role: name, party: side.party.clone() });
+        }
+        let key = VerifyingKey::from_bytes(&side.public_key.0).map_err(|_| ContractError::BadKey { role: name })?;
+        let mut raw = [0u8; 64];
+        hex::decode_to_slice(signature, &mut raw).map_err(|_| ContractError::BadSignature { role: name })?;
+        key.verify_strict(&self.signing_bytes(), &Signature::from_bytes(&raw))
+            .map_err(|_| ContractError::BadSignature { role: name })
+    }
+
     pub fn ends_ms(&self) -> u64 {
         self.starts_ms.saturating_add(self.duration_ms)
     }
@@ -237,18 +254,8 @@ impl SignedContract {
     /// Check the terms and both signatures.
     pub fn verify(&self) -> Result<(), ContractError> {
         self.contract.validate()?;
-        let bytes = self.contract.signing_bytes();
-        for (role, side, signature) in [
-            ("seller", &self.contract.seller, &self.seller_signature),
-            ("buyer", &self.contract.buyer, &self.buyer_signature),
-        ] {
-            let key = VerifyingKey::from_bytes(&side.public_key.0).map_err(|_| ContractError::BadKey { role })?;
-            let mut raw = [0u8; 64];
-            hex::decode_to_slice(signature, &mut raw).map_err(|_| ContractError::BadSignature { role })?;
-            key.verify_strict(&bytes, &Signature::from_bytes(&raw))
-                .map_err(|_| ContractError::BadSignature { role })?;
-        }
-        Ok(())
+        self.contract.verify_signature(Role::Seller, &self.seller_signature)?;
+        self.contract.verify_signature(Role::Buyer, &self.buyer_signature)
     }
 }
 

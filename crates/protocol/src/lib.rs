@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod market;
 pub mod messages;
 pub mod payload;
 pub mod ticket;

@@ -84,6 +84,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ops/requests/{request}/approve", post(crate::money_http::post_approve))
         .route("/v1/ops/requests/{request}/reject", post(crate::money_http::post_reject))
         .route("/v1/ops/credit", post(crate::money_http::post_credit))
+        .route("/v1/market/offers", post(crate::market_http::post_offer).get(crate::market_http::get_offers))
+        .route("/v1/market/offers/{offer}", post(crate::market_http::post_offer_update))
+        .route("/v1/market/offers/{offer}/withdraw", post(crate::market_http::post_offer_withdraw))
+        .route("/v1/market/requests", post(crate::market_http::post_request).get(crate::market_http::get_requests))
+        .route("/v1/market/requests/{request}/search", get(crate::market_http::get_request_search))
+        .route("/v1/market/search", post(crate::market_http::post_search))
+        .route(
+            "/v1/market/negotiations",
+            post(crate::market_http::post_negotiation).get(crate::market_http::get_negotiations),
+        )
+        .route("/v1/market/negotiations/{negotiation}", get(crate::market_http::get_negotiation))
+        .route("/v1/market/negotiations/{negotiation}/accept", post(crate::market_http::post_accept))
+        .route("/v1/market/negotiations/{negotiation}/reject", post(crate::market_http::post_reject))
+        .route("/v1/market/negotiations/{negotiation}/counter", post(crate::market_http::post_counter))
+        .route("/v1/market/contracts", get(crate::market_http::get_contracts))
+        .route("/v1/market/contracts/{contract}", get(crate::market_http::get_contract))
+        .route("/v1/market/contracts/{contract}/sign", post(crate::market_http::post_sign))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))

@@ -9,6 +9,7 @@ pub mod access;
 mod elements;
 mod http;
 mod listener;
+mod market_http;
 mod metrics;
 mod money_http;
 mod notices;
@@ -178,6 +179,7 @@ impl AppState {
 
     fn apply(self: &Arc<Self>, effects: Effects) {
         self.metrics.tasks_concluded.fetch_add(effects.tasks_concluded, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.count_market(&effects.market);
         for session in effects.wake {
             self.wakers.wake(session);
         }

@@ -19,6 +19,13 @@ pub struct Metrics {
     pub responses_client_error: AtomicU64,
     pub responses_server_error: AtomicU64,
     pub tasks_concluded: AtomicU64,
+    /// Market operations committed: offers registered, searches, negotiations opened,
+    /// contracts made and contracts signed by both parties.
+    pub market_offers: AtomicU64,
+    pub market_searches: AtomicU64,
+    pub market_negotiations: AtomicU64,
+    pub market_contracts: AtomicU64,
+    pub market_contracts_signed: AtomicU64,
     /// (when, tasks_concluded) once per maintenance pass, over the last minute.
     samples: Mutex<VecDeque<(Instant, u64)>>,
 }
@@ -33,6 +40,11 @@ impl Default for Metrics {
             responses_client_error: AtomicU64::new(0),
             responses_server_error: AtomicU64::new(0),
             tasks_concluded: AtomicU64::new(0),
+            market_offers: AtomicU64::new(0),
+            market_searches: AtomicU64::new(0),
+            market_negotiations: AtomicU64::new(0),
+            market_contracts: AtomicU64::new(0),
+            market_contracts_signed: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::new()),
         }
     }
@@ -46,6 +58,15 @@ impl Metrics {
             500..=599 => self.responses_server_error.fetch_add(1, Ordering::Relaxed),
             _ => 0,
         };
+    }
+
+    /// Count the market operations of a committed transaction.
+    pub fn count_market(&self, counts: &idlegrid_coordinator::market::MarketCounts) {
+        self.market_offers.fetch_add(counts.offers, Ordering::Relaxed);
+        self.market_searches.fetch_add(counts.searches, Ordering::Relaxed);
+        self.market_negotiations.fetch_add(counts.negotiations, Ordering::Relaxed);
+        self.market_contracts.fetch_add(counts.contracts, Ordering::Relaxed);
+        self.market_contracts_signed.fetch_add(counts.contracts_signed, Ordering::Relaxed);
     }
 
     /// Record a sample for the tasks-per-second figure (called by maintenance).
@@ -89,6 +110,11 @@ pub async fn status(state: &std::sync::Arc<AppState>, instance: &str) -> Instanc
     put("responses_server_error_total", m.responses_server_error.load(Ordering::Relaxed) as f64);
     put("tasks_concluded_total", m.tasks_concluded.load(Ordering::Relaxed) as f64);
     put("tasks_per_second", m.tasks_per_second());
+    put("market_offers_total", m.market_offers.load(Ordering::Relaxed) as f64);
+    put("market_searches_total", m.market_searches.load(Ordering::Relaxed) as f64);
+    put("market_negotiations_total", m.market_negotiations.load(Ordering::Relaxed) as f64);
+    put("market_contracts_total", m.market_contracts.load(Ordering::Relaxed) as f64);
+    put("market_contracts_signed_total", m.market_contracts_signed.load(Ordering::Relaxed) as f64);
     put("long_polls_waiting", state.wakers.len() as f64);
     let mut errors = Vec::new();
     match measured {

@@ -122,6 +122,51 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Some(Named("CreditBody")),
             Some(Named("MoneyRequestInfo")),
         ),
+        ("POST", "/v1/market/offers") => doc(
+            "Register an offer: classified, valued (measured and declared figures marked), the private share never offered",
+            Some(Object),
+            Some(Object),
+        ),
+        ("GET", "/v1/market/offers") => doc("The caller's offers with their valuations", None, Some(Object)),
+        ("POST", "/v1/market/offers/{offer}") => {
+            doc("Replace one of the caller's open offers", Some(Object), Some(Object))
+        }
+        ("POST", "/v1/market/offers/{offer}/withdraw") => doc("Take an open offer off the market", None, Some(Object)),
+        ("POST", "/v1/market/requests") => {
+            doc("Keep a request and answer with its ranked candidates", Some(Object), Some(Object))
+        }
+        ("GET", "/v1/market/requests") => doc("The caller's kept requests", None, Some(Object)),
+        ("GET", "/v1/market/requests/{request}/search") => {
+            doc("Ranked candidates for a kept request, now", None, Some(Object))
+        }
+        ("POST", "/v1/market/search") => {
+            doc("Ranked candidates for a request, without keeping it", Some(Object), Some(Object))
+        }
+        ("POST", "/v1/market/negotiations") => doc(
+            "Negotiate over an offer as its buyer (automatically to the end, or in person)",
+            Some(Object),
+            Some(Object),
+        ),
+        ("GET", "/v1/market/negotiations") => doc("Negotiations the caller takes part in", None, Some(Object)),
+        ("GET", "/v1/market/negotiations/{negotiation}") => doc("One negotiation", None, Some(Object)),
+        ("POST", "/v1/market/negotiations/{negotiation}/accept") => {
+            doc("Accept the other side's last proposal (in person)", None, Some(Object))
+        }
+        ("POST", "/v1/market/negotiations/{negotiation}/reject") => {
+            doc("End a negotiation without agreement (in person)", None, Some(Object))
+        }
+        ("POST", "/v1/market/negotiations/{negotiation}/counter") => {
+            doc("Counter the last proposal with a price (in person)", Some(Object), Some(Object))
+        }
+        ("GET", "/v1/market/contracts") => doc("Contracts the caller is party to", None, Some(Object)),
+        ("GET", "/v1/market/contracts/{contract}") => {
+            doc("One contract: its terms (what is signed) and signatures", None, Some(Object))
+        }
+        ("POST", "/v1/market/contracts/{contract}/sign") => doc(
+            "Sign a contract with the party's registered key (Ed25519 over its canonical bytes)",
+            Some(Object),
+            Some(Object),
+        ),
         ("GET", "/v1/jobs") => doc("The caller's jobs", None, Some(Object)),
         ("GET", "/v1/jobs/{job}") => doc("One of the caller's jobs", None, Some(Object)),
         ("POST", "/v1/ops/revoke") => {

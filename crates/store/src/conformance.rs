@@ -17,7 +17,9 @@ use idlegrid_types::{
 
 use crate::*;
 
+mod market;
 mod requests;
+pub use market::{market_refuses_conflicts_and_rolls_back, market_rows_round_trip_in_order};
 pub use requests::{requests_move_money_once_and_roll_back, requests_round_trip_and_filter};
 
 type R<T> = Result<T, StoreError>;
@@ -81,6 +83,8 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     ledger_moves_money_once_and_rolls_back(&make());
     requests_round_trip_and_filter(&make());
     requests_move_money_once_and_roll_back(&make());
+    market_rows_round_trip_in_order(&make());
+    market_refuses_conflicts_and_rolls_back(&make());
 }
 
 pub fn parties_are_unique(store: &impl Store) {

@@ -1,6 +1,7 @@
 //! Durable state of the server behind one interface: [`Store`] runs a closure in a transaction
 //! and hands it a [`Tx`] of domain operations (parties, sessions and their outboxes, providers,
-//! elements, jobs, tasks, assignments, results, attachments, result assurance). The coordinator
+//! elements, jobs, tasks, assignments, results, attachments, result assurance, and through
+//! `Tx::market()` the market's offers, requests, negotiations and contracts). The coordinator
 //! is written against [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared
 //! one (several server instances on one database), and [`AnyStore`] is either, chosen by
 //! `--database`. Every implementation passes the same [`conformance`] suite.
@@ -8,6 +9,7 @@
 //! Architecture invariant: the store never reads the clock; callers pass `now_ms`.
 
 mod any;
+mod market;
 mod model;
 mod postgres;
 mod sqlite;
@@ -18,6 +20,7 @@ pub mod conformance;
 
 pub use self::postgres::PostgresStore;
 pub use any::{AnyStore, DatabaseLocation};
+pub use market::{ContractRow, MarketTable, MarketTx, NegotiationRow, OfferRow, RequestRow};
 pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;

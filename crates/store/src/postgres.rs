@@ -34,6 +34,7 @@ use crate::model::*;
 use crate::tx::Tx;
 use crate::{Store, StoreError, StoreResult};
 
+mod market;
 mod requests;
 
 /// Schema migrations, applied in order; the table `schema_version` records each one applied.
@@ -137,6 +138,7 @@ CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
 CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL);
 "#,
     requests::MIGRATION,
+    market::MIGRATION,
 ];
 
 /// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
@@ -980,6 +982,10 @@ fn provider_row(row: &Row) -> StoreResult<ProviderRow> {
 }
 
 impl Tx for PgTx<'_> {
+    fn market(&mut self) -> &mut dyn crate::market::MarketTx {
+        self
+    }
+
     fn ledger(&mut self) -> &mut dyn LedgerStore {
         self
     }

@@ -15,6 +15,7 @@ use crate::model::*;
 use crate::tx::Tx;
 use crate::{Store, StoreError, StoreResult};
 
+mod market;
 mod requests;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -127,6 +128,7 @@ CREATE INDEX known_answers_newest ON known_answers(created_ms DESC, task DESC);
 CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL);
 "#,
     requests::MIGRATION,
+    market::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -438,6 +440,10 @@ fn provider_row(row: &Row) -> rusqlite::Result<ProviderRow> {
 }
 
 impl Tx for SqliteTx<'_> {
+    fn market(&mut self) -> &mut dyn crate::market::MarketTx {
+        self
+    }
+
     fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore {
         self
     }

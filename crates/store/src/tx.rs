@@ -13,6 +13,8 @@ use crate::model::*;
 pub trait Tx {
     /// The ledger's state (accounts, transfers, reservations), in this same transaction.
     fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore;
+    /// The market's tables (offers, requests, negotiations, contracts), in this same transaction.
+    fn market(&mut self) -> &mut dyn crate::market::MarketTx;
 
     // ---- holds, journal, notices, client settings
     /// Mark a job as held stopped by the server, with the reason ("cost_max", "account_limit"),

@@ -49,6 +49,22 @@ fn a_contract_signed_by_both_parties_verifies() {
 }
 
 #[test]
+fn each_side_signs_on_its_own_and_only_with_its_key() {
+    let contract = contract();
+    contract.verify_signature(Role::Seller, &contract.sign(&key(1))).unwrap();
+    contract.verify_signature(Role::Buyer, &contract.sign(&key(2))).unwrap();
+    assert_eq!(
+        contract.verify_signature(Role::Buyer, &contract.sign(&key(1))).unwrap_err(),
+        ContractError::BadSignature { role: "buyer" },
+        "the seller's signature is not the buyer's"
+    );
+    assert_eq!(
+        contract.verify_signature(Role::Seller, &contract.sign(&key(3))).unwrap_err(),
+        ContractError::BadSignature { role: "seller" }
+    );
+}
+
+#[test]
 fn a_contract_signed_with_a_wrong_key_is_refused() {
     let mut forged = signed(contract());
     forged.buyer_signature = forged.contract.sign(&key(3));

@@ -45,7 +45,7 @@ impl Strategy {
         }
     }
 
-    pub(crate) fn is_valid(&self) -> bool {
+    pub fn is_valid(&self) -> bool {
         match *self {
             Strategy::TimeDependent { beta } => beta.is_finite() && (0.01..=100.0).contains(&beta),
             Strategy::TitForTat { min_step } => min_step.is_finite() && (0.001..=1.0).contains(&min_step),
@@ -76,7 +76,7 @@ pub(crate) struct Moment<'a> {
 impl Agent {
     /// The opening must not be worse for the agent than its reservation: a seller opens at or
     /// above it, a buyer at or below it.
-    pub(crate) fn is_valid(&self, role: Role) -> bool {
+    pub fn is_valid(&self, role: Role) -> bool {
         let ordered = match role {
             Role::Seller => self.opening >= self.reservation,
             Role::Buyer => self.opening <= self.reservation,

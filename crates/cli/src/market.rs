@@ -1,0 +1,474 @@
+//! `idlegrid market`: the bartering market from the command line, as a client or (with
+//! `--engine-data`) as the provider of an engine: offer resources and read back their
+//! valuation, ask and search, negotiate automatically or in person, sign contracts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+use idlegrid_client::{Market, Transport};
+use idlegrid_ledger::Micros;
+use idlegrid_market::expr::AttributeMap;
+use idlegrid_market::negotiation::{FailureReason, Status, Strategy};
+use idlegrid_market::{Expr, Listing, ResourceDeclaration, Value};
+use idlegrid_protocol::auth::Identity;
+use idlegrid_protocol::market::{
+    BuyerTerms, ContractInfo, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RequestBody, SearchReply,
+    SellerTerms,
+};
+use idlegrid_types::{PartyId, Untrusted};
+
+#[derive(Subcommand, Clone)]
+pub enum MarketCommand {
+    /// Offer a resource: `idlegrid market offer memory memory_mb=4096 read_ns=80 write_ns=90
+    /// duration_s=3600`. The server classifies and values it and answers with the valuation,
+    /// each figure marked measured (by the server) or declared (by you).
+    Offer {
+        /// computing, memory, storage, peripherals, files, internet_access or money (or I to VII).
+        category: String,
+        /// The resource's attributes as name=value.
+        #[arg(value_name = "NAME=VALUE")]
+        attributes: Vec<String>,
+        /// The share of the resource you keep (0 to 1): it is never offered.
+        #[arg(long, default_value_t = 0.0)]
+        private_share: f64,
+        /// How much of the offerable part to list (default: all of it).
+        #[arg(long)]
+        quantity: Option<f64>,
+        /// Asking price in credits (default: the valuation).
+        #[arg(long)]
+        price: Option<String>,
+        /// Who may take the offer, over the requester's attributes (`other.party == "..."`).
+        #[arg(long)]
+        requirements: Option<String>,
+        /// The lowest price accepted by automatic negotiation (default: the asking price).
+        #[arg(long)]
+        reservation: Option<String>,
+        /// How automatic negotiation concedes: linear, boulware, conceder or tit-for-tat.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// Negotiate in person: each proposal waits for your accept, reject or counter.
+        #[arg(long)]
+        person: bool,
+        /// Your attributes requesters may test, as name=value.
+        #[arg(long = "attr", value_name = "NAME=VALUE")]
+        attrs: Vec<String>,
+        /// Replace your open offer with this number instead of adding one.
+        #[arg(long)]
+        update: Option<u64>,
+    },
+    /// Your offers, their valuations and states.
+    Offers,
+    /// Take one of your open offers off the market.
+    Withdraw { offer: u64 },
+    /// Ask for a resource: the request is kept and its ranked candidates shown.
+    Request(RequestArgs),
+    /// Your kept requests.
+    Requests,
+    /// Ranked candidates for a request (not kept), or for a kept one with --request.
+    Search {
+        #[command(flatten)]
+        args: RequestArgs,
+        /// Search again for this kept request.
+        #[arg(long)]
+        request: Option<u64>,
+    },
+    /// Negotiate over an offer as its buyer: automatically (--opening and --reservation) to
+    /// agreement or failure, or in person (--price), when the seller's answer is awaited.
+    Negotiate {
+        offer: u64,
+        /// Automatic: the first price you propose.
+        #[arg(long, requires = "reservation")]
+        opening: Option<String>,
+        /// Automatic: the highest price you accept.
+        #[arg(long, requires = "opening")]
+        reservation: Option<String>,
+        /// Automatic: linear, boulware, conceder or tit-for-tat.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// In person: the price you propose.
+        #[arg(long, conflicts_with_all = ["opening", "reservation"])]
+        price: Option<String>,
+        /// Most proposals (default 20).
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Seconds until the negotiation closes as failed (default a day).
+        #[arg(long)]
+        deadline_secs: Option<u64>,
+        /// Sign the contract at once if the negotiation ends in agreement.
+        #[arg(long)]
+        sign: bool,
+    },
+    /// Your negotiations, or one of them.
+    Negotiations { negotiation: Option<u64> },
+    /// Accept the other side's last proposal.
+    Accept {
+        negotiation: u64,
+        /// Sign the contract the agreement makes at once.
+        #[arg(long)]
+        sign: bool,
+    },
+    /// End a negotiation without agreement.
+    Reject { negotiation: u64 },
+    /// Answer the last proposal with your price.
+    Counter { negotiation: u64, price: String },
+    /// Your contracts, or one of them; --sign signs it with your key.
+    Contracts {
+        contract: Option<u64>,
+        #[arg(long, requires = "contract")]
+        sign: bool,
+    },
+}
+
+#[derive(Args, Clone, Default)]
+pub struct RequestArgs {
+    /// The category asked for.
+    #[arg(default_value = "")]
+    category: String,
+    #[arg(long)]
+    quantity_min: Option<f64>,
+    #[arg(long)]
+    quantity_max: Option<f64>,
+    /// Candidates valued closest to this come first (credits).
+    #[arg(long)]
+    value_target: Option<String>,
+    /// Highest price (credits).
+    #[arg(long)]
+    price_max: Option<String>,
+    /// Over the offers' attributes (`other.memory_mb >= 2048 && other.price < 1`).
+    #[arg(long)]
+    requirements: Option<String>,
+    /// Higher first (`other.memory_mb / other.price`).
+    #[arg(long)]
+    rank: Option<String>,
+    /// Your attributes offers' requirements may test, as name=value.
+    #[arg(long = "attr", value_name = "NAME=VALUE")]
+    attrs: Vec<String>,
+    /// Candidates shown (1 to 100).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+}
+
+fn price(text: &str, what: &str) -> anyhow::Result<Micros> {
+    let amount: Micros = text.trim().parse().map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    anyhow::ensure!(!amount.is_negative(), "{what}: {amount} must not be negative");
+    Ok(amount)
+}
+
+fn strategy(text: Option<&str>) -> anyhow::Result<Option<Strategy>> {
+    Ok(Some(match text {
+        None => return Ok(None),
+        Some("linear") => Strategy::LINEAR,
+        Some("boulware") => Strategy::BOULWARE,
+        Some("conceder") => Strategy::CONCEDER,
+        Some("tit-for-tat") => Strategy::TIT_FOR_TAT,
+        Some(other) => {
+            anyhow::bail!("--strategy must be linear, boulware, conceder or tit-for-tat, not '{}'", Untrusted(other))
+        }
+    }))
+}
+
+fn expression(text: Option<&str>, what: &str) -> anyhow::Result<Option<Expr>> {
+    text.map(|t| Expr::parse(t).map_err(|e| anyhow::anyhow!("{what}: {e}"))).transpose()
+}
+
+/// `name=value` pairs: numbers stay numbers (anything else, `NaN` included, is text, for the
+/// server to judge), `true` and `false` are booleans.
+fn pairs(items: &[String]) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut map = BTreeMap::new();
+    for item in items {
+        let (name, value) =
+            item.split_once('=').ok_or_else(|| anyhow::anyhow!("'{}' is not name=value", Untrusted(item)))?;
+        let value = match value.parse::<f64>() {
+            Ok(number) if number.is_finite() => Value::Number(number),
+            _ => match value {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                text => Value::Text(text.to_string()),
+            },
+        };
+        map.insert(name.trim().to_string(), value);
+    }
+    Ok(map)
+}
+
+fn request_body(args: &RequestArgs) -> anyhow::Result<RequestBody> {
+    anyhow::ensure!(!args.category.is_empty(), "name the category asked for, like memory");
+    Ok(RequestBody {
+        category: args.category.clone(),
+        quantity_min: args.quantity_min,
+        quantity_max: args.quantity_max,
+        value_target: args.value_target.as_deref().map(|t| price(t, "--value-target")).transpose()?,
+        price_max: args.price_max.as_deref().map(|t| price(t, "--price-max")).transpose()?,
+        requirements: expression(args.requirements.as_deref(), "--requirements")?,
+        rank: expression(args.rank.as_deref(), "--rank")?,
+        attributes: AttributeMap(pairs(&args.attrs)?),
+        offset: None,
+        limit: Some(args.limit),
+    })
+}
+
+fn print_offer(offer: &OfferInfo) {
+    println!(
+        "offer {}  {}  {} {}  value {}  price {}  private share {}  {}  negotiated {}",
+        offer.id,
+        offer.category,
+        offer.quantity,
+        offer.unit,
+        offer.valuation.credits,
+        offer.price,
+        offer.private_share,
+        offer.state,
+        offer.negotiation
+    );
+    for figure in &offer.valuation.figures {
+        let provenance = match figure.provenance {
+            idlegrid_market::Provenance::Measured => "measured",
+            idlegrid_market::Provenance::Declared => "declared",
+        };
+        println!("  {:<20} {:>16} {:<18} {provenance}", figure.attribute, figure.value, figure.unit);
+    }
+}
+
+fn print_search(reply: &SearchReply) {
+    if let Some(request) = reply.request {
+        println!("request {request}");
+    }
+    if reply.page.candidates.is_empty() {
+        println!("no candidates ({} offers looked at)", reply.page.scanned);
+        return;
+    }
+    println!(
+        "{:<5} {:<8} {:<34} {:>14} {:>16} {:>16} {:>10}",
+        "#", "offer", "owner", "quantity", "value", "price", "rank"
+    );
+    for (n, candidate) in reply.page.candidates.iter().enumerate() {
+        let rank = candidate.rank.map_or("-".to_string(), |r| format!("{r}"));
+        println!(
+            "{:<5} {:<8} {:<34} {:>14} {:>16} {:>16} {:>10}",
+            n + 1,
+            candidate.offer.0,
+            candidate.owner.to_string(),
+            candidate.quantity,
+            candidate.value.to_string(),
+            candidate.price.to_string(),
+            rank
+        );
+    }
+}
+
+fn who(party: &PartyId, me: &PartyId) -> String {
+    if party == me { format!("{party} (you)") } else { party.to_string() }
+}
+
+fn print_negotiation(negotiation: &NegotiationInfo, me: &PartyId) {
+    let view = &negotiation.view;
+    let status = match &view.status {
+        Status::Open => match &negotiation.awaiting {
+            Some(party) => format!("open, waiting for {}", who(party, me)),
+            None => "open".to_string(),
+        },
+        Status::Agreed { price, .. } => format!("agreed at {price}"),
+        Status::Failed { reason, .. } => match reason {
+            FailureReason::Rejected { by } => format!("failed: rejected by the {by:?}").to_lowercase(),
+            FailureReason::RoundsExhausted => "failed: no agreement within the rounds".to_string(),
+            FailureReason::DeadlinePassed => "failed: the deadline passed".to_string(),
+        },
+    };
+    println!(
+        "negotiation {} over offer {}: {status} ({} of {} proposals)",
+        view.id.0,
+        view.offer,
+        view.proposals.len(),
+        view.rounds_max
+    );
+    for proposal in &view.proposals {
+        println!("  {:<7} proposes {}", format!("{:?}", proposal.by).to_lowercase(), proposal.price);
+    }
+    if let Some(contract) = negotiation.contract {
+        println!("contract {contract}: sign it with `idlegrid market contracts {contract} --sign`");
+    }
+}
+
+fn print_contract(contract: &ContractInfo, me: &PartyId) {
+    let terms = &contract.terms;
+    let signed = |s: &Option<String>| if s.is_some() { "signed" } else { "not signed" };
+    println!(
+        "contract {}  {}  price {}  commission {}  seller {} ({})  buyer {} ({})",
+        contract.id,
+        contract.state,
+        terms.price,
+        terms.commission,
+        who(&terms.seller.party, me),
+        signed(&contract.seller_signature),
+        who(&terms.buyer.party, me),
+        signed(&contract.buyer_signature)
+    );
+    if let Some(offer) = terms.offer {
+        println!(
+            "  offer {offer}, from {} for {} s",
+            idlegrid_ledger::format_utc(terms.starts_ms),
+            terms.duration_ms / 1000
+        );
+    }
+}
+
+pub async fn run(
+    server: idlegrid_client::Endpoint,
+    home: &Path,
+    engine_data: Option<&Path>,
+    command: MarketCommand,
+) -> anyhow::Result<()> {
+    // A provider trades with its engine's identity; a client with its own.
+    let identity = match engine_data {
+        Some(dir) => Identity::load_or_create(&dir.join("identity.key"))?,
+        None => Identity::load_or_create(&home.join("client.key"))?,
+    };
+    let transport = Transport::new(&server, identity.clone())?;
+    let role = if engine_data.is_some() { idlegrid_types::Role::Provider } else { idlegrid_types::Role::Client };
+    let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
+    transport.register(role, &name).await.map_err(|e| anyhow::anyhow!("cannot register with the server: {e}"))?;
+    let market = Market::new(&transport);
+    let me = identity.id().clone();
+    match command {
+        MarketCommand::Offer {
+            category,
+            attributes,
+            private_share,
+            quantity,
+            price: asking,
+            requirements,
+            reservation,
+            strategy: concession,
+            person,
+            attrs,
+            update,
+        } => {
+            let negotiation = if person {
+                anyhow::ensure!(
+                    reservation.is_none() && concession.is_none(),
+                    "--person negotiates in person: --reservation and --strategy are for automatic negotiation"
+                );
+                SellerTerms::Person
+            } else {
+                SellerTerms::Automatic {
+                    reservation: reservation.as_deref().map(|t| price(t, "--reservation")).transpose()?,
+                    strategy: strategy(concession.as_deref())?,
+                }
+            };
+            let body = OfferBody {
+                resource: ResourceDeclaration { category, attributes: pairs(&attributes)?, private_share },
+                listing: Listing {
+                    quantity,
+                    price: asking.as_deref().map(|t| price(t, "--price")).transpose()?,
+                    requirements: expression(requirements.as_deref(), "--requirements")?,
+                    rank: None,
+                    expires_ms: None,
+                },
+                negotiation,
+                attributes: AttributeMap(pairs(&attrs)?),
+            };
+            let info = match update {
+                Some(id) => market.update_offer(id, &body).await?,
+                None => market.offer(&body).await?,
+            };
+            print_offer(&info);
+        }
+        MarketCommand::Offers => {
+            let offers = market.offers().await?;
+            if offers.is_empty() {
+                println!("no offers");
+            }
+            offers.iter().for_each(print_offer);
+        }
+        MarketCommand::Withdraw { offer } => print_offer(&market.withdraw(offer).await?),
+        MarketCommand::Request(args) => print_search(&market.request(&request_body(&args)?).await?),
+        MarketCommand::Requests => {
+            let requests = market.requests().await?;
+            if requests.is_empty() {
+                println!("no requests");
+            }
+            for kept in &requests {
+                let mut line = format!(
+                    "request {}  {}  {}  {}",
+                    kept.id,
+                    Untrusted(&kept.request.category),
+                    kept.state,
+                    idlegrid_ledger::format_utc(kept.created_ms)
+                );
+                if let Some(requirements) = &kept.request.requirements {
+                    line.push_str(&format!("  requires {}", Untrusted(&requirements.to_string())));
+                }
+                println!("{line}");
+            }
+        }
+        MarketCommand::Search { args, request } => {
+            let reply = match request {
+                Some(id) => market.search_request(id).await?,
+                None => market.search(&request_body(&args)?).await?,
+            };
+            print_search(&reply);
+        }
+        MarketCommand::Negotiate {
+            offer,
+            opening,
+            reservation,
+            strategy: concession,
+            price: proposal,
+            rounds,
+            deadline_secs,
+            sign,
+        } => {
+            let buyer = match (opening, reservation, proposal) {
+                (Some(opening), Some(reservation), None) => BuyerTerms::Automatic {
+                    opening: price(&opening, "--opening")?,
+                    reservation: price(&reservation, "--reservation")?,
+                    strategy: strategy(concession.as_deref())?,
+                },
+                (None, None, Some(proposal)) => BuyerTerms::Person { price: price(&proposal, "--price")? },
+                _ => {
+                    anyhow::bail!("negotiate automatically with --opening and --reservation, or in person with --price")
+                }
+            };
+            let body = NegotiateBody { offer, buyer, rounds_max: rounds, deadline_secs };
+            let negotiation = market.negotiate(&body).await?;
+            print_negotiation(&negotiation, &me);
+            if let (true, Some(contract)) = (sign, negotiation.contract) {
+                print_contract(&market.sign(contract).await?, &me);
+            }
+        }
+        MarketCommand::Negotiations { negotiation } => match negotiation {
+            Some(id) => print_negotiation(&market.negotiation(id).await?, &me),
+            None => {
+                let all = market.negotiations().await?;
+                if all.is_empty() {
+                    println!("no negotiations");
+                }
+                all.iter().for_each(|n| print_negotiation(n, &me));
+            }
+        },
+        MarketCommand::Accept { negotiation, sign } => {
+            let negotiation = market.accept(negotiation).await?;
+            print_negotiation(&negotiation, &me);
+            if let (true, Some(contract)) = (sign, negotiation.contract) {
+                print_contract(&market.sign(contract).await?, &me);
+            }
+        }
+        MarketCommand::Reject { negotiation } => print_negotiation(&market.reject(negotiation).await?, &me),
+        MarketCommand::Counter { negotiation, price: proposal } => {
+            print_negotiation(&market.counter(negotiation, price(&proposal, "price")?).await?, &me)
+        }
+        MarketCommand::Contracts { contract, sign } => match (contract, sign) {
+            (Some(id), true) => print_contract(&market.sign(id).await?, &me),
+            (Some(id), false) => print_contract(&market.contract(id).await?, &me),
+            (None, _) => {
+                let all = market.contracts().await?;
+                if all.is_empty() {
+                    println!("no contracts");
+                }
+                all.iter().for_each(|c| print_contract(c, &me));
+            }
+        },
+    }
+    Ok(())
+}

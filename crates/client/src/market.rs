@@ -1,0 +1,136 @@
+//! The bartering market through the HTTP API, as the party registered on a [`Transport`]:
+//! offers (valued by the server, measured and declared figures marked), requests and ranked
+//! search, negotiations (automatic, or a person's accept, reject and counter), and contracts,
+//! which [`Market::sign`] signs with the party's own key over the contract's canonical bytes.
+
+use std::time::Duration;
+
+use idlegrid_ledger::Micros;
+use idlegrid_protocol::market::core::negotiation::Role;
+use idlegrid_protocol::market::{
+    ContractInfo, CounterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RequestBody, RequestInfo,
+    SearchReply, SignBody,
+};
+use reqwest::Method;
+
+use crate::{ClientError, Transport};
+
+/// How long one request may take (an automatic negotiation runs to its end in one).
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Market<'a> {
+    transport: &'a Transport,
+}
+
+impl<'a> Market<'a> {
+    pub fn new(transport: &'a Transport) -> Market<'a> {
+        Market { transport }
+    }
+
+    /// Register an offer; the answer is its valuation.
+    pub async fn offer(&self, body: &OfferBody) -> Result<OfferInfo, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/offers", Some(body), TIMEOUT).await
+    }
+
+    /// Replace one of this party's open offers.
+    pub async fn update_offer(&self, id: u64, body: &OfferBody) -> Result<OfferInfo, ClientError> {
+        self.transport.call(Method::POST, &format!("/v1/market/offers/{id}"), Some(body), TIMEOUT).await
+    }
+
+    pub async fn withdraw(&self, id: u64) -> Result<OfferInfo, ClientError> {
+        self.transport.call::<(), _>(Method::POST, &format!("/v1/market/offers/{id}/withdraw"), None, TIMEOUT).await
+    }
+
+    /// This party's offers, every state.
+    pub async fn offers(&self) -> Result<Vec<OfferInfo>, ClientError> {
+        self.transport.call::<(), _>(Method::GET, "/v1/market/offers", None, TIMEOUT).await
+    }
+
+    /// Keep a request; the answer carries its number and ranked candidates.
+    pub async fn request(&self, body: &RequestBody) -> Result<SearchReply, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/requests", Some(body), TIMEOUT).await
+    }
+
+    pub async fn requests(&self) -> Result<Vec<RequestInfo>, ClientError> {
+        self.transport.call::<(), _>(Method::GET, "/v1/market/requests", None, TIMEOUT).await
+    }
+
+    /// Ranked candidates without keeping the request.
+    pub async fn search(&self, body: &RequestBody) -> Result<SearchReply, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/search", Some(body), TIMEOUT).await
+    }
+
+    /// Ranked candidates for a kept request, now.
+    pub async fn search_request(&self, id: u64) -> Result<SearchReply, ClientError> {
+        let path = format!("/v1/market/requests/{id}/search");
+        self.transport.call::<(), _>(Method::GET, &path, None, TIMEOUT).await
+    }
+
+    /// Negotiate over an offer as its buyer.
+    pub async fn negotiate(&self, body: &NegotiateBody) -> Result<NegotiationInfo, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/negotiations", Some(body), TIMEOUT).await
+    }
+
+    pub async fn negotiations(&self) -> Result<Vec<NegotiationInfo>, ClientError> {
+        self.transport.call::<(), _>(Method::GET, "/v1/market/negotiations", None, TIMEOUT).await
+    }
+
+    pub async fn negotiation(&self, id: u64) -> Result<NegotiationInfo, ClientError> {
+        let path = format!("/v1/market/negotiations/{id}");
+        self.transport.call::<(), _>(Method::GET, &path, None, TIMEOUT).await
+    }
+
+    /// Accept the other side's last proposal.
+    pub async fn accept(&self, id: u64) -> Result<NegotiationInfo, ClientError> {
+        let path = format!("/v1/market/negotiations/{id}/accept");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
+    pub async fn reject(&self, id: u64) -> Result<NegotiationInfo, ClientError> {
+        let path = format!("/v1/market/negotiations/{id}/reject");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
+    pub async fn counter(&self, id: u64, price: Micros) -> Result<NegotiationInfo, ClientError> {
+        let path = format!("/v1/market/negotiations/{id}/counter");
+        self.transport.call(Method::POST, &path, Some(&CounterBody { price }), TIMEOUT).await
+    }
+
+    pub async fn contracts(&self) -> Result<Vec<ContractInfo>, ClientError> {
+        self.transport.call::<(), _>(Method::GET, "/v1/market/contracts", None, TIMEOUT).await
+    }
+
+    pub async fn contract(&self, id: u64) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}");
+        self.transport.call::<(), _>(Method::GET, &path, None, TIMEOUT).await
+    }
+
+    /// Sign a contract with this party's key: its terms are fetched, checked to name this party
+    /// and its key, and their canonical bytes signed.
+    pub async fn sign(&self, id: u64) -> Result<ContractInfo, ClientError> {
+        let info = self.contract(id).await?;
+        let me = self.transport.identity();
+        let role = if info.terms.seller.party == *me.id() {
+            Role::Seller
+        } else if info.terms.buyer.party == *me.id() {
+            Role::Buyer
+        } else {
+            return Err(ClientError::Protocol(format!("contract {id} does not name this party")));
+        };
+        let side = match role {
+            Role::Seller => &info.terms.seller,
+            Role::Buyer => &info.terms.buyer,
+        };
+        if side.public_key.0 != me.public_key() {
+            return Err(ClientError::Protocol(format!("contract {id} names another key for this party")));
+        }
+        self.sign_with(id, &me.sign_bytes(&info.terms.signing_bytes())).await
+    }
+
+    /// Send a signature made elsewhere (hex Ed25519 over the contract's signing bytes).
+    pub async fn sign_with(&self, id: u64, signature: &str) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/sign");
+        let body = SignBody { signature: signature.to_string() };
+        self.transport.call(Method::POST, &path, Some(&body), TIMEOUT).await
+    }
+}

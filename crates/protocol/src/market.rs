@@ -1,0 +1,195 @@
+//! Bodies of the market's HTTP endpoints (`/v1/market/...`): offers and what the server made of
+//! them, requests and their ranked candidates, negotiations and contracts. The resources,
+//! requirement expressions, valuations, negotiation states and contract terms are the market's
+//! own types (`idlegrid-market`), so a client computes the bytes it signs exactly as the server
+//! verifies them. Amounts are micro-credits (`Micros`, an integer).
+
+use idlegrid_ledger::Micros;
+use idlegrid_market::contract::Contract;
+use idlegrid_market::expr::AttributeMap;
+use idlegrid_market::negotiation::{NegotiationView, Strategy};
+use idlegrid_market::search::SearchPage;
+use idlegrid_market::{Expr, Listing, ResourceDeclaration, Valuation};
+use idlegrid_types::PartyId;
+use serde::{Deserialize, Serialize};
+
+pub use idlegrid_market as core;
+
+/// An offer to register, or to replace one of the caller's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfferBody {
+    /// The resource: its category, attributes, and the share kept private (never offered).
+    pub resource: ResourceDeclaration,
+    /// How much of the offerable part to list, at what price, for whom.
+    #[serde(default)]
+    pub listing: Listing,
+    /// How the owner negotiates over this offer.
+    #[serde(default)]
+    pub negotiation: SellerTerms,
+    /// The owner's attributes that requesters' requirements may test (region, ...).
+    #[serde(default)]
+    pub attributes: AttributeMap,
+}
+
+/// How a seller negotiates: automatically within a reservation price, or in person (each
+/// proposal waits for the owner to accept, reject or counter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SellerTerms {
+    Automatic {
+        /// The lowest price accepted; default: the asking price (firm).
+        #[serde(default)]
+        reservation: Option<Micros>,
+        /// Default: linear concession.
+        #[serde(default)]
+        strategy: Option<Strategy>,
+    },
+    Person,
+}
+
+impl Default for SellerTerms {
+    fn default() -> SellerTerms {
+        SellerTerms::Automatic { reservation: None, strategy: None }
+    }
+}
+
+/// An offer as the server registered it: quantified, valued, each figure marked measured or
+/// declared. Reservation prices are never shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfferInfo {
+    pub id: u64,
+    pub owner: PartyId,
+    /// open, withdrawn, agreed (a negotiation reached a price) or contracted.
+    pub state: String,
+    pub category: String,
+    /// The quantity offered, in `unit`.
+    pub quantity: f64,
+    pub unit: String,
+    /// The share of the resource its owner keeps, never offered.
+    pub private_share: f64,
+    pub price: Micros,
+    /// The valuation of what is offered: credits, method, and every figure with its provenance.
+    pub valuation: Valuation,
+    /// Attributes the server measured itself, and those only declared.
+    pub measured: Vec<String>,
+    pub declared: Vec<String>,
+    /// automatic or person.
+    pub negotiation: String,
+    pub requirements: Option<Expr>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// What a party asks for; searched at once, and kept when posted as a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    /// computing, memory, storage, peripherals, files, internet_access or money (or I to VII).
+    pub category: String,
+    #[serde(default)]
+    pub quantity_min: Option<f64>,
+    #[serde(default)]
+    pub quantity_max: Option<f64>,
+    /// Candidates closest to this value come first.
+    #[serde(default)]
+    pub value_target: Option<Micros>,
+    #[serde(default)]
+    pub price_max: Option<Micros>,
+    /// Over the offer's attributes (`other.memory_mb >= 1024 && other.price < 5`).
+    #[serde(default)]
+    pub requirements: Option<Expr>,
+    /// Higher first.
+    #[serde(default)]
+    pub rank: Option<Expr>,
+    /// The requester's attributes that offers' requirements may test.
+    #[serde(default)]
+    pub attributes: AttributeMap,
+    #[serde(default)]
+    pub offset: Option<usize>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// Ranked candidates, and the request's number when it was kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchReply {
+    pub request: Option<u64>,
+    pub page: SearchPage,
+}
+
+/// A request as kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestInfo {
+    pub id: u64,
+    pub state: String,
+    pub created_ms: u64,
+    pub request: RequestBody,
+}
+
+/// Open a negotiation over an offer, as its buyer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiateBody {
+    pub offer: u64,
+    pub buyer: BuyerTerms,
+    /// Most proposals (default 20).
+    #[serde(default)]
+    pub rounds_max: Option<u32>,
+    /// Seconds until the negotiation closes as failed (default a day).
+    #[serde(default)]
+    pub deadline_secs: Option<u64>,
+}
+
+/// How the buyer negotiates: automatically from an opening to a reservation price, or in
+/// person, opening with `price`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BuyerTerms {
+    Automatic {
+        opening: Micros,
+        reservation: Micros,
+        #[serde(default)]
+        strategy: Option<Strategy>,
+    },
+    Person {
+        price: Micros,
+    },
+}
+
+/// A negotiation as its parties see it (no reservation prices).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NegotiationInfo {
+    #[serde(flatten)]
+    pub view: NegotiationView,
+    /// The party whose answer it waits for, while open.
+    pub awaiting: Option<PartyId>,
+    /// The contract an agreement became.
+    pub contract: Option<u64>,
+}
+
+/// A counter-offer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CounterBody {
+    pub price: Micros,
+}
+
+/// A contract: its terms (what is signed: `Contract::signing_bytes`) and the signatures so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContractInfo {
+    pub id: u64,
+    /// awaiting_signatures or signed.
+    pub state: String,
+    pub terms: Contract,
+    pub seller_signature: Option<String>,
+    pub buyer_signature: Option<String>,
+    pub signed_ms: Option<u64>,
+}
+
+/// A party's Ed25519 signature (hex) of a contract's signing bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignBody {
+    pub signature: String,
+}
