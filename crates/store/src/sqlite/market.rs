@@ -46,7 +46,7 @@ fn opt_party(row: &Row, i: usize) -> rusqlite::Result<Option<PartyId>> {
 }
 
 fn opt_uint(row: &Row, i: usize) -> rusqlite::Result<Option<u64>> {
-    Ok(row.get::<_, Option<i64>>(i)?.map(uint))
+    row.get::<_, Option<i64>>(i)?.map(uint).transpose()
 }
 
 const OFFER_COLUMNS: &str = "id, owner, category, state, quantity, value_micros, price_micros, private_share, measured,
@@ -54,7 +54,7 @@ const OFFER_COLUMNS: &str = "id, owner, category, state, quantity, value_micros,
 
 fn offer_row(row: &Row) -> rusqlite::Result<OfferRow> {
     Ok(OfferRow {
-        id: uint(row.get(0)?),
+        id: uint(row.get(0)?)?,
         owner: party(row, 1)?,
         category: row.get(2)?,
         state: row.get(3)?,
@@ -64,9 +64,9 @@ fn offer_row(row: &Row) -> rusqlite::Result<OfferRow> {
         private_share: row.get(7)?,
         measured: split_names(&row.get::<_, String>(8)?),
         declared: split_names(&row.get::<_, String>(9)?),
-        created_ms: uint(row.get(10)?),
-        updated_ms: uint(row.get(11)?),
-        seq: uint(row.get(12)?),
+        created_ms: uint(row.get(10)?)?,
+        updated_ms: uint(row.get(11)?)?,
+        seq: uint(row.get(12)?)?,
         body: row.get(13)?,
     })
 }
@@ -75,11 +75,11 @@ const REQUEST_COLUMNS: &str = "id, requester, category, state, created_ms, body"
 
 fn request_row(row: &Row) -> rusqlite::Result<RequestRow> {
     Ok(RequestRow {
-        id: uint(row.get(0)?),
+        id: uint(row.get(0)?)?,
         requester: party(row, 1)?,
         category: row.get(2)?,
         state: row.get(3)?,
-        created_ms: uint(row.get(4)?),
+        created_ms: uint(row.get(4)?)?,
         body: row.get(5)?,
     })
 }
@@ -89,16 +89,16 @@ const NEGOTIATION_COLUMNS: &str =
 
 fn negotiation_row(row: &Row) -> rusqlite::Result<NegotiationRow> {
     Ok(NegotiationRow {
-        id: uint(row.get(0)?),
-        offer: uint(row.get(1)?),
+        id: uint(row.get(0)?)?,
+        offer: uint(row.get(1)?)?,
         seller: party(row, 2)?,
         buyer: party(row, 3)?,
         state: row.get(4)?,
         rounds: u32::try_from(row.get::<_, i64>(5)?).map_err(|_| corrupt("rounds"))?,
         awaiting: opt_party(row, 6)?,
-        deadline_ms: uint(row.get(7)?),
-        created_ms: uint(row.get(8)?),
-        updated_ms: uint(row.get(9)?),
+        deadline_ms: uint(row.get(7)?)?,
+        created_ms: uint(row.get(8)?)?,
+        updated_ms: uint(row.get(9)?)?,
         contract: opt_uint(row, 10)?,
         body: row.get(11)?,
     })
@@ -109,7 +109,7 @@ const CONTRACT_COLUMNS: &str = "id, offer, negotiation, seller, buyer, state, pr
 
 fn contract_row(row: &Row) -> rusqlite::Result<ContractRow> {
     Ok(ContractRow {
-        id: uint(row.get(0)?),
+        id: uint(row.get(0)?)?,
         offer: opt_uint(row, 1)?,
         negotiation: opt_uint(row, 2)?,
         seller: party(row, 3)?,
@@ -117,7 +117,7 @@ fn contract_row(row: &Row) -> rusqlite::Result<ContractRow> {
         state: row.get(5)?,
         price_micros: row.get(6)?,
         commission_micros: row.get(7)?,
-        created_ms: uint(row.get(8)?),
+        created_ms: uint(row.get(8)?)?,
         signed_ms: opt_uint(row, 9)?,
         terms: row.get(10)?,
         seller_signature: row.get(11)?,
@@ -134,7 +134,7 @@ impl SqliteTx<'_> {
     fn next_seq(&self) -> StoreResult<u64> {
         let max: i64 =
             self.tx.prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM market_offers")?.query_row([], |r| r.get(0))?;
-        Ok(uint(max) + 1)
+        Ok(uint(max)? + 1)
     }
 
     fn one<T>(&self, sql: &str, id: u64, f: impl FnOnce(&Row) -> rusqlite::Result<T>) -> StoreResult<Option<T>> {
@@ -146,7 +146,7 @@ impl MarketTx for SqliteTx<'_> {
     fn next_id(&mut self, table: MarketTable) -> StoreResult<u64> {
         let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", table.name());
         let max: i64 = self.tx.prepare_cached(&sql)?.query_row([], |r| r.get(0))?;
-        Ok(uint(max) + 1)
+        Ok(uint(max)? + 1)
     }
 
     fn insert_offer(&mut self, o: &OfferRow) -> StoreResult<u64> {
@@ -222,7 +222,7 @@ impl MarketTx for SqliteTx<'_> {
             .tx
             .prepare_cached("SELECT COUNT(*) FROM market_offers WHERE owner = ?1 AND state = 'open'")?
             .query_row([owner.to_string()], |r| r.get(0))?;
-        Ok(uint(count))
+        Ok(uint(count)?)
     }
 
     fn offers_changed_since(&mut self, seq: u64, limit: u32) -> StoreResult<Vec<OfferRow>> {
