@@ -766,7 +766,7 @@ mod money {
         world.client_send(
             &mut client,
             vec![ClientToServer::SetNotices {
-                webhook_url: Some("http://127.0.0.1:9/hook".into()),
+                webhook_url: Some("https://hooks.example.com/hook".into()),
                 webhook_secret: Some("s".into()),
                 email: None,
             }],

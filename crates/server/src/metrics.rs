@@ -89,7 +89,9 @@ pub async fn status(state: &std::sync::Arc<AppState>, instance: &str) -> Instanc
     put("responses_server_error_total", m.responses_server_error.load(Ordering::Relaxed) as f64);
     put("tasks_concluded_total", m.tasks_concluded.load(Ordering::Relaxed) as f64);
     put("tasks_per_second", m.tasks_per_second());
-    put("long_polls_waiting", state.wakers.len() as f64);
+    // Polls held open now and since start; a poll answered at once is only a request.
+    put("long_polls_waiting", state.polls.waiting() as f64);
+    put("long_polls_held_total", state.polls.held_total() as f64);
     let mut errors = Vec::new();
     match measured {
         Ok((Ok(census), latency)) => {
