@@ -406,7 +406,7 @@ async fn registrations_are_rate_limited_per_address_and_refused_ones_store_nothi
 
     let store = idlegrid_store::SqliteStore::open(&database).unwrap();
     store
-        .read(|tx| {
+        .read(|tx| -> Result<(), idlegrid_store::StoreError> {
             for id in &accepted {
                 assert!(tx.party(id)?.is_some(), "an accepted registration is stored");
             }

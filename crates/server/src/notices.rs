@@ -173,6 +173,7 @@ mod tests {
     /// The check is on the address connected to: a name is no way around it.
     #[tokio::test]
     async fn a_webhook_client_connects_to_refused_addresses_by_no_name() {
+        idlegrid_pki::install_default_provider();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
