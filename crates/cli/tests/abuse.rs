@@ -195,7 +195,7 @@ async fn slow_connections_are_bounded_per_source_and_slow_bodies_are_cut() {
         let mut stream = connect_from("127.0.0.3", addr).await;
         trickled.spawn(async move {
             let head = "POST /v1/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-                        Content-Length: 100000\r\n\r\n{";
+                        Content-Length: 10000\r\n\r\n{";
             if stream.write_all(head.as_bytes()).await.is_err() {
                 return End::Closed;
             }

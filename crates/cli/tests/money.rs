@@ -170,7 +170,14 @@ async fn webhooks_reach_private_addresses_only_where_the_operator_allows() {
     let mut allowing = config.clone();
     allowing.coordinator.webhook_allow = vec!["127.0.0.0/8".parse().unwrap()];
     let server = idlegrid_server::Server::start(allowing).await.unwrap();
-    let client = connect(&server.url()).await;
+    let owner = idlegrid_protocol::auth::Identity::generate();
+    let connect_as = |url: String, identity: idlegrid_protocol::auth::Identity| async move {
+        let mut channel = idlegrid_client::ChannelConfig::default();
+        channel.poll_wait = Duration::from_secs(5);
+        channel.backoff_max = Duration::from_millis(500);
+        idlegrid_client::Client::connect_with(endpoint(&url).await, identity, "owner", channel).await.unwrap()
+    };
+    let client = connect_as(server.url(), owner.clone()).await;
     client.set_notices(Some(hook.clone()), None, None).await.expect("allowed by --webhook-allow");
     client.close().await.unwrap();
     server.shutdown().await;
@@ -183,7 +190,7 @@ async fn webhooks_reach_private_addresses_only_where_the_operator_allows() {
     engine_config.server =
         engine_config.server.with_trust(idlegrid_client::ServerTrust::Ca(server.ca_pem().unwrap().to_string()));
     let engine = idlegrid_engine::Engine::start(engine_config).await.unwrap();
-    let client = connect(&server.url()).await;
+    let client = connect_as(server.url(), owner).await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
     client.add_tasks(job, (0..1).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
