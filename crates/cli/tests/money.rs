@@ -172,9 +172,11 @@ async fn webhooks_reach_private_addresses_only_where_the_operator_allows() {
     let server = idlegrid_server::Server::start(allowing).await.unwrap();
     let owner = idlegrid_protocol::auth::Identity::generate();
     let connect_as = |url: String, identity: idlegrid_protocol::auth::Identity| async move {
-        let mut channel = idlegrid_client::ChannelConfig::default();
-        channel.poll_wait = Duration::from_secs(5);
-        channel.backoff_max = Duration::from_millis(500);
+        let channel = idlegrid_client::ChannelConfig {
+            poll_wait: Duration::from_secs(5),
+            backoff_max: Duration::from_millis(500),
+            ..Default::default()
+        };
         idlegrid_client::Client::connect_with(endpoint(&url).await, identity, "owner", channel).await.unwrap()
     };
     let client = connect_as(server.url(), owner.clone()).await;
