@@ -327,7 +327,10 @@ async fn secrets_and_databases_are_owner_only_and_a_readable_secret_stops_the_se
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 
-    for secret in [data.join("state.db"), data.join("tls").join("ca.key")] {
+    for secret in [data.join("state.db"), data.join("state.db-wal"), data.join("tls").join("ca.key")] {
+        if !secret.exists() {
+            std::fs::File::create(&secret).unwrap();
+        }
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let error = match idlegrid_server::Server::start(config.clone()).await {
             Ok(_) => panic!("a server started on {} readable by others", secret.display()),

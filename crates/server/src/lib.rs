@@ -257,7 +257,14 @@ impl Server {
         if let idlegrid_store::DatabaseLocation::SqliteFile(path) =
             idlegrid_store::DatabaseLocation::parse(&config.database, &config.data_dir.join("state.db"))?
         {
-            private::check_file(&path, "the database (it holds the server's signing key and ticket secret)")?;
+            // The journal files hold the same secrets, and outlive a chmod of the database.
+            let what = "the database (it holds the server's signing key and ticket secret)";
+            private::check_file(&path, what)?;
+            for suffix in ["-wal", "-shm"] {
+                let mut journal = path.clone().into_os_string();
+                journal.push(suffix);
+                private::check_file(std::path::Path::new(&journal), what)?;
+            }
         }
         if let Some(tls) = &config.tls {
             let key = match &tls.ca_files {
