@@ -63,6 +63,10 @@ impl LocalCluster {
         // Every instance: the same data folder (elements, CA) and database.
         let mut config = ServerConfig::new("127.0.0.1:0".parse().expect("valid address"), dir.path().join("server"));
         config.database = options.database.clone();
+        // Every party of a local cluster comes from loopback: limits per source address would
+        // treat the whole cluster as one caller.
+        config.connection_limits.connections_per_source_max = config.connection_limits.connections_max;
+        config.rate_limits = idlegrid_server::RateLimits::unbounded();
         if options.plain_http {
             config.tls = None;
         }

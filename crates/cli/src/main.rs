@@ -158,6 +158,33 @@ enum Command {
         /// Share of the price the platform takes on a trade between peers (0 to 1).
         #[arg(long, default_value_t = 0.02)]
         market_commission: f64,
+        /// An address range notice webhooks may reach although it is not public (loopback,
+        /// private, link-local), as 10.0.0.0/8 (repeatable). By default webhooks reach public
+        /// addresses only.
+        #[arg(long = "webhook-allow")]
+        webhook_allow: Vec<idlegrid_coordinator::webhooks::NetRange>,
+        /// Bytes of elements each client may store (after decompression).
+        #[arg(long, default_value_t = idlegrid_coordinator::CoordinatorConfig::default().client_storage_bytes_max)]
+        client_storage_bytes: u64,
+        /// Elements each client may store.
+        #[arg(long, default_value_t = idlegrid_coordinator::CoordinatorConfig::default().client_elements_max)]
+        client_elements: u64,
+        /// Connections one source address (an IPv6 /64) may hold open.
+        #[arg(long, default_value_t = idlegrid_server::ConnectionLimits::default().connections_per_source_max)]
+        connections_per_source: usize,
+        /// Requests without an identity (health, metrics, registration, failed authentication)
+        /// one source address may make per second...
+        #[arg(long, default_value_t = idlegrid_server::RateLimits::default().unauthenticated.per_second)]
+        unauthenticated_per_second: f64,
+        /// ...and at once.
+        #[arg(long, default_value_t = idlegrid_server::RateLimits::default().unauthenticated.burst)]
+        unauthenticated_burst: u32,
+        /// Registrations one source address may make per minute...
+        #[arg(long, default_value_t = idlegrid_server::RateLimits::default().registrations.per_second * 60.0)]
+        registrations_per_minute: f64,
+        /// ...and at once.
+        #[arg(long, default_value_t = idlegrid_server::RateLimits::default().registrations.burst)]
+        registration_burst: u32,
     },
     /// Run a compute engine that works for the server (`engine status` shows a running one).
     Engine {
@@ -499,6 +526,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scheduler,
             valuation,
             market_commission,
+            webhook_allow,
+            client_storage_bytes,
+            client_elements,
+            connections_per_source,
+            unauthenticated_per_second,
+            unauthenticated_burst,
+            registrations_per_minute,
+            registration_burst,
         } => {
             init_logging(cli.log.as_deref(), "info");
             let mut config = idlegrid_server::ServerConfig::new(listen, data.clone());
@@ -573,6 +608,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             config.coordinator.market.commission_rate = market_commission;
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
+            config.coordinator.webhook_allow = webhook_allow;
+            config.coordinator.client_storage_bytes_max = client_storage_bytes;
+            config.coordinator.client_elements_max = client_elements;
+            anyhow::ensure!(connections_per_source >= 1, "--connections-per-source must be at least 1");
+            config.connection_limits.connections_per_source_max = connections_per_source;
+            let rate = |per_second: f64, burst: u32, flags: &str| {
+                anyhow::ensure!(per_second.is_finite() && per_second > 0.0 && burst >= 1, "{flags} must be positive");
+                Ok(idlegrid_server::Rate { burst, per_second })
+            };
+            config.rate_limits = idlegrid_server::RateLimits {
+                unauthenticated: rate(
+                    unauthenticated_per_second,
+                    unauthenticated_burst,
+                    "--unauthenticated-per-second and --unauthenticated-burst",
+                )?,
+                registrations: rate(
+                    registrations_per_minute / 60.0,
+                    registration_burst,
+                    "--registrations-per-minute and --registration-burst",
+                )?,
+            };
             let server = idlegrid_server::Server::start(config).await?;
             println!("idlegrid server listening on {}", server.url());
             match server.ca_pem() {

@@ -79,6 +79,8 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let mut config = server_config(dir.path());
+    // The receiver listens on loopback, which webhooks reach only where the operator allows.
+    config.coordinator.webhook_allow = vec!["127.0.0.0/8".parse().unwrap()];
     config.smtp = Some(idlegrid_server::SmtpConfig {
         host: "127.0.0.1".into(),
         port: smtp.port,
@@ -115,6 +117,101 @@ async fn a_completed_job_is_announced_by_a_signed_webhook_and_by_email() {
     assert!(mail.contains("To: owner@example.test") && mail.contains("From: grid@example.test"), "{mail}");
     assert!(mail.contains("nightly") && mail.contains("completed"), "{mail}");
     assert!(mail.contains("3 tasks succeeded"), "{mail}");
+}
+
+/// Webhooks are requests the server makes on a client's behalf: by default they may not reach
+/// loopback, private or link-local addresses, in whatever spelling, at registration nor at
+/// delivery (a range allowed when the URL was registered and no longer is); an operator may
+/// allow a range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_reach_private_addresses_only_where_the_operator_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let hits = hits.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { "ok" }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let hook = format!("http://127.0.0.1:{port}/hook");
+
+    // Refused when the URL is registered, in every spelling of a loopback or private address.
+    let config = server_config(dir.path());
+    let server = idlegrid_server::Server::start(config.clone()).await.unwrap();
+    let client = connect(&server.url()).await;
+    for url in [
+        hook.clone(),
+        format!("http://localhost:{port}/hook"),
+        format!("http://127.1:{port}/hook"),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        "http://10.0.0.1/hook".to_string(),
+    ] {
+        match client.set_notices(Some(url.clone()), None, None).await {
+            Err(idlegrid_client::ClientError::Refused(report)) => {
+                assert_eq!(report.code, idlegrid_protocol::ErrorCode::BadRequest, "{url}");
+                assert!(report.message.contains("--webhook-allow"), "{url}: {}", report.message);
+            }
+            other => panic!("{url} was not refused: {other:?}"),
+        }
+    }
+    client.close().await.unwrap();
+    server.shutdown().await;
+
+    // Allowed by the operator: registered. Then the server restarts without that range: the
+    // notice is attempted and refused at delivery; the receiver hears nothing.
+    let mut allowing = config.clone();
+    allowing.coordinator.webhook_allow = vec!["127.0.0.0/8".parse().unwrap()];
+    let server = idlegrid_server::Server::start(allowing).await.unwrap();
+    let owner = idlegrid_protocol::auth::Identity::generate();
+    let connect_as = |url: String, identity: idlegrid_protocol::auth::Identity| async move {
+        let channel = idlegrid_client::ChannelConfig {
+            poll_wait: Duration::from_secs(5),
+            backoff_max: Duration::from_millis(500),
+            ..Default::default()
+        };
+        idlegrid_client::Client::connect_with(endpoint(&url).await, identity, "owner", channel).await.unwrap()
+    };
+    let client = connect_as(server.url(), owner.clone()).await;
+    client.set_notices(Some(hook.clone()), None, None).await.expect("allowed by --webhook-allow");
+    client.close().await.unwrap();
+    server.shutdown().await;
+
+    let mut strict = config.clone();
+    strict.notice_interval = Duration::from_millis(100);
+    let database = strict.data_dir.join("state.db");
+    let server = idlegrid_server::Server::start(strict).await.unwrap();
+    let mut engine_config = engine_config(&server.url(), dir.path(), "engine");
+    engine_config.server =
+        engine_config.server.with_trust(idlegrid_client::ServerTrust::Ca(server.ca_pem().unwrap().to_string()));
+    let engine = idlegrid_engine::Engine::start(engine_config).await.unwrap();
+    let client = connect_as(server.url(), owner).await;
+    let noop = upload_task(&client, "noop").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    client.add_tasks(job, (0..1).map(|i| spec(i, noop.hash, "x"))).await.unwrap();
+    client.launch(job).await.unwrap();
+    run_to_completion(&client, job, Replay::Undelivered).await;
+    let store = idlegrid_store::SqliteStore::open(&database).unwrap();
+    let started = Instant::now();
+    loop {
+        use idlegrid_store::Store;
+        let notices = store.read(|tx| tx.due_notices(u64::MAX, 100)).unwrap();
+        if notices.iter().any(|n| n.channel == "webhook" && n.attempts >= 1) {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "the webhook was never attempted: {notices:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing reached the loopback receiver");
+    engine.shutdown().await;
+    server.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

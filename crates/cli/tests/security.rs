@@ -309,3 +309,117 @@ async fn a_revoked_engine_loses_its_task_gets_no_more_work_and_cannot_come_back(
     honest.shutdown().await;
     server.shutdown().await;
 }
+
+/// The database (signing key, ticket secret) and the CA key are the server's user's alone: they
+/// and their folders are created owner-only, and a server refuses to start on one that other
+/// users can read, saying how to fix it.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_databases_are_owner_only_and_a_readable_secret_stops_the_server() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = server_config(dir.path());
+    let data = config.data_dir.clone();
+    let server = idlegrid_server::Server::start(config.clone()).await.unwrap();
+    server.shutdown().await;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    for folder in [data.clone(), data.join("tls"), data.join("elements")] {
+        assert_eq!(mode(&folder), 0o700, "{}", folder.display());
+    }
+    for file in [data.join("state.db"), data.join("tls").join("ca.key")] {
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+    }
+
+    for secret in [data.join("state.db"), data.join("state.db-wal"), data.join("tls").join("ca.key")] {
+        if !secret.exists() {
+            std::fs::File::create(&secret).unwrap();
+        }
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = match idlegrid_server::Server::start(config.clone()).await {
+            Ok(_) => panic!("a server started on {} readable by others", secret.display()),
+            Err(error) => format!("{error:#}"),
+        };
+        assert!(error.contains(&format!("chmod 600 {}", secret.display())), "{error}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let server = idlegrid_server::Server::start(config).await.expect("starts once the secrets are private again");
+    server.shutdown().await;
+}
+
+/// Registrations from one address are rate-limited (429 with Retry-After), and so is every
+/// endpoint without an identity; a refused registration, for its rate or for a certificate
+/// request of another key, stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_rate_limited_per_address_and_refused_ones_store_nothing() {
+    use idlegrid_server::{Rate, RateLimits};
+    use idlegrid_store::Store;
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    // Refills too slow to matter during the test: the counts below are exact.
+    config.rate_limits = RateLimits {
+        unauthenticated: Rate { burst: 30, per_second: 0.001 },
+        registrations: Rate { burst: 5, per_second: 0.001 },
+    };
+    let database = config.data_dir.join("state.db");
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let url = server.url();
+    let http = http_with(server.ca_pem().unwrap(), None);
+    let register = |identity: &Identity, csr_key: &Identity| {
+        let request = idlegrid_protocol::wire::RegisterRequest {
+            role: Role::Client,
+            public_key: identity.public_key_hex(),
+            name: "burst".into(),
+            csr: Some(idlegrid_pki::party_request(&csr_key.private_key_pkcs8_der()).unwrap()),
+        };
+        http.post(format!("{url}/v1/register")).json(&request).send()
+    };
+
+    // A certificate request for another key: refused, and the party is not stored.
+    let mismatched = Identity::generate();
+    let response = register(&mismatched, &Identity::generate()).await.unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("another key"), "{text}");
+
+    // A burst of twenty: the bucket's four remaining tokens pass, the rest wait.
+    let (mut accepted, mut refused) = (Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let identity = Identity::generate();
+        let response = register(&identity, &identity).await.unwrap();
+        match response.status().as_u16() {
+            200 => accepted.push(identity.id().clone()),
+            429 => {
+                let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!(wait >= 1);
+                let text = response.text().await.unwrap();
+                assert!(text.contains("too many registrations from this address"), "{text}");
+                refused.push(identity.id().clone());
+            }
+            other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+        }
+    }
+    assert_eq!((accepted.len(), refused.len()), (4, 16));
+
+    // Every request without an identity draws on its own bucket: 21 taken, 9 left.
+    for _ in 0..9 {
+        assert_eq!(http.get(format!("{url}/v1/health")).send().await.unwrap().status(), 200);
+    }
+    let response = http.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    server.shutdown().await;
+
+    let store = idlegrid_store::SqliteStore::open(&database).unwrap();
+    store
+        .read(|tx| -> Result<(), idlegrid_store::StoreError> {
+            for id in &accepted {
+                assert!(tx.party(id)?.is_some(), "an accepted registration is stored");
+            }
+            for id in refused.iter().chain([mismatched.id()]) {
+                assert!(tx.party(id)?.is_none(), "a refused registration is not stored");
+            }
+            Ok(())
+        })
+        .unwrap();
+}

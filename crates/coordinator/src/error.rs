@@ -22,6 +22,8 @@ pub enum ErrorKind {
     TooLarge,
     /// Over a rate limit: the same request later may succeed.
     TooMany,
+    /// The request did not arrive at the minimum pace: the connection is closed.
+    TooSlow,
     /// A fault of the server's own (storage): not the caller's.
     Internal,
 }

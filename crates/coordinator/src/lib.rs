@@ -29,6 +29,7 @@ mod provider;
 pub mod requests;
 mod schedule;
 mod session;
+pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -50,6 +51,14 @@ pub use profiles::{
 pub const BENCHMARK_INTERVAL_DEFAULT_MS: u64 = 6 * 3600 * 1000;
 /// Matrix size of the benchmark: about half a second of one core in the sandbox.
 pub const BENCHMARK_SIZE_DEFAULT: u32 = 640;
+
+/// How much one upload may bring; `quota` is the client's usage when its storage quota, not
+/// the element limit, is what binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadAllowance {
+    pub bytes_max: u64,
+    pub quota: Option<idlegrid_store::ElementUsage>,
+}
 
 /// Tunable limits and intervals of the coordinator.
 #[derive(Debug, Clone)]
@@ -116,6 +125,13 @@ pub struct CoordinatorConfig {
     pub scheduler: idlegrid_scheduler::SchedulerConfig,
     /// The bartering market: valuation coefficients, commission, negotiation bounds.
     pub market: market::MarketConfig,
+    /// Address ranges notice webhooks may reach although they are not public (loopback,
+    /// private, link-local); empty: public addresses only.
+    pub webhook_allow: Vec<webhooks::NetRange>,
+    /// Bytes of elements one client may store (counted as stored, after decompression).
+    pub client_storage_bytes_max: u64,
+    /// Elements one client may store.
+    pub client_elements_max: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -149,6 +165,9 @@ impl Default for CoordinatorConfig {
             benchmark_size: BENCHMARK_SIZE_DEFAULT,
             scheduler: idlegrid_scheduler::SchedulerConfig::default(),
             market: market::MarketConfig::default(),
+            webhook_allow: Vec::new(),
+            client_storage_bytes_max: 16 << 30,
+            client_elements_max: 100_000,
         }
     }
 }
@@ -448,11 +467,55 @@ impl Coordinator {
         if name.len() > 256 {
             return Err(CoordinatorError::bad_request("element name must be at most 256 bytes"));
         }
+        if party.role == Role::Client && tx.element_grant(&party.id, hash)?.is_none() {
+            // Checked again in the transaction that counts it: concurrent uploads each saw
+            // room for themselves alone.
+            let usage = tx.element_usage(&party.id)?;
+            let (bytes_max, elements_max) = (self.config.client_storage_bytes_max, self.config.client_elements_max);
+            if usage.elements >= elements_max || usage.bytes.saturating_add(size) > bytes_max {
+                return Err(self.quota_exceeded(usage, size));
+            }
+        }
         tx.insert_element(hash, size, now_ms)?;
         if party.role == Role::Client {
             tx.grant_element(&party.id, hash, kind, name, now_ms)?;
         }
         Ok(())
+    }
+
+    /// How many bytes an upload of `hash` by `party` may bring: the element limit, or for a
+    /// client what is left of its storage quota if that is less. A client at its element
+    /// quota is refused before it sends anything.
+    pub fn upload_allowance(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        hash: &ElementHash,
+    ) -> Result<UploadAllowance, CoordinatorError> {
+        let element_max = self.config.element_bytes_max;
+        if party.role != Role::Client || tx.element_grant(&party.id, hash)?.is_some() {
+            return Ok(UploadAllowance { bytes_max: element_max, quota: None });
+        }
+        let usage = tx.element_usage(&party.id)?;
+        if usage.elements >= self.config.client_elements_max {
+            return Err(self.quota_exceeded(usage, 0));
+        }
+        let left = self.config.client_storage_bytes_max.saturating_sub(usage.bytes);
+        if left < element_max {
+            Ok(UploadAllowance { bytes_max: left, quota: Some(usage) })
+        } else {
+            Ok(UploadAllowance { bytes_max: element_max, quota: None })
+        }
+    }
+
+    /// The refusal of an upload past a client's storage quota: the quota and the usage.
+    pub fn quota_exceeded(&self, usage: idlegrid_store::ElementUsage, adding: u64) -> CoordinatorError {
+        let adding = if adding > 0 { format!(" (this upload: {adding} bytes or more)") } else { String::new() };
+        CoordinatorError::too_large(format!(
+            "storage quota exceeded: this client stores {} bytes in {} elements{adding}; its quota is {} bytes \
+             and {} elements. Remove elements it no longer needs, or ask the server's operator for more",
+            usage.bytes, usage.elements, self.config.client_storage_bytes_max, self.config.client_elements_max
+        ))
     }
 
     /// Whether a party already has an element (so it need not upload it again). A client sees

@@ -402,6 +402,7 @@ impl Coordinator {
                     "webhook_url must be an http(s) URL of printable characters, without spaces",
                 ));
             }
+            crate::webhooks::check_url(url, &self.config.webhook_allow).map_err(CoordinatorError::bad_request)?;
         }
         if let Some(email) = &settings.email
             && (!email.contains('@') || email.len() > 320 || email.contains(['\r', '\n']))

@@ -306,6 +306,41 @@ fn bad_requests_get_error_replies_naming_the_problem() {
 }
 
 #[test]
+fn a_clients_stored_bytes_and_elements_are_held_to_its_quota() {
+    let mut world = World::with(CoordinatorConfig {
+        client_storage_bytes_max: 100,
+        client_elements_max: 2,
+        ..CoordinatorConfig::default()
+    });
+    let (client, provider) = (world.join(Role::Client), world.join(Role::Provider));
+    let store = |world: &World, peer: &Peer, bytes: &[u8]| {
+        let (c, hash) = (&world.coordinator, ElementHash::of(bytes));
+        world.store.write(|tx| c.element_stored(tx, &peer.party, &hash, bytes.len() as u64, ElementKind::Data, "", 0))
+    };
+    let allowance = |world: &World, peer: &Peer, bytes: &[u8]| {
+        let c = &world.coordinator;
+        world.store.write(|tx| c.upload_allowance(tx, &peer.party, &ElementHash::of(bytes)))
+    };
+    assert_eq!(allowance(&world, &client, b"a").unwrap().bytes_max, 100, "the quota binds before the element limit");
+    store(&world, &client, &[1; 60]).unwrap();
+    assert_eq!(allowance(&world, &client, b"b").unwrap().bytes_max, 40);
+    let error = store(&world, &client, &[2; 41]).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::TooLarge);
+    assert!(error.report.message.contains("stores 60 bytes in 1 elements"), "{}", error.report.message);
+    store(&world, &client, &[1; 60]).expect("an element the client holds costs nothing again");
+    store(&world, &client, &[3; 40]).unwrap();
+    let error = allowance(&world, &client, b"c").unwrap_err();
+    assert!(error.report.message.contains("quota is 100 bytes and 2 elements"), "{}", error.report.message);
+    assert_eq!(
+        world.store.write(|tx| -> Result<_, CoordinatorError> { Ok(tx.element_usage(&client.party.id)?) }).unwrap(),
+        idlegrid_store::ElementUsage { bytes: 100, elements: 2 },
+        "the refused upload was not counted"
+    );
+    // Engines' results are not a client's storage.
+    store(&world, &provider, &[4; 500]).unwrap();
+}
+
+#[test]
 fn jobs_per_client_and_tasks_per_job_are_limited_and_a_retry_is_not_counted_twice() {
     let mut world =
         World::with(CoordinatorConfig { jobs_per_client_max: 2, tasks_per_job_max: 5, ..CoordinatorConfig::default() });
@@ -775,7 +810,7 @@ mod money {
         world.client_send(
             &mut client,
             vec![ClientToServer::SetNotices {
-                webhook_url: Some("http://127.0.0.1:9/hook".into()),
+                webhook_url: Some("https://hooks.example.com/hook".into()),
                 webhook_secret: Some("s".into()),
                 email: None,
             }],

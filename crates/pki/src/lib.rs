@@ -125,7 +125,7 @@ impl Authority {
             return Authority::from_pem(&cert, &key);
         }
         let authority = Authority::generate(name)?;
-        std::fs::create_dir_all(dir).map_err(|e| PkiError::File {
+        create_private_dir(dir).map_err(|e| PkiError::File {
             action: "create",
             path: dir.display().to_string(),
             reason: e.to_string(),
@@ -299,12 +299,24 @@ fn read(path: &Path) -> Result<String, PkiError> {
 }
 
 /// Write a file readable only by its owner, atomically.
+/// Create a folder and its missing parents, readable by the owner only (0700 on Unix).
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), PkiError> {
     use std::io::Write;
     let error =
         |e: std::io::Error| PkiError::File { action: "write", path: path.display().to_string(), reason: e.to_string() };
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(error)?;
+        create_private_dir(parent).map_err(error)?;
     }
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();

@@ -35,7 +35,7 @@ fn location(hash: &ElementHash) -> ObjectPath {
 
 impl ElementStore {
     pub fn local(folder: &Path) -> anyhow::Result<ElementStore> {
-        std::fs::create_dir_all(folder)?;
+        crate::private::create_dir(folder)?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(folder)?.with_automatic_cleanup(true);
         Ok(ElementStore { store: Arc::new(store) })
     }

@@ -45,6 +45,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::TooSlow => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -112,6 +113,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/openapi.json", get(get_openapi))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limit_strangers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count_responses))
         // Bodies are limited per route below, with errors in this API's format.
         .layer(DefaultBodyLimit::disable())
@@ -142,12 +144,19 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
         }
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        if e.to_string().contains("length limit") {
+        if crate::pace::is_too_slow(&e) {
+            body_too_slow(&e.to_string())
+        } else if e.to_string().contains("length limit") {
             too_large()
         } else {
             CoordinatorError::bad_request(format!("cannot read the request body: {e}"))
         }
     })
+}
+
+/// The body did not keep the minimum pace; the connection is closed after the answer.
+pub(crate) fn body_too_slow(reason: &str) -> CoordinatorError {
+    CoordinatorError::new(ErrorKind::TooSlow, idlegrid_protocol::ErrorCode::BadRequest, reason.to_string())
 }
 
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, CoordinatorError> {
@@ -231,18 +240,70 @@ async fn register(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         )
         .into());
     }
+    // The certificate is issued before anything is stored: a registration refused for its
+    // CSR leaves no party behind.
+    let certificate = match (&state.authority, csr) {
+        (Some(authority), Some(csr)) => {
+            let key = idlegrid_protocol::auth::parse_public_key(&public_key).map_err(|_| {
+                CoordinatorError::bad_request("public_key must be a 64-character hex Ed25519 public key")
+            })?;
+            Some(
+                authority
+                    .issue_party(&csr, &key, std::time::SystemTime::now())
+                    .map_err(|e| CoordinatorError::bad_request(format!("cannot issue a certificate: {e}")))?,
+            )
+        }
+        _ => None,
+    };
     let now = now_ms();
     let mut response = state.run(move |c, tx, _| c.register(tx, &request, now)).await?;
-    if let (Some(authority), Some(csr)) = (&state.authority, csr) {
-        // The coordinator has checked the key's form.
-        let key = idlegrid_protocol::auth::parse_public_key(&public_key)
-            .map_err(|e| CoordinatorError::bad_request(e.to_string()))?;
-        let certificate = authority
-            .issue_party(&csr, &key, std::time::SystemTime::now())
-            .map_err(|e| CoordinatorError::bad_request(format!("cannot issue a certificate: {e}")))?;
-        response.certificate = Some(certificate);
-    }
+    response.certificate = certificate;
     Ok(json_response(StatusCode::OK, &response))
+}
+
+/// The endpoints anyone may call without an identity.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/v1/health" | "/v1/register" | "/metrics" | "/v1/openapi.json")
+}
+
+/// Requests without an identity (public endpoints, unsigned requests) take a token of their
+/// source's bucket first, registrations one of a second, stricter bucket; a request refused
+/// here is answered 429 with Retry-After before anything reads its body or touches the store.
+/// A signed request that fails to authenticate takes its token afterwards.
+async fn limit_strangers(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(source) = request.extensions().get::<crate::listener::Remote>().map(|r| r.0.ip()) else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let stranger = is_public(path) || !request.headers().contains_key(wire::HEADER_ID);
+    if stranger {
+        if let Err(wait) = state.unauthenticated.check(source) {
+            return too_many(wait, "requests without an identity");
+        }
+        if path == "/v1/register"
+            && let Err(wait) = state.registrations.check(source)
+        {
+            return too_many(wait, "registrations");
+        }
+    }
+    let response = next.run(request).await;
+    if !stranger && response.status() == StatusCode::UNAUTHORIZED {
+        let _ = state.unauthenticated.check(source);
+    }
+    response
+}
+
+fn too_many(wait: Duration, what: &str) -> Response {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let mut response =
+        Failure(CoordinatorError::too_many(format!("too many {what} from this address; retry in {seconds} s")))
+            .into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
 }
 
 /// Over TLS, every endpoint but health and registration needs the client certificate issued
@@ -252,13 +313,7 @@ async fn require_certificate(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let path = request.uri().path();
-    if state.authority.is_none()
-        || path == "/v1/health"
-        || path == "/v1/register"
-        || path == "/metrics"
-        || path == "/v1/openapi.json"
-    {
+    if state.authority.is_none() || is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let certified = match request.extensions().get::<crate::listener::Peer>() {
@@ -468,22 +523,28 @@ async fn upload_element(
     let name = query.name.unwrap_or_default();
     // The signature covers the element's hash as the body hash: the bytes are checked
     // against it while they stream in.
-    let party = signed(&headers, &method, &uri, hash.to_string())?
-        .run_as(&state, Box::new(|_, _, _, party, _| Ok(party.clone())))
+    let (party, allowance) = signed(&headers, &method, &uri, hash.to_string())?
+        .run_as(&state, Box::new(move |c, tx, _, party, _| Ok((party.clone(), c.upload_allowance(tx, party, &hash)?))))
         .await?;
-    let limit = state.coordinator.config().element_bytes_max;
+    let limit = allowance.bytes_max;
+    let too_large = |size: u64| match allowance.quota {
+        Some(usage) => state.coordinator.quota_exceeded(usage, size),
+        None => CoordinatorError::too_large(format!(
+            "the element of {size} bytes or more exceeds the limit of {limit} bytes"
+        )),
+    };
     if let Some(length) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && length > limit
+        && !headers.contains_key(header::CONTENT_ENCODING)
     {
-        if length > limit {
-            return Err(CoordinatorError::too_large(format!(
-                "the element of {length} bytes exceeds the limit of {limit} bytes"
-            ))
-            .into());
-        }
+        return Err(too_large(length).into());
     }
+    // Sizes count after decompression (the body arrives decompressed), and the upload stops at
+    // the limit: a small compressed body cannot expand past it.
     let size = state.elements.upload(&hash, body.into_data_stream(), limit).await.map_err(|e| match e {
-        UploadError::TooLarge { .. } => CoordinatorError::too_large(e.to_string()),
+        UploadError::TooLarge { limit } => too_large(limit.saturating_add(1)),
+        UploadError::Body(ref reason) if reason.contains(crate::pace::TOO_SLOW) => body_too_slow(reason),
         UploadError::HashMismatch { .. } | UploadError::Body(_) => CoordinatorError::bad_request(e.to_string()),
         UploadError::Storage(_) => CoordinatorError::internal(e.to_string()),
     })?;

@@ -14,7 +14,10 @@ mod metrics;
 mod money_http;
 mod notices;
 pub mod openapi;
+mod pace;
 mod payments;
+mod private;
+mod rate;
 mod validation;
 mod wakers;
 
@@ -30,7 +33,9 @@ use tokio_util::sync::CancellationToken;
 pub use elements::{ElementStore, UploadError, conformance as element_conformance};
 pub use listener::ConnectionLimits;
 pub use notices::{SmtpConfig, webhook_signature};
+pub use pace::Pace;
 pub use payments::{PaymentAdapter, PaymentDecision};
+pub use rate::{Rate, RateLimits};
 
 /// Everything a server instance needs to start.
 #[derive(Debug, Clone)]
@@ -57,6 +62,8 @@ pub struct ServerConfig {
     /// HTTPS with certificates (the default); `None` serves plain HTTP, for development only.
     pub tls: Option<TlsSettings>,
     pub connection_limits: ConnectionLimits,
+    /// Request rates per source address for callers without an identity.
+    pub rate_limits: RateLimits,
     /// How long a job's validator may compute for one comparison of two results.
     pub validator_cpu_time_max: Duration,
     /// A payment processor that confirms deposit requests, reviewed every maintenance
@@ -118,6 +125,7 @@ impl ServerConfig {
             notice_interval: Duration::from_secs(1),
             tls: Some(TlsSettings::default()),
             connection_limits: ConnectionLimits::default(),
+            rate_limits: RateLimits::default(),
             validator_cpu_time_max: Duration::from_secs(10),
             payment_adapter: None,
         }
@@ -139,6 +147,9 @@ pub(crate) struct AppState {
     pub instance: std::sync::OnceLock<String>,
     /// Runs jobs' validators on results that may differ slightly.
     pub validators: validation::Validators,
+    /// Requests without an identity, and registrations, per source address.
+    pub unauthenticated: rate::Limiter,
+    pub registrations: rate::Limiter,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -242,8 +253,28 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<ServerHandle> {
         use anyhow::Context;
         idlegrid_pki::install_default_provider();
-        std::fs::create_dir_all(&config.data_dir)
+        private::create_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
+        // Secrets other local users can read are secrets no more: refuse them before use.
+        if let idlegrid_store::DatabaseLocation::SqliteFile(path) =
+            idlegrid_store::DatabaseLocation::parse(&config.database, &config.data_dir.join("state.db"))?
+        {
+            // The journal files hold the same secrets, and outlive a chmod of the database.
+            let what = "the database (it holds the server's signing key and ticket secret)";
+            private::check_file(&path, what)?;
+            for suffix in ["-wal", "-shm"] {
+                let mut journal = path.clone().into_os_string();
+                journal.push(suffix);
+                private::check_file(std::path::Path::new(&journal), what)?;
+            }
+        }
+        if let Some(tls) = &config.tls {
+            let key = match &tls.ca_files {
+                Some((_, key)) => key.clone(),
+                None => config.data_dir.join("tls").join("ca.key"),
+            };
+            private::check_file(&key, "the CA key")?;
+        }
         // The PostgreSQL client blocks: open the store and load the coordinator off the runtime.
         let (database, default_path, coordinator_config) =
             (config.database.clone(), config.data_dir.join("state.db"), config.coordinator.clone());
@@ -284,6 +315,8 @@ impl Server {
             polls: wakers::PollSlots::new(config.connection_limits.long_polls_per_party_max),
             instance: std::sync::OnceLock::new(),
             validators: validation::Validators::new(config.validator_cpu_time_max),
+            unauthenticated: rate::Limiter::new(config.rate_limits.unauthenticated),
+            registrations: rate::Limiter::new(config.rate_limits.registrations),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));

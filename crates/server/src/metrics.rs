@@ -115,7 +115,9 @@ pub async fn status(state: &std::sync::Arc<AppState>, instance: &str) -> Instanc
     put("market_negotiations_total", m.market_negotiations.load(Ordering::Relaxed) as f64);
     put("market_contracts_total", m.market_contracts.load(Ordering::Relaxed) as f64);
     put("market_contracts_signed_total", m.market_contracts_signed.load(Ordering::Relaxed) as f64);
-    put("long_polls_waiting", state.wakers.len() as f64);
+    // Polls held open now and since start; a poll answered at once is only a request.
+    put("long_polls_waiting", state.polls.waiting() as f64);
+    put("long_polls_held_total", state.polls.held_total() as f64);
     let mut errors = Vec::new();
     match measured {
         Ok((Ok(census), latency)) => {

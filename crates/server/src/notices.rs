@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use hmac::{Hmac, KeyInit, Mac};
 use idlegrid_coordinator::money::Notice;
+use idlegrid_coordinator::webhooks::{self, NetRange};
 use sha2::Sha256;
 
 use crate::{AppState, now_ms};
@@ -26,8 +27,58 @@ pub fn webhook_signature(secret: &str, body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-async fn deliver_webhook(http: &reqwest::Client, id: i64, notice: &Notice) -> Result<(), String> {
+/// Resolves webhook hosts and keeps only the addresses webhooks may reach, so the address
+/// connected to is the address checked (a name that resolves to a private address now, or
+/// only at delivery, is refused all the same).
+struct PermittedAddresses {
+    allow: Arc<Vec<NetRange>>,
+}
+
+impl reqwest::dns::Resolve for PermittedAddresses {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let resolved: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let (permitted, refused): (Vec<_>, Vec<_>) =
+                resolved.into_iter().partition(|addr| webhooks::permitted(addr.ip(), &allow));
+            if permitted.is_empty() {
+                let refused = refused.first().map(|addr| webhooks::refusal(addr.ip()));
+                let reason = refused.unwrap_or_else(|| format!("{host} resolves to no address"));
+                return Err(format!("{host}: {reason}").into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(permitted.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The HTTP client of webhooks: names resolved through [`PermittedAddresses`], no proxy (it
+/// would resolve the name itself), no redirects (a redirect could lead anywhere).
+fn webhook_client(allow: Vec<NetRange>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(PermittedAddresses { allow: Arc::new(allow) })
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("the webhook client builds")
+}
+
+async fn deliver_webhook(http: &reqwest::Client, allow: &[NetRange], id: i64, notice: &Notice) -> Result<(), String> {
     let url = notice.webhook_url.as_deref().ok_or("no webhook URL")?;
+    // An address in the URL is connected to without resolution: check it here. The check at
+    // registration may have been under other ranges.
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("webhook {url}: {e}"))?;
+    let literal = match parsed.host() {
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(ip) = literal
+        && !webhooks::permitted(ip, allow)
+    {
+        return Err(format!("webhook {url}: {}", webhooks::refusal(ip)));
+    }
     let body = notice.public_json();
     let mut request = http
         .post(url)
@@ -37,8 +88,20 @@ async fn deliver_webhook(http: &reqwest::Client, id: i64, notice: &Notice) -> Re
     if let Some(secret) = &notice.webhook_secret {
         request = request.header("x-idlegrid-signature", webhook_signature(secret, &body));
     }
-    let response = request.body(body).send().await.map_err(|e| format!("webhook {url}: {e}"))?;
+    let response = request.body(body).send().await.map_err(|e| format!("webhook {url}: {}", chain(&e)))?;
     if response.status().is_success() { Ok(()) } else { Err(format!("webhook {url} answered {}", response.status())) }
+}
+
+/// An error with its causes (reqwest keeps a resolver's refusal as a cause).
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 async fn deliver_email(smtp: Option<&SmtpConfig>, notice: &Notice) -> Result<(), String> {
@@ -60,7 +123,8 @@ async fn deliver_email(smtp: Option<&SmtpConfig>, notice: &Notice) -> Result<(),
 
 /// Deliver what is due, forever.
 pub async fn deliver(state: Arc<AppState>, smtp: Option<SmtpConfig>, interval: Duration) {
-    let http = reqwest::Client::new();
+    let allow = state.coordinator.config().webhook_allow.clone();
+    let http = webhook_client(allow.clone());
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -75,7 +139,7 @@ pub async fn deliver(state: Arc<AppState>, smtp: Option<SmtpConfig>, interval: D
         };
         for (id, channel, notice, attempts) in due {
             let outcome = match channel.as_str() {
-                "webhook" => deliver_webhook(&http, id, &notice).await,
+                "webhook" => deliver_webhook(&http, &allow, id, &notice).await,
                 "email" => deliver_email(smtp.as_ref(), &notice).await,
                 other => Err(format!("unknown channel {other}")),
             };
@@ -87,5 +151,37 @@ pub async fn deliver(state: Arc<AppState>, smtp: Option<SmtpConfig>, interval: D
                 tracing::warn!(%error, "cannot record a notice delivery");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::dns::Resolve;
+
+    #[tokio::test]
+    async fn names_resolve_to_permitted_addresses_only() {
+        let strict = PermittedAddresses { allow: Arc::new(Vec::new()) };
+        let error = strict.resolve("localhost".parse().unwrap()).await.err().expect("refused").to_string();
+        assert!(error.contains("--webhook-allow"), "{error}");
+        let allowing =
+            PermittedAddresses { allow: Arc::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]) };
+        let addrs: Vec<_> = allowing.resolve("localhost".parse().unwrap()).await.unwrap().collect();
+        assert!(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
+    }
+
+    /// The check is on the address connected to: a name is no way around it.
+    #[tokio::test]
+    async fn a_webhook_client_connects_to_refused_addresses_by_no_name() {
+        idlegrid_pki::install_default_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = axum::Router::new().route("/hook", axum::routing::post(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://localhost:{port}/hook");
+        let error = webhook_client(Vec::new()).post(&url).send().await.expect_err("refused");
+        assert!(chain(&error).contains("--webhook-allow"), "{}", chain(&error));
+        let allowed = webhook_client(vec!["127.0.0.0/8".parse().unwrap()]).post(&url).send().await.unwrap();
+        assert!(allowed.status().is_success());
     }
 }

@@ -27,11 +27,6 @@ impl Wakers {
         }
     }
 
-    /// Sessions with a waker (polls waiting or recently waited).
-    pub fn len(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
     pub fn forget_idle(&self, idle: Duration) {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (_, used)| used.elapsed() < idle);
     }
@@ -42,6 +37,9 @@ impl Wakers {
 pub struct PollSlots {
     max: usize,
     waiting: Arc<Mutex<HashMap<idlegrid_types::PartyId, usize>>>,
+    /// Polls that have waited since the server started (not requests: a poll answered at
+    /// once never takes a slot).
+    held_total: std::sync::atomic::AtomicU64,
 }
 
 /// A waiting poll's slot, given back when the poll ends (or its connection is dropped).
@@ -52,7 +50,17 @@ pub struct PollSlot {
 
 impl PollSlots {
     pub fn new(max: usize) -> PollSlots {
-        PollSlots { max, waiting: Arc::default() }
+        PollSlots { max, waiting: Arc::default(), held_total: Default::default() }
+    }
+
+    /// Polls waiting now, over every party.
+    pub fn waiting(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).values().sum()
+    }
+
+    /// Polls that have waited since start.
+    pub fn held_total(&self) -> u64 {
+        self.held_total.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A slot for `party`, or `None` if it has `max` polls waiting already.
@@ -63,6 +71,7 @@ impl PollSlots {
             return None;
         }
         *count += 1;
+        self.held_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(PollSlot { party: party.clone(), waiting: self.waiting.clone() })
     }
 }
@@ -93,6 +102,8 @@ mod tests {
         assert!(slots.take(&a).is_none(), "a third poll of the same party is refused");
         assert!(slots.take(&b).is_some(), "another party is not affected");
         drop(first);
+        assert_eq!(slots.waiting(), 1, "one poll of `a` holds its slot; the others ended");
         assert!(slots.take(&a).is_some(), "a finished poll gives its slot back");
+        assert_eq!(slots.held_total(), 4, "every slot taken counts once, a refusal not at all");
     }
 }

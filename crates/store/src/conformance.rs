@@ -442,7 +442,19 @@ pub fn elements_are_referenced_by_grants_and_jobs(store: &impl Store) {
             assert!(tx.element_visible_to_client(&client.id, &a)?);
             assert!(tx.element_visible_to_client(&client.id, &b)?, "through its job");
             assert!(!tx.element_visible_to_client(&party(9, Role::Client).id, &a)?);
+            assert_eq!(
+                tx.element_usage(&client.id)?,
+                ElementUsage { bytes: 1, elements: 1 },
+                "grants count, jobs' not"
+            );
+            tx.insert_element(&ElementHash::of(b"c"), 1 << 40, 0)?;
+            tx.grant_element(&client.id, &ElementHash::of(b"c"), ElementKind::Data, "", 0)?;
+            assert_eq!(tx.element_usage(&client.id)?, ElementUsage { bytes: (1 << 40) + 1, elements: 2 });
+            assert!(tx.revoke_element(&client.id, &ElementHash::of(b"c"))?);
+            tx.delete_element(&ElementHash::of(b"c"))?;
+            assert_eq!(tx.element_usage(&party(9, Role::Client).id)?, ElementUsage::default(), "nothing stored");
             assert!(tx.revoke_element(&client.id, &a)?);
+            assert_eq!(tx.element_usage(&client.id)?, ElementUsage::default(), "a revoked grant frees its share");
             assert_eq!(tx.unreferenced_elements(1, 10)?, vec![a]);
             assert!(tx.unreferenced_elements(0, 10)?.is_empty(), "young elements are spared");
             tx.delete_job(j.id)?;

@@ -235,3 +235,10 @@ pub struct NoticeRow {
     pub attempts: u32,
     pub next_try_ms: u64,
 }
+
+/// What one owner stores: bytes and number of elements granted to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ElementUsage {
+    pub bytes: u64,
+    pub elements: u64,
+}

@@ -1600,6 +1600,18 @@ impl Tx for PgTx<'_> {
         )
     }
 
+    fn element_usage(&mut self, owner: &PartyId) -> StoreResult<ElementUsage> {
+        let row = self.query_one(
+            "SELECT COALESCE(SUM(e.size), 0)::BIGINT, COUNT(*) FROM element_grants g JOIN elements e ON e.hash = g.hash
+             WHERE g.owner = $1",
+            &[&&owner.as_bytes()[..]],
+        )?;
+        Ok(ElementUsage {
+            bytes: get_u64(&row, 0, "SUM(elements.size)")?,
+            elements: get_u64(&row, 1, "COUNT(element_grants)")?,
+        })
+    }
+
     fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool> {
         let row = self.query_one(
             "SELECT EXISTS (SELECT 1 FROM element_grants WHERE owner = $1 AND hash = $2)

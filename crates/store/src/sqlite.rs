@@ -140,10 +140,23 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Open (creating if needed) and migrate the database at `path`.
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
+        // The database holds the server's secrets: it and its folder are created owner-only.
+        // SQLite gives its journal files the database file's mode.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let mut folder = std::fs::DirBuilder::new();
+            folder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut folder, 0o700);
+            folder
+                .create(parent)
                 .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", parent.display())))?;
         }
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+        file.open(path)
+            .map_err(|e| StoreError::Database(format!("cannot create the database {}: {e}", path.display())))?;
         let connection = Connection::open(path)
             .map_err(|e| StoreError::Database(format!("cannot open the database {}: {e}", path.display())))?;
         Self::setup(connection)
@@ -1062,6 +1075,18 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
+    fn element_usage(&mut self, owner: &PartyId) -> StoreResult<ElementUsage> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(e.size), 0), COUNT(*) FROM element_grants g JOIN elements e ON e.hash = g.hash
+                 WHERE g.owner = ?1",
+            )?
+            .query_row([&owner.as_bytes()[..]], |row| {
+                Ok(ElementUsage { bytes: uint(row.get(0)?)?, elements: uint(row.get(1)?)? })
+            })?)
+    }
+
     fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool> {
         Ok(self
             .tx
@@ -1795,5 +1820,20 @@ mod tests {
         assert!(wanting.contains("task_assurance_wanting") && !wanting.contains("SCAN t"), "{wanting}");
         let of_provider = plan(&store, ASSURED_TASKS_OF_PROVIDER, params![&[0u8; 32][..], 10]);
         assert!(of_provider.contains("assignments_provider_task"), "{of_provider}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_database_and_its_folder_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data").join("state.db");
+        let store = SqliteStore::open(&path).unwrap();
+        store.write(|tx| tx.set_meta("k", b"secret")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        let wal = path.with_extension("db-wal");
+        assert_eq!(mode(&wal), 0o600, "the journal holds the same secrets");
     }
 }

@@ -142,6 +142,8 @@ pub trait Tx {
     fn unreferenced_elements(&mut self, created_before_ms: u64, limit: u32) -> StoreResult<Vec<ElementHash>>;
     /// Whether a client may read an element: it registered it, or a job of its refers to it.
     fn element_visible_to_client(&mut self, client: &PartyId, hash: &ElementHash) -> StoreResult<bool>;
+    /// What an owner stores: the bytes and the number of the elements granted to it.
+    fn element_usage(&mut self, owner: &PartyId) -> StoreResult<ElementUsage>;
     fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()>;
 
     // ---- jobs

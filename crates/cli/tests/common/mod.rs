@@ -25,6 +25,9 @@ pub fn server_config(dir: &Path) -> ServerConfig {
     // Well above the engines' poll interval (`engine_config`), even on a busy machine: a live
     // engine is never taken for a silent one, while a killed one is found out within a test.
     config.coordinator.provider_silence_ms_max = 15_000;
+    // Tests run many parties from one address (loopback); the tests of these limits set their own.
+    config.connection_limits.connections_per_source_max = 100_000;
+    config.rate_limits = idlegrid_server::RateLimits::unbounded();
     config
 }
 
