@@ -23,7 +23,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     anyhow::ensure!(engines >= 1, "--engines must be at least 1");
     anyhow::ensure!(
-        (TILE..=16384).contains(&width) && width % TILE == 0,
+        (TILE..=16384).contains(&width) && width.is_multiple_of(TILE),
         "--width must be a multiple of {TILE} up to 16384"
     );
     let dir = tasks_dir(tasks_dir_arg, &["mandelbrot", "pi"])?;

@@ -56,6 +56,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per run")]
 enum Command {
     /// Run the server (embedded SQLite store and local element folder).
     Server {

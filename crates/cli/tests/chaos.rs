@@ -36,9 +36,11 @@ async fn a_job_completes_exactly_once_through_a_proxy_that_drops_duplicates_and_
         config.channel.poll_wait = std::time::Duration::from_secs(1);
         engines.push(idlegrid_engine::Engine::start(config).await.unwrap());
     }
-    let mut channel = idlegrid_client::ChannelConfig::default();
-    channel.poll_wait = std::time::Duration::from_secs(1);
-    channel.backoff_max = std::time::Duration::from_millis(300);
+    let channel = idlegrid_client::ChannelConfig {
+        poll_wait: std::time::Duration::from_secs(1),
+        backoff_max: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
     let client =
         idlegrid_client::Client::connect_with(url.as_str(), Identity::generate(), "chaos", channel).await.unwrap();
 

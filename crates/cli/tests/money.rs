@@ -39,9 +39,11 @@ fn start_smtp(dir: &std::path::Path) -> Smtp {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("python3 with aiosmtpd is needed: `cargo xtask prerequisites --install` installs it");
+    // Killed on drop, also when the loop below gives up.
+    let smtp = Smtp { child, maildir, port };
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Smtp { child, maildir, port };
+            return smtp;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -73,7 +73,7 @@ async fn a_server_on_postgres_runs_a_job_and_remembers_it_after_a_restart() {
     assert!(!dir.path().join("server").join("state.db").exists(), "no SQLite file beside a PostgreSQL server");
     let restarted = idlegrid_server::Server::start(config).await.unwrap();
     let again = connect(&restarted.url()).await;
-    let error = again.job(job).await.err().expect("another client does not see the job");
+    let error = again.job(job).await.expect_err("another client does not see the job");
     assert!(error.to_string().contains("not") || error.to_string().contains("unknown"), "{error}");
     let jobs = client_jobs_after_restart(&restarted.url(), &client).await;
     let remembered = jobs.iter().find(|j| j.job == job).expect("the job survives the restart");

@@ -27,13 +27,15 @@ async fn start_s3(bucket: &str) -> S3 {
         .stderr(Stdio::null())
         .spawn()
         .expect("moto_server is needed for this test: `python3 -m pip install 'moto[server]'` (or `cargo xtask prerequisites --install`)");
+    // Killed on drop, also when the loop below gives up.
+    let process = Process(child);
     let endpoint = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..300 {
         if http.get(&endpoint).send().await.is_ok() {
             let created = http.put(format!("{endpoint}/{bucket}")).send().await.unwrap();
             assert!(created.status().is_success(), "cannot create the bucket: {}", created.status());
-            return S3 { _process: Process(child), endpoint };
+            return S3 { _process: process, endpoint };
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -78,9 +78,11 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
             engines.push(idlegrid_engine::Engine::start(config).await.unwrap());
         }
     }
-    let mut channel = idlegrid_client::ChannelConfig::default();
-    channel.poll_wait = Duration::from_secs(5);
-    channel.backoff_max = Duration::from_millis(500);
+    let channel = idlegrid_client::ChannelConfig {
+        poll_wait: Duration::from_secs(5),
+        backoff_max: Duration::from_millis(500),
+        ..Default::default()
+    };
     let client = idlegrid_client::Client::connect_with(trusted(&urls[0]), Identity::generate(), "scale-out", channel)
         .await
         .unwrap();

@@ -53,6 +53,7 @@ pub struct Client {
 
 /// What a [`JobWatch`] yields.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(clippy::large_enum_variant, reason = "events are yielded one at a time; boxing would only add allocations")]
 pub enum JobEvent {
     /// An interim or final status of a task.
     Task(TaskStatusReport),

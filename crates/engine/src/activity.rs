@@ -207,6 +207,7 @@ pub struct SystemActivity {
     cpu: ProcCpu,
 }
 
+#[expect(clippy::large_enum_variant, reason = "one per engine, made once")]
 enum Input {
     X11(X11Idle),
     Logind(LogindIdle),

@@ -1243,10 +1243,10 @@ impl Inner {
             }
         }
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(task) = tasks.get_mut(&id) {
-            if task.state == LocalState::Received {
-                task.state = if has_local_checkpoint { LocalState::Suspended } else { LocalState::Prepared };
-            }
+        if let Some(task) = tasks.get_mut(&id)
+            && task.state == LocalState::Received
+        {
+            task.state = if has_local_checkpoint { LocalState::Suspended } else { LocalState::Prepared };
         }
         drop(tasks);
         self.wake_runner.notify_one();
@@ -1395,20 +1395,19 @@ impl Inner {
                 .filter(|t| !t.hand_back && !t.removed)
                 .min_by_key(|t| (t.assignment.priority, std::cmp::Reverse(t.arrival)))
                 .map(|t| (t.assignment.assignment, t.assignment.priority));
-            if let (false, Some((victim, priority))) = (preempting, lowest) {
-                if priority < next.priority {
-                    if let Some(task) = tasks.get_mut(&victim) {
-                        task.preempted = true;
-                        if let Some(control) = task.control.clone() {
-                            tracing::info!(preempted = %victim, by = %next.assignment, "a task of higher priority preempts a running one");
-                            control.request_stop();
-                            let grace = self.config.stop_grace;
-                            tokio::spawn(async move {
-                                tokio::time::sleep(grace).await;
-                                control.kill();
-                            });
-                        }
-                    }
+            if let (false, Some((victim, priority))) = (preempting, lowest)
+                && priority < next.priority
+                && let Some(task) = tasks.get_mut(&victim)
+            {
+                task.preempted = true;
+                if let Some(control) = task.control.clone() {
+                    tracing::info!(preempted = %victim, by = %next.assignment, "a task of higher priority preempts a running one");
+                    control.request_stop();
+                    let grace = self.config.stop_grace;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        control.kill();
+                    });
                 }
             }
             return None;

@@ -138,10 +138,9 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     let too_large = || CoordinatorError::too_large(format!("the request body exceeds the limit of {limit} bytes"));
     if let Some(length) =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+        && length > limit as u64
     {
-        if length > limit as u64 {
-            return Err(too_large());
-        }
+        return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         if crate::pace::is_too_slow(&e) {

@@ -121,9 +121,11 @@ pub async fn endpoint(url: &str) -> idlegrid_client::Endpoint {
 }
 
 pub async fn connect(url: &str) -> Client {
-    let mut config = idlegrid_client::ChannelConfig::default();
-    config.poll_wait = Duration::from_secs(5);
-    config.backoff_max = Duration::from_millis(500);
+    let config = idlegrid_client::ChannelConfig {
+        poll_wait: Duration::from_secs(5),
+        backoff_max: Duration::from_millis(500),
+        ..Default::default()
+    };
     Client::connect_with(endpoint(url).await, Identity::generate(), "test", config).await.unwrap()
 }
 
@@ -232,10 +234,10 @@ pub async fn wait_healthy(url: &str) {
         } else {
             reqwest::Client::new()
         };
-        if let Ok(response) = http.get(format!("{url}/v1/health")).send().await {
-            if response.status().is_success() {
-                return;
-            }
+        if let Ok(response) = http.get(format!("{url}/v1/health")).send().await
+            && response.status().is_success()
+        {
+            return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
