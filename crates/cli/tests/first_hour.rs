@@ -7,6 +7,7 @@ mod common;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 
@@ -99,15 +100,43 @@ async fn clients_and_engines_that_pinned_the_old_server_are_told_where_the_pin_i
     assert!(err.contains(&format!("`rm {}`", pin.display())), "how to re-pin: {err}");
     assert!(err.contains("--server-ca"), "or how to give the new CA: {err}");
 
-    let refused = Command::new(binary())
+    // The engine keeps trying (its owner may fix the pin while it runs) and says once why it
+    // refuses the server, where its pin is and how to renew it.
+    let mut refusing = Command::new(binary())
         .args(["--server", &url, "engine", "--data"])
         .arg(&engine_data)
         .args(["--status-listen", "off"])
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let err = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success(), "the engine refuses to work for it: {err}");
-    assert!(err.contains(&format!("`rm {}`", engine_pin.display())), "the engine's pin and how to renew it: {err}");
+    let advice = format!("`rm {}`", engine_pin.display());
+    let (lines, received) = std::sync::mpsc::channel();
+    let stderr = refusing.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let advised = loop {
+        match received.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(&advice) {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    let _ = refusing.kill();
+    let _ = refusing.wait();
+    assert!(advised, "the engine's pin and how to renew it: {seen}");
+    assert!(seen.contains("not from the certificate authority this party trusts"), "says why: {seen}");
 
     std::fs::remove_file(&pin).unwrap();
     let (done, out, err) = cli(&home, &url, &["job", "list"]);
