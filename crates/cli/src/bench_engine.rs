@@ -4,7 +4,7 @@
 //! - the work lost per interruption when a task is stopped and restarted from checkpoints
 //!   taken every N ms (a pause in memory loses nothing).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,8 @@ use idlegrid_engine::activity::InjectedActivity;
 use idlegrid_engine::{Activity, Engine, EngineConfig, RunMode};
 use idlegrid_protocol::messages::TaskSpec;
 use idlegrid_sandbox::{NoEvents, Sandbox, SandboxConfig, TaskControl, TaskInput, TaskLimits};
-use idlegrid_server::{Server, ServerConfig};
-use idlegrid_types::{ElementKind, JobProperties};
+use idlegrid_server::{Server, ServerConfig, ServerHandle};
+use idlegrid_types::{ElementKind, ElementRef, JobProperties};
 
 use crate::cluster::{read_task, tasks_dir};
 
@@ -63,10 +63,41 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     let misbehave = client.upload(read_task(&dir, "misbehave")?, ElementKind::Executable, "misbehave.wasm").await?;
     let pi = client.upload(read_task(&dir, "pi")?, ElementKind::Executable, "pi.wasm").await?;
 
-    // 1. Owner activity to quiet CPU.
+    let latencies = suspend_latency(&server, &client, work.path(), &misbehave, trials).await?;
+    let (alone, beside) = cpu_share(&server, &client, work.path(), &pi, cores).await?;
+    let losses = work_lost(&dir, trials)?;
+
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!("| machine | {cores} cores |");
+    println!(
+        "| owner activity to task CPU quiet, p50 ({trials} trials) | {:.1} ms |",
+        percentile(&latencies, 50.0).as_secs_f64() * 1e3
+    );
+    println!("| owner activity to task CPU quiet, p99 | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1e3);
+    println!(
+        "| competitor's speed beside a continuous engine using every core, vs alone | {:.1}% |",
+        100.0 * beside / alone
+    );
+    for (every_ms, lost) in &losses {
+        println!("| work lost per forced stop, checkpoint every {every_ms} ms | {lost:.0} ms (a pause in memory: 0) |");
+    }
+    let _ = Arc::new(());
+    server.shutdown().await;
+    Ok(())
+}
+
+/// Owner activity to quiet CPU: how long a running task takes to park once the owner is back.
+async fn suspend_latency(
+    server: &ServerHandle,
+    client: &idlegrid_client::Client,
+    work: &Path,
+    misbehave: &ElementRef,
+    trials: u32,
+) -> anyhow::Result<Vec<Duration>> {
     eprintln!("suspend latency: {trials} trials ...");
     let activity = InjectedActivity::new();
-    let mut config = EngineConfig::new(crate::cluster::endpoint_of(&server), work.path().join("idle-engine"));
+    let mut config = EngineConfig::new(crate::cluster::endpoint_of(server), work.join("idle-engine"));
     config.owner.mode = RunMode::IdleOnly;
     config.owner.cores = 1;
     config.owner.resume_after_secs = 0;
@@ -108,11 +139,22 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     client.remove_job(job).await?;
     engine.shutdown().await;
 
-    // 2. CPU left to a competing program by a continuous-mode engine with every core busy.
+    Ok(latencies)
+}
+
+/// CPU left to a competing program by a continuous-mode engine with every core busy: the
+/// competitor's rate alone, then beside the engine.
+async fn cpu_share(
+    server: &ServerHandle,
+    client: &idlegrid_client::Client,
+    work: &Path,
+    pi: &ElementRef,
+    cores: u32,
+) -> anyhow::Result<(f64, f64)> {
     eprintln!("CPU share: a competitor alone, then beside a busy engine ...");
     let seconds = 3.0;
     let alone = competitor_rate(cores, seconds)?;
-    let mut config = EngineConfig::new(crate::cluster::endpoint_of(&server), work.path().join("busy-engine"));
+    let mut config = EngineConfig::new(crate::cluster::endpoint_of(server), work.join("busy-engine"));
     config.owner.mode = RunMode::Continuous;
     config.owner.cores = cores;
     config.owner.status_listen = None;
@@ -136,11 +178,15 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
     busy.shutdown().await;
     let _ = engine_cpu_before;
 
-    // 3. Work lost per interruption, stopping by force at random moments (as a crash or an
-    // owner who pulls the plug would) and restarting from the last checkpoint.
+    Ok((alone, beside))
+}
+
+/// Work lost per interruption, stopping by force at random moments (as a crash or an owner
+/// who pulls the plug would) and restarting from the last checkpoint: per checkpoint interval.
+fn work_lost(dir: &Path, trials: u32) -> anyhow::Result<Vec<(u64, f64)>> {
     eprintln!("work lost per interruption ...");
     let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let module = sandbox.compile(&read_task(&dir, "misbehave")?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let module = sandbox.compile(&read_task(dir, "misbehave")?).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut losses = Vec::new();
     for every_ms in [10u64, 100, 1000] {
         let mut lost_total = 0.0;
@@ -172,22 +218,5 @@ pub async fn run(trials: u32, tasks_dir_arg: Option<PathBuf>) -> anyhow::Result<
         losses.push((every_ms, lost_total / runs as f64));
     }
 
-    println!("| measure | value |");
-    println!("| --- | --- |");
-    println!("| machine | {cores} cores |");
-    println!(
-        "| owner activity to task CPU quiet, p50 ({trials} trials) | {:.1} ms |",
-        percentile(&latencies, 50.0).as_secs_f64() * 1e3
-    );
-    println!("| owner activity to task CPU quiet, p99 | {:.1} ms |", percentile(&latencies, 99.0).as_secs_f64() * 1e3);
-    println!(
-        "| competitor's speed beside a continuous engine using every core, vs alone | {:.1}% |",
-        100.0 * beside / alone
-    );
-    for (every_ms, lost) in &losses {
-        println!("| work lost per forced stop, checkpoint every {every_ms} ms | {lost:.0} ms (a pause in memory: 0) |");
-    }
-    let _ = Arc::new(());
-    server.shutdown().await;
-    Ok(())
+    Ok(losses)
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use idlegrid_sandbox::{
-    NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
+    CompiledTask, NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
 };
 use idlegrid_types::Untrusted;
 use tokio::sync::Semaphore;
@@ -67,33 +67,9 @@ pub async fn run_local(
     let parallel =
         parallel.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
     let permits = Arc::new(Semaphore::new(parallel));
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(u64, TaskOutcome, Vec<u8>)>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, TaskOutcome, Vec<u8>)>();
     let out_dir = out.map(Path::to_path_buf);
-    let writer = tokio::spawn(async move {
-        let (mut ok, mut failed) = (0u64, Vec::new());
-        while let Some((index, outcome, output)) = rx.recv().await {
-            match outcome {
-                TaskOutcome::Succeeded(bytes) => {
-                    ok += 1;
-                    if let Some(out) = &out_dir {
-                        std::fs::write(out.join(format!("{index}.out")), &bytes)?;
-                    }
-                }
-                other => {
-                    let reason = match other {
-                        TaskOutcome::Failed(failure) => failure.to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    let output = String::from_utf8_lossy(&output).into_owned();
-                    if let Some(out) = &out_dir {
-                        std::fs::write(out.join(format!("{index}.err")), format!("{reason}\n{output}"))?;
-                    }
-                    failed.push((index, reason, output));
-                }
-            }
-        }
-        anyhow::Ok((ok, failed))
-    });
+    let writer = tokio::spawn(collect_outcomes(rx, out_dir));
     let mut running = Vec::new();
     for task in selected {
         let task = task?;
@@ -102,26 +78,8 @@ pub async fn run_local(
             (sandbox.clone(), compiled.clone(), limits.clone(), tx.clone(), progress.clone());
         running.push(tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let mut elements = std::collections::BTreeMap::new();
-            for (name, path) in &task.data {
-                match TaskElement::open(path) {
-                    Ok(element) => {
-                        elements.insert(name.clone(), element);
-                    }
-                    Err(e) => {
-                        let failure = idlegrid_sandbox::TaskFailure::Internal(format!(
-                            "cannot open data element '{name}' ({}): {e}",
-                            path.display()
-                        ));
-                        let _ = tx.send((task.index, TaskOutcome::Failed(failure), Vec::new()));
-                        progress.inc(1);
-                        return;
-                    }
-                }
-            }
-            let input = TaskInput { params: task.params.clone(), elements, checkpoint: None };
-            let run = sandbox.run(&compiled, input, &limits, &TaskControl::new(), Box::new(NoEvents));
-            let _ = tx.send((task.index, run.outcome, run.output));
+            let (outcome, output) = run_task(&sandbox, &compiled, &limits, &task);
+            let _ = tx.send((task.index, outcome, output));
             progress.inc(1);
         }));
         running.retain(|h: &tokio::task::JoinHandle<()>| !h.is_finished());
@@ -147,6 +105,64 @@ pub async fn run_local(
         anyhow::bail!("{} of {} tasks failed", failed.len(), ok + failed.len() as u64);
     }
     Ok(())
+}
+
+/// Run one task in the sandbox, its data elements opened from their files.
+fn run_task(
+    sandbox: &Sandbox,
+    compiled: &CompiledTask,
+    limits: &TaskLimits,
+    task: &LocalTask,
+) -> (TaskOutcome, Vec<u8>) {
+    let mut elements = std::collections::BTreeMap::new();
+    for (name, path) in &task.data {
+        match TaskElement::open(path) {
+            Ok(element) => {
+                elements.insert(name.clone(), element);
+            }
+            Err(e) => {
+                let failure = idlegrid_sandbox::TaskFailure::Internal(format!(
+                    "cannot open data element '{name}' ({}): {e}",
+                    path.display()
+                ));
+                return (TaskOutcome::Failed(failure), Vec::new());
+            }
+        }
+    }
+    let input = TaskInput { params: task.params.clone(), elements, checkpoint: None };
+    let run = sandbox.run(compiled, input, limits, &TaskControl::new(), Box::new(NoEvents));
+    (run.outcome, run.output)
+}
+
+/// Count the outcomes as they come, writing results (`<index>.out`) and failures
+/// (`<index>.err`) into `out_dir` if given; the failures are kept to be shown.
+async fn collect_outcomes(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(u64, TaskOutcome, Vec<u8>)>,
+    out_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<(u64, Vec<(u64, String, String)>)> {
+    let (mut ok, mut failed) = (0u64, Vec::new());
+    while let Some((index, outcome, output)) = rx.recv().await {
+        match outcome {
+            TaskOutcome::Succeeded(bytes) => {
+                ok += 1;
+                if let Some(out) = &out_dir {
+                    std::fs::write(out.join(format!("{index}.out")), &bytes)?;
+                }
+            }
+            other => {
+                let reason = match other {
+                    TaskOutcome::Failed(failure) => failure.to_string(),
+                    other => format!("{other:?}"),
+                };
+                let output = String::from_utf8_lossy(&output).into_owned();
+                if let Some(out) = &out_dir {
+                    std::fs::write(out.join(format!("{index}.err")), format!("{reason}\n{output}"))?;
+                }
+                failed.push((index, reason, output));
+            }
+        }
+    }
+    anyhow::Ok((ok, failed))
 }
 
 #[cfg(test)]

@@ -213,6 +213,13 @@ enum Command {
         /// Tasks staged ahead of the running ones.
         #[arg(long)]
         prefetch: Option<u32>,
+        /// Most results kept waiting while the server cannot be reached: at the bound the engine
+        /// takes no new work until some are delivered.
+        #[arg(long)]
+        outbox_results_max: Option<usize>,
+        /// Most bytes of results kept waiting while the server cannot be reached.
+        #[arg(long)]
+        outbox_bytes_max: Option<u64>,
         /// Address of the local status page, e.g. 127.0.0.1:7710 (`off` for none).
         #[arg(long)]
         status_listen: Option<String>,
@@ -654,6 +661,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mode,
             task_priority,
             prefetch,
+            outbox_results_max,
+            outbox_bytes_max,
             status_listen,
             server_key,
             name,
@@ -688,6 +697,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             engine_config.prefetch = prefetch.unwrap_or(engine_config.owner.cores.max(2) * 2);
             engine_config.server_key = server_key;
+            if let Some(results_max) = outbox_results_max {
+                anyhow::ensure!(results_max > 0, "--outbox-results-max must be at least 1");
+                engine_config.outbox.results_max = results_max;
+            }
+            if let Some(bytes_max) = outbox_bytes_max {
+                anyhow::ensure!(bytes_max > 0, "--outbox-bytes-max must be at least 1");
+                engine_config.outbox.bytes_max = bytes_max;
+            }
             if let Some(name) = name {
                 engine_config.name = name;
             }

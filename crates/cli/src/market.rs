@@ -313,23 +313,66 @@ fn print_contract(contract: &ContractInfo, me: &PartyId) {
     }
 }
 
+/// Register the party that trades: a provider with its engine's identity, a client with its own.
+async fn trader(
+    server: idlegrid_client::Endpoint,
+    home: &Path,
+    engine_data: Option<&Path>,
+) -> anyhow::Result<Transport> {
+    let identity = match engine_data {
+        Some(dir) => Identity::load_or_create(&dir.join("identity.key"))?,
+        None => Identity::load_or_create(&home.join("client.key"))?,
+    };
+    let transport = Transport::new(&server, identity)?;
+    let role = if engine_data.is_some() { idlegrid_types::Role::Provider } else { idlegrid_types::Role::Client };
+    let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
+    transport.register(role, &name).await.map_err(|e| anyhow::anyhow!("cannot register with the server: {e}"))?;
+    Ok(transport)
+}
+
+/// How a seller negotiates: in person, or automatically down to a reservation price.
+fn seller_terms(person: bool, reservation: Option<&str>, concession: Option<&str>) -> anyhow::Result<SellerTerms> {
+    if person {
+        anyhow::ensure!(
+            reservation.is_none() && concession.is_none(),
+            "--person negotiates in person: --reservation and --strategy are for automatic negotiation"
+        );
+        return Ok(SellerTerms::Person);
+    }
+    Ok(SellerTerms::Automatic {
+        reservation: reservation.map(|t| price(t, "--reservation")).transpose()?,
+        strategy: strategy(concession)?,
+    })
+}
+
+/// How a buyer negotiates: automatically between an opening and a reservation price, or in
+/// person with a proposal.
+fn buyer_terms(
+    opening: Option<String>,
+    reservation: Option<String>,
+    proposal: Option<String>,
+    concession: Option<&str>,
+) -> anyhow::Result<BuyerTerms> {
+    Ok(match (opening, reservation, proposal) {
+        (Some(opening), Some(reservation), None) => BuyerTerms::Automatic {
+            opening: price(&opening, "--opening")?,
+            reservation: price(&reservation, "--reservation")?,
+            strategy: strategy(concession)?,
+        },
+        (None, None, Some(proposal)) => BuyerTerms::Person { price: price(&proposal, "--price")? },
+        _ => anyhow::bail!("negotiate automatically with --opening and --reservation, or in person with --price"),
+    })
+}
+
 pub async fn run(
     server: idlegrid_client::Endpoint,
     home: &Path,
     engine_data: Option<&Path>,
     command: MarketCommand,
 ) -> anyhow::Result<()> {
-    // A provider trades with its engine's identity; a client with its own.
-    let identity = match engine_data {
-        Some(dir) => Identity::load_or_create(&dir.join("identity.key"))?,
-        None => Identity::load_or_create(&home.join("client.key"))?,
-    };
-    let transport = Transport::new(&server, identity.clone())?;
-    let role = if engine_data.is_some() { idlegrid_types::Role::Provider } else { idlegrid_types::Role::Client };
-    let name = std::env::var("USER").unwrap_or_else(|_| "client".into());
-    transport.register(role, &name).await.map_err(|e| anyhow::anyhow!("cannot register with the server: {e}"))?;
+    let transport = trader(server, home, engine_data).await?;
     let market = Market::new(&transport);
-    let me = identity.id().clone();
+    let me = transport.identity().id().clone();
     match command {
         MarketCommand::Offer {
             category,
@@ -344,18 +387,7 @@ pub async fn run(
             attrs,
             update,
         } => {
-            let negotiation = if person {
-                anyhow::ensure!(
-                    reservation.is_none() && concession.is_none(),
-                    "--person negotiates in person: --reservation and --strategy are for automatic negotiation"
-                );
-                SellerTerms::Person
-            } else {
-                SellerTerms::Automatic {
-                    reservation: reservation.as_deref().map(|t| price(t, "--reservation")).transpose()?,
-                    strategy: strategy(concession.as_deref())?,
-                }
-            };
+            let negotiation = seller_terms(person, reservation.as_deref(), concession.as_deref())?;
             let body = OfferBody {
                 resource: ResourceDeclaration { category, attributes: pairs(&attributes)?, private_share },
                 listing: Listing {
@@ -388,19 +420,7 @@ pub async fn run(
             if requests.is_empty() {
                 println!("no requests");
             }
-            for kept in &requests {
-                let mut line = format!(
-                    "request {}  {}  {}  {}",
-                    kept.id,
-                    Untrusted(&kept.request.category),
-                    kept.state,
-                    idlegrid_ledger::format_utc(kept.created_ms)
-                );
-                if let Some(requirements) = &kept.request.requirements {
-                    line.push_str(&format!("  requires {}", Untrusted(&requirements.to_string())));
-                }
-                println!("{line}");
-            }
+            requests.iter().for_each(print_request);
         }
         MarketCommand::Search { args, request } => {
             let reply = match request {
@@ -419,17 +439,7 @@ pub async fn run(
             deadline_secs,
             sign,
         } => {
-            let buyer = match (opening, reservation, proposal) {
-                (Some(opening), Some(reservation), None) => BuyerTerms::Automatic {
-                    opening: price(&opening, "--opening")?,
-                    reservation: price(&reservation, "--reservation")?,
-                    strategy: strategy(concession.as_deref())?,
-                },
-                (None, None, Some(proposal)) => BuyerTerms::Person { price: price(&proposal, "--price")? },
-                _ => {
-                    anyhow::bail!("negotiate automatically with --opening and --reservation, or in person with --price")
-                }
-            };
+            let buyer = buyer_terms(opening, reservation, proposal, concession.as_deref())?;
             let body = NegotiateBody { offer, buyer, rounds_max: rounds, deadline_secs };
             let negotiation = market.negotiate(&body).await?;
             print_negotiation(&negotiation, &me);
@@ -471,4 +481,18 @@ pub async fn run(
         },
     }
     Ok(())
+}
+
+fn print_request(kept: &idlegrid_protocol::market::RequestInfo) {
+    let mut line = format!(
+        "request {}  {}  {}  {}",
+        kept.id,
+        Untrusted(&kept.request.category),
+        kept.state,
+        idlegrid_ledger::format_utc(kept.created_ms)
+    );
+    if let Some(requirements) = &kept.request.requirements {
+        line.push_str(&format!("  requires {}", Untrusted(&requirements.to_string())));
+    }
+    println!("{line}");
 }

@@ -15,9 +15,9 @@
 use std::collections::BTreeMap;
 
 use idlegrid_assurance::{
-    Action, ByteEquality, Comparison, Decision, DecisionContext, DeferredValidator, ProviderRecord, RandomSource,
-    ResultComparator, Revision, SpotCheckConsequence, SpotCheckOutcome, TaskAssurance, ValidationPolicy,
-    judge_spot_check,
+    Acceptance, Action, ByteEquality, Comparison, Decision, DecisionContext, DeferredValidator, ProviderRecord,
+    RandomSource, ResultComparator, ReturnedResult, Revision, SpotCheckConsequence, SpotCheckOutcome, TaskAssurance,
+    ValidationPolicy, judge_spot_check,
 };
 use idlegrid_protocol::Payload;
 use idlegrid_store::{JobRow, StoreError, TaskKey, TaskRow, Tx};
@@ -88,8 +88,10 @@ fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {error}"))
 }
 
+/// Result assurance refused what the coordinator asked of it: the coordinator broke one of
+/// its rules (it checks what it passes first).
 fn logic(error: idlegrid_assurance::AssuranceError) -> StoreError {
-    StoreError::Conflict(format!("result assurance: {error}"))
+    idlegrid_store::DomainError::new(idlegrid_store::DomainKind::Broken, format!("result assurance: {error}"))
 }
 
 pub(crate) fn load_record(tx: &mut dyn Tx, provider: &PartyId) -> Result<ProviderRecord, StoreError> {
@@ -306,69 +308,8 @@ impl Coordinator {
                     transition(tx, task, job, TaskEvent::Requeue)?;
                 }
             }
-            Action::Compare { pairs } => {
-                let Some(validator) = job.properties.validator else { return Ok(()) };
-                for (first, second) in pairs {
-                    let (Some(a), Some(b)) = (state.outcome(first.assignment), state.outcome(second.assignment)) else {
-                        continue;
-                    };
-                    match (a, b) {
-                        (ReplicaOutcome::Succeeded { result: ra }, ReplicaOutcome::Succeeded { result: rb }) => {
-                            fx.comparisons.push(PendingComparison {
-                                task: task.key,
-                                validator,
-                                memory_bytes_max: job.properties.task_limits.memory_bytes_max,
-                                first: (first.assignment, ra.clone()),
-                                second: (second.assignment, rb.clone()),
-                            });
-                        }
-                        // A failure and a result, or two failures: the validator compares
-                        // results only; failures agree when their kinds do.
-                        _ => {
-                            let verdict =
-                                if a.digest() == b.digest() { Comparison::Equivalent } else { Comparison::Different };
-                            let mut again = state.clone();
-                            again
-                                .assurance
-                                .record_comparison(first.assignment, second.assignment, verdict)
-                                .map_err(logic)?;
-                            return self.decide_and_act(tx, task, job, again, now_ms, fx);
-                        }
-                    }
-                }
-            }
-            Action::Accept(acceptance) => match acceptance.revision {
-                Revision::First | Revision::Replaced { .. } if !task.state.is_final() => {
-                    let Some(outcome) = state.outcome(acceptance.canonical.assignment).cloned() else {
-                        return Err(StoreError::Corrupt(format!(
-                            "task {}: the accepted result has no stored outcome",
-                            task.key
-                        )));
-                    };
-                    let bytes = match &outcome {
-                        ReplicaOutcome::Succeeded { result } => result.len(),
-                        ReplicaOutcome::Failed { .. } => 0,
-                    };
-                    self.journal_conclude(tx, acceptance.canonical.assignment, Some(bytes), now_ms)?;
-                    if acceptance.checked && matches!(outcome, ReplicaOutcome::Succeeded { .. }) {
-                        tx.insert_known_answer(task.key, &acceptance.canonical.digest, now_ms)?;
-                    }
-                    match outcome {
-                        ReplicaOutcome::Succeeded { result } => {
-                            self.conclude(tx, task, job, TaskState::Succeeded, Some(result), None, 0, now_ms, fx)?;
-                        }
-                        ReplicaOutcome::Failed { failure } => {
-                            self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
-                        }
-                    }
-                }
-                Revision::Confirmed | Revision::First => {}
-                Revision::Replaced { previous } => {
-                    // Re-verification found the delivered result wrong; corrections to
-                    // clients are not sent yet (see ARCHITECTURE.md).
-                    tracing::warn!(task = %task.key, %previous, "a delivered result was replaced by re-verification; the client is not told");
-                }
-            },
+            Action::Compare { pairs } => self.compare_pairs(tx, task, job, &state, pairs, now_ms, fx)?,
+            Action::Accept(acceptance) => self.accept_result(tx, task, job, &state, acceptance, now_ms, fx)?,
             Action::Inconclusive(inconclusive) => {
                 if let Some(withdrawn) = inconclusive.withdrawn {
                     tracing::warn!(task = %task.key, %withdrawn, "a delivered result was withdrawn by re-verification; the client is not told");
@@ -389,6 +330,95 @@ impl Coordinator {
                     };
                     self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask the job's validator to compare pairs of results; a pair with a failure is compared
+    /// here (failures agree when their kinds do) and the task decided again.
+    #[allow(clippy::too_many_arguments)]
+    fn compare_pairs(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        state: &AssuredTask,
+        pairs: Vec<(ReturnedResult, ReturnedResult)>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let Some(validator) = job.properties.validator else { return Ok(()) };
+        for (first, second) in pairs {
+            let (Some(a), Some(b)) = (state.outcome(first.assignment), state.outcome(second.assignment)) else {
+                continue;
+            };
+            match (a, b) {
+                (ReplicaOutcome::Succeeded { result: ra }, ReplicaOutcome::Succeeded { result: rb }) => {
+                    fx.comparisons.push(PendingComparison {
+                        task: task.key,
+                        validator,
+                        memory_bytes_max: job.properties.task_limits.memory_bytes_max,
+                        first: (first.assignment, ra.clone()),
+                        second: (second.assignment, rb.clone()),
+                    });
+                }
+                // A failure and a result, or two failures: the validator compares
+                // results only; failures agree when their kinds do.
+                _ => {
+                    let verdict = if a.digest() == b.digest() { Comparison::Equivalent } else { Comparison::Different };
+                    let mut again = state.clone();
+                    again.assurance.record_comparison(first.assignment, second.assignment, verdict).map_err(logic)?;
+                    return self.decide_and_act(tx, task, job, again, now_ms, fx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The task's assurance accepted a result: conclude the task with it (once), or note a
+    /// re-verification that replaced a delivered one.
+    #[allow(clippy::too_many_arguments)]
+    fn accept_result(
+        &self,
+        tx: &mut dyn Tx,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        state: &AssuredTask,
+        acceptance: Acceptance,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        match acceptance.revision {
+            Revision::First | Revision::Replaced { .. } if !task.state.is_final() => {
+                let Some(outcome) = state.outcome(acceptance.canonical.assignment).cloned() else {
+                    return Err(StoreError::Corrupt(format!(
+                        "task {}: the accepted result has no stored outcome",
+                        task.key
+                    )));
+                };
+                let bytes = match &outcome {
+                    ReplicaOutcome::Succeeded { result } => result.len(),
+                    ReplicaOutcome::Failed { .. } => 0,
+                };
+                self.journal_conclude(tx, acceptance.canonical.assignment, Some(bytes), now_ms)?;
+                if acceptance.checked && matches!(outcome, ReplicaOutcome::Succeeded { .. }) {
+                    tx.insert_known_answer(task.key, &acceptance.canonical.digest, now_ms)?;
+                }
+                match outcome {
+                    ReplicaOutcome::Succeeded { result } => {
+                        self.conclude(tx, task, job, TaskState::Succeeded, Some(result), None, 0, now_ms, fx)?;
+                    }
+                    ReplicaOutcome::Failed { failure } => {
+                        self.conclude(tx, task, job, TaskState::Failed, None, Some(failure), 0, now_ms, fx)?;
+                    }
+                }
+            }
+            Revision::Confirmed | Revision::First => {}
+            Revision::Replaced { previous } => {
+                // Re-verification found the delivered result wrong; corrections to
+                // clients are not sent yet (see ARCHITECTURE.md).
+                tracing::warn!(task = %task.key, %previous, "a delivered result was replaced by re-verification; the client is not told");
             }
         }
         Ok(())

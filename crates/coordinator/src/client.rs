@@ -63,76 +63,11 @@ impl Coordinator {
             }
             M::CreateJob { job, properties } => self.create_job(ctx, seq, job, properties),
             M::Task { job, tasks } => self.add_tasks(ctx, job, tasks),
-            M::Launch { job } => {
-                let mut row = self.owned_job(ctx, job)?;
-                if row.counts.total() == 0 {
-                    // A job completes when every task has: one without tasks would never
-                    // conclude, or conclude having done nothing. Almost always a mistake (an
-                    // empty tasks file), so say so instead of pretending it succeeded.
-                    return Err(report(
-                        ErrorCode::BadRequest,
-                        format!("job {job} has no tasks: add tasks (Task messages) before launching it"),
-                    ));
-                }
-                if let Err(refusal) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
-                    return Err(report(refusal.code, format!("job {job} not launched: {}", refusal.message)));
-                }
-                let account = self
-                    .account_info(ctx.tx, &ctx.party.id)
-                    .map_err(|e| report(ErrorCode::Internal, e.report.message))?;
-                if account.over_limit {
-                    return Err(report(
-                        ErrorCode::LimitExceeded,
-                        format!(
-                            "job {job} not launched: the account is over its limit ({} micro-units available); deposit first",
-                            account.available_micros
-                        ),
-                    ));
-                }
-                move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
-                if matches!(row.state, JobState::Defining | JobState::Completed) {
-                    row.state = JobState::Running;
-                }
-                row.state = row.state.settle(&row.counts);
-                ctx.tx.save_job_state(job, row.state, &row.counts)?;
-                self.schedule(ctx.tx, ctx.now, ctx.fx)?;
-                let row = self.owned_job(ctx, job)?;
-                ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))
-            }
+            M::Launch { job } => self.launch(ctx, seq, job),
             M::Stop { job, task } => self.stop(ctx, seq, job, task),
             M::Resume { job, task } => self.resume(ctx, seq, job, task),
-            M::RemoveJob { job } => {
-                self.owned_job(ctx, job)?;
-                for assignment in ctx.tx.active_assignments_of_job(job)? {
-                    self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
-                }
-                // Money held for the job goes back (work done so far is still billed).
-                idlegrid_ledger::Ledger::new(ctx.tx.ledger())
-                    .release_job(job, ctx.now)
-                    .map_err(|e| Reject::Store(idlegrid_store::StoreError::Conflict(e.to_string())))?;
-                ctx.tx.delete_job(job)?;
-                Ok(())
-            }
-            M::RemoveTask { job, task } => {
-                let mut row = self.owned_job(ctx, job)?;
-                let task_row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
-                for assignment in ctx.tx.active_assignments_of_task(task_row.key)? {
-                    self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
-                }
-                ctx.tx.delete_task(task_row.key)?;
-                let count = row.counts.get_mut(task_row.state);
-                *count = count.saturating_sub(1);
-                let was_completed = row.state == JobState::Completed;
-                row.state = row.state.settle(&row.counts);
-                ctx.tx.save_job_state(job, row.state, &row.counts)?;
-                if row.state == JobState::Completed && !was_completed {
-                    // The removed task was the last one left to run.
-                    ctx.tx.mark_job_completed(job, ctx.now)?;
-                    self.job_completed(ctx.tx, &row, ctx.now)?;
-                }
-                self.fill_job(ctx.tx, job, ctx.now, ctx.fx)?;
-                Ok(())
-            }
+            M::RemoveJob { job } => self.remove_job(ctx, job),
+            M::RemoveTask { job, task } => self.remove_task(ctx, job, task),
             M::ExplainJob { job, task } => {
                 let row = self.owned_job(ctx, job)?;
                 let explanation = self.explain_job(ctx.tx, &row, task, ctx.now)?;
@@ -164,71 +99,13 @@ impl Coordinator {
                 self.register_element(ctx, seq, element, ElementKind::Executable, name)
             }
             M::DataElement { element, name } => self.register_element(ctx, seq, element, ElementKind::Data, name),
-            M::Attach { job, replay } => {
-                let row = self.owned_job(ctx, job)?;
-                let cursor = match replay {
-                    Replay::None => ctx.tx.last_result_id(job)?,
-                    Replay::All | Replay::Undelivered => 0,
-                };
-                ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))?;
-                ctx.tx.upsert_attachment(&AttachmentRow {
-                    session: ctx.session,
-                    job,
-                    replay,
-                    cursor,
-                    completion_sent: false,
-                })?;
-                self.fill(ctx.tx, ctx.session, ctx.now, ctx.fx)?;
-                Ok(())
-            }
+            M::Attach { job, replay } => self.attach(ctx, seq, job, replay),
             M::Detach { job } => {
                 ctx.tx.delete_attachment(ctx.session, job)?;
                 Ok(())
             }
-            M::GetTask { job, task } => {
-                self.owned_job(ctx, job)?;
-                let row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
-                let active = ctx.tx.active_assignments_of_task(row.key)?;
-                ctx.tx.add_task_request(row.key, ctx.session, seq)?;
-                if active.is_empty() {
-                    self.answer_task_requests(ctx.tx, &row, ctx.fx)?;
-                } else {
-                    for assignment in active {
-                        self.tell_provider(
-                            ctx.tx,
-                            &assignment.provider,
-                            &ServerToProvider::GetTask { assignment: assignment.id },
-                            ctx.fx,
-                        )?;
-                    }
-                }
-                Ok(())
-            }
-            M::GetTaskStatus { job, task } => {
-                let row = self.owned_job(ctx, job)?;
-                let task_row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
-                let report = if task_row.state.is_final() {
-                    let results = ctx.tx.results_after(job, 0, false, u32::MAX)?;
-                    match results.iter().find(|r| r.result.task == task_row.key) {
-                        Some(result) => result_report(result, &row),
-                        None => return Err(report(ErrorCode::Internal, "the task's result is missing")),
-                    }
-                } else {
-                    TaskStatusReport {
-                        job,
-                        task,
-                        state: task_row.state,
-                        progress: task_row.progress,
-                        status: task_row.status.clone(),
-                        result: None,
-                        failure: None,
-                        cpu_ms: task_row.cpu_ms,
-                        attempts: task_row.attempts,
-                        counts: row.counts,
-                    }
-                };
-                ctx.reply(seq, &ServerToClient::TaskStatus(report))
-            }
+            M::GetTask { job, task } => self.get_task(ctx, seq, job, task),
+            M::GetTaskStatus { job, task } => self.task_status(ctx, seq, job, task),
             M::CloseSession => {
                 ctx.tx.delete_session(ctx.session)?;
                 Ok(())
@@ -258,6 +135,148 @@ impl Coordinator {
                 self.set_notices(ctx.tx, &ctx.party.id.clone(), settings).map_err(|e| Reject::Report(e.report))
             }
         }
+    }
+}
+
+impl Coordinator {
+    /// Launch a job: its created tasks are queued and placed, once its money is reserved.
+    fn launch(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId) -> Result<(), Reject> {
+        let mut row = self.owned_job(ctx, job)?;
+        if row.counts.total() == 0 {
+            // A job completes when every task has: one without tasks would never
+            // conclude, or conclude having done nothing. Almost always a mistake (an
+            // empty tasks file), so say so instead of pretending it succeeded.
+            return Err(report(
+                ErrorCode::BadRequest,
+                format!("job {job} has no tasks: add tasks (Task messages) before launching it"),
+            ));
+        }
+        if let Err(refusal) = self.reserve_launch(ctx.tx, &row, ctx.now)? {
+            return Err(report(refusal.code, format!("job {job} not launched: {}", refusal.message)));
+        }
+        let account =
+            self.account_info(ctx.tx, &ctx.party.id).map_err(|e| report(ErrorCode::Internal, e.report.message))?;
+        if account.over_limit {
+            return Err(report(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "job {job} not launched: the account is over its limit ({} micro-units available); deposit first",
+                    account.available_micros
+                ),
+            ));
+        }
+        move_all(ctx.tx, &mut row, &[TaskState::Created], TaskState::Queued)?;
+        if matches!(row.state, JobState::Defining | JobState::Completed) {
+            row.state = JobState::Running;
+        }
+        row.state = row.state.settle(&row.counts);
+        ctx.tx.save_job_state(job, row.state, &row.counts)?;
+        self.schedule(ctx.tx, ctx.now, ctx.fx)?;
+        let row = self.owned_job(ctx, job)?;
+        ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))
+    }
+
+    /// Remove a job: its placements are cancelled and the money held for it goes back.
+    fn remove_job(&self, ctx: &mut Ctx<'_>, job: JobId) -> Result<(), Reject> {
+        self.owned_job(ctx, job)?;
+        for assignment in ctx.tx.active_assignments_of_job(job)? {
+            self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
+        }
+        // Money held for the job goes back (work done so far is still billed).
+        idlegrid_ledger::Ledger::new(ctx.tx.ledger())
+            .release_job(job, ctx.now)
+            .map_err(crate::requests::ledger_refusal)?;
+        ctx.tx.delete_job(job)?;
+        Ok(())
+    }
+
+    /// Remove one task: its placements are cancelled and the job's counts follow.
+    fn remove_task(&self, ctx: &mut Ctx<'_>, job: JobId, task: TaskIndex) -> Result<(), Reject> {
+        let mut row = self.owned_job(ctx, job)?;
+        let task_row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
+        for assignment in ctx.tx.active_assignments_of_task(task_row.key)? {
+            self.cancel_placement(ctx.tx, assignment.id, &assignment.provider, ctx.now, ctx.fx)?;
+        }
+        ctx.tx.delete_task(task_row.key)?;
+        let count = row.counts.get_mut(task_row.state);
+        *count = count.saturating_sub(1);
+        let was_completed = row.state == JobState::Completed;
+        row.state = row.state.settle(&row.counts);
+        ctx.tx.save_job_state(job, row.state, &row.counts)?;
+        if row.state == JobState::Completed && !was_completed {
+            // The removed task was the last one left to run.
+            ctx.tx.mark_job_completed(job, ctx.now)?;
+            self.job_completed(ctx.tx, &row, ctx.now)?;
+        }
+        self.fill_job(ctx.tx, job, ctx.now, ctx.fx)?;
+        Ok(())
+    }
+
+    /// Attach the session to a job's results, from where `replay` says.
+    fn attach(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, replay: Replay) -> Result<(), Reject> {
+        let row = self.owned_job(ctx, job)?;
+        let cursor = match replay {
+            Replay::None => ctx.tx.last_result_id(job)?,
+            Replay::All | Replay::Undelivered => 0,
+        };
+        ctx.reply(seq, &ServerToClient::JobProperties(job_info(&row)))?;
+        ctx.tx.upsert_attachment(&AttachmentRow {
+            session: ctx.session,
+            job,
+            replay,
+            cursor,
+            completion_sent: false,
+        })?;
+        self.fill(ctx.tx, ctx.session, ctx.now, ctx.fx)?;
+        Ok(())
+    }
+
+    /// Ask for a task's latest checkpoint: from its providers if it runs, from the store if not.
+    fn get_task(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, task: TaskIndex) -> Result<(), Reject> {
+        self.owned_job(ctx, job)?;
+        let row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
+        let active = ctx.tx.active_assignments_of_task(row.key)?;
+        ctx.tx.add_task_request(row.key, ctx.session, seq)?;
+        if active.is_empty() {
+            self.answer_task_requests(ctx.tx, &row, ctx.fx)?;
+        } else {
+            for assignment in active {
+                self.tell_provider(
+                    ctx.tx,
+                    &assignment.provider,
+                    &ServerToProvider::GetTask { assignment: assignment.id },
+                    ctx.fx,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answer a task's status (its result if it is final).
+    fn task_status(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, task: TaskIndex) -> Result<(), Reject> {
+        let row = self.owned_job(ctx, job)?;
+        let task_row = ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
+        let report = if task_row.state.is_final() {
+            let results = ctx.tx.results_after(job, 0, false, u32::MAX)?;
+            match results.iter().find(|r| r.result.task == task_row.key) {
+                Some(result) => result_report(result, &row),
+                None => return Err(report(ErrorCode::Internal, "the task's result is missing")),
+            }
+        } else {
+            TaskStatusReport {
+                job,
+                task,
+                state: task_row.state,
+                progress: task_row.progress,
+                status: task_row.status.clone(),
+                result: None,
+                failure: None,
+                cpu_ms: task_row.cpu_ms,
+                attempts: task_row.attempts,
+                counts: row.counts,
+            }
+        };
+        ctx.reply(seq, &ServerToClient::TaskStatus(report))
     }
 }
 

@@ -2,7 +2,7 @@
 //! statuses) and the report the caller sees.
 
 use idlegrid_protocol::{ErrorCode, ErrorReport};
-use idlegrid_store::StoreError;
+use idlegrid_store::{DomainError, DomainKind, StoreError};
 
 /// What kind of refusal an error is, in the coordinator's terms. The server chooses the HTTP
 /// status for each kind; nothing here knows about HTTP.
@@ -75,10 +75,27 @@ impl CoordinatorError {
     }
 }
 
+/// Architecture invariant: a domain refusal keeps its kind on its way out of a transaction;
+/// only a failure of the storage itself (or a broken rule of the server's own) is internal.
 impl From<StoreError> for CoordinatorError {
     fn from(error: StoreError) -> Self {
-        tracing::error!(%error, "store failure");
-        CoordinatorError::internal(format!("storage failure: {error}"))
+        match error {
+            StoreError::Domain(DomainError { kind, message }) => match kind {
+                DomainKind::Invalid => CoordinatorError::bad_request(message),
+                DomainKind::NotFound => CoordinatorError::not_found(message),
+                DomainKind::Conflict => CoordinatorError::conflict(message),
+                DomainKind::Limit => CoordinatorError::new(ErrorKind::Conflict, ErrorCode::LimitExceeded, message),
+                DomainKind::Broken => {
+                    tracing::error!(error = %message, "a rule of the server's own logic was broken");
+                    CoordinatorError::internal(message)
+                }
+            },
+            StoreError::Conflict(message) => CoordinatorError::conflict(message),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                CoordinatorError::internal(format!("storage failure: {other}"))
+            }
+        }
     }
 }
 
@@ -104,4 +121,49 @@ impl From<ErrorReport> for Reject {
 
 pub(crate) fn report(code: ErrorCode, message: impl Into<String>) -> Reject {
     Reject::Report(ErrorReport::new(code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use idlegrid_ledger::{AccountId, LedgerError, Micros};
+
+    fn kind_of(error: StoreError) -> (ErrorKind, ErrorCode) {
+        let error = CoordinatorError::from(error);
+        (error.kind, error.report.code)
+    }
+
+    #[test]
+    fn domain_refusals_keep_their_kind_and_storage_failures_are_internal() {
+        let refusal = |kind| DomainError::new(kind, "no");
+        assert_eq!(kind_of(refusal(DomainKind::Invalid)), (ErrorKind::Invalid, ErrorCode::BadRequest));
+        assert_eq!(kind_of(refusal(DomainKind::NotFound)).0, ErrorKind::NotFound);
+        assert_eq!(kind_of(refusal(DomainKind::Conflict)), (ErrorKind::Conflict, ErrorCode::Conflict));
+        assert_eq!(kind_of(refusal(DomainKind::Limit)), (ErrorKind::Conflict, ErrorCode::LimitExceeded));
+        assert_eq!(kind_of(refusal(DomainKind::Broken)).0, ErrorKind::Internal);
+        assert_eq!(kind_of(StoreError::Conflict("task 3 exists already".into())).0, ErrorKind::Conflict);
+        assert_eq!(kind_of(StoreError::Database("disk gone".into())).0, ErrorKind::Internal);
+        assert_eq!(kind_of(StoreError::Corrupt("bad row".into())).0, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn the_ledgers_refusals_are_domain_errors_of_their_kind() {
+        let over = LedgerError::OverLimit {
+            account: AccountId::Platform,
+            available: Micros::ZERO,
+            overdraft_max: Micros::ZERO,
+            amount: Micros::new(5),
+            shortfall: Micros::new(5),
+        };
+        assert!(matches!(
+            crate::requests::ledger_refusal(over),
+            StoreError::Domain(DomainError { kind: DomainKind::Limit, .. })
+        ));
+        let unbalanced = LedgerError::ReservationNotFound { reservation: idlegrid_ledger::TransferId(1) };
+        assert_eq!(kind_of(crate::requests::ledger_refusal(unbalanced)).0, ErrorKind::Internal);
+        let storage = LedgerError::storage(std::io::Error::other("gone"));
+        assert!(matches!(crate::requests::ledger_refusal(storage), StoreError::Database(_)));
+        let api = crate::requests::ledger_api_error(LedgerError::RequestNotFound { id: 4 });
+        assert_eq!(api.kind, ErrorKind::NotFound);
+    }
 }

@@ -25,10 +25,7 @@ pub const HOLD_ACCOUNT_LIMIT: &str = "account_limit";
 const BILLED_TO_KEY: &str = "billing_watermark_ms";
 
 fn ledger_error(error: LedgerError) -> StoreError {
-    match error {
-        LedgerError::Storage(inner) => StoreError::Database(inner.to_string()),
-        other => StoreError::Conflict(other.to_string()),
-    }
+    crate::requests::ledger_refusal(error)
 }
 
 /// Where a client wants its notices (P4.12).

@@ -199,8 +199,12 @@ pub(crate) fn install_benchmark(
     tx.insert_tasks(job, &new)?;
     let mut tasks = Vec::with_capacity(seeds.len());
     for (index, seed) in seeds.into_iter().enumerate() {
-        let key =
-            tx.task(job, index as u64)?.ok_or_else(|| StoreError::Conflict("a benchmark task vanished".into()))?.key;
+        let key = tx
+            .task(job, index as u64)?
+            .ok_or_else(|| {
+                idlegrid_store::DomainError::new(idlegrid_store::DomainKind::Broken, "a benchmark task vanished")
+            })?
+            .key;
         tasks.push(BenchmarkTask { key, seed, answer: benchmark::expected_answer(size, seed) });
     }
     let setup = BenchmarkSetup { job, size, module: element.hash, tasks };

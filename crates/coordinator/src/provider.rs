@@ -7,7 +7,7 @@ use idlegrid_protocol::messages::{
 };
 use idlegrid_protocol::wire::limits;
 use idlegrid_protocol::{ErrorCode, Payload};
-use idlegrid_store::{AssignmentRowState, StoreError, Tx};
+use idlegrid_store::{AssignmentRowState, JobRow, StoreError, TaskRow, Tx};
 use idlegrid_types::{
     AssignmentId, ElementHash, ElementRef, FailureKind, SessionId, TaskEvent, TaskFailureInfo, TaskState, Untrusted,
 };
@@ -232,99 +232,127 @@ impl Coordinator {
             return self.replica_status(ctx, &mut task, &mut job, status, active);
         }
         match status.state {
-            AssignmentState::Running => {
-                if !active || task.state.is_final() {
-                    return Ok(());
-                }
-                if let Some(payload) = &status.status {
-                    self.check_payload(ctx, payload, limits::INLINE_PAYLOAD_BYTES_MAX as u64, "status")?;
-                }
-                let progress = if status.progress.is_finite() { status.progress.clamp(0.0, 1.0) } else { 0.0 };
-                ctx.tx.set_task_progress(task.key, progress, status.status.as_ref())?;
-                if let Some(checkpoint) = status.checkpoint {
-                    self.accept_checkpoint(ctx, &mut task, checkpoint)?;
-                }
-                let report = TaskStatusReport {
-                    job: job.id,
-                    task: task.index,
-                    state: task.state,
-                    progress,
-                    status: status.status,
-                    result: None,
-                    failure: None,
-                    cpu_ms: task.cpu_ms.saturating_add(status.cpu_ms),
-                    attempts: task.attempts,
-                    counts: job.counts,
-                };
-                self.broadcast_interim(ctx.tx, &report, ctx.fx)?;
-            }
-            AssignmentState::Succeeded | AssignmentState::Failed => {
-                ctx.tx.end_assignment(id, ctx.now)?;
-                if task.state.is_final() {
-                    self.journal_conclude(ctx.tx, id, None, ctx.now)?;
-                    return Ok(()); // the first result won already
-                }
-                let out_bytes = status.result.as_ref().map(|r| r.len()).unwrap_or(0);
-                self.journal_conclude(ctx.tx, id, Some(out_bytes), ctx.now)?;
-                let limit = job.properties.task_limits.result_bytes_max;
-                if status.state == AssignmentState::Succeeded {
-                    let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
-                    self.check_payload(ctx, &result, limit, "result")?;
-                    self.conclude(
-                        ctx.tx,
-                        &mut task,
-                        &mut job,
-                        TaskState::Succeeded,
-                        Some(result),
-                        None,
-                        status.cpu_ms,
-                        ctx.now,
-                        ctx.fx,
-                    )?;
-                } else {
-                    let failure = bounded_failure(status.failure);
-                    if failure.kind.is_deterministic() {
-                        self.conclude(
-                            ctx.tx,
-                            &mut task,
-                            &mut job,
-                            TaskState::Failed,
-                            None,
-                            Some(failure),
-                            status.cpu_ms,
-                            ctx.now,
-                            ctx.fx,
-                        )?;
-                    } else {
-                        // Not the task's fault: another engine may succeed.
-                        tracing::info!(assignment = %id, reason = %Untrusted(&failure.message), "engine-side failure: task requeued");
-                        self.lost(ctx.tx, &mut task, &mut job, id, Some(&failure.message), ctx.now, ctx.fx)?;
-                    }
-                }
-            }
+            AssignmentState::Running => self.running_status(ctx, &mut task, &job, status, active),
+            AssignmentState::Succeeded | AssignmentState::Failed => self.final_status(ctx, &mut task, &mut job, status),
             AssignmentState::Suspended | AssignmentState::Removed => {
-                if !ctx.tx.end_assignment(id, ctx.now)? {
-                    return Ok(());
-                }
-                self.journal_conclude(ctx.tx, id, None, ctx.now)?;
-                if let Some(checkpoint) = status.checkpoint {
-                    self.accept_checkpoint(ctx, &mut task, checkpoint)?;
-                }
-                ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms.saturating_add(status.cpu_ms))?;
-                task.cpu_ms = task.cpu_ms.saturating_add(status.cpu_ms);
-                if crate::assurance::is_assured(&job) {
-                    // A replica handed back: its assurance decides whether another is needed.
-                    if !task.state.is_final() {
-                        self.replica_returned(ctx.tx, &mut task, &mut job, id, None, ctx.now, ctx.fx)?;
-                    }
-                } else if task.state == TaskState::Running && ctx.tx.active_assignments_of_task(task.key)?.is_empty() {
-                    // Handed back without being asked (the engine is going away): run elsewhere.
-                    // This is not a loss: it does not count against attempts_max.
-                    transition(ctx.tx, &mut task, &mut job, TaskEvent::Requeue)?;
-                }
-                self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
+                self.returned_status(ctx, &mut task, &mut job, status)
             }
         }
+    }
+
+    /// An interim status of a task that runs: its progress (and checkpoint) for its clients.
+    fn running_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        task: &mut TaskRow,
+        job: &JobRow,
+        status: AssignmentStatus,
+        active: bool,
+    ) -> Result<(), Reject> {
+        if !active || task.state.is_final() {
+            return Ok(());
+        }
+        if let Some(payload) = &status.status {
+            self.check_payload(ctx, payload, limits::INLINE_PAYLOAD_BYTES_MAX as u64, "status")?;
+        }
+        let progress = if status.progress.is_finite() { status.progress.clamp(0.0, 1.0) } else { 0.0 };
+        ctx.tx.set_task_progress(task.key, progress, status.status.as_ref())?;
+        if let Some(checkpoint) = status.checkpoint {
+            self.accept_checkpoint(ctx, task, checkpoint)?;
+        }
+        let report = TaskStatusReport {
+            job: job.id,
+            task: task.index,
+            state: task.state,
+            progress,
+            status: status.status,
+            result: None,
+            failure: None,
+            cpu_ms: task.cpu_ms.saturating_add(status.cpu_ms),
+            attempts: task.attempts,
+            counts: job.counts,
+        };
+        self.broadcast_interim(ctx.tx, &report, ctx.fx)?;
+        ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(())
+    }
+
+    /// The final status of a task whose job takes the first result: it concludes the task, or
+    /// requeues it when the engine was at fault.
+    fn final_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        status: AssignmentStatus,
+    ) -> Result<(), Reject> {
+        let id = status.assignment;
+        ctx.tx.end_assignment(id, ctx.now)?;
+        if task.state.is_final() {
+            self.journal_conclude(ctx.tx, id, None, ctx.now)?;
+            return Ok(()); // the first result won already
+        }
+        let out_bytes = status.result.as_ref().map(|r| r.len()).unwrap_or(0);
+        self.journal_conclude(ctx.tx, id, Some(out_bytes), ctx.now)?;
+        let limit = job.properties.task_limits.result_bytes_max;
+        if status.state == AssignmentState::Succeeded {
+            let result = status.result.unwrap_or(Payload::Inline(Vec::new()));
+            self.check_payload(ctx, &result, limit, "result")?;
+            self.conclude(ctx.tx, task, job, TaskState::Succeeded, Some(result), None, status.cpu_ms, ctx.now, ctx.fx)?;
+        } else {
+            let failure = bounded_failure(status.failure);
+            if failure.kind.is_deterministic() {
+                self.conclude(
+                    ctx.tx,
+                    task,
+                    job,
+                    TaskState::Failed,
+                    None,
+                    Some(failure),
+                    status.cpu_ms,
+                    ctx.now,
+                    ctx.fx,
+                )?;
+            } else {
+                // Not the task's fault: another engine may succeed.
+                tracing::info!(assignment = %id, reason = %Untrusted(&failure.message), "engine-side failure: task requeued");
+                self.lost(ctx.tx, task, job, id, Some(&failure.message), ctx.now, ctx.fx)?;
+            }
+        }
+        ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
+        Ok(())
+    }
+
+    /// A task handed back (suspended, or removed by the engine): its checkpoint is kept and it
+    /// runs elsewhere.
+    fn returned_status(
+        &self,
+        ctx: &mut Ctx<'_>,
+        task: &mut TaskRow,
+        job: &mut JobRow,
+        status: AssignmentStatus,
+    ) -> Result<(), Reject> {
+        let id = status.assignment;
+        if !ctx.tx.end_assignment(id, ctx.now)? {
+            return Ok(());
+        }
+        self.journal_conclude(ctx.tx, id, None, ctx.now)?;
+        if let Some(checkpoint) = status.checkpoint {
+            self.accept_checkpoint(ctx, task, checkpoint)?;
+        }
+        ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms.saturating_add(status.cpu_ms))?;
+        task.cpu_ms = task.cpu_ms.saturating_add(status.cpu_ms);
+        if crate::assurance::is_assured(&job) {
+            // A replica handed back: its assurance decides whether another is needed.
+            if !task.state.is_final() {
+                self.replica_returned(ctx.tx, task, job, id, None, ctx.now, ctx.fx)?;
+            }
+        } else if task.state == TaskState::Running && ctx.tx.active_assignments_of_task(task.key)?.is_empty() {
+            // Handed back without being asked (the engine is going away): run elsewhere.
+            // This is not a loss: it does not count against attempts_max.
+            transition(ctx.tx, task, job, TaskEvent::Requeue)?;
+        }
+        self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
         ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
         Ok(())
     }

@@ -7,7 +7,7 @@
 use idlegrid_ledger::{AccountId, Ledger, LedgerError, Micros, MoneyRequest, RequestFilter, RequestKind, RequestState};
 use idlegrid_protocol::ErrorCode;
 use idlegrid_protocol::messages::{MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
-use idlegrid_store::Tx;
+use idlegrid_store::{DomainError, DomainKind, StoreError, Tx};
 use idlegrid_types::{PartyId, Role};
 
 use crate::money::HOLD_ACCOUNT_LIMIT;
@@ -42,27 +42,34 @@ pub enum Decision {
 /// The ledger's refusal as an answer: what the caller got wrong is a 4xx naming it, and only a
 /// failure of the server itself is a 500.
 pub(crate) fn ledger_api_error(error: LedgerError) -> CoordinatorError {
+    CoordinatorError::from(ledger_refusal(error))
+}
+
+/// The ledger's refusal inside a transaction: a domain error of the kind it is (a failure of
+/// the ledger's storage stays a storage failure).
+pub(crate) fn ledger_refusal(error: LedgerError) -> StoreError {
     let message = error.to_string();
-    match error {
+    let kind = match error {
+        LedgerError::Storage(inner) => return StoreError::Database(inner.to_string()),
         LedgerError::NonPositiveAmount { .. }
         | LedgerError::AmountTooLarge { .. }
         | LedgerError::Overflow { .. }
         | LedgerError::InvalidInput { .. }
         | LedgerError::InvalidKey { .. }
         | LedgerError::AccountNotFound { .. }
-        | LedgerError::SameAccount { .. } => CoordinatorError::bad_request(message),
-        LedgerError::RequestNotFound { .. } => CoordinatorError::not_found(message),
-        LedgerError::OverLimit { .. } | LedgerError::TooManyPendingRequests { .. } => {
-            CoordinatorError::new(ErrorKind::Conflict, ErrorCode::LimitExceeded, message)
-        }
+        | LedgerError::SameAccount { .. } => DomainKind::Invalid,
+        LedgerError::RequestNotFound { .. } => DomainKind::NotFound,
+        LedgerError::OverLimit { .. } | LedgerError::TooManyPendingRequests { .. } => DomainKind::Limit,
         LedgerError::IdempotencyConflict { .. }
         | LedgerError::RequestConflict { .. }
-        | LedgerError::RequestDecided { .. } => CoordinatorError::conflict(message),
-        other => {
-            tracing::error!(error = %other, "ledger failure");
-            CoordinatorError::internal(message)
-        }
-    }
+        | LedgerError::RequestDecided { .. } => DomainKind::Conflict,
+        LedgerError::ReservationNotFound { .. }
+        | LedgerError::InvalidRecord { .. }
+        | LedgerError::MissingJobTerms { .. }
+        | LedgerError::InvalidWindow { .. }
+        | LedgerError::Unbalanced { .. } => DomainKind::Broken,
+    };
+    DomainError::new(kind, message)
 }
 
 /// A request as the API shows it.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
 use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss};
-use idlegrid_store::{JobRow, NewResult, StoreError, TaskRow, Tx};
+use idlegrid_store::{JobRow, NewResult, ProviderRoom, StoreError, TaskKey, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
 use crate::assurance;
@@ -175,19 +175,9 @@ impl Coordinator {
             if task.state.is_final() {
                 continue;
             }
-            if spot_check
-                && let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, &known_answers)?
-            {
-                // The room goes to the test; the real task waits for the next pass.
-                if let Ok(mut message) = self.assignment_for(tx, &test, &test_job, &mut sizes)? {
-                    let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
-                    tx.insert_spot_check(id, &expected)?;
-                    message.assignment = id;
-                    message.ticket = self.ticket(&provider.id, id, now_ms);
-                    push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
-                    tracing::debug!(provider = %provider.id, assignment = %id, "spot check sent");
-                    continue;
-                }
+            // The room goes to the test; the real task waits for the next pass.
+            if spot_check && self.send_spot_check(tx, provider, &known_answers, &mut sizes, now_ms, fx)? {
+                continue;
             }
             let mut message = match self.assignment_for(tx, task, job, &mut sizes)? {
                 Ok(message) => message,
@@ -225,6 +215,30 @@ impl Coordinator {
         }
         jobs.save(tx)?;
         Ok(assigned)
+    }
+
+    /// Send `provider` a test task with a known answer in place of a real one; false when no
+    /// test can be sent.
+    fn send_spot_check(
+        &self,
+        tx: &mut dyn Tx,
+        provider: &ProviderRoom,
+        known_answers: &[(TaskKey, ElementHash)],
+        sizes: &mut HashMap<ElementHash, Option<u64>>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<bool, StoreError> {
+        let Some((test, test_job, expected)) = self.pick_known_answer(tx, &provider.id, known_answers)? else {
+            return Ok(false);
+        };
+        let Ok(mut message) = self.assignment_for(tx, &test, &test_job, sizes)? else { return Ok(false) };
+        let id = tx.insert_assignment(test.key, &provider.id, now_ms)?;
+        tx.insert_spot_check(id, &expected)?;
+        message.assignment = id;
+        message.ticket = self.ticket(&provider.id, id, now_ms);
+        push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
+        tracing::debug!(provider = %provider.id, assignment = %id, "spot check sent");
+        Ok(true)
     }
 
     /// The assignment message of a task, without its assignment id, ticket and signature; or

@@ -78,10 +78,30 @@ pub struct EngineConfig {
     pub governor_tick: Duration,
     pub channel: ChannelConfig,
     pub sandbox: SandboxConfig,
+    /// Bounds on the results waiting to be sent: at the bound the engine takes and starts no
+    /// new work until some are delivered.
+    pub outbox: OutboxLimits,
     /// Alters every result before it is sent, as a dishonest owner's modified engine would.
     /// Only for tests of result assurance (no command line option sets it).
     #[doc(hidden)]
     pub forge_result: Option<ResultForger>,
+}
+
+/// Bounds on the final statuses (results, failures, tasks handed back) waiting for the server.
+/// They are on disk as well; the bounds keep the engine's memory from growing while the server
+/// cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// Most final statuses waiting.
+    pub results_max: usize,
+    /// Most bytes (as sent) of final statuses waiting.
+    pub bytes_max: u64,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        OutboxLimits { results_max: 10_000, bytes_max: 256 << 20 }
+    }
 }
 
 /// See `EngineConfig::forge_result`.
@@ -123,6 +143,7 @@ impl EngineConfig {
             governor_tick: Duration::from_millis(100),
             channel: ChannelConfig::default(),
             sandbox: SandboxConfig::default(),
+            outbox: OutboxLimits::default(),
             forge_result: None,
         }
     }

@@ -248,6 +248,23 @@ pub fn plan_billing(
     window: BillingWindow,
     now_ms: u64,
 ) -> Result<BillingPlan, LedgerError> {
+    let terms = checked_terms(config, jobs, window, now_ms)?;
+    let tasks = records_by_task(records, &terms, now_ms)?;
+    let usage = usage_by_increment(&tasks, &terms, window, config.increment_ms);
+    let mut plan = BillingPlan::default();
+    charge_increments(config, &usage, &terms, &mut plan)?;
+    pay_records(config, records, &terms, window, &mut plan)?;
+    plan.lines.sort_by(|a, b| (a.service_end_ms, a.purpose, &a.key).cmp(&(b.service_end_ms, b.purpose, &b.key)));
+    Ok(plan)
+}
+
+/// The job terms by job, once the configuration, the window and the terms are checked.
+fn checked_terms<'a>(
+    config: &PricingConfig,
+    jobs: &'a [JobTerms],
+    window: BillingWindow,
+    now_ms: u64,
+) -> Result<BTreeMap<JobId, &'a JobTerms>, LedgerError> {
     config.validate()?;
     let increment_ms = config.increment_ms;
     let window_error =
@@ -287,8 +304,18 @@ pub fn plan_billing(
         // Refuses a reliability below the baseline or outside [0, 1).
         config.reliability_premium_factor(t.reliability.unwrap_or(config.baseline_reliability))?;
     }
+    Ok(terms)
+}
 
-    let mut tasks: BTreeMap<(JobId, TaskIndex), Vec<&WorkRecord>> = BTreeMap::new();
+type TaskRecords<'a> = BTreeMap<(JobId, TaskIndex), Vec<&'a WorkRecord>>;
+
+/// The records (each checked, once, of a job with terms and of its client) by task.
+fn records_by_task<'a>(
+    records: &'a [WorkRecord],
+    terms: &BTreeMap<JobId, &JobTerms>,
+    now_ms: u64,
+) -> Result<TaskRecords<'a>, LedgerError> {
+    let mut tasks: TaskRecords<'a> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for record in records {
         record.validate(now_ms)?;
@@ -309,10 +336,21 @@ pub fn plan_billing(
         }
         tasks.entry((record.job, record.task)).or_default().push(record);
     }
+    Ok(tasks)
+}
 
-    // Work per (client, increment) and job: the power timeline of each task, integrated.
-    let mut usage: BTreeMap<(PartyId, u64), BTreeMap<JobId, Usage>> = BTreeMap::new();
-    for ((job, _), placements) in &tasks {
+type IncrementUsage = BTreeMap<(PartyId, u64), BTreeMap<JobId, Usage>>;
+
+/// Work per (client, increment) and job: the power timeline of each task (the most powerful
+/// of its placements at each moment), integrated over the window.
+fn usage_by_increment(
+    tasks: &TaskRecords<'_>,
+    terms: &BTreeMap<JobId, &JobTerms>,
+    window: BillingWindow,
+    increment_ms: u64,
+) -> IncrementUsage {
+    let mut usage: IncrementUsage = BTreeMap::new();
+    for ((job, _), placements) in tasks {
         let job_terms = terms[job];
         let intervals: Vec<(u64, u64, f64)> = placements
             .iter()
@@ -346,10 +384,20 @@ pub fn plan_billing(
             }
         }
     }
+    usage
+}
 
-    let mut plan = BillingPlan::default();
+/// Computation (the client's mean power in each increment, priced and split between its jobs)
+/// and reliability premium lines.
+fn charge_increments(
+    config: &PricingConfig,
+    usage: &IncrementUsage,
+    terms: &BTreeMap<JobId, &JobTerms>,
+    plan: &mut BillingPlan,
+) -> Result<(), LedgerError> {
+    let increment_ms = config.increment_ms;
     let increment_hours = increment_ms as f64 / MS_PER_HOUR as f64;
-    for ((_, increment_start), jobs_usage) in &usage {
+    for ((_, increment_start), jobs_usage) in usage {
         let service = Period { start_ms: *increment_start, end_ms: increment_start + increment_ms };
         let total_gflop_ms: f64 = jobs_usage.values().map(|u| u.gflop_ms).sum();
         let mean_power = total_gflop_ms / increment_ms as f64;
@@ -388,7 +436,18 @@ pub fn plan_billing(
             plan.last_increment_charge.insert(*job, share.checked_add(premium)?);
         }
     }
+    Ok(())
+}
 
+/// Provider pay and data transfer lines of the records concluded by the window's end; the
+/// others are counted open.
+fn pay_records(
+    config: &PricingConfig,
+    records: &[WorkRecord],
+    terms: &BTreeMap<JobId, &JobTerms>,
+    window: BillingWindow,
+    plan: &mut BillingPlan,
+) -> Result<(), LedgerError> {
     for record in records {
         let job_terms = terms[&record.job];
         let pay_end = record.provider_end_ms(config, window.to_ms);
@@ -446,9 +505,7 @@ pub fn plan_billing(
             }
         }
     }
-
-    plan.lines.sort_by(|a, b| (a.service_end_ms, a.purpose, &a.key).cmp(&(b.service_end_ms, b.purpose, &b.key)));
-    Ok(plan)
+    Ok(())
 }
 
 /// Split `total` micro-units in proportion to `weights` so that the parts add up exactly:

@@ -34,6 +34,39 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Conflict(String),
+    /// A rule of the domain (the ledger's, result assurance's) refused the operation inside a
+    /// transaction: not a failure of the storage itself.
+    #[error("{0}")]
+    Domain(DomainError),
+}
+
+/// A domain rule's refusal, with whose fault it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DomainError {
+    pub kind: DomainKind,
+    pub message: String,
+}
+
+/// What kind of refusal a [`DomainError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainKind {
+    /// The request is invalid: fix it.
+    Invalid,
+    /// What the request names does not exist.
+    NotFound,
+    /// The request contradicts the state it met.
+    Conflict,
+    /// Over a limit (an account's, a queue's).
+    Limit,
+    /// A rule the server's own logic must keep was broken: the server's fault, not the caller's.
+    Broken,
+}
+
+impl DomainError {
+    pub fn new(kind: DomainKind, message: impl Into<String>) -> StoreError {
+        StoreError::Domain(DomainError { kind, message: message.into() })
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
