@@ -5,13 +5,12 @@
 //! resumes a client's held jobs once money brings its account back within its limit.
 
 use idlegrid_ledger::{AccountId, Ledger, LedgerError, Micros, MoneyRequest, RequestFilter, RequestKind, RequestState};
-use idlegrid_protocol::ErrorCode;
 use idlegrid_protocol::messages::{MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
 use idlegrid_store::{DomainError, DomainKind, StoreError, Tx};
 use idlegrid_types::{PartyId, Role};
 
 use crate::money::HOLD_ACCOUNT_LIMIT;
-use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
+use crate::{Coordinator, CoordinatorError, Effects, Party};
 
 /// Most requests one listing returns.
 pub const REQUESTS_LISTED_MAX: u32 = 1000;

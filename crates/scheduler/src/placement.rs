@@ -662,6 +662,7 @@ struct JobScratch {
     blocked: bool,
 }
 
+#[derive(Default)]
 struct PlanScratch {
     /// Index removals to undo, in order.
     removed: Vec<(IndexPosition, u32)>,

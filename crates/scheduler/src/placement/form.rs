@@ -3,7 +3,6 @@
 
 use super::*;
 
-#[derive(Default)]
 /// A node being formed: the formation's progress, its members (by slot) and the busy entries
 /// its preempting members displace.
 struct Forming {
