@@ -91,7 +91,7 @@ fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
 /// Result assurance refused what the coordinator asked of it: the coordinator broke one of
 /// its rules (it checks what it passes first).
 fn logic(error: idlegrid_assurance::AssuranceError) -> StoreError {
-    idlegrid_store::DomainError::new(idlegrid_store::DomainKind::Broken, format!("result assurance: {error}"))
+    idlegrid_store::StoreError::domain(idlegrid_store::DomainKind::Broken, format!("result assurance: {error}"))
 }
 
 pub(crate) fn load_record(tx: &mut dyn Tx, provider: &PartyId) -> Result<ProviderRecord, StoreError> {

@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn domain_refusals_keep_their_kind_and_storage_failures_are_internal() {
-        let refusal = |kind| DomainError::new(kind, "no");
+        let refusal = |kind| StoreError::domain(kind, "no");
         assert_eq!(kind_of(refusal(DomainKind::Invalid)), (ErrorKind::Invalid, ErrorCode::BadRequest));
         assert_eq!(kind_of(refusal(DomainKind::NotFound)).0, ErrorKind::NotFound);
         assert_eq!(kind_of(refusal(DomainKind::Conflict)), (ErrorKind::Conflict, ErrorCode::Conflict));

@@ -202,7 +202,7 @@ pub(crate) fn install_benchmark(
         let key = tx
             .task(job, index as u64)?
             .ok_or_else(|| {
-                idlegrid_store::DomainError::new(idlegrid_store::DomainKind::Broken, "a benchmark task vanished")
+                idlegrid_store::StoreError::domain(idlegrid_store::DomainKind::Broken, "a benchmark task vanished")
             })?
             .key;
         tasks.push(BenchmarkTask { key, seed, answer: benchmark::expected_answer(size, seed) });

@@ -342,7 +342,7 @@ impl Coordinator {
         }
         ctx.tx.set_task_run(task.key, task.attempts, task.cpu_ms.saturating_add(status.cpu_ms))?;
         task.cpu_ms = task.cpu_ms.saturating_add(status.cpu_ms);
-        if crate::assurance::is_assured(&job) {
+        if crate::assurance::is_assured(job) {
             // A replica handed back: its assurance decides whether another is needed.
             if !task.state.is_final() {
                 self.replica_returned(ctx.tx, task, job, id, None, ctx.now, ctx.fx)?;
@@ -352,7 +352,7 @@ impl Coordinator {
             // This is not a loss: it does not count against attempts_max.
             transition(ctx.tx, task, job, TaskEvent::Requeue)?;
         }
-        self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
+        self.answer_task_requests(ctx.tx, task, ctx.fx)?;
         ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
         Ok(())
     }

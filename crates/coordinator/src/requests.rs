@@ -6,7 +6,7 @@
 
 use idlegrid_ledger::{AccountId, Ledger, LedgerError, Micros, MoneyRequest, RequestFilter, RequestKind, RequestState};
 use idlegrid_protocol::messages::{MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
-use idlegrid_store::{DomainError, DomainKind, StoreError, Tx};
+use idlegrid_store::{DomainKind, StoreError, Tx};
 use idlegrid_types::{PartyId, Role};
 
 use crate::money::HOLD_ACCOUNT_LIMIT;
@@ -68,7 +68,7 @@ pub(crate) fn ledger_refusal(error: LedgerError) -> StoreError {
         | LedgerError::InvalidWindow { .. }
         | LedgerError::Unbalanced { .. } => DomainKind::Broken,
     };
-    DomainError::new(kind, message)
+    StoreError::domain(kind, message)
 }
 
 /// A request as the API shows it.

@@ -63,8 +63,9 @@ pub enum DomainKind {
     Broken,
 }
 
-impl DomainError {
-    pub fn new(kind: DomainKind, message: impl Into<String>) -> StoreError {
+impl StoreError {
+    /// A domain rule's refusal of `kind`.
+    pub fn domain(kind: DomainKind, message: impl Into<String>) -> StoreError {
         StoreError::Domain(DomainError { kind, message: message.into() })
     }
 }

@@ -256,7 +256,7 @@ proptest! {
                     }
                 }
                 Event::Deliver => {
-                    let delivered: Vec<AssignmentId> = queued.drain(..).collect();
+                    let delivered: Vec<AssignmentId> = std::mem::take(&mut queued);
                     core.delivered(delivered.len(), 10 * delivered.len() as u64, &delivered);
                 }
                 Event::Remove(id) => { core.remove(AssignmentId(id)); }

@@ -85,7 +85,7 @@ impl Scheduler {
         Ok((node, formation.carry_out()))
     }
 
-    /// 1. Engines that already hold the task's largest elements.
+    /// Engines that already hold the task's largest elements (step 1).
     fn draw_holders(&self, ctx: &TaskContext, rng: &mut SplitMix64, forming: &mut Forming) {
         for element in ctx.elements.iter().take(2) {
             let Some(holders) = self.holders.get(&element.key) else { continue };
@@ -106,8 +106,8 @@ impl Scheduler {
         }
     }
 
-    /// 2. Random draws among free providers of the right effective speed; 3. a bounded scan
-    /// from a random start, when draws keep missing.
+    /// Random draws among free providers of the right effective speed (step 2), then a bounded
+    /// scan from a random start when draws keep missing (step 3).
     fn draw_free(&self, ctx: &TaskContext, rng: &mut SplitMix64, forming: &mut Forming) {
         let (low, _) = ctx.buckets;
         let count = self.index.count(low, ctx.buckets.1);
@@ -144,8 +144,8 @@ impl Scheduler {
         }
     }
 
-    /// 4. Preempt lower priorities: busy providers by class (not paying before paying), then
-    /// priority, within a bounded scan.
+    /// Preempt lower priorities (step 4): busy providers by class (not paying before paying),
+    /// then priority, within a bounded scan.
     fn draw_preemptible(&self, ctx: &TaskContext, rng: &mut SplitMix64, scratch: &PlanScratch, forming: &mut Forming) {
         let (low, high) = ctx.buckets;
         let gap = self.config.preemption_priority_gap_min.max(0);
