@@ -2,8 +2,13 @@
 //! (scale-out). Same schema and semantics as [`crate::SqliteStore`]; both pass the same
 //! [`crate::conformance`] suite.
 //!
-//! Writers are serialised across every process with a transaction-level advisory lock (see
-//! [`PostgresStore::write`]); reads run without it in a read-only snapshot.
+//! Writers run side by side, in every process, at the SERIALIZABLE isolation level: PostgreSQL
+//! lets through only what some one-at-a-time order of them would have done, and rolls back a
+//! transaction that conflicted with another; [`Store::write_retrying`] then runs it again (see
+//! [`PostgresStore::write`]). No lock is shared by all writers: two transactions wait for each
+//! other only where they touch the same rows (a job's counts, a session's outbox, an account).
+//! Engines claim queued tasks with `FOR UPDATE SKIP LOCKED`, so that concurrent scheduling
+//! passes take different tasks instead of conflicting. Reads run in a read-only snapshot.
 //!
 //! Threads: the synchronous `postgres` client drives each call with `block_on` on a runtime of
 //! its own, which panics on a thread that runs async tasks. The server runs every transaction
@@ -141,22 +146,28 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     market::MIGRATION,
 ];
 
-/// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
-/// time anyway, so more connections only serve concurrent reads and queue more writers.
+/// Connections kept open at most; further callers wait for one.
 const POOL_SIZE: usize = 8;
+/// How many times [`Store::write_retrying`] runs a transaction that keeps conflicting with
+/// others before it reports the conflict.
+const CONFLICT_ATTEMPTS: u32 = 40;
+/// The longest pause between two attempts of a conflicting transaction (the pause grows with
+/// the attempts and is drawn at random below it, so that the two sides of a conflict part).
+const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(20);
 /// How long a caller waits for a free connection before giving up.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 /// Used when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// First half of the advisory lock key of write transactions ("IGWR"); the second half is a
-/// hash of the schema, so that stores in different schemas of one database do not wait for each
+/// First half of the advisory lock key that migrations take ("IGWR"); the second half is a hash
+/// of the schema, so that stores in different schemas of one database do not wait for each
 /// other.
 const WRITE_LOCK_CLASS: i32 = 0x4947_5752;
 
 /// PostgreSQL through a small pool of synchronous connections.
 pub struct PostgresStore {
     pool: Pool,
-    /// Second half of the advisory lock key (see [`WRITE_LOCK_CLASS`]).
+    /// Second half of the migration lock key (see [`WRITE_LOCK_CLASS`]); also names the wake-up
+    /// channel.
     lock_key: i32,
 }
 
@@ -279,21 +290,47 @@ impl PostgresStore {
     }
 
     /// Run `f` in a transaction of the given kind on a pooled connection: commit on `Ok`, roll
-    /// back on `Err`.
+    /// back on `Err`. [`Attempt::Conflict`] when PostgreSQL rolled it back for a conflict with
+    /// another transaction (serialization failure or deadlock): running it again may succeed.
     fn transaction<R, E: From<StoreError>>(
         &self,
         write: bool,
         f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let mut conn = self.begin(write)?;
-        let Conn { client, statements } = conn.conn_mut()?;
-        let mut tx = PgTx { client, wake_channel: wake_channel(self.lock_key), statements, failed: None };
+    ) -> Attempt<R, E> {
+        let mut conn = match self.begin(write) {
+            Ok(conn) => conn,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        let Conn { client, statements } = match conn.conn_mut() {
+            Ok(conn) => conn,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        let mut tx =
+            PgTx { client, wake_channel: wake_channel(self.lock_key), statements, failed: None, conflict: None };
         let result = f(&mut tx);
         let failed = tx.failed.take();
-        let client = &mut conn.conn_mut()?.client;
-        match (result, failed) {
-            (Ok(value), None) => {
-                client.batch_execute("COMMIT").map_err(|e| {
+        let conflict = tx.conflict.take();
+        let client = match conn.conn_mut() {
+            Ok(conn) => &mut conn.client,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        if let Some(conflict) = conflict {
+            // Whatever `f` made of the failed statement, the transaction is lost.
+            conn.healthy = client.batch_execute("ROLLBACK").is_ok();
+            return Attempt::Conflict(conflict);
+        }
+        Attempt::Done(match (result, failed) {
+            (Ok(value), None) => match client.batch_execute("COMMIT") {
+                Ok(()) => {
+                    conn.healthy = true;
+                    Ok(value)
+                }
+                Err(e) if is_conflict(&e) => {
+                    // Rolled back at commit: SERIALIZABLE checks some conflicts only then.
+                    conn.healthy = true;
+                    return Attempt::Conflict(pg_error("cannot commit the transaction", e).to_string());
+                }
+                Err(e) => Err({
                     if e.is_closed() || client.is_closed() {
                         // The commit may have happened before the connection broke.
                         StoreError::Database(
@@ -304,10 +341,9 @@ impl PostgresStore {
                     } else {
                         pg_error("cannot commit the transaction (it was rolled back)", e)
                     }
-                })?;
-                conn.healthy = true;
-                Ok(value)
-            }
+                }
+                .into()),
+            },
             (Ok(_), Some(failure)) => {
                 // PostgreSQL aborts a transaction at its first failed statement and would turn
                 // COMMIT into a silent ROLLBACK; SQLite would have kept the other statements.
@@ -323,30 +359,22 @@ impl PostgresStore {
                 conn.healthy = client.batch_execute("ROLLBACK").is_ok();
                 Err(error)
             }
-        }
+        })
     }
 
     /// A pooled connection inside a new transaction. An idle connection that died (the database
     /// restarted) is replaced before anything ran, so callers never see that.
     fn begin(&self, write: bool) -> StoreResult<Pooled<'_>> {
-        // Writers: READ COMMITTED, so that every statement after the lock sees what the previous
-        // holder committed (a REPEATABLE READ snapshot would be taken by the lock statement
-        // itself, before the wait, and miss it). Readers: one consistent snapshot.
-        let begin = if write {
-            format!(
-                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {})",
-                self.lock_key
-            )
-        } else {
-            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string()
-        };
+        // Writers: SERIALIZABLE (see `Store::write`). Readers: one consistent snapshot.
+        let begin =
+            if write { "BEGIN ISOLATION LEVEL SERIALIZABLE" } else { "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" };
         let mut attempts = 0;
         loop {
             attempts += 1;
             let mut conn = self.pool.get()?;
             let reused = conn.reused;
             let client = &mut conn.conn_mut()?.client;
-            match client.batch_execute(&begin) {
+            match client.batch_execute(begin) {
                 Ok(()) => return Ok(conn),
                 Err(error) if reused && (error.is_closed() || client.is_closed()) && attempts <= POOL_SIZE + 1 => {
                     continue;
@@ -358,25 +386,88 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
-    /// Write transactions are serialised across every process that shares the database: each
-    /// takes `pg_advisory_xact_lock` first and holds it until commit or rollback. The
-    /// coordinator was written for SQLite, which serialises writers, and assumes that nothing
-    /// changes under a transaction (counts read then written back, outbox sequence numbers,
-    /// `MAX(id) + 1` transfer ids, result ids that a session's cursor passes in commit order);
-    /// SERIALIZABLE would instead fail and retry transactions, which the closures (`FnOnce`,
-    /// with side effects on `Effects`) cannot be. Cost: one more statement per transaction
-    /// (sent with BEGIN, so no extra round trip) and no parallelism between writers, so write
-    /// throughput is bounded by one transaction's latency at a time, as with SQLite. Reads
-    /// ([`Store::read`]) take no lock.
+    /// Write transactions run at the SERIALIZABLE isolation level, side by side in every process
+    /// that shares the database. The coordinator was written for SQLite, which serialises
+    /// writers, and assumes that nothing changes under a transaction (counts read then written
+    /// back, outbox sequence numbers, `MAX(id) + 1` transfer ids, balances read then posted);
+    /// SERIALIZABLE keeps exactly that promise: what commits is what some one-at-a-time order
+    /// would have produced, and a transaction that would break it is rolled back. `write` runs
+    /// its `FnOnce` once and reports such a conflict as an error that says to retry;
+    /// [`Store::write_retrying`] (the server's path) runs the closure again instead.
+    ///
+    /// Results a session's cursor passes in id order: ids come from an identity column, which
+    /// is not transactional, so a result committed after a higher id was read would be skipped.
+    /// It cannot happen: every result of a job is inserted in a transaction that also writes
+    /// the job's row (its counts), so two of them on one job never commit side by side, and the
+    /// later one, retried, takes a higher id.
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
-        blocking(|| self.transaction(true, f))
+        blocking(|| match self.transaction(true, f) {
+            Attempt::Done(result) => result,
+            Attempt::Conflict(error) => Err(StoreError::Database(format!(
+                "{error}: the transaction conflicted with another one and was rolled back; retry the request"
+            ))
+            .into()),
+        })
+    }
+
+    /// Runs `f` up to [`CONFLICT_ATTEMPTS`] times while PostgreSQL rolls it back for conflicts
+    /// with other transactions, pausing a little longer (at random) after each.
+    fn write_retrying<R, E: From<StoreError>>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        blocking(|| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.transaction(true, &mut f) {
+                    Attempt::Done(result) => return result,
+                    Attempt::Conflict(error) if attempt >= CONFLICT_ATTEMPTS => {
+                        return Err(StoreError::Database(format!(
+                            "{error}: the transaction conflicted with others {attempt} times in a row; retry the request later"
+                        ))
+                        .into());
+                    }
+                    Attempt::Conflict(_) => std::thread::sleep(conflict_pause(attempt)),
+                }
+            }
+        })
     }
 
     /// A read-only snapshot (REPEATABLE READ, READ ONLY) without the write lock: it runs
     /// alongside writers, and a write inside it fails.
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
-        blocking(|| self.transaction(false, f))
+        blocking(|| match self.transaction(false, f) {
+            Attempt::Done(result) => result,
+            // A read-only snapshot conflicts with nothing; should PostgreSQL say otherwise, the
+            // caller hears of it.
+            Attempt::Conflict(error) => Err(StoreError::Database(format!("{error}; retry the request")).into()),
+        })
     }
+}
+
+/// How a transaction ended.
+enum Attempt<R, E> {
+    /// Committed (`Ok`) or rolled back for a reason that another attempt would not change.
+    Done(Result<R, E>),
+    /// Rolled back because it conflicted with another transaction.
+    Conflict(String),
+}
+
+/// A serialization failure or a deadlock: PostgreSQL rolled the transaction back because of
+/// others running at the same time.
+fn is_conflict(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(error.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// The pause before attempt `attempt + 1` of a conflicting transaction: random, below a bound
+/// that doubles with each attempt up to [`CONFLICT_PAUSE_MAX`].
+fn conflict_pause(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = Duration::from_micros(100u64 << attempt.min(16)).min(CONFLICT_PAUSE_MAX);
+    // A fresh RandomState is seeded differently each time: enough to part two colliding sides.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let fraction = (hasher.finish() % 1024) as u32;
+    bound * fraction / 1024
 }
 
 /// Run blocking database work from any thread: on a worker of a multi-threaded tokio runtime,
@@ -907,6 +998,9 @@ struct PgTx<'a> {
     statements: &'a mut HashMap<String, Statement>,
     /// The first statement that failed: PostgreSQL refuses everything after it until rollback.
     failed: Option<String>,
+    /// Set when a statement failed for a conflict with another transaction (see
+    /// [`is_conflict`]): the transaction is rolled back and may be run again.
+    conflict: Option<String>,
 }
 
 impl PgTx<'_> {
@@ -923,8 +1017,12 @@ impl PgTx<'_> {
 
     fn fail(&mut self, sql: &str, error: postgres::Error) -> StoreError {
         let first_line = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+        let conflict = is_conflict(&error);
         let error = pg_error(&format!("{first_line} ..."), error);
         self.failed.get_or_insert_with(|| error.to_string());
+        if conflict {
+            self.conflict.get_or_insert_with(|| error.to_string());
+        }
         error
     }
 
@@ -1825,7 +1923,9 @@ impl Tx for PgTx<'_> {
 
     fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
         self.collect(
-            "SELECT key, priority FROM tasks WHERE state = 'queued' ORDER BY priority DESC, key LIMIT $1",
+            // Claimed: a scheduling pass running alongside skips these instead of conflicting.
+            "SELECT key, priority FROM tasks WHERE state = 'queued' ORDER BY priority DESC, key LIMIT $1 \
+             FOR UPDATE SKIP LOCKED",
             &[&i64::from(limit)],
             |row| Ok(QueuedTask { key: col(row, 0, "tasks.key")?, priority: get_i32(row, 1, "tasks.priority")? }),
         )
