@@ -15,7 +15,7 @@ use common::*;
 use idlegrid_client::{JobEvent, ServerTrust};
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::messages::{Replay, TaskSpec};
-use idlegrid_store::PostgresStore;
+use idlegrid_store::{PostgresStore, Store};
 use idlegrid_types::{JobProperties, JobState};
 
 fn postgres_url() -> String {

@@ -283,7 +283,8 @@ impl Server {
             (config.database.clone(), config.data_dir.join("state.db"), config.coordinator.clone());
         let (store, coordinator) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store = AnyStore::open(&database, &default_path).context("cannot open the database (--database)")?;
-            let coordinator = store.write(|tx| Coordinator::new(coordinator_config, tx))?;
+            // Instances starting together may conflict over the keys they create: run it again.
+            let coordinator = store.write_retrying(|tx| Coordinator::new(coordinator_config.clone(), tx))?;
             Ok((store, coordinator))
         })
         .await??;

@@ -2,13 +2,10 @@
 //! (scale-out). Same schema and semantics as [`crate::SqliteStore`]; both pass the same
 //! [`crate::conformance`] suite.
 //!
-//! Writers run side by side, in every process, at the SERIALIZABLE isolation level: PostgreSQL
-//! lets through only what some one-at-a-time order of them would have done, and rolls back a
-//! transaction that conflicted with another; [`Store::write_retrying`] then runs it again (see
-//! [`PostgresStore::write`]). No lock is shared by all writers: two transactions wait for each
-//! other only where they touch the same rows (a job's counts, a session's outbox, an account).
-//! Engines claim queued tasks with `FOR UPDATE SKIP LOCKED`, so that concurrent scheduling
-//! passes take different tasks instead of conflicting. Reads run in a read-only snapshot.
+//! Writers are serialised across every process with a transaction-level advisory lock (see
+//! [`PostgresStore::write`]); reads run without it in a read-only snapshot. A transaction that
+//! PostgreSQL rolls back for a conflict (a deadlock, a serialization failure) is run again by
+//! [`Store::write_retrying`], the server's path.
 //!
 //! Threads: the synchronous `postgres` client drives each call with `block_on` on a runtime of
 //! its own, which panics on a thread that runs async tasks. The server runs every transaction
@@ -158,15 +155,15 @@ const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(20);
 const POOL_WAIT: Duration = Duration::from_secs(30);
 /// Used when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// First half of the advisory lock key that migrations take ("IGWR"); the second half is a hash
-/// of the schema, so that stores in different schemas of one database do not wait for each
-/// other.
+/// First half of the advisory lock key of write transactions and migrations ("IGWR"); the
+/// second half is a hash of the schema, so that stores in different schemas of one database do
+/// not wait for each other.
 const WRITE_LOCK_CLASS: i32 = 0x4947_5752;
 
 /// PostgreSQL through a small pool of synchronous connections.
 pub struct PostgresStore {
     pool: Pool,
-    /// Second half of the migration lock key (see [`WRITE_LOCK_CLASS`]); also names the wake-up
+    /// Second half of the advisory lock key (see [`WRITE_LOCK_CLASS`]); also names the wake-up
     /// channel.
     lock_key: i32,
 }
@@ -365,16 +362,24 @@ impl PostgresStore {
     /// A pooled connection inside a new transaction. An idle connection that died (the database
     /// restarted) is replaced before anything ran, so callers never see that.
     fn begin(&self, write: bool) -> StoreResult<Pooled<'_>> {
-        // Writers: SERIALIZABLE (see `Store::write`). Readers: one consistent snapshot.
-        let begin =
-            if write { "BEGIN ISOLATION LEVEL SERIALIZABLE" } else { "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" };
+        // Writers: READ COMMITTED, so that every statement after the lock sees what the previous
+        // holder committed (a REPEATABLE READ snapshot would be taken by the lock statement
+        // itself, before the wait, and miss it). Readers: one consistent snapshot.
+        let begin = if write {
+            format!(
+                "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({WRITE_LOCK_CLASS}, {})",
+                self.lock_key
+            )
+        } else {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string()
+        };
         let mut attempts = 0;
         loop {
             attempts += 1;
             let mut conn = self.pool.get()?;
             let reused = conn.reused;
             let client = &mut conn.conn_mut()?.client;
-            match client.batch_execute(begin) {
+            match client.batch_execute(&begin) {
                 Ok(()) => return Ok(conn),
                 Err(error) if reused && (error.is_closed() || client.is_closed()) && attempts <= POOL_SIZE + 1 => {
                     continue;
@@ -386,20 +391,27 @@ impl PostgresStore {
 }
 
 impl Store for PostgresStore {
-    /// Write transactions run at the SERIALIZABLE isolation level, side by side in every process
-    /// that shares the database. The coordinator was written for SQLite, which serialises
-    /// writers, and assumes that nothing changes under a transaction (counts read then written
-    /// back, outbox sequence numbers, `MAX(id) + 1` transfer ids, balances read then posted);
-    /// SERIALIZABLE keeps exactly that promise: what commits is what some one-at-a-time order
-    /// would have produced, and a transaction that would break it is rolled back. `write` runs
-    /// its `FnOnce` once and reports such a conflict as an error that says to retry;
-    /// [`Store::write_retrying`] (the server's path) runs the closure again instead.
+    /// Write transactions are serialised across every process that shares the database: each
+    /// takes `pg_advisory_xact_lock` first and holds it until commit or rollback. The
+    /// coordinator was written for SQLite, which serialises writers, and assumes that nothing
+    /// changes under a transaction (counts read then written back, outbox sequence numbers,
+    /// `MAX(id) + 1` transfer ids, result ids that a session's cursor passes in commit order).
+    /// Cost: one more statement per transaction (sent with BEGIN, so no extra round trip) and no
+    /// parallelism between writers, so write throughput is bounded by one transaction's latency
+    /// at a time, as with SQLite. Reads ([`Store::read`]) take no lock.
     ///
-    /// Results a session's cursor passes in id order: ids come from an identity column, which
-    /// is not transactional, so a result committed after a higher id was read would be skipped.
-    /// It cannot happen: every result of a job is inserted in a transaction that also writes
-    /// the job's row (its counts), so two of them on one job never commit side by side, and the
-    /// later one, retried, takes a higher id.
+    /// Why not SERIALIZABLE without the lock: tried, with every server transaction retried on
+    /// conflict ([`Store::write_retrying`] and `FOR UPDATE SKIP LOCKED` claims). The
+    /// coordinator's transactions overlap too much for it: each engine request runs a
+    /// scheduling pass that reads every provider with room and the head of the queue and
+    /// writes providers' loads, tasks, the job's counts and the client's outbox, so nearly
+    /// every pair of concurrent transactions conflicts (serialization failures "identified as
+    /// a pivot", deadlocks on `providers`), and three instances with six engines retried
+    /// without end. Lifting the lock needs transactions that touch little shared state first
+    /// (see ARCHITECTURE.md).
+    ///
+    /// `write` runs its `FnOnce` once; should PostgreSQL still roll it back for a conflict
+    /// (with a transaction outside this lock), the error says to retry.
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         blocking(|| match self.transaction(true, f) {
             Attempt::Done(result) => result,
@@ -1923,9 +1935,7 @@ impl Tx for PgTx<'_> {
 
     fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>> {
         self.collect(
-            // Claimed: a scheduling pass running alongside skips these instead of conflicting.
-            "SELECT key, priority FROM tasks WHERE state = 'queued' ORDER BY priority DESC, key LIMIT $1 \
-             FOR UPDATE SKIP LOCKED",
+            "SELECT key, priority FROM tasks WHERE state = 'queued' ORDER BY priority DESC, key LIMIT $1",
             &[&i64::from(limit)],
             |row| Ok(QueuedTask { key: col(row, 0, "tasks.key")?, priority: get_i32(row, 1, "tasks.priority")? }),
         )
@@ -2519,44 +2529,63 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_writers_lose_no_update() {
-        // SERIALIZABLE rolls back one side of each conflict; `write_retrying` runs it again, so
-        // every increment lands exactly once.
+    fn writers_are_serialised_across_instances() {
+        // Without the lock, READ COMMITTED would lose increments; with it, no transaction
+        // conflicts, on either path.
         let schemas = Schemas::new();
         let schema = schemas.name();
         let stores = [schemas.store_in(&schema), schemas.store_in(&schema)];
         assert_eq!(increment_counter(&stores, true), (300, 0));
-        // `write` runs its closure once: a conflict is an error that says to retry, and the
-        // increment it carried is not half-applied.
-        let (counted, failed) = increment_counter(&stores, false);
-        assert_eq!(counted + failed, 300 + 300, "every increment either landed or was reported");
+        assert_eq!(increment_counter(&stores, false), (600, 0));
     }
 
     #[test]
-    fn writers_on_different_rows_do_not_wait_for_each_other() {
-        // One transaction stays open while another store (another server process) commits a
-        // write to another row: no lock is shared by all writers.
+    fn a_conflicting_transaction_is_run_again() {
+        // A deadlock with a transaction outside the lock (here a second connection that takes
+        // row locks in the other order): PostgreSQL rolls one side back; `write_retrying` runs
+        // the closure again and it commits.
         let schemas = Schemas::new();
         let schema = schemas.name();
-        let stores = [schemas.store_in(&schema), schemas.store_in(&schema)];
-        let (committed_tx, committed_rx) = std::sync::mpsc::channel();
-        let stores = &stores;
+        let store = schemas.store_in(&schema);
+        store.write(|tx| -> StoreResult<()> { tx.set_meta("a", b"0")?; tx.set_meta("b", b"0") }).unwrap();
+        let mut config = parse_url(&url()).unwrap();
+        config.options(&format!("-c search_path={schema}"));
+        let mut other = config.connect(NoTls).unwrap();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let attempts = std::sync::atomic::AtomicU32::new(0);
         std::thread::scope(|scope| {
-            let first = scope.spawn(move || {
-                stores[0].write(|tx| -> StoreResult<()> {
-                    tx.set_meta("first", b"1")?;
-                    committed_rx
-                        .recv_timeout(Duration::from_secs(60))
-                        .expect("the other writer committed while this transaction was open");
-                    Ok(())
-                })
+            let outside = scope.spawn(move || {
+                let mut tx = other.transaction().unwrap();
+                tx.execute("UPDATE meta SET value = 'x' WHERE key = 'b'", &[]).unwrap();
+                locked_tx.send(()).unwrap();
+                go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+                // Waits for the store's lock on "a": one of the two is rolled back.
+                match tx.execute("UPDATE meta SET value = 'x' WHERE key = 'a'", &[]) {
+                    Ok(_) => tx.commit().is_ok(),
+                    Err(_) => false,
+                }
             });
-            stores[1].write(|tx| tx.set_meta("second", b"2")).unwrap();
-            committed_tx.send(()).unwrap();
-            first.join().unwrap().unwrap();
+            locked_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            let go = std::sync::Mutex::new(Some(go_tx));
+            store
+                .write_retrying(|tx| -> StoreResult<()> {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tx.set_meta("a", b"1")?;
+                    if let Some(go) = go.lock().unwrap().take() {
+                        go.send(()).unwrap();
+                    }
+                    tx.set_meta("b", b"1")
+                })
+                .unwrap();
+            let outside_committed = outside.join().unwrap();
+            // PostgreSQL rolls back the side that finds the deadlock: if that was the store's
+            // transaction, it ran a second time.
+            let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(attempts == 2 || !outside_committed, "{attempts} attempts; outside committed: {outside_committed}");
         });
-        let both = stores[0].read(|tx| -> StoreResult<_> { Ok((tx.meta("first")?, tx.meta("second")?)) }).unwrap();
-        assert_eq!(both, (Some(b"1".to_vec()), Some(b"2".to_vec())));
+        let b = store.read(|tx| tx.meta("b")).unwrap();
+        assert_eq!(b, Some(b"1".to_vec()), "the store's transaction committed last or alone");
     }
 
     #[test]
