@@ -119,7 +119,8 @@ def postgres_schema(url, action):
     """Create (fresh) or drop the schema this run uses; returns the URL that selects it."""
     schema = "bench_" + str(os.getpid())
     sql = f"DROP SCHEMA IF EXISTS {schema} CASCADE" + ("" if action == "drop" else f"; CREATE SCHEMA {schema}")
-    subprocess.run(["psql", url, "-q", "-c", sql], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", "SET client_min_messages = warning; " + sql],
+                   check=True, stdout=subprocess.DEVNULL)
     separator = "&" if "?" in url else "?"
     return f"{url}{separator}options=-csearch_path%3D{schema}"
 
@@ -132,7 +133,10 @@ def run_idlegrid(name, tasks, samples):
     if instances:
         command += ["--database", postgres_schema(url, "create"), "--instances", str(instances)]
     try:
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        run = subprocess.run(command, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise RuntimeError(f"`{' '.join(command)}` failed:\n{run.stderr[-3000:]}")
+        out = run.stdout
     finally:
         if instances:
             postgres_schema(url, "drop")
