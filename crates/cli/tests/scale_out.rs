@@ -176,7 +176,7 @@ async fn three_instances_share_a_job_and_survive_one_killed_mid_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_with_concurrent_clients_lose_and_double_nothing() {
     logs();
-    let per_job: u64 = std::env::var("IDLEGRID_SCALE_OUT_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_500);
+    let per_job: u64 = std::env::var("IDLEGRID_SCALE_OUT_TASKS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
     let url = postgres_url();
     let schema = format!("scale_out_concurrent_{}", std::process::id());
     PostgresStore::drop_schema(&url, &schema).unwrap();

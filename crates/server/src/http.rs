@@ -863,6 +863,7 @@ async fn get_logs(
         until_ms: params.until_ms,
         limit: params.limit.unwrap_or(100),
     };
-    let entries = signed.run_as(&state, Box::new(move |c, tx, _, party, _| c.logs_for(tx, party, filter.clone()))).await?;
+    let entries =
+        signed.run_as(&state, Box::new(move |c, tx, _, party, _| c.logs_for(tx, party, filter.clone()))).await?;
     Ok(json_response(StatusCode::OK, &entries))
 }

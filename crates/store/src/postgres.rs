@@ -2516,7 +2516,10 @@ mod tests {
                         if let Err(error) = outcome {
                             assert!(!retrying, "{error}");
                             let message = error.to_string();
-                            assert!(message.contains("conflicted with another") && message.contains("retry"), "{message}");
+                            assert!(
+                                message.contains("conflicted with another") && message.contains("retry"),
+                                "{message}"
+                            );
                             failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
@@ -2547,7 +2550,12 @@ mod tests {
         let schemas = Schemas::new();
         let schema = schemas.name();
         let store = schemas.store_in(&schema);
-        store.write(|tx| -> StoreResult<()> { tx.set_meta("a", b"0")?; tx.set_meta("b", b"0") }).unwrap();
+        store
+            .write(|tx| -> StoreResult<()> {
+                tx.set_meta("a", b"0")?;
+                tx.set_meta("b", b"0")
+            })
+            .unwrap();
         let mut config = parse_url(&url()).unwrap();
         config.options(&format!("-c search_path={schema}"));
         let mut other = config.connect(NoTls).unwrap();
