@@ -192,6 +192,7 @@ def main():
             print(f"bench: {name} failed:\n{run.stderr[-3000:]}", file=sys.stderr)
             continue
         figures[name] = json.loads(run.stdout.strip().splitlines()[-1])
+        print(f"bench: {name}: {json.dumps(figures[name])}", file=sys.stderr, flush=True)
 
     base_name = "idlegrid-sqlite" if "idlegrid-sqlite" in figures else next(iter(figures), None)
     if base_name is None:
