@@ -323,7 +323,7 @@ impl PostgresStore {
                     Ok(value)
                 }
                 Err(e) if is_conflict(&e) => {
-                    // Rolled back at commit: SERIALIZABLE checks some conflicts only then.
+                    // Rolled back at commit: some conflicts (serialization failures) show only then.
                     conn.healthy = true;
                     return Attempt::Conflict(pg_error("cannot commit the transaction", e).to_string());
                 }
