@@ -38,13 +38,13 @@ async fn run_job(client: &Client, executable: ElementHash, tasks: u64) -> anyhow
     Ok((submitted, elapsed, results))
 }
 
-/// Time from adding one task to a running job to receiving its result, `samples` times.
+/// Time from adding one task to a running job to receiving its result, `samples` times. The
+/// job is launched with a first task (a job without tasks cannot be launched), not counted.
 async fn round_trips(client: &Client, executable: ElementHash, samples: u32) -> anyhow::Result<Vec<Duration>> {
     let job = client.create_job(JobProperties { name: "latency".into(), ..JobProperties::default() }).await?;
-    client.launch(job.job).await?;
     let mut watch = client.watch(job.job, Replay::None).await?;
     let mut latencies = Vec::with_capacity(samples as usize);
-    for i in 0..samples as u64 {
+    for i in 0..=samples as u64 {
         let started = Instant::now();
         client
             .add_tasks(
@@ -52,6 +52,9 @@ async fn round_trips(client: &Client, executable: ElementHash, samples: u32) -> 
                 [TaskSpec { index: i, executable, data: Default::default(), params: Vec::new(), priority: None }],
             )
             .await?;
+        if i == 0 {
+            client.launch(job.job).await?;
+        }
         loop {
             match watch.next().await {
                 Some(Ok(JobEvent::Task(report))) if report.task == i && report.state.is_final() => break,
@@ -60,7 +63,9 @@ async fn round_trips(client: &Client, executable: ElementHash, samples: u32) -> 
                 None => anyhow::bail!("the watch ended"),
             }
         }
-        latencies.push(started.elapsed());
+        if i > 0 {
+            latencies.push(started.elapsed());
+        }
     }
     drop(watch);
     client.remove_job(job.job).await?;

@@ -219,3 +219,20 @@ fn sim_prints_the_placement_and_saboteur_tables() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--fractions"));
 }
+
+/// `idlegrid bench` runs its whole table on a small workload (the figures are not checked:
+/// speed is never asserted), round trips included.
+#[test]
+fn bench_prints_its_table() {
+    let tasks_dir = idlegrid_testkit::build_example_tasks().unwrap();
+    let output = std::process::Command::new(binary())
+        .args(["bench", "--tasks", "30", "--latency-samples", "3", "--insecure-plain-http", "--tasks-dir"])
+        .arg(&tasks_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    for row in ["| throughput |", "| single-task round trip p50 (add to result) |", "| one-task job p99 |"] {
+        assert!(stdout.contains(row), "{row} missing from:\n{stdout}");
+    }
+}

@@ -201,7 +201,7 @@ pub(crate) fn signed(
 }
 
 pub(crate) type Work<R> =
-    dyn FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, CoordinatorError> + Send;
+    dyn Fn(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, CoordinatorError> + Send;
 
 impl Signed {
     /// Who signed the request, if that party may call this endpoint at all (`access::RULES`).
@@ -455,8 +455,8 @@ async fn poll_messages(
         };
         let (who, rows) = state
             .run(move |c, tx, fx| {
-                let who = match known {
-                    Some(p) => p,
+                let who = match &known {
+                    Some(p) => p.clone(),
                     None => signed_ref.authenticate(c, tx, now)?,
                 };
                 let rows = c.poll(tx, &who, session, query.after, query.ack.unwrap_or(query.after), max, now, fx)?;
@@ -863,6 +863,7 @@ async fn get_logs(
         until_ms: params.until_ms,
         limit: params.limit.unwrap_or(100),
     };
-    let entries = signed.run_as(&state, Box::new(move |c, tx, _, party, _| c.logs_for(tx, party, filter))).await?;
+    let entries =
+        signed.run_as(&state, Box::new(move |c, tx, _, party, _| c.logs_for(tx, party, filter.clone()))).await?;
     Ok(json_response(StatusCode::OK, &entries))
 }

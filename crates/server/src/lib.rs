@@ -161,14 +161,17 @@ impl AppState {
     /// effects.
     pub async fn run<R: Send + 'static>(
         self: &Arc<Self>,
-        work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::CoordinatorError>
+        work: impl Fn(&Coordinator, &mut dyn Tx, &mut Effects) -> Result<R, idlegrid_coordinator::CoordinatorError>
         + Send
         + 'static,
     ) -> Result<R, idlegrid_coordinator::CoordinatorError> {
         let state = self.clone();
         let (result, effects) = tokio::task::spawn_blocking(move || {
             let mut effects = Effects::default();
-            let result = state.store.write(|tx| {
+            // `work` may run more than once (a transaction that conflicted with another
+            // instance's is run again): each attempt starts with no effects.
+            let result = state.store.write_retrying(|tx| {
+                effects = Effects::default();
                 let value = work(&state.coordinator, tx, &mut effects)?;
                 if !effects.wake.is_empty() {
                     let sessions: Vec<_> = effects.wake.iter().copied().collect();
@@ -280,7 +283,8 @@ impl Server {
             (config.database.clone(), config.data_dir.join("state.db"), config.coordinator.clone());
         let (store, coordinator) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store = AnyStore::open(&database, &default_path).context("cannot open the database (--database)")?;
-            let coordinator = store.write(|tx| Coordinator::new(coordinator_config, tx))?;
+            // Instances starting together may conflict over the keys they create: run it again.
+            let coordinator = store.write_retrying(|tx| Coordinator::new(coordinator_config.clone(), tx))?;
             Ok((store, coordinator))
         })
         .await??;

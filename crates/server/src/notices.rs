@@ -147,7 +147,9 @@ pub async fn deliver(state: Arc<AppState>, smtp: Option<SmtpConfig>, interval: D
                 tracing::info!(notice = id, %error, "notice not delivered yet");
             }
             let now = now_ms();
-            if let Err(error) = state.run(move |c, tx, _| c.notice_attempted(tx, id, attempts, outcome, now)).await {
+            if let Err(error) =
+                state.run(move |c, tx, _| c.notice_attempted(tx, id, attempts, outcome.clone(), now)).await
+            {
                 tracing::warn!(%error, "cannot record a notice delivery");
             }
         }

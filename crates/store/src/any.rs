@@ -108,6 +108,13 @@ impl Store for AnyStore {
             AnyStore::Postgres(store) => store.read(f),
         }
     }
+
+    fn write_retrying<R, E: From<StoreError>>(&self, f: impl FnMut(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        match self {
+            AnyStore::Sqlite(store) => store.write_retrying(f),
+            AnyStore::Postgres(store) => store.write_retrying(f),
+        }
+    }
 }
 
 impl From<SqliteStore> for AnyStore {

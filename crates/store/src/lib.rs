@@ -92,4 +92,11 @@ pub trait Store: Send + Sync + 'static {
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
         self.write(f)
     }
+
+    /// Like [`Store::write`], for a closure that may run more than once: where transactions run
+    /// side by side (PostgreSQL), one that conflicted with another is rolled back and `f` runs
+    /// again on what the other committed. Where writers take turns (SQLite), `f` runs once.
+    fn write_retrying<R, E: From<StoreError>>(&self, f: impl FnMut(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        self.write(f)
+    }
 }

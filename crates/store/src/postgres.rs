@@ -3,7 +3,9 @@
 //! [`crate::conformance`] suite.
 //!
 //! Writers are serialised across every process with a transaction-level advisory lock (see
-//! [`PostgresStore::write`]); reads run without it in a read-only snapshot.
+//! [`PostgresStore::write`]); reads run without it in a read-only snapshot. A transaction that
+//! PostgreSQL rolls back for a conflict (a deadlock, a serialization failure) is run again by
+//! [`Store::write_retrying`], the server's path.
 //!
 //! Threads: the synchronous `postgres` client drives each call with `block_on` on a runtime of
 //! its own, which panics on a thread that runs async tasks. The server runs every transaction
@@ -141,22 +143,28 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     market::MIGRATION,
 ];
 
-/// Connections kept open at most; further callers wait for one. Writers hold the lock one at a
-/// time anyway, so more connections only serve concurrent reads and queue more writers.
+/// Connections kept open at most; further callers wait for one.
 const POOL_SIZE: usize = 8;
+/// How many times [`Store::write_retrying`] runs a transaction that keeps conflicting with
+/// others before it reports the conflict.
+const CONFLICT_ATTEMPTS: u32 = 40;
+/// The longest pause between two attempts of a conflicting transaction (the pause grows with
+/// the attempts and is drawn at random below it, so that the two sides of a conflict part).
+const CONFLICT_PAUSE_MAX: Duration = Duration::from_millis(20);
 /// How long a caller waits for a free connection before giving up.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 /// Used when the URL sets no `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// First half of the advisory lock key of write transactions ("IGWR"); the second half is a
-/// hash of the schema, so that stores in different schemas of one database do not wait for each
-/// other.
+/// First half of the advisory lock key of write transactions and migrations ("IGWR"); the
+/// second half is a hash of the schema, so that stores in different schemas of one database do
+/// not wait for each other.
 const WRITE_LOCK_CLASS: i32 = 0x4947_5752;
 
 /// PostgreSQL through a small pool of synchronous connections.
 pub struct PostgresStore {
     pool: Pool,
-    /// Second half of the advisory lock key (see [`WRITE_LOCK_CLASS`]).
+    /// Second half of the advisory lock key (see [`WRITE_LOCK_CLASS`]); also names the wake-up
+    /// channel.
     lock_key: i32,
 }
 
@@ -279,21 +287,47 @@ impl PostgresStore {
     }
 
     /// Run `f` in a transaction of the given kind on a pooled connection: commit on `Ok`, roll
-    /// back on `Err`.
+    /// back on `Err`. [`Attempt::Conflict`] when PostgreSQL rolled it back for a conflict with
+    /// another transaction (serialization failure or deadlock): running it again may succeed.
     fn transaction<R, E: From<StoreError>>(
         &self,
         write: bool,
         f: impl FnOnce(&mut dyn Tx) -> Result<R, E>,
-    ) -> Result<R, E> {
-        let mut conn = self.begin(write)?;
-        let Conn { client, statements } = conn.conn_mut()?;
-        let mut tx = PgTx { client, wake_channel: wake_channel(self.lock_key), statements, failed: None };
+    ) -> Attempt<R, E> {
+        let mut conn = match self.begin(write) {
+            Ok(conn) => conn,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        let Conn { client, statements } = match conn.conn_mut() {
+            Ok(conn) => conn,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        let mut tx =
+            PgTx { client, wake_channel: wake_channel(self.lock_key), statements, failed: None, conflict: None };
         let result = f(&mut tx);
         let failed = tx.failed.take();
-        let client = &mut conn.conn_mut()?.client;
-        match (result, failed) {
-            (Ok(value), None) => {
-                client.batch_execute("COMMIT").map_err(|e| {
+        let conflict = tx.conflict.take();
+        let client = match conn.conn_mut() {
+            Ok(conn) => &mut conn.client,
+            Err(error) => return Attempt::Done(Err(error.into())),
+        };
+        if let Some(conflict) = conflict {
+            // Whatever `f` made of the failed statement, the transaction is lost.
+            conn.healthy = client.batch_execute("ROLLBACK").is_ok();
+            return Attempt::Conflict(conflict);
+        }
+        Attempt::Done(match (result, failed) {
+            (Ok(value), None) => match client.batch_execute("COMMIT") {
+                Ok(()) => {
+                    conn.healthy = true;
+                    Ok(value)
+                }
+                Err(e) if is_conflict(&e) => {
+                    // Rolled back at commit: some conflicts (serialization failures) show only then.
+                    conn.healthy = true;
+                    return Attempt::Conflict(pg_error("cannot commit the transaction", e).to_string());
+                }
+                Err(e) => Err({
                     if e.is_closed() || client.is_closed() {
                         // The commit may have happened before the connection broke.
                         StoreError::Database(
@@ -304,10 +338,9 @@ impl PostgresStore {
                     } else {
                         pg_error("cannot commit the transaction (it was rolled back)", e)
                     }
-                })?;
-                conn.healthy = true;
-                Ok(value)
-            }
+                }
+                .into()),
+            },
             (Ok(_), Some(failure)) => {
                 // PostgreSQL aborts a transaction at its first failed statement and would turn
                 // COMMIT into a silent ROLLBACK; SQLite would have kept the other statements.
@@ -323,7 +356,7 @@ impl PostgresStore {
                 conn.healthy = client.batch_execute("ROLLBACK").is_ok();
                 Err(error)
             }
-        }
+        })
     }
 
     /// A pooled connection inside a new transaction. An idle connection that died (the database
@@ -362,21 +395,91 @@ impl Store for PostgresStore {
     /// takes `pg_advisory_xact_lock` first and holds it until commit or rollback. The
     /// coordinator was written for SQLite, which serialises writers, and assumes that nothing
     /// changes under a transaction (counts read then written back, outbox sequence numbers,
-    /// `MAX(id) + 1` transfer ids, result ids that a session's cursor passes in commit order);
-    /// SERIALIZABLE would instead fail and retry transactions, which the closures (`FnOnce`,
-    /// with side effects on `Effects`) cannot be. Cost: one more statement per transaction
-    /// (sent with BEGIN, so no extra round trip) and no parallelism between writers, so write
-    /// throughput is bounded by one transaction's latency at a time, as with SQLite. Reads
-    /// ([`Store::read`]) take no lock.
+    /// `MAX(id) + 1` transfer ids, result ids that a session's cursor passes in commit order).
+    /// Cost: one more statement per transaction (sent with BEGIN, so no extra round trip) and no
+    /// parallelism between writers, so write throughput is bounded by one transaction's latency
+    /// at a time, as with SQLite. Reads ([`Store::read`]) take no lock.
+    ///
+    /// Why not SERIALIZABLE without the lock: tried, with every server transaction retried on
+    /// conflict ([`Store::write_retrying`] and `FOR UPDATE SKIP LOCKED` claims). The
+    /// coordinator's transactions overlap too much for it: each engine request runs a
+    /// scheduling pass that reads every provider with room and the head of the queue and
+    /// writes providers' loads, tasks, the job's counts and the client's outbox, so nearly
+    /// every pair of concurrent transactions conflicts (serialization failures "identified as
+    /// a pivot", deadlocks on `providers`), and three instances with six engines retried
+    /// without end. Lifting the lock needs transactions that touch little shared state first
+    /// (see ARCHITECTURE.md).
+    ///
+    /// `write` runs its `FnOnce` once; should PostgreSQL still roll it back for a conflict
+    /// (with a transaction outside this lock), the error says to retry.
     fn write<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
-        blocking(|| self.transaction(true, f))
+        blocking(|| match self.transaction(true, f) {
+            Attempt::Done(result) => result,
+            Attempt::Conflict(error) => Err(StoreError::Database(format!(
+                "{error}: the transaction conflicted with another one and was rolled back; retry the request"
+            ))
+            .into()),
+        })
+    }
+
+    /// Runs `f` up to [`CONFLICT_ATTEMPTS`] times while PostgreSQL rolls it back for conflicts
+    /// with other transactions, pausing a little longer (at random) after each.
+    fn write_retrying<R, E: From<StoreError>>(&self, mut f: impl FnMut(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
+        blocking(|| {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.transaction(true, &mut f) {
+                    Attempt::Done(result) => return result,
+                    Attempt::Conflict(error) if attempt >= CONFLICT_ATTEMPTS => {
+                        return Err(StoreError::Database(format!(
+                            "{error}: the transaction conflicted with others {attempt} times in a row; retry the request later"
+                        ))
+                        .into());
+                    }
+                    Attempt::Conflict(_) => std::thread::sleep(conflict_pause(attempt)),
+                }
+            }
+        })
     }
 
     /// A read-only snapshot (REPEATABLE READ, READ ONLY) without the write lock: it runs
     /// alongside writers, and a write inside it fails.
     fn read<R, E: From<StoreError>>(&self, f: impl FnOnce(&mut dyn Tx) -> Result<R, E>) -> Result<R, E> {
-        blocking(|| self.transaction(false, f))
+        blocking(|| match self.transaction(false, f) {
+            Attempt::Done(result) => result,
+            // A read-only snapshot conflicts with nothing; should PostgreSQL say otherwise, the
+            // caller hears of it.
+            Attempt::Conflict(error) => Err(StoreError::Database(format!("{error}; retry the request")).into()),
+        })
     }
+}
+
+/// How a transaction ended.
+enum Attempt<R, E> {
+    /// Committed (`Ok`) or rolled back for a reason that another attempt would not change.
+    Done(Result<R, E>),
+    /// Rolled back because it conflicted with another transaction.
+    Conflict(String),
+}
+
+/// A serialization failure or a deadlock: PostgreSQL rolled the transaction back because of
+/// others running at the same time.
+fn is_conflict(error: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(error.code(), Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// The pause before attempt `attempt + 1` of a conflicting transaction: random, below a bound
+/// that doubles with each attempt up to [`CONFLICT_PAUSE_MAX`].
+fn conflict_pause(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let bound = Duration::from_micros(100u64 << attempt.min(16)).min(CONFLICT_PAUSE_MAX);
+    // A fresh RandomState is seeded differently each time: enough to part two colliding sides.
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let fraction = (hasher.finish() % 1024) as u32;
+    bound * fraction / 1024
 }
 
 /// Run blocking database work from any thread: on a worker of a multi-threaded tokio runtime,
@@ -907,6 +1010,9 @@ struct PgTx<'a> {
     statements: &'a mut HashMap<String, Statement>,
     /// The first statement that failed: PostgreSQL refuses everything after it until rollback.
     failed: Option<String>,
+    /// Set when a statement failed for a conflict with another transaction (see
+    /// [`is_conflict`]): the transaction is rolled back and may be run again.
+    conflict: Option<String>,
 }
 
 impl PgTx<'_> {
@@ -923,8 +1029,12 @@ impl PgTx<'_> {
 
     fn fail(&mut self, sql: &str, error: postgres::Error) -> StoreError {
         let first_line = sql.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
+        let conflict = is_conflict(&error);
         let error = pg_error(&format!("{first_line} ..."), error);
         self.failed.get_or_insert_with(|| error.to_string());
+        if conflict {
+            self.conflict.get_or_insert_with(|| error.to_string());
+        }
         error
     }
 
@@ -2381,37 +2491,109 @@ mod tests {
         });
     }
 
-    #[test]
-    fn writers_are_serialised_across_instances() {
-        // Two stores on one schema stand for two server processes. Each transaction reads a
-        // counter and writes it back incremented: without the lock, READ COMMITTED would lose
-        // increments.
-        let schemas = Schemas::new();
-        let schema = schemas.name();
-        let stores = [schemas.store_in(&schema), schemas.store_in(&schema)];
+    /// Each transaction reads a counter and writes it back incremented, from two stores on one
+    /// schema (two server processes) and many threads: the counter at the end, and how many
+    /// transactions reported a conflict.
+    fn increment_counter(stores: &[PostgresStore; 2], retrying: bool) -> (u64, u64) {
         const THREADS: usize = 12;
         const ROUNDS: u64 = 25;
+        let failed = std::sync::atomic::AtomicU64::new(0);
         std::thread::scope(|scope| {
             for thread in 0..THREADS {
                 let store = &stores[thread % 2];
+                let failed = &failed;
                 scope.spawn(move || {
                     for _ in 0..ROUNDS {
-                        store
-                            .write(|tx| -> StoreResult<()> {
-                                let n: u64 = tx
-                                    .meta("counter")?
-                                    .map(|v| String::from_utf8(v).unwrap().parse().unwrap())
-                                    .unwrap_or(0);
-                                std::thread::yield_now();
-                                tx.set_meta("counter", n.saturating_add(1).to_string().as_bytes())
-                            })
-                            .unwrap();
+                        let increment = |tx: &mut dyn Tx| -> StoreResult<()> {
+                            let n: u64 = tx
+                                .meta("counter")?
+                                .map(|v| String::from_utf8(v).unwrap().parse().unwrap())
+                                .unwrap_or(0);
+                            std::thread::yield_now();
+                            tx.set_meta("counter", n.saturating_add(1).to_string().as_bytes())
+                        };
+                        let outcome = if retrying { store.write_retrying(increment) } else { store.write(increment) };
+                        if let Err(error) = outcome {
+                            assert!(!retrying, "{error}");
+                            let message = error.to_string();
+                            assert!(
+                                message.contains("conflicted with another") && message.contains("retry"),
+                                "{message}"
+                            );
+                            failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
                     }
                 });
             }
         });
         let n = stores[0].read(|tx| tx.meta("counter")).unwrap().unwrap();
-        assert_eq!(String::from_utf8(n).unwrap(), (THREADS as u64 * ROUNDS).to_string());
+        let n: u64 = String::from_utf8(n).unwrap().parse().unwrap();
+        (n, failed.into_inner())
+    }
+
+    #[test]
+    fn writers_are_serialised_across_instances() {
+        // Without the lock, READ COMMITTED would lose increments; with it, no transaction
+        // conflicts, on either path.
+        let schemas = Schemas::new();
+        let schema = schemas.name();
+        let stores = [schemas.store_in(&schema), schemas.store_in(&schema)];
+        assert_eq!(increment_counter(&stores, true), (300, 0));
+        assert_eq!(increment_counter(&stores, false), (600, 0));
+    }
+
+    #[test]
+    fn a_conflicting_transaction_is_run_again() {
+        // A deadlock with a transaction outside the lock (here a second connection that takes
+        // row locks in the other order): PostgreSQL rolls one side back; `write_retrying` runs
+        // the closure again and it commits.
+        let schemas = Schemas::new();
+        let schema = schemas.name();
+        let store = schemas.store_in(&schema);
+        store
+            .write(|tx| -> StoreResult<()> {
+                tx.set_meta("a", b"0")?;
+                tx.set_meta("b", b"0")
+            })
+            .unwrap();
+        let mut config = parse_url(&url()).unwrap();
+        config.options(&format!("-c search_path={schema}"));
+        let mut other = config.connect(NoTls).unwrap();
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            let outside = scope.spawn(move || {
+                let mut tx = other.transaction().unwrap();
+                tx.execute("UPDATE meta SET value = 'x' WHERE key = 'b'", &[]).unwrap();
+                locked_tx.send(()).unwrap();
+                go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+                // Waits for the store's lock on "a": one of the two is rolled back.
+                match tx.execute("UPDATE meta SET value = 'x' WHERE key = 'a'", &[]) {
+                    Ok(_) => tx.commit().is_ok(),
+                    Err(_) => false,
+                }
+            });
+            locked_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+            let go = std::sync::Mutex::new(Some(go_tx));
+            store
+                .write_retrying(|tx| -> StoreResult<()> {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tx.set_meta("a", b"1")?;
+                    if let Some(go) = go.lock().unwrap().take() {
+                        go.send(()).unwrap();
+                    }
+                    tx.set_meta("b", b"1")
+                })
+                .unwrap();
+            let outside_committed = outside.join().unwrap();
+            // PostgreSQL rolls back the side that finds the deadlock: if that was the store's
+            // transaction, it ran a second time.
+            let attempts = attempts.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(attempts == 2 || !outside_committed, "{attempts} attempts; outside committed: {outside_committed}");
+        });
+        let b = store.read(|tx| tx.meta("b")).unwrap();
+        assert_eq!(b, Some(b"1".to_vec()), "the store's transaction committed last or alone");
     }
 
     #[test]
