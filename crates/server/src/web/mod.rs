@@ -291,8 +291,10 @@ async fn read<R: Send + 'static>(
     state.run(move |c, tx, fx| work(c, tx, fx, &party, now)).await.map_err(|e| refusal(&e, Some(session)))
 }
 
-fn parse_job(text: &str, session: &WebSession) -> Result<JobId, Response> {
-    text.parse().map_err(|e: idlegrid_types::IdError| problem(StatusCode::NOT_FOUND, &e.to_string(), Some(session)))
+/// A job's ID from a path, or the page that says it is none.
+fn parse_job(text: &str, session: &WebSession) -> Result<JobId, Box<Response>> {
+    text.parse()
+        .map_err(|e: idlegrid_types::IdError| Box::new(problem(StatusCode::NOT_FOUND, &e.to_string(), Some(session))))
 }
 
 /// Send one message as the client, on a message session opened and closed for it, and return
@@ -452,7 +454,7 @@ async fn job_page(
     };
     let job = match parse_job(&job, &session) {
         Ok(job) => job,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let after = query.ok().and_then(|Query(q)| q.after).unwrap_or(0).max(0);
     let found = read(&state, &session, move |c, tx, fx, party, now| {
@@ -497,7 +499,7 @@ async fn stats_json(
     };
     let job = match parse_job(&job, &session) {
         Ok(job) => job,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     match read(&state, &session, move |c, tx, _, party, now| job_stats(c, tx, party, job, now)).await {
         Ok(stats) => {
@@ -528,7 +530,7 @@ async fn job_action(
     }
     let job = match parse_job(&job, &session) {
         Ok(job) => job,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let message = action(job);
     let removed = matches!(message, ClientToServer::RemoveJob { .. });
@@ -586,7 +588,7 @@ async fn result_download(
     };
     let job = match parse_job(&job, &session) {
         Ok(job) => job,
-        Err(page) => return page,
+        Err(page) => return *page,
     };
     let Ok(result) = result.parse::<i64>() else {
         return problem(StatusCode::NOT_FOUND, "a result is named by its number", Some(&session));
