@@ -68,6 +68,12 @@ pub const PREREQUISITES: &[Prerequisite] = &[
         install: Install::Apt(&["chromium"]),
     },
     Prerequisite {
+        name: "ChromeDriver",
+        needed_by: "the tests of the web manager in a real browser (WebDriver)",
+        probe: Probe::Program(&["chromedriver"]),
+        install: Install::Apt(&["chromium-driver"]),
+    },
+    Prerequisite {
         name: "clang for WebAssembly with WASI libc",
         needed_by: "the example tasks written in C",
         probe: Probe::ClangForWasi,

@@ -119,12 +119,29 @@ pub fn bar(total: Option<u64>, label: &str) -> ProgressBar {
         None => ProgressBar::no_length(),
     };
     bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+        ProgressStyle::with_template("{prefix:>12} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta}) {msg}")
             .expect("valid template")
             .progress_chars("=> "),
     );
-    bar.set_message(label.to_string());
+    bar.set_prefix(label.to_string());
     bar
+}
+
+/// A job's counts in one line of text, as `job watch` shows them beside its bar.
+pub fn counts_line(counts: &idlegrid_types::JobCounts) -> String {
+    let mut parts = vec![
+        format!("{} queued", counts.queued),
+        format!("{} running", counts.running),
+        format!("{} succeeded", counts.succeeded),
+        format!("{} failed", counts.failed),
+    ];
+    if counts.stopped > 0 {
+        parts.push(format!("{} stopped", counts.stopped));
+    }
+    if counts.created > 0 {
+        parts.push(format!("{} not launched", counts.created));
+    }
+    parts.join(", ")
 }
 
 /// How a followed job ended: its counts as the server knows them (they hold whatever this
@@ -248,6 +265,7 @@ pub async fn follow(
     let start = client.job(job).await?;
     progress.set_length(start.counts.total());
     progress.set_position(start.counts.concluded());
+    progress.set_message(counts_line(&start.counts));
     let mut watch = client.watch(job, replay).await?;
     let mut received = 0u64;
     if replay == Replay::All {
@@ -263,17 +281,32 @@ pub async fn follow(
                 on_final(&report, bytes.as_deref())?;
                 received += 1;
                 progress.set_length(report.counts.total());
+                progress.set_message(counts_line(&report.counts));
                 // A replay of all results counts what arrived; otherwise the job's own count.
                 progress.set_position(if replay == Replay::All { received } else { report.counts.concluded() });
             }
-            JobEvent::Task(_) => {}
+            JobEvent::Task(report) => progress.set_message(counts_line(&report.counts)),
             JobEvent::Job(info) if info.state == JobState::Completed => {
                 progress.set_position(info.counts.concluded());
                 progress.finish_and_clear();
                 return Ok(info);
             }
-            JobEvent::Job(_) => {}
+            JobEvent::Job(info) => progress.set_message(counts_line(&info.counts)),
         }
     }
     anyhow::bail!("the connection to the server ended before the job completed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counts_line;
+    use idlegrid_types::JobCounts;
+
+    #[test]
+    fn the_counts_line_names_every_state_that_holds_tasks() {
+        let counts = JobCounts { created: 0, queued: 3, running: 2, stopped: 0, succeeded: 10, failed: 1 };
+        assert_eq!(counts_line(&counts), "3 queued, 2 running, 10 succeeded, 1 failed");
+        let counts = JobCounts { created: 4, stopped: 5, ..counts };
+        assert_eq!(counts_line(&counts), "3 queued, 2 running, 10 succeeded, 1 failed, 5 stopped, 4 not launched");
+    }
 }

@@ -11,6 +11,7 @@ mod local;
 mod market;
 mod ops;
 mod sim;
+mod web;
 
 #[cfg(test)]
 mod cli_tests;
@@ -266,6 +267,11 @@ enum Command {
         /// Act as the provider of the engine with this data folder instead of as the client.
         #[arg(long, global = true)]
         engine_data: Option<PathBuf>,
+    },
+    /// The web manager the server serves: `idlegrid web login` prints a one-time sign-in link.
+    Web {
+        #[command(subcommand)]
+        action: web::WebCommand,
     },
     /// Simulations with a report: placement reliability, validation against saboteurs, the
     /// bartering market.
@@ -758,6 +764,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
             };
             market::run(endpoint, &home, engine_data.as_deref(), action).await
+        }
+        Command::Web { action } => {
+            init_logging(cli.log.as_deref(), "warn");
+            let home = home(cli.home);
+            let endpoint = match &action {
+                web::WebCommand::Login { engine_data: Some(dir), .. } => idlegrid_client::Endpoint::new(&cli.server)
+                    .with_ca_or_pin(read_ca(cli.server_ca.as_deref())?, dir.join("server-ca.pem")),
+                _ => client_endpoint(&cli.server, cli.server_ca.as_deref(), &home)?,
+            };
+            web::run(endpoint, &home, action).await
         }
         Command::Sim { what } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -28,6 +28,7 @@ const PARTIES: Callers = Callers::Roles(&[Role::Client, Role::Provider]);
 const CLIENTS: Callers = Callers::Roles(&[Role::Client]);
 const PROVIDERS: Callers = Callers::Roles(&[Role::Provider]);
 const OPERATORS: Callers = Callers::Roles(&[Role::Operator]);
+const EVERYONE: Callers = Callers::Roles(&[Role::Client, Role::Provider, Role::Operator]);
 
 const fn rule(method: &'static str, path: &'static str, callers: Callers) -> Rule {
     Rule { method, path, callers }
@@ -89,6 +90,32 @@ pub const RULES: &[Rule] = &[
     // Prometheus scrapers carry no party certificate.
     rule("GET", "/metrics", Callers::Anyone),
     rule("GET", "/v1/openapi.json", Callers::Anyone),
+    // A one-time link that signs the caller in to the web manager.
+    rule("POST", "/v1/web/login", EVERYONE),
+];
+
+/// Every page of the web manager and who may open it. A browser carries no request signature:
+/// a page's caller is the party of its session cookie, and a page without a row here is
+/// refused like an API endpoint without one. Opening a sign-in link and the static files
+/// need no session.
+pub const PAGES: &[Rule] = &[
+    rule("GET", "/web/login/{token}", Callers::Anyone),
+    rule("GET", "/web/static/{file}", Callers::Anyone),
+    rule("GET", "/web", EVERYONE),
+    rule("POST", "/web/signout", EVERYONE),
+    rule("GET", "/web/account", PARTIES),
+    rule("GET", "/web/jobs", CLIENTS),
+    rule("GET", "/web/jobs/{job}", CLIENTS),
+    rule("GET", "/web/jobs/{job}/stats", CLIENTS),
+    rule("POST", "/web/jobs/{job}/stop", CLIENTS),
+    rule("POST", "/web/jobs/{job}/resume", CLIENTS),
+    rule("POST", "/web/jobs/{job}/remove", CLIENTS),
+    rule("GET", "/web/jobs/{job}/results/{result}", CLIENTS),
+    rule("GET", "/web/engine", PROVIDERS),
+    rule("GET", "/web/market", PARTIES),
+    rule("GET", "/web/ops", OPERATORS),
+    rule("POST", "/web/ops/requests/{request}/approve", OPERATORS),
+    rule("POST", "/web/ops/requests/{request}/reject", OPERATORS),
 ];
 
 fn matches(template: &str, path: &str) -> bool {
@@ -113,9 +140,23 @@ pub fn rule_for(method: &str, path: &str) -> Option<&'static Rule> {
     RULES.iter().find(|rule| rule.method == method && matches(rule.path, path))
 }
 
+/// The rule of a web page, if it has one.
+pub fn page_rule_for(method: &str, path: &str) -> Option<&'static Rule> {
+    PAGES.iter().find(|rule| rule.method == method && matches(rule.path, path))
+}
+
 /// Whether a party of `role` may call `method path`; the error names who may.
 pub fn check(method: &str, path: &str, role: Role) -> Result<(), CoordinatorError> {
-    match rule_for(method, path).map(|rule| rule.callers) {
+    decide(rule_for(method, path), method, path, role)
+}
+
+/// Whether a party of `role`, signed in to the web manager, may open `method path`.
+pub fn check_page(method: &str, path: &str, role: Role) -> Result<(), CoordinatorError> {
+    decide(page_rule_for(method, path), method, path, role)
+}
+
+fn decide(rule: Option<&'static Rule>, method: &str, path: &str, role: Role) -> Result<(), CoordinatorError> {
+    match rule.map(|rule| rule.callers) {
         Some(Callers::Anyone) => Ok(()),
         Some(Callers::Roles(roles)) if roles.contains(&role) => Ok(()),
         Some(Callers::Roles(roles)) => {
@@ -167,9 +208,31 @@ mod tests {
     }
 
     #[test]
+    fn pages_are_refused_to_roles_they_do_not_belong_to_and_unknown_pages_are_refused() {
+        assert!(check_page("GET", "/web/jobs/abc", Role::Client).is_ok());
+        assert!(check_page("GET", "/web/jobs/abc", Role::Provider).is_err());
+        assert!(check_page("POST", "/web/jobs/abc/stop", Role::Operator).is_err());
+        assert!(check_page("GET", "/web/ops", Role::Client).is_err());
+        assert!(check_page("POST", "/web/ops/requests/3/approve", Role::Provider).is_err());
+        assert!(check_page("GET", "/web/engine", Role::Provider).is_ok());
+        assert!(check_page("GET", "/web", Role::Operator).is_ok());
+        let error = check_page("DELETE", "/web/jobs/abc", Role::Client).unwrap_err();
+        assert!(error.report.message.contains("no access rule"), "{}", error.report.message);
+        // A page is no API endpoint, nor the reverse.
+        assert!(check("GET", "/web/jobs", Role::Client).is_err());
+        assert!(check_page("GET", "/v1/jobs", Role::Client).is_err());
+    }
+
+    #[test]
     fn no_two_rules_overlap() {
-        for (i, a) in RULES.iter().enumerate() {
-            for b in &RULES[i + 1..] {
+        for table in [RULES, PAGES] {
+            no_overlap(table);
+        }
+    }
+
+    fn no_overlap(table: &[Rule]) {
+        for (i, a) in table.iter().enumerate() {
+            for b in &table[i + 1..] {
                 let same = a.method == b.method && (matches(a.path, b.path) || matches(b.path, a.path));
                 assert!(!same, "{} {} and {} {}", a.method, a.path, b.method, b.path);
             }

@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ops/logs", get(get_logs))
         .route("/metrics", get(get_metrics))
         .route("/v1/openapi.json", get(get_openapi))
+        .merge(crate::web::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), limit_strangers))
@@ -278,7 +279,10 @@ async fn limit_strangers(
         return next.run(request).await;
     };
     let path = request.uri().path();
-    let stranger = is_public(path) || !request.headers().contains_key(wire::HEADER_ID);
+    // A page request with a cookie is taken for a signed-in browser until its session is
+    // checked; one refused for its session takes its token afterwards, as below.
+    let browser = crate::web::is_web(path) && request.headers().contains_key(header::COOKIE);
+    let stranger = !browser && (is_public(path) || !request.headers().contains_key(wire::HEADER_ID));
     if stranger {
         if let Err(wait) = state.unauthenticated.check(source) {
             return too_many(wait, "requests without an identity");
@@ -312,7 +316,8 @@ async fn require_certificate(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if state.authority.is_none() || is_public(request.uri().path()) {
+    // Browsers carry no client certificate: the web manager's pages rest on its session cookie.
+    if state.authority.is_none() || is_public(request.uri().path()) || crate::web::is_web(request.uri().path()) {
         return next.run(request).await;
     }
     let certified = match request.extensions().get::<crate::listener::Peer>() {

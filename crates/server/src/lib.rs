@@ -20,6 +20,7 @@ mod private;
 mod rate;
 mod validation;
 mod wakers;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ pub use notices::{SmtpConfig, webhook_signature};
 pub use pace::Pace;
 pub use payments::{PaymentAdapter, PaymentDecision};
 pub use rate::{Rate, RateLimits};
+pub use web::WebTimes;
 
 /// Everything a server instance needs to start.
 #[derive(Debug, Clone)]
@@ -69,6 +71,8 @@ pub struct ServerConfig {
     /// A payment processor that confirms deposit requests, reviewed every maintenance
     /// interval; `None`: only operators approve them.
     pub payment_adapter: Option<Arc<dyn PaymentAdapter>>,
+    /// How long the web manager's sign-in links and sessions live.
+    pub web: WebTimes,
 }
 
 /// Where the certificate authority comes from, and the names the server answers to.
@@ -128,6 +132,7 @@ impl ServerConfig {
             rate_limits: RateLimits::default(),
             validator_cpu_time_max: Duration::from_secs(10),
             payment_adapter: None,
+            web: WebTimes::default(),
         }
     }
 }
@@ -150,6 +155,8 @@ pub(crate) struct AppState {
     /// Requests without an identity, and registrations, per source address.
     pub unauthenticated: rate::Limiter,
     pub registrations: rate::Limiter,
+    /// Sign-in links and browser sessions of the web manager.
+    pub web: web::WebState,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -321,6 +328,7 @@ impl Server {
             validators: validation::Validators::new(config.validator_cpu_time_max),
             unauthenticated: rate::Limiter::new(config.rate_limits.unauthenticated),
             registrations: rate::Limiter::new(config.rate_limits.registrations),
+            web: web::WebState::new(config.web),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));

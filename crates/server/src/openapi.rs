@@ -191,6 +191,9 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         },
         ("GET", "/metrics") => doc("Prometheus metrics", None, Some(Bytes("text/plain"))),
         ("GET", "/v1/openapi.json") => doc("This document", None, Some(Object)),
+        ("POST", "/v1/web/login") => {
+            doc("A one-time link that signs the caller in to the web manager", None, Some(Named("LoginLink")))
+        }
         _ => return None,
     })
 }
@@ -323,6 +326,7 @@ pub fn document() -> OpenApi {
         (MoneyRequestState::name(), MoneyRequestState::schema()),
         (DecisionBody::name(), DecisionBody::schema()),
         (CreditBody::name(), CreditBody::schema()),
+        (crate::web::LoginLink::name(), crate::web::LoginLink::schema()),
     ] {
         components = components.schema(name, schema);
     }
