@@ -330,7 +330,7 @@ async fn provider_requirements(url: &str, dir: &Path) {
     let mut refused = engine_config(url, dir, "refused-engine");
     refused.owner.job_requirement = Some("job.client in [\"alice\"] and".into());
     let err = refused.owner.validate().unwrap_err();
-    assert!(err.contains("job_requirement") && err.contains("column 26"), "{err}");
+    assert!(err.contains("job_requirement") && err.contains("column 28"), "{err}");
 
     let mut alice_only = engine_config(url, dir, "alice-only");
     alice_only.owner.job_requirement = Some("job.client in [\"alice\"] and task.memory_mb <= 4096".into());
