@@ -173,11 +173,12 @@ fn duration_ms(text: &str, what: &str) -> anyhow::Result<u64> {
         "" => anyhow::bail!("{what}: '{}' needs a unit: s, m, h or d (e.g. 2h)", Untrusted(text)),
         other => anyhow::bail!("{what}: unknown unit '{}': use s, m, h or d (e.g. 2h)", Untrusted(other)),
     };
-    let amount: f64 =
-        number.parse().map_err(|_| anyhow::anyhow!("{what}: '{}' is not a number and a unit (e.g. 2h)", Untrusted(text)))?;
+    let amount: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{what}: '{}' is not a number and a unit (e.g. 2h)", Untrusted(text)))?;
     let ms = amount * scale;
     anyhow::ensure!(
-        ms.is_finite() && ms >= 1_000.0 && ms <= 3650.0 * 86_400_000.0,
+        (1_000.0..=3650.0 * 86_400_000.0).contains(&ms),
         "{what}: {} must be from one second to ten years",
         Untrusted(text)
     );

@@ -323,8 +323,11 @@ async fn provider_requirements(url: &str, dir: &Path) {
 
     // A requirement that does not parse is refused where it is written, with its column.
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, format!("executable = \"{}\"\nrank = \"engine.gflops +\"\n[tasks]\ncount = 1\n", pi.display()))
-        .unwrap();
+    std::fs::write(
+        &bad,
+        format!("executable = \"{}\"\nrank = \"engine.gflops +\"\n[tasks]\ncount = 1\n", pi.display()),
+    )
+    .unwrap();
     let (ok, out, err) = cli(&home, url, &["job", "submit", bad.to_str().unwrap()]);
     assert!(!ok && err.contains("rank") && err.contains("column 16"), "{out}{err}");
     let mut refused = engine_config(url, dir, "refused-engine");

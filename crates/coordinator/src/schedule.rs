@@ -141,8 +141,8 @@ impl Coordinator {
                         cluster.tasks.push(task);
                         continue;
                     }
-                    if !job_terms.contains_key(&job.id) {
-                        job_terms.insert(job.id, self.job_terms(tx, job)?);
+                    if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                        entry.insert(self.job_terms(tx, job)?);
                     }
                     demands.push(terms::demand(&job_terms[&job.id], &engine_terms, 1, Vec::new(), price));
                     tasks.push(task);
@@ -154,8 +154,8 @@ impl Coordinator {
                 continue;
             }
             let excluded = state.assurance.providers().iter().filter_map(|p| engine_of.get(p).copied()).collect();
-            if !job_terms.contains_key(&job.id) {
-                job_terms.insert(job.id, self.job_terms(tx, job)?);
+            if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                entry.insert(self.job_terms(tx, job)?);
             }
             demands.push(terms::demand(&job_terms[&job.id], &engine_terms, wanted, excluded, price));
             tasks.push(task);

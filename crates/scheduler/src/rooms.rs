@@ -139,19 +139,13 @@ mod tests {
 
     #[test]
     fn replicas_go_to_distinct_allowed_engines() {
-        let demands = [
-            ReplicaDemand::new(2, vec![]),
-            ReplicaDemand::new(3, vec![0]),
-            ReplicaDemand::new(1, vec![1, 2]),
-        ];
+        let demands =
+            [ReplicaDemand::new(2, vec![]), ReplicaDemand::new(3, vec![0]), ReplicaDemand::new(1, vec![1, 2])];
         let plan = place_replicas(&[1, 2, 2], &demands);
         // Demand 0 takes the roomiest engines 1 and 2; demand 1 may not use 0, so it gets 1
         // and 2 again; demand 2 may only use 0, which still has its room.
         assert_eq!(plan, vec![(0, 1), (0, 2), (1, 1), (1, 2), (2, 0)]);
-        assert!(
-            place_replicas(&[3], &[ReplicaDemand::new(2, vec![])]).len() == 1,
-            "one engine holds one replica"
-        );
+        assert!(place_replicas(&[3], &[ReplicaDemand::new(2, vec![])]).len() == 1, "one engine holds one replica");
     }
 
     proptest! {

@@ -140,10 +140,8 @@ pub fn demand(
             }
         }
     }
-    let rank = job
-        .rank
-        .as_ref()
-        .map(|_| engines.iter().map(|engine| rank(job, engine, price_per_gflop_hour)).collect());
+    let rank =
+        job.rank.as_ref().map(|_| engines.iter().map(|engine| rank(job, engine, price_per_gflop_hour)).collect());
     ReplicaDemand { wanted, excluded, rank }
 }
 
@@ -176,7 +174,7 @@ pub fn explain(job: &JobTerms, engines: &[EngineTerms], price_per_gflop_hour: f6
             None => reports.push((key, text, 1)),
         }
     }
-    reports.sort_by(|a, b| b.2.cmp(&a.2));
+    reports.sort_by_key(|report| std::cmp::Reverse(report.2));
     reports.into_iter().map(|(_, requirement, ruled_out)| TermsReport { requirement, ruled_out }).collect()
 }
 
@@ -236,7 +234,8 @@ mod tests {
 
     #[test]
     fn the_job_requirement_and_rank_choose_among_engines() {
-        let engines = [engine("small", 512.0, 1.0, None), engine("fast", 4096.0, 9.0, None), engine("mid", 2048.0, 3.0, None)];
+        let engines =
+            [engine("small", 512.0, 1.0, None), engine("fast", 4096.0, 9.0, None), engine("mid", 2048.0, 3.0, None)];
         let work = job("alice", 64.0, Some("engine.memory_mb >= 1024"), Some("engine.gflops"));
         let demand = demand(&work, &engines, 2, Vec::new(), 0.25);
         assert_eq!(demand.excluded, vec![0]);

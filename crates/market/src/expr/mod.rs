@@ -268,15 +268,30 @@ impl Function {
 pub(crate) enum NodeKind {
     Literal(Value),
     /// `scope` is the word written before the dot (for explanations).
-    Reference { side: Side, scope: &'static str, name: String },
+    Reference {
+        side: Side,
+        scope: &'static str,
+        name: String,
+    },
     List(Vec<Node>),
     Not(Box<Node>),
     Negate(Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
-    Binary { op: BinaryOp, left: Box<Node>, right: Box<Node> },
-    In { item: Box<Node>, list: Box<Node>, negated: bool },
-    Call { function: Function, arguments: Vec<Node> },
+    Binary {
+        op: BinaryOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    In {
+        item: Box<Node>,
+        list: Box<Node>,
+        negated: bool,
+    },
+    Call {
+        function: Function,
+        arguments: Vec<Node>,
+    },
 }
 
 /// A node of the tree and the bytes of the source it was read from.

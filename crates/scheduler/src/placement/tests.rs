@@ -914,7 +914,11 @@ fn providers_requirements_keep_jobs_off_them_and_explain_counts_them() {
     assert!(!plan.nodes.is_empty());
     for node in &plan.nodes {
         for member in &node.members {
-            assert!(member.provider.0 >= 10, "bob's task went to provider {} that takes only alice's", member.provider.0);
+            assert!(
+                member.provider.0 >= 10,
+                "bob's task went to provider {} that takes only alice's",
+                member.provider.0
+            );
         }
     }
     // Ten free providers of one slot make at most three nodes of three: the others wait.
