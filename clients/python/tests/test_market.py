@@ -76,7 +76,7 @@ def test_bad_input_is_refused_and_nothing_is_stored(seller: Market, buyer: Marke
 def test_requests_are_kept_searched_and_withdrawn(seller: Market, buyer: Market) -> None:
     cheap = seller.offer("memory", MEMORY, price=micros("2"))
     dear = seller.offer("memory", MEMORY, price=micros("9"))
-    reply = buyer.request("memory", rank="0 - other.price", requirements="other.memory_mb >= 1024", limit=1000)
+    reply = buyer.request("memory", rank="0 - other.price", requirements="other.memory_mb >= 1024", limit=100)
     assert reply.request is not None
     found = [c.offer for c in reply.candidates]
     assert found.index(cheap.id) < found.index(dear.id), "ranked by price, cheapest first"
@@ -87,7 +87,7 @@ def test_requests_are_kept_searched_and_withdrawn(seller: Market, buyer: Market)
     with pytest.raises(ApiError) as refused:
         buyer.search_request(reply.request)
     assert refused.value.status == 409 and "withdrawn" in refused.value.message
-    bare = buyer.search("memory", price_max=micros("5"), limit=1000)
+    bare = buyer.search("memory", price_max=micros("5"), limit=100)
     assert bare.request is None and dear.id not in [c.offer for c in bare.candidates]
 
 
