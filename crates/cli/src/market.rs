@@ -520,3 +520,25 @@ pub async fn run(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::duration_ms;
+
+    #[test]
+    fn durations_take_a_unit_and_stay_in_bounds() {
+        assert_eq!(duration_ms("90s", "--expires-in").unwrap(), 90_000);
+        assert_eq!(duration_ms("2h", "--expires-in").unwrap(), 7_200_000);
+        assert_eq!(duration_ms("1.5d", "--expires-in").unwrap(), 129_600_000);
+        for (text, says) in [
+            ("2", "needs a unit"),
+            ("2w", "unknown unit 'w'"),
+            ("h", "not a number"),
+            ("0.5s", "from one second to ten years"),
+            ("4000d", "from one second to ten years"),
+        ] {
+            let error = duration_ms(text, "--expires-in").unwrap_err().to_string();
+            assert!(error.starts_with("--expires-in") && error.contains(says), "{text}: {error}");
+        }
+    }
+}

@@ -182,6 +182,28 @@ mod tests {
         }
 
         #[test]
+        fn a_ranked_demand_takes_the_allowed_engines_it_ranks_highest(
+            rooms in proptest::collection::vec(0u32..4, 1..10),
+            ranks in proptest::collection::vec(-5i32..5, 10),
+            excluded in proptest::collection::vec(0usize..10, 0..4),
+            wanted in 1u32..4,
+        ) {
+            let rank: Vec<f64> = ranks[..rooms.len()].iter().map(|r| *r as f64).collect();
+            let demand = ReplicaDemand { wanted, excluded: excluded.clone(), rank: Some(rank.clone()) };
+            let plan = place_replicas(&rooms, &[demand]);
+            let chosen: Vec<usize> = plan.iter().map(|(_, engine)| *engine).collect();
+            let allowed: Vec<usize> = (0..rooms.len()).filter(|e| rooms[*e] > 0 && !excluded.contains(e)).collect();
+            prop_assert_eq!(chosen.len(), allowed.len().min(wanted as usize));
+            for engine in &allowed {
+                if !chosen.contains(engine) {
+                    for taken in &chosen {
+                        prop_assert!(rank[*taken] >= rank[*engine], "engine {} ranked {} was passed over", engine, rank[*engine]);
+                    }
+                }
+            }
+        }
+
+        #[test]
         fn single_replicas_without_exclusions_are_fill_rooms(
             rooms in proptest::collection::vec(0u32..20, 0..12),
             n_tasks in 0usize..100,
