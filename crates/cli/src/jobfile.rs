@@ -25,6 +25,8 @@
 //! node_count = 20                  # or power_requested_gflops (top level)
 //! [hints]                          # optional scheduling hints
 //! reliability_model = "full"       # completion probability from weekly signatures (P5.4)
+//! # requirement = 'engine.memory_mb >= 1024 and engine.os == "linux"'  (top level) engines allowed
+//! # rank = "engine.gflops"         (top level) engines preferred, highest first
 //! ```
 
 use std::collections::BTreeMap;
@@ -68,6 +70,13 @@ pub struct JobFile {
     pub power_max_gflops: Option<f64>,
     #[serde(default)]
     pub hints: BTreeMap<String, String>,
+    /// What an engine must be to run the job's tasks (`engine.NAME`, `job.NAME`), in the
+    /// market's expression language.
+    #[serde(default)]
+    pub requirement: Option<String>,
+    /// Which engines the job prefers: a number from the engine's attributes, highest first.
+    #[serde(default)]
+    pub rank: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +162,12 @@ impl Job {
                 );
             }
         }
+        for (field, source) in [("requirement", &job.file.requirement), ("rank", &job.file.rank)] {
+            if let Some(source) = source {
+                idlegrid_scheduler::terms::parse_job_expression(source)
+                    .map_err(|e| anyhow::anyhow!("{}: {field}: {e}", path.display()))?;
+            }
+        }
         job.properties().validate().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(job)
     }
@@ -185,6 +200,8 @@ impl Job {
         properties.power_requested_gflops = self.file.power_requested_gflops;
         properties.power_max_gflops = self.file.power_max_gflops;
         properties.scheduling_hints = self.file.hints.clone();
+        properties.requirement = self.file.requirement.clone();
+        properties.rank = self.file.rank.clone();
         properties
     }
 

@@ -160,6 +160,12 @@ enum Command {
         /// Share of the price the platform takes on a trade between peers (0 to 1).
         #[arg(long, default_value_t = 0.02)]
         market_commission: f64,
+        /// Most open offers one party may keep on the market.
+        #[arg(long, default_value_t = 10_000)]
+        market_open_offers_max: u64,
+        /// Most open (kept) requests one party may have.
+        #[arg(long, default_value_t = 1_000)]
+        market_open_requests_max: u64,
         /// An address range notice webhooks may reach although it is not public (loopback,
         /// private, link-local), as 10.0.0.0/8 (repeatable). By default webhooks reach public
         /// addresses only.
@@ -229,6 +235,10 @@ enum Command {
         server_key: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Run only jobs that meet this requirement, e.g. `job.client in ["alice"]`,
+        /// `job.pay_per_hour >= 2` or `task.memory_mb <= 512` (the server places nothing else here).
+        #[arg(long)]
+        job_requirement: Option<String>,
     },
     /// Submit, watch, control and collect jobs.
     #[command(subcommand)]
@@ -540,6 +550,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             scheduler,
             valuation,
             market_commission,
+            market_open_offers_max,
+            market_open_requests_max,
             webhook_allow,
             client_storage_bytes,
             client_elements,
@@ -621,6 +633,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "--market-commission must be from 0 to 1"
             );
             config.coordinator.market.commission_rate = market_commission;
+            config.coordinator.market.open_offers_per_party_max = market_open_offers_max;
+            config.coordinator.market.open_requests_per_party_max = market_open_requests_max;
             config.maintenance_interval = Duration::from_secs_f64(maintenance_secs.max(0.05));
             config.coordinator.webhook_allow = webhook_allow;
             config.coordinator.client_storage_bytes_max = client_storage_bytes;
@@ -672,6 +686,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             status_listen,
             server_key,
             name,
+            job_requirement,
         } => {
             init_engine_logging(cli.log.as_deref());
             switch_to_staged_upgrade(&data);
@@ -700,6 +715,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(listen) = status_listen {
                 owner.status_listen = (listen != "off").then_some(listen);
+            }
+            if let Some(requirement) = job_requirement {
+                owner.job_requirement = Some(requirement);
+                owner
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("--job-requirement: {}", e.trim_start_matches("job_requirement: ")))?;
             }
             engine_config.prefetch = prefetch.unwrap_or(engine_config.owner.cores.max(2) * 2);
             engine_config.server_key = server_key;

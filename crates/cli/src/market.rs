@@ -56,6 +56,10 @@ pub enum MarketCommand {
         /// Replace your open offer with this number instead of adding one.
         #[arg(long)]
         update: Option<u64>,
+        /// Take the offer off the market after this long: a number and s, m, h or d
+        /// (`90m`, `2h`, `7d`; default: until withdrawn).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
     },
     /// Your offers, their valuations and states.
     Offers,
@@ -65,6 +69,8 @@ pub enum MarketCommand {
     Request(RequestArgs),
     /// Your kept requests.
     Requests,
+    /// Withdraw one of your kept requests: it is no longer searched again.
+    WithdrawRequest { request: u64 },
     /// Ranked candidates for a request (not kept), or for a kept one with --request.
     Search {
         #[command(flatten)]
@@ -155,6 +161,30 @@ fn price(text: &str, what: &str) -> anyhow::Result<Micros> {
     Ok(amount)
 }
 
+/// A duration such as `90s`, `45m`, `2h` or `7d`, in milliseconds (at most ten years).
+fn duration_ms(text: &str, what: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let scale = match unit {
+        "s" => 1_000.0,
+        "m" => 60_000.0,
+        "h" => 3_600_000.0,
+        "d" => 86_400_000.0,
+        "" => anyhow::bail!("{what}: '{}' needs a unit: s, m, h or d (e.g. 2h)", Untrusted(text)),
+        other => anyhow::bail!("{what}: unknown unit '{}': use s, m, h or d (e.g. 2h)", Untrusted(other)),
+    };
+    let amount: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{what}: '{}' is not a number and a unit (e.g. 2h)", Untrusted(text)))?;
+    let ms = amount * scale;
+    anyhow::ensure!(
+        (1_000.0..=3650.0 * 86_400_000.0).contains(&ms),
+        "{what}: {} must be from one second to ten years",
+        Untrusted(text)
+    );
+    Ok(ms as u64)
+}
+
 fn strategy(text: Option<&str>) -> anyhow::Result<Option<Strategy>> {
     Ok(Some(match text {
         None => return Ok(None),
@@ -221,6 +251,9 @@ fn print_offer(offer: &OfferInfo) {
         offer.state,
         offer.negotiation
     );
+    if let Some(expires) = offer.expires_ms {
+        println!("  expires {}", idlegrid_ledger::format_utc(expires));
+    }
     for figure in &offer.valuation.figures {
         let provenance = match figure.provenance {
             idlegrid_market::Provenance::Measured => "measured",
@@ -386,7 +419,18 @@ pub async fn run(
             person,
             attrs,
             update,
+            expires_in,
         } => {
+            let expires_ms = match expires_in.as_deref() {
+                Some(text) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0);
+                    Some(now.saturating_add(duration_ms(text, "--expires-in")?))
+                }
+                None => None,
+            };
             let negotiation = seller_terms(person, reservation.as_deref(), concession.as_deref())?;
             let body = OfferBody {
                 resource: ResourceDeclaration { category, attributes: pairs(&attributes)?, private_share },
@@ -395,7 +439,7 @@ pub async fn run(
                     price: asking.as_deref().map(|t| price(t, "--price")).transpose()?,
                     requirements: expression(requirements.as_deref(), "--requirements")?,
                     rank: None,
-                    expires_ms: None,
+                    expires_ms,
                 },
                 negotiation,
                 attributes: AttributeMap(pairs(&attrs)?),
@@ -421,6 +465,10 @@ pub async fn run(
                 println!("no requests");
             }
             requests.iter().for_each(print_request);
+        }
+        MarketCommand::WithdrawRequest { request } => {
+            let kept = market.withdraw_request(request).await?;
+            println!("request {}  {}  {}", kept.id, Untrusted(&kept.request.category), kept.state);
         }
         MarketCommand::Search { args, request } => {
             let reply = match request {
@@ -495,4 +543,26 @@ fn print_request(kept: &idlegrid_protocol::market::RequestInfo) {
         line.push_str(&format!("  requires {}", Untrusted(&requirements.to_string())));
     }
     println!("{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_ms;
+
+    #[test]
+    fn durations_take_a_unit_and_stay_in_bounds() {
+        assert_eq!(duration_ms("90s", "--expires-in").unwrap(), 90_000);
+        assert_eq!(duration_ms("2h", "--expires-in").unwrap(), 7_200_000);
+        assert_eq!(duration_ms("1.5d", "--expires-in").unwrap(), 129_600_000);
+        for (text, says) in [
+            ("2", "needs a unit"),
+            ("2w", "unknown unit 'w'"),
+            ("h", "not a number"),
+            ("0.5s", "from one second to ten years"),
+            ("4000d", "from one second to ten years"),
+        ] {
+            let error = duration_ms(text, "--expires-in").unwrap_err().to_string();
+            assert!(error.starts_with("--expires-in") && error.contains(says), "{text}: {error}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! (the engine's benchmarked speed marked measured), a request finding ranked candidates,
 //! automatic negotiations ending in a contract signed by both keys or in failure, a person
 //! accepting and countering, the private share never offered, and bad input refused with
-//! nothing stored.
+//! nothing stored. And requirements in scheduling: an engine's requirement over jobs keeps a
+//! job off it (`job explain` names the requirement) while an engine that accepts the job runs it.
 
 mod common;
 
@@ -300,6 +301,144 @@ async fn the_market_from_the_command_line_on_postgres() {
     let traders = Traders { url: server.url(), ..traders };
     let out = traders.client(&["search", "memory", "--limit", "10"]);
     assert!(out.lines().filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit())).count() >= 2, "{out}");
+    server.shutdown().await;
+    PostgresStore::drop_schema(&url, &schema).unwrap();
+}
+
+/// An engine whose owner accepts only alice's jobs keeps a job of another client waiting, and
+/// `job explain` names its requirement; a second engine whose requirement the job meets runs
+/// every task, and the first runs none. The job's own requirement and rank come from its file.
+async fn provider_requirements(url: &str, dir: &Path) {
+    let home = dir.join("requirements-client");
+    let pi = example_task("pi");
+    let job_file = dir.join("picky.toml");
+    std::fs::write(
+        &job_file,
+        format!(
+            "name = \"picky\"\nexecutable = \"{}\"\nrequirement = \"engine.cores >= 1\"\nrank = \"engine.gflops\"\n[tasks]\ncount = 6\nparams = \"samples=1000 seed={{index}}\"\n",
+            pi.display()
+        ),
+    )
+    .unwrap();
+
+    // A requirement that does not parse is refused where it is written, with its column.
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!("executable = \"{}\"\nrank = \"engine.gflops +\"\n[tasks]\ncount = 1\n", pi.display()),
+    )
+    .unwrap();
+    let (ok, out, err) = cli(&home, url, &["job", "submit", bad.to_str().unwrap()]);
+    assert!(!ok && err.contains("rank") && err.contains("column 16"), "{out}{err}");
+    let mut refused = engine_config(url, dir, "refused-engine");
+    refused.owner.job_requirement = Some("job.client in [\"alice\"] and".into());
+    let err = refused.owner.validate().unwrap_err();
+    assert!(err.contains("job_requirement") && err.contains("column 28"), "{err}");
+
+    let mut alice_only = engine_config(url, dir, "alice-only");
+    alice_only.owner.job_requirement = Some("job.client in [\"alice\"] and task.memory_mb <= 4096".into());
+    let picky = idlegrid_engine::Engine::start(alice_only).await.unwrap();
+    let (ok, out, err) = cli(&home, url, &["job", "submit", job_file.to_str().unwrap()]);
+    assert!(ok, "{out}{err}");
+    let id = out
+        .split_whitespace()
+        .skip_while(|w| *w != "job")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no job id in: {out}"))
+        .to_string();
+    let explained = wait_some("job explain to name the engine's requirement", || {
+        let (ok, out, err) = cli(&home, url, &["job", "explain", &id]);
+        assert!(ok, "{out}{err}");
+        async move { out.contains("kept off 1 engines").then_some(out) }
+    })
+    .await;
+    assert!(explained.contains("1 engines have room now, 0 of them accept the job"), "{explained}");
+    assert!(explained.contains("engine alice-only"), "{explained}");
+    assert!(explained.contains("job.client in [\"alice\"] is false (job.client = "), "{explained}");
+    let (_, status, _) = cli(&home, url, &["job", "status", &id]);
+    assert!(status.contains("0 succeeded"), "{status}");
+
+    let mut open = engine_config(url, dir, "open-engine");
+    open.owner.job_requirement = Some("task.memory_mb <= 512 and job.pay_per_hour > 0".into());
+    let accepting = idlegrid_engine::Engine::start(open).await.unwrap();
+    let results = dir.join("picky-results");
+    let (ok, out, err) = cli(&home, url, &["job", "results", &id, "--out", results.to_str().unwrap()]);
+    assert!(ok && out.contains("6 tasks succeeded, 0 failed"), "{out}{err}");
+    assert_eq!(accepting.stats().tasks_succeeded, 6);
+    assert_eq!(picky.stats().tasks_succeeded + picky.stats().tasks_failed, 0, "the picky engine ran nothing");
+    accepting.shutdown().await;
+    picky.shutdown().await;
+}
+
+/// The server's bounds on open offers and requests (set to 2 by the callers), requests
+/// withdrawn, and offers that expire.
+fn bounds_and_withdrawal(url: &str, dir: &Path) {
+    let t = Traders { url: url.into(), client_home: dir.join("bounded-client"), engine_dir: dir.join("unused") };
+    let cash = ["money", "kind=cash", "amount=5"];
+    let out = t.client(&with(&["offer"], &with(&cash, &["--expires-in", "2h"])));
+    assert!(out.lines().nth(1).is_some_and(|l| l.starts_with("  expires ")), "{out}");
+    let err = t.client_refused(&with(&["offer"], &with(&cash, &["--expires-in", "2 weeks"])));
+    assert!(err.contains("--expires-in") && err.contains("unit"), "{err}");
+    let err = t.client_refused(&with(&["offer"], &with(&cash, &["--expires-in", "0s"])));
+    assert!(err.contains("from one second to ten years"), "{err}");
+    let second = number(&t.client(&with(&["offer"], &cash)), "offer");
+    let err = t.client_refused(&with(&["offer"], &cash));
+    assert!(err.contains("you have 2 open offers, the most allowed"), "{err}");
+    t.client(&["withdraw", &second]);
+    t.client(&with(&["offer"], &cash));
+
+    let first = number(&t.client(&["request", "money"]), "request");
+    t.client(&["request", "memory"]);
+    let before = t.client(&["requests"]);
+    let err = t.client_refused(&["request", "storage"]);
+    assert!(err.contains("you have 2 open requests, the most allowed") && err.contains("withdraw-request"), "{err}");
+    assert_eq!(t.client(&["requests"]), before, "nothing was stored");
+    let out = t.client(&["withdraw-request", &first]);
+    assert!(out.contains(&format!("request {first}  money  withdrawn")), "{out}");
+    let err = t.client_refused(&["search", "--request", &first]);
+    assert!(err.contains("withdrawn"), "{err}");
+    let err = t.client_refused(&["withdraw-request", &first]);
+    assert!(err.contains("only an open request can be withdrawn"), "{err}");
+    t.client(&["request", "storage"]);
+    let kept = t.client(&["requests"]);
+    assert_eq!(kept.lines().filter(|l| l.contains("  open  ")).count(), 2, "{kept}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_requirement_keeps_a_job_off_an_engine_on_sqlite() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.tls = None;
+    config.coordinator.market.open_offers_per_party_max = 2;
+    config.coordinator.market.open_requests_per_party_max = 2;
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    provider_requirements(&server.url(), dir.path()).await;
+    bounds_and_withdrawal(&server.url(), dir.path());
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_requirement_keeps_a_job_off_an_engine_on_postgres() {
+    logs();
+    let url = std::env::var("IDLEGRID_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let schema = format!("market_requirements_{}", std::process::id());
+    PostgresStore::drop_schema(&url, &schema).unwrap();
+    drop(
+        PostgresStore::connect_in_schema(&url, &schema)
+            .expect("PostgreSQL at 127.0.0.1:5432 (database test) is needed"),
+    );
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.tls = None;
+    config.database = format!("{url}{separator}options=-csearch_path%3D{schema}");
+    config.coordinator.market.open_offers_per_party_max = 2;
+    config.coordinator.market.open_requests_per_party_max = 2;
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    provider_requirements(&server.url(), dir.path()).await;
+    bounds_and_withdrawal(&server.url(), dir.path());
     server.shutdown().await;
     PostgresStore::drop_schema(&url, &schema).unwrap();
 }

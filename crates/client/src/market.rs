@@ -55,6 +55,12 @@ impl<'a> Market<'a> {
         self.transport.call::<(), _>(Method::GET, "/v1/market/requests", None, TIMEOUT).await
     }
 
+    /// Withdraw one of this party's kept requests.
+    pub async fn withdraw_request(&self, id: u64) -> Result<RequestInfo, ClientError> {
+        let path = format!("/v1/market/requests/{id}/withdraw");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
     /// Ranked candidates without keeping the request.
     pub async fn search(&self, body: &RequestBody) -> Result<SearchReply, ClientError> {
         self.transport.call(Method::POST, "/v1/market/search", Some(body), TIMEOUT).await

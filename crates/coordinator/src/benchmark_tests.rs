@@ -36,6 +36,7 @@ fn node_profile() -> ProviderToServer {
         memory_bytes: 1 << 30,
         disk_bytes: 1 << 32,
         engine_version: "0.1.0".into(),
+        job_requirement: None,
     }
 }
 

@@ -285,6 +285,12 @@ impl Coordinator {
         properties.validate().map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: {reason}")))?;
         idlegrid_scheduler::JobSpec::from_properties(&properties, &self.config.scheduler)
             .map_err(|reason| report(ErrorCode::BadRequest, format!("job {job}: cluster request: {reason}")))?;
+        for (field, source) in [("requirement", &properties.requirement), ("rank", &properties.rank)] {
+            if let Some(source) = source {
+                idlegrid_scheduler::terms::parse_job_expression(source)
+                    .map_err(|e| report(ErrorCode::BadRequest, format!("job {job}: {field}: {e}")))?;
+            }
+        }
         if let Some(validator) = &properties.validator
             && !ctx.tx.element_visible_to_client(&ctx.party.id, validator)?
         {

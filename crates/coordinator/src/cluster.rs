@@ -93,12 +93,18 @@ pub enum JobExplanation {
     /// The job asks for no virtual cluster: its tasks go to any engine with a free slot.
     NoCluster {
         engines_with_room: u64,
+        /// Engines with room where both the job's and the engine's requirements hold.
+        engines_accepting: u64,
+        /// Requirements that keep connected engines from the job, most engines first.
+        kept_off: Vec<idlegrid_scheduler::terms::TermsReport>,
     },
     /// No task of the job waits.
     NothingWaiting,
     Waiting {
         task: idlegrid_types::TaskIndex,
         explanation: Box<Explanation>,
+        /// Requirements that keep engines from the job, most engines first.
+        kept_off: Vec<idlegrid_scheduler::terms::TermsReport>,
     },
 }
 
@@ -239,6 +245,7 @@ impl Coordinator {
         if scheduler.upsert_provider(id, update).is_err() {
             return Ok(());
         }
+        let _ = scheduler.set_provider_terms(id, Some(self.engine_terms(tx, party)?));
         if let Some(history) = &history {
             let _ = scheduler.update_signature(id, history.signature());
         }
@@ -269,6 +276,7 @@ impl Coordinator {
         if scheduler.add_job(key, spec).is_err() {
             return Ok(false);
         }
+        let _ = scheduler.set_job_terms(key, Some(self.job_terms(tx, job)?), self.price_per_gflop_hour());
         for (index, task) in tasks {
             let data: Vec<ElementHash> = task.data.values().copied().collect();
             let elements = element_refs(tx, &data, sizes)?;
@@ -399,9 +407,25 @@ impl Coordinator {
             let has_room = |p: &&idlegrid_store::ProviderRow| {
                 p.state == NodeState::Active && p.session.is_some() && p.capacity > p.assigned
             };
-            let engines_with_room =
-                heard.iter().filter(has_room).filter(|p| !quarantined.contains(&p.id)).count() as u64;
-            return Ok(JobExplanation::NoCluster { engines_with_room });
+            let connected = |p: &&idlegrid_store::ProviderRow| {
+                p.state != NodeState::ShuttingDown && p.session.is_some() && !quarantined.contains(&p.id)
+            };
+            let price = self.price_per_gflop_hour();
+            let job_terms = self.job_terms(tx, job)?;
+            let mut engines = Vec::new();
+            let (mut engines_with_room, mut engines_accepting) = (0, 0);
+            for row in heard.iter().filter(connected) {
+                let terms = self.engine_terms(tx, &row.id)?;
+                if has_room(&row) {
+                    engines_with_room += 1;
+                    if idlegrid_scheduler::terms::fits(&job_terms, &terms, price) {
+                        engines_accepting += 1;
+                    }
+                }
+                engines.push(terms);
+            }
+            let kept_off = idlegrid_scheduler::terms::explain(&job_terms, &engines, price);
+            return Ok(JobExplanation::NoCluster { engines_with_room, engines_accepting, kept_off });
         };
         let waiting = match task {
             Some(index) => tx.task(job.id, index)?.filter(|t| t.state == TaskState::Queued),
@@ -433,8 +457,16 @@ impl Coordinator {
         }
         let mut sizes = HashMap::new();
         self.add_snapshot_job(tx, &mut scheduler, JobKey(0), job, spec, &[(0, &task)], &mut sizes)?;
+        let job_terms = self.job_terms(tx, job)?;
+        let mut engines = Vec::with_capacity(heard.len());
+        for row in &heard {
+            engines.push(self.engine_terms(tx, &row.id)?);
+        }
+        let kept_off = idlegrid_scheduler::terms::explain(&job_terms, &engines, self.price_per_gflop_hour());
         match scheduler.explain(SchedulerTask(0), now_ms) {
-            Ok(explanation) => Ok(JobExplanation::Waiting { task: task.index, explanation: Box::new(explanation) }),
+            Ok(explanation) => {
+                Ok(JobExplanation::Waiting { task: task.index, explanation: Box::new(explanation), kept_off })
+            }
             Err(_) => Ok(JobExplanation::NothingWaiting),
         }
     }
@@ -469,17 +501,37 @@ fn element_refs(
 pub(crate) fn to_message(job: JobId, explanation: JobExplanation) -> idlegrid_protocol::messages::JobExplanation {
     use idlegrid_protocol::messages::{JobExplanation as Message, RequirementCount};
     match explanation {
-        JobExplanation::NoCluster { engines_with_room } => Message {
-            job,
-            task: None,
-            providers: engines_with_room,
-            providers_matching: engines_with_room,
-            requirements: Vec::new(),
-            blockers: Vec::new(),
-            text: format!(
-                "job {job} asks for no virtual cluster: its tasks go to any engine with a free slot, highest priority first; {engines_with_room} engines have room now\n"
-            ),
-        },
+        JobExplanation::NoCluster { engines_with_room, engines_accepting, kept_off } => {
+            let mut text = format!(
+                "job {job} asks for no virtual cluster: its tasks go to any engine with a free slot whose requirements it meets (and that meets the job's), highest priority first; {engines_with_room} engines have room now, {engines_accepting} of them accept the job\n"
+            );
+            for report in &kept_off {
+                text.push_str(&format!("kept off {} engines by {}\n", report.ruled_out, report.requirement));
+            }
+            let mut blockers = Vec::new();
+            if engines_accepting == 0 && !kept_off.is_empty() {
+                blockers.push(format!(
+                    "no engine with room accepts the job: {} keeps it off {} engines",
+                    kept_off[0].requirement, kept_off[0].ruled_out
+                ));
+            }
+            Message {
+                job,
+                task: None,
+                providers: engines_with_room,
+                providers_matching: engines_accepting,
+                requirements: kept_off
+                    .iter()
+                    .map(|r| RequirementCount {
+                        requirement: r.requirement.clone(),
+                        ruled_out: r.ruled_out,
+                        ruled_out_alone: r.ruled_out,
+                    })
+                    .collect(),
+                blockers,
+                text,
+            }
+        }
         JobExplanation::NothingWaiting => Message {
             job,
             task: None,
@@ -489,7 +541,7 @@ pub(crate) fn to_message(job: JobId, explanation: JobExplanation) -> idlegrid_pr
             blockers: Vec::new(),
             text: format!("no task of job {job} waits\n"),
         },
-        JobExplanation::Waiting { task, explanation } => Message {
+        JobExplanation::Waiting { task, explanation, kept_off } => Message {
             job,
             task: Some(task),
             providers: explanation.providers,
@@ -506,8 +558,12 @@ pub(crate) fn to_message(job: JobId, explanation: JobExplanation) -> idlegrid_pr
             blockers: explanation.blockers.iter().map(|b| b.to_string()).collect(),
             // The scheduler numbers the task 0 of job 0 in its snapshot: name them as the user does.
             text: format!(
-                "task {task} of job {job}:\n{}",
-                explanation.to_string().split_once('\n').map(|(_, rest)| rest).unwrap_or_default()
+                "task {task} of job {job}:\n{}{}",
+                explanation.to_string().split_once('\n').map(|(_, rest)| rest).unwrap_or_default(),
+                kept_off
+                    .iter()
+                    .map(|report| format!("kept off {} engines by {}\n", report.ruled_out, report.requirement))
+                    .collect::<String>()
             ),
         },
     }

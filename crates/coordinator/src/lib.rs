@@ -29,6 +29,7 @@ mod provider;
 pub mod requests;
 mod schedule;
 mod session;
+mod terms;
 pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap};

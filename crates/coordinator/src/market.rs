@@ -68,6 +68,8 @@ pub struct MarketConfig {
     pub contract_duration_default_ms: u64,
     /// Open offers one party may have. Default 10,000.
     pub open_offers_per_party_max: u64,
+    /// Open (kept) requests one party may have. Default 1,000.
+    pub open_requests_per_party_max: u64,
 }
 
 impl Default for MarketConfig {
@@ -80,6 +82,7 @@ impl Default for MarketConfig {
             deadline_max_ms: 30 * 24 * 3600 * 1000,
             contract_duration_default_ms: 24 * 3600 * 1000,
             open_offers_per_party_max: 10_000,
+            open_requests_per_party_max: 1_000,
         }
     }
 }
@@ -210,6 +213,7 @@ fn offer_info(row: &OfferRow, record: &OfferRecord) -> OfferInfo {
         requirements: record.offer.requirements.clone(),
         created_ms: row.created_ms,
         updated_ms: row.updated_ms,
+        expires_ms: record.offer.expires_ms,
     }
 }
 
@@ -395,7 +399,9 @@ impl Coordinator {
                     return Err(CoordinatorError::new(
                         ErrorKind::Conflict,
                         ErrorCode::LimitExceeded,
-                        format!("you have {open} open offers, the most allowed: withdraw some before offering more"),
+                        format!(
+                            "you have {open} open offers, the most allowed: withdraw some (idlegrid market withdraw N) before offering more"
+                        ),
                     ));
                 }
                 tx.market().next_id(MarketTable::Offers)?
@@ -512,6 +518,16 @@ impl Coordinator {
     ) -> Result<SearchReply, CoordinatorError> {
         let request = self.market_request(party, body)?;
         let kept = if keep {
+            let open = tx.market().open_requests_of(&party.id)?;
+            if open >= self.config.market.open_requests_per_party_max {
+                return Err(CoordinatorError::new(
+                    ErrorKind::Conflict,
+                    ErrorCode::LimitExceeded,
+                    format!(
+                        "you have {open} open requests, the most allowed: withdraw some (idlegrid market withdraw-request N) before asking for more"
+                    ),
+                ));
+            }
             let id = tx.market().next_id(MarketTable::Requests)?;
             tx.market().insert_request(&RequestRow {
                 id,
@@ -544,10 +560,40 @@ impl Coordinator {
             Some(row) if row.requester == party.id => row,
             _ => return Err(not_found(format!("you have no request {id}"))),
         };
+        if row.state != "open" {
+            return Err(CoordinatorError::conflict(format!(
+                "request {id} is {}: only an open request is searched again",
+                row.state
+            )));
+        }
         let body: RequestBody = serde_json::from_str(&row.body).map_err(|e| corrupt(&format!("request {id}"), e))?;
         let mut reply = self.market_search(tx, party, &body, false, now_ms, fx)?;
         reply.request = Some(id);
         Ok(reply)
+    }
+
+    /// Take one of the caller's kept requests off the market: it is no longer searched again
+    /// and no longer counts towards the party's bound.
+    pub fn market_withdraw_request(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        id: u64,
+    ) -> Result<RequestInfo, CoordinatorError> {
+        let mut row = match tx.market().request(id)? {
+            Some(row) if row.requester == party.id => row,
+            _ => return Err(not_found(format!("you have no request {id}"))),
+        };
+        if row.state != "open" {
+            return Err(CoordinatorError::conflict(format!(
+                "request {id} is {}: only an open request can be withdrawn",
+                row.state
+            )));
+        }
+        row.state = "withdrawn".into();
+        tx.market().update_request(&row)?;
+        let request = serde_json::from_str(&row.body).map_err(|e| corrupt(&format!("request {id}"), e))?;
+        Ok(RequestInfo { id: row.id, state: row.state, created_ms: row.created_ms, request })
     }
 
     /// The caller's kept requests.

@@ -78,7 +78,7 @@ mod tests {
     }
 
     fn demand(wanted: u32, excluded: Vec<usize>) -> ReplicaDemand {
-        ReplicaDemand { wanted, excluded }
+        ReplicaDemand::new(wanted, excluded)
     }
 
     #[test]

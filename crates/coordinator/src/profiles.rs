@@ -63,6 +63,9 @@ pub struct ProviderProfile {
     pub disk_bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine_version: Option<String>,
+    /// The owner's requirement over jobs (`NodeProfile`), checked when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_requirement: Option<String>,
     /// CPU speed of one slot, smoothed over benchmark runs (GFLOPS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_gflops: Option<BenchmarkAverage>,
@@ -253,8 +256,10 @@ impl Coordinator {
         memory_bytes: u64,
         disk_bytes: u64,
         engine_version: String,
+        job_requirement: Option<String>,
     ) -> Result<(), StoreError> {
         let mut profile = self.provider_profile(tx, provider)?.unwrap_or_default();
+        profile.job_requirement = job_requirement;
         profile.os = Some(os);
         profile.arch = Some(arch);
         profile.cores = Some(cores);

@@ -89,7 +89,17 @@ impl Coordinator {
                 self.benchmark_if_due(ctx.tx, &ctx.party.id.clone(), ctx.now, ctx.fx)?;
                 Ok(())
             }
-            M::NodeProfile { os, arch, cores, memory_bytes, disk_bytes, engine_version } => {
+            M::NodeProfile { os, arch, cores, memory_bytes, disk_bytes, engine_version, job_requirement } => {
+                // Checked before anything is kept: a requirement the scheduler could not read
+                // would silently keep every job away.
+                if let Some(requirement) = &job_requirement {
+                    idlegrid_scheduler::terms::parse_engine_requirement(requirement).map_err(|e| {
+                        crate::error::report(
+                            idlegrid_protocol::messages::ErrorCode::BadRequest,
+                            format!("job_requirement: {e}"),
+                        )
+                    })?;
+                }
                 // Merged into the profile: the benchmark's measurements stay (P5.1).
                 self.profile_reported(
                     ctx.tx,
@@ -100,6 +110,7 @@ impl Coordinator {
                     memory_bytes,
                     disk_bytes,
                     engine_version.clone(),
+                    job_requirement,
                 )?;
                 if let Some(offer) = self.upgrade(ctx.tx)?
                     && matches!(&offer, ServerToProvider::Upgrade { version, .. } if *version != engine_version)

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
-use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss};
+use idlegrid_scheduler::{AfterLoss, after_loss, terms};
 use idlegrid_store::{JobRow, NewResult, ProviderRoom, StoreError, TaskKey, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
@@ -118,6 +118,13 @@ impl Coordinator {
         }
         let engine_of: HashMap<PartyId, usize> =
             rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
+        // Requirements and rank: each engine's requirement over jobs, each job's over engines.
+        let mut engine_terms = Vec::with_capacity(rooms.len());
+        for room in &rooms {
+            engine_terms.push(self.engine_terms(tx, &room.id)?);
+        }
+        let price = self.price_per_gflop_hour();
+        let mut job_terms: HashMap<JobId, idlegrid_scheduler::JobTerms> = HashMap::new();
         let mut jobs = Jobs::default();
         let mut tasks = Vec::with_capacity(candidates.len());
         let mut demands = Vec::with_capacity(candidates.len());
@@ -134,7 +141,10 @@ impl Coordinator {
                         cluster.tasks.push(task);
                         continue;
                     }
-                    demands.push(ReplicaDemand { wanted: 1, excluded: Vec::new() });
+                    if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                        entry.insert(self.job_terms(tx, job)?);
+                    }
+                    demands.push(terms::demand(&job_terms[&job.id], &engine_terms, 1, Vec::new(), price));
                     tasks.push(task);
                 }
                 continue;
@@ -144,7 +154,10 @@ impl Coordinator {
                 continue;
             }
             let excluded = state.assurance.providers().iter().filter_map(|p| engine_of.get(p).copied()).collect();
-            demands.push(ReplicaDemand { wanted, excluded });
+            if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                entry.insert(self.job_terms(tx, job)?);
+            }
+            demands.push(terms::demand(&job_terms[&job.id], &engine_terms, wanted, excluded, price));
             tasks.push(task);
         }
         // Virtual nodes first: they need several engines at once.

@@ -201,6 +201,10 @@ pub struct OwnerSettings {
     pub contact: ContactSchedule,
     /// Address of the local status page (port 0: any free port; none: no page).
     pub status_listen: Option<String>,
+    /// What a job must be for this engine to run it, in the market's expression language
+    /// (`job.client in ["alice"]`, `job.pay_per_hour >= 2`, `task.memory_mb <= 512`); sent to
+    /// the server, which places only jobs that meet it here. None: any job.
+    pub job_requirement: Option<String>,
 }
 
 impl Default for OwnerSettings {
@@ -219,6 +223,7 @@ impl Default for OwnerSettings {
             run_hours: WeeklySchedule::always(),
             contact: ContactSchedule::default(),
             status_listen: Some("127.0.0.1:7710".into()),
+            job_requirement: None,
         }
     }
 }
@@ -244,6 +249,10 @@ impl OwnerSettings {
         }
         if self.disk_bytes_max < 1 << 20 {
             return Err("disk_bytes_max must be at least 1 MiB".into());
+        }
+        if let Some(requirement) = &self.job_requirement {
+            idlegrid_market::expr::Expr::parse_scoped(requirement, idlegrid_market::expr::PROVIDER_SCOPES)
+                .map_err(|e| format!("job_requirement: {e}"))?;
         }
         Ok(())
     }

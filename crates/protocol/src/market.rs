@@ -79,6 +79,9 @@ pub struct OfferInfo {
     pub requirements: Option<Expr>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// When the offer leaves the market (ms since the epoch); `None`: until withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
 }
 
 /// What a party asks for; searched at once, and kept when posted as a request.

@@ -528,6 +528,10 @@ pub enum ProviderToServer {
         memory_bytes: u64,
         disk_bytes: u64,
         engine_version: String,
+        /// The owner's requirement over the jobs this engine runs, in the market's expression
+        /// language (`job.client in ["alice"] and task.memory_mb <= 512`); `None`: any job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        job_requirement: Option<String>,
     },
     GetConfig,
     CacheContents {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::placement::{
     FAIL_BANDWIDTH, FAIL_CONNECTED, FAIL_CONNECTIVITY, FAIL_DISK, FAIL_FREE_SLOT, FAIL_MEASURED, FAIL_MEMORY,
-    FAIL_RELIABILITY, FAIL_TOO_FAST, FAIL_TOO_SLOW, REQUIREMENTS, Scheduler, TaskContext,
+    FAIL_RELIABILITY, FAIL_TERMS, FAIL_TOO_FAST, FAIL_TOO_SLOW, REQUIREMENTS, Scheduler, TaskContext,
 };
 use crate::profile::Connectivity;
 use crate::vnode::node_reliability;
@@ -58,6 +58,11 @@ pub enum Requirement {
     ReliabilityMin {
         pi_min: f64,
     },
+    /// The provider's requirement over jobs and the job's over engines hold (`terms`); listed
+    /// when some provider or the job has one.
+    Terms {
+        present: bool,
+    },
 }
 
 impl Requirement {
@@ -67,6 +72,7 @@ impl Requirement {
             Requirement::MemoryMb { min } | Requirement::DiskMb { min } => *min > 0,
             Requirement::BandwidthMin { mb_per_s } => *mb_per_s > 0.0,
             Requirement::AnyConnectivity => false,
+            Requirement::Terms { present } => *present,
             _ => true,
         }
     }
@@ -90,6 +96,7 @@ impl fmt::Display for Requirement {
                 write!(f, "expected time T_E >= {seconds_min:.0} s (no more power than asked)")
             }
             Requirement::ReliabilityMin { pi_min } => write!(f, "reliability pi >= {pi_min:.3}"),
+            Requirement::Terms { .. } => write!(f, "the provider's requirement over jobs, the job's over providers"),
         }
     }
 }
@@ -328,6 +335,7 @@ impl Scheduler {
             (FAIL_TOO_SLOW, Requirement::NotTooSlow { seconds_max: ctx.seconds_max }),
             (FAIL_TOO_FAST, Requirement::NotTooFast { seconds_min: ctx.seconds_min }),
             (FAIL_RELIABILITY, Requirement::ReliabilityMin { pi_min: ctx.pi_min }),
+            (FAIL_TERMS, Requirement::Terms { present: self.has_terms() }),
         ];
         debug_assert!(all.iter().enumerate().all(|(i, (bit, _))| *bit == 1 << i));
         all.into_iter().map(|(_, requirement)| requirement).collect()

@@ -14,6 +14,8 @@
 //!   jobs and tasks, whose `plan` groups candidates into virtual nodes, replaces silent nodes and
 //!   preempts lower priorities.
 //! - `explain`: why a task waits, requirement by requirement.
+//! - `terms`: an engine's requirement over jobs, a job's requirement and rank over engines, in
+//!   the market's expression language.
 //! - `random`: seeded generators written here, so results never change with a dependency.
 //!
 //! Each module's documentation lists the choices made where the seed is vague, with reasons.
@@ -41,6 +43,7 @@ mod index;
 pub mod placement;
 pub mod profile;
 mod rooms;
+pub mod terms;
 pub mod timing;
 pub mod vnode;
 
@@ -57,6 +60,7 @@ pub use placement::{
 };
 pub use profile::{Connectivity, ProviderProfile};
 pub use rooms::{AfterLoss, ReplicaDemand, after_loss, fill_rooms, place_replicas};
+pub use terms::{EngineTerms, JobTerms};
 pub use timing::{CandidateBand, NodeSpeed, TaskShape};
 
 /// A provider, as the caller numbers them (for example the row ID of the provider's record).

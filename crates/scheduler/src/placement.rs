@@ -68,6 +68,7 @@ use crate::availability::{AvailabilityRatings, WeeklySignature};
 use crate::full::{FullModelConfig, ProviderModel, completion_curve};
 use crate::index::{IndexPosition, SpeedIndex, bucket_range, speed_bucket};
 use crate::profile::{Connectivity, ProviderProfile, SLOTS_MAX, non_negative, positive_at_most};
+use crate::terms::{EngineTerms, JobTerms};
 use crate::timing::{CandidateBand, NodeSpeed, TaskShape, expected_seconds, requested_seconds, weighted_availability};
 use crate::vnode::{NodeFormation, Offer, node_reliability};
 use crate::{ElementKey, JobKey, ProviderId, SchedulerError, TaskKey};
@@ -606,6 +607,12 @@ pub struct Scheduler {
     copies_running: u64,
     nodes_running: u64,
     tasks_waiting: u64,
+    /// Providers' requirements over jobs and attributes (`terms`), for those that have them.
+    provider_terms: HashMap<ProviderId, EngineTerms>,
+    /// Jobs' requirements over engines and attributes.
+    job_terms: HashMap<JobKey, JobTerms>,
+    /// Price per GFLOP-hour, for `job.pay_per_hour`.
+    terms_price: f64,
 }
 
 /// What the candidate test found for one provider and one task.
@@ -628,7 +635,8 @@ pub(crate) const FAIL_BANDWIDTH: u16 = 1 << 6;
 pub(crate) const FAIL_TOO_SLOW: u16 = 1 << 7;
 pub(crate) const FAIL_TOO_FAST: u16 = 1 << 8;
 pub(crate) const FAIL_RELIABILITY: u16 = 1 << 9;
-pub(crate) const REQUIREMENTS: usize = 10;
+pub(crate) const FAIL_TERMS: u16 = 1 << 10;
+pub(crate) const REQUIREMENTS: usize = 11;
 
 /// Everything the candidate test needs about one task.
 #[derive(Debug, Clone)]
@@ -693,6 +701,9 @@ impl Scheduler {
             copies_running: 0,
             nodes_running: 0,
             tasks_waiting: 0,
+            provider_terms: HashMap::new(),
+            job_terms: HashMap::new(),
+            terms_price: 0.0,
         })
     }
 
@@ -763,6 +774,63 @@ impl Scheduler {
         })
     }
 
+    /// Set (or, with `None`, clear) a provider's requirement over jobs and its attributes
+    /// (`terms`): no task goes to it unless its job meets the requirement.
+    pub fn set_provider_terms(&mut self, id: ProviderId, terms: Option<EngineTerms>) -> Result<(), SchedulerError> {
+        if !self.provider_slots.contains_key(&id) {
+            return Err(SchedulerError::UnknownProvider(id));
+        }
+        match terms {
+            Some(terms) => self.provider_terms.insert(id, terms),
+            None => self.provider_terms.remove(&id),
+        };
+        Ok(())
+    }
+
+    /// Set (or clear) a job's requirement over engines and its attributes, which engines'
+    /// requirements read; `price_per_gflop_hour` gives `job.pay_per_hour`.
+    pub fn set_job_terms(
+        &mut self,
+        key: JobKey,
+        terms: Option<JobTerms>,
+        price_per_gflop_hour: f64,
+    ) -> Result<(), SchedulerError> {
+        if !self.jobs.contains_key(&key) {
+            return Err(SchedulerError::UnknownJob(key));
+        }
+        if !(price_per_gflop_hour.is_finite() && price_per_gflop_hour >= 0.0) {
+            return Err(SchedulerError::InvalidNumber {
+                field: "price_per_gflop_hour",
+                value: price_per_gflop_hour,
+                reason: "must be a finite number, at least 0",
+            });
+        }
+        self.terms_price = price_per_gflop_hour;
+        match terms {
+            Some(terms) => self.job_terms.insert(key, terms),
+            None => self.job_terms.remove(&key),
+        };
+        Ok(())
+    }
+
+    /// Whether the provider's and the job's requirements both hold (true when neither has one).
+    pub(crate) fn terms_hold(&self, provider: ProviderId, job: JobKey) -> bool {
+        let engine = self.provider_terms.get(&provider);
+        let job = self.job_terms.get(&job);
+        let required = engine.is_some_and(|e| e.requirement.is_some()) || job.is_some_and(|j| j.requirement.is_some());
+        if !required {
+            return true;
+        }
+        let (no_engine, no_job) = (EngineTerms::default(), JobTerms::default());
+        crate::terms::fits(job.unwrap_or(&no_job), engine.unwrap_or(&no_engine), self.terms_price)
+    }
+
+    /// Whether any provider or job has a requirement.
+    pub(crate) fn has_terms(&self) -> bool {
+        self.provider_terms.values().any(|e| e.requirement.is_some())
+            || self.job_terms.values().any(|j| j.requirement.is_some())
+    }
+
     /// The candidate test of one provider for one task. With `stop_at_first`, returns at the
     /// first requirement not met (placement); otherwise checks them all (explain).
     pub(crate) fn assess(&self, slot: u32, ctx: &TaskContext, check_free: bool, stop_at_first: bool) -> Assessment {
@@ -801,6 +869,9 @@ impl Scheduler {
         }
         if record.effective_bandwidth < ctx.bandwidth_min {
             fail!(FAIL_BANDWIDTH);
+        }
+        if !self.terms_hold(record.id, ctx.job) {
+            fail!(FAIL_TERMS);
         }
         let held: f64 = if record.cache.is_empty() {
             0.0

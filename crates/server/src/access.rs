@@ -69,6 +69,7 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/v1/market/requests", PARTIES),
     rule("GET", "/v1/market/requests", PARTIES),
     rule("GET", "/v1/market/requests/{request}/search", PARTIES),
+    rule("POST", "/v1/market/requests/{request}/withdraw", PARTIES),
     rule("POST", "/v1/market/search", PARTIES),
     rule("POST", "/v1/market/negotiations", PARTIES),
     rule("GET", "/v1/market/negotiations", PARTIES),

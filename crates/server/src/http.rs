@@ -90,6 +90,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/market/offers/{offer}/withdraw", post(crate::market_http::post_offer_withdraw))
         .route("/v1/market/requests", post(crate::market_http::post_request).get(crate::market_http::get_requests))
         .route("/v1/market/requests/{request}/search", get(crate::market_http::get_request_search))
+        .route("/v1/market/requests/{request}/withdraw", post(crate::market_http::post_request_withdraw))
         .route("/v1/market/search", post(crate::market_http::post_search))
         .route(
             "/v1/market/negotiations",

@@ -142,6 +142,22 @@ pub(crate) async fn get_request_search(
     .await
 }
 
+/// Withdraw a kept request.
+pub(crate) async fn post_request_withdraw(
+    State(state): State<Arc<AppState>>,
+    Path(request): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&request, "request")?;
+    run(state, method, uri, headers, Some(body), move |_| {
+        Box::new(move |c, tx, _, party, _| c.market_withdraw_request(tx, party, id))
+    })
+    .await
+}
+
 /// Ranked candidates without keeping the request.
 pub(crate) async fn post_search(
     State(state): State<Arc<AppState>>,

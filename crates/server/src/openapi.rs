@@ -139,6 +139,9 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         ("GET", "/v1/market/requests/{request}/search") => {
             doc("Ranked candidates for a kept request, now", None, Some(Object))
         }
+        ("POST", "/v1/market/requests/{request}/withdraw") => {
+            doc("Withdraw a kept request: no longer searched, no longer counted", None, Some(Object))
+        }
         ("POST", "/v1/market/search") => {
             doc("Ranked candidates for a request, without keeping it", Some(Object), Some(Object))
         }

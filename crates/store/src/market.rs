@@ -129,6 +129,8 @@ pub trait MarketTx {
     fn request(&mut self, id: u64) -> StoreResult<Option<RequestRow>>;
     /// A requester's requests, by id.
     fn requests_of(&mut self, requester: &PartyId, limit: u32) -> StoreResult<Vec<RequestRow>>;
+    /// How many open requests a requester has.
+    fn open_requests_of(&mut self, requester: &PartyId) -> StoreResult<u64>;
 
     fn insert_negotiation(&mut self, negotiation: &NegotiationRow) -> StoreResult<()>;
     fn update_negotiation(&mut self, negotiation: &NegotiationRow) -> StoreResult<()>;

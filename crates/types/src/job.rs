@@ -103,6 +103,8 @@ pub mod limits {
     pub const ATTEMPTS_MAX: u32 = 100;
     pub const HINTS_MAX: usize = 64;
     pub const HINT_BYTES_MAX: usize = 256;
+    /// Longest requirement or rank expression of a job (the market language's own bound).
+    pub const EXPRESSION_BYTES_MAX: usize = 4096;
     /// Largest single amount of money anywhere (a job's maximum cost, a deposit, a payout, one
     /// transfer of the ledger): a million currency units. Bounding every amount keeps every
     /// sum of the ledger far from the 64-bit limit, so one request can never make the shared
@@ -140,6 +142,12 @@ pub struct JobProperties {
     /// A wasm element that decides whether two results of a task agree, for results that may
     /// differ slightly; `None`: byte for byte.
     pub validator: Option<crate::ElementHash>,
+    /// What the job asks of an engine, in the requirement language of the market
+    /// (`engine.memory_mb >= 512 and engine.os == "linux"`); `None`: any engine.
+    pub requirement: Option<String>,
+    /// Which engines the job prefers, a number from the engine's attributes, highest first
+    /// (`engine.gflops`); `None`: no preference.
+    pub rank: Option<String>,
 }
 
 impl Default for JobProperties {
@@ -157,6 +165,8 @@ impl Default for JobProperties {
             attempts_max: 5,
             validation: crate::ValidationPolicy::None,
             validator: None,
+            requirement: None,
+            rank: None,
         }
     }
 }
@@ -227,6 +237,13 @@ impl JobProperties {
         }
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
+        }
+        for (field, source) in [("requirement", &self.requirement), ("rank", &self.rank)] {
+            if let Some(source) = source
+                && source.len() > EXPRESSION_BYTES_MAX
+            {
+                return Err(format!("{field} is {} bytes long; at most {EXPRESSION_BYTES_MAX} allowed", source.len()));
+            }
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ from .errors import (
     UntrustedServerError,
 )
 from .identity import Identity
+from .market import Market
 from .transport import Transport
 from .types import (
     ElementRef,
@@ -54,6 +55,7 @@ __all__ = [
     "JobProperties",
     "JobState",
     "JobWatch",
+    "Market",
     "NetworkError",
     "Payload",
     "ProtocolError",

@@ -448,6 +448,7 @@ impl Inner {
                 memory_bytes: self.config.owner.memory_bytes_max,
                 disk_bytes: self.config.owner.disk_bytes_max,
                 engine_version: env!("CARGO_PKG_VERSION").to_string(),
+                job_requirement: self.config.owner.job_requirement.clone(),
             },
             None,
         );

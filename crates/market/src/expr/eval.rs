@@ -36,7 +36,7 @@ impl Evaluator<'_> {
         }
         match &node.kind {
             NodeKind::Literal(value) => value.clone(),
-            NodeKind::Reference { side, name } => {
+            NodeKind::Reference { side, name, .. } => {
                 let value = match side {
                     Side::My => self.my.attribute(name),
                     Side::Other => self.other.attribute(name),

@@ -71,18 +71,17 @@ pub(crate) fn explain(expr: &Expr, my: &dyn Attributes, other: &dyn Attributes) 
             continue;
         }
         let mut names = Vec::new();
-        collect_references(clause, &mut names);
-        names.sort();
-        names.dedup();
+        collect_sided(clause, &mut names);
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        names.dedup_by(|a, b| a.0 == b.0);
         let attributes = names
             .into_iter()
-            .map(|name| {
-                let value = match name.split_once('.') {
-                    Some(("my", attribute)) => my.attribute(attribute),
-                    Some((_, attribute)) => other.attribute(attribute),
-                    None => None,
+            .map(|(written, side, attribute)| {
+                let value = match side {
+                    Side::My => my.attribute(&attribute),
+                    Side::Other => other.attribute(&attribute),
                 };
-                (name, value.unwrap_or(Value::Undefined))
+                (written, value.unwrap_or(Value::Undefined))
             })
             .collect();
         let text = expr.source.get(clause.start..clause.end).unwrap_or_default().to_string();
@@ -102,21 +101,26 @@ fn flatten_and<'a>(node: &'a Node, clauses: &mut Vec<&'a Node>) {
 }
 
 pub(crate) fn collect_references(node: &Node, names: &mut Vec<String>) {
+    let mut sided = Vec::new();
+    collect_sided(node, &mut sided);
+    names.extend(sided.into_iter().map(|(written, _, _)| written));
+}
+
+/// Every reference as written, with the side it reads and the attribute's name.
+fn collect_sided(node: &Node, names: &mut Vec<(String, Side, String)>) {
     match &node.kind {
         NodeKind::Literal(_) => {}
-        NodeKind::Reference { side, name } => {
-            names.push(format!("{}.{name}", if *side == Side::My { "my" } else { "other" }));
-        }
+        NodeKind::Reference { side, scope, name } => names.push((format!("{scope}.{name}"), *side, name.clone())),
         NodeKind::List(items) | NodeKind::Call { arguments: items, .. } => {
-            items.iter().for_each(|item| collect_references(item, names));
+            items.iter().for_each(|item| collect_sided(item, names));
         }
-        NodeKind::Not(operand) | NodeKind::Negate(operand) => collect_references(operand, names),
+        NodeKind::Not(operand) | NodeKind::Negate(operand) => collect_sided(operand, names),
         NodeKind::And(left, right)
         | NodeKind::Or(left, right)
         | NodeKind::Binary { left, right, .. }
         | NodeKind::In { item: left, list: right, .. } => {
-            collect_references(left, names);
-            collect_references(right, names);
+            collect_sided(left, names);
+            collect_sided(right, names);
         }
     }
 }

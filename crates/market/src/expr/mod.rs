@@ -1,7 +1,7 @@
 //! Requirements and rank (D4, X6): one small expression language over both sides of a match,
 //! in the spirit of HTCondor's ClassAds `Requirements`/`Rank` and Golem's constraints. The
-//! market uses it for offers and requests; the scheduler will use it for a provider's
-//! requirements on jobs and a job's rank over engines.
+//! market uses it for offers and requests; the scheduler for an engine's requirement over jobs
+//! and a job's requirement and rank over engines.
 //!
 //! ```text
 //! other.memory_mb >= 4096 and other.category == "memory"
@@ -13,6 +13,9 @@
 //!   `undefined`, lists `[1, "a", true]`.
 //! - **Attributes**: `my.NAME` (the side that wrote the expression) and `other.NAME` (the side
 //!   being judged). A bare name is refused, so that an expression never means two things.
+//!   [`Expr::parse_scoped`] adds names for the two sides where the context makes them plain:
+//!   the scheduler lets an engine write `job.client` or `task.memory_mb` for the job it judges
+//!   ([`PROVIDER_SCOPES`]) and a job write `engine.memory_mb` ([`JOB_SCOPES`]).
 //! - **Operators**, loosest first: `or`/`||`; `and`/`&&`; `not`/`!`; comparisons `== != < <= >
 //!   >=`, `in`, `not in` (not chained); `+ -`; `* / %`; unary `-`.
 //! - **Functions**: `starts_with(s, p)`, `ends_with(s, p)`, `contains(s_or_list, x)`,
@@ -196,6 +199,22 @@ pub enum Side {
     Other,
 }
 
+/// The words that may begin an attribute reference, and the side each reads.
+pub type Scopes = &'static [(&'static str, Side)];
+
+/// The market's scopes: `my.NAME` and `other.NAME`.
+pub const MARKET_SCOPES: Scopes = &[("my", Side::My), ("other", Side::Other)];
+
+/// An engine's requirement over jobs: `engine.NAME` (or `my.NAME`) is the engine, `job.NAME`,
+/// `task.NAME` (or `other.NAME`) the job and its task, read from one set of attributes.
+pub const PROVIDER_SCOPES: Scopes =
+    &[("my", Side::My), ("engine", Side::My), ("other", Side::Other), ("job", Side::Other), ("task", Side::Other)];
+
+/// A job's requirement and rank over engines: `job.NAME`, `task.NAME` (or `my.NAME`) is the
+/// job, `engine.NAME` (or `other.NAME`) the engine judged.
+pub const JOB_SCOPES: Scopes =
+    &[("my", Side::My), ("job", Side::My), ("task", Side::My), ("other", Side::Other), ("engine", Side::Other)];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinaryOp {
     Add,
@@ -248,15 +267,31 @@ impl Function {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum NodeKind {
     Literal(Value),
-    Reference { side: Side, name: String },
+    /// `scope` is the word written before the dot (for explanations).
+    Reference {
+        side: Side,
+        scope: &'static str,
+        name: String,
+    },
     List(Vec<Node>),
     Not(Box<Node>),
     Negate(Box<Node>),
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
-    Binary { op: BinaryOp, left: Box<Node>, right: Box<Node> },
-    In { item: Box<Node>, list: Box<Node>, negated: bool },
-    Call { function: Function, arguments: Vec<Node> },
+    Binary {
+        op: BinaryOp,
+        left: Box<Node>,
+        right: Box<Node>,
+    },
+    In {
+        item: Box<Node>,
+        list: Box<Node>,
+        negated: bool,
+    },
+    Call {
+        function: Function,
+        arguments: Vec<Node>,
+    },
 }
 
 /// A node of the tree and the bytes of the source it was read from.
@@ -280,7 +315,14 @@ pub struct Expr {
 impl Expr {
     /// Parse `source`; the error says what is wrong and where.
     pub fn parse(source: &str) -> Result<Expr, ParseError> {
-        parser::parse(source).map(|root| Expr { source: source.to_string(), root })
+        Expr::parse_scoped(source, MARKET_SCOPES)
+    }
+
+    /// Parse `source` where attribute references begin with one of `scopes`. Such an
+    /// expression serializes as its source but reads back only with [`Expr::parse`]'s scopes,
+    /// so keep its source and parse it again with the same scopes.
+    pub fn parse_scoped(source: &str, scopes: Scopes) -> Result<Expr, ParseError> {
+        parser::parse(source, scopes).map(|root| Expr { source: source.to_string(), root })
     }
 
     /// The text it was parsed from.
@@ -288,7 +330,8 @@ impl Expr {
         &self.source
     }
 
-    /// Every attribute the expression reads, as `my.NAME` or `other.NAME`, sorted, once each.
+    /// Every attribute the expression reads, as written (`my.NAME`, `other.NAME`, or another
+    /// scope's word), sorted, once each.
     pub fn references(&self) -> Vec<String> {
         let mut names = Vec::new();
         explain::collect_references(&self.root, &mut names);

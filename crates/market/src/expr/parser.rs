@@ -3,9 +3,9 @@
 //! can exhaust the stack or the evaluator.
 
 use super::lexer::{Spanned, Token, tokenize};
-use super::{BinaryOp, DEPTH_MAX, Function, NODES_MAX, Node, NodeKind, ParseError, SOURCE_BYTES_MAX, Side, Value};
+use super::{BinaryOp, DEPTH_MAX, Function, NODES_MAX, Node, NodeKind, ParseError, SOURCE_BYTES_MAX, Scopes, Value};
 
-pub(crate) fn parse(source: &str) -> Result<Node, ParseError> {
+pub(crate) fn parse(source: &str, scopes: Scopes) -> Result<Node, ParseError> {
     if source.len() > SOURCE_BYTES_MAX {
         return Err(ParseError::at(
             source,
@@ -14,7 +14,7 @@ pub(crate) fn parse(source: &str) -> Result<Node, ParseError> {
         ));
     }
     let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, at: 0, nesting: 0, nodes: 0 };
+    let mut parser = Parser { source, scopes, tokens, at: 0, nesting: 0, nodes: 0 };
     if parser.peek() == &Token::End {
         return Err(parser.error_here("the expression is empty: write a condition such as other.memory_mb >= 1024"));
     }
@@ -28,6 +28,7 @@ pub(crate) fn parse(source: &str) -> Result<Node, ParseError> {
 
 struct Parser<'a> {
     source: &'a str,
+    scopes: Scopes,
     tokens: Vec<Spanned>,
     at: usize,
     /// Current recursion depth of the parser.
@@ -273,23 +274,25 @@ impl Parser<'_> {
             "true" => return self.node(NodeKind::Literal(Value::Bool(true)), start, 0),
             "false" => return self.node(NodeKind::Literal(Value::Bool(false)), start, 0),
             "undefined" => return self.node(NodeKind::Literal(Value::Undefined), start, 0),
-            "my" | "other" => {
-                let side = if name == "my" { Side::My } else { Side::Other };
-                self.expect(Token::Dot, &format!("'.' and an attribute name after '{name}'"))?;
-                let Token::Ident(attribute) = self.peek().clone() else {
-                    return Err(self.error_here(&format!("expected an attribute name after '{name}.'")));
-                };
-                self.advance();
-                return self.node(NodeKind::Reference { side, name: attribute }, start, 0);
-            }
             _ => {}
+        }
+        if let Some((scope, side)) = self.scopes.iter().find(|(word, _)| *word == name).copied() {
+            self.expect(Token::Dot, &format!("'.' and an attribute name after '{name}'"))?;
+            let Token::Ident(attribute) = self.peek().clone() else {
+                return Err(self.error_here(&format!("expected an attribute name after '{name}.'")));
+            };
+            self.advance();
+            return self.node(NodeKind::Reference { side, scope, name: attribute }, start, 0);
         }
         if *self.peek() == Token::LParen {
             return self.call(name, start);
         }
         let message = match name {
             "and" | "or" | "not" | "in" => format!("expected a value before or after '{name}'"),
-            _ => format!("unknown name '{name}': attributes are written my.{name} or other.{name}"),
+            _ => {
+                let written: Vec<String> = self.scopes.iter().map(|(word, _)| format!("{word}.{name}")).collect();
+                format!("unknown name '{name}': attributes are written {}", written.join(" or "))
+            }
         };
         Err(ParseError::at(self.source, start, message))
     }

@@ -26,6 +26,32 @@ fn value(source: &str) -> Value {
 }
 
 #[test]
+fn scoped_names_read_their_side_and_are_reported_as_written() {
+    let engine = AttributeMap::new().with("memory_mb", 1024.0);
+    let job = AttributeMap::new().with("client", "alice").with("memory_mb", 256.0).with("pay_per_hour", 1.5);
+    let requirement = Expr::parse_scoped(
+        "job.client in [\"alice\", \"bob\"] and task.memory_mb <= engine.memory_mb and job.pay_per_hour >= 2",
+        PROVIDER_SCOPES,
+    )
+    .unwrap();
+    assert!(!requirement.holds(&engine, &job));
+    let explanation = requirement.explain(&engine, &job);
+    assert_eq!(explanation.failing.len(), 1);
+    assert_eq!(explanation.failing[0].to_string(), "job.pay_per_hour >= 2 is false (job.pay_per_hour = 1.5)");
+    assert_eq!(requirement.references(), vec!["engine.memory_mb", "job.client", "job.pay_per_hour", "task.memory_mb"]);
+    // A job's rank reads the engine as `engine`.
+    let rank = Expr::parse_scoped("engine.memory_mb / 1024 + my.memory_mb * 0", JOB_SCOPES).unwrap();
+    assert_eq!(rank.rank(&job, &engine), 1.0);
+    // The market's scopes do not know these words, and say which ones they do know.
+    let error = Expr::parse("job.client == \"alice\"").unwrap_err();
+    assert_eq!((error.line, error.column), (1, 1));
+    assert!(error.message.contains("my.job or other.job"), "{error}");
+    let error = Expr::parse_scoped("task.memory_mb <= 512 and jobs.client == 1", PROVIDER_SCOPES).unwrap_err();
+    assert_eq!(error.column, 27, "{error}");
+    assert!(error.message.contains("job.jobs"), "{error}");
+}
+
+#[test]
 fn evaluates_each_construct() {
     let cases: &[(&str, Value)] = &[
         ("other.memory_mb >= 1024", true.into()),

@@ -52,6 +52,7 @@ impl Scheduler {
         }
         self.jobs.remove(&key);
         self.jobs_waiting.remove(&key);
+        self.job_terms.remove(&key);
         Ok(())
     }
 

@@ -166,6 +166,7 @@ impl Scheduler {
             self.index_remove(slot, at);
         }
         self.provider_slots.remove(&id);
+        self.provider_terms.remove(&id);
         self.providers[slot as usize] = None;
         self.free_records.push(slot);
         Ok(copies)

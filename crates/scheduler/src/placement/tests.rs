@@ -884,3 +884,47 @@ proptest! {
         prop_assert!((copies - n * p.nodes_running as f64).abs() <= 1.0 + 1e-9, "{} copies for {} nodes of N = {}", copies, p.nodes_running, n);
     }
 }
+
+#[test]
+fn providers_requirements_keep_jobs_off_them_and_explain_counts_them() {
+    use crate::terms::{EngineTerms, JobTerms, parse_engine_requirement};
+    use idlegrid_market::expr::AttributeMap;
+    let mut s = scheduler();
+    add_providers(&mut s, 0, 20, 2.0, 0.6, 1);
+    // Half the providers take only alice's jobs.
+    for i in 0..10 {
+        let terms = EngineTerms {
+            label: i.to_string(),
+            requirement: Some(parse_engine_requirement(r#"job.client in ["alice"]"#).unwrap()),
+            ..EngineTerms::default()
+        };
+        s.set_provider_terms(ProviderId(i), Some(terms)).unwrap();
+    }
+    assert_eq!(
+        s.set_provider_terms(ProviderId(99), None),
+        Err(SchedulerError::UnknownProvider(ProviderId(99))),
+        "an unknown provider"
+    );
+    s.add_job(JobKey(1), job(1.0, 0.9, None)).unwrap();
+    let bob = JobTerms { attributes: AttributeMap::new().with("client", "bob"), paying: true, ..JobTerms::default() };
+    s.set_job_terms(JobKey(1), Some(bob), 0.25).unwrap();
+    assert!(s.set_job_terms(JobKey(1), None, f64::NAN).is_err());
+    add_tasks(&mut s, 1, 0, 6);
+    let plan = plan_apply(&mut s, NOW, 7);
+    assert!(!plan.nodes.is_empty());
+    for node in &plan.nodes {
+        for member in &node.members {
+            assert!(
+                member.provider.0 >= 10,
+                "bob's task went to provider {} that takes only alice's",
+                member.provider.0
+            );
+        }
+    }
+    // Ten free providers of one slot make at most three nodes of three: the others wait.
+    let waiting = (0..6).map(TaskKey).find(|t| s.node_of(*t).unwrap().is_none()).expect("a task waits");
+    let e = s.explain(waiting, NOW).unwrap();
+    let terms = e.requirements.iter().find(|r| matches!(r.requirement, Requirement::Terms { .. })).unwrap();
+    assert_eq!(terms.ruled_out, 10);
+    s.check_invariants().unwrap();
+}

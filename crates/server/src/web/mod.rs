@@ -284,7 +284,7 @@ async fn sign_out(
 async fn read<R: Send + 'static>(
     state: &Arc<AppState>,
     session: &WebSession,
-    work: impl FnOnce(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, CoordinatorError> + Send + 'static,
+    work: impl Fn(&Coordinator, &mut dyn Tx, &mut Effects, &Party, u64) -> Result<R, CoordinatorError> + Send + 'static,
 ) -> Result<R, Response> {
     let party = session.party.clone();
     let now = now_ms();
@@ -534,7 +534,9 @@ async fn job_action(
     };
     let message = action(job);
     let removed = matches!(message, ClientToServer::RemoveJob { .. });
-    match read(&state, &session, move |c, tx, fx, party, now| client_command(c, tx, fx, party, message, now)).await {
+    match read(&state, &session, move |c, tx, fx, party, now| client_command(c, tx, fx, party, message.clone(), now))
+        .await
+    {
         Ok(_) if removed => redirect("/web/jobs"),
         Ok(_) => redirect(&format!("/web/jobs/{job}")),
         Err(page) => page,

@@ -113,8 +113,11 @@ pub fn market_rows_round_trip_in_order(store: &impl Store) {
             };
             m.insert_request(&request)?;
             assert_eq!(m.request(1)?, Some(request.clone()));
+            assert_eq!(m.open_requests_of(&buyer)?, 1);
             let withdrawn_request = RequestRow { state: "withdrawn".into(), ..request.clone() };
             m.update_request(&withdrawn_request)?;
+            assert_eq!(m.open_requests_of(&buyer)?, 0, "the withdrawn one does not count");
+            assert_eq!(m.open_requests_of(&seller)?, 0);
             assert_eq!(m.requests_of(&buyer, 10)?, vec![withdrawn_request]);
             assert!(m.requests_of(&seller, 10)?.is_empty());
 

@@ -221,6 +221,14 @@ impl MarketTx for PgTx<'_> {
         get_u64(&row, 0, "COUNT(market_offers)")
     }
 
+    fn open_requests_of(&mut self, requester: &PartyId) -> StoreResult<u64> {
+        let row = self.query_one(
+            "SELECT COUNT(*) FROM market_requests WHERE requester = $1 AND state = 'open'",
+            &[&requester.to_string()],
+        )?;
+        get_u64(&row, 0, "COUNT(market_requests)")
+    }
+
     fn offers_changed_since(&mut self, seq: u64, limit: u32) -> StoreResult<Vec<OfferRow>> {
         let sql = format!("SELECT {OFFER_COLUMNS} FROM market_offers WHERE seq > $1 ORDER BY seq LIMIT $2");
         self.collect(&sql, &[&int(seq), &i64::from(limit)], offer_row)

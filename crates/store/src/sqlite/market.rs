@@ -225,6 +225,14 @@ impl MarketTx for SqliteTx<'_> {
         Ok(uint(count)?)
     }
 
+    fn open_requests_of(&mut self, requester: &PartyId) -> StoreResult<u64> {
+        let count: i64 = self
+            .tx
+            .prepare_cached("SELECT COUNT(*) FROM market_requests WHERE requester = ?1 AND state = 'open'")?
+            .query_row([requester.to_string()], |r| r.get(0))?;
+        Ok(uint(count)?)
+    }
+
     fn offers_changed_since(&mut self, seq: u64, limit: u32) -> StoreResult<Vec<OfferRow>> {
         let sql = format!("SELECT {OFFER_COLUMNS} FROM market_offers WHERE seq > ?1 ORDER BY seq LIMIT ?2");
         self.collect(&sql, params![int(seq), limit], offer_row)
