@@ -397,6 +397,21 @@ fn buyer_terms(
     })
 }
 
+/// When an offer given `--expires-in` expires (milliseconds since the epoch).
+fn expiry(expires_in: Option<&str>) -> anyhow::Result<Option<u64>> {
+    let Some(text) = expires_in else { return Ok(None) };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64);
+    Ok(Some(now.unwrap_or(0).saturating_add(duration_ms(text, "--expires-in")?)))
+}
+
+/// Print each item, or that there is none.
+fn print_all<T>(items: &[T], none: &str, print: impl Fn(&T)) {
+    if items.is_empty() {
+        println!("{none}");
+    }
+    items.iter().for_each(print);
+}
+
 pub async fn run(
     server: idlegrid_client::Endpoint,
     home: &Path,
@@ -421,16 +436,7 @@ pub async fn run(
             update,
             expires_in,
         } => {
-            let expires_ms = match expires_in.as_deref() {
-                Some(text) => {
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_millis() as u64)
-                        .unwrap_or(0);
-                    Some(now.saturating_add(duration_ms(text, "--expires-in")?))
-                }
-                None => None,
-            };
+            let expires_ms = expiry(expires_in.as_deref())?;
             let negotiation = seller_terms(person, reservation.as_deref(), concession.as_deref())?;
             let body = OfferBody {
                 resource: ResourceDeclaration { category, attributes: pairs(&attributes)?, private_share },
@@ -450,22 +456,10 @@ pub async fn run(
             };
             print_offer(&info);
         }
-        MarketCommand::Offers => {
-            let offers = market.offers().await?;
-            if offers.is_empty() {
-                println!("no offers");
-            }
-            offers.iter().for_each(print_offer);
-        }
+        MarketCommand::Offers => print_all(&market.offers().await?, "no offers", print_offer),
         MarketCommand::Withdraw { offer } => print_offer(&market.withdraw(offer).await?),
         MarketCommand::Request(args) => print_search(&market.request(&request_body(&args)?).await?),
-        MarketCommand::Requests => {
-            let requests = market.requests().await?;
-            if requests.is_empty() {
-                println!("no requests");
-            }
-            requests.iter().for_each(print_request);
-        }
+        MarketCommand::Requests => print_all(&market.requests().await?, "no requests", print_request),
         MarketCommand::WithdrawRequest { request } => {
             let kept = market.withdraw_request(request).await?;
             println!("request {}  {}  {}", kept.id, Untrusted(&kept.request.category), kept.state);
@@ -497,13 +491,7 @@ pub async fn run(
         }
         MarketCommand::Negotiations { negotiation } => match negotiation {
             Some(id) => print_negotiation(&market.negotiation(id).await?, &me),
-            None => {
-                let all = market.negotiations().await?;
-                if all.is_empty() {
-                    println!("no negotiations");
-                }
-                all.iter().for_each(|n| print_negotiation(n, &me));
-            }
+            None => print_all(&market.negotiations().await?, "no negotiations", |n| print_negotiation(n, &me)),
         },
         MarketCommand::Accept { negotiation, sign } => {
             let negotiation = market.accept(negotiation).await?;
@@ -519,13 +507,7 @@ pub async fn run(
         MarketCommand::Contracts { contract, sign } => match (contract, sign) {
             (Some(id), true) => print_contract(&market.sign(id).await?, &me),
             (Some(id), false) => print_contract(&market.contract(id).await?, &me),
-            (None, _) => {
-                let all = market.contracts().await?;
-                if all.is_empty() {
-                    println!("no contracts");
-                }
-                all.iter().for_each(|c| print_contract(c, &me));
-            }
+            (None, _) => print_all(&market.contracts().await?, "no contracts", |c| print_contract(c, &me)),
         },
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{Assignment, ServerToClient, ServerToProvider};
-use idlegrid_scheduler::{AfterLoss, after_loss, terms};
+use idlegrid_scheduler::{AfterLoss, ReplicaDemand, after_loss, terms};
 use idlegrid_store::{JobRow, NewResult, ProviderRoom, StoreError, TaskKey, TaskRow, Tx};
 use idlegrid_types::{ElementHash, ElementRef, FailureKind, JobId, PartyId, TaskEvent, TaskFailureInfo, TaskState};
 
@@ -37,6 +37,13 @@ pub(crate) fn element_gone(hash: &ElementHash) -> TaskFailureInfo {
         kind: FailureKind::ElementUnavailable,
         message: format!("element {hash} of this task is no longer stored on the server"),
     }
+}
+
+/// The candidates of one pass, as the placement function takes them.
+struct Demands {
+    tasks: Vec<TaskRow>,
+    demands: Vec<ReplicaDemand>,
+    cluster: ClusterWork,
 }
 
 /// Jobs touched during one operation, saved once at the end.
@@ -116,50 +123,8 @@ impl Coordinator {
         if candidates.is_empty() {
             return Ok(0);
         }
-        let engine_of: HashMap<PartyId, usize> =
-            rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
-        // Requirements and rank: each engine's requirement over jobs, each job's over engines.
-        let mut engine_terms = Vec::with_capacity(rooms.len());
-        for room in &rooms {
-            engine_terms.push(self.engine_terms(tx, &room.id)?);
-        }
-        let price = self.price_per_gflop_hour();
-        let mut job_terms: HashMap<JobId, idlegrid_scheduler::JobTerms> = HashMap::new();
         let mut jobs = Jobs::default();
-        let mut tasks = Vec::with_capacity(candidates.len());
-        let mut demands = Vec::with_capacity(candidates.len());
-        let mut specs: HashMap<JobId, Option<idlegrid_scheduler::JobSpec>> = HashMap::new();
-        let mut cluster = ClusterWork { tasks: Vec::new(), specs: HashMap::new() };
-        for candidate in candidates {
-            let Some(mut task) = tx.task_by_key(candidate.key)? else { continue };
-            let Some(job) = jobs.get(tx, task.job)? else { continue };
-            if !assurance::is_assured(job) {
-                if task.state == TaskState::Queued {
-                    let spec = specs.entry(job.id).or_insert_with(|| self.cluster_spec(job));
-                    if let Some(spec) = spec {
-                        cluster.specs.entry(job.id).or_insert_with(|| spec.clone());
-                        cluster.tasks.push(task);
-                        continue;
-                    }
-                    if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
-                        entry.insert(self.job_terms(tx, job)?);
-                    }
-                    demands.push(terms::demand(&job_terms[&job.id], &engine_terms, 1, Vec::new(), price));
-                    tasks.push(task);
-                }
-                continue;
-            }
-            let Some((state, wanted)) = self.assured_task(tx, &mut task, job, now_ms, fx)? else { continue };
-            if wanted == 0 || task.state.is_final() {
-                continue;
-            }
-            let excluded = state.assurance.providers().iter().filter_map(|p| engine_of.get(p).copied()).collect();
-            if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
-                entry.insert(self.job_terms(tx, job)?);
-            }
-            demands.push(terms::demand(&job_terms[&job.id], &engine_terms, wanted, excluded, price));
-            tasks.push(task);
-        }
+        let Demands { mut tasks, demands, cluster } = self.demands(tx, &rooms, candidates, &mut jobs, now_ms, fx)?;
         // Virtual nodes first: they need several engines at once.
         let mut assigned = 0;
         if !cluster.tasks.is_empty() {
@@ -228,6 +193,64 @@ impl Coordinator {
         }
         jobs.save(tx)?;
         Ok(assigned)
+    }
+
+    /// What each candidate task asks of the engines with room: the replicas it wants, the
+    /// engines it may not use (requirements, engines that held a replica) and its rank of them.
+    /// Virtual-cluster tasks are set apart: they are placed as nodes.
+    fn demands(
+        &self,
+        tx: &mut dyn Tx,
+        rooms: &[ProviderRoom],
+        candidates: Vec<idlegrid_store::QueuedTask>,
+        jobs: &mut Jobs,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<Demands, StoreError> {
+        let engine_of: HashMap<PartyId, usize> =
+            rooms.iter().enumerate().map(|(i, room)| (room.id.clone(), i)).collect();
+        // Requirements and rank: each engine's requirement over jobs, each job's over engines.
+        let mut engine_terms = Vec::with_capacity(rooms.len());
+        for room in rooms {
+            engine_terms.push(self.engine_terms(tx, &room.id)?);
+        }
+        let price = self.price_per_gflop_hour();
+        let mut job_terms: HashMap<JobId, idlegrid_scheduler::JobTerms> = HashMap::new();
+        let mut tasks = Vec::with_capacity(candidates.len());
+        let mut demands = Vec::with_capacity(candidates.len());
+        let mut specs: HashMap<JobId, Option<idlegrid_scheduler::JobSpec>> = HashMap::new();
+        let mut cluster = ClusterWork { tasks: Vec::new(), specs: HashMap::new() };
+        for candidate in candidates {
+            let Some(mut task) = tx.task_by_key(candidate.key)? else { continue };
+            let Some(job) = jobs.get(tx, task.job)? else { continue };
+            if !assurance::is_assured(job) {
+                if task.state == TaskState::Queued {
+                    let spec = specs.entry(job.id).or_insert_with(|| self.cluster_spec(job));
+                    if let Some(spec) = spec {
+                        cluster.specs.entry(job.id).or_insert_with(|| spec.clone());
+                        cluster.tasks.push(task);
+                        continue;
+                    }
+                    if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                        entry.insert(self.job_terms(tx, job)?);
+                    }
+                    demands.push(terms::demand(&job_terms[&job.id], &engine_terms, 1, Vec::new(), price));
+                    tasks.push(task);
+                }
+                continue;
+            }
+            let Some((state, wanted)) = self.assured_task(tx, &mut task, job, now_ms, fx)? else { continue };
+            if wanted == 0 || task.state.is_final() {
+                continue;
+            }
+            let excluded = state.assurance.providers().iter().filter_map(|p| engine_of.get(p).copied()).collect();
+            if let std::collections::hash_map::Entry::Vacant(entry) = job_terms.entry(job.id) {
+                entry.insert(self.job_terms(tx, job)?);
+            }
+            demands.push(terms::demand(&job_terms[&job.id], &engine_terms, wanted, excluded, price));
+            tasks.push(task);
+        }
+        Ok(Demands { tasks, demands, cluster })
     }
 
     /// Send `provider` a test task with a known answer in place of a real one; false when no
