@@ -567,7 +567,8 @@ mod tests {
             let r = h.ratings().unwrap();
             let window = r.window_minutes as usize;
             prop_assert!(window <= minutes.len());
-            prop_assert!(window as u64 > MINUTES_PER_WEEK.min(minutes.len() as u64) - 15 || window == minutes.len());
+            // The window is the whole record, or all of it up to a week but less than 15 minutes.
+            prop_assert!(window == minutes.len() || window as u64 > MINUTES_PER_WEEK.min(minutes.len() as u64).saturating_sub(15));
             let tail = &minutes[minutes.len() - window..];
             let cpu = tail.iter().filter(|m| m.cpu).count() as f64 / window as f64;
             let bandwidth = tail.iter().filter(|m| m.bandwidth).count() as f64 / window as f64;
