@@ -272,3 +272,246 @@ async fn the_operator_approves_a_deposit_with_a_form_and_reads_health_and_provid
     engine.shutdown().await;
     server.shutdown().await;
 }
+
+/// A form field's value, percent-encoded.
+fn form_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The state a job's page shows for one task row.
+fn task_state_in(page: &str, task: u64) -> Option<String> {
+    let row = &page[page.find(&format!(r#"<tr id="task-{task}">"#))?..];
+    let marker = r#"<td class="state">"#;
+    let start = row.find(marker)? + marker.len();
+    Some(row[start..start + row[start..].find('<')?].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_stopped_resumed_and_removed_from_its_row_and_long_lists_come_in_pages() {
+    let cluster = Cluster::start(1).await;
+    let server = cluster.server.as_ref().unwrap();
+    let http = browser(server.ca_pem().unwrap());
+    let url = cluster.url();
+    let alice = cluster.client().await;
+    let misbehave = upload_task(&alice, "misbehave").await;
+    let job = alice.create_job(JobProperties::default()).await.unwrap().job;
+    // More tasks than a page lists; each runs until it is stopped.
+    let tasks = (0..55).map(|i| spec(i, misbehave.hash, "mode=stop-aware every=20")).collect::<Vec<_>>();
+    alice.add_tasks(job, tasks).await.unwrap();
+    alice.launch(job).await.unwrap();
+    wait_until("a task to run", || async { alice.job(job).await.unwrap().counts.running >= 1 }).await;
+
+    let cookie = sign_in(&http, &login_link(alice.transport()).await).await;
+    let base = format!("{url}/web/jobs/{job}");
+    let (status, first) = page(&http, &base, &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first.matches(r#"<tr id="task-"#).count(), 50, "one page of tasks");
+    assert!(first.contains(r#"id="task-49""#) && !first.contains(r#"id="task-50""#));
+    assert!(first.contains(&format!(r#"href="/web/jobs/{job}?tasks=49""#)), "a link to the next page");
+    let (_, second) = page(&http, &format!("{base}?tasks=49"), &cookie).await;
+    assert_eq!(second.matches(r#"<tr id="task-"#).count(), 5);
+    assert_eq!(task_state_in(&second, 54).as_deref(), Some("queued"), "{second}");
+    let csrf = csrf_of(&second);
+
+    // A queued task stops and resumes from its row; nothing else changes.
+    let (status, _) = post_form(&http, &format!("{base}/tasks/54/stop"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(alice.task_status(job, 54).await.unwrap().state, idlegrid_types::TaskState::Stopped);
+    let (_, second) = page(&http, &format!("{base}?tasks=49"), &cookie).await;
+    assert_eq!(task_state_in(&second, 54).as_deref(), Some("stopped"));
+    assert_eq!(alice.job(job).await.unwrap().counts.stopped, 1);
+    let (status, _) = post_form(&http, &format!("{base}/tasks/54/resume"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(alice.job(job).await.unwrap().counts.stopped, 0);
+
+    // A running task stops on its engine, and runs again when resumed.
+    let running = (0..50).find(|&t| task_state_in(&first, t).as_deref() == Some("running")).expect("a running row");
+    let (status, _) = post_form(&http, &format!("{base}/tasks/{running}/stop"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    wait_until("the running task to be stopped", || async {
+        alice.task_status(job, running).await.unwrap().state == idlegrid_types::TaskState::Stopped
+    })
+    .await;
+    let (status, _) =
+        post_form(&http, &format!("{base}/tasks/{running}/resume"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_ne!(alice.task_status(job, running).await.unwrap().state, idlegrid_types::TaskState::Stopped);
+
+    // A removed task leaves the list and the job.
+    let (status, _) = post_form(&http, &format!("{base}/tasks/53/remove"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(alice.job(job).await.unwrap().counts.total(), 54);
+    let (_, second) = page(&http, &format!("{base}?tasks=49"), &cookie).await;
+    assert!(!second.contains(r#"id="task-53""#) && second.contains(r#"id="task-54""#));
+
+    // Without the token, for a task that is not there, or as another client: refused.
+    let (status, _) = post_form(&http, &format!("{base}/tasks/54/stop"), &cookie, "csrf=forged").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = post_form(&http, &format!("{base}/tasks/999/stop"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = post_form(&http, &format!("{base}/tasks/x/stop"), &cookie, &format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let bob = cluster.client().await;
+    let bobs = sign_in(&http, &login_link(bob.transport()).await).await;
+    let (_, list) = page(&http, &format!("{url}/web/jobs"), &bobs).await;
+    let (status, _) =
+        post_form(&http, &format!("{base}/tasks/54/remove"), &bobs, &format!("csrf={}", csrf_of(&list))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(alice.job(job).await.unwrap().counts.total(), 54, "bob removed nothing");
+
+    // The figures the page polls carry the chart's history, kept by the server.
+    let (_, stats) = page(&http, &format!("{base}/stats"), &cookie).await;
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(!stats["history"].as_array().unwrap().is_empty(), "{stats}");
+    alice.remove_job(job).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_parties_trade_through_the_market_forms_from_offer_to_contract() {
+    let cluster = Cluster::start(0).await;
+    let server = cluster.server.as_ref().unwrap();
+    let http = browser(server.ca_pem().unwrap());
+    let url = cluster.url();
+    let seller = cluster.client().await;
+    let buyer = cluster.client().await;
+    let sellers = sign_in(&http, &login_link(seller.transport()).await).await;
+    let buyers = sign_in(&http, &login_link(buyer.transport()).await).await;
+
+    // The seller publishes an offer negotiated in person, from the form's document.
+    let (status, market) = page(&http, &format!("{url}/web/market"), &sellers).await;
+    assert_eq!(status, StatusCode::OK, "{market}");
+    let seller_csrf = csrf_of(&market);
+    let offer = r#"{"resource": {"category": "memory", "attributes": {"memory_mb": 4096, "read_ns": 80, "write_ns": 90, "duration_s": 3600}}, "listing": {"price": 2000000}, "negotiation": {"mode": "person"}}"#;
+    let form = format!("csrf={seller_csrf}&offer={}", form_encode(offer));
+    let (status, body) = post_form(&http, &format!("{url}/web/market/offers"), &sellers, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (status, body) =
+        post_form(&http, &format!("{url}/web/market/offers"), &sellers, &format!("csrf={seller_csrf}&offer=%7B")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("not a valid offer"), "{body}");
+    let (_, market) = page(&http, &format!("{url}/web/market"), &sellers).await;
+    let offers = seller
+        .transport()
+        .call::<(), Vec<serde_json::Value>>(Method::GET, "/v1/market/offers", None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let offer_id = offers[0]["id"].as_u64().unwrap();
+    assert!(market.contains(&format!(r#"id="offer-{offer_id}""#)), "{market}");
+
+    // The buyer searches, keeps the search as a request, and proposes a price in person.
+    let (_, market) = page(&http, &format!("{url}/web/market"), &buyers).await;
+    let buyer_csrf = csrf_of(&market);
+    let (status, found) = post_form(
+        &http,
+        &format!("{url}/web/market/search"),
+        &buyers,
+        &format!("csrf={buyer_csrf}&category=memory&quantity_min=&price_max=5&requirements=&rank=&keep=on"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert!(found.contains(&format!(r#"id="negotiate-{offer_id}""#)), "{found}");
+    assert!(found.contains("Kept as request"), "{found}");
+    let (status, _) = post_form(
+        &http,
+        &format!("{url}/web/market/offers/{offer_id}/negotiate"),
+        &buyers,
+        &format!("csrf={buyer_csrf}&price=1.5"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // The negotiation waits for the seller, who counters; the buyer accepts: a contract.
+    let (_, market) = page(&http, &format!("{url}/web/market"), &sellers).await;
+    let start = market.find(r#"id="counter-"#).expect("a counter form for the seller") + r#"id="counter-"#.len();
+    let negotiation: u64 = market[start..start + market[start..].find('"').unwrap()].parse().unwrap();
+    let (_, buyers_view) = page(&http, &format!("{url}/web/market"), &buyers).await;
+    assert!(!buyers_view.contains(&format!(r#"id="accept-{negotiation}""#)), "not the buyer's turn");
+    let answer = |who: &str, csrf: &str, what: &str, extra: &str| {
+        (format!("{url}/web/market/negotiations/{negotiation}/{what}"), who.to_string(), format!("csrf={csrf}{extra}"))
+    };
+    let (to, who, form) = answer(&sellers, &seller_csrf, "counter", "&price=1.8");
+    let (status, body) = post_form(&http, &to, &who, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let (to, who, form) = answer(&buyers, &buyer_csrf, "accept", "");
+    let (status, body) = post_form(&http, &to, &who, &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    for cookie in [&sellers, &buyers] {
+        let (_, market) = page(&http, &format!("{url}/web/market"), cookie).await;
+        assert!(market.contains(r#"id="contracts""#) && market.contains("1.800000"), "{market}");
+    }
+    // A form without the token changes nothing; the seller withdraws nothing of the buyer's.
+    let (status, _) = post_form(&http, &format!("{url}/web/market/search"), &buyers, "category=memory").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let requests = buyer
+        .transport()
+        .call::<(), Vec<serde_json::Value>>(Method::GET, "/v1/market/requests", None, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let request = requests[0]["id"].as_u64().unwrap();
+    let (status, _) = post_form(
+        &http,
+        &format!("{url}/web/market/requests/{request}/withdraw"),
+        &sellers,
+        &format!("csrf={seller_csrf}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = post_form(
+        &http,
+        &format!("{url}/web/market/requests/{request}/withdraw"),
+        &buyers,
+        &format!("csrf={buyer_csrf}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_searches_the_collected_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = Identity::generate();
+    let mut config = server_config(dir.path());
+    config.coordinator.operators = vec![operator.id().clone()];
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let http = browser(server.ca_pem().unwrap());
+    let url = server.url();
+    let provider = transport(&url, Identity::generate(), Role::Provider).await;
+    let line = |level: &str, message: &str| idlegrid_protocol::wire::LogLine {
+        time_ms: 1_000,
+        level: level.into(),
+        component: "engine::run".into(),
+        message: message.into(),
+        assignment: None,
+    };
+    let batch = idlegrid_protocol::wire::LogBatch {
+        lines: vec![line("warn", "disk almost full"), line("info", "task <b>started</b>")],
+    };
+    provider
+        .call::<_, serde_json::Value>(Method::POST, "/v1/logs", Some(&batch), Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let ops = transport(&url, operator, Role::Operator).await;
+    let cookie = sign_in(&http, &login_link(&ops).await).await;
+    let (status, body) = page(&http, &format!("{url}/web/ops/logs"), &cookie).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("disk almost full") && body.contains("task &lt;b&gt;started"), "{body}");
+    let (_, body) = page(&http, &format!("{url}/web/ops/logs?q=DISK"), &cookie).await;
+    assert!(body.contains("disk almost full") && !body.contains("started"), "{body}");
+    let (_, body) = page(&http, &format!("{url}/web/ops/logs?level=info"), &cookie).await;
+    assert!(!body.contains("disk almost full") && body.contains("started"), "{body}");
+    let (_, body) = page(&http, &format!("{url}/web/ops/logs?q=nothing+like+it"), &cookie).await;
+    assert!(body.contains(r#"id="no-lines""#), "{body}");
+    let (status, body) = page(&http, &format!("{url}/web/ops/logs?party=not-a-party"), &cookie).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The instances table lists this instance, healthy.
+    let (_, body) = page(&http, &format!("{url}/web/ops"), &cookie).await;
+    assert!(body.contains(r#"data-health="healthy""#), "{body}");
+    // Another party's session opens no log page.
+    let cookie = sign_in(&http, &login_link(&provider).await).await;
+    let (status, _) = page(&http, &format!("{url}/web/ops/logs"), &cookie).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    server.shutdown().await;
+}

@@ -1,7 +1,8 @@
 //! The web manager in a real headless Chromium, driven through ChromeDriver (WebDriver): a
 //! client signs in through a real link, watches a running job's counters and chart change,
 //! downloads a result, stops and resumes the job from the page; a form whose CSRF token was
-//! tampered with and a reused link are refused. Screenshots go to
+//! tampered with and a reused link are refused; a task stops and resumes from its row; a
+//! provider reads its engine's earnings and an operator every instance's health. Screenshots go to
 //! `target/test-artifacts/web/`.
 
 mod common;
@@ -13,9 +14,10 @@ use std::time::Duration;
 
 use common::*;
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
+use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::messages::TaskSpec;
 use idlegrid_server::web::LoginLink;
-use idlegrid_types::{JobProperties, JobState};
+use idlegrid_types::{JobProperties, JobState, Role, TaskState};
 use reqwest::Method;
 
 fn spec(index: u64, executable: idlegrid_types::ElementHash, params: &str) -> TaskSpec {
@@ -162,6 +164,33 @@ async fn a_client_signs_in_watches_a_job_live_downloads_a_result_and_stops_and_r
     browser.find(Locator::Css("#resume")).await.unwrap().click().await.unwrap();
     wait_until("the job to run again", || async { client.job(job).await.unwrap().state == JobState::Running }).await;
 
+    // One task stops and resumes from its own row of the task list.
+    wait_until("the long task to run again", || async {
+        client.task_status(job, 1).await.unwrap().state == TaskState::Running
+    })
+    .await;
+    browser.goto(&format!("{}/web/jobs/{job}", cluster.url())).await.unwrap();
+    browser.find(Locator::Css("#stop-1")).await.unwrap().click().await.unwrap();
+    wait_until("the task to stop", || async { client.task_status(job, 1).await.unwrap().state == TaskState::Stopped })
+        .await;
+    wait_until("its row to say so", || async {
+        try_text(&browser, "#task-1 td.state").await.as_deref() == Some("stopped")
+    })
+    .await;
+    assert_eq!(text(&browser, "#task-0 td.state").await, "succeeded", "the other task is untouched");
+    screenshot(&browser, "task-stopped.png").await;
+    browser.find(Locator::Css("#resume-1")).await.unwrap().click().await.unwrap();
+    wait_until("the task to run again", || async {
+        client.task_status(job, 1).await.unwrap().state != TaskState::Stopped
+    })
+    .await;
+    // The chart's succeeded and failed lines come from the history the server keeps.
+    wait_until("the chart to draw the server's history", || async {
+        let chart = browser.find(Locator::Css("#chart")).await.unwrap();
+        chart.attr("data-history").await.unwrap().and_then(|s| s.parse::<u32>().ok()).unwrap_or(0) >= 1
+    })
+    .await;
+
     // The link worked once.
     browser.goto(&link.url).await.unwrap();
     assert!(text(&browser, "#problem").await.contains("used already"));
@@ -169,4 +198,52 @@ async fn a_client_signs_in_watches_a_job_live_downloads_a_result_and_stops_and_r
 
     browser.close().await.unwrap();
     client.remove_job(job).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_reads_its_earnings_and_an_operator_the_health_of_every_instance_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let operator = Identity::generate();
+    let mut config = server_config(dir.path());
+    config.coordinator.operators = vec![operator.id().clone()];
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let url = server.url();
+    let mut engine_config = engine_config(&url, dir.path(), "engine-0");
+    engine_config.server =
+        engine_config.server.with_trust(idlegrid_client::ServerTrust::Ca(server.ca_pem().unwrap().to_string()));
+    let engine = idlegrid_engine::Engine::start(engine_config).await.unwrap();
+    let identity = Identity::load_or_create(&dir.path().join("engine-0").join("identity.key")).unwrap();
+    let provider = transport(&url, identity, Role::Provider).await;
+    let ops = transport(&url, operator, Role::Operator).await;
+    let link = |t: &idlegrid_client::Transport| {
+        let t = t.clone();
+        async move { t.call::<(), LoginLink>(Method::POST, "/v1/web/login", None, Duration::from_secs(30)).await.unwrap() }
+    };
+
+    let (_driver, port) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let browser = open_browser(port, profile.path()).await;
+    browser.goto(&link(&provider).await.url).await.unwrap();
+    assert!(browser.current_url().await.unwrap().path().ends_with("/web/engine"));
+    wait_until("the engine to be known connected", || async {
+        browser.refresh().await.unwrap();
+        try_text(&browser, "#state").await.is_some_and(|s| s != "never connected")
+    })
+    .await;
+    let balance = text(&browser, "#balance").await;
+    assert!(balance.contains("Balance") && balance.contains("0.000000"), "{balance}");
+    screenshot(&browser, "engine-earnings.png").await;
+
+    browser.goto(&link(&ops).await.url).await.unwrap();
+    assert!(browser.current_url().await.unwrap().path().ends_with("/web/ops"));
+    assert_eq!(text(&browser, "#healthy").await, "healthy");
+    let instance = text(&browser, "#instances tbody").await;
+    assert!(instance.contains(url.trim_start_matches("https://")), "{instance}");
+    screenshot(&browser, "ops-health.png").await;
+    browser.find(Locator::Css("a[href='/web/ops/logs']")).await.unwrap().click().await.unwrap();
+    wait_some("the log search", || async { try_text(&browser, "#log-search").await }).await;
+    screenshot(&browser, "ops-logs.png").await;
+    browser.close().await.unwrap();
+    engine.shutdown().await;
+    server.shutdown().await;
 }

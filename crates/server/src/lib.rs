@@ -328,7 +328,7 @@ impl Server {
             validators: validation::Validators::new(config.validator_cpu_time_max),
             unauthenticated: rate::Limiter::new(config.rate_limits.unauthenticated),
             registrations: rate::Limiter::new(config.rate_limits.registrations),
-            web: web::WebState::new(config.web),
+            web: web::WebState::new(config.web, config.maintenance_interval),
         });
         // Instances sharing a PostgreSQL database wake each other's long polls (LISTEN/NOTIFY).
         let stop_listening = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -414,5 +414,6 @@ async fn maintain(state: Arc<AppState>, interval: Duration) {
         }
         state.wakers.forget_idle(Duration::from_secs(3600));
         state.metrics.sample();
+        web::report_health_now_and_then(&state).await;
     }
 }

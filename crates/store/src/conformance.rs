@@ -19,8 +19,10 @@ use crate::*;
 
 mod market;
 mod requests;
+mod web;
 pub use market::{market_refuses_conflicts_and_rolls_back, market_rows_round_trip_in_order};
 pub use requests::{requests_move_money_once_and_roll_back, requests_round_trip_and_filter};
+pub use web::{web_entries_are_spent_touched_and_expire, web_pages_read_tasks_by_page_and_results_by_time};
 
 type R<T> = Result<T, StoreError>;
 
@@ -85,6 +87,8 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     requests_move_money_once_and_roll_back(&make());
     market_rows_round_trip_in_order(&make());
     market_refuses_conflicts_and_rolls_back(&make());
+    web_entries_are_spent_touched_and_expire(&make());
+    web_pages_read_tasks_by_page_and_results_by_time(&make());
 }
 
 pub fn parties_are_unique(store: &impl Store) {

@@ -15,6 +15,8 @@ pub trait Tx {
     fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore;
     /// The market's tables (offers, requests, negotiations, contracts), in this same transaction.
     fn market(&mut self) -> &mut dyn crate::market::MarketTx;
+    /// The web manager's sessions and page queries, in this same transaction.
+    fn web(&mut self) -> &mut dyn crate::web::WebTx;
 
     // ---- holds, journal, notices, client settings
     /// Mark a job as held stopped by the server, with the reason ("cost_max", "account_limit"),

@@ -8,14 +8,19 @@
 //! client would send as messages (stop, resume, remove, explain) go through a short-lived
 //! message session of that client, so they follow exactly the rules the API follows.
 
+mod jobs;
+mod market;
+mod market_pages;
+mod ops;
 mod pages;
+mod parties;
 mod session;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -31,15 +36,15 @@ use serde::{Deserialize, Serialize};
 use crate::http::{AppResult, json_response, read_body, signed};
 use crate::{AppState, now_ms};
 
+pub use jobs::{HistoryPoint, JobStats, cumulative_history};
+pub(crate) use ops::report_health_now_and_then;
 pub use pages::hours_of_week;
-pub use session::{Refusal, Sessions, WebSession, WebTimes};
+pub use session::{Refusal, WebSession, WebTimes};
 
 /// The cookie that holds a browser's session id.
 pub const COOKIE: &str = "idlegrid_web";
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";
-/// Results listed on one page of a job.
-const RESULTS_PER_PAGE: u32 = 20;
 /// Largest form body accepted.
 const FORM_BYTES_MAX: usize = 16 * 1024;
 
@@ -51,18 +56,23 @@ pub struct LoginLink {
     pub expires_unix_ms: u64,
 }
 
-/// The web manager's share of the server's state.
+/// The web manager's share of the server's state: how long links and sessions live. The links
+/// and sessions themselves are in the store, shared by every instance.
 pub(crate) struct WebState {
-    pub sessions: Mutex<Sessions>,
+    pub times: WebTimes,
+    /// How often maintenance runs: instances report their health at most every few of them.
+    pub maintenance_interval_ms: u64,
+    /// When this instance last reported its health (Unix ms).
+    pub reported_ms: std::sync::atomic::AtomicU64,
 }
 
 impl WebState {
-    pub fn new(times: WebTimes) -> WebState {
-        WebState { sessions: Mutex::new(Sessions::new(times)) }
-    }
-
-    fn sessions(&self) -> std::sync::MutexGuard<'_, Sessions> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    pub fn new(times: WebTimes, maintenance_interval: std::time::Duration) -> WebState {
+        WebState {
+            times,
+            maintenance_interval_ms: u64::try_from(maintenance_interval.as_millis()).unwrap_or(u64::MAX),
+            reported_ms: Default::default(),
+        }
     }
 }
 
@@ -78,19 +88,19 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/web/static/{file}", get(static_file))
         .route("/web", get(home))
         .route("/web/signout", post(sign_out))
-        .route("/web/account", get(account_page))
-        .route("/web/jobs", get(jobs_page))
-        .route("/web/jobs/{job}", get(job_page))
-        .route("/web/jobs/{job}/stats", get(stats_json))
-        .route("/web/jobs/{job}/stop", post(job_stop))
-        .route("/web/jobs/{job}/resume", post(job_resume))
-        .route("/web/jobs/{job}/remove", post(job_remove))
-        .route("/web/jobs/{job}/results/{result}", get(result_download))
-        .route("/web/engine", get(engine_page))
-        .route("/web/market", get(market_page))
-        .route("/web/ops", get(ops_page))
-        .route("/web/ops/requests/{request}/approve", post(ops_approve))
-        .route("/web/ops/requests/{request}/reject", post(ops_reject))
+        .route("/web/account", get(parties::account_page))
+        .route("/web/jobs", get(jobs::jobs_page))
+        .route("/web/jobs/{job}", get(jobs::job_page))
+        .route("/web/jobs/{job}/stats", get(jobs::stats_json))
+        .route("/web/jobs/{job}/{action}", post(jobs::job_action))
+        .route("/web/jobs/{job}/tasks/{task}/{action}", post(jobs::task_action))
+        .route("/web/jobs/{job}/results/{result}", get(jobs::result_download))
+        .route("/web/engine", get(parties::engine_page))
+        .route("/web/market", get(market::market_page))
+        .route("/web/market/{*rest}", post(market::market_post))
+        .route("/web/ops", get(ops::ops_page))
+        .route("/web/ops/logs", get(ops::logs_page))
+        .route("/web/ops/requests/{request}/{decision}", post(ops::ops_decide))
 }
 
 /// A signed request for a sign-in link; the link names the host the request was sent to.
@@ -106,7 +116,9 @@ async fn post_login(State(state): State<Arc<AppState>>, method: Method, uri: Uri
         .or_else(|| state.instance.get().cloned())
         .unwrap_or_default();
     let scheme = if state.authority.is_some() { "https" } else { "http" };
-    let (token, expires_unix_ms) = state.web.sessions().issue_link(party, now_ms());
+    let times = state.web.times;
+    let (token, expires_unix_ms) =
+        state.run(move |_, tx, _| Ok(session::issue_link(tx, times, &party, now_ms())?)).await?;
     Ok(json_response(
         StatusCode::OK,
         &LoginLink { url: format!("{scheme}://{host}/web/login/{token}"), expires_unix_ms },
@@ -179,19 +191,24 @@ async fn signed_in(
     let now = now_ms();
     let id =
         cookie_value(headers).ok_or_else(|| problem(StatusCode::UNAUTHORIZED, Refusal::NoSession.message(), None))?;
-    let session = state
-        .web
-        .sessions()
-        .touch(&id, now)
-        .map_err(|refusal| problem(StatusCode::UNAUTHORIZED, refusal.message(), None))?;
-    // A party revoked since it signed in is signed out.
-    let party = session.party.clone();
-    let revoked =
-        state.run(move |_, tx, _| Ok(tx.revocation(&party.id)?.is_some())).await.map_err(|e| refusal(&e, None))?;
-    if revoked {
-        state.web.sessions().end_all_of(&session.party);
-        return Err(problem(StatusCode::UNAUTHORIZED, "this identity has been revoked", None));
-    }
+    let times = state.web.times;
+    let cookie = id.clone();
+    let found = state
+        .run(move |_, tx, _| {
+            let session = match session::touch(tx, times, &cookie, now)? {
+                Ok(session) => session,
+                Err(refusal) => return Ok(Err(refusal.message())),
+            };
+            // A party revoked since it signed in is signed out.
+            if tx.revocation(&session.party.id)?.is_some() {
+                session::end_all_of(tx, &session.party)?;
+                return Ok(Err("this identity has been revoked"));
+            }
+            Ok(Ok(session))
+        })
+        .await
+        .map_err(|e| refusal(&e, None))?;
+    let session = found.map_err(|message| problem(StatusCode::UNAUTHORIZED, message, None))?;
     crate::access::check_page(method.as_str(), uri.path(), session.party.role)
         .map_err(|e| refusal(&e, Some(&session)))?;
     Ok((id, session))
@@ -218,18 +235,20 @@ async fn checked_form(
 }
 
 async fn open_link(State(state): State<Arc<AppState>>, Path(token): Path<String>) -> Response {
-    let opened = state.web.sessions().open_link(&token, now_ms());
+    let times = state.web.times;
+    let opened = state.run(move |_, tx, _| Ok(session::open_link(tx, times, &token, now_ms())?)).await;
     match opened {
-        Ok((id, _)) => {
+        Ok(Ok((id, _))) => {
             let mut response = redirect("/web");
-            let max_age = state.web.sessions().times().lifetime_ms / 1000;
+            let max_age = times.lifetime_ms / 1000;
             let cookie = format!("{COOKIE}={id}; Path=/web; HttpOnly; Secure; SameSite=Strict; Max-Age={max_age}");
             if let Ok(value) = HeaderValue::from_str(&cookie) {
                 response.headers_mut().insert(header::SET_COOKIE, value);
             }
             response
         }
-        Err(refusal) => problem(StatusCode::FORBIDDEN, refusal.message(), None),
+        Ok(Err(refusal)) => problem(StatusCode::FORBIDDEN, refusal.message(), None),
+        Err(error) => refusal(&error, None),
     }
 }
 
@@ -271,7 +290,9 @@ async fn sign_out(
     if let Err(page) = checked_form(&session, &headers, body).await {
         return page;
     }
-    state.web.sessions().end(&id);
+    if let Err(error) = state.run(move |_, tx, _| Ok(session::end(tx, &id)?)).await {
+        return refusal(&error, Some(&session));
+    }
     let mut response = html(StatusCode::OK, pages::signed_out());
     let cookie = format!("{COOKIE}=; Path=/web; HttpOnly; Secure; SameSite=Strict; Max-Age=0");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -341,457 +362,6 @@ fn answer_error(value: &serde_json::Value) -> CoordinatorError {
     CoordinatorError::new(kind, code, message)
 }
 
-async fn jobs_page(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    match read(&state, &session, |c, tx, _, party, _| c.jobs_of(tx, party)).await {
-        Ok(jobs) => html(StatusCode::OK, pages::jobs(&session, &jobs)),
-        Err(page) => page,
-    }
-}
-
-/// What a job's page shows and its polling reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JobStats {
-    pub job: String,
-    pub name: String,
-    pub state: String,
-    pub created: u64,
-    pub queued: u64,
-    pub running: u64,
-    pub stopped: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub total: u64,
-    /// Charged to the job so far (micro-units).
-    pub spent_micros: i64,
-    /// Reserved for the job at launch: the estimate of what it costs (micro-units).
-    pub estimated_micros: Option<i64>,
-    pub cost_max_micros: Option<u64>,
-    pub power_requested_gflops: Option<f64>,
-    /// The measured speeds of the engines running its tasks now, added up.
-    pub power_delivered_gflops: f64,
-    pub now_ms: u64,
-}
-
-fn job_stats(
-    c: &Coordinator,
-    tx: &mut dyn Tx,
-    party: &Party,
-    job: JobId,
-    now: u64,
-) -> Result<JobStats, CoordinatorError> {
-    let info = c.job_of(tx, party, job)?;
-    let statement = c.statement(
-        tx,
-        party,
-        idlegrid_coordinator::money::StatementQuery { from_ms: 0, to_ms: u64::MAX / 2, period: None },
-    )?;
-    let subject = job.to_string();
-    let spent_micros: i64 =
-        statement.rows.iter().filter(|row| row.subject == subject).map(|row| -row.amount.as_i64()).sum();
-    let estimated_micros = idlegrid_ledger::Ledger::new(tx.ledger())
-        .job_reservation(job)
-        .map_err(|e| CoordinatorError::internal(e.to_string()))?
-        .map(|r| r.amount.as_i64());
-    let mut power_delivered_gflops = 0.0;
-    for assignment in tx.active_assignments_of_job(job)? {
-        if let Some(profile) = c.provider_profile(tx, &assignment.provider)?
-            && let Some(speed) = profile.cpu_gflops
-        {
-            power_delivered_gflops += speed.mean;
-        }
-    }
-    let counts = info.counts;
-    Ok(JobStats {
-        job: subject,
-        name: info.properties.name.clone(),
-        state: format!("{:?}", info.state).to_lowercase(),
-        created: counts.created,
-        queued: counts.queued,
-        running: counts.running,
-        stopped: counts.stopped,
-        succeeded: counts.succeeded,
-        failed: counts.failed,
-        total: counts.total(),
-        spent_micros,
-        estimated_micros,
-        cost_max_micros: info.properties.cost_max_micros,
-        power_requested_gflops: info.properties.power_requested_gflops,
-        power_delivered_gflops,
-        now_ms: now,
-    })
-}
-
-#[derive(Deserialize)]
-struct JobQuery {
-    #[serde(default)]
-    after: Option<i64>,
-}
-
-/// One result as a job's page lists it.
-pub struct ResultLine {
-    pub id: i64,
-    pub task: u64,
-    pub state: String,
-    pub size: Option<u64>,
-    pub failure: Option<String>,
-}
-
-async fn job_page(
-    State(state): State<Arc<AppState>>,
-    Path(job): Path<String>,
-    query: Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let job = match parse_job(&job, &session) {
-        Ok(job) => job,
-        Err(page) => return *page,
-    };
-    let after = query.ok().and_then(|Query(q)| q.after).unwrap_or(0).max(0);
-    let found = read(&state, &session, move |c, tx, fx, party, now| {
-        let stats = job_stats(c, tx, party, job, now)?;
-        let explanation = client_command(c, tx, fx, party, ClientToServer::ExplainJob { job, task: None }, now)?
-            .into_iter()
-            .find_map(|answer| answer["text"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        let results = tx
-            .results_after(job, after, false, RESULTS_PER_PAGE)?
-            .into_iter()
-            .map(|row| ResultLine {
-                id: row.id,
-                task: row.result.index,
-                state: format!("{:?}", row.result.state).to_lowercase(),
-                size: row.result.result.as_ref().map(|p| p.len()),
-                failure: row.result.failure.as_ref().map(|f| format!("{:?}: {}", f.kind, f.message)),
-            })
-            .collect::<Vec<_>>();
-        Ok((stats, explanation, results))
-    })
-    .await;
-    match found {
-        Ok((stats, explanation, results)) => {
-            html(StatusCode::OK, pages::job(&session, &stats, &explanation, &results, after, RESULTS_PER_PAGE))
-        }
-        Err(page) => page,
-    }
-}
-
-/// A job's figures as JSON, for the page's script.
-async fn stats_json(
-    State(state): State<Arc<AppState>>,
-    Path(job): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let job = match parse_job(&job, &session) {
-        Ok(job) => job,
-        Err(page) => return *page,
-    };
-    match read(&state, &session, move |c, tx, _, party, now| job_stats(c, tx, party, job, now)).await {
-        Ok(stats) => {
-            let mut response = json_response(StatusCode::OK, &stats);
-            secure_headers(response.headers_mut());
-            response
-        }
-        Err(page) => page,
-    }
-}
-
-/// Stop, resume or remove a job from its page's forms.
-async fn job_action(
-    state: Arc<AppState>,
-    job: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-    action: fn(JobId) -> ClientToServer,
-) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    if let Err(page) = checked_form(&session, &headers, body).await {
-        return page;
-    }
-    let job = match parse_job(&job, &session) {
-        Ok(job) => job,
-        Err(page) => return *page,
-    };
-    let message = action(job);
-    let removed = matches!(message, ClientToServer::RemoveJob { .. });
-    match read(&state, &session, move |c, tx, fx, party, now| client_command(c, tx, fx, party, message.clone(), now))
-        .await
-    {
-        Ok(_) if removed => redirect("/web/jobs"),
-        Ok(_) => redirect(&format!("/web/jobs/{job}")),
-        Err(page) => page,
-    }
-}
-
-async fn job_stop(
-    State(state): State<Arc<AppState>>,
-    Path(job): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    job_action(state, job, method, uri, headers, body, |job| ClientToServer::Stop { job, task: None }).await
-}
-
-async fn job_resume(
-    State(state): State<Arc<AppState>>,
-    Path(job): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    job_action(state, job, method, uri, headers, body, |job| ClientToServer::Resume { job, task: None }).await
-}
-
-async fn job_remove(
-    State(state): State<Arc<AppState>>,
-    Path(job): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    job_action(state, job, method, uri, headers, body, |job| ClientToServer::RemoveJob { job }).await
-}
-
-/// A result's bytes, as a download: inline ones from the store, element ones streamed.
-async fn result_download(
-    State(state): State<Arc<AppState>>,
-    Path((job, result)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let job = match parse_job(&job, &session) {
-        Ok(job) => job,
-        Err(page) => return *page,
-    };
-    let Ok(result) = result.parse::<i64>() else {
-        return problem(StatusCode::NOT_FOUND, "a result is named by its number", Some(&session));
-    };
-    let found = read(&state, &session, move |c, tx, _, party, now| {
-        c.job_of(tx, party, job)?;
-        let row = tx.results_after(job, result.saturating_sub(1), false, 1)?.into_iter().find(|row| row.id == result);
-        let row = row.ok_or_else(|| CoordinatorError::not_found(format!("job {job} has no result {result}")))?;
-        let payload = row
-            .result
-            .result
-            .ok_or_else(|| CoordinatorError::not_found(format!("result {result} holds no bytes (the task failed)")))?;
-        if let idlegrid_protocol::Payload::Element(element) = &payload {
-            c.authorize_download(tx, party, &element.hash, None, now)?;
-        }
-        Ok((row.result.index, payload))
-    })
-    .await;
-    let (task, payload) = match found {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let body = match payload {
-        idlegrid_protocol::Payload::Inline(bytes) => Body::from(bytes),
-        idlegrid_protocol::Payload::Element(element) => match state.elements.download(&element.hash).await {
-            Ok(stream) => Body::from_stream(stream),
-            Err(e) => {
-                return refusal(&CoordinatorError::internal(format!("cannot read the result: {e}")), Some(&session));
-            }
-        },
-    };
-    let mut response = (StatusCode::OK, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{job}-task-{task}.bin\"")) {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    secure_headers(headers);
-    response
-}
-
-fn whole_statement(
-    c: &Coordinator,
-    tx: &mut dyn Tx,
-    party: &Party,
-) -> Result<idlegrid_ledger::Statement, CoordinatorError> {
-    c.statement(
-        tx,
-        party,
-        idlegrid_coordinator::money::StatementQuery {
-            from_ms: 0,
-            to_ms: u64::MAX / 2,
-            period: Some(idlegrid_coordinator::money::StatementPeriodName::Day),
-        },
-    )
-}
-
-async fn account_page(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let found = read(&state, &session, |c, tx, _, party, _| {
-        Ok((c.account_info(tx, &party.id)?, whole_statement(c, tx, party)?))
-    })
-    .await;
-    match found {
-        Ok((account, statement)) => html(StatusCode::OK, pages::account(&session, &account, &statement)),
-        Err(page) => page,
-    }
-}
-
-/// What an engine's page shows.
-pub struct EngineView {
-    pub profile: Option<idlegrid_coordinator::ProviderProfile>,
-    /// The engine's state as the server knows it, its slots and when it was last heard from.
-    pub node: Option<(String, u32, u64)>,
-    pub running: usize,
-    pub account: idlegrid_protocol::messages::AccountInfo,
-    pub statement: idlegrid_ledger::Statement,
-}
-
-async fn engine_page(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let found = read(&state, &session, |c, tx, _, party, _| {
-        Ok(EngineView {
-            profile: c.provider_profile(tx, &party.id)?,
-            node: tx
-                .provider(&party.id)?
-                .map(|row| (format!("{:?}", row.state).to_lowercase(), row.slots, row.last_contact_ms)),
-            running: tx.active_assignments_of_provider(&party.id)?.len(),
-            account: c.account_info(tx, &party.id)?,
-            statement: whole_statement(c, tx, party)?,
-        })
-    })
-    .await;
-    match found {
-        Ok(view) => html(StatusCode::OK, pages::engine(&session, &view, now_ms())),
-        Err(page) => page,
-    }
-}
-
-async fn market_page(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let found = read(&state, &session, |c, tx, _, party, _| {
-        let json = |value: Result<serde_json::Value, serde_json::Error>| {
-            value.map_err(|e| CoordinatorError::internal(format!("cannot show the market: {e}")))
-        };
-        Ok([
-            ("Your offers", json(serde_json::to_value(c.market_offers_of(tx, party)?))?),
-            ("Your requests", json(serde_json::to_value(c.market_requests_of(tx, party)?))?),
-            ("Negotiations", json(serde_json::to_value(c.market_negotiations_of(tx, party)?))?),
-            ("Contracts", json(serde_json::to_value(c.market_contracts_of(tx, party)?))?),
-        ])
-    })
-    .await;
-    match found {
-        Ok(sections) => html(StatusCode::OK, pages::market(&session, &sections)),
-        Err(page) => page,
-    }
-}
-
-async fn ops_page(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let status = crate::metrics::status(&state, &state.instance.get().cloned().unwrap_or_default()).await;
-    let found = read(&state, &session, |c, tx, _, party, _| {
-        c.requests_for_operator(tx, party, Some(idlegrid_protocol::messages::MoneyRequestState::Pending), 100)
-    })
-    .await;
-    match found {
-        Ok(pending) => {
-            let sessions = state.web.sessions().open_sessions();
-            html(StatusCode::OK, pages::ops(&session, &status, &pending, sessions))
-        }
-        Err(page) => page,
-    }
-}
-
-async fn ops_decide(
-    state: Arc<AppState>,
-    request: String,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-    decision: idlegrid_coordinator::requests::Decision,
-) -> Response {
-    let (_, session) = match signed_in(&state, &method, &uri, &headers).await {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
-    let fields = match checked_form(&session, &headers, body).await {
-        Ok(fields) => fields,
-        Err(page) => return page,
-    };
-    let Ok(id) = request.parse::<u64>() else {
-        return problem(StatusCode::NOT_FOUND, "a request is named by its number", Some(&session));
-    };
-    let note = fields.iter().find(|(k, _)| k == "note").map(|(_, v)| v.clone()).unwrap_or_default();
-    let decided = read(&state, &session, move |c, tx, fx, party, now| {
-        let decider = idlegrid_coordinator::requests::Decider::Operator(party.id.clone());
-        c.decide_request(tx, &decider, id, decision, &note, now, fx)
-    })
-    .await;
-    match decided {
-        Ok(_) => redirect("/web/ops"),
-        Err(page) => page,
-    }
-}
-
-async fn ops_approve(
-    State(state): State<Arc<AppState>>,
-    Path(request): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ops_decide(state, request, method, uri, headers, body, idlegrid_coordinator::requests::Decision::Approve).await
-}
-
-async fn ops_reject(
-    State(state): State<Arc<AppState>>,
-    Path(request): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    ops_decide(state, request, method, uri, headers, body, idlegrid_coordinator::requests::Decision::Reject).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -807,7 +377,8 @@ mod tests {
 
     #[test]
     fn every_route_of_the_web_manager_has_a_row_in_the_tables() {
-        // The router's paths, as `routes` registers them.
+        // Every page the router serves (a path with `{action}` or `{*rest}` in the router is
+        // one row per action in the table, so unknown actions are refused).
         let routes = [
             ("GET", "/web/login/{token}"),
             ("GET", "/web/static/{file}"),
@@ -820,10 +391,22 @@ mod tests {
             ("POST", "/web/jobs/{job}/stop"),
             ("POST", "/web/jobs/{job}/resume"),
             ("POST", "/web/jobs/{job}/remove"),
+            ("POST", "/web/jobs/{job}/tasks/{task}/stop"),
+            ("POST", "/web/jobs/{job}/tasks/{task}/resume"),
+            ("POST", "/web/jobs/{job}/tasks/{task}/remove"),
             ("GET", "/web/jobs/{job}/results/{result}"),
             ("GET", "/web/engine"),
             ("GET", "/web/market"),
+            ("POST", "/web/market/offers"),
+            ("POST", "/web/market/offers/{offer}/withdraw"),
+            ("POST", "/web/market/offers/{offer}/negotiate"),
+            ("POST", "/web/market/search"),
+            ("POST", "/web/market/requests/{request}/withdraw"),
+            ("POST", "/web/market/negotiations/{negotiation}/accept"),
+            ("POST", "/web/market/negotiations/{negotiation}/reject"),
+            ("POST", "/web/market/negotiations/{negotiation}/counter"),
             ("GET", "/web/ops"),
+            ("GET", "/web/ops/logs"),
             ("POST", "/web/ops/requests/{request}/approve"),
             ("POST", "/web/ops/requests/{request}/reject"),
         ];

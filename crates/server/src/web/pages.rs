@@ -6,17 +6,23 @@ use maud::{DOCTYPE, Markup, html};
 
 use idlegrid_ledger::{Micros, Statement};
 use idlegrid_protocol::messages::{AccountInfo, JobInfo, MoneyRequestInfo};
-use idlegrid_protocol::wire::InstanceStatus;
+use idlegrid_protocol::wire::LogEntry;
 use idlegrid_types::Role;
 
-use super::{CSRF_FIELD, EngineView, JobStats, ResultLine, WebSession};
+use idlegrid_store::TaskLine;
+use idlegrid_types::TaskIndex;
+
+use super::jobs::{JobStats, ResultLine};
+use super::ops::{InstanceView, LogQuery};
+use super::parties::EngineView;
+use super::{CSRF_FIELD, WebSession};
 
 /// The style sheet, served at /web/static/style.css.
 pub const STYLE: &str = include_str!("style.css");
 /// The script that keeps a job's figures and chart live, served at /web/static/app.js.
 pub const SCRIPT: &str = include_str!("app.js");
 
-fn money(micros: i64) -> String {
+pub(super) fn money(micros: i64) -> String {
     Micros::new(micros).to_string()
 }
 
@@ -59,12 +65,12 @@ fn shade(share: f64) -> &'static str {
     }
 }
 
-fn csrf(session: &WebSession) -> Markup {
+pub(super) fn csrf(session: &WebSession) -> Markup {
     html! { input type="hidden" name=(CSRF_FIELD) value=(session.csrf); }
 }
 
 /// A button that posts a form with the session's CSRF token.
-fn action(session: &WebSession, to: &str, label: &str, id: &str) -> Markup {
+pub(super) fn action(session: &WebSession, to: &str, label: &str, id: &str) -> Markup {
     html! {
         form.inline method="post" action=(to) {
             (csrf(session))
@@ -73,7 +79,7 @@ fn action(session: &WebSession, to: &str, label: &str, id: &str) -> Markup {
     }
 }
 
-fn layout(session: Option<&WebSession>, title: &str, content: Markup) -> Markup {
+pub(super) fn layout(session: Option<&WebSession>, title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -164,14 +170,58 @@ fn figure(label: &str, field: &str, value: String) -> Markup {
     html! { tr { th { (label) } td.n data-field=(field) id={ "f-" (field) } { (value) } } }
 }
 
-pub fn job(
-    session: &WebSession,
-    stats: &JobStats,
-    explanation: &str,
-    results: &[ResultLine],
-    after: i64,
-    per_page: u32,
-) -> Markup {
+/// The pages of a job's lists shown with it.
+pub struct JobLists<'a> {
+    pub results: &'a [ResultLine],
+    /// The results shown come after this one.
+    pub after: i64,
+    pub tasks: &'a [TaskLine],
+    /// The tasks shown come after this index.
+    pub tasks_after: Option<TaskIndex>,
+}
+
+/// One page of a job's tasks, each with its own stop, resume and remove forms.
+fn task_table(session: &WebSession, base: &str, lists: &JobLists<'_>) -> Markup {
+    let per_page = super::jobs::TASKS_PER_PAGE as usize;
+    html! {
+        @if lists.tasks.is_empty() {
+            p { "No tasks here." }
+        } @else {
+            table #tasks {
+                thead { tr { th.n { "Task" } th { "State" } th.n { "Attempts" } th.n { "CPU (s)" } th.n { "Progress" } th { "" } } }
+                tbody {
+                    @for task in lists.tasks {
+                        @let to = format!("{base}/tasks/{}", task.index);
+                        tr id={ "task-" (task.index) } {
+                            td.n { (task.index) }
+                            td.state { (task.state.as_str()) }
+                            td.n { (task.attempts) }
+                            td.n { (format!("{:.1}", task.cpu_ms as f64 / 1000.0)) }
+                            td.n { (format!("{:.0}%", f64::from(task.progress.clamp(0.0, 1.0)) * 100.0)) }
+                            td {
+                                (action(session, &format!("{to}/stop"), "Stop", &format!("stop-{}", task.index)))
+                                (action(session, &format!("{to}/resume"), "Resume", &format!("resume-{}", task.index)))
+                                (action(session, &format!("{to}/remove"), "Remove", &format!("remove-{}", task.index)))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        p {
+            @if lists.tasks_after.is_some() { a href=(base) { "first tasks" } " " }
+            @if lists.tasks.len() == per_page {
+                @if let Some(last) = lists.tasks.last() {
+                    a #next-tasks href={ (base) "?tasks=" (last.index) } { "next tasks" }
+                }
+            }
+        }
+    }
+}
+
+pub fn job(session: &WebSession, stats: &JobStats, explanation: &str, lists: &JobLists<'_>) -> Markup {
+    let (results, after) = (lists.results, lists.after);
+    let per_page = super::jobs::RESULTS_PER_PAGE;
     let title = if stats.name.is_empty() { format!("Job {}", stats.job) } else { format!("Job {}", stats.name) };
     let base = format!("/web/jobs/{}", stats.job);
     html! {
@@ -201,7 +251,8 @@ pub fn job(
                     }
                 }
                 h2 { "Progress" }
-                svg #chart viewBox="0 0 600 200" width="600" height="200" role="img" aria-label="tasks over time" {}
+                svg #chart viewBox="0 0 600 200" width="600" height="200" role="img" aria-label="tasks over time"
+                    data-history=(stats.history.len()) {}
                 p.legend {
                     span.succeeded { "succeeded" } " " span.running { "running" } " "
                     span.queued { "queued" } " " span.failed { "failed" }
@@ -216,6 +267,8 @@ pub fn job(
                 h2 { "Why tasks wait" }
                 pre #explain { (explanation) }
             }
+            h2 { "Tasks" }
+            (task_table(session, &base, lists))
             h2 { "Results" }
             @if results.is_empty() {
                 p { "No results here yet." }
@@ -374,62 +427,60 @@ pub fn engine(session: &WebSession, view: &EngineView, now_ms: u64) -> Markup {
     )
 }
 
-/// A JSON value in a table cell: text as is, anything else compact.
-fn cell(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(text) => text.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
+/// One instance's health row.
+fn instance_row(view: &InstanceView, now_ms: u64) -> Markup {
+    let status = &view.status;
+    let health = if view.silent {
+        "silent"
+    } else if status.errors.is_empty() {
+        "healthy"
+    } else {
+        "errors"
+    };
+    let value = |name: &str| status.values.get(name).map(|v| format!("{v:.0}")).unwrap_or_default();
+    html! {
+        tr.instance data-health=(health) {
+            td { code { (status.instance) } }
+            td { (status.version) }
+            td { (status.store) }
+            td.health { (health) @for error in &status.errors { br; (error) } }
+            td.n { (value("uptime_seconds")) }
+            td.n { (value("requests_total")) }
+            td.n { (value("long_polls_waiting")) }
+            td { (now_ms.saturating_sub(view.reported_ms) / 1000) " s ago" }
+        }
     }
 }
 
-pub fn market(session: &WebSession, sections: &[(&str, serde_json::Value)]) -> Markup {
-    layout(
-        Some(session),
-        "Market",
-        html! {
-            @for (title, value) in sections {
-                h2 { (title) }
-                @let rows = value.as_array().cloned().unwrap_or_default();
-                @if rows.is_empty() {
-                    p { "None." }
-                } @else {
-                    @let columns: Vec<String> = rows[0].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
-                    table.market {
-                        thead { tr { @for column in &columns { th { (column) } } } }
-                        tbody {
-                            @for row in &rows {
-                                tr { @for column in &columns { td { (cell(&row[column.as_str()])) } } }
-                            }
-                        }
-                    }
-                }
-            }
-            p { "Offers, requests and answers to negotiations are made with " code { "idlegrid market" } "." }
-        },
-    )
-}
-
-pub fn ops(session: &WebSession, status: &InstanceStatus, pending: &[MoneyRequestInfo], web_sessions: usize) -> Markup {
+pub fn ops(
+    session: &WebSession,
+    instances: &[InstanceView],
+    pending: &[MoneyRequestInfo],
+    web_sessions: u64,
+    now_ms: u64,
+) -> Markup {
+    let healthy = instances.iter().all(|i| !i.silent && i.status.errors.is_empty());
+    // System-wide figures are the database's: any fresh instance's report has them.
+    let system = instances.iter().find(|i| !i.silent).map(|i| &i.status.values);
     layout(
         Some(session),
         "Operations",
         html! {
-            h2 { "This instance" }
-            table.figures #health {
-                tr { th { "Instance" } td { (status.instance) } }
-                tr { th { "Version" } td { (status.version) } }
-                tr { th { "Store" } td { (status.store) } }
-                tr { th { "Health" } td #healthy { @if status.errors.is_empty() { "healthy" } @else { "errors" } } }
-                tr { th { "Web sessions open" } td.n { (web_sessions) } }
-            }
-            @if !status.errors.is_empty() {
-                ul.problem { @for error in &status.errors { li { (error) } } }
+            h2 { "Server instances" }
+            p { "All: " span #healthy { @if healthy { "healthy" } @else { "attention" } } ". "
+                "Web sessions open: " span #web-sessions { (web_sessions) } ". "
+                a href="/web/ops/logs" { "Collected logs" } }
+            table #instances {
+                thead { tr { th { "Instance" } th { "Version" } th { "Store" } th { "Health" } th.n { "Uptime (s)" }
+                    th.n { "Requests" } th.n { "Polls held" } th { "Reported" } } }
+                tbody { @for view in instances { (instance_row(view, now_ms)) } }
             }
             h2 { "System statistics" }
             table.figures #statistics {
-                @for (name, value) in &status.values {
-                    tr { th { (name) } td.n { (value) } }
+                @for name in ["jobs_active", "tasks_queued", "tasks_running", "engines_connected", "database_latency_seconds"] {
+                    @if let Some(value) = system.and_then(|values| values.get(name)) {
+                        tr { th { (name) } td.n id={ "stat-" (name) } { (value) } }
+                    }
                 }
             }
             h2 { "Pending deposits and payouts" }
@@ -458,6 +509,42 @@ pub fn ops(session: &WebSession, status: &InstanceStatus, pending: &[MoneyReques
                                         button type="submit" id={ "reject-" (request.id) } { "Reject" }
                                     }
                                 }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub fn logs(session: &WebSession, query: &LogQuery, lines: &[LogEntry]) -> Markup {
+    layout(
+        Some(session),
+        "Collected logs",
+        html! {
+            form #log-search method="get" action="/web/ops/logs" {
+                input type="search" name="q" value=(query.q) placeholder="text in the message or component";
+                input type="text" name="level" value=(query.level) placeholder="level";
+                input type="text" name="component" value=(query.component) placeholder="component";
+                input type="text" name="party" value=(query.party) placeholder="party";
+                input type="text" name="job" value=(query.job) placeholder="job";
+                button type="submit" { "Search" }
+            }
+            @if lines.is_empty() {
+                p #no-lines { "No lines match." }
+            } @else {
+                table #logs {
+                    thead { tr { th { "Time" } th { "Level" } th { "Component" } th { "Party" } th { "Job" } th { "Message" } } }
+                    tbody {
+                        @for line in lines {
+                            tr {
+                                td { (utc(line.time_ms)) }
+                                td { (line.level) }
+                                td { (line.component) }
+                                td { code { (line.role.as_str()) " " (line.party.to_string()) } }
+                                td { (line.job.map(|j| j.to_string()).unwrap_or_default()) }
+                                td.message { (line.message) }
                             }
                         }
                     }
@@ -520,13 +607,23 @@ mod tests {
             power_requested_gflops: Some(2.0),
             power_delivered_gflops: 0.0,
             now_ms: 0,
+            history: Vec::new(),
         };
-        let page = job(&session(Role::Client), &stats, hostile, &[], 0, 20).into_string();
+        let tasks = [TaskLine {
+            index: 4,
+            state: idlegrid_types::TaskState::Running,
+            attempts: 1,
+            cpu_ms: 1500,
+            progress: 0.5,
+        }];
+        let lists = JobLists { results: &[], after: 0, tasks: &tasks, tasks_after: None };
+        let page = job(&session(Role::Client), &stats, hostile, &lists).into_string();
         assert!(!page.contains(hostile), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(page.contains("1.500000"));
         let forms = page.matches("<form").count();
-        assert_eq!(forms, 4, "stop, resume, remove, sign out");
+        assert_eq!(forms, 7, "stop, resume, remove the job and the task, sign out");
+        assert!(page.contains(r#"action="/web/jobs/j1/tasks/4/remove""#), "{page}");
         assert_eq!(page.matches(r#"name="csrf" value="token123""#).count(), forms);
         assert!(!page.contains("<script>"), "no inline script: the policy forbids it");
     }

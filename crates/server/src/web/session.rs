@@ -1,15 +1,14 @@
-//! Sign-in links and browser sessions of the web manager, as pure bookkeeping with the time
-//! passed in. A sign-in link carries a random token that works once and only for a short
-//! while; opening it starts a session whose random id travels in a cookie, with its own random
-//! CSRF token that every form must echo. Sessions end when idle for too long, after a fixed
-//! lifetime whatever the activity, or on sign-out.
+//! Sign-in links and browser sessions of the web manager, kept in the store so that every
+//! server instance on one database accepts the same cookie. A sign-in link carries a random
+//! token that works once and only for a short while; opening it starts a session whose random
+//! id travels in a cookie, with its own random CSRF token that every form must echo. Sessions
+//! end when idle for too long, after a fixed lifetime whatever the activity, or on sign-out.
 //!
-//! Tokens are kept as their SHA-256: a copy of this table (a memory dump, a log of it) does not
-//! let anyone sign in. The table lives in the instance that issued the link.
-
-use std::collections::HashMap;
+//! Tokens are stored as their SHA-256: a copy of the table (a backup, a log of it) does not let
+//! anyone sign in. The times are passed in; the decisions on them (`WebTimes`) are pure.
 
 use idlegrid_coordinator::Party;
+use idlegrid_store::{StoreResult, Tx, WebEntryKind, WebEntryRow};
 use sha2::{Digest, Sha256};
 
 /// How long links and sessions live.
@@ -29,8 +28,12 @@ impl Default for WebTimes {
     }
 }
 
-/// At most this many links waiting and sessions open at once; the oldest go first beyond.
-const ENTRIES_MAX: usize = 10_000;
+impl WebTimes {
+    /// When a session begun at `started_ms` and last used at `last_seen_ms` ends.
+    pub fn session_end(&self, started_ms: u64, last_seen_ms: u64) -> u64 {
+        last_seen_ms.saturating_add(self.idle_ms).min(started_ms.saturating_add(self.lifetime_ms))
+    }
+}
 
 /// A signed-in browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,21 +69,9 @@ impl Refusal {
     }
 }
 
-struct Link {
-    party: Party,
-    expires_ms: u64,
-}
-
-/// Links waiting to be opened and open sessions, keyed by the SHA-256 of their token.
-#[derive(Default)]
-pub struct Sessions {
-    times: WebTimes,
-    links: HashMap<[u8; 32], Link>,
-    sessions: HashMap<[u8; 32], WebSession>,
-}
-
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// The stored key of a token: its SHA-256, hex.
+fn key(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// 32 random bytes, hex.
@@ -95,94 +86,99 @@ pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl Sessions {
-    pub fn new(times: WebTimes) -> Sessions {
-        Sessions { times, ..Default::default() }
-    }
-
-    pub fn times(&self) -> WebTimes {
-        self.times
-    }
-
-    /// A new sign-in link's token for `party`, and when it expires.
-    pub fn issue_link(&mut self, party: Party, now_ms: u64) -> (String, u64) {
-        self.forget_expired(now_ms);
-        if self.links.len() >= ENTRIES_MAX {
-            let oldest = self.links.iter().min_by_key(|(_, l)| l.expires_ms).map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                self.links.remove(&oldest);
-            }
-        }
-        let token = random_token();
-        let expires_ms = now_ms.saturating_add(self.times.link_ttl_ms);
-        self.links.insert(key(&token), Link { party, expires_ms });
-        (token, expires_ms)
-    }
-
-    /// Open a link: it is spent whatever happens next. Returns the session id (the cookie's
-    /// value) and the session.
-    pub fn open_link(&mut self, token: &str, now_ms: u64) -> Result<(String, WebSession), Refusal> {
-        let link = self.links.remove(&key(token)).ok_or(Refusal::DeadLink)?;
-        if now_ms >= link.expires_ms {
-            return Err(Refusal::DeadLink);
-        }
-        self.forget_expired(now_ms);
-        if self.sessions.len() >= ENTRIES_MAX {
-            let oldest = self.sessions.iter().min_by_key(|(_, s)| s.last_seen_ms).map(|(k, _)| *k);
-            if let Some(oldest) = oldest {
-                self.sessions.remove(&oldest);
-            }
-        }
-        let id = random_token();
-        let session = WebSession { party: link.party, csrf: random_token(), started_ms: now_ms, last_seen_ms: now_ms };
-        self.sessions.insert(key(&id), session.clone());
-        Ok((id, session))
-    }
-
-    /// The session of a cookie's value, marked as used now.
-    pub fn touch(&mut self, id: &str, now_ms: u64) -> Result<WebSession, Refusal> {
-        let k = key(id);
-        let session = self.sessions.get_mut(&k).ok_or(Refusal::NoSession)?;
-        if self.times.expired(session, now_ms) {
-            self.sessions.remove(&k);
-            return Err(Refusal::Expired);
-        }
-        session.last_seen_ms = now_ms;
-        Ok(session.clone())
-    }
-
-    /// Sign out: the cookie's session ends now.
-    pub fn end(&mut self, id: &str) {
-        self.sessions.remove(&key(id));
-    }
-
-    /// End every session of a party (revoked, for example).
-    pub fn end_all_of(&mut self, party: &Party) {
-        self.sessions.retain(|_, s| s.party != *party);
-        self.links.retain(|_, l| l.party != *party);
-    }
-
-    pub fn forget_expired(&mut self, now_ms: u64) {
-        let times = self.times;
-        self.links.retain(|_, l| now_ms < l.expires_ms);
-        self.sessions.retain(|_, s| !times.expired(s, now_ms));
-    }
-
-    pub fn open_sessions(&self) -> usize {
-        self.sessions.len()
+fn session_of(row: WebEntryRow) -> WebSession {
+    WebSession {
+        party: Party { id: row.party, role: row.role },
+        csrf: row.csrf,
+        started_ms: row.started_ms,
+        last_seen_ms: row.last_seen_ms,
     }
 }
 
-impl WebTimes {
-    fn expired(&self, session: &WebSession, now_ms: u64) -> bool {
-        now_ms >= session.last_seen_ms.saturating_add(self.idle_ms)
-            || now_ms >= session.started_ms.saturating_add(self.lifetime_ms)
+/// A new sign-in link's token for `party`, and when it expires. Expired entries are swept.
+pub fn issue_link(tx: &mut dyn Tx, times: WebTimes, party: &Party, now_ms: u64) -> StoreResult<(String, u64)> {
+    tx.web().delete_expired_web_entries(now_ms)?;
+    let token = random_token();
+    let expires_ms = now_ms.saturating_add(times.link_ttl_ms);
+    tx.web().insert_web_entry(&WebEntryRow {
+        key: key(&token),
+        kind: WebEntryKind::Link,
+        party: party.id.clone(),
+        role: party.role,
+        csrf: String::new(),
+        started_ms: now_ms,
+        last_seen_ms: now_ms,
+        expires_ms,
+    })?;
+    Ok((token, expires_ms))
+}
+
+/// Open a link: it is spent whatever happens next. Returns the session id (the cookie's value)
+/// and the session.
+pub fn open_link(
+    tx: &mut dyn Tx,
+    times: WebTimes,
+    token: &str,
+    now_ms: u64,
+) -> StoreResult<Result<(String, WebSession), Refusal>> {
+    let Some(link) = tx.web().take_web_entry(&key(token), WebEntryKind::Link)? else {
+        return Ok(Err(Refusal::DeadLink));
+    };
+    if now_ms >= link.expires_ms {
+        return Ok(Err(Refusal::DeadLink));
     }
+    let id = random_token();
+    let row = WebEntryRow {
+        key: key(&id),
+        kind: WebEntryKind::Session,
+        party: link.party,
+        role: link.role,
+        csrf: random_token(),
+        started_ms: now_ms,
+        last_seen_ms: now_ms,
+        expires_ms: times.session_end(now_ms, now_ms),
+    };
+    tx.web().insert_web_entry(&row)?;
+    Ok(Ok((id, session_of(row))))
+}
+
+/// The session of a cookie's value, marked as used now.
+pub fn touch(tx: &mut dyn Tx, times: WebTimes, id: &str, now_ms: u64) -> StoreResult<Result<WebSession, Refusal>> {
+    let k = key(id);
+    let Some(row) = tx.web().web_entry(&k, WebEntryKind::Session)? else {
+        return Ok(Err(Refusal::NoSession));
+    };
+    // Its end as stored, or by this instance's own times if they are shorter.
+    if now_ms >= row.expires_ms || now_ms >= times.session_end(row.started_ms, row.last_seen_ms) {
+        tx.web().take_web_entry(&k, WebEntryKind::Session)?;
+        return Ok(Err(Refusal::Expired));
+    }
+    let expires_ms = times.session_end(row.started_ms, now_ms);
+    tx.web().touch_web_entry(&k, now_ms, expires_ms)?;
+    Ok(Ok(WebSession { last_seen_ms: now_ms, ..session_of(row) }))
+}
+
+/// Sign out: the cookie's session ends now.
+pub fn end(tx: &mut dyn Tx, id: &str) -> StoreResult<()> {
+    tx.web().take_web_entry(&key(id), WebEntryKind::Session)?;
+    Ok(())
+}
+
+/// End every session and link of a party (revoked, for example).
+pub fn end_all_of(tx: &mut dyn Tx, party: &Party) -> StoreResult<()> {
+    tx.web().delete_web_entries_of(&party.id)?;
+    Ok(())
+}
+
+/// Sessions open now, on every instance.
+pub fn open_sessions(tx: &mut dyn Tx, now_ms: u64) -> StoreResult<u64> {
+    tx.web().count_web_entries(WebEntryKind::Session, now_ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use idlegrid_store::{SqliteStore, Store, StoreError};
     use idlegrid_types::{PartyId, Role};
 
     fn party() -> Party {
@@ -193,61 +189,78 @@ mod tests {
         WebTimes { link_ttl_ms: 1_000, idle_ms: 10_000, lifetime_ms: 25_000 }
     }
 
+    fn with<R>(store: &SqliteStore, f: impl FnOnce(&mut dyn Tx) -> StoreResult<R>) -> R {
+        store.write(|tx| -> Result<R, StoreError> { f(tx) }).unwrap()
+    }
+
+    #[test]
+    fn a_session_ends_when_idle_or_at_its_lifetime_whichever_comes_first() {
+        let t = times();
+        assert_eq!(t.session_end(0, 0), 10_000);
+        assert_eq!(t.session_end(0, 9_000), 19_000);
+        assert_eq!(t.session_end(0, 20_000), 25_000);
+        assert_eq!(t.session_end(u64::MAX, u64::MAX), u64::MAX);
+    }
+
     #[test]
     fn a_link_signs_in_once_and_its_session_has_its_own_csrf_token() {
-        let mut sessions = Sessions::new(times());
-        let (token, expires) = sessions.issue_link(party(), 100);
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (token, expires) = with(&store, |tx| issue_link(tx, times(), &party(), 100));
         assert_eq!(expires, 1_100);
-        let (id, session) = sessions.open_link(&token, 500).unwrap();
+        let (id, session) = with(&store, |tx| open_link(tx, times(), &token, 500)).unwrap();
         assert_eq!(session.party, party());
         assert_ne!(session.csrf, id);
         assert_eq!(session.csrf.len(), 64);
-        assert_eq!(sessions.open_link(&token, 600), Err(Refusal::DeadLink), "a link works once");
-        assert_eq!(sessions.touch(&id, 700).unwrap().csrf, session.csrf);
-        assert_eq!(sessions.touch("not a session", 700), Err(Refusal::NoSession));
+        assert_eq!(with(&store, |tx| open_link(tx, times(), &token, 600)), Err(Refusal::DeadLink), "once");
+        assert_eq!(with(&store, |tx| touch(tx, times(), &id, 700)).unwrap().csrf, session.csrf);
+        assert_eq!(with(&store, |tx| touch(tx, times(), "not a session", 700)), Err(Refusal::NoSession));
+        assert_eq!(with(&store, |tx| open_sessions(tx, 700)), 1);
     }
 
     #[test]
     fn a_link_not_opened_in_time_is_dead_and_unknown_links_are_refused_alike() {
-        let mut sessions = Sessions::new(times());
-        let (token, _) = sessions.issue_link(party(), 0);
-        assert_eq!(sessions.open_link(&token, 1_000), Err(Refusal::DeadLink));
-        assert_eq!(sessions.open_link(&random_token(), 0), Err(Refusal::DeadLink));
+        let store = SqliteStore::open_in_memory().unwrap();
+        let (token, _) = with(&store, |tx| issue_link(tx, times(), &party(), 0));
+        assert_eq!(with(&store, |tx| open_link(tx, times(), &token, 1_000)), Err(Refusal::DeadLink));
+        assert_eq!(with(&store, |tx| open_link(tx, times(), &random_token(), 0)), Err(Refusal::DeadLink));
     }
 
     #[test]
     fn sessions_end_when_idle_after_their_lifetime_or_on_sign_out() {
-        let mut sessions = Sessions::new(times());
-        let (token, _) = sessions.issue_link(party(), 0);
-        let (id, _) = sessions.open_link(&token, 0).unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
+        let open = |now| {
+            let (token, _) = with(&store, |tx| issue_link(tx, times(), &party(), now));
+            with(&store, |tx| open_link(tx, times(), &token, now)).unwrap().0
+        };
+        let id = open(0);
         // Used every 9 s it stays, until its lifetime is over.
         for now in [9_000, 18_000, 24_999] {
-            assert!(sessions.touch(&id, now).is_ok(), "at {now}");
+            assert!(with(&store, |tx| touch(tx, times(), &id, now)).is_ok(), "at {now}");
         }
-        assert_eq!(sessions.touch(&id, 25_000), Err(Refusal::Expired));
-        assert_eq!(sessions.touch(&id, 25_001), Err(Refusal::NoSession), "and it is forgotten");
+        assert_eq!(with(&store, |tx| touch(tx, times(), &id, 25_000)), Err(Refusal::Expired));
+        assert_eq!(with(&store, |tx| touch(tx, times(), &id, 25_001)), Err(Refusal::NoSession), "and forgotten");
 
-        let (token, _) = sessions.issue_link(party(), 0);
-        let (idle, _) = sessions.open_link(&token, 0).unwrap();
-        assert_eq!(sessions.touch(&idle, 10_000), Err(Refusal::Expired));
+        let idle = open(0);
+        assert_eq!(with(&store, |tx| touch(tx, times(), &idle, 10_000)), Err(Refusal::Expired));
 
-        let (token, _) = sessions.issue_link(party(), 0);
-        let (out, _) = sessions.open_link(&token, 0).unwrap();
-        sessions.end(&out);
-        assert_eq!(sessions.touch(&out, 1), Err(Refusal::NoSession));
+        let out = open(0);
+        with(&store, |tx| end(tx, &out));
+        assert_eq!(with(&store, |tx| touch(tx, times(), &out, 1)), Err(Refusal::NoSession));
     }
 
     #[test]
     fn ending_a_partys_sessions_spares_the_others() {
-        let mut sessions = Sessions::new(times());
+        let store = SqliteStore::open_in_memory().unwrap();
         let other = Party { id: PartyId::from_public_key(&[8u8; 32]), role: Role::Provider };
-        let (a, _) = sessions.issue_link(party(), 0);
-        let (b, _) = sessions.issue_link(other.clone(), 0);
-        let (a, _) = sessions.open_link(&a, 0).unwrap();
-        let (b, _) = sessions.open_link(&b, 0).unwrap();
-        sessions.end_all_of(&party());
-        assert!(sessions.touch(&a, 1).is_err());
-        assert_eq!(sessions.touch(&b, 1).unwrap().party, other);
+        let open = |party: &Party| {
+            let (token, _) = with(&store, |tx| issue_link(tx, times(), party, 0));
+            with(&store, |tx| open_link(tx, times(), &token, 0)).unwrap().0
+        };
+        let a = open(&party());
+        let b = open(&other);
+        with(&store, |tx| end_all_of(tx, &party()));
+        assert!(with(&store, |tx| touch(tx, times(), &a, 1)).is_err());
+        assert_eq!(with(&store, |tx| touch(tx, times(), &b, 1)).unwrap().party, other);
     }
 
     #[test]
