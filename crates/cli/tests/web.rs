@@ -484,6 +484,7 @@ async fn the_operator_searches_the_collected_logs() {
         component: "engine::run".into(),
         message: message.into(),
         assignment: None,
+        job: None,
     };
     let batch = idlegrid_protocol::wire::LogBatch {
         lines: vec![line("warn", "disk almost full"), line("info", "task <b>started</b>")],
