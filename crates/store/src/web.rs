@@ -99,6 +99,9 @@ pub trait WebTx {
     /// The job's results created at or after `since_ms`, counted per interval of `width_ms`
     /// (intervals start at multiples of `width_ms`), oldest first; empty intervals are left out.
     fn result_history(&mut self, job: JobId, since_ms: u64, width_ms: u64) -> StoreResult<Vec<ResultBucket>>;
+    /// The engines running the job's running tasks now (one entry per placement), at most
+    /// `limit`: read from the running tasks, not from all of the job's.
+    fn running_engines(&mut self, job: JobId, limit: u32) -> StoreResult<Vec<PartyId>>;
     /// Record an instance's report, replacing its previous one.
     fn put_instance_report(&mut self, report: &InstanceReport) -> StoreResult<()>;
     /// Up to `limit` instances' reports, by instance name.

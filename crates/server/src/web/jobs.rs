@@ -26,6 +26,8 @@ use crate::http::json_response;
 pub(super) const RESULTS_PER_PAGE: u32 = 20;
 /// Tasks listed on one page of a job.
 pub(super) const TASKS_PER_PAGE: u32 = 50;
+/// Engines whose speeds are added up into the power delivered, at most.
+const RUNNING_ENGINES_MAX: u32 = 10_000;
 /// Points of the chart's history.
 const HISTORY_POINTS: u64 = 60;
 
@@ -140,8 +142,8 @@ fn job_stats(
         .map_err(|e| CoordinatorError::internal(e.to_string()))?
         .map(|r| r.amount.as_i64());
     let mut power_delivered_gflops = 0.0;
-    for assignment in tx.active_assignments_of_job(job)? {
-        if let Some(profile) = c.provider_profile(tx, &assignment.provider)?
+    for engine in tx.web().running_engines(job, RUNNING_ENGINES_MAX)? {
+        if let Some(profile) = c.provider_profile(tx, &engine)?
             && let Some(speed) = profile.cpu_gflops
         {
             power_delivered_gflops += speed.mean;

@@ -87,7 +87,8 @@ pub fn web_entries_are_spent_touched_and_expire(store: &impl Store) {
         .unwrap();
 }
 
-/// A job's tasks come a page at a time by index, and its results per interval of time.
+/// A job's tasks come a page at a time by index, the engines of its running tasks, and its
+/// results per interval of time.
 pub fn web_pages_read_tasks_by_page_and_results_by_time(store: &impl Store) {
     let client = party(1, Role::Client);
     let j = job(&client.id);
@@ -116,6 +117,23 @@ pub fn web_pages_read_tasks_by_page_and_results_by_time(store: &impl Store) {
             assert_eq!((next[1].attempts, next[1].cpu_ms), (2, 1_500));
             assert_eq!(tx.web().task_page(j.id, Some(5), 3)?.len(), 1);
             assert!(tx.web().task_page(j.id, Some(6), 3)?.is_empty());
+
+            // Engines of running tasks: placements of tasks that run, not of others or ended ones.
+            let provider = party(3, Role::Provider);
+            tx.insert_party(&provider)?;
+            assert!(tx.web().running_engines(j.id, 10)?.is_empty());
+            let running = tx.task(j.id, 5)?.unwrap().key;
+            let queued = tx.task(j.id, 6)?.unwrap().key;
+            tx.set_task_state(running, TaskState::Queued)?;
+            tx.set_task_state(running, TaskState::Running)?;
+            tx.insert_assignment(running, &provider.id, 1)?;
+            let ended = tx.insert_assignment(running, &provider.id, 1)?;
+            tx.end_assignment(ended, 2)?;
+            tx.set_task_state(queued, TaskState::Queued)?;
+            tx.insert_assignment(queued, &provider.id, 1)?;
+            assert_eq!(tx.web().running_engines(j.id, 10)?, vec![provider.id.clone()]);
+            assert!(tx.web().running_engines(other.id, 10)?.is_empty());
+            assert!(tx.web().running_engines(j.id, 0)?.is_empty());
 
             // Results at 1_000, 1_500 and 2_100 (failed), and one of another job.
             for (index, at, state) in

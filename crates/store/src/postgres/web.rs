@@ -3,7 +3,7 @@
 use idlegrid_types::{JobId, PartyId, TaskIndex};
 use postgres::Row;
 
-use super::{PgTx, col, corrupt, get_task_state, get_u32, get_u64, int};
+use super::{PgTx, col, corrupt, get_party_id, get_task_state, get_u32, get_u64, int};
 use crate::StoreResult;
 use crate::web::*;
 
@@ -119,6 +119,15 @@ impl WebTx for PgTx<'_> {
                     failed: get_u64(row, 2, "result bucket failed")?,
                 })
             },
+        )
+    }
+
+    fn running_engines(&mut self, job: JobId, limit: u32) -> StoreResult<Vec<PartyId>> {
+        self.collect(
+            "SELECT a.provider FROM tasks t JOIN assignments a ON a.task = t.key
+             WHERE t.job = $1 AND t.state = 'running' AND a.active ORDER BY a.id LIMIT $2",
+            &[&&job.as_uuid().as_bytes()[..], &i64::from(limit)],
+            |row| get_party_id(row, 0, "assignments.provider"),
         )
     }
 

@@ -3,7 +3,7 @@
 use idlegrid_types::{JobId, PartyId, TaskIndex};
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{SqliteTx, corrupt, int, task_state, uint};
+use super::{SqliteTx, corrupt, get_party_id, int, task_state, uint};
 use crate::StoreResult;
 use crate::web::*;
 
@@ -117,11 +117,20 @@ impl WebTx for SqliteTx<'_> {
         let width = int(width_ms.max(1));
         let mut statement = self.tx.prepare_cached(
             "SELECT (created_ms / ?3) * ?3 AS b, SUM(state = 'succeeded'), SUM(state = 'failed') FROM results
-             WHERE job = ?1 AND created_ms >= ?2 GROUP BY b ORDER BY b",
+             INDEXED BY web_results_job_time WHERE job = ?1 AND created_ms >= ?2 GROUP BY b ORDER BY b",
         )?;
         let rows = statement.query_map(params![&job.as_uuid().as_bytes()[..], int(since_ms), width], |row| {
             Ok(ResultBucket { start_ms: uint(row.get(0)?)?, succeeded: uint(row.get(1)?)?, failed: uint(row.get(2)?)? })
         })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn running_engines(&mut self, job: JobId, limit: u32) -> StoreResult<Vec<PartyId>> {
+        let mut statement = self.tx.prepare_cached(
+            "SELECT a.provider FROM tasks t INDEXED BY tasks_job_state JOIN assignments a ON a.task = t.key
+             WHERE t.job = ?1 AND t.state = 'running' AND a.active = 1 ORDER BY a.id LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![&job.as_uuid().as_bytes()[..], limit], |row| get_party_id(row, 0))?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
