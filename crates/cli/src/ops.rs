@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use idlegrid_client::{MoneyDesk, Transport};
 use idlegrid_protocol::auth::Identity;
-use idlegrid_protocol::wire::{InstanceStatus, RevocationInfo, RevokeReply, RevokeRequest};
+use idlegrid_protocol::wire::{DisplayBody, DisplayReply, InstanceStatus, RevocationInfo, RevokeReply, RevokeRequest};
 use idlegrid_types::{PartyId, Role, Untrusted};
 use reqwest::Method;
 
@@ -26,6 +26,18 @@ pub enum OpsCommand {
     },
     /// List revoked parties.
     Revocations,
+    /// Publish a notice shown on every engine's status page (replaces the previous one).
+    Publish {
+        /// A short title.
+        #[arg(long)]
+        title: String,
+        /// The text under it.
+        #[arg(long, default_value = "")]
+        body: String,
+        /// A link to read more (http or https).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Error and warning lines that engines and clients sent, newest first.
     Logs {
         /// Only from this component (e.g. an engine module path, or "client").
@@ -156,6 +168,15 @@ pub async fn run(
             } else {
                 println!("{party} was revoked already");
             }
+        }
+        OpsCommand::Publish { title, body, url } => {
+            let reply: DisplayReply = transport
+                .call(Method::POST, "/v1/ops/display", Some(&DisplayBody { title, body, url }), timeout)
+                .await?;
+            println!(
+                "published: sent to {} connected engines now, the others get it when they next connect",
+                reply.engines_told
+            );
         }
         OpsCommand::Requests { state, limit } => {
             let requests = MoneyDesk::new(&transport).requests(crate::account::parse_state(&state)?, limit).await?;

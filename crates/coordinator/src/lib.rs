@@ -18,6 +18,7 @@ pub mod assurance;
 pub mod benchmark;
 mod client;
 mod cluster;
+mod engine_news;
 mod error;
 pub mod logs;
 pub mod market;

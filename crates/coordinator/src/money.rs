@@ -548,6 +548,10 @@ impl Coordinator {
         let billed: Vec<u64> = records.iter().filter(|r| r.is_fully_billed(window.to_ms)).map(|r| r.id).collect();
         tx.mark_work_records_billed(&billed)?;
         tx.set_meta(BILLED_TO_KEY, window.to_ms.to_string().as_bytes())?;
+        // Engines whose work was settled in this pass learn their new figures.
+        let settled: Vec<&idlegrid_ledger::WorkRecord> =
+            records.iter().filter(|r| r.is_fully_billed(window.to_ms)).collect();
+        self.settle_work_totals(tx, &settled, fx)?;
         for stop in &report.jobs_to_stop {
             if let Some(mut job) = tx.job(stop.job)? {
                 let reason = format!("the job reached its maximum cost ({stop:?})", stop = stop.reason);

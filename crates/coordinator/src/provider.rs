@@ -117,6 +117,7 @@ impl Coordinator {
                 {
                     push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
                 }
+                self.greet_engine(ctx.tx, &ctx.party.id.clone(), ctx.session, ctx.fx)?;
                 Ok(())
             }
             M::GetConfig => ctx.reply(seq, &ServerToProvider::Config { settings: engine_settings(self) }),

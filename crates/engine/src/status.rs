@@ -66,6 +66,18 @@ fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// The server's WorkSummary as the owner reads it: tasks completed and time run as billed,
+/// and the account balance (micro-units shown as units with six decimals).
+pub fn server_summary(tasks_completed: u64, run_seconds: u64, balance_micros: i64) -> String {
+    let sign = if balance_micros < 0 { "-" } else { "" };
+    let magnitude = balance_micros.unsigned_abs();
+    format!(
+        "{tasks_completed} tasks completed, {run_seconds} s run (as billed); account balance {sign}{}.{:06}",
+        magnitude / 1_000_000,
+        magnitude % 1_000_000
+    )
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)
 }
@@ -182,6 +194,13 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_summary_reads_the_balance_in_units() {
+        assert_eq!(server_summary(3, 41, 2_500_000), "3 tasks completed, 41 s run (as billed); account balance 2.500000");
+        assert_eq!(server_summary(0, 0, -1), "0 tasks completed, 0 s run (as billed); account balance -0.000001");
+        assert!(server_summary(0, 0, i64::MIN).ends_with("-9223372036854.775808"));
+    }
 
     #[test]
     fn the_page_escapes_what_the_server_pushed() {

@@ -437,12 +437,16 @@ pub enum ServerToProvider {
     },
     /// Ask for the engine's task queue.
     GetContents,
-    /// Node statistics to show the owner.
+    /// The server's view of the provider's work, settled by billing, to show the owner beside
+    /// the engine's own figures: tasks whose final result it returned, seconds its placements
+    /// ran, and the provider's account balance.
     WorkSummary {
         tasks_completed: u64,
-        cpu_seconds: u64,
+        run_seconds: u64,
+        balance_micros: i64,
     },
     GetCacheContents,
+    /// Content the operator published for every engine's status page.
     DisplayContent {
         title: String,
         body: String,

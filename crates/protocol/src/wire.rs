@@ -260,6 +260,24 @@ pub struct CreditBody {
     pub note: String,
 }
 
+/// POST /v1/ops/display (operators): content shown on every engine's status page, replacing
+/// what was published before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisplayBody {
+    pub title: String,
+    pub body: String,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+/// The answer to a [`DisplayBody`]: how many connected engines it was sent to now (the others
+/// get it when they next connect).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DisplayReply {
+    pub engines_told: u32,
+}
+
 /// Upper bounds of the channel, shared by both ends.
 pub mod limits {
     /// Messages in one POST batch.

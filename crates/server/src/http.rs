@@ -106,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))
+        .route("/v1/ops/display", post(post_display))
         .route("/v1/ops/revocations", get(get_revocations))
         .route("/v1/ops/status", get(get_status))
         .route("/v1/logs", post(post_logs))
@@ -767,6 +768,26 @@ async fn post_revoke(
         )
         .await?;
     Ok(json_response(StatusCode::OK, &wire::RevokeReply { revoked_now }))
+}
+
+async fn post_display(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let body = read_body(&headers, body, 16 * 1024).await?;
+    let engines_told = signed(&headers, &method, &uri, body_hash(&body))?
+        .run_as(
+            &state,
+            Box::new(move |c, tx, fx, party, now| {
+                let content: wire::DisplayBody = parse_json(&body)?;
+                c.publish_display(tx, party, &content, now, fx)
+            }),
+        )
+        .await?;
+    Ok(json_response(StatusCode::OK, &wire::DisplayReply { engines_told }))
 }
 
 async fn get_revocations(

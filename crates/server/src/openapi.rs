@@ -14,7 +14,7 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::access::{Callers, RULES};
 use idlegrid_protocol::messages::{AccountInfo, MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
 use idlegrid_protocol::wire::{
-    self, CreditBody, DecisionBody, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine,
+    self, CreditBody, DecisionBody, DisplayBody, DisplayReply, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine,
     MoneyRequestBody, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo, RevokeReply,
     RevokeRequest, SessionInfo,
 };
@@ -175,6 +175,11 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         ("POST", "/v1/ops/revoke") => {
             doc("Revoke a party (operators)", Some(Named("RevokeRequest")), Some(Named("RevokeReply")))
         }
+        ("POST", "/v1/ops/display") => doc(
+            "Publish content shown on every engine's status page, replacing the previous content (operators)",
+            Some(Named("DisplayBody")),
+            Some(Named("DisplayReply")),
+        ),
         ("GET", "/v1/ops/revocations") => doc("Revoked parties (operators)", None, Some(ListOf("RevocationInfo"))),
         ("GET", "/v1/ops/status") => doc("This instance's health (operators)", None, Some(Named("InstanceStatus"))),
         ("POST", "/v1/logs") => {
@@ -317,6 +322,8 @@ pub fn document() -> OpenApi {
         (ErrorBody::name(), ErrorBody::schema()),
         (RevokeRequest::name(), RevokeRequest::schema()),
         (RevokeReply::name(), RevokeReply::schema()),
+        (DisplayBody::name(), DisplayBody::schema()),
+        (DisplayReply::name(), DisplayReply::schema()),
         (RevocationInfo::name(), RevocationInfo::schema()),
         (InstanceStatus::name(), InstanceStatus::schema()),
         (AccountInfo::name(), AccountInfo::schema()),

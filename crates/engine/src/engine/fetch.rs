@@ -133,9 +133,9 @@ impl Inner {
                     self.send(status, None);
                 }
             }
-            ServerToProvider::WorkSummary { tasks_completed, cpu_seconds } => {
+            ServerToProvider::WorkSummary { tasks_completed, run_seconds, balance_micros } => {
                 lock(&self.from_server).summary =
-                    Some(format!("{tasks_completed} tasks completed, {cpu_seconds} s of CPU"));
+                    Some(crate::status::server_summary(tasks_completed, run_seconds, balance_micros));
             }
             ServerToProvider::DisplayContent { title, body, url } => {
                 let mut from_server = lock(&self.from_server);
