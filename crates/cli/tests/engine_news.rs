@@ -49,7 +49,7 @@ async fn engines_show_the_servers_work_summary_and_the_operators_published_conte
     let client = connect(&url).await;
     let noop = upload_task(&client, "noop").await;
     let job = client.create_job(JobProperties::default()).await.unwrap().job;
-    let tasks = (0..5)
+    let tasks: Vec<TaskSpec> = (0..5)
         .map(|i| TaskSpec {
             index: i,
             executable: noop.hash,
