@@ -118,6 +118,9 @@ pub fn rollback_discards_everything(store: &impl Store) {
         .unwrap();
 }
 
+/// A read of one row, whose result only matters by being an error or not.
+type Read<'a> = dyn Fn(&mut dyn Tx) -> R<()> + 'a;
+
 /// A row the store cannot decode is reported as [`StoreError::Corrupt`], never replaced by a
 /// default, in every backend. `execute` runs a statement on the store's database behind its
 /// back (the statements are plain SQL that SQLite and PostgreSQL both accept); not part of
@@ -150,7 +153,7 @@ pub fn corrupt_rows_are_errors<S: Store>(store: &S, execute: impl Fn(&S, &str)) 
             tx.upsert_attachment(&attachment)
         })
         .unwrap();
-    let reads: [(&str, &dyn Fn(&mut dyn Tx) -> R<()>); 7] = [
+    let reads: [(&str, &Read); 7] = [
         ("UPDATE parties SET role = 'king'", &|tx| tx.party(&client.id).map(drop)),
         ("UPDATE providers SET state = 'dancing'", &|tx| tx.provider(&provider).map(drop)),
         ("UPDATE providers SET state = 'active', last_contact_ms = -5", &|tx| tx.provider(&provider).map(drop)),
