@@ -4,6 +4,8 @@
 //! tells the model it did.
 //!
 //! - `rooms`: the first scheduler (`fill_rooms`, `after_loss`), for jobs without a cluster request.
+//! - `pass`: the coordinator's scheduling pass for those jobs as a pure plan (placements, then
+//!   spot checks drawn from a random stream passed in); the simulator runs it too.
 //! - `profile` (P5.1): measured speeds and reported facts of a provider.
 //! - `availability` (P5.2): per-minute availability folded into 7-day averages and weekly
 //!   signatures, about 2 KB per provider.
@@ -40,6 +42,7 @@ pub mod availability;
 pub mod explain;
 pub mod full;
 mod index;
+pub mod pass;
 pub mod placement;
 pub mod profile;
 mod rooms;

@@ -26,8 +26,13 @@
 //!   A relaunched or preempted task restarts from scratch (no checkpoints in the simulation),
 //!   which only makes the measured share lower.
 //!
+//! - Plain jobs (`plain`, no virtual cluster) run apart, after the cluster run, on their own
+//!   random stream: the coordinator's pure scheduling pass (`idlegrid_scheduler::pass`) places
+//!   them minute by minute and draws spot checks, as the coordinator does against the store.
+//!
 //! `run(config)` returns a `SimReport`; its `Display` is a Markdown table.
 
+mod plain;
 mod population;
 mod world;
 
@@ -37,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use idlegrid_scheduler::placement::ReliabilityModel;
 use idlegrid_scheduler::placement::SchedulerConfig;
+pub use plain::PlainReport;
 pub use population::{Kind, archetypes};
 
 /// A kind of task and node that jobs ask for.
@@ -106,6 +112,9 @@ pub struct SimConfig {
     /// preempts (it counts in the row of the first reliability).
     pub urgent_task_share: f64,
     pub urgent_after_hours: f64,
+    /// Plain tasks (jobs without a virtual cluster), as a share of `tasks`, run apart after the
+    /// cluster run; 0 runs none.
+    pub plain_task_share: f64,
 }
 
 impl Default for SimConfig {
@@ -126,6 +135,7 @@ impl Default for SimConfig {
             forget_after_hours: 24.0,
             urgent_task_share: 0.03,
             urgent_after_hours: 0.5,
+            plain_task_share: 0.25,
         }
     }
 }
@@ -219,6 +229,9 @@ pub struct SimReport {
     pub copies_preempted: u64,
     pub plans: u64,
     pub events: u64,
+    /// The plain jobs' part.
+    #[serde(default)]
+    pub plain: PlainReport,
 }
 
 impl fmt::Display for SimReport {
@@ -277,7 +290,17 @@ impl fmt::Display for SimReport {
             self.urgent_power_delivered_gflops,
             self.plans,
             self.events
-        )
+        )?;
+        let p = &self.plain;
+        if p.tasks > 0 {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "Plain jobs (no virtual cluster, the coordinator's scheduling pass): {} tasks, {} finished in {} passes; {} copies launched, {} lost with their engine; {} spot checks sent; mean wait before the first launch {:.1} minutes.",
+                p.tasks, p.finished, p.passes, p.copies, p.copies_lost, p.spot_checks, p.mean_wait_minutes
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -288,7 +311,13 @@ pub fn run(config: SimConfig) -> SimReport {
 
 /// Run a simulation, calling `progress` every simulated hour.
 pub fn run_with_progress(config: SimConfig, progress: &mut dyn FnMut(&SimProgress)) -> SimReport {
-    world::World::new(config).run(progress)
+    let plain_tasks = (config.tasks as f64 * config.plain_task_share).round() as u64;
+    let (seed, providers, horizon_minutes) = (config.seed, config.providers, u64::from(config.horizon_days) * 24 * 60);
+    let mut report = world::World::new(config).run(progress);
+    if plain_tasks > 0 {
+        report.plain = plain::run(seed, providers, plain_tasks, horizon_minutes);
+    }
+    report
 }
 
 #[cfg(test)]

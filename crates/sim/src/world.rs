@@ -735,6 +735,7 @@ impl World {
             copies_preempted: self.copies_preempted,
             plans: self.plans,
             events: self.events_handled,
+            plain: crate::PlainReport::default(),
         }
     }
 }

@@ -1,18 +1,30 @@
 //! Durable state of the server behind one interface: [`Store`] runs a closure in a transaction
-//! and hands it a [`Tx`] of domain operations (parties, sessions and their outboxes, providers,
-//! elements, jobs, tasks, assignments, results, attachments, result assurance, and through
-//! `Tx::market()` the market's offers, requests, negotiations and contracts). The coordinator
-//! is written against [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared
+//! and hands it a [`Tx`] of domain operations. [`Tx`] is one trait per domain at once:
+//! [`SessionsTx`] (parties, sessions and their outboxes, revocations), [`SystemTx`] (metadata,
+//! logs, census), [`ProvidersTx`] (providers, profiles, result records), [`ElementsTx`]
+//! (elements and grants), [`JobsTx`] (jobs, tasks, assignments, results, attachments, result
+//! assurance) and [`AccountsTx`] (ledger, journal of work, notices, client settings), and
+//! through `Tx::market()` the market's offers, requests, negotiations and contracts. Each domain
+//! is a module (`<domain>.rs`) implemented side by side in `sqlite/<domain>.rs` and
+//! `postgres/<domain>.rs` and checked by `conformance/<domain>.rs`; `sqlite.rs` and
+//! `postgres.rs` keep the connection, the migrations and the row helpers. The coordinator is
+//! written against [`Tx`] only; SQLite is the embedded implementation, PostgreSQL the shared
 //! one (several server instances on one database), and [`AnyStore`] is either, chosen by
 //! `--database`. Every implementation passes the same [`conformance`] suite.
 //!
 //! Architecture invariant: the store never reads the clock; callers pass `now_ms`.
 
+mod accounts;
 mod any;
+mod elements;
+mod jobs;
 mod market;
 mod model;
 mod postgres;
+mod providers;
+mod sessions;
 mod sqlite;
+mod system;
 mod tx;
 mod web;
 
@@ -26,6 +38,19 @@ pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;
 pub use web::{InstanceReport, ResultBucket, TaskLine, WebEntryKind, WebEntryRow, WebTx};
+pub use {
+    accounts::AccountsTx, elements::ElementsTx, jobs::JobsTx, providers::ProvidersTx, sessions::SessionsTx,
+    system::SystemTx,
+};
+
+/// The transaction's traits, to bring every domain's methods into scope at once:
+/// `use idlegrid_store::prelude::*;` (only needed where a concrete transaction type, not
+/// `dyn Tx`, calls them).
+pub mod prelude {
+    pub use crate::market::MarketTx;
+    pub use crate::web::WebTx;
+    pub use crate::{AccountsTx, ElementsTx, JobsTx, ProvidersTx, SessionsTx, SystemTx, Tx};
+}
 
 /// A failure of the storage layer.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,7 @@
 //! House rules checked on every test run: the tree is rustfmt-clean, every Rust file says what
-//! it is for in a module comment, product text never cites the tracker's issue numbers, and
-//! ARCHITECTURE.md lists exactly the workspace's crates.
+//! it is for in a module comment, product text never cites the tracker's issue numbers,
+//! ARCHITECTURE.md lists exactly the workspace's crates, and no product file or function is
+//! longer than the limits below (with the few exceptions named there, each kept for a reason).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -140,4 +141,67 @@ fn architecture_lists_exactly_the_workspace_crates() {
     listed.sort();
     listed.dedup();
     assert_eq!(listed, crates, "ARCHITECTURE.md's crate list (left) and the workspace's crates (right) differ");
+}
+
+/// The longest product file, in lines (test files and test modules of their own are free).
+const FILE_LINES_MAX: usize = 1_000;
+/// The longest product function, in lines.
+const FUNCTION_LINES_MAX: usize = 120;
+/// Functions kept whole on purpose: `describe` is the table of the API's operations, one entry
+/// per route, clearer in one place than cut in arbitrary parts.
+const LONG_FUNCTIONS_KEPT: &[&str] = &["crates/server/src/openapi.rs: describe"];
+
+/// The functions of a rustfmt-formatted file longer than `max` lines, before any
+/// `#[cfg(test)]` module: `name (lines)`. A function ends at the first closing brace at its own
+/// indentation, which rustfmt guarantees.
+fn long_functions(text: &str, max: usize) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text.lines().take_while(|line| !line.starts_with("#[cfg(test)]")).collect();
+    let mut long = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        let mut rest = code;
+        for qualifier in ["pub(crate) ", "pub(super) ", "pub ", "const ", "async ", "unsafe "] {
+            rest = rest.strip_prefix(qualifier).unwrap_or(rest);
+        }
+        let Some(rest) = rest.strip_prefix("fn ") else { continue };
+        if code.ends_with(';') || code.ends_with('}') {
+            continue;
+        }
+        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let end = format!("{indent}}}");
+        let length = lines[at..].iter().position(|l| *l == end).map_or(lines.len() - at, |n| n + 1);
+        if length > max {
+            long.push((name, length));
+        }
+    }
+    long
+}
+
+#[test]
+fn no_product_file_or_function_is_too_long() {
+    let root = workspace_root();
+    let mut offenders = Vec::new();
+    for path in workspace_sources().into_iter().filter(|path| !is_test_source(path)) {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let relative = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+        let lines = text.lines().count();
+        if lines > FILE_LINES_MAX {
+            offenders.push(format!("{relative}: {lines} lines (at most {FILE_LINES_MAX}; split it by what it does)"));
+        }
+        for (name, length) in long_functions(&text, FUNCTION_LINES_MAX) {
+            if !LONG_FUNCTIONS_KEPT.contains(&format!("{relative}: {name}").as_str()) {
+                offenders.push(format!("{relative}: fn {name} has {length} lines (at most {FUNCTION_LINES_MAX})"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "too long:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn the_length_check_measures_functions_to_their_closing_brace() {
+    let text = "fn short() {\n    a();\n}\n\npub fn long() {\n    b();\n    c();\n    d();\n}\nfn one() {}\n";
+    assert_eq!(long_functions(text, 3), vec![("long".to_string(), 5)]);
+    let tested = "fn fine() {\n}\n#[cfg(test)]\nmod tests {\n    fn long() {\n        a();\n        b();\n    }\n}\n";
+    assert!(long_functions(tested, 2).is_empty());
 }
