@@ -18,6 +18,7 @@ mod pace;
 mod payments;
 mod private;
 mod rate;
+pub mod self_log;
 mod validation;
 mod wakers;
 pub mod web;
@@ -414,5 +415,6 @@ async fn maintain(state: Arc<AppState>, interval: Duration) {
         }
         state.wakers.forget_idle(Duration::from_secs(3600));
         state.metrics.sample();
+        self_log::file(&state).await;
     }
 }

@@ -19,8 +19,10 @@ use crate::*;
 
 mod market;
 mod requests;
+mod watches;
 pub use market::{market_refuses_conflicts_and_rolls_back, market_rows_round_trip_in_order};
 pub use requests::{requests_move_money_once_and_roll_back, requests_round_trip_and_filter};
+pub use watches::watches_round_trip_and_forget_their_marks;
 
 type R<T> = Result<T, StoreError>;
 
@@ -85,6 +87,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     requests_move_money_once_and_roll_back(&make());
     market_rows_round_trip_in_order(&make());
     market_refuses_conflicts_and_rolls_back(&make());
+    watches_round_trip_and_forget_their_marks(&make());
 }
 
 pub fn parties_are_unique(store: &impl Store) {

@@ -14,6 +14,7 @@ mod model;
 mod postgres;
 mod sqlite;
 mod tx;
+mod watches;
 
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -24,6 +25,7 @@ pub use market::{ContractRow, MarketTable, MarketTx, NegotiationRow, OfferRow, R
 pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;
+pub use watches::{InterimMark, WatchRow, WatchTx};
 
 /// A failure of the storage layer.
 #[derive(Debug, thiserror::Error)]

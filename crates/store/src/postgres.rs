@@ -38,6 +38,7 @@ use crate::{Store, StoreError, StoreResult};
 
 mod market;
 mod requests;
+mod watches;
 
 /// Schema migrations, applied in order; the table `schema_version` records each one applied.
 /// Entry N mirrors entry N of SQLite's list, so that a future migration is added to both at the
@@ -141,6 +142,7 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
 "#,
     requests::MIGRATION,
     market::MIGRATION,
+    watches::MIGRATION,
 ];
 
 /// Connections kept open at most; further callers wait for one.
@@ -1093,6 +1095,10 @@ fn provider_row(row: &Row) -> StoreResult<ProviderRow> {
 
 impl Tx for PgTx<'_> {
     fn market(&mut self) -> &mut dyn crate::market::MarketTx {
+        self
+    }
+
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
         self
     }
 

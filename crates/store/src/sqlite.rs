@@ -17,6 +17,7 @@ use crate::{Store, StoreError, StoreResult};
 
 mod market;
 mod requests;
+mod watches;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -129,6 +130,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
 "#,
     requests::MIGRATION,
     market::MIGRATION,
+    watches::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -454,6 +456,10 @@ fn provider_row(row: &Row) -> rusqlite::Result<ProviderRow> {
 
 impl Tx for SqliteTx<'_> {
     fn market(&mut self) -> &mut dyn crate::market::MarketTx {
+        self
+    }
+
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
         self
     }
 

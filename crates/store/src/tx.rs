@@ -15,6 +15,8 @@ pub trait Tx {
     fn ledger(&mut self) -> &mut dyn idlegrid_ledger::LedgerStore;
     /// The market's tables (offers, requests, negotiations, contracts), in this same transaction.
     fn market(&mut self) -> &mut dyn crate::market::MarketTx;
+    /// Attachments narrowed to one task or a pattern of interim statuses, in this same transaction.
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx;
 
     // ---- holds, journal, notices, client settings
     /// Mark a job as held stopped by the server, with the reason ("cost_max", "account_limit"),
