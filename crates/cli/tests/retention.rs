@@ -60,18 +60,18 @@ async fn archived_results_are_retrieved_and_unclaimed_ones_purged_after_a_warnin
     let client = connect(&url).await;
     client.set_notices(Some(hook), None, None).await.unwrap();
     let misbehave = upload_task(&client, "misbehave").await;
-    // Results larger than the inline limit: elements the job owns.
-    let big = |index| TaskSpec {
-        index,
+    // Results larger than the inline limit, of different sizes: elements each job owns alone.
+    let big = |bytes| TaskSpec {
+        index: 0,
         executable: misbehave.hash,
         data: BTreeMap::new(),
-        params: format!("mode=big-result bytes=400000 i={index}").into_bytes(),
+        params: format!("mode=big-result bytes={bytes}").into_bytes(),
         priority: None,
     };
     let mut jobs: Vec<JobId> = Vec::new();
-    for _ in 0..2 {
+    for bytes in [400_000, 400_001] {
         let job = client.create_job(JobProperties::default()).await.unwrap().job;
-        client.add_tasks(job, vec![big(0)]).await.unwrap();
+        client.add_tasks(job, vec![big(bytes)]).await.unwrap();
         client.launch(job).await.unwrap();
         jobs.push(job);
     }
