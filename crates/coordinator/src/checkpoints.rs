@@ -78,7 +78,7 @@ impl Coordinator {
         // Like a cluster's members, an engine needs enough history before its signature is
         // believed (a new history's unseen intervals all read as unavailable).
         let window_min = self.config.scheduler.rating_window_minutes_min;
-        if !history.ratings().is_some_and(|r| r.window_minutes >= window_min) {
+        if history.ratings().is_none_or(|r| r.window_minutes < window_min) {
             return Ok(0);
         }
         let expected = expected_busy_ms(history.signature(), now_ms / 60_000);

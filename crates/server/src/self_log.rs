@@ -103,7 +103,7 @@ pub(crate) async fn file(state: &std::sync::Arc<crate::AppState>) {
         return;
     }
     let now = crate::now_ms();
-    let filed = state.run(move |coordinator, tx, _| Ok(coordinator.file_own_logs(tx, lines.clone(), now)?)).await;
+    let filed = state.run(move |coordinator, tx, _| coordinator.file_own_logs(tx, lines.clone(), now)).await;
     if let Err(error) = filed {
         tracing::debug!(%error, "cannot file the server's own log lines");
     }
