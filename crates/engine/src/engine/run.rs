@@ -51,12 +51,14 @@ impl Inner {
     }
 
     /// The engine's state as the owner's verdict makes it: paused while the owner uses the
-    /// computer (the tasks it holds stay: its queue capacity is unchanged).
+    /// computer (the tasks it holds stay: its queue capacity is unchanged). Outside its hours
+    /// it stays active, so that work is staged ahead of them.
     fn owner_node_status(&self, verdict: &Verdict) -> ProviderToServer {
         match (self.core().node_status(), verdict) {
-            (ProviderToServer::NodeStatus { slots, queue_capacity, .. }, Verdict::Wait(_)) => {
-                ProviderToServer::NodeStatus { state: NodeState::Paused, slots, queue_capacity }
-            }
+            (
+                ProviderToServer::NodeStatus { slots, queue_capacity, .. },
+                Verdict::Wait(crate::policy::Reason::OwnerActive { .. }),
+            ) => ProviderToServer::NodeStatus { state: NodeState::Paused, slots, queue_capacity },
             (status, _) => status,
         }
     }
