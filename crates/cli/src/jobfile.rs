@@ -27,6 +27,7 @@
 //! reliability_model = "full"       # completion probability from weekly signatures (P5.4)
 //! # requirement = 'engine.memory_mb >= 1024 and engine.os == "linux"'  (top level) engines allowed
 //! # rank = "engine.gflops"         (top level) engines preferred, highest first
+//! # checkpoint_upload_secs = 60    (top level) running tasks' checkpoints go to the server this often
 //! ```
 
 use std::collections::BTreeMap;
@@ -77,6 +78,9 @@ pub struct JobFile {
     /// Which engines the job prefers: a number from the engine's attributes, highest first.
     #[serde(default)]
     pub rank: Option<String>,
+    /// How often engines upload a running task's checkpoint to the server, in seconds.
+    #[serde(default)]
+    pub checkpoint_upload_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +206,7 @@ impl Job {
         properties.scheduling_hints = self.file.hints.clone();
         properties.requirement = self.file.requirement.clone();
         properties.rank = self.file.rank.clone();
+        properties.checkpoint_upload_secs = self.file.checkpoint_upload_secs;
         properties
     }
 

@@ -1,6 +1,7 @@
 //! `idlegrid`: run a server, an engine, or drive jobs as a client.
 
 mod account;
+mod attach;
 mod bench;
 mod bench_engine;
 mod cluster;
@@ -12,6 +13,7 @@ mod local;
 mod market;
 mod ops;
 mod server_command;
+mod server_tasks;
 mod sim;
 mod web;
 
@@ -210,6 +212,9 @@ enum JobCommand {
         #[arg(long, default_value = "undelivered")]
         replay: String,
     },
+    /// Follow one task (or the whole job) with your own pattern of interim statuses: a line
+    /// per status, then the result.
+    Attach(attach::AttachArgs),
     /// Write every result of a job to a folder (waits for the job to complete).
     Results {
         job: JobId,
@@ -560,6 +565,7 @@ async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> a
             jobs::print_job(&client.job(job).await?);
             Ok(())
         }
+        JobCommand::Attach(args) => attach::run(client, args).await,
         JobCommand::Explain { job, task } => {
             print!("{}", client.explain(job, task).await?.text);
             Ok(())

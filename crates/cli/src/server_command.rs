@@ -8,7 +8,7 @@ use anyhow::Context;
 use idlegrid_server::ServerConfig;
 use serde::de::DeserializeOwned;
 
-use crate::{account, init_logging, shutdown_signal};
+use crate::{account, shutdown_signal};
 
 /// The server's flags.
 #[derive(clap::Args)]
@@ -145,11 +145,15 @@ pub struct ServerArgs {
     /// ...and at once.
     #[arg(long, default_value_t = idlegrid_server::RateLimits::default().registrations.burst)]
     pub registration_burst: u32,
+    #[command(flatten)]
+    pub checkpoints: crate::server_tasks::CheckpointArgs,
+    #[command(flatten)]
+    pub retention: crate::server_tasks::RetentionArgs,
 }
 
 /// Start the server and serve until a shutdown signal.
 pub async fn run(args: ServerArgs, log: Option<&str>) -> anyhow::Result<()> {
-    init_logging(log, "info");
+    init_server_logging(log);
     let data = args.data.clone();
     let config = args.config()?;
     let server = idlegrid_server::Server::start(config).await?;
@@ -165,6 +169,16 @@ pub async fn run(args: ServerArgs, log: Option<&str>) -> anyhow::Result<()> {
     shutdown_signal().await;
     server.shutdown().await;
     Ok(())
+}
+
+/// Logging for the server: to stderr, and its warnings and errors also to its own log server.
+fn init_server_logging(filter: Option<&str>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = crate::log_filter(filter, "info");
+    let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_server::self_log::layer()).try_init();
 }
 
 /// A TOML settings file named by a flag, with errors that name the file.
@@ -204,6 +218,8 @@ impl ServerArgs {
         self.scheduling(&mut config)?;
         self.market(&mut config)?;
         self.limits(&mut config)?;
+        self.checkpoints.apply(&mut config);
+        self.retention.apply(&mut config)?;
         Ok(config)
     }
 

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use idlegrid_protocol::Payload;
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::backoff::Backoff;
-use idlegrid_protocol::messages::{ClientToServer, JobInfo, Replay, ServerToClient, TaskSpec, TaskStatusReport};
+use idlegrid_protocol::messages::{
+    ClientToServer, InterimPattern, JobInfo, Replay, ServerToClient, TaskSpec, TaskStatusReport,
+};
 use idlegrid_types::{ElementKind, ElementRef, JobId, JobProperties, Role, SessionId, TaskIndex};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -288,12 +290,46 @@ impl Client {
     /// Subscribe to a job: statuses and results stream in as they arrive; results that waited
     /// on the server while no client was attached come first (P1.4, P1.6).
     pub async fn watch(&self, job: JobId, replay: Replay) -> Result<JobWatch, ClientError> {
+        self.watch_narrowed(job, replay, None, None).await
+    }
+
+    /// Subscribe to one task of a job: its interim statuses and its final result only. With
+    /// `interim`, interim statuses come at most every so many seconds and only after so many
+    /// percent of progress (the final status always comes). A session has one subscription per
+    /// job: this replaces a [`Client::watch`] of the same job.
+    pub async fn watch_task(
+        &self,
+        job: JobId,
+        task: TaskIndex,
+        replay: Replay,
+        interim: Option<InterimPattern>,
+    ) -> Result<JobWatch, ClientError> {
+        self.watch_narrowed(job, replay, Some(task), interim).await
+    }
+
+    /// Subscribe to a job with the client's own pattern of interim statuses.
+    pub async fn watch_with(
+        &self,
+        job: JobId,
+        replay: Replay,
+        interim: Option<InterimPattern>,
+    ) -> Result<JobWatch, ClientError> {
+        self.watch_narrowed(job, replay, None, interim).await
+    }
+
+    async fn watch_narrowed(
+        &self,
+        job: JobId,
+        replay: Replay,
+        task: Option<TaskIndex>,
+        interim: Option<InterimPattern>,
+    ) -> Result<JobWatch, ClientError> {
         // Results already processed must be acknowledged before the server decides which are
         // undelivered.
         self.shared.channel.flush_acks().await?;
         let (tx, rx) = mpsc::unbounded_channel();
         self.shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()).insert(job, tx);
-        match self.request(vec![ClientToServer::Attach { job, replay }]).await {
+        match self.request(vec![ClientToServer::Attach { job, replay, task, interim }]).await {
             Ok(_) => Ok(JobWatch { job, rx, shared: self.shared.clone(), current: None }),
             Err(error) => {
                 self.shared.subscribers.lock().unwrap_or_else(|p| p.into_inner()).remove(&job);

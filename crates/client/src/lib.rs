@@ -14,6 +14,7 @@
 
 mod channel;
 mod client;
+pub mod compress;
 mod endpoint;
 mod error;
 mod market;

@@ -9,7 +9,8 @@ use idlegrid_protocol::messages::{
 use idlegrid_protocol::wire::limits;
 use idlegrid_store::{AttachmentRow, JobRow, NewTask};
 use idlegrid_types::{
-    ElementHash, ElementKind, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState, Untrusted,
+    ElementHash, ElementKind, ElementRef, JobCounts, JobId, JobProperties, JobState, TaskEvent, TaskIndex, TaskState,
+    Untrusted,
 };
 
 use crate::Coordinator;
@@ -99,9 +100,10 @@ impl Coordinator {
                 self.register_element(ctx, seq, element, ElementKind::Executable, name)
             }
             M::DataElement { element, name } => self.register_element(ctx, seq, element, ElementKind::Data, name),
-            M::Attach { job, replay } => self.attach(ctx, seq, job, replay),
+            M::Attach { job, replay, task, interim } => self.attach(ctx, seq, job, replay, task, interim),
             M::Detach { job } => {
                 ctx.tx.delete_attachment(ctx.session, job)?;
+                ctx.tx.watches().delete_watch(ctx.session, job)?;
                 Ok(())
             }
             M::GetTask { job, task } => self.get_task(ctx, seq, job, task),
@@ -213,8 +215,26 @@ impl Coordinator {
     }
 
     /// Attach the session to a job's results, from where `replay` says.
-    fn attach(&self, ctx: &mut Ctx<'_>, seq: u64, job: JobId, replay: Replay) -> Result<(), Reject> {
+    fn attach(
+        &self,
+        ctx: &mut Ctx<'_>,
+        seq: u64,
+        job: JobId,
+        replay: Replay,
+        task: Option<TaskIndex>,
+        interim: Option<idlegrid_protocol::messages::InterimPattern>,
+    ) -> Result<(), Reject> {
         let row = self.owned_job(ctx, job)?;
+        if let Some(pattern) = &interim {
+            pattern.validate().map_err(|reason| report(ErrorCode::BadRequest, reason))?;
+        }
+        if let Some(task) = task {
+            ctx.tx.task(job, task)?.ok_or_else(|| unknown_task(job, task))?;
+        }
+        match crate::watches::watch_row(ctx.session, job, task, interim) {
+            Some(watch) => ctx.tx.watches().set_watch(&watch)?,
+            None => ctx.tx.watches().delete_watch(ctx.session, job)?,
+        }
         let cursor = match replay {
             Replay::None => ctx.tx.last_result_id(job)?,
             Replay::All | Replay::Undelivered => 0,
@@ -263,6 +283,10 @@ impl Coordinator {
                 None => return Err(report(ErrorCode::Internal, "the task's result is missing")),
             }
         } else {
+            let checkpoint = match &task_row.checkpoint {
+                Some(hash) => ctx.tx.element_size(hash)?.map(|size| ElementRef { hash: *hash, size }),
+                None => None,
+            };
             TaskStatusReport {
                 job,
                 task,
@@ -274,6 +298,7 @@ impl Coordinator {
                 cpu_ms: task_row.cpu_ms,
                 attempts: task_row.attempts,
                 counts: row.counts,
+                checkpoint,
             }
         };
         ctx.reply(seq, &ServerToClient::TaskStatus(report))

@@ -16,6 +16,7 @@
 
 pub mod assurance;
 pub mod benchmark;
+pub mod checkpoints;
 mod client;
 mod cluster;
 mod engine_news;
@@ -24,6 +25,7 @@ pub mod logs;
 pub mod market;
 pub mod money;
 mod operator;
+mod own_logs;
 mod pass;
 mod profiles;
 mod provider;
@@ -31,6 +33,7 @@ pub mod requests;
 mod schedule;
 mod session;
 mod terms;
+mod watches;
 pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap};
@@ -134,6 +137,11 @@ pub struct CoordinatorConfig {
     pub client_storage_bytes_max: u64,
     /// Elements one client may store.
     pub client_elements_max: u64,
+    /// How often engines upload running tasks' checkpoints (P1.5).
+    pub checkpoint_uploads: checkpoints::CheckpointUploads,
+    /// An engine whose owner came back hands its tasks over when its availability history
+    /// expects it busy for at least this long (P4.5); `None`: tasks wait for their engine.
+    pub migrate_after_busy_ms: Option<u64>,
 }
 
 impl Default for CoordinatorConfig {
@@ -170,6 +178,8 @@ impl Default for CoordinatorConfig {
             webhook_allow: Vec::new(),
             client_storage_bytes_max: 16 << 30,
             client_elements_max: 100_000,
+            checkpoint_uploads: checkpoints::CheckpointUploads::default(),
+            migrate_after_busy_ms: None,
         }
     }
 }

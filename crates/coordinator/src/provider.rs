@@ -85,6 +85,9 @@ impl Coordinator {
                 let capacity = queue_capacity.min(self.config.engine_capacity_max);
                 ctx.tx.upsert_provider(&ctx.party.id, state, slots, capacity, ctx.now)?;
                 self.state_reported(ctx.tx, &ctx.party.id.clone(), state, ctx.now)?;
+                if state == idlegrid_protocol::messages::NodeState::Paused {
+                    self.migrate_if_busy(ctx.tx, &ctx.party.id.clone(), ctx.now, ctx.fx)?;
+                }
                 // A benchmark due takes the first free slot, ahead of the scheduling pass.
                 self.benchmark_if_due(ctx.tx, &ctx.party.id.clone(), ctx.now, ctx.fx)?;
                 Ok(())
@@ -129,8 +132,10 @@ impl Coordinator {
             M::TaskStatus(status) => self.assignment_status(ctx, status),
             M::Task { assignment, checkpoint } => {
                 // Answered even after the assignment ended: a client may be waiting for it.
-                let (_, mut task) = self.held_assignment(ctx, assignment, false)?;
-                if let Some(checkpoint) = checkpoint {
+                let (held, mut task) = self.held_assignment(ctx, assignment, false)?;
+                // Kept only from a placement that still runs: a late upload of one taken back
+                // must not replace the checkpoint its successor made.
+                if let Some(checkpoint) = checkpoint.filter(|_| held.state == AssignmentRowState::Active) {
                     self.accept_checkpoint(ctx, &mut task, checkpoint)?;
                 }
                 self.answer_task_requests(ctx.tx, &task, ctx.fx)?;
@@ -283,8 +288,9 @@ impl Coordinator {
             cpu_ms: task.cpu_ms.saturating_add(status.cpu_ms),
             attempts: task.attempts,
             counts: job.counts,
+            checkpoint: None,
         };
-        self.broadcast_interim(ctx.tx, &report, ctx.fx)?;
+        self.broadcast_interim(ctx.tx, &report, ctx.now, ctx.fx)?;
         ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
         Ok(())
     }

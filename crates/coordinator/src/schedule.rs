@@ -320,6 +320,7 @@ impl Coordinator {
             limits: job.properties.task_limits.clone(),
             ticket: String::new(),
             signature: String::new(),
+            checkpoint_upload_ms: self.config.checkpoint_uploads.period_ms(job.properties.checkpoint_upload_secs),
         }))
     }
 

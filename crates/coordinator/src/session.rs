@@ -71,6 +71,7 @@ pub(crate) fn result_report(result: &ResultRow, job: &JobRow) -> TaskStatusRepor
         cpu_ms: r.cpu_ms,
         attempts: r.attempts,
         counts: job.counts,
+        checkpoint: None,
     }
 }
 
@@ -327,7 +328,12 @@ impl Coordinator {
             let page =
                 tx.results_after(job.id, attachment.cursor, attachment.replay == Replay::Undelivered, room as u32)?;
             let drained = (page.len() as u64) < room;
+            let only = crate::watches::only_task(tx, session_id, job.id)?;
             for result in &page {
+                if only.is_some_and(|task| task != result.result.index) {
+                    attachment.cursor = result.id; // another task's: not for this session
+                    continue;
+                }
                 push(
                     tx,
                     fx,
@@ -369,12 +375,15 @@ impl Coordinator {
         &self,
         tx: &mut dyn Tx,
         report: &TaskStatusReport,
+        now_ms: u64,
         fx: &mut Effects,
     ) -> Result<(), idlegrid_store::StoreError> {
         for attachment in tx.attachments_of_job(report.job)? {
             let Some(owned) = tx.session(attachment.session)? else { continue };
             let in_flight = owned.session.outbound_head.saturating_sub(owned.session.outbound_acked);
-            if in_flight < self.config.client_window_messages {
+            if in_flight < self.config.client_window_messages
+                && crate::watches::take_interim(tx, attachment.session, report, now_ms)?
+            {
                 push(tx, fx, attachment.session, None, &ServerToClient::TaskStatus(report.clone()), None)?;
             }
         }

@@ -193,7 +193,7 @@ pub(crate) fn launched_job_with(world: &mut World, n: u64, properties: JobProper
         vec![
             ClientToServer::CreateJob { job, properties },
             ClientToServer::Task { job, tasks: specs(exe, 0..n) },
-            ClientToServer::Attach { job, replay: Replay::Undelivered },
+            ClientToServer::Attach { job, replay: Replay::Undelivered, task: None, interim: None },
             ClientToServer::Launch { job },
         ],
     );
@@ -235,9 +235,12 @@ fn a_job_runs_end_to_end_and_every_result_reaches_the_client_once() {
     let (c, now) = (&world.coordinator, world.now);
     let mut fx = Effects::default();
     other.session = world.store.write(|tx| c.open_session(tx, &client.party, None, now, &mut fx)).unwrap().session;
-    world.client_send(&mut other, vec![ClientToServer::Attach { job, replay: Replay::Undelivered }]);
+    world.client_send(
+        &mut other,
+        vec![ClientToServer::Attach { job, replay: Replay::Undelivered, task: None, interim: None }],
+    );
     assert!(final_statuses(&world.poll::<ServerToClient>(&mut other)).is_empty());
-    world.client_send(&mut other, vec![ClientToServer::Attach { job, replay: Replay::All }]);
+    world.client_send(&mut other, vec![ClientToServer::Attach { job, replay: Replay::All, task: None, interim: None }]);
     assert_eq!(
         final_statuses(&world.poll::<ServerToClient>(&mut other)).len(),
         10,
@@ -452,7 +455,7 @@ fn a_task_is_given_up_after_attempts_max_losses() {
         vec![
             ClientToServer::CreateJob { job, properties },
             ClientToServer::Task { job, tasks: specs(exe, 0..1) },
-            ClientToServer::Attach { job, replay: Replay::Undelivered },
+            ClientToServer::Attach { job, replay: Replay::Undelivered, task: None, interim: None },
             ClientToServer::Launch { job },
         ],
     );
@@ -1244,7 +1247,7 @@ mod assurance {
             vec![
                 ClientToServer::CreateJob { job, properties },
                 ClientToServer::Task { job, tasks: specs(exe, 0..1) },
-                ClientToServer::Attach { job, replay: Replay::Undelivered },
+                ClientToServer::Attach { job, replay: Replay::Undelivered, task: None, interim: None },
                 ClientToServer::Launch { job },
             ],
         );

@@ -332,6 +332,7 @@ mod tests {
             limits: TaskLimitsSpec::default(),
             ticket: "t".into(),
             signature: String::new(),
+            checkpoint_upload_ms: None,
         }
     }
 

@@ -47,6 +47,35 @@ pub enum Replay {
     None,
 }
 
+/// Which interim statuses of a task a client wants: at most one every `every_secs`, and only
+/// when progress moved `every_percent` since the last one sent (each bound when given). A
+/// task's final status always goes.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterimPattern {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_secs: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::payload::finite_f32_opt")]
+    pub every_percent: Option<f32>,
+}
+
+impl InterimPattern {
+    /// Check the bounds: a period of at most a day, a step of progress within 0..=100.
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(secs) = self.every_secs
+            && secs > 86_400
+        {
+            return Err(format!("interim every_secs = {secs} is over a day (86400)"));
+        }
+        if let Some(percent) = self.every_percent
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(format!("interim every_percent = {percent} is outside 0..=100"));
+        }
+        Ok(())
+    }
+}
+
 /// Machine-readable class of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +162,10 @@ pub struct TaskStatusReport {
     pub attempts: u32,
     /// The job's counts when this status was sent.
     pub counts: JobCounts,
+    /// The latest checkpoint the server holds of a task not yet final (P1.5), in answers to
+    /// `GetTaskStatus`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<ElementRef>,
 }
 
 /// Registered element as the server reports it.
@@ -221,6 +254,12 @@ pub enum ClientToServer {
         job: JobId,
         #[serde(default)]
         replay: Replay,
+        /// Only this task's statuses and result (P1.4); `None`: every task's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskIndex>,
+        /// The client's own pattern of interim statuses; `None`: every one the server gets.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        interim: Option<InterimPattern>,
     },
     Detach {
         job: JobId,
@@ -400,6 +439,10 @@ pub struct Assignment {
     /// what their server issued (P3.7).
     #[serde(default)]
     pub signature: String,
+    /// How often (milliseconds) the engine uploads the running task's latest checkpoint to the
+    /// server (P1.5); `None`: only when asked (`GetTask`) or when the task is handed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_upload_ms: Option<u64>,
 }
 
 impl Assignment {

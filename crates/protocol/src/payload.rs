@@ -41,6 +41,15 @@ pub mod base64_bytes {
     }
 }
 
+/// Serde adapter: an optional `f32` that must be finite when present (see [`finite_f32`]).
+pub fn finite_f32_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f32>, D::Error> {
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(value) if (value as f32).is_finite() => Ok(Some(value as f32)),
+        Some(_) => Err(serde::de::Error::custom("expected a finite number within the range of a 32-bit float")),
+    }
+}
+
 /// Serde adapter: an `f32` that must be finite. JSON numbers beyond the range of `f32` (such as
 /// `1e39`) would otherwise decode as infinity, which JSON cannot carry back (it encodes as
 /// `null`): a message would decode on one side and fail to decode once forwarded.

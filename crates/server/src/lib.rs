@@ -18,6 +18,7 @@ mod pace;
 mod payments;
 mod private;
 mod rate;
+pub mod self_log;
 mod validation;
 mod wakers;
 pub mod web;
@@ -415,5 +416,6 @@ async fn maintain(state: Arc<AppState>, interval: Duration) {
         state.wakers.forget_idle(Duration::from_secs(3600));
         state.metrics.sample();
         web::report_health_now_and_then(&state).await;
+        self_log::file(&state).await;
     }
 }

@@ -26,6 +26,7 @@ mod sessions;
 mod sqlite;
 mod system;
 mod tx;
+mod watches;
 mod web;
 
 #[cfg(any(test, feature = "conformance"))]
@@ -37,6 +38,7 @@ pub use market::{ContractRow, MarketTable, MarketTx, NegotiationRow, OfferRow, R
 pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;
+pub use watches::{InterimMark, WatchRow, WatchTx};
 pub use web::{InstanceReport, ResultBucket, TaskLine, WebEntryKind, WebEntryRow, WebTx};
 pub use {
     accounts::AccountsTx, elements::ElementsTx, jobs::JobsTx, providers::ProvidersTx, sessions::SessionsTx,
@@ -48,6 +50,7 @@ pub use {
 /// `dyn Tx`, calls them).
 pub mod prelude {
     pub use crate::market::MarketTx;
+    pub use crate::watches::WatchTx;
     pub use crate::web::WebTx;
     pub use crate::{AccountsTx, ElementsTx, JobsTx, ProvidersTx, SessionsTx, SystemTx, Tx};
 }

@@ -45,6 +45,7 @@ mod requests;
 mod schema;
 mod sessions;
 mod system;
+mod watches;
 mod web;
 
 use schema::MIGRATIONS;
@@ -895,6 +896,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn web(&mut self) -> &mut dyn crate::web::WebTx {
+        self
+    }
+
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
         self
     }
 }

@@ -23,6 +23,7 @@ mod providers;
 mod requests;
 mod sessions;
 mod system;
+mod watches;
 mod web;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -137,6 +138,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     requests::MIGRATION,
     market::MIGRATION,
     web::MIGRATION,
+    watches::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -355,6 +357,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn web(&mut self) -> &mut dyn crate::web::WebTx {
+        self
+    }
+
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
         self
     }
 }

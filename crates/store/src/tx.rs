@@ -11,4 +11,6 @@ pub trait Tx: SessionsTx + SystemTx + ProvidersTx + ElementsTx + JobsTx + Accoun
     fn market(&mut self) -> &mut dyn crate::market::MarketTx;
     /// The web manager's sessions and page queries, in this same transaction.
     fn web(&mut self) -> &mut dyn crate::web::WebTx;
+    /// Attachments narrowed to one task or a pattern of interim statuses, in this same transaction.
+    fn watches(&mut self) -> &mut dyn crate::watches::WatchTx;
 }

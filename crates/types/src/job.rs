@@ -148,6 +148,11 @@ pub struct JobProperties {
     /// Which engines the job prefers, a number from the engine's attributes, highest first
     /// (`engine.gflops`); `None`: no preference.
     pub rank: Option<String>,
+    /// How often (seconds) engines upload a running task's checkpoint to the server, so that a
+    /// task taken from an engine that vanished resumes from it elsewhere (P1.5); the server
+    /// bounds it from below. `None`: the server's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_upload_secs: Option<u64>,
 }
 
 impl Default for JobProperties {
@@ -167,6 +172,7 @@ impl Default for JobProperties {
             validator: None,
             requirement: None,
             rank: None,
+            checkpoint_upload_secs: None,
         }
     }
 }
@@ -205,6 +211,11 @@ impl JobProperties {
             return Err(format!(
                 "cost_max_micros = {cost} is outside 1..={AMOUNT_MICROS_MAX} (micro-units: at most a million currency units)"
             ));
+        }
+        if let Some(secs) = self.checkpoint_upload_secs
+            && (secs == 0 || secs > TASK_CPU_SECONDS_MAX)
+        {
+            return Err(format!("checkpoint_upload_secs = {secs} is outside 1..={TASK_CPU_SECONDS_MAX}"));
         }
         if let Some(deadline) = self.deadline_unix_ms
             && deadline > DEADLINE_UNIX_MS_MAX

@@ -25,6 +25,7 @@ fn assignment(id: u64, priority: i32) -> Assignment {
         limits: TaskLimitsSpec { memory_bytes_max: 1 << 20, ..TaskLimitsSpec::default() },
         ticket: "t".into(),
         signature: "s".into(),
+        checkpoint_upload_ms: None,
     }
 }
 

@@ -46,6 +46,8 @@ pub struct EngineStats {
     pub tasks_failed: u64,
     pub tasks_suspended: u64,
     pub tasks_preempted: u64,
+    /// Checkpoints of running tasks uploaded to the server (P1.5).
+    pub checkpoints_uploaded: u64,
     pub cpu_ms: u64,
     pub held: u64,
 }
@@ -550,6 +552,7 @@ mod tests {
             limits: TaskLimitsSpec::default(),
             ticket: "t".into(),
             signature: String::new(),
+            checkpoint_upload_ms: None,
         };
         assert!(check_assignment(&server.public_key_hex(), &assignment).unwrap_err().contains("not signed"));
         assignment.signature = server.sign_bytes(&assignment.signed_bytes());

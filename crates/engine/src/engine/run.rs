@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use idlegrid_protocol::Payload;
-use idlegrid_protocol::messages::{Assignment, AssignmentState, AssignmentStatus, ProviderToServer};
+use idlegrid_protocol::messages::{Assignment, AssignmentState, AssignmentStatus, NodeState, ProviderToServer};
 use idlegrid_protocol::wire::limits::INLINE_PAYLOAD_BYTES_MAX;
 use idlegrid_sandbox::{
     CompiledTask, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome, TaskRun,
@@ -42,8 +42,24 @@ impl Inner {
                     Verdict::Run => tracing::info!("tasks may run"),
                     Verdict::Wait(reason) => tracing::info!(%reason, "tasks paused"),
                 }
+                // The server hears of it: no new work meanwhile, and running tasks may move
+                // elsewhere if this engine is expected to stay busy (P4.5).
+                self.send(self.owner_node_status(&verdict), None);
             }
             self.perform(actions);
+        }
+    }
+
+    /// The engine's state as the owner's verdict makes it: paused while the owner uses the
+    /// computer (the tasks it holds stay: its queue capacity is unchanged). Outside its hours
+    /// it stays active, so that work is staged ahead of them.
+    fn owner_node_status(&self, verdict: &Verdict) -> ProviderToServer {
+        match (self.core().node_status(), verdict) {
+            (
+                ProviderToServer::NodeStatus { slots, queue_capacity, .. },
+                Verdict::Wait(crate::policy::Reason::OwnerActive { .. }),
+            ) => ProviderToServer::NodeStatus { state: NodeState::Paused, slots, queue_capacity },
+            (status, _) => status,
         }
     }
 
@@ -127,9 +143,10 @@ impl Inner {
             control.pause();
         }
         let inner = self.clone();
+        let runtime = tokio::runtime::Handle::current();
         tokio::spawn(async move {
             let worker = inner.clone();
-            let run = inner.workers.run(move || worker.run_blocking(&assignment, &control)).await;
+            let run = inner.workers.run(move || worker.run_blocking(&assignment, &control, runtime)).await;
             let run = run.unwrap_or_else(|_| TaskRun {
                 outcome: TaskOutcome::Failed(TaskFailure::Internal("the task's thread failed".into())),
                 checkpoint: None,
@@ -141,7 +158,12 @@ impl Inner {
         });
     }
 
-    fn run_blocking(self: &Arc<Self>, assignment: &Assignment, control: &TaskControl) -> TaskRun {
+    fn run_blocking(
+        self: &Arc<Self>,
+        assignment: &Assignment,
+        control: &TaskControl,
+        runtime: tokio::runtime::Handle,
+    ) -> TaskRun {
         let failed = |failure| TaskRun {
             outcome: TaskOutcome::Failed(failure),
             checkpoint: None,
@@ -172,7 +194,12 @@ impl Inner {
             elements,
             checkpoint: self.disk.checkpoint(assignment.assignment),
         };
-        let events = Events { inner: self.clone(), assignment: assignment.assignment, last_status: None };
+        let uploads = assignment.checkpoint_upload_ms.map(|ms| Uploads {
+            every: Duration::from_millis(ms),
+            last: Instant::now(),
+            runtime,
+        });
+        let events = Events { inner: self.clone(), assignment: assignment.assignment, last_status: None, uploads };
         let run = self.sandbox.run(&module, input, &self.limits(assignment), control, Box::new(events));
         // A chunk that failed its seal while the task read it: the task saw an error that is
         // the disk's fault, not its own. Drop the element and let the server place the task again.
@@ -342,6 +369,15 @@ struct Events {
     inner: Arc<Inner>,
     assignment: AssignmentId,
     last_status: Option<Instant>,
+    /// Periodic uploads of the checkpoint to the server, when the assignment asks for them.
+    uploads: Option<Uploads>,
+}
+
+/// When a running task's checkpoint last went to the server, and how often it goes.
+struct Uploads {
+    every: Duration,
+    last: Instant,
+    runtime: tokio::runtime::Handle,
 }
 
 impl TaskEvents for Events {
@@ -365,6 +401,14 @@ impl TaskEvents for Events {
     }
 
     fn on_checkpoint(&mut self, data: &[u8]) -> Result<(), String> {
-        self.inner.store_checkpoint(self.assignment, data)
+        self.inner.store_checkpoint(self.assignment, data)?;
+        if let Some(uploads) = &mut self.uploads
+            && uploads.last.elapsed() >= uploads.every
+        {
+            uploads.last = Instant::now();
+            // Uploaded from the disk copy just saved, off the task's thread.
+            uploads.runtime.spawn(self.inner.clone().upload_checkpoint(self.assignment));
+        }
+        Ok(())
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::core::bare_status;
 use super::session::waited_out;
-use super::{Inner, Outgoing};
+use super::{Inner, Outgoing, lock};
 
 /// Most messages sent in one batch.
 const BATCH_MAX: usize = 500;
@@ -119,6 +119,22 @@ impl Inner {
         };
         let status = AssignmentStatus { checkpoint, cpu_ms, ..bare_status(id, AssignmentState::Suspended) };
         self.send(ProviderToServer::TaskStatus(status), Some(id));
+    }
+
+    /// Upload a running task's latest checkpoint to the server (periodically, P1.5): if the
+    /// engine vanishes, the task resumes from it elsewhere. A failed upload is tried again at
+    /// the next period.
+    pub(super) async fn upload_checkpoint(self: Arc<Self>, id: AssignmentId) {
+        let Some(bytes) = self.disk.checkpoint(id) else { return };
+        match self.transport.upload(bytes.into(), ElementKind::Data, "").await {
+            Ok(element) => {
+                lock(&self.stats).checkpoints_uploaded += 1;
+                self.send(ProviderToServer::Task { assignment: id, checkpoint: Some(element) }, None);
+            }
+            Err(error) => {
+                tracing::warn!(assignment = %id, %error, "cannot upload a checkpoint; trying at the next one")
+            }
+        }
     }
 
     /// Answer `GetTask`: ask the running task for a fresh checkpoint, then send the latest.

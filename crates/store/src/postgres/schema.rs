@@ -104,4 +104,5 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::requests::MIGRATION,
     super::market::MIGRATION,
     super::web::MIGRATION,
+    super::watches::MIGRATION,
 ];
