@@ -141,6 +141,7 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
 "#,
     requests::MIGRATION,
     market::MIGRATION,
+    market::EXECUTION_MIGRATION,
 ];
 
 /// Connections kept open at most; further callers wait for one.

@@ -129,6 +129,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
 "#,
     requests::MIGRATION,
     market::MIGRATION,
+    market::EXECUTION_MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
