@@ -24,6 +24,11 @@ fn balance(world: &World, party: Option<&Party>) -> i64 {
         .unwrap()
 }
 
+fn account(world: &World, party: &Party) -> idlegrid_ledger::Account {
+    let id = AccountId::Party(party.id.clone());
+    world.store.write(|tx| -> Result<_, idlegrid_store::StoreError> { Ok(tx.ledger().account(&id).unwrap()) }).unwrap().unwrap()
+}
+
 /// A signed trade through the coordinator between a provider and a client.
 fn signed_trade(world: &mut World) -> (Trader, Trader, ContractInfo) {
     let seller = join(world, Role::Provider);
@@ -52,7 +57,7 @@ fn a_trade_is_escrowed_metered_failed_and_settled_pro_rata_once() {
     let execution = signed.execution.expect("started at the second signature");
     assert_eq!(execution.execution.state.name(), "active");
     assert_eq!(execution.escrow[0].amount.as_i64(), price, "the commission is the seller's: the buyer holds the price");
-    let held = world.store.write(|tx| tx.ledger().account(&AccountId::Party(buyer.party.id.clone()))).unwrap().unwrap();
+    let held = account(&world, &buyer.party);
     assert_eq!(held.debits_pending.as_i64(), price, "reserved, not yet paid");
     assert_eq!(sign(&world, &seller, id, &seller.identity).unwrap().execution.unwrap().escrow, execution.escrow);
 
@@ -76,7 +81,7 @@ fn a_trade_is_escrowed_metered_failed_and_settled_pro_rata_once() {
     let commission = signed.terms.commission.as_i64() / 2;
     let after = [balance(&world, Some(&seller.party)), balance(&world, Some(&buyer.party)), balance(&world, None)];
     assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [half - commission, -half, commission]);
-    let held = world.store.write(|tx| tx.ledger().account(&AccountId::Party(buyer.party.id.clone()))).unwrap().unwrap();
+    let held = account(&world, &buyer.party);
     assert_eq!(held.debits_pending, Micros::ZERO, "the rest released");
     // Again, by either party, or by maintenance: nothing moves.
     assert_eq!(settle(&seller).unwrap().execution.unwrap(), settled);

@@ -472,5 +472,14 @@ fn parties_are_notified_of_proposals_agreements_and_signed_contracts() {
     sign(&world, &buyer, contract, &buyer.identity).unwrap();
     sign(&world, &seller, contract, &seller.identity).unwrap();
     let kinds: Vec<String> = notices(&world).into_iter().map(|n| n.kind).collect();
-    assert_eq!(kinds, vec!["market_awaiting", "market_agreed", "market_signed"], "the buyer chose no channel");
+    assert_eq!(
+        kinds,
+        vec!["market_awaiting", "market_agreed", "market_signed", "market_started"],
+        "the buyer chose no channel; the seller hears the contract start"
+    );
+    // The contract fails and is settled: the seller hears both.
+    call(&world, |c, tx, _, now| c.market_fail(tx, &buyer.party, contract, "not delivered", now)).unwrap();
+    call(&world, |c, tx, _, now| c.market_settle(tx, &seller.party, contract, now)).unwrap();
+    let kinds: Vec<String> = notices(&world).into_iter().map(|n| n.kind).collect();
+    assert_eq!(kinds[4..], ["market_failed", "market_settled"]);
 }
