@@ -8,15 +8,15 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 use idlegrid_client::{Market, Transport};
 use idlegrid_ledger::Micros;
+use idlegrid_market::contract::{BarterMode, SignedContract};
 use idlegrid_market::expr::AttributeMap;
 use idlegrid_market::negotiation::{FailureReason, Status, Strategy};
+use idlegrid_market::settlement::Account;
 use idlegrid_market::{Expr, Listing, ResourceDeclaration, Value};
 use idlegrid_protocol::auth::Identity;
-use idlegrid_market::contract::{BarterMode, SignedContract};
-use idlegrid_market::settlement::Account;
 use idlegrid_protocol::market::{
-    BuyerTerms, ContractInfo, ExecutionInfo, MeterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RequestBody, SearchReply,
-    SellerTerms,
+    BuyerTerms, ContractInfo, ExecutionInfo, MeterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo,
+    RequestBody, SearchReply, SellerTerms,
 };
 use idlegrid_types::{PartyId, Untrusted};
 
@@ -617,8 +617,8 @@ pub async fn run(
             }
         }
         MarketCommand::Register { file } => {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             let signed: SignedContract = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("{} is no signed contract: {e}", file.display()))?;
             print_contract(&market.register(&signed).await?, &me)

@@ -144,7 +144,7 @@ async fn coordinated(config: &ServerConfig, parties: &mut Parties, dir: &Path, f
     parties.url = server.url();
     let p = &*parties;
     let out = p.client(&["settle", &contract]);
-    assert!(out.contains("execution settled") && out.contains("settled 1/2 delivered"), "{out}");
+    assert!(out.contains("execution settled") && out.contains("settled 1800000/3600000 delivered"), "{out}");
     assert!(out.contains("to platform (commission)") && out.contains("to buyer (refund)"), "{out}");
     // Settling again, or failing again, moves nothing.
     p.provider(&["settle", &contract]);

@@ -9,8 +9,8 @@ use idlegrid_ledger::Micros;
 use idlegrid_protocol::market::core::contract::SignedContract;
 use idlegrid_protocol::market::core::negotiation::Role;
 use idlegrid_protocol::market::{
-    ContractInfo, CounterBody, DrawBody, DrawInfo, FailBody, MeterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RegisterBody, RequestBody, RequestInfo,
-    SearchReply, SignBody,
+    ContractInfo, CounterBody, DrawBody, DrawInfo, FailBody, MeterBody, NegotiateBody, NegotiationInfo, OfferBody,
+    OfferInfo, RegisterBody, RequestBody, RequestInfo, SearchReply, SignBody,
 };
 use reqwest::Method;
 

@@ -45,12 +45,12 @@ use serde::{Deserialize, Serialize};
 use crate::money::Notice;
 use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 
-#[path = "market_execution.rs"]
-mod execution;
 #[path = "market_compute.rs"]
 mod compute;
 #[path = "market_draw.rs"]
 mod draws;
+#[path = "market_execution.rs"]
+mod execution;
 #[path = "market_platform.rs"]
 mod platform;
 

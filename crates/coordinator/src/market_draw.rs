@@ -70,8 +70,8 @@ impl Coordinator {
             ));
         }
         let seed = self.random().next_u64();
-        let drawn = draw(&entries, winners as usize, seed)
-            .map_err(|e| CoordinatorError::internal(format!("the draw: {e}")))?;
+        let drawn =
+            draw(&entries, winners as usize, seed).map_err(|e| CoordinatorError::internal(format!("the draw: {e}")))?;
         let info = DrawInfo {
             seed,
             entries: entries.clone(),

@@ -53,7 +53,8 @@ impl ExecutionRecord {
 }
 
 fn record_of(row: &ExecutionRow) -> Result<ExecutionRecord, StoreError> {
-    serde_json::from_str(&row.body).map_err(|e| StoreError::Corrupt(format!("execution of contract {}: {e}", row.contract)))
+    serde_json::from_str(&row.body)
+        .map_err(|e| StoreError::Corrupt(format!("execution of contract {}: {e}", row.contract)))
 }
 
 fn terms_of(row: &ContractRow) -> Result<Contract, StoreError> {
@@ -184,12 +185,7 @@ fn book_settlement(
 
 impl Coordinator {
     /// Start a contract both parties signed: escrow, the execution row, notices.
-    pub(super) fn market_start(
-        &self,
-        tx: &mut dyn Tx,
-        row: &ContractRow,
-        now_ms: u64,
-    ) -> Result<(), CoordinatorError> {
+    pub(super) fn market_start(&self, tx: &mut dyn Tx, row: &ContractRow, now_ms: u64) -> Result<(), CoordinatorError> {
         if tx.market().execution(row.id)?.is_some() {
             return Ok(());
         }
@@ -476,7 +472,8 @@ impl Coordinator {
             let Some(row) = tx.market().contract(exec_row.contract)? else { continue };
             // An engine selling computing that was never found silent delivered all of it.
             let watched = super::compute::sells_computing(&terms_of(&row)?) && tx.provider(&row.seller)?.is_some();
-            let ended = if watched { ExecEvent::Confirm { at_ms: now_ms } } else { ExecEvent::TimeUp { at_ms: now_ms } };
+            let ended =
+                if watched { ExecEvent::Confirm { at_ms: now_ms } } else { ExecEvent::TimeUp { at_ms: now_ms } };
             let mut step = |event: ExecEvent| self.maintenance_step(tx, &row, event, now_ms);
             if exec_row.state == "active" && !step(ended)? {
                 continue;

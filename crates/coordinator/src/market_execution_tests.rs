@@ -26,14 +26,19 @@ fn balance(world: &World, party: Option<&Party>) -> i64 {
 
 fn account(world: &World, party: &Party) -> idlegrid_ledger::Account {
     let id = AccountId::Party(party.id.clone());
-    world.store.write(|tx| -> Result<_, idlegrid_store::StoreError> { Ok(tx.ledger().account(&id).unwrap()) }).unwrap().unwrap()
+    world
+        .store
+        .write(|tx| -> Result<_, idlegrid_store::StoreError> { Ok(tx.ledger().account(&id).unwrap()) })
+        .unwrap()
+        .unwrap()
 }
 
 /// A signed trade through the coordinator between a provider and a client.
 fn signed_trade(world: &mut World) -> (Trader, Trader, ContractInfo) {
     let seller = join(world, Role::Provider);
     let buyer = join(world, Role::Client);
-    let listed = offer(world, &seller, &memory_offer(100_000, r#"{"mode": "automatic", "reservation": 60000}"#)).unwrap();
+    let listed =
+        offer(world, &seller, &memory_offer(100_000, r#"{"mode": "automatic", "reservation": 60000}"#)).unwrap();
     let negotiation = negotiate(world, &buyer, listed.id, automatic(20_000, 80_000)).unwrap();
     assert!(matches!(negotiation.view.status, Status::Agreed { .. }));
     let contract = negotiation.contract.unwrap();
@@ -43,7 +48,13 @@ fn signed_trade(world: &mut World) -> (Trader, Trader, ContractInfo) {
     (seller, buyer, signed)
 }
 
-fn meter(world: &World, who: &Trader, contract: u64, seq: u64, units: u64) -> Result<ContractInfo, crate::CoordinatorError> {
+fn meter(
+    world: &World,
+    who: &Trader,
+    contract: u64,
+    seq: u64,
+    units: u64,
+) -> Result<ContractInfo, crate::CoordinatorError> {
     let body = MeterBody { seq, from_ms: seq, to_ms: seq + 1, units };
     call(world, |c, tx, _, now| c.market_meter(tx, &who.party, contract, &body, now))
 }
@@ -80,7 +91,10 @@ fn a_trade_is_escrowed_metered_failed_and_settled_pro_rata_once() {
     let half = price / 2;
     let commission = signed.terms.commission.as_i64() / 2;
     let after = [balance(&world, Some(&seller.party)), balance(&world, Some(&buyer.party)), balance(&world, None)];
-    assert_eq!([after[0] - before[0], after[1] - before[1], after[2] - before[2]], [half - commission, -half, commission]);
+    assert_eq!(
+        [after[0] - before[0], after[1] - before[1], after[2] - before[2]],
+        [half - commission, -half, commission]
+    );
     let held = account(&world, &buyer.party);
     assert_eq!(held.debits_pending, Micros::ZERO, "the rest released");
     // Again, by either party, or by maintenance: nothing moves.
@@ -97,7 +111,8 @@ fn a_buyer_who_cannot_pay_leaves_the_contract_unsigned() {
     let seller = join(&mut world, Role::Provider);
     // A provider buys: its account may not go below zero and it has earned nothing.
     let buyer = join(&mut world, Role::Provider);
-    let listed = offer(&world, &seller, &memory_offer(100_000, r#"{"mode": "automatic", "reservation": 60000}"#)).unwrap();
+    let listed =
+        offer(&world, &seller, &memory_offer(100_000, r#"{"mode": "automatic", "reservation": 60000}"#)).unwrap();
     let contract = negotiate(&world, &buyer, listed.id, automatic(20_000, 80_000)).unwrap().contract.unwrap();
     sign(&world, &buyer, contract, &buyer.identity).unwrap();
     let error = sign(&world, &seller, contract, &seller.identity).unwrap_err();

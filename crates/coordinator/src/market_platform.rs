@@ -39,7 +39,10 @@ impl Coordinator {
             return Err(CoordinatorError::forbidden("the platform buys computing from engines' providers only"));
         }
         if row.state != "open" {
-            return Err(CoordinatorError::conflict(format!("offer {offer} is {}: only an open offer is sold", row.state)));
+            return Err(CoordinatorError::conflict(format!(
+                "offer {offer} is {}: only an open offer is sold",
+                row.state
+            )));
         }
         let record = offer_record(&row)?;
         if record.offer.resource.category() != Category::Computing {
@@ -59,7 +62,8 @@ impl Coordinator {
                 record.valuation.credits
             )));
         }
-        let public_key = tx.party(&party.id)?.map(|p| p.public_key).ok_or_else(|| CoordinatorError::internal("no party"))?;
+        let public_key =
+            tx.party(&party.id)?.map(|p| p.public_key).ok_or_else(|| CoordinatorError::internal("no party"))?;
         let seller = ContractParty {
             party: party.id.clone(),
             public_key: PublicKey(public_key),

@@ -71,7 +71,12 @@ pub(crate) fn automatic(opening: i64, reservation: i64) -> BuyerTerms {
     BuyerTerms::Automatic { opening: Micros::new(opening), reservation: Micros::new(reservation), strategy: None }
 }
 
-pub(crate) fn sign(world: &World, who: &Trader, contract: u64, key: &Identity) -> Result<ContractInfo, CoordinatorError> {
+pub(crate) fn sign(
+    world: &World,
+    who: &Trader,
+    contract: u64,
+    key: &Identity,
+) -> Result<ContractInfo, CoordinatorError> {
     let info = call(world, |c, tx, _, _| c.market_contract(tx, &who.party, contract)).unwrap();
     let signature = key.sign_bytes(&info.terms.signing_bytes());
     call(world, |c, tx, fx, now| c.market_sign(tx, &who.party, contract, &signature, now, fx))

@@ -7,10 +7,10 @@
 use idlegrid_ledger::Micros;
 use idlegrid_market::contract::{Contract, SignedContract};
 use idlegrid_market::execution::Execution;
-use idlegrid_market::settlement::Transfer;
 use idlegrid_market::expr::AttributeMap;
 use idlegrid_market::negotiation::{NegotiationView, Strategy};
 use idlegrid_market::search::SearchPage;
+use idlegrid_market::settlement::Transfer;
 use idlegrid_market::{Expr, Listing, ResourceDeclaration, Valuation};
 use idlegrid_types::PartyId;
 use serde::{Deserialize, Serialize};

@@ -176,9 +176,11 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
         ("POST", "/v1/market/contracts/{contract}/confirm") => {
             doc("The buyer confirms the contract delivered in full", None, Some(Object))
         }
-        ("POST", "/v1/market/contracts/{contract}/fail") => {
-            doc("A party reports the contract not delivered: it fails and is settled pro rata", Some(Object), Some(Object))
-        }
+        ("POST", "/v1/market/contracts/{contract}/fail") => doc(
+            "A party reports the contract not delivered: it fails and is settled pro rata",
+            Some(Object),
+            Some(Object),
+        ),
         ("POST", "/v1/market/contracts/{contract}/settle") => {
             doc("Settle a delivered or failed contract through the ledger (once)", None, Some(Object))
         }

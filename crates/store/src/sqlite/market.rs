@@ -432,7 +432,11 @@ impl MarketTx for SqliteTx<'_> {
     }
 
     fn execution(&mut self, contract: u64) -> StoreResult<Option<ExecutionRow>> {
-        self.one(&format!("SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE contract = ?1"), contract, execution_row)
+        self.one(
+            &format!("SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE contract = ?1"),
+            contract,
+            execution_row,
+        )
     }
 
     fn executions_due(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>> {
