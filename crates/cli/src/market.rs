@@ -409,6 +409,10 @@ fn print_execution(info: &ExecutionInfo, terms: &idlegrid_market::Contract) {
     if let Some(reason) = &execution.failure {
         println!("  failed: {}", Untrusted(reason));
     }
+    if let Some(draw) = &info.draw {
+        let winners: Vec<String> = draw.winners.iter().map(ToString::to_string).collect();
+        println!("  sweepstakes drawn with seed {}: winners {}", draw.seed, winners.join(", "));
+    }
     let held: i64 = info.escrow.iter().map(|t| t.amount.as_i64()).sum();
     println!("  escrow {}", Micros::new(held));
     if let Some(fraction) = execution.fraction {

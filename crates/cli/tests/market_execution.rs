@@ -422,3 +422,77 @@ async fn computing_sold_runs_the_buyers_jobs_on_the_sellers_engine() {
     engine.shutdown().await;
     server.shutdown().await;
 }
+
+/// `idlegrid market ARGS` as the client of `home`; its output.
+fn market(home: &Path, url: &str, args: &[&str]) -> String {
+    let mut all = vec!["market"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = cli(home, url, &all);
+    assert!(ok, "market {args:?} failed: {err}\n{out}");
+    out
+}
+
+/// `buyer` buys `offer` (automatically) and both sign; the contract's number.
+fn buy(url: &str, seller: &Path, buyer: &Path, offer: &str) -> String {
+    let out = market(buyer, url, &["negotiate", offer, "--opening", "0.1", "--reservation", "10", "--sign"]);
+    let contract = number(&out, "contract");
+    market(seller, url, &["contracts", &contract, "--sign"]);
+    contract
+}
+
+/// Money sold as platform credits moves through the ledger at the start; sweepstakes entries
+/// are drawn with a seed that reproduces the winners; both are then settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credits_move_and_sweepstakes_are_drawn_reproducibly() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let mut config = server_config(dir);
+    config.tls = None;
+    let server = start(&config).await;
+    let url = server.url();
+    let (banker, buyer, other) = (dir.join("banker"), dir.join("buyer"), dir.join("other"));
+    let id = |home: &Path| Identity::load_or_create(&home.join("client.key")).unwrap().id().clone();
+
+    // Five credits sold for at most four.
+    let offer = number(&market(&banker, &url, &["offer", "money", "kind=credit", "amount=5", "--price", "4"]), "offer");
+    let contract = buy(&url, &banker, &buyer, &offer);
+    let (banker_id, buyer_id) = (id(&banker), id(&buyer));
+    let db = store(&config.database, dir);
+    let price = terms(&db, contract.parse().unwrap()).price.as_i64();
+    let out = wait_some("the credits contract to be settled", || {
+        let out = market(&buyer, &url, &["contracts", &contract]);
+        async move { out.contains("execution settled").then_some(out) }
+    })
+    .await;
+    assert!(out.contains("metered 0 of 1 delivery") && out.contains("settled 1/1 delivered"), "{out}");
+    let accounts = [AccountId::Party(banker_id), AccountId::Party(buyer_id.clone()), AccountId::Platform];
+    let commission = (price as f64 * 0.02).round() as i64;
+    assert_eq!(balances(&db, &accounts), [price - commission - 5_000_000, 5_000_000 - price, commission]);
+
+    // Two sweepstakes contracts, three entries each; one winner drawn.
+    let cash = ["offer", "money", "kind=sweepstakes", "amount=3", "--price", "0.5"];
+    let first = number(&market(&banker, &url, &cash), "offer");
+    let second = number(&market(&banker, &url, &cash), "offer");
+    let contracts = [buy(&url, &banker, &buyer, &first), buy(&url, &banker, &other, &second)];
+    let out = market(&banker, &url, &["draw", "--winners", "1"]);
+    let seed: u64 = out.split_whitespace().nth(2).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    let winner = out.lines().find_map(|l| l.trim().strip_prefix("winner ")).unwrap_or_else(|| panic!("{out}"));
+    let entries = [(buyer_id, 3), (id(&other), 3)];
+    let again = idlegrid_market::settlement::draw(&entries, 1, seed).unwrap();
+    assert_eq!(winner, again[0].to_string(), "the seed reproduces the draw: {out}");
+    let err = cli(&banker, &url, &["market", "draw"]).2;
+    assert!(err.contains("no sweepstakes contract under way"), "drawn once: {err}");
+    // The draw delivered both contracts: each is settled, its draw kept with it.
+    for (home, contract) in [(&buyer, &contracts[0]), (&other, &contracts[1])] {
+        let out = wait_some("the drawn contracts to be settled", || {
+            let out = market(home, &url, &["contracts", contract]);
+            async move { out.contains("execution settled").then_some(out) }
+        })
+        .await;
+        assert!(out.contains(&format!("sweepstakes drawn with seed {seed}: winners {winner}")), "{out}");
+    }
+    balances(&db, &[]);
+    drop(db);
+    server.shutdown().await;
+}
