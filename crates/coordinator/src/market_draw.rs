@@ -33,7 +33,7 @@ pub(super) fn entries_sold(contract: &Contract) -> u64 {
             }
             _ => None,
         })
-        .map(|amount| amount.max(0.0).min(1e12) as u64)
+        .map(|amount| amount.clamp(0.0, 1e12) as u64)
         .sum()
 }
 
