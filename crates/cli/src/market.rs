@@ -597,6 +597,16 @@ pub async fn run(
             (Some(id), false) => print_contract(&market.contract(id).await?, &me),
             (None, _) => print_all(&market.contracts().await?, "no contracts", |c| print_contract(c, &me)),
         },
+        other => run_execution(&market, &me, other).await?,
+    }
+    Ok(())
+}
+
+/// The commands that carry contracts out: metering, confirmation, failure, settlement, sales
+/// to the platform, sweepstakes draws and direct registration.
+async fn run_execution(market: &Market<'_>, me: &PartyId, command: MarketCommand) -> anyhow::Result<()> {
+    let me = me.clone();
+    match command {
         MarketCommand::Meter { contract, seq, units, from_ms, to_ms } => {
             let to_ms = to_ms.unwrap_or_else(now_ms);
             let body = MeterBody { seq, from_ms: from_ms.unwrap_or(to_ms), to_ms, units };
@@ -627,6 +637,7 @@ pub async fn run(
                 .map_err(|e| anyhow::anyhow!("{} is no signed contract: {e}", file.display()))?;
             print_contract(&market.register(&signed).await?, &me)
         }
+        _ => unreachable!("run handles the other commands"),
     }
     Ok(())
 }
