@@ -8,13 +8,15 @@ use std::path::Path;
 use clap::{Args, Subcommand};
 use idlegrid_client::{Market, Transport};
 use idlegrid_ledger::Micros;
+use idlegrid_market::contract::{BarterMode, SignedContract};
 use idlegrid_market::expr::AttributeMap;
 use idlegrid_market::negotiation::{FailureReason, Status, Strategy};
+use idlegrid_market::settlement::Account;
 use idlegrid_market::{Expr, Listing, ResourceDeclaration, Value};
 use idlegrid_protocol::auth::Identity;
 use idlegrid_protocol::market::{
-    BuyerTerms, ContractInfo, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RequestBody, SearchReply,
-    SellerTerms,
+    BuyerTerms, ContractInfo, ExecutionInfo, MeterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo,
+    RequestBody, SearchReply, SellerTerms,
 };
 use idlegrid_types::{PartyId, Untrusted};
 
@@ -118,12 +120,51 @@ pub enum MarketCommand {
     Reject { negotiation: u64 },
     /// Answer the last proposal with your price.
     Counter { negotiation: u64, price: String },
-    /// Your contracts, or one of them; --sign signs it with your key.
+    /// Your contracts, or one of them, with their execution (active, delivered, failed,
+    /// settled; what was metered and paid); --sign signs it with your key.
     Contracts {
         contract: Option<u64>,
         #[arg(long, requires = "contract")]
         sign: bool,
     },
+    /// As a contract's seller, report use: record number SEQ (from 1), UNITS delivered (the
+    /// contract's unit: ms of service, or 1 delivery). Sending a record again changes nothing.
+    Meter {
+        contract: u64,
+        seq: u64,
+        units: u64,
+        /// When the metered span began and ended (ms since the epoch; default now).
+        #[arg(long)]
+        from_ms: Option<u64>,
+        #[arg(long)]
+        to_ms: Option<u64>,
+    },
+    /// As a contract's buyer, confirm it delivered in full.
+    Confirm { contract: u64 },
+    /// Report a contract not delivered: it fails now and is settled pro rata.
+    Fail {
+        contract: u64,
+        #[arg(long, default_value = "not delivered")]
+        reason: String,
+    },
+    /// Settle a delivered or failed contract now (the server also does it when its time is over).
+    Settle { contract: u64 },
+    /// As a provider, sell a computing offer to the platform for credits (it pays what it
+    /// values the offer at, at most); --sign signs the contract at once, which starts it.
+    SellToPlatform {
+        offer: u64,
+        #[arg(long)]
+        sign: bool,
+    },
+    /// As a seller of sweepstakes entries (money of kind sweepstakes), draw the winners among
+    /// the entries of your contracts under way; the seed is shown so anyone can redo the draw.
+    Draw {
+        #[arg(long, default_value_t = 1)]
+        winners: u32,
+    },
+    /// Register a contract both parties signed on their own (a JSON file: the contract and
+    /// both signatures); it starts at once, without commission.
+    Register { file: std::path::PathBuf },
 }
 
 #[derive(Args, Clone, Default)]
@@ -344,6 +385,53 @@ fn print_contract(contract: &ContractInfo, me: &PartyId) {
             terms.duration_ms / 1000
         );
     }
+    if let Some(info) = &contract.execution {
+        print_execution(info, terms);
+    }
+}
+
+fn print_execution(info: &ExecutionInfo, terms: &idlegrid_market::Contract) {
+    let execution = &info.execution;
+    let mode = match terms.mode {
+        BarterMode::CoordinatorWithPeer => "coordinator with peer",
+        BarterMode::PeerWithPeerCoordinated => "peer with peer through the coordinator",
+        BarterMode::PeerWithPeerDirect => "peer with peer, registered directly",
+    };
+    println!(
+        "  execution {}  ({mode})  metered {} of {} {} in {} records ({} repeated)",
+        execution.state.name(),
+        execution.units_metered(),
+        execution.units_contracted,
+        execution.unit,
+        execution.records.len(),
+        execution.repeated
+    );
+    if let Some(reason) = &execution.failure {
+        println!("  failed: {}", Untrusted(reason));
+    }
+    if let Some(draw) = &info.draw {
+        let winners: Vec<String> = draw.winners.iter().map(ToString::to_string).collect();
+        println!("  sweepstakes drawn with seed {}: winners {}", draw.seed, winners.join(", "));
+    }
+    let held: i64 = info.escrow.iter().map(|t| t.amount.as_i64()).sum();
+    println!("  escrow {}", Micros::new(held));
+    if let Some(fraction) = execution.fraction {
+        println!("  settled {}/{} delivered", fraction.numerator, fraction.denominator);
+    }
+    for transfer in &info.settlement {
+        let to = match &transfer.to {
+            Account::Party(party) if *party == terms.seller.party => "seller".to_string(),
+            Account::Party(party) if *party == terms.buyer.party => "buyer (refund)".to_string(),
+            Account::Party(party) => party.to_string(),
+            Account::Platform => "platform (commission)".to_string(),
+            Account::Escrow(id) => format!("escrow {id}"),
+        };
+        println!("  paid {} to {to}", transfer.amount);
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Register the party that trades: a provider with its engine's identity, a client with its own.
@@ -509,6 +597,47 @@ pub async fn run(
             (Some(id), false) => print_contract(&market.contract(id).await?, &me),
             (None, _) => print_all(&market.contracts().await?, "no contracts", |c| print_contract(c, &me)),
         },
+        other => run_execution(&market, &me, other).await?,
+    }
+    Ok(())
+}
+
+/// The commands that carry contracts out: metering, confirmation, failure, settlement, sales
+/// to the platform, sweepstakes draws and direct registration.
+async fn run_execution(market: &Market<'_>, me: &PartyId, command: MarketCommand) -> anyhow::Result<()> {
+    let me = me.clone();
+    match command {
+        MarketCommand::Meter { contract, seq, units, from_ms, to_ms } => {
+            let to_ms = to_ms.unwrap_or_else(now_ms);
+            let body = MeterBody { seq, from_ms: from_ms.unwrap_or(to_ms), to_ms, units };
+            print_contract(&market.meter(contract, &body).await?, &me)
+        }
+        MarketCommand::Confirm { contract } => print_contract(&market.confirm(contract).await?, &me),
+        MarketCommand::Fail { contract, reason } => print_contract(&market.fail(contract, &reason).await?, &me),
+        MarketCommand::Settle { contract } => print_contract(&market.settle(contract).await?, &me),
+        MarketCommand::SellToPlatform { offer, sign } => {
+            let contract = market.sell_to_platform(offer).await?;
+            let contract = if sign { market.sign(contract.id).await? } else { contract };
+            print_contract(&contract, &me)
+        }
+        MarketCommand::Draw { winners } => {
+            let drawn = market.draw(winners).await?;
+            println!("draw seed {} over contracts {:?}", drawn.seed, drawn.contracts);
+            for (party, count) in &drawn.entries {
+                println!("  entries {count} {}", who(party, &me));
+            }
+            for party in &drawn.winners {
+                println!("  winner {}", who(party, &me));
+            }
+        }
+        MarketCommand::Register { file } => {
+            let text =
+                std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let signed: SignedContract = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("{} is no signed contract: {e}", file.display()))?;
+            print_contract(&market.register(&signed).await?, &me)
+        }
+        _ => unreachable!("run handles the other commands"),
     }
     Ok(())
 }

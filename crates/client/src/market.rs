@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use idlegrid_ledger::Micros;
+use idlegrid_protocol::market::core::contract::SignedContract;
 use idlegrid_protocol::market::core::negotiation::Role;
 use idlegrid_protocol::market::{
-    ContractInfo, CounterBody, NegotiateBody, NegotiationInfo, OfferBody, OfferInfo, RequestBody, RequestInfo,
-    SearchReply, SignBody,
+    ContractInfo, CounterBody, DrawBody, DrawInfo, FailBody, MeterBody, NegotiateBody, NegotiationInfo, OfferBody,
+    OfferInfo, RegisterBody, RequestBody, RequestInfo, SearchReply, SignBody,
 };
 use reqwest::Method;
 
@@ -138,5 +139,48 @@ impl<'a> Market<'a> {
         let path = format!("/v1/market/contracts/{id}/sign");
         let body = SignBody { signature: signature.to_string() };
         self.transport.call(Method::POST, &path, Some(&body), TIMEOUT).await
+    }
+
+    /// As the seller, report a metering record of a contract (numbered from 1; sending the
+    /// same record again changes nothing).
+    pub async fn meter(&self, id: u64, record: &MeterBody) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/meter");
+        self.transport.call(Method::POST, &path, Some(record), TIMEOUT).await
+    }
+
+    /// As the buyer, confirm a contract delivered in full.
+    pub async fn confirm(&self, id: u64) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/confirm");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
+    /// Report a contract not delivered: it fails now and is settled pro rata.
+    pub async fn fail(&self, id: u64, reason: &str) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/fail");
+        self.transport.call(Method::POST, &path, Some(&FailBody { reason: reason.to_string() }), TIMEOUT).await
+    }
+
+    /// Settle a delivered or failed contract now (the server also does it on its own).
+    pub async fn settle(&self, id: u64) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/settle");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
+    /// Register a contract both parties signed directly: it starts at once, without commission.
+    pub async fn register(&self, contract: &SignedContract) -> Result<ContractInfo, ClientError> {
+        let body = RegisterBody { contract: contract.clone() };
+        self.transport.call(Method::POST, "/v1/market/contracts/register", Some(&body), TIMEOUT).await
+    }
+
+    /// As a provider, sell one of its computing offers to the platform for credits: the
+    /// contract comes back signed by the platform; sign it with [`Market::sign`] to start it.
+    pub async fn sell_to_platform(&self, offer: u64) -> Result<ContractInfo, ClientError> {
+        let path = format!("/v1/market/offers/{offer}/platform");
+        self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
+    }
+
+    /// As a seller of sweepstakes entries, draw `winners` among the entries sold.
+    pub async fn draw(&self, winners: u32) -> Result<DrawInfo, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/draws", Some(&DrawBody { winners }), TIMEOUT).await
     }
 }

@@ -45,6 +45,15 @@ use serde::{Deserialize, Serialize};
 use crate::money::Notice;
 use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 
+#[path = "market_compute.rs"]
+mod compute;
+#[path = "market_draw.rs"]
+mod draws;
+#[path = "market_execution.rs"]
+mod execution;
+#[path = "market_platform.rs"]
+mod platform;
+
 /// Most rows one listing returns.
 pub const LISTED_MAX: u32 = 1000;
 /// Offers read from the store per step when the index catches up.
@@ -237,6 +246,7 @@ fn contract_info(row: &ContractRow) -> Result<ContractInfo, StoreError> {
         seller_signature: row.seller_signature.clone(),
         buyer_signature: row.buyer_signature.clone(),
         signed_ms: row.signed_ms,
+        execution: None,
     })
 }
 
@@ -866,7 +876,8 @@ impl Coordinator {
         rows.iter().map(|row| Ok(negotiation_info(row, &negotiation_of(row)?))).collect()
     }
 
-    /// Close negotiations whose deadline passed (maintenance); returns how many.
+    /// Close negotiations whose deadline passed and settle contracts due (maintenance); returns
+    /// how many negotiations were closed.
     pub fn market_close_due(&self, tx: &mut dyn Tx, now_ms: u64) -> Result<u32, StoreError> {
         let mut closed = 0;
         for mut row in tx.market().open_negotiations_due(now_ms, 1000)? {
@@ -879,6 +890,8 @@ impl Coordinator {
             tx.market().update_negotiation(&row)?;
             closed += 1;
         }
+        self.market_watch_sellers(tx, now_ms)?;
+        self.market_settle_due(tx, now_ms)?;
         Ok(closed)
     }
 
@@ -889,13 +902,21 @@ impl Coordinator {
         }
     }
 
+    /// A contract with its execution, if it started.
+    fn contract_with_execution(&self, tx: &mut dyn Tx, row: &ContractRow) -> Result<ContractInfo, StoreError> {
+        let mut info = contract_info(row)?;
+        info.execution = self.execution_info(tx, row.id)?;
+        Ok(info)
+    }
+
     pub fn market_contract(&self, tx: &mut dyn Tx, party: &Party, id: u64) -> Result<ContractInfo, CoordinatorError> {
-        Ok(contract_info(&self.party_contract(tx, party, id)?)?)
+        let row = self.party_contract(tx, party, id)?;
+        Ok(self.contract_with_execution(tx, &row)?)
     }
 
     pub fn market_contracts_of(&self, tx: &mut dyn Tx, party: &Party) -> Result<Vec<ContractInfo>, CoordinatorError> {
         let rows = tx.market().contracts_of(&party.id, LISTED_MAX)?;
-        rows.iter().map(|row| Ok(contract_info(row)?)).collect()
+        rows.iter().map(|row| Ok(self.contract_with_execution(tx, row)?)).collect()
     }
 
     /// A party signs a contract it is party to. The signature must verify against the key the
@@ -920,7 +941,7 @@ impl Coordinator {
         };
         if let Some(existing) = slot.as_deref() {
             if existing == signature {
-                return Ok(info);
+                return Ok(self.contract_with_execution(tx, &row)?);
             }
             return Err(CoordinatorError::conflict(format!("you signed contract {id} already")));
         }
@@ -952,6 +973,9 @@ impl Coordinator {
             tracing::info!(contract = id, "market contract signed by both parties");
         }
         tx.market().update_contract(&row)?;
-        Ok(contract_info(&row)?)
+        if row.state == "signed" {
+            self.market_start(tx, &row, now_ms)?;
+        }
+        Ok(self.contract_with_execution(tx, &row)?)
     }
 }

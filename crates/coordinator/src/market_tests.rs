@@ -16,12 +16,12 @@ use crate::market::Answer;
 use crate::tests::World;
 use crate::*;
 
-struct Trader {
-    party: Party,
-    identity: Identity,
+pub(crate) struct Trader {
+    pub(crate) party: Party,
+    pub(crate) identity: Identity,
 }
 
-fn join(world: &mut World, role: Role) -> Trader {
+pub(crate) fn join(world: &mut World, role: Role) -> Trader {
     let identity = Identity::generate();
     let request = RegisterRequest { role, public_key: identity.public_key_hex(), name: "t".into(), csr: None };
     let (c, now) = (&world.coordinator, world.now);
@@ -29,7 +29,7 @@ fn join(world: &mut World, role: Role) -> Trader {
     Trader { party: Party { id: response.id, role }, identity }
 }
 
-fn call<R>(
+pub(crate) fn call<R>(
     world: &World,
     work: impl FnOnce(&Coordinator, &mut dyn idlegrid_store::Tx, &mut Effects, u64) -> Result<R, CoordinatorError>,
 ) -> Result<R, CoordinatorError> {
@@ -42,14 +42,14 @@ fn offer_body(json: &str) -> OfferBody {
     serde_json::from_str(json).unwrap()
 }
 
-fn memory_offer(price: i64, negotiation: &str) -> OfferBody {
+pub(crate) fn memory_offer(price: i64, negotiation: &str) -> OfferBody {
     offer_body(&format!(
         r#"{{"resource": {{"category": "memory", "attributes": {{"memory_mb": 4096, "read_ns": 80, "write_ns": 90,
             "duration_s": 3600}}}}, "listing": {{"price": {price}}}, "negotiation": {negotiation}}}"#
     ))
 }
 
-fn offer(world: &World, who: &Trader, body: &OfferBody) -> Result<OfferInfo, CoordinatorError> {
+pub(crate) fn offer(world: &World, who: &Trader, body: &OfferBody) -> Result<OfferInfo, CoordinatorError> {
     call(world, |c, tx, fx, now| c.market_offer(tx, &who.party, body, None, now, fx))
 }
 
@@ -57,7 +57,7 @@ fn memory_request() -> RequestBody {
     serde_json::from_str(r#"{"category": "memory"}"#).unwrap()
 }
 
-fn negotiate(
+pub(crate) fn negotiate(
     world: &World,
     buyer: &Trader,
     offer: u64,
@@ -67,11 +67,16 @@ fn negotiate(
     call(world, |c, tx, fx, now| c.market_negotiate(tx, &buyer.party, &body, now, fx))
 }
 
-fn automatic(opening: i64, reservation: i64) -> BuyerTerms {
+pub(crate) fn automatic(opening: i64, reservation: i64) -> BuyerTerms {
     BuyerTerms::Automatic { opening: Micros::new(opening), reservation: Micros::new(reservation), strategy: None }
 }
 
-fn sign(world: &World, who: &Trader, contract: u64, key: &Identity) -> Result<ContractInfo, CoordinatorError> {
+pub(crate) fn sign(
+    world: &World,
+    who: &Trader,
+    contract: u64,
+    key: &Identity,
+) -> Result<ContractInfo, CoordinatorError> {
     let info = call(world, |c, tx, _, _| c.market_contract(tx, &who.party, contract)).unwrap();
     let signature = key.sign_bytes(&info.terms.signing_bytes());
     call(world, |c, tx, fx, now| c.market_sign(tx, &who.party, contract, &signature, now, fx))
@@ -472,5 +477,14 @@ fn parties_are_notified_of_proposals_agreements_and_signed_contracts() {
     sign(&world, &buyer, contract, &buyer.identity).unwrap();
     sign(&world, &seller, contract, &seller.identity).unwrap();
     let kinds: Vec<String> = notices(&world).into_iter().map(|n| n.kind).collect();
-    assert_eq!(kinds, vec!["market_awaiting", "market_agreed", "market_signed"], "the buyer chose no channel");
+    assert_eq!(
+        kinds,
+        vec!["market_awaiting", "market_agreed", "market_signed", "market_started"],
+        "the buyer chose no channel; the seller hears the contract start"
+    );
+    // The contract fails and is settled: the seller hears both.
+    call(&world, |c, tx, _, now| c.market_fail(tx, &buyer.party, contract, "not delivered", now)).unwrap();
+    call(&world, |c, tx, _, now| c.market_settle(tx, &seller.party, contract, now)).unwrap();
+    let kinds: Vec<String> = notices(&world).into_iter().map(|n| n.kind).collect();
+    assert_eq!(kinds[4..], ["market_failed", "market_settled"]);
 }

@@ -47,7 +47,9 @@ impl Coordinator {
         if let Some(version) = &profile.engine_version {
             attributes.insert("engine_version", version.as_str());
         }
-        let requirement = profile.job_requirement.as_deref().map(|source| {
+        // Computing sold on the market reserves the engine for its buyers.
+        let source = self.market_engine_requirement(tx, id, profile.job_requirement.as_deref())?;
+        let requirement = source.as_deref().map(|source| {
             parse_engine_requirement(source).unwrap_or_else(|_| parse_engine_requirement("false").expect("parses"))
         });
         let label = if name.is_empty() { id.to_string() } else { format!("{name} ({id})") };

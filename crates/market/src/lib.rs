@@ -29,6 +29,7 @@
 //! Amounts are the ledger's [`idlegrid_ledger::Micros`] (integer micro-credits).
 
 pub mod contract;
+pub mod execution;
 pub mod expr;
 pub mod negotiation;
 pub mod offer;
@@ -41,6 +42,7 @@ pub mod sim;
 pub mod valuation;
 
 pub use contract::{BarterMode, Contract, ContractError, ContractId, SignedContract};
+pub use execution::{ExecEvent, ExecState, Execution};
 pub use expr::{Attributes, Expr, ParseError, Value, eval};
 pub use negotiation::{Event, Negotiation, NegotiationError, NegotiationId};
 pub use offer::{Listing, Offer, OfferId, Request, plan_offer};

@@ -5,10 +5,12 @@
 //! verifies them. Amounts are micro-credits (`Micros`, an integer).
 
 use idlegrid_ledger::Micros;
-use idlegrid_market::contract::Contract;
+use idlegrid_market::contract::{Contract, SignedContract};
+use idlegrid_market::execution::Execution;
 use idlegrid_market::expr::AttributeMap;
 use idlegrid_market::negotiation::{NegotiationView, Strategy};
 use idlegrid_market::search::SearchPage;
+use idlegrid_market::settlement::Transfer;
 use idlegrid_market::{Expr, Listing, ResourceDeclaration, Valuation};
 use idlegrid_types::PartyId;
 use serde::{Deserialize, Serialize};
@@ -188,6 +190,66 @@ pub struct ContractInfo {
     pub seller_signature: Option<String>,
     pub buyer_signature: Option<String>,
     pub signed_ms: Option<u64>,
+    /// How the signed contract is carried out (absent until it starts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionInfo>,
+}
+
+/// A contract's execution: its state (active, delivered, failed, settled), what was metered,
+/// and the transfers made when it started (escrow) and when it was settled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionInfo {
+    pub execution: Execution,
+    pub escrow: Vec<Transfer>,
+    pub settlement: Vec<Transfer>,
+    /// The sweepstakes draw that delivered it (money of kind sweepstakes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw: Option<DrawInfo>,
+}
+
+/// A seller's sweepstakes draw: how many winners to draw among the entries of its contracts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrawBody {
+    pub winners: u32,
+}
+
+/// A sweepstakes draw, reproducible by anyone: `settlement::draw(entries, winners.len(), seed)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrawInfo {
+    pub seed: u64,
+    /// Each buyer and its entries, one pair per contract.
+    pub entries: Vec<(PartyId, u64)>,
+    pub winners: Vec<PartyId>,
+    pub contracts: Vec<u64>,
+    pub drawn_ms: u64,
+}
+
+/// A metering record the seller reports: units delivered over a span (see
+/// `Execution::units_contracted` for the unit). Numbered from 1; sending the same record again
+/// changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeterBody {
+    pub seq: u64,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub units: u64,
+}
+
+/// Why a party says the contract failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailBody {
+    pub reason: String,
+}
+
+/// A contract both parties signed on their own (peer with peer, directly), registered for
+/// execution without commission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    pub contract: SignedContract,
 }
 
 /// A party's Ed25519 signature (hex) of a contract's signing bytes.

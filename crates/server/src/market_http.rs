@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use idlegrid_coordinator::CoordinatorError;
 use idlegrid_coordinator::market::Answer;
 use idlegrid_protocol::auth::body_hash;
-use idlegrid_protocol::market::{CounterBody, NegotiateBody, OfferBody, RequestBody, SignBody};
+use idlegrid_protocol::market::{
+    CounterBody, DrawBody, FailBody, MeterBody, NegotiateBody, OfferBody, RegisterBody, RequestBody, SignBody,
+};
 
 use crate::AppState;
 use crate::http::{AppResult, Work, json_response, parse_json, read_body, signed};
@@ -310,6 +312,127 @@ pub(crate) async fn post_sign(
         Box::new(move |c, tx, fx, party, now| {
             let sign: SignBody = parse_json(&body)?;
             c.market_sign(tx, party, id, &sign.signature, now, fx)
+        })
+    })
+    .await
+}
+
+/// The seller reports a metering record of a contract it delivers.
+pub(crate) async fn post_meter(
+    State(state): State<Arc<AppState>>,
+    Path(contract): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&contract, "contract")?;
+    run(state, method, uri, headers, Some(body), move |body| {
+        Box::new(move |c, tx, _fx, party, now| {
+            let meter: MeterBody = parse_json(&body)?;
+            c.market_meter(tx, party, id, &meter, now)
+        })
+    })
+    .await
+}
+
+/// The buyer confirms a contract delivered in full.
+pub(crate) async fn post_confirm(
+    State(state): State<Arc<AppState>>,
+    Path(contract): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&contract, "contract")?;
+    run(state, method, uri, headers, Some(body), move |_| {
+        Box::new(move |c, tx, _fx, party, now| c.market_confirm(tx, party, id, now))
+    })
+    .await
+}
+
+/// A party reports a contract not delivered: it fails now and is settled pro rata.
+pub(crate) async fn post_fail(
+    State(state): State<Arc<AppState>>,
+    Path(contract): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&contract, "contract")?;
+    run(state, method, uri, headers, Some(body), move |body| {
+        Box::new(move |c, tx, _fx, party, now| {
+            let fail: FailBody = parse_json(&body)?;
+            c.market_fail(tx, party, id, &fail.reason, now)
+        })
+    })
+    .await
+}
+
+/// Settle a delivered or failed contract (or one whose time is over) now.
+pub(crate) async fn post_settle(
+    State(state): State<Arc<AppState>>,
+    Path(contract): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&contract, "contract")?;
+    run(state, method, uri, headers, Some(body), move |_| {
+        Box::new(move |c, tx, _fx, party, now| c.market_settle(tx, party, id, now))
+    })
+    .await
+}
+
+/// Register a contract both parties signed directly (no commission); it starts at once.
+pub(crate) async fn post_register(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    run(state, method, uri, headers, Some(body), |body| {
+        Box::new(move |c, tx, fx, party, now| {
+            let register: RegisterBody = parse_json(&body)?;
+            c.market_register(tx, party, &register.contract, now, fx)
+        })
+    })
+    .await
+}
+
+/// A provider sells one of its computing offers to the platform for credits (coordinator with
+/// peer): a contract the platform signed, awaiting the seller's signature.
+pub(crate) async fn post_sell_to_platform(
+    State(state): State<Arc<AppState>>,
+    Path(offer): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    let id = number(&offer, "offer")?;
+    run(state, method, uri, headers, Some(body), move |_| {
+        Box::new(move |c, tx, fx, party, now| c.market_sell_to_platform(tx, party, id, now, fx))
+    })
+    .await
+}
+
+/// A seller draws the winners of its sweepstakes among the entries it sold.
+pub(crate) async fn post_draw(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    run(state, method, uri, headers, Some(body), |body| {
+        Box::new(move |c, tx, _fx, party, now| {
+            let draw: DrawBody = parse_json(&body)?;
+            c.market_draw(tx, party, draw.winners, now)
         })
     })
     .await

@@ -166,7 +166,36 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             doc("One contract: its terms (what is signed) and signatures", None, Some(Object))
         }
         ("POST", "/v1/market/contracts/{contract}/sign") => doc(
-            "Sign a contract with the party's registered key (Ed25519 over its canonical bytes)",
+            "Sign a contract with the party's registered key (Ed25519 over its canonical bytes); with both signatures it starts",
+            Some(Object),
+            Some(Object),
+        ),
+        ("POST", "/v1/market/contracts/{contract}/meter") => {
+            doc("The seller reports a metering record (numbered; a repeat changes nothing)", Some(Object), Some(Object))
+        }
+        ("POST", "/v1/market/contracts/{contract}/confirm") => {
+            doc("The buyer confirms the contract delivered in full", None, Some(Object))
+        }
+        ("POST", "/v1/market/contracts/{contract}/fail") => doc(
+            "A party reports the contract not delivered: it fails and is settled pro rata",
+            Some(Object),
+            Some(Object),
+        ),
+        ("POST", "/v1/market/contracts/{contract}/settle") => {
+            doc("Settle a delivered or failed contract through the ledger (once)", None, Some(Object))
+        }
+        ("POST", "/v1/market/offers/{offer}/platform") => doc(
+            "Sell a computing offer to the platform for credits: a contract the platform signed (coordinator with peer)",
+            None,
+            Some(Object),
+        ),
+        ("POST", "/v1/market/draws") => doc(
+            "Draw sweepstakes winners among the entries the caller sold (seeded, reproducible)",
+            Some(Object),
+            Some(Object),
+        ),
+        ("POST", "/v1/market/contracts/register") => doc(
+            "Register a contract both peers signed directly, for execution without commission",
             Some(Object),
             Some(Object),
         ),

@@ -34,7 +34,7 @@ pub mod conformance;
 
 pub use self::postgres::PostgresStore;
 pub use any::{AnyStore, DatabaseLocation};
-pub use market::{ContractRow, MarketTable, MarketTx, NegotiationRow, OfferRow, RequestRow};
+pub use market::{ContractRow, ExecutionRow, MarketTable, MarketTx, NegotiationRow, OfferRow, RequestRow};
 pub use model::*;
 pub use sqlite::SqliteStore;
 pub use tx::Tx;

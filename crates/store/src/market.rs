@@ -106,6 +106,19 @@ pub struct ContractRow {
     pub buyer_signature: Option<String>,
 }
 
+/// A signed contract's execution: where it stands and its document (what was metered, how it
+/// ended, what the settlement paid), written by the coordinator from the market's core.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRow {
+    pub contract: u64,
+    /// `active`, `delivered`, `failed` or `settled`.
+    pub state: String,
+    /// When the contract's time is over.
+    pub ends_ms: u64,
+    pub updated_ms: u64,
+    pub body: String,
+}
+
 /// The market's operations inside a transaction. Every `update_*` of a row never inserted
 /// fails with `Conflict`, and so does an `insert_*` of an id in use.
 pub trait MarketTx {
@@ -145,6 +158,15 @@ pub trait MarketTx {
     fn contract(&mut self, id: u64) -> StoreResult<Option<ContractRow>>;
     /// Contracts where `party` is seller or buyer, by id.
     fn contracts_of(&mut self, party: &PartyId, limit: u32) -> StoreResult<Vec<ContractRow>>;
+
+    /// Insert or replace a contract's execution.
+    fn put_execution(&mut self, execution: &ExecutionRow) -> StoreResult<()>;
+    fn execution(&mut self, contract: u64) -> StoreResult<Option<ExecutionRow>>;
+    /// Executions that need the server: active ones whose time is over at `now_ms`, and
+    /// delivered or failed ones not yet settled; by contract, at most `limit`.
+    fn executions_due(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>>;
+    /// Executions in `state` of contracts after `after_contract`, by contract, at most `limit`.
+    fn executions_in_state(&mut self, state: &str, after_contract: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>>;
 }
 
 /// Attribute names as one column: comma-separated (names are identifiers, never commas).

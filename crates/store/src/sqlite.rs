@@ -139,6 +139,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     market::MIGRATION,
     web::MIGRATION,
     watches::MIGRATION,
+    market::EXECUTION_MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the

@@ -5,7 +5,7 @@
 use idlegrid_types::{PartyId, Role};
 
 use super::{R, party};
-use crate::{ContractRow, MarketTable, NegotiationRow, OfferRow, RequestRow, Store, StoreError};
+use crate::{ContractRow, ExecutionRow, MarketTable, NegotiationRow, OfferRow, RequestRow, Store, StoreError};
 
 fn offer(id: u64, owner: &PartyId, category: &str) -> OfferRow {
     OfferRow {
@@ -150,6 +150,49 @@ pub fn market_rows_round_trip_in_order(store: &impl Store) {
             Ok(())
         })
         .unwrap();
+    executions_are_replaced_and_come_due(store);
+}
+
+fn execution(contract: u64, state: &str, ends_ms: u64) -> ExecutionRow {
+    ExecutionRow { contract, state: state.into(), ends_ms, updated_ms: 50, body: format!("{{\"c\":{contract}}}") }
+}
+
+/// A contract's execution is written again in place; active ones come due when their time is
+/// over, delivered and failed ones until settled.
+fn executions_are_replaced_and_come_due(store: &impl Store) {
+    store
+        .write(|tx| -> R<()> {
+            let m = tx.market();
+            assert_eq!(m.execution(1)?, None);
+            for (contract, state, ends_ms) in
+                [(1, "active", 100), (2, "active", 300), (3, "failed", 900), (4, "settled", 10), (5, "delivered", 900)]
+            {
+                m.put_execution(&execution(contract, state, ends_ms))?;
+            }
+            let due = |m: &mut dyn crate::MarketTx, now_ms, limit| -> R<Vec<u64>> {
+                Ok(m.executions_due(now_ms, limit)?.iter().map(|e| e.contract).collect())
+            };
+            assert_eq!(due(m, 100, 10)?, vec![1, 3, 5]);
+            assert_eq!(due(m, 99, 10)?, vec![3, 5]);
+            assert_eq!(due(m, 100, 1)?, vec![1], "limit");
+            let settled = ExecutionRow { updated_ms: 60, ..execution(3, "settled", 900) };
+            m.put_execution(&settled)?;
+            assert_eq!(m.execution(3)?, Some(settled));
+            assert_eq!(due(m, 1_000, 10)?, vec![1, 2, 5]);
+            let active: Vec<u64> = m.executions_in_state("active", 0, 10)?.iter().map(|e| e.contract).collect();
+            assert_eq!(active, vec![1, 2]);
+            assert_eq!(m.executions_in_state("active", 1, 10)?.len(), 1, "after contract 1");
+            assert_eq!(m.executions_in_state("settled", 0, 1)?[0].contract, 3, "limit");
+            Ok(())
+        })
+        .unwrap();
+    let failed: R<()> = store.write(|tx| {
+        tx.market().put_execution(&execution(5, "settled", 900))?;
+        Err(StoreError::Conflict("abort".into()))
+    });
+    assert!(failed.is_err());
+    let kept = store.write(|tx| tx.market().execution(5)).unwrap();
+    assert_eq!(kept.map(|e| e.state), Some("delivered".into()), "a rolled-back write leaves the execution as it was");
 }
 
 /// Rows never inserted cannot be updated, ids in use cannot be inserted again, and a rolled-back

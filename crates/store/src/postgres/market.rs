@@ -35,6 +35,14 @@ CREATE INDEX market_contracts_seller ON market_contracts(seller, id);
 CREATE INDEX market_contracts_buyer ON market_contracts(buyer, id);
 "#;
 
+/// Contracts' executions (a later migration: the contracts existed before).
+pub(super) const EXECUTION_MIGRATION: &str = r#"
+CREATE TABLE market_executions (
+    contract BIGINT PRIMARY KEY, state TEXT NOT NULL, ends_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX market_executions_due ON market_executions(state, ends_ms);
+"#;
+
 fn party(row: &Row, i: usize, what: &str) -> StoreResult<PartyId> {
     let text: String = col(row, i, what)?;
     text.parse().map_err(|e| corrupt(what, e))
@@ -406,4 +414,45 @@ impl MarketTx for PgTx<'_> {
         );
         self.collect(&sql, &[&party.to_string(), &i64::from(limit)], contract_row)
     }
+
+    fn put_execution(&mut self, e: &ExecutionRow) -> StoreResult<()> {
+        self.execute(
+            "INSERT INTO market_executions (contract, state, ends_ms, updated_ms, body) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (contract) DO UPDATE SET state = $2, ends_ms = $3, updated_ms = $4, body = $5",
+            &[&int(e.contract), &e.state, &int(e.ends_ms), &int(e.updated_ms), &e.body],
+        )?;
+        Ok(())
+    }
+
+    fn execution(&mut self, contract: u64) -> StoreResult<Option<ExecutionRow>> {
+        let sql = format!("SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE contract = $1");
+        self.query_opt(&sql, &[&int(contract)])?.as_ref().map(execution_row).transpose()
+    }
+
+    fn executions_due(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM market_executions
+             WHERE (state = 'active' AND ends_ms <= $1) OR state IN ('delivered', 'failed') ORDER BY contract LIMIT $2"
+        );
+        self.collect(&sql, &[&int(now_ms), &i64::from(limit)], execution_row)
+    }
+
+    fn executions_in_state(&mut self, state: &str, after_contract: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE state = $1 AND contract > $2 ORDER BY contract LIMIT $3"
+        );
+        self.collect(&sql, &[&state, &int(after_contract), &i64::from(limit)], execution_row)
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "contract, state, ends_ms, updated_ms, body";
+
+fn execution_row(row: &Row) -> StoreResult<ExecutionRow> {
+    Ok(ExecutionRow {
+        contract: get_u64(row, 0, "market_executions.contract")?,
+        state: col(row, 1, "market_executions.state")?,
+        ends_ms: get_u64(row, 2, "market_executions.ends_ms")?,
+        updated_ms: get_u64(row, 3, "market_executions.updated_ms")?,
+        body: col(row, 4, "market_executions.body")?,
+    })
 }

@@ -105,4 +105,5 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::market::MIGRATION,
     super::web::MIGRATION,
     super::watches::MIGRATION,
+    super::market::EXECUTION_MIGRATION,
 ];

@@ -35,6 +35,14 @@ CREATE INDEX market_contracts_seller ON market_contracts(seller, id);
 CREATE INDEX market_contracts_buyer ON market_contracts(buyer, id);
 "#;
 
+/// Contracts' executions (a later migration: the contracts existed before).
+pub(super) const EXECUTION_MIGRATION: &str = r#"
+CREATE TABLE market_executions (
+    contract INTEGER PRIMARY KEY, state TEXT NOT NULL, ends_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    body TEXT NOT NULL);
+CREATE INDEX market_executions_due ON market_executions(state, ends_ms);
+"#;
+
 fn party(row: &Row, i: usize) -> rusqlite::Result<PartyId> {
     let text: String = row.get(i)?;
     text.parse().map_err(|_| corrupt("party id"))
@@ -412,4 +420,49 @@ impl MarketTx for SqliteTx<'_> {
         );
         self.collect(&sql, params![party.to_string(), limit], contract_row)
     }
+
+    fn put_execution(&mut self, e: &ExecutionRow) -> StoreResult<()> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO market_executions (contract, state, ends_ms, updated_ms, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(contract) DO UPDATE SET state = ?2, ends_ms = ?3, updated_ms = ?4, body = ?5",
+            )?
+            .execute(params![int(e.contract), e.state, int(e.ends_ms), int(e.updated_ms), e.body])?;
+        Ok(())
+    }
+
+    fn execution(&mut self, contract: u64) -> StoreResult<Option<ExecutionRow>> {
+        self.one(
+            &format!("SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE contract = ?1"),
+            contract,
+            execution_row,
+        )
+    }
+
+    fn executions_due(&mut self, now_ms: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM market_executions
+             WHERE (state = 'active' AND ends_ms <= ?1) OR state IN ('delivered', 'failed') ORDER BY contract LIMIT ?2"
+        );
+        self.collect(&sql, params![int(now_ms), limit], execution_row)
+    }
+
+    fn executions_in_state(&mut self, state: &str, after_contract: u64, limit: u32) -> StoreResult<Vec<ExecutionRow>> {
+        let sql = format!(
+            "SELECT {EXECUTION_COLUMNS} FROM market_executions WHERE state = ?1 AND contract > ?2 ORDER BY contract LIMIT ?3"
+        );
+        self.collect(&sql, params![state, int(after_contract), limit], execution_row)
+    }
+}
+
+const EXECUTION_COLUMNS: &str = "contract, state, ends_ms, updated_ms, body";
+
+fn execution_row(row: &Row) -> rusqlite::Result<ExecutionRow> {
+    Ok(ExecutionRow {
+        contract: uint(row.get(0)?)?,
+        state: row.get(1)?,
+        ends_ms: uint(row.get(2)?)?,
+        updated_ms: uint(row.get(3)?)?,
+        body: row.get(4)?,
+    })
 }
