@@ -79,7 +79,16 @@ async fn engines_show_the_servers_work_summary_and_the_operators_published_conte
         &operator_home,
         &url,
         &ca,
-        &["ops", "publish", "--title", "Maintenance on Sunday", "--body", "02:00 to 03:00 UTC", "--url", "https://status.example.org"],
+        &[
+            "ops",
+            "publish",
+            "--title",
+            "Maintenance on Sunday",
+            "--body",
+            "02:00 to 03:00 UTC",
+            "--url",
+            "https://status.example.org",
+        ],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));

@@ -197,7 +197,10 @@ mod tests {
 
     #[test]
     fn the_server_summary_reads_the_balance_in_units() {
-        assert_eq!(server_summary(3, 41, 2_500_000), "3 tasks completed, 41 s run (as billed); account balance 2.500000");
+        assert_eq!(
+            server_summary(3, 41, 2_500_000),
+            "3 tasks completed, 41 s run (as billed); account balance 2.500000"
+        );
         assert_eq!(server_summary(0, 0, -1), "0 tasks completed, 0 s run (as billed); account balance -0.000001");
         assert!(server_summary(0, 0, i64::MIN).ends_with("-9223372036854.775808"));
     }

@@ -14,9 +14,9 @@ use utoipa::{PartialSchema, ToSchema};
 use crate::access::{Callers, RULES};
 use idlegrid_protocol::messages::{AccountInfo, MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
 use idlegrid_protocol::wire::{
-    self, CreditBody, DecisionBody, DisplayBody, DisplayReply, ErrorBody, HealthReply, InstanceStatus, LogBatch, LogEntry, LogLine,
-    MoneyRequestBody, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse, RevocationInfo, RevokeReply,
-    RevokeRequest, SessionInfo,
+    self, CreditBody, DecisionBody, DisplayBody, DisplayReply, ErrorBody, HealthReply, InstanceStatus, LogBatch,
+    LogEntry, LogLine, MoneyRequestBody, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse,
+    RevocationInfo, RevokeReply, RevokeRequest, SessionInfo,
 };
 
 /// What an endpoint takes and answers.

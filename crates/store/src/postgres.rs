@@ -50,7 +50,6 @@ mod web;
 
 use schema::MIGRATIONS;
 
-
 /// Connections kept open at most; further callers wait for one.
 const POOL_SIZE: usize = 8;
 /// How many times [`Store::write_retrying`] runs a transaction that keeps conflicting with
