@@ -174,6 +174,10 @@ async fn failure(response: reqwest::Response) -> ClientError {
 /// timeout, 10 s by default, also runs between requests): reusing one the server is closing
 /// fails the request with "connection closed before message completed".
 const POOL_IDLE: Duration = Duration::from_secs(5);
+/// Attempts at an element upload whose connection was lost, and the first pause between them
+/// (doubled each time).
+const UPLOAD_ATTEMPTS: u32 = 5;
+const UPLOAD_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 fn http_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_idle_timeout(POOL_IDLE).tcp_nodelay(true)
@@ -457,19 +461,44 @@ impl Transport {
         name: &str,
     ) -> Result<ElementRef, ClientError> {
         let hash = ElementHash::of(&bytes);
-        if let Some(size) = self.element_size(&hash).await? {
-            return Ok(ElementRef { hash, size });
-        }
-        let path = upload_path(&hash, kind, name);
         // Compressed off the runtime's threads: results and checkpoints may be large.
         let original = bytes.clone();
         let compressed = tokio::task::spawn_blocking(move || crate::compress::gzip_if_smaller(&original))
             .await
-            .map_err(|e| ClientError::Io(format!("compression failed: {e}")))?;
-        let request = self.signed(Method::PUT, &path, &hash.to_string());
+            .map_err(|e| ClientError::Io(format!("compression failed: {e}")))?
+            .map(Bytes::from);
+        // Elements are content-addressed, so sending one again is harmless: a connection lost
+        // on the way is retried a few times before the caller hears of it.
+        let mut pause = UPLOAD_RETRY_PAUSE;
+        for attempt in 1.. {
+            match self.put_element(&hash, kind, name, &bytes, compressed.as_ref()).await {
+                Err(error @ ClientError::Network { .. }) if attempt < UPLOAD_ATTEMPTS => {
+                    tracing::debug!(%error, attempt, element = %hash, "element upload interrupted; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                outcome => return outcome,
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    /// One attempt at an upload: nothing is sent if the server has the element already.
+    async fn put_element(
+        &self,
+        hash: &ElementHash,
+        kind: ElementKind,
+        name: &str,
+        bytes: &Bytes,
+        compressed: Option<&Bytes>,
+    ) -> Result<ElementRef, ClientError> {
+        if let Some(size) = self.element_size(hash).await? {
+            return Ok(ElementRef { hash: *hash, size });
+        }
+        let request = self.signed(Method::PUT, &upload_path(hash, kind, name), &hash.to_string());
         let request = match compressed {
-            Some(compressed) => request.header(reqwest::header::CONTENT_ENCODING, "gzip").body(compressed),
-            None => request.body(bytes),
+            Some(compressed) => request.header(reqwest::header::CONTENT_ENCODING, "gzip").body(compressed.clone()),
+            None => request.body(bytes.clone()),
         };
         let response = request.send().await.map_err(|e| self.unreachable(e))?;
         decode(response).await
