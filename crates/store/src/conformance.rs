@@ -35,7 +35,7 @@ pub use providers::*;
 pub use requests::{requests_move_money_once_and_roll_back, requests_round_trip_and_filter};
 pub use sessions::*;
 pub use system::*;
-pub use watches::watches_round_trip_and_forget_their_marks;
+pub use watches::{a_deleted_session_forgets_its_watches, watches_round_trip_and_forget_their_marks};
 pub use web::{web_entries_are_spent_touched_and_expire, web_pages_read_tasks_by_page_and_results_by_time};
 
 type R<T> = Result<T, StoreError>;
@@ -108,6 +108,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     web_entries_are_spent_touched_and_expire(&make());
     web_pages_read_tasks_by_page_and_results_by_time(&make());
     watches_round_trip_and_forget_their_marks(&make());
+    a_deleted_session_forgets_its_watches(&make());
 }
 
 pub fn rollback_discards_everything(store: &impl Store) {

@@ -129,6 +129,10 @@ impl SessionsTx for PgTx<'_> {
         self.execute("DELETE FROM attachments WHERE session = $1", &[&key])?;
         self.execute("DELETE FROM sessions WHERE id = $1", &[&key])?;
         self.execute("UPDATE providers SET session = NULL WHERE session = $1", &[&key])?;
+        // Narrowed attachments keep the session as text (see `crate::watches`).
+        let text = id.to_string();
+        self.execute("DELETE FROM watches WHERE session = $1", &[&text])?;
+        self.execute("DELETE FROM watch_marks WHERE session = $1", &[&text])?;
         Ok(())
     }
 

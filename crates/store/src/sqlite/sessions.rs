@@ -123,6 +123,10 @@ impl SessionsTx for SqliteTx<'_> {
         self.tx.prepare_cached("DELETE FROM attachments WHERE session = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM sessions WHERE id = ?1")?.execute([key])?;
         self.tx.prepare_cached("UPDATE providers SET session = NULL WHERE session = ?1")?.execute([key])?;
+        // Narrowed attachments keep the session as text (see `crate::watches`).
+        let text = id.to_string();
+        self.tx.prepare_cached("DELETE FROM watches WHERE session = ?1")?.execute([&text])?;
+        self.tx.prepare_cached("DELETE FROM watch_marks WHERE session = ?1")?.execute([&text])?;
         Ok(())
     }
 
