@@ -10,6 +10,8 @@
 //! - `prerequisites [--install]`: only the check (and installation) of what the tests need.
 //! - `bench [ARGS]`: build-tasks, then run `idlegrid bench` (release build).
 //! - `bench-engine [ARGS]`: the same for `idlegrid bench-engine`.
+//! - `bench-kernels [ARGS]`: the same for `idlegrid bench-kernels`, after building the kernels'
+//!   native twins.
 //! - `memory [N]`: a job of N trivial tasks (default 1,000,000) submitted and watched by the
 //!   `idlegrid` CLI against a server and two engines, each its own process; prints the peak
 //!   memory of each. The client's must not grow with N.
@@ -24,7 +26,8 @@ use idlegrid_testkit::{WASM_TARGET, build_example_tasks_showing_progress, worksp
 use prerequisites::{Install, PREREQUISITES, Prerequisite};
 
 /// The commands this program knows.
-const COMMANDS: &[&str] = &["build-tasks", "demo", "test", "prerequisites", "bench", "bench-engine", "memory"];
+const COMMANDS: &[&str] =
+    &["build-tasks", "demo", "test", "prerequisites", "bench", "bench-engine", "bench-kernels", "memory"];
 
 /// The flag of `test` that installs what is missing.
 const INSTALL_FLAG: &str = "--install";
@@ -145,8 +148,14 @@ fn run_command() -> anyhow::Result<()> {
             println!("{}", dir.display());
             Ok(())
         }
-        "demo" | "bench" | "bench-engine" => {
+        "demo" | "bench" | "bench-engine" | "bench-kernels" => {
             let dir = build_tasks()?;
+            let mut rest = rest;
+            if command == "bench-kernels" {
+                eprintln!("xtask: building the kernels for this machine too");
+                let native = idlegrid_testkit::build_native_kernels()?;
+                rest.splice(0..0, ["--native-dir".to_string(), native.display().to_string()]);
+            }
             eprintln!(
                 "xtask: building idlegrid (release; the first build compiles a few hundred crates and takes \
                  minutes, over ten on two cores)"

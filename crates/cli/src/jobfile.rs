@@ -12,6 +12,7 @@
 //! # or: file = "tasks.jsonl", one {"params": "...", "data": {"name": "path"}, "priority": 1} per line
 //! [limits]                         # optional, see TaskLimitsSpec
 //! cpu_seconds_max = 600
+//! # native_nans = true             # faster floating point; replicas may disagree in NaN bits
 //! [validation]                     # optional: replicas must agree (P6.1), see ValidationPolicy
 //! kind = "quorum"                  # or "adaptive", "credibility"; default "none"
 //! min_agreeing = 2

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use idlegrid_sandbox::{
-    CompiledTask, NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits, TaskOutcome,
+    CompiledTask, FloatNans, NoEvents, Sandbox, SandboxConfig, TaskControl, TaskElement, TaskInput, TaskLimits,
+    TaskOutcome,
 };
 use idlegrid_types::Untrusted;
 use tokio::sync::Semaphore;
@@ -38,8 +39,10 @@ pub async fn run_local(
     let wasm =
         std::fs::read(job.executable()).with_context(|| format!("cannot read {}", job.executable().display()))?;
     let sandbox = Sandbox::new(SandboxConfig::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let compiled = sandbox.compile(&wasm).map_err(|e| anyhow::anyhow!("{}: {e}", job.executable().display()))?;
     let spec = job.properties().task_limits;
+    let nans = if spec.native_nans { FloatNans::Native } else { FloatNans::Canonical };
+    let compiled =
+        sandbox.compile_for(&wasm, nans).map_err(|e| anyhow::anyhow!("{}: {e}", job.executable().display()))?;
     let limits = TaskLimits {
         memory_bytes_max: spec.memory_bytes_max,
         cpu_time_max: Duration::from_secs(spec.cpu_seconds_max),

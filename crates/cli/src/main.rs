@@ -4,6 +4,7 @@ mod account;
 mod attach;
 mod bench;
 mod bench_engine;
+mod bench_kernels;
 mod cluster;
 mod demo;
 mod engine_command;
@@ -174,6 +175,21 @@ enum Command {
         trials: u32,
         #[arg(long, env = "IDLEGRID_TASKS_DIR")]
         tasks_dir: Option<PathBuf>,
+    },
+    /// Run the example kernels (pi, Mandelbrot, matrix multiply, SHA-256) in the engine's
+    /// sandbox and natively, and print the time ratios and their geometric mean.
+    BenchKernels {
+        #[arg(long, env = "IDLEGRID_TASKS_DIR")]
+        tasks_dir: Option<PathBuf>,
+        /// Folder with the kernels built for this machine (`cargo xtask bench-kernels` builds them).
+        #[arg(long)]
+        native_dir: Option<PathBuf>,
+        /// Runs per kernel and side (the median is shown).
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// `tiny` only checks that both sides compute the same bytes.
+        #[arg(long, value_enum, default_value = "full")]
+        scale: bench_kernels::Scale,
     },
     /// Busy work for `bench-engine`'s competing program (prints loop iterations).
     #[command(hide = true)]
@@ -438,6 +454,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { engines, tasks_dir, out, pi_tasks, width } => {
             init_logging(cli.log.as_deref(), "warn");
             demo::run(engines, tasks_dir, &out, pi_tasks, width).await
+        }
+        Command::BenchKernels { tasks_dir, native_dir, runs, scale } => {
+            tokio::task::block_in_place(|| bench_kernels::run(tasks_dir, native_dir, scale, runs))
         }
         Command::BenchEngine { trials, tasks_dir } => {
             init_logging(cli.log.as_deref(), "warn");

@@ -322,3 +322,44 @@ async fn a_huge_job_is_submitted_from_a_lazy_iterator_with_bounded_lookahead() {
     // One request carries at most 4 messages of 1,000 tasks: the client never holds more.
     assert!(most_ahead.load(Ordering::SeqCst) <= 4_000, "ran ahead by {}", most_ahead.load(Ordering::SeqCst));
 }
+
+/// Zero divided by zero, the NaN's eight bytes as the result (see the sandbox's own test).
+const ZERO_BY_ZERO: &str = r#"(module
+  (import "idlegrid" "result_set" (func $result_set (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $zero (mut f64) (f64.const 0))
+  (func (export "_start")
+    (i64.store (i32.const 0) (i64.reinterpret_f64 (f64.div (global.get $zero) (global.get $zero))))
+    (drop (call $result_set (i32.const 0) (i32.const 8)))))"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_may_ask_for_native_nans_unless_it_compares_results() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.client().await;
+    let module = client
+        .upload(idlegrid_testkit::hostile::wasm(ZERO_BY_ZERO), ElementKind::Executable, "nan.wasm")
+        .await
+        .unwrap();
+    let mut bits = Vec::new();
+    for native_nans in [false, true] {
+        let task_limits = TaskLimitsSpec { native_nans, ..TaskLimitsSpec::default() };
+        let job = client.create_job(JobProperties { task_limits, ..JobProperties::default() }).await.unwrap().job;
+        client.add_tasks(job, vec![spec(0, module.hash, "")]).await.unwrap();
+        client.launch(job).await.unwrap();
+        let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;
+        let bytes = client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap();
+        bits.push(u64::from_le_bytes(bytes.try_into().unwrap()));
+    }
+    assert_eq!(bits[0], 0x7ff8_0000_0000_0000, "canonical by default");
+    assert!(f64::from_bits(bits[1]).is_nan());
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(bits[1], 0xfff8_0000_0000_0000, "the processor's own NaN reached the result");
+
+    let compared = JobProperties {
+        task_limits: TaskLimitsSpec { native_nans: true, ..TaskLimitsSpec::default() },
+        validation: idlegrid_types::ValidationPolicy::Quorum { min_agreeing: 2, target_replicas: 2, replicas_max: 4 },
+        ..JobProperties::default()
+    };
+    let refused = client.create_job(compared).await.unwrap_err().to_string();
+    assert!(refused.contains("native_nans cannot go with a validation policy"), "{refused}");
+}

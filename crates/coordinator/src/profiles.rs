@@ -172,6 +172,7 @@ pub(crate) fn install_benchmark(
             cpu_seconds_max: 600,
             result_bytes_max: 1024,
             checkpoint_bytes_max: 1 << 20,
+            native_nans: false,
         },
         attempts_max: 1,
         ..JobProperties::default()

@@ -15,7 +15,9 @@
 //! return [`TaskError::Stopped`]. When the task starts again, [`restore`] gives the checkpoint.
 //!
 //! Outside WebAssembly (for unit tests of task logic on the developer's machine) the same calls
-//! work against an in-process environment set up with [`native::Env`].
+//! work against an in-process environment set up with [`native::Env`]; a task binary built for
+//! the host and started as a program takes its parameters from the command line and prints its
+//! result (how a kernel's native twin is measured).
 
 use idlegrid_task_abi::{code, control as ctl};
 
@@ -209,6 +211,10 @@ impl From<Error> for TaskError {
 /// Run a task: the closure's `Ok` is sent as the final result, `Err(Failed)` as a failure,
 /// `Err(Stopped)` suspends the task (its last checkpoint is kept).
 pub fn run(task: impl FnOnce() -> Result<Vec<u8>, TaskError>) {
+    #[cfg(not(target_arch = "wasm32"))]
+    if !native::active() {
+        return native::run_as_program(task);
+    }
     match task() {
         Ok(result) => {
             if let Err(error) = finish(&result) {

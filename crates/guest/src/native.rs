@@ -70,6 +70,28 @@ impl Env {
     }
 }
 
+/// Whether an [`Env::run`] is in progress on this thread.
+pub(crate) fn active() -> bool {
+    STATE.with(|s| s.borrow().is_some())
+}
+
+/// A task binary built for the host and started as a program (to compare a kernel's native
+/// speed with its WebAssembly twin): its parameters are the command-line arguments joined by
+/// spaces, its result goes to standard output, and a failure to standard error with exit
+/// status 1. Elements and checkpoints are not available this way.
+pub(crate) fn run_as_program(task: impl FnOnce() -> Result<Vec<u8>, crate::TaskError>) {
+    use std::io::Write;
+    let params = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
+    let outcome = Env::new(params.into_bytes()).run(task);
+    if let Some(result) = outcome.result {
+        let mut stdout = std::io::stdout();
+        let _ = stdout.write_all(&result).and_then(|()| stdout.write_all(b"\n"));
+    } else {
+        eprintln!("task failed: {}", outcome.failure.as_deref().unwrap_or("stopped without a result"));
+        std::process::exit(1);
+    }
+}
+
 pub(crate) mod sys {
     use super::STATE;
     use idlegrid_task_abi::code;

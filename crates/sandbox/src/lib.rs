@@ -19,7 +19,7 @@ mod run;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -245,39 +245,40 @@ fn hex_short(bytes: &[u8]) -> String {
     bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// How a task's floating-point NaNs come out.
+///
+/// WebAssembly arithmetic is deterministic except for the bits of a NaN, which differ between
+/// processors. `Canonical` (the default) rewrites every NaN an instruction produces into one
+/// pattern, so replicas of a task on different machines compute the same bytes and results can
+/// be compared; it costs a compare and a select after every float instruction (measured with
+/// `idlegrid bench-kernels`: 1.6x on the pi kernel, 1.9x on Mandelbrot). `Native` leaves NaNs as
+/// the processor makes them, for jobs that never compare results across engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum FloatNans {
+    #[default]
+    Canonical,
+    Native,
+}
+
 /// The wasmtime engine, linker, module cache and epoch ticker of one compute engine.
 #[derive(Clone)]
 pub struct Sandbox {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// A wasmtime engine and its linker: one per [`FloatNans`] mode, since the mode is an engine
+/// setting that compiled code depends on.
+struct Runtime {
     engine: Engine,
     linker: Linker<host::TaskCtx>,
-    modules: Mutex<ModuleCache>,
-    ticker_stop: Arc<AtomicBool>,
-    config: SandboxConfig,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::SeqCst);
-    }
-}
-
-#[derive(Default)]
-struct ModuleCache {
-    entries: HashMap<[u8; 32], (u64, Arc<CompiledTask>)>,
-    clock: u64,
-}
-
-impl Sandbox {
-    pub fn new(config: SandboxConfig) -> Result<Sandbox, TaskFailure> {
+impl Runtime {
+    fn new(config: &SandboxConfig, nans: FloatNans) -> Result<Runtime, TaskFailure> {
         let mut wasm = wasmtime::Config::new();
         wasm.epoch_interruption(true)
             .max_wasm_stack(config.wasm_stack_bytes_max)
-            // Replicas of a task on different machines must compute the same bits.
-            .cranelift_nan_canonicalization(true)
+            .cranelift_nan_canonicalization(nans == FloatNans::Canonical)
             .relaxed_simd_deterministic(true)
             // Features a task has no use for are off: less attack surface. (Threads, GC and
             // the component model are not even compiled into this build of wasmtime.)
@@ -304,25 +305,77 @@ impl Sandbox {
             .map_err(|e| TaskFailure::Internal(e.to_string()))?;
         host::add_nonblocking_poll(&mut linker).map_err(|e| TaskFailure::Internal(e.to_string()))?;
         host::add_runtime_api(&mut linker).map_err(|e| TaskFailure::Internal(e.to_string()))?;
+        Ok(Runtime { engine, linker })
+    }
+}
 
+struct Inner {
+    canonical: Runtime,
+    /// Made on the first task that asks for native NaNs (most engines never need it, and each
+    /// runtime reserves its own pool of instance memory).
+    native: OnceLock<Runtime>,
+    modules: Mutex<ModuleCache>,
+    ticker_stop: Arc<AtomicBool>,
+    config: SandboxConfig,
+}
+
+impl Inner {
+    fn runtime(&self, nans: FloatNans) -> Result<&Runtime, TaskFailure> {
+        match nans {
+            FloatNans::Canonical => Ok(&self.canonical),
+            FloatNans::Native => {
+                if let Some(runtime) = self.native.get() {
+                    return Ok(runtime);
+                }
+                let runtime = Runtime::new(&self.config, FloatNans::Native)?;
+                Ok(self.native.get_or_init(|| runtime))
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::SeqCst);
+    }
+}
+
+#[derive(Default)]
+struct ModuleCache {
+    entries: HashMap<([u8; 32], FloatNans), (u64, Arc<CompiledTask>)>,
+    clock: u64,
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, TaskFailure> {
+        let canonical = Runtime::new(&config, FloatNans::Canonical)?;
         let ticker_stop = Arc::new(AtomicBool::new(false));
+        let inner = Arc::new(Inner {
+            canonical,
+            native: OnceLock::new(),
+            modules: Mutex::new(ModuleCache::default()),
+            ticker_stop: ticker_stop.clone(),
+            config,
+        });
         {
-            let engine = engine.clone();
-            let stop = ticker_stop.clone();
-            let tick = config.epoch_tick;
+            // The ticker holds the sandbox weakly, so dropping the last `Sandbox` stops it.
+            let inner = Arc::downgrade(&inner);
+            let tick = inner.upgrade().map(|i| i.config.epoch_tick).unwrap_or(Duration::from_millis(10));
             std::thread::Builder::new()
                 .name("idlegrid-epoch".into())
                 .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
+                    while !ticker_stop.load(Ordering::Relaxed) {
                         std::thread::sleep(tick);
-                        engine.increment_epoch();
+                        let Some(inner) = inner.upgrade() else { break };
+                        inner.canonical.engine.increment_epoch();
+                        if let Some(native) = inner.native.get() {
+                            native.engine.increment_epoch();
+                        }
                     }
                 })
                 .map_err(|e| TaskFailure::Internal(format!("cannot start the epoch ticker: {e}")))?;
         }
-        Ok(Sandbox {
-            inner: Arc::new(Inner { engine, linker, modules: Mutex::new(ModuleCache::default()), ticker_stop, config }),
-        })
+        Ok(Sandbox { inner })
     }
 
     pub fn config(&self) -> &SandboxConfig {
@@ -332,23 +385,28 @@ impl Sandbox {
     /// Compile (or find in the cache) a task module, checking that it imports only what the
     /// runtime provides and has a `_start` entry point.
     pub fn compile(&self, wasm: &[u8]) -> Result<Arc<CompiledTask>, TaskFailure> {
+        self.compile_for(wasm, FloatNans::Canonical)
+    }
+
+    /// [`Sandbox::compile`] for a task that runs with NaNs as `nans` says.
+    pub fn compile_for(&self, wasm: &[u8], nans: FloatNans) -> Result<Arc<CompiledTask>, TaskFailure> {
         let sha256: [u8; 32] = Sha256::digest(wasm).into();
         {
             let mut cache = self.inner.modules.lock().unwrap_or_else(|p| p.into_inner());
             cache.clock += 1;
             let clock = cache.clock;
-            if let Some(entry) = cache.entries.get_mut(&sha256) {
+            if let Some(entry) = cache.entries.get_mut(&(sha256, nans)) {
                 entry.0 = clock;
                 return Ok(entry.1.clone());
             }
         }
-        let module = Module::new(&self.inner.engine, wasm).map_err(|e| TaskFailure::InvalidModule(format!("{e:#}")))?;
+        let runtime = self.inner.runtime(nans)?;
+        let module = Module::new(&runtime.engine, wasm).map_err(|e| TaskFailure::InvalidModule(format!("{e:#}")))?;
         check_imports(&module)?;
         if !module.exports().any(|e| e.name() == "_start" && e.ty().func().is_some()) {
             return Err(TaskFailure::MissingEntryPoint);
         }
-        let pre = self
-            .inner
+        let pre = runtime
             .linker
             .instantiate_pre(&module)
             .map_err(|e| TaskFailure::InvalidModule(format!("cannot link the module: {e:#}")))?;
@@ -360,7 +418,7 @@ impl Sandbox {
             cache.entries.remove(&oldest);
         }
         let clock = cache.clock;
-        cache.entries.insert(sha256, (clock, compiled.clone()));
+        cache.entries.insert((sha256, nans), (clock, compiled.clone()));
         Ok(compiled)
     }
 
@@ -373,7 +431,7 @@ impl Sandbox {
         control: &TaskControl,
         events: Box<dyn TaskEvents>,
     ) -> TaskRun {
-        run::run(&self.inner.engine, task, input, limits, control, events)
+        run::run(task.pre.module().engine(), task, input, limits, control, events)
     }
 }
 

@@ -321,3 +321,38 @@ fn a_stop_request_wakes_a_paused_task_to_checkpoint() {
     assert_eq!(run.outcome, TaskOutcome::Suspended);
     assert!(run.checkpoint.is_some());
 }
+
+/// A task that divides zero by zero (read from a mutable global, so no compiler folds it) and
+/// returns the NaN's eight bytes.
+const ZERO_BY_ZERO: &str = r#"(module
+  (import "idlegrid" "result_set" (func $result_set (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $zero (mut f64) (f64.const 0))
+  (func (export "_start")
+    (i64.store (i32.const 0) (i64.reinterpret_f64 (f64.div (global.get $zero) (global.get $zero))))
+    (drop (call $result_set (i32.const 0) (i32.const 8)))))"#;
+
+fn nan_bits(sandbox: &Sandbox, nans: idlegrid_sandbox::FloatNans) -> u64 {
+    let compiled = sandbox.compile_for(&wat_to_wasm(ZERO_BY_ZERO.as_bytes()), nans).unwrap();
+    let run =
+        sandbox.run(&compiled, TaskInput::default(), &TaskLimits::default(), &TaskControl::new(), Box::new(NoEvents));
+    match run.outcome {
+        TaskOutcome::Succeeded(bytes) => u64::from_le_bytes(bytes.try_into().expect("eight bytes")),
+        other => panic!("the task did not finish: {other:?}"),
+    }
+}
+
+#[test]
+fn nans_are_canonical_unless_the_job_asks_for_the_processors_own() {
+    let sandbox = sandbox();
+    // WebAssembly's canonical NaN: positive, quiet, empty payload; the same on every engine.
+    assert_eq!(nan_bits(&sandbox, idlegrid_sandbox::FloatNans::Canonical), 0x7ff8_0000_0000_0000);
+    let native = nan_bits(&sandbox, idlegrid_sandbox::FloatNans::Native);
+    assert!(f64::from_bits(native).is_nan(), "{native:#x}");
+    // x86's default NaN has its sign bit set: what canonicalisation exists to hide.
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(native, 0xfff8_0000_0000_0000);
+    // Both modes are cached side by side: asking again gives the same answers.
+    assert_eq!(nan_bits(&sandbox, idlegrid_sandbox::FloatNans::Canonical), 0x7ff8_0000_0000_0000);
+    assert_eq!(nan_bits(&sandbox, idlegrid_sandbox::FloatNans::Native), native);
+}

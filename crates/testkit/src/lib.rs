@@ -85,6 +85,32 @@ pub fn build_example_tasks_showing_progress() -> anyhow::Result<PathBuf> {
     Ok(example_tasks_dir())
 }
 
+/// The example kernels that also build as programs for this machine (their native twins).
+pub const NATIVE_KERNELS: &[&str] = &["pi", "mandelbrot", "matmul", "hash"];
+
+/// Build the native twins of [`NATIVE_KERNELS`] (release, for this machine) in the examples'
+/// own target folder and return the folder with the programs.
+pub fn build_native_kernels() -> anyhow::Result<PathBuf> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(root.join("examples/tasks"))
+        .args(["build", "--release", "--quiet", "--target-dir"])
+        .arg(root.join("examples/tasks/target"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    for kernel in NATIVE_KERNELS {
+        command.args(["-p", kernel]);
+    }
+    let output = command.output().map_err(|e| anyhow::anyhow!("cannot run cargo to build the native kernels: {e}"))?;
+    if !output.status.success() {
+        anyhow::bail!("building the native kernels failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(root.join("examples/tasks/target/release"))
+}
+
 /// Path of one example task's module, building the examples first if needed.
 pub fn example_task(name: &str) -> PathBuf {
     match build_example_tasks() {

@@ -79,6 +79,11 @@ pub struct TaskLimitsSpec {
     pub cpu_seconds_max: u64,
     pub result_bytes_max: u64,
     pub checkpoint_bytes_max: u64,
+    /// Run the tasks with NaNs as the processor makes them instead of one canonical pattern:
+    /// faster floating point, but replicas on different processors may disagree in a NaN's
+    /// bits, so a job that compares results (a validation policy) cannot ask for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub native_nans: bool,
 }
 
 impl Default for TaskLimitsSpec {
@@ -88,6 +93,7 @@ impl Default for TaskLimitsSpec {
             cpu_seconds_max: 3600,
             result_bytes_max: 16 << 20,
             checkpoint_bytes_max: 16 << 20,
+            native_nans: false,
         }
     }
 }
@@ -243,6 +249,9 @@ impl JobProperties {
             }
         }
         self.validation.validate().map_err(|e| format!("validation: {e}"))?;
+        if self.task_limits.native_nans && self.validation != crate::ValidationPolicy::None {
+            return Err("task_limits.native_nans cannot go with a validation policy: replicas on different processors may disagree in a NaN's bits; use canonical NaNs (the default) to compare results".into());
+        }
         if self.validator.is_some() && self.validation == crate::ValidationPolicy::None {
             return Err("validator is set but validation is none: a validator compares replicas, so ask for a quorum, adaptive or credibility policy".into());
         }

@@ -20,7 +20,7 @@ use idlegrid_client::{Channel, Transport};
 use idlegrid_protocol::auth::{Identity, verify_bytes};
 use idlegrid_protocol::messages::{Assignment, NodeState, ProviderToServer, ServerToProvider};
 use idlegrid_protocol::{ErrorCode, ErrorReport};
-use idlegrid_sandbox::{CompiledTask, Sandbox, TaskControl};
+use idlegrid_sandbox::{CompiledTask, FloatNans, Sandbox, TaskControl};
 use idlegrid_types::{AssignmentId, ElementHash};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -91,7 +91,7 @@ struct Inner {
     core: Mutex<Core>,
     /// The controls of running tasks: made under the core's lock when a task starts.
     controls: Mutex<HashMap<AssignmentId, TaskControl>>,
-    modules: Mutex<HashMap<ElementHash, Arc<CompiledTask>>>,
+    modules: Mutex<HashMap<(ElementHash, FloatNans), Arc<CompiledTask>>>,
     wake_runner: Notify,
     outbox: mpsc::UnboundedSender<Outgoing>,
     stats: Mutex<EngineStats>,

@@ -11,7 +11,8 @@ use idlegrid_protocol::Payload;
 use idlegrid_protocol::messages::{Assignment, AssignmentState, AssignmentStatus, NodeState, ProviderToServer};
 use idlegrid_protocol::wire::limits::INLINE_PAYLOAD_BYTES_MAX;
 use idlegrid_sandbox::{
-    CompiledTask, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome, TaskRun,
+    CompiledTask, FloatNans, TaskControl, TaskElement, TaskEvents, TaskFailure, TaskInput, TaskLimits, TaskOutcome,
+    TaskRun,
 };
 use idlegrid_types::{AssignmentId, ElementKind, ElementRef, FailureKind, TaskFailureInfo};
 
@@ -119,19 +120,19 @@ impl Inner {
         }
     }
 
-    fn compiled(&self, executable: &ElementRef) -> Result<Arc<CompiledTask>, TaskFailure> {
-        if let Some(module) = lock(&self.modules).get(&executable.hash) {
+    fn compiled(&self, executable: &ElementRef, nans: FloatNans) -> Result<Arc<CompiledTask>, TaskFailure> {
+        if let Some(module) = lock(&self.modules).get(&(executable.hash, nans)) {
             return Ok(module.clone());
         }
         let bytes = self.cache.read_all(&executable.hash).map_err(|e| {
             TaskFailure::Internal(format!("the staged executable cannot be used ({e}); it will be fetched again"))
         })?;
-        let module = self.sandbox.compile(&bytes)?;
+        let module = self.sandbox.compile_for(&bytes, nans)?;
         let mut modules = lock(&self.modules);
         if modules.len() >= 64 {
             modules.clear();
         }
-        modules.insert(executable.hash, module.clone());
+        modules.insert((executable.hash, nans), module.clone());
         Ok(module)
     }
 
@@ -170,7 +171,8 @@ impl Inner {
             cpu_time: Duration::ZERO,
             output: Vec::new(),
         };
-        let module = match self.compiled(&assignment.executable) {
+        let nans = if assignment.limits.native_nans { FloatNans::Native } else { FloatNans::Canonical };
+        let module = match self.compiled(&assignment.executable, nans) {
             Ok(module) => module,
             Err(failure) => return failed(failure),
         };
