@@ -161,10 +161,18 @@ pub enum MarketCommand {
     Draw {
         #[arg(long, default_value_t = 1)]
         winners: u32,
+        /// Credits you pay each winner (from your account), e.g. `2.5`.
+        #[arg(long)]
+        prize: Option<String>,
     },
     /// Register a contract both parties signed on their own (a JSON file: the contract and
     /// both signatures); it starts at once, without commission.
     Register { file: std::path::PathBuf },
+    /// Peripherals bought: send an input to the seller's engine and get the output.
+    Peripheral {
+        #[command(subcommand)]
+        command: crate::market_peripheral::PeripheralCommand,
+    },
 }
 
 #[derive(Args, Clone, Default)]
@@ -412,6 +420,9 @@ fn print_execution(info: &ExecutionInfo, terms: &idlegrid_market::Contract) {
     if let Some(draw) = &info.draw {
         let winners: Vec<String> = draw.winners.iter().map(ToString::to_string).collect();
         println!("  sweepstakes drawn with seed {}: winners {}", draw.seed, winners.join(", "));
+        if draw.prize > Micros::ZERO {
+            println!("  prize {} paid to each winner", draw.prize);
+        }
     }
     let held: i64 = info.escrow.iter().map(|t| t.amount.as_i64()).sum();
     println!("  escrow {}", Micros::new(held));
@@ -620,14 +631,18 @@ async fn run_execution(market: &Market<'_>, me: &PartyId, command: MarketCommand
             let contract = if sign { market.sign(contract.id).await? } else { contract };
             print_contract(&contract, &me)
         }
-        MarketCommand::Draw { winners } => {
-            let drawn = market.draw(winners).await?;
+        MarketCommand::Draw { winners, prize } => {
+            let prize = prize.as_deref().map(|p| price(p, "--prize")).transpose()?.unwrap_or(Micros::ZERO);
+            let drawn = market.draw(winners, prize).await?;
             println!("draw seed {} over contracts {:?}", drawn.seed, drawn.contracts);
             for (party, count) in &drawn.entries {
                 println!("  entries {count} {}", who(party, &me));
             }
             for party in &drawn.winners {
                 println!("  winner {}", who(party, &me));
+            }
+            if drawn.prize > Micros::ZERO {
+                println!("  prize {} paid to each winner", drawn.prize);
             }
         }
         MarketCommand::Register { file } => {
@@ -637,6 +652,7 @@ async fn run_execution(market: &Market<'_>, me: &PartyId, command: MarketCommand
                 .map_err(|e| anyhow::anyhow!("{} is no signed contract: {e}", file.display()))?;
             print_contract(&market.register(&signed).await?, &me)
         }
+        MarketCommand::Peripheral { command } => crate::market_peripheral::run(market, command).await?,
         _ => unreachable!("run handles the other commands"),
     }
     Ok(())

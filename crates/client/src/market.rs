@@ -10,7 +10,7 @@ use idlegrid_protocol::market::core::contract::SignedContract;
 use idlegrid_protocol::market::core::negotiation::Role;
 use idlegrid_protocol::market::{
     ContractInfo, CounterBody, DrawBody, DrawInfo, FailBody, MeterBody, NegotiateBody, NegotiationInfo, OfferBody,
-    OfferInfo, RegisterBody, RequestBody, RequestInfo, SearchReply, SignBody,
+    OfferInfo, PeripheralUseBody, PeripheralUseInfo, RegisterBody, RequestBody, RequestInfo, SearchReply, SignBody,
 };
 use reqwest::Method;
 
@@ -179,8 +179,22 @@ impl<'a> Market<'a> {
         self.transport.call::<(), _>(Method::POST, &path, None, TIMEOUT).await
     }
 
-    /// As a seller of sweepstakes entries, draw `winners` among the entries sold.
-    pub async fn draw(&self, winners: u32) -> Result<DrawInfo, ClientError> {
-        self.transport.call(Method::POST, "/v1/market/draws", Some(&DrawBody { winners }), TIMEOUT).await
+    /// As a seller of sweepstakes entries, draw `winners` among the entries sold, paying each
+    /// winner `prize` credits from this party's account.
+    pub async fn draw(&self, winners: u32, prize: Micros) -> Result<DrawInfo, ClientError> {
+        self.transport.call(Method::POST, "/v1/market/draws", Some(&DrawBody { winners, prize }), TIMEOUT).await
+    }
+
+    /// As the buyer, use the peripheral of contract `id` with `input`: the use, numbered,
+    /// waiting for the seller's engine.
+    pub async fn peripheral_use(&self, id: u64, input: Vec<u8>) -> Result<PeripheralUseInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/peripheral");
+        self.transport.call(Method::POST, &path, Some(&PeripheralUseBody { input }), TIMEOUT).await
+    }
+
+    /// A peripheral use of contract `id` and its outcome.
+    pub async fn peripheral_result(&self, id: u64, number: u64) -> Result<PeripheralUseInfo, ClientError> {
+        let path = format!("/v1/market/contracts/{id}/peripheral/{number}");
+        self.transport.call::<(), _>(Method::GET, &path, None, TIMEOUT).await
     }
 }

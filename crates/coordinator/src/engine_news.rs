@@ -83,6 +83,7 @@ impl Coordinator {
     ) -> Result<(), StoreError> {
         let summary = work_summary(tx, provider)?;
         push(tx, fx, session, None, &summary, None)?;
+        self.send_served(tx, provider, session, fx)?;
         if let Some(stored) = tx.meta(DISPLAY_KEY)? {
             match serde_json::from_slice::<DisplayBody>(&stored) {
                 Ok(content) => {

@@ -51,8 +51,14 @@ mod compute;
 mod draws;
 #[path = "market_execution.rs"]
 mod execution;
+#[path = "market_memory.rs"]
+mod memory;
+#[path = "market_peripherals.rs"]
+mod peripherals;
 #[path = "market_platform.rs"]
 mod platform;
+#[path = "market_served.rs"]
+mod served;
 
 /// Most rows one listing returns.
 pub const LISTED_MAX: u32 = 1000;

@@ -94,7 +94,7 @@ fn ledger_refused(error: LedgerError) -> CoordinatorError {
     }
 }
 
-fn request(key_text: &str, action: Action, contract: &Contract) -> Result<TransferRequest, StoreError> {
+pub(super) fn request(key_text: &str, action: Action, contract: &Contract) -> Result<TransferRequest, StoreError> {
     let memo = Memo { record: Some(contract.id.0), ..Memo::default() };
     Ok(TransferRequest { key: key(key_text)?, action, purpose: Purpose::BarterCredit, memo })
 }
@@ -194,6 +194,7 @@ impl Coordinator {
         book_escrow(tx, &contract, &escrow, self.signer.id(), now_ms)?;
         let record = ExecutionRecord { execution, escrow, settlement: Vec::new(), draw: None };
         self.put_execution(tx, &contract, &record, now_ms)?;
+        self.tell_served(tx, &contract.seller.party)?;
         let what = format!("contract {} started: {} to deliver", row.id, record.execution.units_contracted);
         self.notify_parties(tx, &contract, "market_started", what, now_ms)?;
         tracing::info!(contract = row.id, mode = ?contract.mode, "market contract started");
@@ -270,6 +271,7 @@ impl Coordinator {
         }
         record.execution = next;
         self.put_execution(tx, &contract, &record, now_ms)?;
+        self.tell_served(tx, &contract.seller.party)?;
         if outcome.changed {
             let state = record.execution.state;
             let kind = match state {
@@ -470,8 +472,16 @@ impl Coordinator {
         let mut settled = 0;
         for exec_row in tx.market().executions_due(now_ms, DUE_BATCH)? {
             let Some(row) = tx.market().contract(exec_row.contract)? else { continue };
-            // An engine selling computing that was never found silent delivered all of it.
-            let watched = super::compute::sells_computing(&terms_of(&row)?) && tx.provider(&row.seller)?.is_some();
+            // An engine selling computing (or memory, once its engine was heard from) that was
+            // never found silent delivered all of it.
+            let terms = terms_of(&row)?;
+            let watched = match tx.provider(&row.seller)? {
+                Some(engine) => {
+                    super::compute::sells_computing(&terms)
+                        || (super::memory::memory_sold_bytes(&terms) > 0 && engine.last_contact_ms > 0)
+                }
+                None => false,
+            };
             let ended =
                 if watched { ExecEvent::Confirm { at_ms: now_ms } } else { ExecEvent::TimeUp { at_ms: now_ms } };
             let mut step = |event: ExecEvent| self.maintenance_step(tx, &row, event, now_ms);

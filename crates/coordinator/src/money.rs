@@ -40,7 +40,9 @@ pub struct NoticeSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// "completed", "failed", "stopped" or "purge_warning" about a job; "market_awaiting",
-    /// "market_agreed" or "market_signed" about the market (`name` says what happened).
+    /// "market_agreed", "market_signed", "market_started", "market_delivered",
+    /// "market_failed", "market_settled" or "market_draw" about the market (`name` says what
+    /// happened).
     pub kind: String,
     /// The job (absent in market notices).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -71,6 +71,7 @@ impl Coordinator {
                 };
                 message.assignment = assignment.id;
                 message.ticket = self.ticket(&party.id, assignment.id, now_ms);
+                self.market_memory_grant(tx, fx, session, &party.id, &job.client, assignment.id)?;
                 let message = ServerToProvider::Task(self.sign(message));
                 push(tx, fx, session, None, &message, None)?;
             }
@@ -149,6 +150,9 @@ impl Coordinator {
                 Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported")))
             }
             M::Heartbeat => Ok(()),
+            M::PeripheralDone { contract, number, output, error } => {
+                self.market_peripheral_done(ctx.tx, &ctx.party.id, (contract, number), output, error.as_deref())
+            }
         }
     }
 

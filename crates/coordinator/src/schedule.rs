@@ -185,6 +185,7 @@ impl Coordinator {
             tx.set_task_run(task.key, task.attempts, task.cpu_ms)?;
             message.assignment = id;
             message.ticket = self.ticket(&provider.id, id, now_ms);
+            self.market_memory_grant(tx, fx, provider.session, &provider.id, &job.client, id)?;
             push(tx, fx, provider.session, None, &ServerToProvider::Task(self.sign(message)), None)?;
             if assured {
                 self.replica_placed(tx, task, job, id, &provider.id, now_ms, fx)?;

@@ -205,6 +205,8 @@ pub struct OwnerSettings {
     /// (`job.client in ["alice"]`, `job.pay_per_hour >= 2`, `task.memory_mb <= 512`); sent to
     /// the server, which places only jobs that meet it here. None: any job.
     pub job_requirement: Option<String>,
+    /// Handlers of the peripherals sold on the market, by kind (`[peripherals.printer]`).
+    pub peripherals: std::collections::BTreeMap<String, crate::market_peripheral::PeripheralHandler>,
 }
 
 impl Default for OwnerSettings {
@@ -224,6 +226,7 @@ impl Default for OwnerSettings {
             contact: ContactSchedule::default(),
             status_listen: Some("127.0.0.1:7710".into()),
             job_requirement: None,
+            peripherals: Default::default(),
         }
     }
 }
@@ -254,6 +257,7 @@ impl OwnerSettings {
             idlegrid_market::expr::Expr::parse_scoped(requirement, idlegrid_market::expr::PROVIDER_SCOPES)
                 .map_err(|e| format!("job_requirement: {e}"))?;
         }
+        crate::market_peripheral::check(&self.peripherals)?;
         Ok(())
     }
 

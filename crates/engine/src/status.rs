@@ -58,11 +58,14 @@ pub struct EngineStatus {
     pub last_contact_unix_ms: Option<u64>,
     pub last_error: Option<String>,
     pub messages: Vec<Pushed>,
+    /// The market contracts the provider serves, as the server last listed them.
+    #[serde(default)]
+    pub contracts: Vec<crate::market_served::ContractView>,
 }
 
 pub type Snapshot = Arc<dyn Fn() -> EngineStatus + Send + Sync>;
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
@@ -138,6 +141,8 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; border-bo
 {error}
 <h2>Tasks</h2>
 <table id="tasks"><tr><th>assignment</th><th>state</th><th>progress</th><th>priority</th></tr>{tasks}</table>
+<h2>Contracts served</h2>
+{contracts}
 <h2>Messages</h2><ul>{messages}</ul>
 <p><small>engine {version}</small></p>
 </body></html>"#,
@@ -160,6 +165,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; border-bo
         cpu = status.cpu_seconds,
         summary = escape(status.server_summary.as_deref().unwrap_or("nothing yet")),
         version = escape(&status.version),
+        contracts = crate::market_served::render(&status.contracts),
     )
 }
 
@@ -231,6 +237,7 @@ mod tests {
             last_contact_unix_ms: None,
             last_error: None,
             messages: vec![Pushed { title: "<script>alert(1)</script>".into(), body: "b".into(), url: None }],
+            contracts: Vec::new(),
         };
         let html = render(&status);
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>alert"));

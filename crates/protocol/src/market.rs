@@ -212,6 +212,9 @@ pub struct ExecutionInfo {
 #[serde(deny_unknown_fields)]
 pub struct DrawBody {
     pub winners: u32,
+    /// Credits the seller pays each winner (none when absent).
+    #[serde(default)]
+    pub prize: Micros,
 }
 
 /// A sweepstakes draw, reproducible by anyone: `settlement::draw(entries, winners.len(), seed)`.
@@ -223,6 +226,10 @@ pub struct DrawInfo {
     pub winners: Vec<PartyId>,
     pub contracts: Vec<u64>,
     pub drawn_ms: u64,
+    /// Credits paid to each winner from the seller's account (a transfer per winner, its
+    /// key derived from the draw's first contract, so it is paid once).
+    #[serde(default)]
+    pub prize: Micros,
 }
 
 /// A metering record the seller reports: units delivered over a span (see
@@ -257,4 +264,46 @@ pub struct RegisterBody {
 #[serde(deny_unknown_fields)]
 pub struct SignBody {
     pub signature: String,
+}
+
+/// A contract a provider serves as seller, as its engine's status page shows it: sent to the
+/// engine when its session starts and whenever one of its contracts starts, is metered or ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServedContract {
+    pub contract: u64,
+    /// The category the seller gives (`computing`, `memory`, ...).
+    pub category: String,
+    pub buyer: PartyId,
+    /// active, delivered, failed or settled.
+    pub state: String,
+    /// Units metered so far, of `contracted` (`unit`: ms of service or deliveries).
+    pub metered: u64,
+    pub contracted: u64,
+    pub unit: String,
+}
+
+/// Most bytes of a peripheral use's input, and of its output (both travel inline).
+pub const PERIPHERAL_BYTES_MAX: usize = 64 * 1024;
+
+/// The buyer's use of a peripheral it bought: the input for the seller's handler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeripheralUseBody {
+    #[serde(with = "crate::payload::base64_bytes")]
+    pub input: Vec<u8>,
+}
+
+/// A peripheral use and what came of it: `waiting` (for the seller's engine), `done` (with the
+/// handler's output) or `failed` (with the reason).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeripheralUseInfo {
+    pub contract: u64,
+    pub number: u64,
+    pub kind: String,
+    pub state: String,
+    #[serde(default, with = "crate::payload::base64_bytes")]
+    pub output: Vec<u8>,
+    #[serde(default)]
+    pub error: Option<String>,
 }

@@ -507,6 +507,26 @@ pub enum ServerToProvider {
         url: String,
     },
     Heartbeat,
+    /// The market contracts this provider serves (its engine's status page lists them).
+    MarketContracts {
+        contracts: Vec<crate::market::ServedContract>,
+        /// Memory reserved for buyers by the provider's active contracts (bytes).
+        #[serde(default)]
+        memory_reserved_bytes: u64,
+    },
+    /// Memory granted to the task the server sends next (a buyer's, on memory it bought).
+    MarketMemoryGrant {
+        assignment: AssignmentId,
+        bytes: u64,
+    },
+    /// Run the handler of the peripheral `kind` on the buyer's input (use `number` of a contract).
+    PeripheralUse {
+        contract: u64,
+        number: u64,
+        kind: String,
+        #[serde(with = "base64_bytes")]
+        input: Vec<u8>,
+    },
 }
 
 /// What the server signs when it offers an engine upgrade.
@@ -599,6 +619,15 @@ pub enum ProviderToServer {
         url: String,
     },
     Heartbeat,
+    /// What the handler of a peripheral use made: its output, or why it failed.
+    PeripheralDone {
+        contract: u64,
+        number: u64,
+        #[serde(default, with = "base64_bytes")]
+        output: Vec<u8>,
+        #[serde(default)]
+        error: Option<String>,
+    },
 }
 
 /// The whole catalogue, for logs and tools that handle every direction.
@@ -688,6 +717,9 @@ names!(ServerToProvider {
     Error,
     ExternalDelivery,
     Heartbeat,
+    MarketContracts,
+    MarketMemoryGrant,
+    PeripheralUse,
 });
 names!(ProviderToServer {
     NodeStatus,
@@ -700,6 +732,7 @@ names!(ProviderToServer {
     Error,
     ExternalDelivery,
     Heartbeat,
+    PeripheralDone,
 });
 
 #[cfg(test)]

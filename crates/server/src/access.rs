@@ -87,6 +87,8 @@ pub const RULES: &[Rule] = &[
     rule("POST", "/v1/market/contracts/{contract}/settle", PARTIES),
     rule("POST", "/v1/market/contracts/register", PARTIES),
     rule("POST", "/v1/market/draws", PARTIES),
+    rule("POST", "/v1/market/contracts/{contract}/peripheral", PARTIES),
+    rule("GET", "/v1/market/contracts/{contract}/peripheral/{number}", PARTIES),
     rule("GET", "/v1/jobs", CLIENTS),
     rule("GET", "/v1/jobs/{job}", CLIENTS),
     rule("POST", "/v1/ops/revoke", OPERATORS),

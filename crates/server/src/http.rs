@@ -110,6 +110,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/market/contracts/{contract}/settle", post(crate::market_http::post_settle))
         .route("/v1/market/contracts/register", post(crate::market_http::post_register))
         .route("/v1/market/draws", post(crate::market_http::post_draw))
+        .route("/v1/market/contracts/{contract}/peripheral", post(crate::market_peripheral_http::post_use))
+        .route("/v1/market/contracts/{contract}/peripheral/{number}", get(crate::market_peripheral_http::get_use))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))

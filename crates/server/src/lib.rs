@@ -10,6 +10,7 @@ mod elements;
 mod http;
 mod listener;
 mod market_http;
+mod market_peripheral_http;
 mod metrics;
 mod money_http;
 mod notices;

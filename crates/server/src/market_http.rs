@@ -432,7 +432,7 @@ pub(crate) async fn post_draw(
     run(state, method, uri, headers, Some(body), |body| {
         Box::new(move |c, tx, _fx, party, now| {
             let draw: DrawBody = parse_json(&body)?;
-            c.market_draw(tx, party, draw.winners, now)
+            c.market_draw(tx, party, draw.winners, draw.prize, now)
         })
     })
     .await

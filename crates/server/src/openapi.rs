@@ -194,6 +194,14 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Some(Object),
             Some(Object),
         ),
+        ("POST", "/v1/market/contracts/{contract}/peripheral") => doc(
+            "The buyer uses the peripheral it bought: the input (base64) goes to the seller's engine",
+            Some(Object),
+            Some(Object),
+        ),
+        ("GET", "/v1/market/contracts/{contract}/peripheral/{number}") => {
+            doc("A peripheral use: waiting, done (with the output, base64) or failed", None, Some(Object))
+        }
         ("POST", "/v1/market/contracts/register") => doc(
             "Register a contract both peers signed directly, for execution without commission",
             Some(Object),

@@ -11,6 +11,7 @@ use idlegrid_protocol::messages::{Assignment, AssignmentState, AssignmentStatus,
 use idlegrid_types::{AssignmentId, ElementHash, FailureKind, TaskFailureInfo};
 
 use crate::OutboxLimits;
+use crate::market_memory::MarketMemory;
 use crate::policy::Verdict;
 use crate::queue::{Candidate, next_to_run};
 
@@ -56,6 +57,8 @@ pub(crate) struct LocalTask {
     pub(crate) preempted: bool,
     /// Memory the task may use, counted against the owner's budget while it runs.
     pub(crate) memory_bytes: u64,
+    /// Its memory was granted by a market contract (counted against the reservation).
+    pub(crate) granted: bool,
 }
 
 /// The owner's budgets the core decides within.
@@ -163,6 +166,8 @@ pub(crate) struct Core {
     stopping: bool,
     disk: Option<DiskTrouble>,
     outbox: Outbox,
+    /// Memory sold on the market: the reservation and grants for tasks to come.
+    market: MarketMemory,
 }
 
 impl Core {
@@ -176,7 +181,18 @@ impl Core {
             stopping: false,
             disk: None,
             outbox: Outbox::default(),
+            market: MarketMemory::default(),
         }
+    }
+
+    /// The server granted memory to a task it is about to send (memory sold on the market).
+    pub(crate) fn grant_memory(&mut self, id: AssignmentId, bytes: u64) {
+        self.market.grant(id, bytes);
+    }
+
+    /// Memory reserved for buyers by the provider's active contracts.
+    pub(crate) fn set_memory_reserved(&mut self, bytes: u64) {
+        self.market.reserved_bytes = bytes;
     }
 
     pub(crate) fn tasks(&self) -> impl Iterator<Item = &LocalTask> {
@@ -262,7 +278,14 @@ impl Core {
     }
 
     fn insert(&mut self, assignment: Assignment, state: LocalState) {
-        let memory_bytes = assignment.limits.memory_bytes_max.min(self.budgets.task_memory_bytes_max);
+        let grant = self.market.take(assignment.assignment);
+        let budgets = &self.budgets;
+        let memory_bytes = self.market.task_cap(
+            assignment.limits.memory_bytes_max,
+            grant,
+            budgets.task_memory_bytes_max,
+            budgets.memory_bytes_max,
+        );
         let arrival = self.arrivals;
         self.arrivals += 1;
         let task = LocalTask {
@@ -274,6 +297,7 @@ impl Core {
             removed: false,
             preempted: false,
             memory_bytes,
+            granted: grant.is_some(),
         };
         self.tasks.insert(task.assignment.assignment, task);
     }
@@ -425,9 +449,14 @@ impl Core {
         let next = next_to_run(candidates)?;
         let running: Vec<&LocalTask> = self.tasks.values().filter(|t| t.state == LocalState::Running).collect();
         let memory_in_use: u64 = running.iter().map(|t| t.memory_bytes).sum();
-        let wanted = self.tasks.get(&next.assignment).map(|t| t.memory_bytes).unwrap_or(0);
-        let fits =
-            running.len() < self.budgets.cores as usize && memory_in_use + wanted <= self.budgets.memory_bytes_max;
+        let (wanted, granted) = self.tasks.get(&next.assignment).map_or((0, false), |t| (t.memory_bytes, t.granted));
+        // Tasks without a grant share only what the memory sold on the market leaves.
+        let others_in_use: u64 = running.iter().filter(|t| !t.granted).map(|t| t.memory_bytes).sum();
+        let others_fit =
+            granted || others_in_use + wanted <= self.market.left_for_others(self.budgets.memory_bytes_max);
+        let fits = running.len() < self.budgets.cores as usize
+            && memory_in_use + wanted <= self.budgets.memory_bytes_max
+            && others_fit;
         if !fits {
             let preempting = running.iter().any(|t| t.preempted);
             let lowest = running

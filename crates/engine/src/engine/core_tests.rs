@@ -276,3 +276,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn memory_sold_on_the_market_goes_to_granted_tasks_and_others_share_what_is_left() {
+    let mut core = Core::new(budgets(4, 100, 1 << 20), 4);
+    // 1 GiB in all, 256 MiB per task as a rule; 768 MiB sold, 600 MiB of it to task 1's buyer.
+    core.set_memory_reserved(768 << 20);
+    core.grant_memory(AssignmentId(1), 600 << 20);
+    let big = |id| Assignment {
+        limits: TaskLimitsSpec { memory_bytes_max: 512 << 20, ..TaskLimitsSpec::default() },
+        ..assignment(id, 0)
+    };
+    let admission = core.arrived(vec![big(1), big(2), big(3)], signed);
+    for action in core.admitted(admission) {
+        let Action::Stage { id, has_local_checkpoint } = action else { panic!("{action:?}") };
+        core.staged(id, has_local_checkpoint);
+    }
+    assert_eq!(core.task(AssignmentId(1)).unwrap().memory_bytes, 512 << 20, "the grant lifts the usual cap");
+    assert_eq!(core.task(AssignmentId(2)).unwrap().memory_bytes, 256 << 20);
+    // The others share the 256 MiB the sale leaves: task 3 waits for task 2.
+    assert_eq!(start_all(&mut core), vec![1, 2]);
+    assert_eq!(core.ended(AssignmentId(2), Ended::Succeeded), Some(AfterRun::Report));
+    core.done(AssignmentId(2));
+    assert_eq!(start_all(&mut core), vec![3]);
+}

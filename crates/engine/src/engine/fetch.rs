@@ -151,6 +151,14 @@ impl Inner {
             ServerToProvider::Error(report) => tracing::warn!(%report, "the server reported an error"),
             ServerToProvider::ExternalDelivery { url } => tracing::warn!(%url, "external delivery is not supported"),
             ServerToProvider::Heartbeat => {}
+            ServerToProvider::MarketContracts { contracts, memory_reserved_bytes } => {
+                lock(&self.from_server).contracts = crate::market_served::views(&contracts);
+                self.core().set_memory_reserved(memory_reserved_bytes);
+            }
+            ServerToProvider::MarketMemoryGrant { assignment, bytes } => self.core().grant_memory(assignment, bytes),
+            ServerToProvider::PeripheralUse { contract, number, kind, input } => {
+                tokio::spawn(self.clone().serve_peripheral(contract, number, kind, input));
+            }
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod core;
 mod fetch;
+mod peripheral;
 mod run;
 mod session;
 mod upload;
@@ -72,6 +73,7 @@ struct Connectivity {
 struct FromServer {
     messages: Vec<Pushed>,
     summary: Option<String>,
+    contracts: Vec<crate::market_served::ContractView>,
 }
 
 struct Inner {
@@ -262,7 +264,9 @@ impl Inner {
         if sandbox_config.pooled_instances == 0 {
             // Never more instances than slots run at once; a margin for tasks being torn down.
             sandbox_config.pooled_instances = config.owner.cores * 2 + 2;
-            sandbox_config.pooled_memory_bytes_max = config.owner.task_memory_bytes_max;
+            // A task granted memory sold on the market may grow past the per-task cap.
+            sandbox_config.pooled_memory_bytes_max =
+                config.owner.memory_bytes_max.max(config.owner.task_memory_bytes_max);
         }
         let sandbox = Sandbox::new(sandbox_config).map_err(|e| anyhow::anyhow!("cannot start the sandbox: {e}"))?;
         let swept = disk.sweep_checkpoints();
@@ -530,6 +534,7 @@ impl Inner {
             last_contact_unix_ms: connectivity.last_contact_ms,
             last_error: connectivity.last_error.clone(),
             messages: from_server.messages.clone(),
+            contracts: from_server.contracts.clone(),
         }
     }
 }

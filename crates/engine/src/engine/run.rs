@@ -110,8 +110,11 @@ impl Inner {
 
     fn limits(&self, assignment: &Assignment) -> TaskLimits {
         let job = &assignment.limits;
+        // The core decided the task's memory (a market grant may raise it above the usual cap).
+        let decided = self.core().task(assignment.assignment).map(|task| task.memory_bytes);
         TaskLimits {
-            memory_bytes_max: job.memory_bytes_max.min(self.config.owner.task_memory_bytes_max),
+            memory_bytes_max: decided
+                .unwrap_or_else(|| job.memory_bytes_max.min(self.config.owner.task_memory_bytes_max)),
             cpu_time_max: Duration::from_secs(job.cpu_seconds_max),
             result_bytes_max: job.result_bytes_max.min(usize::MAX as u64) as usize,
             status_bytes_max: INLINE_PAYLOAD_BYTES_MAX,
