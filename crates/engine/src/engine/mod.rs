@@ -6,6 +6,7 @@
 
 mod core;
 mod fetch;
+mod heartbeat;
 mod run;
 mod session;
 mod upload;
@@ -217,6 +218,7 @@ impl Engine {
             tokio::spawn(inner.clone().run_loop()),
             tokio::spawn(inner.clone().governor_loop(source)),
             tokio::spawn(inner.clone().ship_logs_loop()),
+            tokio::spawn(inner.clone().heartbeat_loop()),
         ];
         if let Some(listen) = inner.config.owner.status_listen.clone() {
             let snapshot_of = inner.clone();
@@ -293,7 +295,7 @@ impl Inner {
         );
         let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
+        let controlled = ServerControlled::new(config.prefetch, config.status_interval);
         let budgets = Budgets {
             cores: config.owner.cores,
             memory_bytes_max: config.owner.memory_bytes_max,
@@ -457,6 +459,8 @@ impl Inner {
         self.send(ProviderToServer::Contents { tasks: held }, None);
         let status = self.core().node_status();
         self.send(status, None);
+        // The server's settings for engines (the operator's, and its silence limit).
+        self.send(ProviderToServer::GetConfig, None);
     }
 
     /// Take back the tasks held on disk: finished ones have their outcome sent again, the
@@ -518,6 +522,7 @@ impl Inner {
             contact: self.gate.describe(),
             activity_source: lock(&self.activity_name).clone(),
             task_priority: self.workers.priority.clone(),
+            prefetch: lock(&self.controlled).prefetch,
             tasks: views,
             memory: Usage { used: summary.memory_used, max: self.config.owner.memory_bytes_max },
             disk: Usage { used: self.budget.used(), max: self.budget.max() },
