@@ -27,7 +27,7 @@ fn large_element() -> Vec<u8> {
         .collect()
 }
 
-fn task(index: u32, executable: ElementHash, data: &[(&str, ElementHash)]) -> TaskSpec {
+fn task(index: u64, executable: ElementHash, data: &[(&str, ElementHash)]) -> TaskSpec {
     TaskSpec {
         index,
         executable,

@@ -45,7 +45,7 @@ async fn webhook() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
     (url, received)
 }
 
-fn result_of(executable: ElementHash, index: u32, bytes: u64) -> TaskSpec {
+fn result_of(executable: ElementHash, index: u64, bytes: u64) -> TaskSpec {
     TaskSpec {
         index,
         executable,
@@ -116,7 +116,7 @@ async fn the_operator_archives_then_purges_unfetched_results_on_demand() {
     let error = client.job(done).await.unwrap_err().to_string();
     assert!(error.contains("does not exist"), "{error}");
     assert!(client.fetch(&large).await.is_err(), "the purged result cannot be downloaded");
-    assert_eq!(client.job(waiting).await.unwrap().state, JobState::Created, "a job not completed stays");
+    assert_eq!(client.job(waiting).await.unwrap().state, JobState::Defining, "a job not completed stays");
     wait_for("the purge notice", || {
         notices.lock().unwrap().iter().any(|n| n["kind"] == "purged" && n["job"] == done.to_string())
     })
