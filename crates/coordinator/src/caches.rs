@@ -99,3 +99,66 @@ fn task_elements(task: &TaskRow) -> Vec<ElementHash> {
     elements.extend(task.checkpoint);
     elements
 }
+
+#[cfg(test)]
+mod tests {
+    use idlegrid_protocol::messages::{ProviderToServer, ServerToProvider};
+    use idlegrid_store::Store;
+    use idlegrid_types::Role;
+
+    use super::*;
+    use crate::tests::World;
+
+    fn profile() -> ProviderToServer {
+        ProviderToServer::NodeProfile {
+            os: "linux".into(),
+            arch: "x86_64".into(),
+            cores: 2,
+            memory_bytes: 1 << 30,
+            disk_bytes: 1 << 30,
+            engine_version: env!("CARGO_PKG_VERSION").into(),
+            job_requirement: None,
+        }
+    }
+
+    #[test]
+    fn an_engine_is_asked_for_its_cache_and_its_report_is_kept_within_bounds() {
+        let mut world = World::new();
+        let mut engine = world.join(Role::Provider);
+        world.engine_send(&mut engine, vec![profile()]);
+        let asked = world.poll::<ServerToProvider>(&mut engine);
+        assert!(asked.iter().any(|(_, m)| matches!(m, ServerToProvider::GetCacheContents)), "{asked:?}");
+
+        let held = vec![ElementHash::of(b"a"), ElementHash::of(b"b")];
+        world.engine_send(&mut engine, vec![ProviderToServer::CacheContents { elements: held.clone() }]);
+        let too_many = vec![ElementHash::of(b"c"); CACHE_REPORT_ELEMENTS_MAX + 1];
+        world.engine_send(&mut engine, vec![ProviderToServer::CacheContents { elements: too_many }]);
+        let errors: Vec<String> = world
+            .poll::<ServerToProvider>(&mut engine)
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                ServerToProvider::Error(report) => Some(report.message),
+                _ => None,
+            })
+            .collect();
+        assert!(errors.iter().any(|e| e.contains("at most 20000")), "{errors:?}");
+        let id = engine.party.id.clone();
+        let mut kept = world.store.write(|tx| tx.caches().cache_contents(&id)).unwrap();
+        kept.sort();
+        let mut expected = held;
+        expected.sort();
+        assert_eq!(kept, expected, "a refused report leaves the last one");
+    }
+
+    #[test]
+    fn a_heartbeat_is_a_contact() {
+        let mut world = World::new();
+        let mut engine = world.join(Role::Provider);
+        world.engine_send(&mut engine, vec![profile()]);
+        world.now += 60_000;
+        world.engine_send(&mut engine, vec![ProviderToServer::Heartbeat]);
+        let id = engine.party.id.clone();
+        let provider = world.store.write(|tx| tx.provider(&id)).unwrap().expect("a provider row");
+        assert_eq!(provider.last_contact_ms, world.now);
+    }
+}
