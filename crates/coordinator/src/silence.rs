@@ -100,7 +100,7 @@ mod tests {
                         let silent_for = now.saturating_sub(contact);
                         let expected = if silent_for > silence {
                             Probe::Reclaim
-                        } else if silent_for * 100 >= silence * ASK_AFTER_PERCENT && !asked.is_some_and(|a| a > contact)
+                        } else if silent_for * 100 >= silence * ASK_AFTER_PERCENT && asked.is_none_or(|a| a <= contact)
                         {
                             Probe::Ask
                         } else {
