@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use idlegrid_client::{MoneyDesk, Transport};
 use idlegrid_protocol::auth::Identity;
+use idlegrid_protocol::ops::{EngineConfigBody, EngineConfigReply, RetentionAction, RetentionReply, RetentionRequest};
 use idlegrid_protocol::wire::{DisplayBody, DisplayReply, InstanceStatus, RevocationInfo, RevokeReply, RevokeRequest};
 use idlegrid_types::{PartyId, Role, Untrusted};
 use reqwest::Method;
@@ -37,6 +38,26 @@ pub enum OpsCommand {
         /// A link to read more (http or https).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Archive the results nobody fetched, or purge their jobs and data (their clients get a
+    /// `purged` notice), now instead of at the server's retention settings.
+    Retention {
+        /// Compress unfetched results (they can still be retrieved).
+        #[arg(long, conflicts_with = "purge_now", required_unless_present = "purge_now")]
+        archive_now: bool,
+        /// Delete jobs whose results nobody fetched, with their data.
+        #[arg(long)]
+        purge_now: bool,
+        /// Only jobs completed at least this many seconds ago (default: every completed job).
+        #[arg(long, value_name = "SECS", default_value_t = 0)]
+        older_than: u64,
+    },
+    /// Change every engine's server-controlled settings (sent to connected engines now, to the
+    /// others when they next connect): `--set prefetch=8`, `--set status_interval_ms=500`; an
+    /// empty value (`--set prefetch=`) goes back to each engine's own.
+    EngineConfig {
+        #[arg(long = "set", value_name = "KEY=VALUE", required = true)]
+        settings: Vec<String>,
     },
     /// Error and warning lines that engines and clients sent, newest first.
     Logs {
@@ -168,6 +189,33 @@ pub async fn run(
             } else {
                 println!("{party} was revoked already");
             }
+        }
+        OpsCommand::Retention { archive_now, purge_now: _, older_than } => {
+            let action = if archive_now { RetentionAction::Archive } else { RetentionAction::Purge };
+            let request = RetentionRequest { action, older_than_secs: older_than };
+            let reply: RetentionReply =
+                transport.call(Method::POST, "/v1/ops/retention", Some(&request), timeout).await?;
+            match action {
+                RetentionAction::Archive => println!("archived {} results of {} jobs", reply.results, reply.jobs),
+                RetentionAction::Purge => println!("purged {} jobs; their clients were notified", reply.jobs),
+            }
+        }
+        OpsCommand::EngineConfig { settings } => {
+            let mut body = EngineConfigBody { settings: Default::default() };
+            for setting in settings {
+                let (key, value) = setting
+                    .split_once('=')
+                    .with_context(|| format!("--set {setting:?}: write KEY=VALUE, e.g. prefetch=8"))?;
+                body.settings.insert(key.trim().to_string(), value.trim().to_string());
+            }
+            let reply: EngineConfigReply =
+                transport.call(Method::POST, "/v1/ops/engine-config", Some(&body), timeout).await?;
+            let shown: Vec<String> = reply.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!(
+                "engines' settings: {}; sent to {} connected engines now, the others get them when they next connect",
+                if shown.is_empty() { "each engine's own".to_string() } else { shown.join(", ") },
+                reply.engines_told
+            );
         }
         OpsCommand::Publish { title, body, url } => {
             let reply: DisplayReply = transport

@@ -101,6 +101,10 @@ async fn a_sign_in_link_works_once_and_forms_without_the_sessions_csrf_token_are
     let (status, body) = page(&http, &link.url, "").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a link works once");
     assert!(body.contains("used already"), "{body}");
+    // The client library said who it is when its session started (ClientProfile).
+    let (_, account) = page(&http, &format!("{url}/web/account"), &cookie).await;
+    let software = format!("Client software: test (idlegrid-client {})", env!("CARGO_PKG_VERSION"));
+    assert!(account.contains(&software), "{account}");
 
     let (status, body) = page(&http, &format!("{url}/web/jobs"), &cookie).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -83,6 +83,9 @@ impl Client {
         let connecting = ChannelConfig { send_give_up_after: config.connect_give_up_after, ..config.clone() };
         crate::channel::retry(&connecting, || transport.register(Role::Client, name)).await?;
         let (channel, _) = Channel::open(transport, config, None).await?;
+        // Who we are, for the server's pages (P8.6 `ClientProfile`).
+        let software_version = format!("idlegrid-client {}", env!("CARGO_PKG_VERSION"));
+        channel.send(vec![ClientToServer::ClientProfile { name: name.to_string(), software_version }]).await?;
         let shared = Arc::new(Shared {
             channel,
             replies: Mutex::new(HashMap::new()),

@@ -60,7 +60,7 @@ impl Coordinator {
                     software_version = %Untrusted(&software_version),
                     "client profile"
                 );
-                Ok(())
+                self.client_profile_reported(ctx.tx, &ctx.party.id.clone(), name, software_version, ctx.now)
             }
             M::CreateJob { job, properties } => self.create_job(ctx, seq, job, properties),
             M::Task { job, tasks } => self.add_tasks(ctx, job, tasks),

@@ -16,9 +16,12 @@
 
 pub mod assurance;
 pub mod benchmark;
+mod caches;
 pub mod checkpoints;
 mod client;
+pub mod client_profile;
 mod cluster;
+mod engine_config;
 mod engine_news;
 mod error;
 pub mod logs;
@@ -30,8 +33,10 @@ mod pass;
 mod profiles;
 mod provider;
 pub mod requests;
+mod retention;
 mod schedule;
 mod session;
+mod silence;
 mod terms;
 mod watches;
 pub mod webhooks;

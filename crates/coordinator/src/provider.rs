@@ -1,6 +1,6 @@
 //! Messages from engines (P3, P8.6 provider-to-server).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use idlegrid_protocol::messages::{
     AssignmentState, AssignmentStatus, ProviderToServer, ServerToProvider, TaskStatusReport,
@@ -25,16 +25,6 @@ fn bounded_failure(failure: Option<TaskFailureInfo>) -> TaskFailureInfo {
         message: "the engine reported a failure without a reason".into(),
     });
     TaskFailureInfo { message: failure.message.chars().take(4096).collect(), ..failure }
-}
-
-fn engine_settings(c: &Coordinator) -> BTreeMap<String, String> {
-    [
-        ("poll_wait_ms_max".to_string(), limits::POLL_WAIT_MS_MAX.to_string()),
-        ("silence_ms_max".to_string(), c.config.provider_silence_ms_max.to_string()),
-        ("capacity_max".to_string(), c.config.engine_capacity_max.to_string()),
-    ]
-    .into_iter()
-    .collect()
 }
 
 impl Coordinator {
@@ -122,13 +112,14 @@ impl Coordinator {
                     push(ctx.tx, ctx.fx, ctx.session, None, &offer, None)?;
                 }
                 self.greet_engine(ctx.tx, &ctx.party.id.clone(), ctx.session, ctx.fx)?;
+                push(ctx.tx, ctx.fx, ctx.session, None, &ServerToProvider::GetCacheContents, None)?;
                 Ok(())
             }
-            M::GetConfig => ctx.reply(seq, &ServerToProvider::Config { settings: engine_settings(self) }),
-            M::CacheContents { elements } => {
-                tracing::debug!(provider = %ctx.party.id, elements = elements.len(), "cache contents");
-                Ok(())
+            M::GetConfig => {
+                let settings = self.engine_config(ctx.tx)?;
+                ctx.reply(seq, &ServerToProvider::Config { settings })
             }
+            M::CacheContents { elements } => self.cache_reported(ctx.tx, &ctx.party.id.clone(), &elements, ctx.now),
             M::Contents { tasks } => self.reconcile(ctx, tasks),
             M::TaskStatus(status) => self.assignment_status(ctx, status),
             M::Task { assignment, checkpoint } => {
@@ -149,7 +140,11 @@ impl Coordinator {
             M::ExternalDelivery { url } => {
                 Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported")))
             }
-            M::Heartbeat => Ok(()),
+            M::Heartbeat => {
+                // Presence without work to report: the engine's last contact is now.
+                ctx.tx.touch_provider(&ctx.party.id, ctx.now)?;
+                Ok(())
+            }
             M::PeripheralDone { contract, number, output, error } => {
                 self.market_peripheral_done(ctx.tx, &ctx.party.id, (contract, number), output, error.as_deref())
             }

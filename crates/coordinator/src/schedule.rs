@@ -124,7 +124,8 @@ impl Coordinator {
             return Ok(0);
         }
         let mut jobs = Jobs::default();
-        let Demands { mut tasks, demands, cluster } = self.demands(tx, &rooms, candidates, &mut jobs, now_ms, fx)?;
+        let Demands { mut tasks, mut demands, cluster } =
+            self.demands(tx, &rooms, candidates, &mut jobs, now_ms, fx)?;
         // Virtual nodes first: they need several engines at once.
         let mut assigned = 0;
         if !cluster.tasks.is_empty() {
@@ -132,6 +133,7 @@ impl Coordinator {
         }
         // Decide (pure), reading only what the decision needs: where the tasks go, then the
         // validation records of the engines chosen, then which launches become spot checks.
+        self.prefer_cached(tx, &rooms, &tasks, &mut demands)?;
         let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
         let mut launches = pass::place(&room_sizes, &demands);
         let policy = &self.config.spot_checks;
@@ -509,6 +511,7 @@ impl Coordinator {
     /// nobody refers to, and schedule.
     pub fn maintain(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<MaintenanceReport, StoreError> {
         let mut report = MaintenanceReport::default();
+        self.ask_silent_looking(tx, now_ms, fx)?;
         let silent = tx.silent_assignments(now_ms.saturating_sub(self.config.provider_silence_ms_max), 1000)?;
         for assignment in silent {
             if self.reclaim(tx, &assignment, "engine silent", now_ms, fx)? {

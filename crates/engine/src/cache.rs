@@ -108,6 +108,8 @@ struct Entry {
 struct Index {
     entries: HashMap<ElementHash, Entry>,
     clock: u64,
+    /// What the server was last told the cache holds (`CacheContents`), sorted.
+    reported: Option<Vec<ElementHash>>,
 }
 
 pub struct ElementCache {
@@ -181,9 +183,26 @@ impl ElementCache {
         self.dir.join(hash.to_string())
     }
 
-    /// Every element held, for `CacheContents`.
+    /// Every element held, for `CacheContents` (sorted); remembered as reported.
     pub fn contents(&self) -> Vec<ElementHash> {
-        self.index.lock().unwrap_or_else(|p| p.into_inner()).entries.keys().copied().collect()
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held: Vec<ElementHash> = index.entries.keys().copied().collect();
+        held.sort_unstable();
+        index.reported = Some(held.clone());
+        held
+    }
+
+    /// Every element held, when that differs from what was last reported (the server keeps
+    /// each engine's cache contents for placement, so a change is worth telling it).
+    pub fn contents_if_changed(&self) -> Option<Vec<ElementHash>> {
+        let mut index = self.index.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held: Vec<ElementHash> = index.entries.keys().copied().collect();
+        held.sort_unstable();
+        if index.reported.as_ref() == Some(&held) {
+            return None;
+        }
+        index.reported = Some(held.clone());
+        Some(held)
     }
 
     fn touch(&self, hash: &ElementHash) -> bool {

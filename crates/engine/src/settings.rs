@@ -276,12 +276,31 @@ impl OwnerSettings {
 pub struct ServerControlled {
     pub prefetch: u32,
     pub status_interval: Duration,
+    /// How long the server waits before it takes an engine for gone (`silence_ms_max`), if it
+    /// said; an idle engine sends `Heartbeat` well within it.
+    pub silence_max: Option<Duration>,
+    /// The owner's own values, in force where the server sets none.
+    own: (u32, Duration),
 }
 
 impl ServerControlled {
-    /// Apply the known keys of a `Config` message; unknown keys and bad values are reported.
+    pub fn new(prefetch: u32, status_interval: Duration) -> ServerControlled {
+        ServerControlled { prefetch, status_interval, silence_max: None, own: (prefetch, status_interval) }
+    }
+
+    /// How often an idle engine says it is there: a third of the server's silence limit (at
+    /// least a second), a minute until the server said.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.silence_max.map_or(Duration::from_secs(60), |silence| (silence / 3).max(Duration::from_secs(1)))
+    }
+}
+
+impl ServerControlled {
+    /// Apply a `Config` message: the whole of what the server sets, so a setting it does not
+    /// name is the owner's own again. Unknown keys and bad values are reported.
     pub fn apply(&mut self, settings: &std::collections::BTreeMap<String, String>) -> Vec<String> {
         let mut problems = Vec::new();
+        (self.prefetch, self.status_interval) = self.own;
         for (key, value) in settings {
             match key.as_str() {
                 "prefetch" => match value.parse::<u32>() {
@@ -292,8 +311,12 @@ impl ServerControlled {
                     Ok(v) if (50..=3_600_000).contains(&v) => self.status_interval = Duration::from_millis(v),
                     _ => problems.push(format!("status_interval_ms = {value:?} is not between 50 and 3600000")),
                 },
+                "silence_ms_max" => match value.parse::<u64>() {
+                    Ok(v) => self.silence_max = Some(Duration::from_millis(v)),
+                    _ => problems.push(format!("silence_ms_max = {value:?} is not a number")),
+                },
                 // Informational keys the server sends to every engine.
-                "poll_wait_ms_max" | "silence_ms_max" | "capacity_max" => {}
+                "poll_wait_ms_max" | "capacity_max" => {}
                 other => problems.push(format!("'{other}' is not a setting the server may change")),
             }
         }
@@ -371,7 +394,7 @@ mod tests {
 
     #[test]
     fn the_server_changes_only_what_it_may() {
-        let mut controlled = ServerControlled { prefetch: 4, status_interval: Duration::from_secs(1) };
+        let mut controlled = ServerControlled::new(4, Duration::from_secs(1));
         let mut settings = std::collections::BTreeMap::new();
         settings.insert("prefetch".to_string(), "8".to_string());
         settings.insert("disk_bytes_max".to_string(), "1".to_string());
@@ -380,5 +403,34 @@ mod tests {
         assert_eq!(controlled.prefetch, 8);
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems.iter().any(|p| p.contains("disk_bytes_max")));
+    }
+
+    #[test]
+    fn idle_engines_beat_within_the_servers_silence_limit() {
+        let mut controlled = ServerControlled::new(4, Duration::from_secs(1));
+        assert_eq!(controlled.heartbeat_interval(), Duration::from_secs(60), "until the server says");
+        let said = |ms: &str| -> std::collections::BTreeMap<String, String> {
+            [("silence_ms_max".to_string(), ms.to_string())].into_iter().collect()
+        };
+        assert!(controlled.apply(&said("90000")).is_empty());
+        assert_eq!(controlled.heartbeat_interval(), Duration::from_secs(30));
+        assert!(controlled.apply(&said("600")).is_empty());
+        assert_eq!(controlled.heartbeat_interval(), Duration::from_secs(1), "never more than once a second");
+        assert_eq!(controlled.apply(&said("soon")).len(), 1);
+        assert_eq!(controlled.silence_max, Some(Duration::from_millis(600)), "a bad value changes nothing");
+    }
+
+    #[test]
+    fn a_setting_the_server_no_longer_names_is_the_owners_again() {
+        let mut controlled = ServerControlled::new(4, Duration::from_secs(1));
+        let one = |k: &str, v: &str| -> std::collections::BTreeMap<String, String> {
+            [(k.to_string(), v.to_string())].into_iter().collect()
+        };
+        assert!(controlled.apply(&one("prefetch", "1")).is_empty());
+        assert_eq!(controlled.prefetch, 1);
+        assert!(controlled.apply(&one("status_interval_ms", "500")).is_empty());
+        assert_eq!((controlled.prefetch, controlled.status_interval), (4, Duration::from_millis(500)));
+        assert!(controlled.apply(&std::collections::BTreeMap::new()).is_empty());
+        assert_eq!((controlled.prefetch, controlled.status_interval), (4, Duration::from_secs(1)));
     }
 }

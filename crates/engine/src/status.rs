@@ -45,6 +45,8 @@ pub struct EngineStatus {
     pub contact: String,
     pub activity_source: String,
     pub task_priority: String,
+    /// Tasks staged ahead of the free cores (the server may change it with `Config`).
+    pub prefetch: u32,
     pub tasks: Vec<TaskView>,
     pub memory: Usage,
     pub disk: Usage,
@@ -129,7 +131,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; border-bo
 <h1>Idlegrid engine <code>{engine}</code> ({name})</h1>
 <p id="state" class="state-{state}">{state}{reason}</p>
 <table>
-<tr><th>mode</th><td>{mode}, tasks at {priority} priority</td></tr>
+<tr><th>mode</th><td>{mode}, tasks at {priority} priority, {prefetch} staged ahead</td></tr>
 <tr><th>hours</th><td>{hours}</td></tr>
 <tr><th>activity</th><td>{activity}</td></tr>
 <tr><th>server</th><td>{server} — {contact} ({contact_schedule})</td></tr>
@@ -151,6 +153,7 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 0.2em 0.8em; border-bo
         name = escape(&status.name),
         mode = escape(&status.mode),
         priority = escape(&status.task_priority),
+        prefetch = status.prefetch,
         hours = escape(&status.hours),
         activity = escape(&status.activity_source),
         server = escape(&status.server),
@@ -225,6 +228,7 @@ mod tests {
             contact: "c".into(),
             activity_source: "a".into(),
             task_priority: "SCHED_IDLE".into(),
+            prefetch: 4,
             tasks: vec![TaskView { assignment: 7, state: "running".into(), progress: 0.5, priority: 0 }],
             memory: Usage { used: 0, max: 1 },
             disk: Usage { used: 0, max: 1 },

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backoff;
 pub mod market;
 pub mod messages;
+pub mod ops;
 pub mod payload;
 pub mod ticket;
 pub mod wire;

@@ -38,6 +38,7 @@
 // are refused or ignored, never trusted.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
+pub mod affinity;
 pub mod availability;
 pub mod explain;
 pub mod full;

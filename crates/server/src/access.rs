@@ -95,6 +95,8 @@ pub const RULES: &[Rule] = &[
     rule("GET", "/v1/ops/revocations", OPERATORS),
     // Content shown on every engine's status page.
     rule("POST", "/v1/ops/display", OPERATORS),
+    rule("POST", "/v1/ops/retention", OPERATORS),
+    rule("POST", "/v1/ops/engine-config", OPERATORS),
     rule("GET", "/v1/ops/status", OPERATORS),
     // Engines and clients send their error logs; operators read them.
     rule("POST", "/v1/logs", PARTIES),

@@ -116,6 +116,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{job}", get(get_job))
         .route("/v1/ops/revoke", post(post_revoke))
         .route("/v1/ops/display", post(post_display))
+        .route("/v1/ops/retention", post(crate::ops_http::post_retention))
+        .route("/v1/ops/engine-config", post(crate::ops_http::post_engine_config))
         .route("/v1/ops/revocations", get(get_revocations))
         .route("/v1/ops/status", get(get_status))
         .route("/v1/logs", post(post_logs))

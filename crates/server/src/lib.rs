@@ -15,6 +15,7 @@ mod metrics;
 mod money_http;
 mod notices;
 pub mod openapi;
+mod ops_http;
 mod pace;
 mod payments;
 mod private;

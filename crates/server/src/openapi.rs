@@ -13,6 +13,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::access::{Callers, RULES};
 use idlegrid_protocol::messages::{AccountInfo, MoneyRequestInfo, MoneyRequestKind, MoneyRequestState};
+use idlegrid_protocol::ops::{EngineConfigBody, EngineConfigReply, RetentionAction, RetentionReply, RetentionRequest};
 use idlegrid_protocol::wire::{
     self, CreditBody, DecisionBody, DisplayBody, DisplayReply, ErrorBody, HealthReply, InstanceStatus, LogBatch,
     LogEntry, LogLine, MoneyRequestBody, OpenSessionRequest, PostReply, RegisterRequest, RegisterResponse,
@@ -217,6 +218,16 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Some(Named("DisplayBody")),
             Some(Named("DisplayReply")),
         ),
+        ("POST", "/v1/ops/retention") => doc(
+            "Archive results nobody fetched, or purge their jobs, now (operators)",
+            Some(Named("RetentionRequest")),
+            Some(Named("RetentionReply")),
+        ),
+        ("POST", "/v1/ops/engine-config") => doc(
+            "Change every engine's server-controlled settings, pushed to them as Config (operators)",
+            Some(Named("EngineConfigBody")),
+            Some(Named("EngineConfigReply")),
+        ),
         ("GET", "/v1/ops/revocations") => doc("Revoked parties (operators)", None, Some(ListOf("RevocationInfo"))),
         ("GET", "/v1/ops/status") => doc("This instance's health (operators)", None, Some(Named("InstanceStatus"))),
         ("POST", "/v1/logs") => {
@@ -361,6 +372,11 @@ pub fn document() -> OpenApi {
         (RevokeReply::name(), RevokeReply::schema()),
         (DisplayBody::name(), DisplayBody::schema()),
         (DisplayReply::name(), DisplayReply::schema()),
+        (RetentionRequest::name(), RetentionRequest::schema()),
+        (RetentionReply::name(), RetentionReply::schema()),
+        (RetentionAction::name(), RetentionAction::schema()),
+        (EngineConfigBody::name(), EngineConfigBody::schema()),
+        (EngineConfigReply::name(), EngineConfigReply::schema()),
         (RevocationInfo::name(), RevocationInfo::schema()),
         (InstanceStatus::name(), InstanceStatus::schema()),
         (AccountInfo::name(), AccountInfo::schema()),

@@ -18,6 +18,7 @@ use idlegrid_types::{
 use crate::*;
 
 mod accounts;
+mod caches;
 mod elements;
 mod jobs;
 mod market;
@@ -28,6 +29,7 @@ mod system;
 mod watches;
 mod web;
 pub use accounts::*;
+pub use caches::cache_reports_replace_and_find_holders;
 pub use elements::*;
 pub use jobs::*;
 pub use market::{market_refuses_conflicts_and_rolls_back, market_rows_round_trip_in_order};
@@ -109,6 +111,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     web_pages_read_tasks_by_page_and_results_by_time(&make());
     watches_round_trip_and_forget_their_marks(&make());
     a_deleted_session_forgets_its_watches(&make());
+    cache_reports_replace_and_find_holders(&make());
 }
 
 pub fn rollback_discards_everything(store: &impl Store) {

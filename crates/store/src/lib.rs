@@ -16,6 +16,7 @@
 
 mod accounts;
 mod any;
+mod caches;
 mod elements;
 mod jobs;
 mod market;
@@ -34,6 +35,7 @@ pub mod conformance;
 
 pub use self::postgres::PostgresStore;
 pub use any::{AnyStore, DatabaseLocation};
+pub use caches::CacheTx;
 pub use market::{ContractRow, ExecutionRow, MarketTable, MarketTx, NegotiationRow, OfferRow, RequestRow};
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -49,6 +51,7 @@ pub use {
 /// `use idlegrid_store::prelude::*;` (only needed where a concrete transaction type, not
 /// `dyn Tx`, calls them).
 pub mod prelude {
+    pub use crate::caches::CacheTx;
     pub use crate::market::MarketTx;
     pub use crate::watches::WatchTx;
     pub use crate::web::WebTx;

@@ -37,6 +37,7 @@ use crate::prelude::*;
 use crate::{Store, StoreError, StoreResult};
 
 mod accounts;
+mod caches;
 mod elements;
 mod jobs;
 mod market;
@@ -899,6 +900,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
+        self
+    }
+
+    fn caches(&mut self) -> &mut dyn crate::caches::CacheTx {
         self
     }
 }

@@ -16,6 +16,7 @@ use crate::prelude::*;
 use crate::{Store, StoreError, StoreResult};
 
 mod accounts;
+mod caches;
 mod elements;
 mod jobs;
 mod market;
@@ -140,6 +141,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     web::MIGRATION,
     watches::MIGRATION,
     market::EXECUTION_MIGRATION,
+    caches::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -362,6 +364,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn watches(&mut self) -> &mut dyn crate::watches::WatchTx {
+        self
+    }
+
+    fn caches(&mut self) -> &mut dyn crate::caches::CacheTx {
         self
     }
 }

@@ -13,4 +13,6 @@ pub trait Tx: SessionsTx + SystemTx + ProvidersTx + ElementsTx + JobsTx + Accoun
     fn web(&mut self) -> &mut dyn crate::web::WebTx;
     /// Attachments narrowed to one task or a pattern of interim statuses, in this same transaction.
     fn watches(&mut self) -> &mut dyn crate::watches::WatchTx;
+    /// What each engine's element cache holds, in this same transaction.
+    fn caches(&mut self) -> &mut dyn crate::caches::CacheTx;
 }

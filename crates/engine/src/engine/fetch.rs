@@ -265,6 +265,10 @@ impl Inner {
                 }
             }
         }
+        // Said before the task can run, so the server knows it before the task's result.
+        if let Some(elements) = self.cache.contents_if_changed() {
+            self.send(ProviderToServer::CacheContents { elements }, None);
+        }
         let actions = self.core().staged(id, has_local_checkpoint);
         self.perform(actions);
     }

@@ -6,6 +6,7 @@
 
 mod core;
 mod fetch;
+mod heartbeat;
 mod peripheral;
 mod run;
 mod session;
@@ -219,6 +220,7 @@ impl Engine {
             tokio::spawn(inner.clone().run_loop()),
             tokio::spawn(inner.clone().governor_loop(source)),
             tokio::spawn(inner.clone().ship_logs_loop()),
+            tokio::spawn(inner.clone().heartbeat_loop()),
         ];
         if let Some(listen) = inner.config.owner.status_listen.clone() {
             let snapshot_of = inner.clone();
@@ -297,7 +299,7 @@ impl Inner {
         );
         let gate = ContactGate::new(config.owner.contact.clone(), config.clock.clone());
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
-        let controlled = ServerControlled { prefetch: config.prefetch, status_interval: config.status_interval };
+        let controlled = ServerControlled::new(config.prefetch, config.status_interval);
         let budgets = Budgets {
             cores: config.owner.cores,
             memory_bytes_max: config.owner.memory_bytes_max,
@@ -461,6 +463,8 @@ impl Inner {
         self.send(ProviderToServer::Contents { tasks: held }, None);
         let status = self.core().node_status();
         self.send(status, None);
+        // The server's settings for engines (the operator's, and its silence limit).
+        self.send(ProviderToServer::GetConfig, None);
     }
 
     /// Take back the tasks held on disk: finished ones have their outcome sent again, the
@@ -522,6 +526,7 @@ impl Inner {
             contact: self.gate.describe(),
             activity_source: lock(&self.activity_name).clone(),
             task_priority: self.workers.priority.clone(),
+            prefetch: lock(&self.controlled).prefetch,
             tasks: views,
             memory: Usage { used: summary.memory_used, max: self.config.owner.memory_bytes_max },
             disk: Usage { used: self.budget.used(), max: self.budget.max() },

@@ -340,12 +340,20 @@ fn balance(account: &AccountInfo) -> Markup {
     }
 }
 
-pub fn account(session: &WebSession, account: &AccountInfo, statement: &Statement) -> Markup {
+pub fn account(
+    session: &WebSession,
+    account: &AccountInfo,
+    statement: &Statement,
+    profile: Option<&idlegrid_coordinator::client_profile::ClientProfileInfo>,
+) -> Markup {
     layout(
         Some(session),
         "Account",
         html! {
             (balance(account))
+            @if let Some(profile) = profile {
+                p #client-software { "Client software: " (profile.name) " (" (profile.software_version) ")" }
+            }
             h2 { "Statement by day" }
             (statement_table(statement))
             @if !statement.requests.is_empty() {

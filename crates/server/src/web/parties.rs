@@ -39,11 +39,13 @@ pub(super) async fn account_page(
         Err(page) => return page,
     };
     let found = read(&state, &session, |c, tx, _, party, _| {
-        Ok((c.account_info(tx, &party.id)?, whole_statement(c, tx, party)?))
+        Ok((c.account_info(tx, &party.id)?, whole_statement(c, tx, party)?, c.client_profile(tx, &party.id)?))
     })
     .await;
     match found {
-        Ok((account, statement)) => html(StatusCode::OK, pages::account(&session, &account, &statement)),
+        Ok((account, statement, profile)) => {
+            html(StatusCode::OK, pages::account(&session, &account, &statement, profile.as_ref()))
+        }
         Err(page) => page,
     }
 }

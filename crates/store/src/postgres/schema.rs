@@ -106,4 +106,5 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::web::MIGRATION,
     super::watches::MIGRATION,
     super::market::EXECUTION_MIGRATION,
+    super::caches::MIGRATION,
 ];
