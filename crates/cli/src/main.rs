@@ -13,6 +13,7 @@ mod local;
 mod market;
 mod ops;
 mod server_command;
+mod server_preemption;
 mod server_tasks;
 mod sim;
 mod web;

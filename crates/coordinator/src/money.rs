@@ -39,7 +39,8 @@ pub struct NoticeSettings {
 /// What a notice says; sent as JSON to webhooks and as text by e-mail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
-    /// "completed", "failed", "stopped" or "purge_warning" about a job; "market_awaiting",
+    /// "completed", "failed", "stopped", "purge_warning", "deadline_missed" or "held" (its
+    /// maximum cost) about a job; "market_awaiting",
     /// "market_agreed" or "market_signed" about the market (`name` says what happened).
     pub kind: String,
     /// The job (absent in market notices).
@@ -69,6 +70,8 @@ impl Notice {
             "failed" => format!("Idlegrid job {name} completed with {} failed tasks", self.failed),
             "stopped" => format!("Idlegrid job {name} was stopped"),
             "purge_warning" => format!("Idlegrid job {name}: results will be deleted soon"),
+            "deadline_missed" => format!("Idlegrid job {name} will miss its deadline"),
+            "held" => format!("Idlegrid job {name}: no more tasks are placed"),
             other => format!("Idlegrid job {name}: {other}"),
         }
     }
