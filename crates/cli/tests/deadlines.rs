@@ -34,7 +34,10 @@ fn notices(database: &Path) -> Vec<(String, String)> {
     rows.iter()
         .map(|row| {
             let body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
-            (body["kind"].as_str().unwrap_or_default().to_string(), body["reason"].as_str().unwrap_or_default().to_string())
+            (
+                body["kind"].as_str().unwrap_or_default().to_string(),
+                body["reason"].as_str().unwrap_or_default().to_string(),
+            )
         })
         .collect()
 }

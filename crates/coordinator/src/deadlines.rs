@@ -153,7 +153,14 @@ impl Coordinator {
     }
 
     /// Queue a notice about a job unless this kind was sent for it already, and log it.
-    fn notify_once(&self, tx: &mut dyn Tx, job: &JobRow, kind: &str, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+    fn notify_once(
+        &self,
+        tx: &mut dyn Tx,
+        job: &JobRow,
+        kind: &str,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         let key = format!("notice/{kind}/{}", job.id);
         if tx.meta(&key)?.is_some() {
             return Ok(());
@@ -226,10 +233,8 @@ mod tests {
         assert_eq!(work_per_task(&properties), None);
         properties.scheduling_hints.insert(WORK_HINT.into(), " 2.5 ".into());
         assert_eq!(work_per_task(&properties), Some(2.5));
-        properties.cluster = Some(idlegrid_types::VirtualClusterRequest {
-            work_per_task_gflop_hours: Some(7.0),
-            ..Default::default()
-        });
+        properties.cluster =
+            Some(idlegrid_types::VirtualClusterRequest { work_per_task_gflop_hours: Some(7.0), ..Default::default() });
         assert_eq!(work_per_task(&properties), Some(7.0));
         properties.cluster = None;
         for bad in ["-1", "NaN", "inf", "lots"] {

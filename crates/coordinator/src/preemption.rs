@@ -31,7 +31,12 @@ fn count_of(tx: &mut dyn Tx, key: &str) -> Result<u32, StoreError> {
 impl Coordinator {
     /// Ask back running copies of lower priority for the tasks that wait beyond the room there
     /// is; returns how many were asked.
-    pub(crate) fn preempt_for_waiting(&self, tx: &mut dyn Tx, now_ms: u64, fx: &mut Effects) -> Result<u32, StoreError> {
+    pub(crate) fn preempt_for_waiting(
+        &self,
+        tx: &mut dyn Tx,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<u32, StoreError> {
         let policy = self.config.preemption;
         if !policy.enabled {
             return Ok(0);

@@ -124,7 +124,8 @@ impl Coordinator {
             return Ok(0);
         }
         let mut jobs = Jobs::default();
-        let Demands { mut tasks, mut demands, cluster } = self.demands(tx, &rooms, candidates, &mut jobs, now_ms, fx)?;
+        let Demands { mut tasks, mut demands, cluster } =
+            self.demands(tx, &rooms, candidates, &mut jobs, now_ms, fx)?;
         // Virtual nodes first: they need several engines at once.
         let mut assigned = 0;
         if !cluster.tasks.is_empty() {

@@ -58,10 +58,7 @@ mod tests {
         assert_eq!(combined(None, None), None);
         assert_eq!(combined(Some("engine.os == \"linux\""), None).as_deref(), Some("engine.os == \"linux\""));
         assert_eq!(combined(None, Some(&cluster)).as_deref(), Some("engine.memory_mb >= 512"));
-        assert_eq!(
-            combined(Some("a or b"), Some(&cluster)).as_deref(),
-            Some("(a or b) and (engine.memory_mb >= 512)")
-        );
+        assert_eq!(combined(Some("a or b"), Some(&cluster)).as_deref(), Some("(a or b) and (engine.memory_mb >= 512)"));
         assert_eq!(combined(Some("x"), Some(&VirtualClusterRequest::default())).as_deref(), Some("x"));
     }
 

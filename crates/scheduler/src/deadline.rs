@@ -116,7 +116,10 @@ pub fn explain(
     };
     let estimate = match (work_gflop_hours, speed_gflops) {
         (Some(work), Some(speed)) => run_time_ms(work, speed).map(|ms| {
-            format!("; a task of {work} GFLOP-hours takes about {} on the fastest engine ({speed:.2} GFLOPS)", duration(ms as u64))
+            format!(
+                "; a task of {work} GFLOP-hours takes about {} on the fastest engine ({speed:.2} GFLOPS)",
+                duration(ms as u64)
+            )
         }),
         _ => None,
     }

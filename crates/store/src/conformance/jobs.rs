@@ -638,7 +638,13 @@ pub fn queued_tasks_with_deadline_come_by_priority_then_deadline(store: &impl St
                 .collect();
             assert_eq!(
                 seen,
-                vec![(late.id, 2, 9_000), (soon.id, 0, 1_000), (soon.id, 1, 1_000), (late.id, 0, 9_000), (late.id, 1, 9_000)],
+                vec![
+                    (late.id, 2, 9_000),
+                    (soon.id, 0, 1_000),
+                    (soon.id, 1, 1_000),
+                    (late.id, 0, 9_000),
+                    (late.id, 1, 9_000)
+                ],
                 "priority first, then the earliest deadline, then order of creation; jobs without one left out"
             );
             assert_eq!(tx.queued_tasks_with_deadline(2)?.len(), 2);
