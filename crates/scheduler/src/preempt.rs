@@ -65,15 +65,13 @@ pub fn victims(policy: &PreemptionPolicy, waiting: &[i64], running: &[RunningCop
         (0..running.len()).filter(|i| !running[*i].protected && running[*i].preempted < policy.per_task_max).collect();
     eligible.sort_by_key(|i| (running[*i].priority, *i));
     let mut chosen = Vec::new();
-    let mut next = 0;
-    for priority in order {
+    for (next, priority) in order.into_iter().enumerate() {
         let Some(victim) = eligible.get(next) else { break };
         if i64::from(running[*victim].priority).saturating_add(policy.priority_gap_min) > priority {
             // The lowest copy left is too close; so is every other for this and later waiters.
             break;
         }
         chosen.push(*victim);
-        next += 1;
     }
     chosen
 }
