@@ -155,7 +155,7 @@ mod tests {
 
     #[test]
     fn priority_first_then_earliest_deadline_then_age() {
-        let mut all = vec![
+        let mut all = [
             candidate(1, 0, None),
             candidate(2, 0, Some(500)),
             candidate(3, 5, None),
