@@ -29,6 +29,8 @@
 //! # requirement = 'engine.memory_mb >= 1024 and engine.os == "linux"'  (top level) engines allowed
 //! # rank = "engine.gflops"         (top level) engines preferred, highest first
 //! # checkpoint_upload_secs = 60    (top level) running tasks' checkpoints go to the server this often
+//! # deadline_unix_ms = 1767225600000 (top level) earliest deadline first; with
+//! #   hints.work_per_task_gflop_hours, tasks at risk get an extra replica and a late job a notice
 //! ```
 
 use std::collections::BTreeMap;
@@ -70,6 +72,9 @@ pub struct JobFile {
     pub power_requested_gflops: Option<f64>,
     #[serde(default)]
     pub power_max_gflops: Option<f64>,
+    /// When the job's results are due, milliseconds since 1970.
+    #[serde(default)]
+    pub deadline_unix_ms: Option<u64>,
     #[serde(default)]
     pub hints: BTreeMap<String, String>,
     /// What an engine must be to run the job's tasks (`engine.NAME`, `job.NAME`), in the
@@ -204,6 +209,7 @@ impl Job {
         properties.cluster = self.file.cluster.clone();
         properties.power_requested_gflops = self.file.power_requested_gflops;
         properties.power_max_gflops = self.file.power_max_gflops;
+        properties.deadline_unix_ms = self.file.deadline_unix_ms;
         properties.scheduling_hints = self.file.hints.clone();
         properties.requirement = self.file.requirement.clone();
         properties.rank = self.file.rank.clone();

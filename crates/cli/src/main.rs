@@ -15,6 +15,7 @@ mod market;
 mod market_peripheral;
 mod ops;
 mod server_command;
+mod server_preemption;
 mod server_tasks;
 mod sim;
 mod web;

@@ -149,6 +149,8 @@ pub struct ServerArgs {
     pub checkpoints: crate::server_tasks::CheckpointArgs,
     #[command(flatten)]
     pub retention: crate::server_tasks::RetentionArgs,
+    #[command(flatten)]
+    pub preemption: crate::server_preemption::PreemptionArgs,
 }
 
 /// Start the server and serve until a shutdown signal.
@@ -220,6 +222,7 @@ impl ServerArgs {
         self.limits(&mut config)?;
         self.checkpoints.apply(&mut config);
         self.retention.apply(&mut config)?;
+        self.preemption.apply(&mut config)?;
         Ok(config)
     }
 

@@ -33,6 +33,14 @@ pub enum SimCommand {
         /// Share of the candidates' capacity the jobs ask for.
         #[arg(long, default_value_t = 0.5)]
         load: f64,
+        /// Plain jobs: earliest deadline first and an extra copy for tasks at risk; prints the
+        /// share finished by their deadline against a run without, on the same seed.
+        #[arg(long)]
+        deadlines: bool,
+        /// Plain jobs: a copy whose engine goes away resumes elsewhere from its last
+        /// checkpoint; prints the work lost per interruption against a run without.
+        #[arg(long)]
+        migration: bool,
     },
     /// Validation policies against saboteurs, by simulation.
     Saboteurs {
@@ -85,7 +93,7 @@ fn bar(length: u64, unit: &str) -> ProgressBar {
 pub fn run(command: SimCommand) -> anyhow::Result<()> {
     let started = Instant::now();
     match command {
-        SimCommand::Placement { providers, tasks, seed, model, reliabilities, load } => {
+        SimCommand::Placement { providers, tasks, seed, model, reliabilities, load, deadlines, migration } => {
             anyhow::ensure!(providers > 0 && tasks > 0, "--providers and --tasks must be at least 1");
             anyhow::ensure!(reliabilities.iter().all(|r| (0.0..1.0).contains(r)), "--reliabilities must be in [0, 1)");
             anyhow::ensure!(load > 0.0 && load.is_finite(), "--load must be positive");
@@ -99,6 +107,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
                     Model::Simplified => idlegrid_sim::ReliabilityModel::Simplified,
                     Model::Full => idlegrid_sim::ReliabilityModel::Full,
                 },
+                plain_options: idlegrid_sim::PlainOptions { deadlines, migration },
                 ..idlegrid_sim::SimConfig::default()
             };
             let progress = bar(tasks, "tasks");

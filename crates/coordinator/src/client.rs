@@ -72,7 +72,9 @@ impl Coordinator {
             M::ExplainJob { job, task } => {
                 let row = self.owned_job(ctx, job)?;
                 let explanation = self.explain_job(ctx.tx, &row, task, ctx.now)?;
-                ctx.reply(seq, &ServerToClient::Explanation(crate::cluster::to_message(job, explanation)))
+                let mut message = crate::cluster::to_message(job, explanation);
+                self.explain_limits(ctx.tx, &row, &mut message, ctx.now)?;
+                ctx.reply(seq, &ServerToClient::Explanation(message))
             }
             M::GetJobProperties { job } => {
                 let row = self.owned_job(ctx, job)?;

@@ -21,6 +21,7 @@ pub mod checkpoints;
 mod client;
 pub mod client_profile;
 mod cluster;
+mod deadlines;
 mod engine_config;
 mod engine_news;
 mod error;
@@ -30,6 +31,7 @@ pub mod money;
 mod operator;
 mod own_logs;
 mod pass;
+mod preemption;
 mod profiles;
 mod provider;
 pub mod requests;
@@ -147,6 +149,8 @@ pub struct CoordinatorConfig {
     /// An engine whose owner came back hands its tasks over when its availability history
     /// expects it busy for at least this long (P4.5); `None`: tasks wait for their engine.
     pub migrate_after_busy_ms: Option<u64>,
+    /// Whether and how waiting tasks of a higher priority take engines from running ones (P5.6).
+    pub preemption: idlegrid_scheduler::preempt::PreemptionPolicy,
 }
 
 impl Default for CoordinatorConfig {
@@ -185,6 +189,7 @@ impl Default for CoordinatorConfig {
             client_elements_max: 100_000,
             checkpoint_uploads: checkpoints::CheckpointUploads::default(),
             migrate_after_busy_ms: None,
+            preemption: idlegrid_scheduler::preempt::PreemptionPolicy::default(),
         }
     }
 }

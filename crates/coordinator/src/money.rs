@@ -39,10 +39,10 @@ pub struct NoticeSettings {
 /// What a notice says; sent as JSON to webhooks and as text by e-mail.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
-    /// "completed", "failed", "stopped" or "purge_warning" about a job; "market_awaiting",
-    /// "market_agreed", "market_signed", "market_started", "market_delivered",
-    /// "market_failed", "market_settled" or "market_draw" about the market (`name` says what
-    /// happened).
+    /// "completed", "failed", "stopped", "purge_warning", "purged", "deadline_missed" or "held"
+    /// (its maximum cost) about a job; "market_awaiting", "market_agreed", "market_signed",
+    /// "market_started", "market_delivered", "market_failed", "market_settled" or "market_draw"
+    /// about the market (`name` says what happened).
     pub kind: String,
     /// The job (absent in market notices).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -71,6 +71,8 @@ impl Notice {
             "failed" => format!("Idlegrid job {name} completed with {} failed tasks", self.failed),
             "stopped" => format!("Idlegrid job {name} was stopped"),
             "purge_warning" => format!("Idlegrid job {name}: results will be deleted soon"),
+            "deadline_missed" => format!("Idlegrid job {name} will miss its deadline"),
+            "held" => format!("Idlegrid job {name}: no more tasks are placed"),
             other => format!("Idlegrid job {name}: {other}"),
         }
     }

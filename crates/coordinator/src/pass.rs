@@ -2,4 +2,4 @@
 //! (`idlegrid_scheduler::pass`) so that the simulator runs the same code; `schedule.rs` calls
 //! them through this name.
 
-pub(crate) use idlegrid_scheduler::pass::{Launch, draw_spot_checks, engines_to_check, place};
+pub(crate) use idlegrid_scheduler::pass::{Launch, draw_spot_checks, engines_to_check};

@@ -119,7 +119,7 @@ impl Coordinator {
         let limit = total.min(self.config.schedule_batch_max as u64) as u32;
         // Tasks short of replicas first: a result already returned waits on them.
         let mut candidates = tx.tasks_wanting_replicas(limit)?;
-        candidates.extend(tx.queued_tasks(limit)?);
+        candidates.extend(self.queued_candidates(tx, limit)?);
         if candidates.is_empty() {
             return Ok(0);
         }
@@ -135,7 +135,11 @@ impl Coordinator {
         // validation records of the engines chosen, then which launches become spot checks.
         self.prefer_cached(tx, &rooms, &tasks, &mut demands)?;
         let room_sizes: Vec<u32> = rooms.iter().map(|r| r.room).collect();
-        let mut launches = pass::place(&room_sizes, &demands);
+        let room_powers = self.room_powers(tx, &rooms)?;
+        let fastest = room_powers.iter().copied().reduce(f64::max);
+        self.apply_deadlines(tx, &tasks, &mut demands, &mut jobs, fastest, now_ms)?;
+        let mut launches =
+            self.place_within_limits(tx, &room_sizes, &room_powers, &tasks, &demands, &mut jobs, now_ms)?;
         let policy = &self.config.spot_checks;
         // Tests need known answers: without any, no draw is made and no record read.
         let spot_checks_on = policy.rate > 0.0 || policy.new_provider_rate > 0.0;
@@ -533,6 +537,7 @@ impl Coordinator {
         // Benchmarks due take their engines' free slots before the scheduling pass (P5.1).
         self.send_due_benchmarks(tx, now_ms, fx)?;
         report.tasks_assigned = self.schedule(tx, now_ms, fx)?;
+        self.preempt_for_waiting(tx, now_ms, fx)?;
         let billing = self.bill(tx, now_ms, fx)?;
         report.transfers_billed = billing.transfers_new as u32;
         report.results_purged = self.purge(tx, now_ms, fx)?;

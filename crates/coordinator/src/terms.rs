@@ -76,6 +76,13 @@ impl Coordinator {
                 parse_job_expression(source).unwrap_or_else(|_| parse_job_expression("false").expect("parses"))
             })
         };
-        Ok(JobTerms { attributes, paying, requirement: parse(&properties.requirement), rank: parse(&properties.rank) })
+        // A job checked by replicas places its quorum's members on engines fit to be its nodes.
+        let requirement = match &properties.cluster {
+            Some(cluster) if crate::assurance::is_assured(job) => {
+                idlegrid_scheduler::cluster_quorum::combined(properties.requirement.as_deref(), Some(cluster))
+            }
+            _ => properties.requirement.clone(),
+        };
+        Ok(JobTerms { attributes, paying, requirement: parse(&requirement), rank: parse(&properties.rank) })
     }
 }

@@ -40,11 +40,15 @@
 
 pub mod affinity;
 pub mod availability;
+pub mod cluster_quorum;
+pub mod deadline;
 pub mod explain;
 pub mod full;
 mod index;
+pub mod job_limits;
 pub mod pass;
 pub mod placement;
+pub mod preempt;
 pub mod profile;
 mod rooms;
 pub mod terms;

@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use idlegrid_scheduler::placement::ReliabilityModel;
 use idlegrid_scheduler::placement::SchedulerConfig;
-pub use plain::PlainReport;
+pub use plain::{PlainOptions, PlainReport};
 pub use population::{Kind, archetypes};
 
 /// A kind of task and node that jobs ask for.
@@ -115,6 +115,9 @@ pub struct SimConfig {
     /// Plain tasks (jobs without a virtual cluster), as a share of `tasks`, run apart after the
     /// cluster run; 0 runs none.
     pub plain_task_share: f64,
+    /// Deadlines and migration in the plain part; when either is on, the part also runs
+    /// without them on the same seed, for comparison.
+    pub plain_options: PlainOptions,
 }
 
 impl Default for SimConfig {
@@ -136,6 +139,7 @@ impl Default for SimConfig {
             urgent_task_share: 0.03,
             urgent_after_hours: 0.5,
             plain_task_share: 0.25,
+            plain_options: PlainOptions::default(),
         }
     }
 }
@@ -232,6 +236,9 @@ pub struct SimReport {
     /// The plain jobs' part.
     #[serde(default)]
     pub plain: PlainReport,
+    /// The plain part without deadlines and migration, when `plain` ran with them.
+    #[serde(default)]
+    pub plain_before: Option<PlainReport>,
 }
 
 impl fmt::Display for SimReport {
@@ -300,8 +307,28 @@ impl fmt::Display for SimReport {
                 p.tasks, p.finished, p.passes, p.copies, p.copies_lost, p.spot_checks, p.mean_wait_minutes
             )?;
         }
+        if let Some(before) = &self.plain_before {
+            writeln!(
+                f,
+                "Plain jobs with deadlines {} and migration {} against without (same seed): finished by their deadline {:.4} (before {:.4}); work lost per interruption {:.2} minutes (before {:.2}); copies {} (before {}), lost {} (before {}).",
+                on_off(p.options.deadlines),
+                on_off(p.options.migration),
+                p.deadline_share(),
+                before.deadline_share(),
+                p.lost_per_interruption(),
+                before.lost_per_interruption(),
+                p.copies,
+                before.copies,
+                p.copies_lost,
+                before.copies_lost
+            )?;
+        }
         Ok(())
     }
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
 }
 
 /// Run a simulation to the end.
@@ -313,9 +340,14 @@ pub fn run(config: SimConfig) -> SimReport {
 pub fn run_with_progress(config: SimConfig, progress: &mut dyn FnMut(&SimProgress)) -> SimReport {
     let plain_tasks = (config.tasks as f64 * config.plain_task_share).round() as u64;
     let (seed, providers, horizon_minutes) = (config.seed, config.providers, u64::from(config.horizon_days) * 24 * 60);
+    let options = config.plain_options;
     let mut report = world::World::new(config).run(progress);
     if plain_tasks > 0 {
-        report.plain = plain::run(seed, providers, plain_tasks, horizon_minutes);
+        report.plain = plain::run(seed, providers, plain_tasks, horizon_minutes, options);
+        if options != PlainOptions::default() {
+            let before = plain::run(seed, providers, plain_tasks, horizon_minutes, PlainOptions::default());
+            report.plain_before = Some(before);
+        }
     }
     report
 }

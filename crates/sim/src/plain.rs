@@ -8,10 +8,17 @@
 //! are drawn from the same population, but each is simply on or off, with exponential sessions
 //! by kind; a copy whose engine goes off is lost and its task asks again elsewhere. The part has
 //! its own random stream derived from the seed, so the cluster figures stay what they were.
+//!
+//! Two options, off by default (the figures are then exactly those without them): `deadlines`
+//! orders the waiting tasks by deadline and gives tasks at risk an extra copy
+//! (`idlegrid_scheduler::deadline`, as the coordinator does); `migration` keeps a lost copy's
+//! progress up to its last checkpoint upload, so the task resumes elsewhere from it. Every task
+//! has a deadline drawn from a stream of its own, so both runs are judged against the same ones.
 
 use idlegrid_assurance::{ProviderRecord, QuarantineRule, SpotCheckOutcome, SpotCheckPolicy};
 use idlegrid_random::{RandomSource, Xoshiro256StarStar};
 use idlegrid_scheduler::ReplicaDemand;
+use idlegrid_scheduler::deadline::{self, Candidate};
 use idlegrid_scheduler::pass::{self, Launch};
 use idlegrid_types::PartyId;
 use serde::{Deserialize, Serialize};
@@ -24,6 +31,21 @@ const STREAM: u64 = 0x706c_6169_6e00_0001;
 const WORK_GFLOP: f64 = 900.0;
 /// Share of the tasks that ask for two replicas (result assurance by agreement).
 const REPLICATED_SHARE: f64 = 0.2;
+/// Mixed into the seed for the tasks' deadlines.
+const DEADLINE_STREAM: u64 = 0x706c_6169_6e00_0002;
+/// Deadlines fall this many minutes after the jobs arrive, uniformly.
+const DEADLINE_MINUTES: (f64, f64) = (15.0, 180.0);
+/// How often a running copy uploads its checkpoint when migration is on (minutes).
+const CHECKPOINT_MINUTES: u64 = 10;
+
+/// What the plain part does beyond the plain pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlainOptions {
+    /// Earliest deadline first, and an extra copy for tasks at risk.
+    pub deadlines: bool,
+    /// A lost copy's progress is kept up to its last checkpoint.
+    pub migration: bool,
+}
 
 /// What the plain jobs' part measured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,6 +61,27 @@ pub struct PlainReport {
     pub copies_lost: u64,
     /// Mean minutes from the jobs' arrival to a task's first launch.
     pub mean_wait_minutes: f64,
+    /// What ran beyond the plain pass.
+    #[serde(default)]
+    pub options: PlainOptions,
+    /// Tasks finished by their deadline.
+    #[serde(default)]
+    pub finished_by_deadline: u64,
+    /// Minutes of engine work lost with copies whose engine went away.
+    #[serde(default)]
+    pub work_lost_minutes: u64,
+}
+
+impl PlainReport {
+    /// Share of the tasks finished by their deadline.
+    pub fn deadline_share(&self) -> f64 {
+        if self.tasks == 0 { 0.0 } else { self.finished_by_deadline as f64 / self.tasks as f64 }
+    }
+
+    /// Mean minutes of work lost per copy lost.
+    pub fn lost_per_interruption(&self) -> f64 {
+        if self.copies_lost == 0 { 0.0 } else { self.work_lost_minutes as f64 / self.copies_lost as f64 }
+    }
 }
 
 /// A task of a plain job.
@@ -49,12 +92,18 @@ struct Task {
     /// Engines that hold or held a copy: never given another.
     held: Vec<usize>,
     first_launch: Option<u64>,
+    deadline_minute: u64,
+    /// Work kept in a checkpoint (GFLOP), with migration.
+    done_gflop: f64,
 }
 
 /// A copy on an engine: of a task, or a test task when `task` is `None`.
 struct Copy {
     task: Option<usize>,
     ends: u64,
+    started: u64,
+    /// The task's checkpointed work when the copy started (GFLOP).
+    base_gflop: f64,
 }
 
 struct Engine {
@@ -62,6 +111,7 @@ struct Engine {
     kind: Kind,
     slots: u32,
     minutes_per_task: u64,
+    cpu_gflops: f64,
     online: bool,
     copies: Vec<Copy>,
     record: ProviderRecord,
@@ -78,8 +128,9 @@ fn sessions(kind: Kind) -> (f64, f64) {
 }
 
 /// Run `tasks` plain tasks on `providers` machines for at most `horizon_minutes`.
-pub fn run(seed: u64, providers: u32, tasks: u64, horizon_minutes: u64) -> PlainReport {
+pub fn run(seed: u64, providers: u32, tasks: u64, horizon_minutes: u64, options: PlainOptions) -> PlainReport {
     let mut rng = Xoshiro256StarStar::from_seed(seed ^ STREAM);
+    let mut deadlines = Xoshiro256StarStar::from_seed(seed ^ DEADLINE_STREAM);
     let archetypes = population::archetypes();
     let mut engines: Vec<Engine> = (0..providers)
         .map(|n| {
@@ -90,7 +141,8 @@ pub fn run(seed: u64, providers: u32, tasks: u64, horizon_minutes: u64) -> Plain
                 id: PartyId::from_public_key(&key),
                 kind: machine.kind,
                 slots: machine.slots.max(1),
-                minutes_per_task: (WORK_GFLOP / machine.cpu_gflops / 60.0).ceil().max(1.0) as u64,
+                minutes_per_task: minutes_for(WORK_GFLOP, machine.cpu_gflops),
+                cpu_gflops: machine.cpu_gflops,
                 online: rng.next_f64() < 0.5,
                 copies: Vec::new(),
                 record: ProviderRecord::default(),
@@ -104,14 +156,19 @@ pub fn run(seed: u64, providers: u32, tasks: u64, horizon_minutes: u64) -> Plain
             running: 0,
             held: Vec::new(),
             first_launch: None,
+            deadline_minute: {
+                let (low, high) = DEADLINE_MINUTES;
+                (low + (high - low) * deadlines.next_f64()) as u64
+            },
+            done_gflop: 0.0,
         })
         .collect();
     let policy = SpotCheckPolicy::default();
-    let mut report = PlainReport { tasks, ..PlainReport::default() };
+    let mut report = PlainReport { tasks, options, ..PlainReport::default() };
     let mut minute = 0;
     while report.finished < tasks && minute < horizon_minutes {
         step_engines(&mut engines, &mut work, &mut report, minute, &mut rng);
-        let launches = plan(&engines, &work, &policy, &mut rng);
+        let launches = plan(&engines, &work, &policy, options.deadlines.then_some(minute), &mut rng);
         apply(&mut engines, &mut work, &mut report, minute, &launches.0, &launches.1);
         report.passes += 1;
         minute += 1;
@@ -120,6 +177,11 @@ pub fn run(seed: u64, providers: u32, tasks: u64, horizon_minutes: u64) -> Plain
     report.mean_wait_minutes =
         if waits.is_empty() { 0.0 } else { waits.iter().sum::<u64>() as f64 / waits.len() as f64 };
     report
+}
+
+/// Whole minutes (at least one) an engine of `gflops` needs for `work` GFLOP.
+fn minutes_for(work: f64, gflops: f64) -> u64 {
+    (work / gflops / 60.0).ceil().max(1.0) as u64
 }
 
 /// One minute of the engines: copies that end report, engines go on or off (losing their copies).
@@ -131,16 +193,21 @@ fn step_engines(
     rng: &mut Xoshiro256StarStar,
 ) {
     let rule = QuarantineRule::default();
+    let migration = report.options.migration;
     for engine in engines.iter_mut() {
         let (on, off) = sessions(engine.kind);
         let flip = if engine.online { 1.0 / on } else { 1.0 / off };
         if rng.next_f64() < flip {
             engine.online = !engine.online;
         }
-        let online = engine.online;
+        let (online, gflops) = (engine.online, engine.cpu_gflops);
         engine.copies.retain(|copy| {
             let ended = copy.ends <= minute;
             match (copy.task, online, ended) {
+                // A copy beyond what its finished task needed (an extra one for a deadline).
+                (Some(task), true, false) if work[task].results >= work[task].wanted => {
+                    work[task].running -= 1;
+                }
                 (_, true, false) => return true,
                 (None, true, true) => {
                     engine.record.apply_spot_check(SpotCheckOutcome::Passed, &rule);
@@ -151,11 +218,20 @@ fn step_engines(
                     task.results += 1;
                     if task.results == task.wanted {
                         report.finished += 1;
+                        if minute <= task.deadline_minute {
+                            report.finished_by_deadline += 1;
+                        }
                     }
                 }
                 (Some(task), false, _) => {
-                    work[task].running -= 1;
+                    let task = &mut work[task];
+                    task.running -= 1;
                     report.copies_lost += 1;
+                    let elapsed = minute.saturating_sub(copy.started);
+                    let saved = if migration { elapsed - elapsed % CHECKPOINT_MINUTES } else { 0 };
+                    report.work_lost_minutes += elapsed - saved;
+                    let kept = (copy.base_gflop + saved as f64 * 60.0 * gflops).min(WORK_GFLOP);
+                    task.done_gflop = task.done_gflop.max(kept);
                 }
                 (None, false, _) => {}
             }
@@ -170,6 +246,7 @@ fn plan(
     engines: &[Engine],
     work: &[Task],
     policy: &SpotCheckPolicy,
+    deadlines_at: Option<u64>,
     rng: &mut Xoshiro256StarStar,
 ) -> (Vec<usize>, Vec<Launch>) {
     let mut members = Vec::new();
@@ -184,13 +261,28 @@ fn plan(
         }
     }
     let total: u64 = rooms.iter().map(|r| u64::from(*r)).sum();
+    let order = task_order(work, deadlines_at);
+    let fastest = members.iter().map(|e| engines[*e].cpu_gflops).reduce(f64::max);
     let mut demands = Vec::new();
     let mut asked = 0;
-    for task in work {
+    for index in &order {
+        let task = &work[*index];
         if asked >= total {
             break;
         }
-        let missing = task.wanted.saturating_sub(task.results + task.running);
+        let wanted = match deadlines_at {
+            Some(minute) => deadline::replicas(
+                task.wanted,
+                deadline::outlook(
+                    minute * 60_000,
+                    Some(task.deadline_minute * 60_000),
+                    Some((WORK_GFLOP - task.done_gflop) / 3600.0),
+                    fastest,
+                ),
+            ),
+            None => task.wanted,
+        };
+        let missing = wanted.saturating_sub(task.results + task.running);
         if missing == 0 {
             demands.push(ReplicaDemand::new(0, Vec::new()));
             continue;
@@ -200,6 +292,9 @@ fn plan(
         asked += u64::from(missing);
     }
     let mut launches = pass::place(&rooms, &demands);
+    for launch in &mut launches {
+        launch.task = order[launch.task];
+    }
     let checked = pass::engines_to_check(&launches, policy, true);
     let records: Vec<(PartyId, Option<ProviderRecord>)> = members
         .iter()
@@ -208,6 +303,18 @@ fn plan(
         .collect();
     pass::draw_spot_checks(&mut launches, &records, policy, rng);
     (members, launches)
+}
+
+/// The tasks in the order the pass asks for them: as they came, or by deadline (the order of
+/// `idlegrid_scheduler::deadline`) when deadlines are on.
+fn task_order(work: &[Task], deadlines_at: Option<u64>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    if deadlines_at.is_some() {
+        let candidate =
+            |i: usize| Candidate { key: i as i64, priority: 0, deadline_ms: Some(work[i].deadline_minute * 60_000) };
+        order.sort_by(|a, b| deadline::compare(&candidate(*a), &candidate(*b)));
+    }
+    order
 }
 
 /// Carry a plan out: a spot check takes the room for a test task (the real task waits for the
@@ -223,14 +330,21 @@ fn apply(
     for launch in launches {
         let index = members[launch.engine];
         let engine = &mut engines[index];
-        let ends = minute + engine.minutes_per_task;
         if launch.spot_check {
-            engine.copies.push(Copy { task: None, ends });
+            let ends = minute + engine.minutes_per_task;
+            engine.copies.push(Copy { task: None, ends, started: minute, base_gflop: 0.0 });
             report.spot_checks += 1;
             continue;
         }
-        engine.copies.push(Copy { task: Some(launch.task), ends });
         let task = &mut work[launch.task];
+        let minutes = if task.done_gflop > 0.0 {
+            minutes_for(WORK_GFLOP - task.done_gflop, engine.cpu_gflops)
+        } else {
+            engine.minutes_per_task
+        };
+        let copy =
+            Copy { task: Some(launch.task), ends: minute + minutes, started: minute, base_gflop: task.done_gflop };
+        engine.copies.push(copy);
         task.running += 1;
         task.held.push(index);
         task.first_launch.get_or_insert(minute);
@@ -244,12 +358,29 @@ mod tests {
 
     #[test]
     fn every_plain_task_finishes_on_a_small_population_and_repeats_with_its_seed() {
-        let report = run(3, 50, 400, 7 * 24 * 60);
+        let report = run(3, 50, 400, 7 * 24 * 60, PlainOptions::default());
         assert_eq!(report.finished, 400, "{report:?}");
         assert!(report.copies >= 400, "{report:?}");
         assert!(report.spot_checks > 0, "{report:?}");
-        assert_eq!(report, run(3, 50, 400, 7 * 24 * 60));
-        assert_ne!(report, run(4, 50, 400, 7 * 24 * 60));
+        assert_eq!(report, run(3, 50, 400, 7 * 24 * 60, PlainOptions::default()));
+        assert_ne!(report, run(4, 50, 400, 7 * 24 * 60, PlainOptions::default()));
+    }
+
+    #[test]
+    fn deadlines_and_migration_change_what_they_should_and_repeat_with_their_seed() {
+        let off = run(5, 60, 600, 7 * 24 * 60, PlainOptions::default());
+        let on = PlainOptions { deadlines: true, migration: true };
+        let report = run(5, 60, 600, 7 * 24 * 60, on);
+        assert_eq!(report, run(5, 60, 600, 7 * 24 * 60, on));
+        assert_eq!((off.finished, report.finished), (600, 600), "{off:?} {report:?}");
+        assert!(off.copies_lost > 0 && report.copies_lost > 0, "{off:?} {report:?}");
+        // Migration keeps all but the minutes since the last checkpoint.
+        assert!(report.lost_per_interruption() < CHECKPOINT_MINUTES as f64, "{report:?}");
+        assert!(report.finished_by_deadline <= report.finished);
+        // On this seed, earliest deadline first meets more deadlines (a figure, fixed by the seed).
+        assert!(report.finished_by_deadline > off.finished_by_deadline, "{off:?} {report:?}");
+        let deadlines_only = run(5, 60, 600, 7 * 24 * 60, PlainOptions { deadlines: true, migration: false });
+        assert!(deadlines_only.copies >= off.copies, "extra copies for tasks at risk: {deadlines_only:?} {off:?}");
     }
 
     #[test]
@@ -264,6 +395,7 @@ mod tests {
                     kind: machine.kind,
                     slots: machine.slots.max(1),
                     minutes_per_task: 5,
+                    cpu_gflops: 3.0,
                     online: n % 3 != 0,
                     copies: Vec::new(),
                     record: ProviderRecord::default(),
@@ -271,9 +403,17 @@ mod tests {
             })
             .collect();
         let work: Vec<Task> = (0..200)
-            .map(|_| Task { wanted: 2, results: 0, running: 0, held: Vec::new(), first_launch: None })
+            .map(|_| Task {
+                wanted: 2,
+                results: 0,
+                running: 0,
+                held: Vec::new(),
+                first_launch: None,
+                deadline_minute: 60,
+                done_gflop: 0.0,
+            })
             .collect();
-        let (members, launches) = plan(&engines, &work, &SpotCheckPolicy::default(), &mut rng);
+        let (members, launches) = plan(&engines, &work, &SpotCheckPolicy::default(), Some(0), &mut rng);
         let mut used = vec![0u32; engines.len()];
         for launch in &launches {
             used[members[launch.engine]] += 1;

@@ -736,6 +736,7 @@ impl World {
             plans: self.plans,
             events: self.events_handled,
             plain: crate::PlainReport::default(),
+            plain_before: None,
         }
     }
 }

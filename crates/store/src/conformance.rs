@@ -83,6 +83,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     outbox_sequences_and_acks(&make());
     rollback_discards_everything(&make());
     tasks_queue_in_priority_order(&make());
+    queued_tasks_with_deadline_come_by_priority_then_deadline(&make());
     assignments_track_provider_load(&make());
     results_page_and_delivery(&make());
     deleting_a_job_removes_its_rows(&make());

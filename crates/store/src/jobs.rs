@@ -50,6 +50,9 @@ pub trait JobsTx {
     fn delete_task(&mut self, key: TaskKey) -> StoreResult<()>;
     /// Up to `limit` queued tasks, highest priority first, then oldest.
     fn queued_tasks(&mut self, limit: u32) -> StoreResult<Vec<QueuedTask>>;
+    /// Up to `limit` queued tasks of jobs with a deadline, each with the deadline: highest
+    /// priority first, then earliest deadline, then oldest.
+    fn queued_tasks_with_deadline(&mut self, limit: u32) -> StoreResult<Vec<(QueuedTask, u64)>>;
     /// Remember that a session waits for a checkpoint of a task (`GetTask`).
     fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()>;
     fn take_task_requests(&mut self, task: TaskKey) -> StoreResult<Vec<(SessionId, u64)>>;

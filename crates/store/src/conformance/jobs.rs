@@ -605,3 +605,50 @@ pub fn deleting_tasks_and_jobs_removes_their_assurance(store: &impl Store) {
         })
         .unwrap();
 }
+
+pub fn queued_tasks_with_deadline_come_by_priority_then_deadline(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let with = |deadline: Option<u64>| {
+        let mut j = job(&client.id);
+        j.properties.deadline_unix_ms = deadline;
+        j
+    };
+    let (late, soon, none) = (with(Some(9_000)), with(Some(1_000)), with(None));
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            for (j, priority) in [(&late, 0), (&soon, 0), (&none, 0)] {
+                tx.insert_job(j)?;
+                tx.insert_tasks(j.id, &tasks(0..2, priority))?;
+            }
+            tx.insert_tasks(late.id, &tasks(2..3, 4))?;
+            assert!(tx.queued_tasks_with_deadline(10)?.is_empty(), "nothing is queued yet");
+            for j in [&late, &soon, &none] {
+                tx.move_job_tasks(j.id, &[TaskState::Created], TaskState::Queued)?;
+                let counts = JobCounts { queued: 3, ..JobCounts::default() };
+                tx.save_job_state(j.id, JobState::Running, &counts)?;
+            }
+            let found = tx.queued_tasks_with_deadline(10)?;
+            let seen: Vec<(JobId, u64, u64)> = found
+                .iter()
+                .map(|(q, deadline)| {
+                    let t = tx.task_by_key(q.key).unwrap().unwrap();
+                    (t.job, t.index, *deadline)
+                })
+                .collect();
+            assert_eq!(
+                seen,
+                vec![
+                    (late.id, 2, 9_000),
+                    (soon.id, 0, 1_000),
+                    (soon.id, 1, 1_000),
+                    (late.id, 0, 9_000),
+                    (late.id, 1, 9_000)
+                ],
+                "priority first, then the earliest deadline, then order of creation; jobs without one left out"
+            );
+            assert_eq!(tx.queued_tasks_with_deadline(2)?.len(), 2);
+            Ok(())
+        })
+        .unwrap();
+}

@@ -372,6 +372,20 @@ impl JobsTx for PgTx<'_> {
         )
     }
 
+    fn queued_tasks_with_deadline(&mut self, limit: u32) -> StoreResult<Vec<(QueuedTask, u64)>> {
+        self.collect(
+            "SELECT t.key, t.priority, (j.properties::jsonb ->> 'deadline_unix_ms')::bigint AS deadline
+             FROM jobs j JOIN tasks t ON t.job = j.id AND t.state = 'queued'
+             WHERE j.n_queued > 0 AND (j.properties::jsonb ->> 'deadline_unix_ms') IS NOT NULL
+             ORDER BY t.priority DESC, deadline, t.key LIMIT $1",
+            &[&i64::from(limit)],
+            |row| {
+                let task = QueuedTask { key: col(row, 0, "tasks.key")?, priority: get_i32(row, 1, "tasks.priority")? };
+                Ok((task, get_u64(row, 2, "jobs.properties.deadline_unix_ms")?))
+            },
+        )
+    }
+
     fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()> {
         self.execute(
             "INSERT INTO task_requests (task, session, reply_to) VALUES ($1, $2, $3)",

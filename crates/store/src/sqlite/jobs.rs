@@ -384,6 +384,17 @@ impl JobsTx for SqliteTx<'_> {
         )
     }
 
+    fn queued_tasks_with_deadline(&mut self, limit: u32) -> StoreResult<Vec<(QueuedTask, u64)>> {
+        self.collect(
+            "SELECT t.key, t.priority, CAST(json_extract(j.properties, '$.deadline_unix_ms') AS INTEGER) AS deadline
+             FROM jobs j JOIN tasks t ON t.job = j.id AND t.state = 'queued'
+             WHERE j.n_queued > 0 AND json_extract(j.properties, '$.deadline_unix_ms') IS NOT NULL
+             ORDER BY t.priority DESC, deadline, t.key LIMIT ?1",
+            [limit],
+            |row| Ok((QueuedTask { key: row.get(0)?, priority: row.get(1)? }, uint(row.get(2)?)?)),
+        )
+    }
+
     fn add_task_request(&mut self, task: TaskKey, session: SessionId, reply_to: u64) -> StoreResult<()> {
         self.tx
             .prepare_cached("INSERT INTO task_requests (task, session, reply_to) VALUES (?1, ?2, ?3)")?
