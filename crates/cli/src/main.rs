@@ -11,6 +11,7 @@ mod jobfile;
 mod jobs;
 mod local;
 mod market;
+mod market_data;
 mod ops;
 mod server_command;
 mod server_tasks;

@@ -149,6 +149,24 @@ impl Coordinator {
                 Err(report(ErrorCode::Unsupported, format!("external delivery ({url}) is not supported")))
             }
             M::Heartbeat => Ok(()),
+            M::MarketStored { contract, element, error } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_storage_stored(tx, &id, contract, &element, error.as_deref(), ctx.now)
+                    .map_err(crate::market::data::reject)
+            }
+            M::MarketProof { contract, number, answer } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_storage_proof(tx, &id, contract, number, &answer, ctx.now, ctx.fx)
+                    .map_err(crate::market::data::reject)
+            }
+            M::MarketRelay { address } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_relay_at(tx, &id, &address).map_err(crate::market::data::reject)
+            }
+            M::MarketServed { contract, seq, bytes } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_bytes(tx, &id, contract, seq, bytes, ctx.now).map(drop).map_err(crate::market::data::reject)
+            }
         }
     }
 

@@ -18,6 +18,7 @@ mod contact;
 mod disk;
 mod engine;
 pub mod log_shipper;
+pub mod market_storage;
 pub mod policy;
 pub mod queue;
 pub mod settings;
@@ -85,6 +86,9 @@ pub struct EngineConfig {
     /// Only for tests of result assurance (no command line option sets it).
     #[doc(hidden)]
     pub forge_result: Option<ResultForger>,
+    /// Where the market relay listens (`host:port`), for internet access this engine sells;
+    /// `None`: no relay.
+    pub relay_listen: Option<String>,
 }
 
 /// Bounds on the final statuses (results, failures, tasks handed back) waiting for the server.
@@ -145,6 +149,7 @@ impl EngineConfig {
             sandbox: SandboxConfig::default(),
             outbox: OutboxLimits::default(),
             forge_result: None,
+            relay_listen: None,
         }
     }
 }

@@ -151,6 +151,13 @@ impl Inner {
             ServerToProvider::Error(report) => tracing::warn!(%report, "the server reported an error"),
             ServerToProvider::ExternalDelivery { url } => tracing::warn!(%url, "external delivery is not supported"),
             ServerToProvider::Heartbeat => {}
+            message @ (ServerToProvider::MarketStore { .. }
+            | ServerToProvider::MarketChallenge { .. }
+            | ServerToProvider::MarketRelease { .. }) => {
+                if let Some(market) = self.market.get() {
+                    let _ = market.send(message);
+                }
+            }
         }
     }
 
