@@ -93,9 +93,9 @@ impl Coordinator {
             return Err(CoordinatorError::forbidden(format!("only the buyer of contract {id} uses its relay")));
         }
         let Some(address) = tx.meta(&relay_key(&row.seller))? else {
-            return Err(CoordinatorError::conflict(format!(
-                "the seller's engine has no relay running: it must name one (relay_listen) and be connected"
-            )));
+            return Err(CoordinatorError::conflict(
+                "the seller's engine has no relay running: it must name one (relay_listen) and be connected",
+            ));
         };
         let address = String::from_utf8(address).map_err(|_| StoreError::Corrupt("relay address".into()))?;
         let expires_ms = now_ms.saturating_add(self.config.ticket_ttl_ms);

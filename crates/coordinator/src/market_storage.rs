@@ -151,7 +151,7 @@ impl Coordinator {
             storage.record.data = Some(DataState::Storage { proofs, stored: false });
             self.put_execution(tx, &storage.terms, &storage.record, now_ms)?;
             let until_ms = storage.terms.ends_ms();
-            let message = ServerToProvider::MarketStore { contract: id, element: element.clone(), until_ms };
+            let message = ServerToProvider::MarketStore { contract: id, element: *element, until_ms };
             self.tell_provider(tx, &storage.row.seller, &message, fx)?;
             tracing::info!(contract = id, size = element.size, challenges = count, "storage blob handed over");
         }

@@ -59,7 +59,7 @@ async fn post_storage(
     let id = number(&contract, "contract")?;
     let body = read_body(&headers, body, BODY_BYTES_MAX).await?;
     let request: ElementBody = parse_json(&body)?;
-    let element = request.element.clone();
+    let element = request.element;
     let check = signed(&headers, &method, &uri, body_hash(&body))?;
     let party = check
         .run_as(
