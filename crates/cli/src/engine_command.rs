@@ -47,6 +47,10 @@ pub struct EngineFlags {
     /// `job.pay_per_hour >= 2` or `task.memory_mb <= 512` (the server places nothing else here).
     #[arg(long)]
     pub job_requirement: Option<String>,
+    /// Serve internet access sold on the market: the element relay's address, e.g.
+    /// 0.0.0.0:7720 (buyers must reach it).
+    #[arg(long)]
+    pub relay_listen: Option<String>,
 }
 
 /// Start the engine for `server` and work until a shutdown signal.
@@ -83,6 +87,7 @@ impl EngineFlags {
         self.apply_owner(&mut config.owner)?;
         config.prefetch = self.prefetch.unwrap_or(config.owner.cores.max(2) * 2);
         config.server_key = self.server_key;
+        config.relay_listen = self.relay_listen;
         if let Some(results_max) = self.outbox_results_max {
             anyhow::ensure!(results_max > 0, "--outbox-results-max must be at least 1");
             config.outbox.results_max = results_max;

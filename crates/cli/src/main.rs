@@ -12,6 +12,7 @@ mod jobfile;
 mod jobs;
 mod local;
 mod market;
+mod market_data;
 mod market_peripheral;
 mod ops;
 mod server_command;

@@ -173,6 +173,15 @@ pub enum MarketCommand {
         #[command(subcommand)]
         command: crate::market_peripheral::PeripheralCommand,
     },
+    /// Storage bought: hand your blob over, fetch it back.
+    #[command(subcommand)]
+    Storage(crate::market_data::StorageCommand),
+    /// A file sold or bought: attach it (seller), download it once paid (buyer).
+    #[command(subcommand)]
+    File(crate::market_data::FileCommand),
+    /// Internet access bought: fetch elements through the seller's relay.
+    #[command(subcommand)]
+    Relay(crate::market_data::RelayCommand),
 }
 
 #[derive(Args, Clone, Default)]
@@ -372,7 +381,7 @@ fn print_negotiation(negotiation: &NegotiationInfo, me: &PartyId) {
     }
 }
 
-fn print_contract(contract: &ContractInfo, me: &PartyId) {
+pub(crate) fn print_contract(contract: &ContractInfo, me: &PartyId) {
     let terms = &contract.terms;
     let signed = |s: &Option<String>| if s.is_some() { "signed" } else { "not signed" };
     println!(
@@ -416,6 +425,9 @@ fn print_execution(info: &ExecutionInfo, terms: &idlegrid_market::Contract) {
     );
     if let Some(reason) = &execution.failure {
         println!("  failed: {}", Untrusted(reason));
+    }
+    if let Some(data) = &info.data {
+        crate::market_data::print_data(data);
     }
     if let Some(draw) = &info.draw {
         let winners: Vec<String> = draw.winners.iter().map(ToString::to_string).collect();
@@ -653,6 +665,9 @@ async fn run_execution(market: &Market<'_>, me: &PartyId, command: MarketCommand
             print_contract(&market.register(&signed).await?, &me)
         }
         MarketCommand::Peripheral { command } => crate::market_peripheral::run(market, command).await?,
+        MarketCommand::Storage(command) => crate::market_data::run_storage(market, &me, command).await?,
+        MarketCommand::File(command) => crate::market_data::run_file(market, &me, command).await?,
+        MarketCommand::Relay(command) => crate::market_data::run_relay(market, command).await?,
         _ => unreachable!("run handles the other commands"),
     }
     Ok(())

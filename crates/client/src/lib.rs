@@ -26,7 +26,7 @@ pub use channel::{Channel, ChannelConfig, Received};
 pub use client::{Client, JobEvent, JobWatch};
 pub use endpoint::{Endpoint, ServerTrust};
 pub use error::{ClientError, ErrorClass, ProblemLog, Unreachable};
-pub use market::Market;
+pub use market::{Market, open_blob, seal_blob};
 pub use money::{Accounts, MoneyDesk};
 pub use reqwest::Method;
 pub use strip::{InvalidModule, strip_executable};

@@ -16,6 +16,10 @@ use reqwest::Method;
 
 use crate::{ClientError, Transport};
 
+#[path = "market_data.rs"]
+mod data;
+pub use data::{open_blob, seal_blob};
+
 /// How long one request may take (an automatic negotiation runs to its end in one).
 const TIMEOUT: Duration = Duration::from_secs(60);
 

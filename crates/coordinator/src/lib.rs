@@ -570,7 +570,9 @@ impl Coordinator {
         let size = tx.element_size(hash)?.ok_or_else(not_found)?;
         match party.role {
             Role::Client => {
-                if tx.element_visible_to_client(&party.id, hash)? {
+                if tx.element_visible_to_client(&party.id, hash)?
+                    || self.market_client_may_fetch(tx, &party.id, hash)?
+                {
                     Ok(size)
                 } else {
                     Err(not_found())
@@ -583,6 +585,9 @@ impl Coordinator {
                     && element.hash == *hash
                 {
                     return Ok(size);
+                }
+                if ticket.is_none() && self.market_engine_may_fetch(tx, &party.id, hash)? {
+                    return Ok(size); // a storage buyer's blob this engine keeps
                 }
                 let ticket = ticket.ok_or_else(|| {
                     CoordinatorError::forbidden("engines need the assignment's ticket (x-idlegrid-ticket)")

@@ -47,6 +47,8 @@ use crate::{Coordinator, CoordinatorError, Effects, ErrorKind, Party};
 
 #[path = "market_compute.rs"]
 mod compute;
+#[path = "market_data.rs"]
+pub mod data;
 #[path = "market_draw.rs"]
 mod draws;
 #[path = "market_execution.rs"]
@@ -85,6 +87,8 @@ pub struct MarketConfig {
     pub open_offers_per_party_max: u64,
     /// Open (kept) requests one party may have. Default 1,000.
     pub open_requests_per_party_max: u64,
+    /// How storage, files and internet access contracts are carried out.
+    pub data: data::DataConfig,
 }
 
 impl Default for MarketConfig {
@@ -98,6 +102,7 @@ impl Default for MarketConfig {
             contract_duration_default_ms: 24 * 3600 * 1000,
             open_offers_per_party_max: 10_000,
             open_requests_per_party_max: 1_000,
+            data: data::DataConfig::default(),
         }
     }
 }

@@ -44,20 +44,30 @@ pub(super) struct ExecutionRecord {
     /// The sweepstakes draw that delivered the contract.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<DrawInfo>,
+    /// What a storage or internet access contract carried out (see `market::data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<super::data::DataState>,
 }
 
 impl ExecutionRecord {
     pub(super) fn info(self) -> ExecutionInfo {
-        ExecutionInfo { execution: self.execution, escrow: self.escrow, settlement: self.settlement, draw: self.draw }
+        let data = self.data.as_ref().map(super::data::DataState::info);
+        ExecutionInfo {
+            execution: self.execution,
+            escrow: self.escrow,
+            settlement: self.settlement,
+            draw: self.draw,
+            data,
+        }
     }
 }
 
-fn record_of(row: &ExecutionRow) -> Result<ExecutionRecord, StoreError> {
+pub(super) fn record_of(row: &ExecutionRow) -> Result<ExecutionRecord, StoreError> {
     serde_json::from_str(&row.body)
         .map_err(|e| StoreError::Corrupt(format!("execution of contract {}: {e}", row.contract)))
 }
 
-fn terms_of(row: &ContractRow) -> Result<Contract, StoreError> {
+pub(super) fn terms_of(row: &ContractRow) -> Result<Contract, StoreError> {
     serde_json::from_str(&row.terms).map_err(|e| StoreError::Corrupt(format!("contract {}: {e}", row.id)))
 }
 
@@ -192,7 +202,7 @@ impl Coordinator {
         let contract = terms_of(row)?;
         let (execution, escrow) = Execution::start(&contract, now_ms);
         book_escrow(tx, &contract, &escrow, self.signer.id(), now_ms)?;
-        let record = ExecutionRecord { execution, escrow, settlement: Vec::new(), draw: None };
+        let record = ExecutionRecord { execution, escrow, settlement: Vec::new(), draw: None, data: None };
         self.put_execution(tx, &contract, &record, now_ms)?;
         self.tell_served(tx, &contract.seller.party)?;
         let what = format!("contract {} started: {} to deliver", row.id, record.execution.units_contracted);
@@ -201,7 +211,7 @@ impl Coordinator {
         Ok(())
     }
 
-    fn put_execution(
+    pub(super) fn put_execution(
         &self,
         tx: &mut dyn Tx,
         contract: &Contract,
@@ -242,7 +252,9 @@ impl Coordinator {
 
     /// The execution of a contract, if it started.
     pub(super) fn execution_info(&self, tx: &mut dyn Tx, contract: u64) -> Result<Option<ExecutionInfo>, StoreError> {
-        tx.market().execution(contract)?.map(|row| Ok(record_of(&row)?.info())).transpose()
+        let row = tx.market().execution(contract)?;
+        let info = row.map(|row| record_of(&row).map(ExecutionRecord::info)).transpose()?;
+        info.map(|info| self.data_info(tx, contract, info)).transpose()
     }
 
     /// Step a contract's execution with `event`; transfers and notices follow the outcome.
@@ -448,7 +460,7 @@ impl Coordinator {
 
     /// Step in maintenance: a refusal is logged (tried again at the next pass), a fault of the
     /// server's own aborts the pass.
-    fn maintenance_step(
+    pub(super) fn maintenance_step(
         &self,
         tx: &mut dyn Tx,
         row: &ContractRow,

@@ -148,6 +148,24 @@ impl Coordinator {
             M::PeripheralDone { contract, number, output, error } => {
                 self.market_peripheral_done(ctx.tx, &ctx.party.id, (contract, number), output, error.as_deref())
             }
+            M::MarketStored { contract, element, error } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_storage_stored(tx, &id, contract, &element, error.as_deref(), ctx.now)
+                    .map_err(crate::market::data::reject)
+            }
+            M::MarketProof { contract, number, answer } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_storage_proof(tx, &id, contract, number, &answer, ctx.now, ctx.fx)
+                    .map_err(crate::market::data::reject)
+            }
+            M::MarketRelay { address } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_relay_at(tx, &id, &address).map_err(crate::market::data::reject)
+            }
+            M::MarketServed { contract, seq, bytes } => {
+                let (tx, id) = (&mut *ctx.tx, ctx.party.id.clone());
+                self.market_bytes(tx, &id, contract, seq, bytes, ctx.now).map(drop).map_err(crate::market::data::reject)
+            }
         }
     }
 

@@ -533,6 +533,7 @@ impl Coordinator {
         }
         tx.delete_logs_before(now_ms.saturating_sub(self.config.log_retention_ms))?;
         report.negotiations_closed = self.market_close_due(tx, now_ms)?;
+        self.market_storage_due(tx, now_ms, fx)?;
         self.record_availability(tx, now_ms)?;
         // Benchmarks due take their engines' free slots before the scheduling pass (P5.1).
         self.send_due_benchmarks(tx, now_ms, fx)?;

@@ -21,6 +21,7 @@ pub mod log_shipper;
 pub mod market_memory;
 pub mod market_peripheral;
 pub mod market_served;
+pub mod market_storage;
 pub mod policy;
 pub mod queue;
 pub mod settings;
@@ -88,6 +89,9 @@ pub struct EngineConfig {
     /// Only for tests of result assurance (no command line option sets it).
     #[doc(hidden)]
     pub forge_result: Option<ResultForger>,
+    /// Where the market relay listens (`host:port`), for internet access this engine sells;
+    /// `None`: no relay.
+    pub relay_listen: Option<String>,
 }
 
 /// Bounds on the final statuses (results, failures, tasks handed back) waiting for the server.
@@ -148,6 +152,7 @@ impl EngineConfig {
             sandbox: SandboxConfig::default(),
             outbox: OutboxLimits::default(),
             forge_result: None,
+            relay_listen: None,
         }
     }
 }

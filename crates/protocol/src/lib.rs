@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod market;
+pub mod market_data;
 pub mod messages;
 pub mod ops;
 pub mod payload;

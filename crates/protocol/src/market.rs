@@ -205,6 +205,9 @@ pub struct ExecutionInfo {
     /// The sweepstakes draw that delivered it (money of kind sweepstakes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw: Option<DrawInfo>,
+    /// What was carried out of a storage, file or internet access contract.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<crate::market_data::DataExecution>,
 }
 
 /// A seller's sweepstakes draw: how many winners to draw among the entries of its contracts.

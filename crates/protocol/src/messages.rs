@@ -527,6 +527,24 @@ pub enum ServerToProvider {
         #[serde(with = "base64_bytes")]
         input: Vec<u8>,
     },
+    /// Keep a storage buyer's blob (a market contract this engine sold storage in): fetch the
+    /// element and keep it in the data folder until `MarketRelease` or the contract's end
+    /// (`until_ms`); answer `MarketStored`.
+    MarketStore {
+        contract: u64,
+        element: ElementRef,
+        until_ms: u64,
+    },
+    /// Prove the blob is kept: answer with `MarketProof`.
+    MarketChallenge {
+        contract: u64,
+        number: u32,
+        challenge: idlegrid_market::settlement::Challenge,
+    },
+    /// The storage contract is over: the blob may go.
+    MarketRelease {
+        contract: u64,
+    },
 }
 
 /// What the server signs when it offers an engine upgrade.
@@ -628,6 +646,29 @@ pub enum ProviderToServer {
         #[serde(default)]
         error: Option<String>,
     },
+    /// The blob of `MarketStore` is kept, or could not be (`error`).
+    MarketStored {
+        contract: u64,
+        element: ElementHash,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The answer to `MarketChallenge` (hex SHA-256 of the nonce and the range).
+    MarketProof {
+        contract: u64,
+        number: u32,
+        answer: String,
+    },
+    /// Where this engine's element relay (internet access it sells) listens, `host:port`.
+    MarketRelay {
+        address: String,
+    },
+    /// Bytes the relay served under an internet access contract: report `seq` (from 1).
+    MarketServed {
+        contract: u64,
+        seq: u64,
+        bytes: u64,
+    },
 }
 
 /// The whole catalogue, for logs and tools that handle every direction.
@@ -720,6 +761,9 @@ names!(ServerToProvider {
     MarketContracts,
     MarketMemoryGrant,
     PeripheralUse,
+    MarketStore,
+    MarketChallenge,
+    MarketRelease,
 });
 names!(ProviderToServer {
     NodeStatus,
@@ -733,6 +777,10 @@ names!(ProviderToServer {
     ExternalDelivery,
     Heartbeat,
     PeripheralDone,
+    MarketStored,
+    MarketProof,
+    MarketRelay,
+    MarketServed,
 });
 
 #[cfg(test)]

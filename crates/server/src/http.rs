@@ -124,6 +124,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ops/logs", get(get_logs))
         .route("/metrics", get(get_metrics))
         .route("/v1/openapi.json", get(get_openapi))
+        .merge(crate::market_data_http::routes())
         .merge(crate::web::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), require_certificate))

@@ -9,6 +9,7 @@ pub mod access;
 mod elements;
 mod http;
 mod listener;
+mod market_data_http;
 mod market_http;
 mod market_peripheral_http;
 mod metrics;

@@ -20,12 +20,12 @@ use crate::http::{AppResult, Work, json_response, parse_json, read_body, signed}
 /// Largest body of these endpoints (an offer with its expressions fits many times).
 const BODY_BYTES_MAX: usize = 64 * 1024;
 
-fn number(text: &str, what: &str) -> Result<u64, CoordinatorError> {
+pub(crate) fn number(text: &str, what: &str) -> Result<u64, CoordinatorError> {
     text.parse().map_err(|_| CoordinatorError::bad_request(format!("the {what} in the path must be a number, like 12")))
 }
 
 /// Authenticate, then run `work` with the body (empty for GET).
-async fn run<R: serde::Serialize + Send + 'static>(
+pub(crate) async fn run<R: serde::Serialize + Send + 'static>(
     state: Arc<AppState>,
     method: Method,
     uri: Uri,

@@ -182,6 +182,26 @@ fn describe(method: &str, path: &str) -> Option<Doc> {
             Some(Object),
             Some(Object),
         ),
+        ("POST", "/v1/market/contracts/{contract}/storage") => doc(
+            "The buyer of storage hands its blob (an uploaded element) over to the seller's engine",
+            Some(Object),
+            Some(Object),
+        ),
+        ("GET", "/v1/market/contracts/{contract}/storage") => {
+            doc("The blob of an active storage contract, for its buyer to download", None, Some(Object))
+        }
+        ("POST", "/v1/market/contracts/{contract}/file") => {
+            doc("The seller attaches the file the contract names (an uploaded element)", Some(Object), Some(Object))
+        }
+        ("GET", "/v1/market/contracts/{contract}/file") => {
+            doc("The file of a paid contract, for its buyer to download", None, Some(Object))
+        }
+        ("GET", "/v1/market/contracts/{contract}/relay") => {
+            doc("The seller's element relay (address and ticket) for the buyer of internet access", None, Some(Object))
+        }
+        ("POST", "/v1/market/contracts/{contract}/bytes") => {
+            doc("A party of internet access reports the bytes it counted (numbered)", Some(Object), Some(Object))
+        }
         ("POST", "/v1/market/contracts/{contract}/settle") => {
             doc("Settle a delivered or failed contract through the ledger (once)", None, Some(Object))
         }

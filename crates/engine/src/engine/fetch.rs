@@ -159,6 +159,13 @@ impl Inner {
             ServerToProvider::PeripheralUse { contract, number, kind, input } => {
                 tokio::spawn(self.clone().serve_peripheral(contract, number, kind, input));
             }
+            message @ (ServerToProvider::MarketStore { .. }
+            | ServerToProvider::MarketChallenge { .. }
+            | ServerToProvider::MarketRelease { .. }) => {
+                if let Some(market) = self.market.get() {
+                    let _ = market.send(message);
+                }
+            }
         }
     }
 

@@ -7,7 +7,9 @@
 mod core;
 mod fetch;
 mod heartbeat;
+mod market;
 mod peripheral;
+mod relay;
 mod run;
 mod session;
 mod upload;
@@ -103,6 +105,10 @@ struct Inner {
     activity_name: Mutex<String>,
     status_addr: Mutex<Option<SocketAddr>>,
     stop: CancellationToken,
+    /// The market loop's queue (storage this engine sold).
+    market: std::sync::OnceLock<mpsc::UnboundedSender<ServerToProvider>>,
+    /// Taken while the relay numbers a report.
+    relay_seq: Mutex<()>,
 }
 
 pub struct Engine;
@@ -214,7 +220,11 @@ impl Engine {
         inner.announce();
         // Decide once before running anything: an engine started while the owner works waits.
         let source = inner.first_reading();
+        let (market_tx, market_rx) = mpsc::unbounded_channel();
+        let _ = inner.market.set(market_tx);
+        inner.start_relay().await;
         let tasks = vec![
+            tokio::spawn(inner.clone().market_loop(market_rx)),
             tokio::spawn(inner.clone().receive_loop()),
             tokio::spawn(inner.clone().send_loop(outbox_rx)),
             tokio::spawn(inner.clone().run_loop()),
@@ -329,6 +339,8 @@ impl Inner {
             activity_name: Mutex::new(String::new()),
             status_addr: Mutex::new(None),
             stop: CancellationToken::new(),
+            market: std::sync::OnceLock::new(),
+            relay_seq: Mutex::new(()),
             config,
         };
         Ok((inner, outbox_rx))
