@@ -143,42 +143,18 @@ pub async fn run(
         .register(Role::Operator, "operator")
         .await
         .map_err(|e| anyhow::anyhow!("cannot register as an operator: {e}"))?;
-    let timeout = Duration::from_secs(30);
+    let timeout = OPS_TIMEOUT;
     match command {
         OpsCommand::Id => println!("{}", transport.identity().id()),
         OpsCommand::Status { .. } => unreachable!("answered above"),
         OpsCommand::Logs { component, party, job, level, since_secs, limit } => {
-            let mut query = vec![format!("limit={limit}")];
-            for (name, value) in [("component", component), ("party", party), ("job", job), ("level", level)] {
-                if let Some(value) = value {
-                    query.push(format!("{name}={}", url_encode(&value)));
-                }
-            }
-            if let Some(secs) = since_secs {
-                let now =
-                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis()
-                        as u64;
-                query.push(format!("since_ms={}", now.saturating_sub(secs * 1000)));
-            }
-            let path = format!("/v1/ops/logs?{}", query.join("&"));
-            let entries: Vec<idlegrid_protocol::wire::LogEntry> =
-                transport.call::<(), _>(Method::GET, &path, None, timeout).await?;
-            if entries.is_empty() {
-                println!("no log lines");
-            }
-            for entry in entries {
-                let job = entry.job.map(|j| format!(" job {j}")).unwrap_or_default();
-                // Engines and clients wrote these lines: shown with control characters escaped.
-                println!(
-                    "{} {:<5} {} {} ({}){job}: {}",
-                    entry.received_ms,
-                    Untrusted(&entry.level),
-                    Untrusted(&entry.component),
-                    &entry.party.to_string()[..12.min(entry.party.to_string().len())],
-                    entry.role.as_str(),
-                    Untrusted(&entry.message)
-                );
-            }
+            show_logs(
+                &transport,
+                [("component", component), ("party", party), ("job", job), ("level", level)],
+                since_secs,
+                limit,
+            )
+            .await?
         }
         OpsCommand::Revoke { party, reason } => {
             let reply: RevokeReply = transport
@@ -191,32 +167,9 @@ pub async fn run(
             }
         }
         OpsCommand::Retention { archive_now, purge_now: _, older_than } => {
-            let action = if archive_now { RetentionAction::Archive } else { RetentionAction::Purge };
-            let request = RetentionRequest { action, older_than_secs: older_than };
-            let reply: RetentionReply =
-                transport.call(Method::POST, "/v1/ops/retention", Some(&request), timeout).await?;
-            match action {
-                RetentionAction::Archive => println!("archived {} results of {} jobs", reply.results, reply.jobs),
-                RetentionAction::Purge => println!("purged {} jobs; their clients were notified", reply.jobs),
-            }
+            retention_now(&transport, archive_now, older_than).await?
         }
-        OpsCommand::EngineConfig { settings } => {
-            let mut body = EngineConfigBody { settings: Default::default() };
-            for setting in settings {
-                let (key, value) = setting
-                    .split_once('=')
-                    .with_context(|| format!("--set {setting:?}: write KEY=VALUE, e.g. prefetch=8"))?;
-                body.settings.insert(key.trim().to_string(), value.trim().to_string());
-            }
-            let reply: EngineConfigReply =
-                transport.call(Method::POST, "/v1/ops/engine-config", Some(&body), timeout).await?;
-            let shown: Vec<String> = reply.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!(
-                "engines' settings: {}; sent to {} connected engines now, the others get them when they next connect",
-                if shown.is_empty() { "each engine's own".to_string() } else { shown.join(", ") },
-                reply.engines_told
-            );
-        }
+        OpsCommand::EngineConfig { settings } => set_engine_config(&transport, settings).await?,
         OpsCommand::Publish { title, body, url } => {
             let reply: DisplayReply = transport
                 .call(Method::POST, "/v1/ops/display", Some(&DisplayBody { title, body, url }), timeout)
@@ -263,6 +216,79 @@ pub async fn run(
             }
         }
     }
+    Ok(())
+}
+
+const OPS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `ops logs`: the collected log lines that match, oldest first.
+async fn show_logs(
+    transport: &Transport,
+    filters: [(&str, Option<String>); 4],
+    since_secs: Option<u64>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let mut query = vec![format!("limit={limit}")];
+    for (name, value) in filters {
+        if let Some(value) = value {
+            query.push(format!("{name}={}", url_encode(&value)));
+        }
+    }
+    if let Some(secs) = since_secs {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        query.push(format!("since_ms={}", now.saturating_sub(secs * 1000)));
+    }
+    let path = format!("/v1/ops/logs?{}", query.join("&"));
+    let entries: Vec<idlegrid_protocol::wire::LogEntry> =
+        transport.call::<(), _>(Method::GET, &path, None, OPS_TIMEOUT).await?;
+    if entries.is_empty() {
+        println!("no log lines");
+    }
+    for entry in entries {
+        let job = entry.job.map(|j| format!(" job {j}")).unwrap_or_default();
+        // Engines and clients wrote these lines: shown with control characters escaped.
+        println!(
+            "{} {:<5} {} {} ({}){job}: {}",
+            entry.received_ms,
+            Untrusted(&entry.level),
+            Untrusted(&entry.component),
+            &entry.party.to_string()[..12.min(entry.party.to_string().len())],
+            entry.role.as_str(),
+            Untrusted(&entry.message)
+        );
+    }
+    Ok(())
+}
+
+/// `ops retention`: archive or purge now rather than on the server's schedule.
+async fn retention_now(transport: &Transport, archive_now: bool, older_than: u64) -> anyhow::Result<()> {
+    let action = if archive_now { RetentionAction::Archive } else { RetentionAction::Purge };
+    let request = RetentionRequest { action, older_than_secs: older_than };
+    let reply: RetentionReply = transport.call(Method::POST, "/v1/ops/retention", Some(&request), OPS_TIMEOUT).await?;
+    match action {
+        RetentionAction::Archive => println!("archived {} results of {} jobs", reply.results, reply.jobs),
+        RetentionAction::Purge => println!("purged {} jobs; their clients were notified", reply.jobs),
+    }
+    Ok(())
+}
+
+/// `ops engine-config --set KEY=VALUE ...`: settings pushed to every engine.
+async fn set_engine_config(transport: &Transport, settings: Vec<String>) -> anyhow::Result<()> {
+    let mut body = EngineConfigBody { settings: Default::default() };
+    for setting in settings {
+        let (key, value) =
+            setting.split_once('=').with_context(|| format!("--set {setting:?}: write KEY=VALUE, e.g. prefetch=8"))?;
+        body.settings.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    let reply: EngineConfigReply =
+        transport.call(Method::POST, "/v1/ops/engine-config", Some(&body), OPS_TIMEOUT).await?;
+    let shown: Vec<String> = reply.settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "engines' settings: {}; sent to {} connected engines now, the others get them when they next connect",
+        if shown.is_empty() { "each engine's own".to_string() } else { shown.join(", ") },
+        reply.engines_told
+    );
     Ok(())
 }
 

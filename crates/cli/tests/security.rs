@@ -156,6 +156,7 @@ fn concrete(path: &str, hash: &ElementHash) -> String {
         .replace("{offer}", "1")
         .replace("{negotiation}", "1")
         .replace("{contract}", "1")
+        .replace("{number}", "1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

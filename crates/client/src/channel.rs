@@ -251,9 +251,11 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         }
         let (after, ack) = (self.received(), self.ack_position());
         let path = format!("/v1/sessions/{}/messages?after={after}&ack={ack}&wait_ms=0&max=1", self.session);
-        // Messages in the answer are ignored here: they come again on the next poll.
+        // Messages in the answer are ignored here: they come again on the next poll. The call
+        // only states positions, so a lost connection is simply tried again.
         let _: PollReply<serde_json::Value> =
-            self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30)).await?;
+            retry(&self.config, || self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30)))
+                .await?;
         let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
         recv.acked_sent = recv.acked_sent.max(ack);
         Ok(())

@@ -58,21 +58,20 @@ async fn post_storage(
 ) -> AppResult {
     let id = number(&contract, "contract")?;
     let body = read_body(&headers, body, BODY_BYTES_MAX).await?;
-    let request: ElementBody = parse_json(&body)?;
-    let element = request.element;
     let check = signed(&headers, &method, &uri, body_hash(&body))?;
-    let party = check
+    // The body is read only once the access table let the caller in.
+    let (party, element) = check
         .run_as(
             &state,
             Box::new(move |c, tx, _fx, party, _now| {
-                c.market_storage_check(tx, party, id, &element)?;
-                Ok(party.clone())
+                let request: ElementBody = parse_json(&body)?;
+                c.market_storage_check(tx, party, id, &request.element)?;
+                Ok((party.clone(), request.element))
             }),
         )
         .await?;
     let limit = state.coordinator.config().market.data.storage_blob_bytes_max;
-    let blob = Arc::new(read_element(&state, &request.element, limit).await?);
-    let element = request.element;
+    let blob = Arc::new(read_element(&state, &element, limit).await?);
     let now = crate::now_ms();
     let info = state.run(move |c, tx, fx| c.market_storage_put(tx, &party, id, &element, &blob[..], now, fx)).await?;
     Ok(json_response(StatusCode::OK, &info))
