@@ -252,10 +252,13 @@ impl<Out: ChannelMessage, In: ChannelMessage> Channel<Out, In> {
         let (after, ack) = (self.received(), self.ack_position());
         let path = format!("/v1/sessions/{}/messages?after={after}&ack={ack}&wait_ms=0&max=1", self.session);
         // Messages in the answer are ignored here: they come again on the next poll. The call
-        // only states positions, so a lost connection is simply tried again.
-        let _: PollReply<serde_json::Value> =
-            retry(&self.config, || self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30)))
-                .await?;
+        // only states positions, so a connection lost once is tried once more; a server that is
+        // gone is reported at once, so that the caller can turn to another instance.
+        let call = || self.transport.call::<(), _>(Method::GET, &path, None, Duration::from_secs(30));
+        let _: PollReply<serde_json::Value> = match call().await {
+            Err(error) if error.is_transient() => call().await?,
+            answer => answer?,
+        };
         let mut recv = self.recv.lock().unwrap_or_else(|p| p.into_inner());
         recv.acked_sent = recv.acked_sent.max(ack);
         Ok(())
