@@ -54,6 +54,9 @@ pub fn print_job(info: &JobInfo) {
     );
 }
 
+/// Tasks per request while submitting: one request of the client library's largest size.
+const SUBMIT_BATCH: usize = 4000;
+
 /// Upload the job's elements, stream its tasks, launch it.
 pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
     let executable =
@@ -69,7 +72,8 @@ pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
     let info = client.create_job(properties).await?;
     let mut uploaded: HashMap<PathBuf, ElementRef> = HashMap::new();
     let progress = bar(job.count_hint(), "submitting");
-    let mut batch = Vec::with_capacity(4000);
+    let mut batch = Vec::with_capacity(SUBMIT_BATCH);
+    let mut in_flight: Option<tokio::task::JoinHandle<Result<u64, idlegrid_client::ClientError>>> = None;
     let mut total = 0u64;
     for task in job.tasks()? {
         let task = task?;
@@ -99,9 +103,18 @@ pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
             priority: task.priority,
         });
         if batch.len() == batch.capacity() {
-            total += client.add_tasks(info.job, std::mem::take(&mut batch)).await?;
-            progress.set_position(total);
+            // One batch travels while the next is built: the server's work overlaps the client's.
+            let sending = std::mem::replace(&mut batch, Vec::with_capacity(SUBMIT_BATCH));
+            let (client, job) = (client.clone(), info.job);
+            let send = tokio::spawn(async move { client.add_tasks(job, sending).await });
+            if let Some(previous) = in_flight.replace(send) {
+                total += previous.await.context("submitting tasks")??;
+                progress.set_position(total);
+            }
         }
+    }
+    if let Some(previous) = in_flight {
+        total += previous.await.context("submitting tasks")??;
     }
     total += client.add_tasks(info.job, batch).await?;
     progress.finish_and_clear();
