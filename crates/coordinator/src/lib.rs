@@ -21,7 +21,9 @@ pub mod checkpoints;
 mod client;
 pub mod client_profile;
 mod cluster;
+pub mod contents;
 mod deadlines;
+pub mod deliveries;
 mod engine_config;
 mod engine_news;
 mod error;
@@ -151,6 +153,13 @@ pub struct CoordinatorConfig {
     pub migrate_after_busy_ms: Option<u64>,
     /// Whether and how waiting tasks of a higher priority take engines from running ones (P5.6).
     pub preemption: idlegrid_scheduler::preempt::PreemptionPolicy,
+    /// How often an engine in contact is asked what it holds (`GetContents`) besides after a
+    /// silence or a disagreement; `None`: only then.
+    pub contents_audit_ms: Option<u64>,
+    /// Attempts at delivering a result to a client's URL before it is given up.
+    pub delivery_attempts_max: u32,
+    /// Longest wait between two attempts at a delivery (the wait doubles from a second).
+    pub delivery_retry_ms_max: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -190,6 +199,9 @@ impl Default for CoordinatorConfig {
             checkpoint_uploads: checkpoints::CheckpointUploads::default(),
             migrate_after_busy_ms: None,
             preemption: idlegrid_scheduler::preempt::PreemptionPolicy::default(),
+            contents_audit_ms: Some(3600 * 1000),
+            delivery_attempts_max: 12,
+            delivery_retry_ms_max: 600_000,
         }
     }
 }
