@@ -250,7 +250,8 @@ async fn superseded_and_finished_checkpoints_are_released_and_a_shared_one_stays
     })
     .await;
     let stored = stored_elements(&server_dir);
-    assert!(stored.contains(&executable) && stored.contains(&kept.hash.to_string()), "{stored:?}");
+    assert!(stored.contains(&executable), "the executable {executable} is kept: {stored:?}");
+    assert!(stored.contains(&kept.hash.to_string()), "the client's copy {} is kept: {stored:?}", kept.hash);
     assert!(stored.len() <= 2 + 4, "the executable, the client's copy and the latest few: {stored:?}");
     assert_eq!(engine.stats().tasks_succeeded, 0, "all this while the task runs");
 

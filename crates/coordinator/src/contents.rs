@@ -183,7 +183,7 @@ mod tests {
     fn engines_are_asked_after_a_silence_or_an_audit_period_never_twice_in_a_gap() {
         let (silence, audit) = (10_000, Some(60_000));
         assert_eq!(due(100_000, Some(99_000), Some(50_000), silence, audit), None, "in contact, audited recently");
-        assert_eq!(due(100_000, Some(93_000), Some(50_000), silence, audit), None, "quiet, but not for long");
+        assert_eq!(due(100_000, Some(95_000), Some(50_000), silence, audit), None, "quiet, but not for long");
         assert_eq!(due(100_000, Some(94_000), Some(50_000), silence, audit), Some(Reason::AfterSilence));
         assert_eq!(due(100_000, Some(99_000), Some(40_000), silence, audit), Some(Reason::Audit));
         assert_eq!(due(100_000, Some(99_000), Some(40_000), silence, None), None, "audits off");

@@ -552,8 +552,10 @@ impl Coordinator {
         ))
     }
 
-    /// Whether a party already has an element (so it need not upload it again). A client sees
-    /// only elements it owns or its jobs refer to: deduplication across clients stays invisible.
+    /// Whether a party already has an element (so it need not upload it again). A client has
+    /// only elements it owns: one its jobs merely refer to (a task's checkpoint, a result) may
+    /// go with them, so uploading it makes the client its owner. Deduplication across clients
+    /// stays invisible.
     pub fn element_known(
         &self,
         tx: &mut dyn Tx,
@@ -563,7 +565,7 @@ impl Coordinator {
         let size = tx.element_size(hash)?;
         match (party.role, size) {
             (_, None) => Ok(None),
-            (Role::Client, Some(size)) => Ok(tx.element_visible_to_client(&party.id, hash)?.then_some(size)),
+            (Role::Client, Some(size)) => Ok(tx.element_grant(&party.id, hash)?.is_some().then_some(size)),
             (Role::Provider | Role::Operator, Some(_)) => Ok(None),
         }
     }
