@@ -57,6 +57,28 @@ pub fn print_job(info: &JobInfo) {
 /// Tasks per request while submitting: one request of the client library's largest size.
 const SUBMIT_BATCH: usize = 4000;
 
+/// Where a job's results are delivered and how far it got: a summary line, then a line per
+/// result not delivered yet (with the receiver's last answer).
+pub fn print_delivery(report: &idlegrid_protocol::messages::DeliveryReport) {
+    let Some(url) = &report.url else {
+        println!("job {}: no delivery asked", report.job);
+        return;
+    };
+    let scope = report.task.map(|t| format!("task {t} of ")).unwrap_or_default();
+    println!(
+        "{scope}job {} to {}: {} delivered, {} pending, {} failed",
+        report.job,
+        Untrusted(url),
+        report.delivered,
+        report.pending,
+        report.failed
+    );
+    for delivery in report.deliveries.iter().filter(|d| d.state != "delivered") {
+        let error = delivery.last_error.as_deref().map(|e| format!(": {}", Untrusted(e))).unwrap_or_default();
+        println!("  task {} {} after {} attempts{error}", delivery.task, delivery.state, delivery.attempts);
+    }
+}
+
 /// Upload the job's elements, stream its tasks, launch it.
 pub async fn submit(client: &Client, job: &Job) -> anyhow::Result<JobInfo> {
     let executable =

@@ -249,6 +249,17 @@ enum JobCommand {
         #[arg(long)]
         task: Option<u64>,
     },
+    /// Have the server deliver a job's final results to a URL outside it (an HTTP PUT of each
+    /// result, with the headers x-idlegrid-job, x-idlegrid-task, x-idlegrid-state and
+    /// x-idlegrid-sha256, retried with back-off until the receiver answers 2xx); without a
+    /// URL, show how delivery goes.
+    Deliver {
+        job: JobId,
+        url: Option<String>,
+        /// Deliver only this task's result.
+        #[arg(long)]
+        task: Option<u64>,
+    },
     /// List this client's jobs.
     List,
     /// Stop a job, or one task.
@@ -590,6 +601,10 @@ async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> a
         JobCommand::Attach(args) => attach::run(client, args).await,
         JobCommand::Explain { job, task } => {
             print!("{}", client.explain(job, task).await?.text);
+            Ok(())
+        }
+        JobCommand::Deliver { job, url, task } => {
+            jobs::print_delivery(&client.deliver_results(job, task, url).await?);
             Ok(())
         }
         JobCommand::List => {

@@ -1,5 +1,6 @@
 //! The server's flags about tasks' data: how often engines upload running tasks'
-//! checkpoints, when an engine whose owner came back hands its tasks over (migration), and how
+//! checkpoints, when an engine whose owner came back hands its tasks over (migration), how
+//! often engines are asked what they hold, and how
 //! long results nobody fetched are kept (archived, then purged after a warning).
 
 use idlegrid_server::ServerConfig;
@@ -20,6 +21,10 @@ pub struct CheckpointArgs {
     /// 0: they wait for their engine.
     #[arg(long, default_value_t = 1800)]
     pub migrate_after_busy_secs: u64,
+    /// Seconds between two questions to an engine about the tasks it holds (its answer is
+    /// reconciled with the server's records); 0: only after a silence or a disagreement.
+    #[arg(long, default_value_t = idlegrid_coordinator::CoordinatorConfig::default().contents_audit_ms.unwrap_or(0) / 1000)]
+    pub engine_audit_secs: u64,
 }
 
 impl CheckpointArgs {
@@ -30,6 +35,8 @@ impl CheckpointArgs {
         uploads.min_ms = self.checkpoint_upload_secs_min.saturating_mul(1000);
         config.coordinator.migrate_after_busy_ms =
             (self.migrate_after_busy_secs > 0).then(|| self.migrate_after_busy_secs.saturating_mul(1000));
+        config.coordinator.contents_audit_ms =
+            (self.engine_audit_secs > 0).then(|| self.engine_audit_secs.saturating_mul(1000));
     }
 }
 

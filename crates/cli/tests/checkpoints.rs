@@ -183,3 +183,85 @@ async fn a_finished_tasks_space_on_the_engine_is_reclaimed_once_the_server_has_i
     engine.shutdown().await;
     server.shutdown().await;
 }
+
+/// Names (hex hashes) of the element files the server stores.
+fn stored_elements(server_dir: &Path) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for prefix in std::fs::read_dir(server_dir.join("elements")).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()) {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn superseded_and_finished_checkpoints_are_released_and_a_shared_one_stays() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.coordinator.checkpoint_uploads.min_ms = 1000;
+    // A released checkpoint is collected this long after its release (an engine may still be
+    // fetching it); production keeps an hour.
+    config.coordinator.element_grace_ms = 2000;
+    let server_dir = config.data_dir.clone();
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let client = connect(&server.url()).await;
+    let misbehave = upload_task(&client, "misbehave").await;
+    let properties = JobProperties { checkpoint_upload_secs: Some(1), ..JobProperties::default() };
+    let job = client.create_job(properties).await.unwrap().job;
+    client.add_tasks(job, vec![counting(misbehave.hash, 30_000)]).await.unwrap();
+    client.launch(job).await.unwrap();
+    let engine = Engine::start(engine_config(&server.url(), dir.path(), "engine")).await.unwrap();
+
+    // Every checkpoint the task's status names while it runs; the client keeps the bytes of one
+    // of them as a data element of its own, so that blob is shared with the client's grant.
+    let mut seen: Vec<idlegrid_types::ElementRef> = Vec::new();
+    let mut kept = None;
+    let started = std::time::Instant::now();
+    while seen.len() < 10 {
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for ten checkpoints: {seen:?}");
+        if let Some(checkpoint) = client.task_status(job, 0).await.unwrap().checkpoint
+            && seen.last() != Some(&checkpoint)
+        {
+            seen.push(checkpoint);
+            if kept.is_none()
+                && let Ok(bytes) = client.fetch(&Payload::Element(checkpoint)).await
+            {
+                let copy = client.upload(bytes.clone(), idlegrid_types::ElementKind::Data, "kept.bin").await.unwrap();
+                assert_eq!(copy, checkpoint, "content-addressed: the same blob");
+                kept = Some((checkpoint, bytes));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (kept, kept_bytes) = kept.expect("a checkpoint the client copied");
+    let executable = misbehave.hash.to_string();
+    // Storage does not grow with the uploads: all but the latest few are gone while the task
+    // still runs, except the one the client holds too.
+    let superseded: Vec<String> =
+        seen[..seen.len() - 4].iter().filter(|c| **c != kept).map(|c| c.hash.to_string()).collect();
+    wait_for("superseded checkpoints to be deleted", || {
+        let stored = stored_elements(&server_dir);
+        superseded.iter().all(|hash| !stored.contains(hash))
+    })
+    .await;
+    let stored = stored_elements(&server_dir);
+    assert!(stored.contains(&executable), "the executable {executable} is kept: {stored:?}");
+    assert!(stored.contains(&kept.hash.to_string()), "the client's copy {} is kept: {stored:?}", kept.hash);
+    assert!(stored.len() <= 2 + 4, "the executable, the client's copy and the latest few: {stored:?}");
+    assert_eq!(engine.stats().tasks_succeeded, 0, "all this while the task runs");
+
+    // Once the task has finished, none of its checkpoints is kept, but the shared blob is.
+    let (finals, _) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(restored_from(&client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap()).0, 30_000);
+    let expected: std::collections::BTreeSet<String> = [executable, kept.hash.to_string()].into();
+    wait_for("only the executable and the client's copy to be stored", || stored_elements(&server_dir) == expected)
+        .await;
+    assert_eq!(client.fetch(&Payload::Element(kept)).await.unwrap(), kept_bytes, "the shared blob is still served");
+    engine.shutdown().await;
+    server.shutdown().await;
+}

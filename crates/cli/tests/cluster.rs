@@ -188,3 +188,77 @@ async fn a_cluster_job_runs_on_nodes_of_fast_enough_engines_and_a_vanished_node_
     slow.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checked_cluster_job_draws_its_quorums_from_engines_fit_to_be_its_nodes() {
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    config.tls = None;
+    let db = config.data_dir.join("state.db");
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+
+    // Three engines with the memory a node asks for, two without: replicas of the checked job
+    // may only go to the three.
+    let mut engines = BTreeMap::new();
+    for (name, memory) in
+        [("big-0", 4u64 << 30), ("big-1", 4 << 30), ("big-2", 4 << 30), ("small-0", 512 << 20), ("small-1", 512 << 20)]
+    {
+        let mut config = engine_config(&server.url(), dir.path(), name);
+        config.owner.memory_bytes_max = memory;
+        config.owner.task_memory_bytes_max = 256 << 20;
+        let engine = idlegrid_engine::Engine::start(config).await.unwrap();
+        engines.insert(name, (engine_party(&dir.path().join(name)), engine));
+    }
+    let small: BTreeSet<PartyId> =
+        engines.iter().filter(|(name, _)| name.starts_with("small")).map(|(_, (party, _))| party.clone()).collect();
+
+    let client = connect(&server.url()).await;
+    let pi = upload_task(&client, "pi").await;
+    let properties = JobProperties {
+        name: "checked cluster".into(),
+        cluster: Some(VirtualClusterRequest {
+            node_memory_mb: Some(2048),
+            reliability: Some(0.9),
+            work_per_task_gflop_hours: Some(0.001),
+            ..VirtualClusterRequest::default()
+        }),
+        validation: idlegrid_types::ValidationPolicy::quorum(2),
+        ..JobProperties::default()
+    };
+    let job = client.create_job(properties).await.unwrap().job;
+    let tasks = 8u64;
+    let specs = (0..tasks).map(|index| TaskSpec {
+        index,
+        executable: pi.hash,
+        data: BTreeMap::new(),
+        params: format!("samples=200000 seed={}", index + 1).into_bytes(),
+        priority: None,
+    });
+    client.add_tasks(job, specs).await.unwrap();
+    client.launch(job).await.unwrap();
+
+    let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!((info.counts.succeeded, info.counts.total()), (tasks, tasks), "{info:?}");
+    assert_eq!(finals.len() as u64, tasks, "each accepted result once");
+    for report in &finals {
+        let bytes = client.fetch(report.result.as_ref().unwrap()).await.unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let numbers: Vec<f64> = text.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        assert!((4.0 * numbers[0] / numbers[1] - std::f64::consts::PI).abs() < 0.05, "{text}");
+    }
+    let (all, active) = placements(&db, job, tasks);
+    assert!(active.is_empty(), "no replica is left running: {active:?}");
+    assert_eq!(all.len() as u64, tasks, "every task was placed: {all:?}");
+    for (index, members) in &all {
+        assert!(members.len() >= 2, "task {index}'s quorum needs two engines that agree: {members:?}");
+        assert!(members.is_disjoint(&small), "task {index} ran on an engine below the node's memory: {members:?}");
+    }
+    for (name, (_, engine)) in engines {
+        if name.starts_with("small") {
+            assert_eq!(engine.stats().tasks_succeeded, 0, "{name} is no node of the cluster");
+        }
+        engine.shutdown().await;
+    }
+    server.shutdown().await;
+}

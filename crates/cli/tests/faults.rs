@@ -140,3 +140,82 @@ async fn an_engine_restarted_after_a_crash_resumes_its_task_from_the_checkpoint(
     assert!(restored >= 50 && restored.is_multiple_of(50), "the restart began from a saved step, not from 0: {text}");
     assert_eq!(finals[0].attempts, 1, "the same placement resumed: the server never reassigned it");
 }
+
+/// The server's records and an engine's disagree mid-session: the server holds a placement on
+/// the engine that the engine never got, and the engine runs one the server has ended (as
+/// after a lost message or a database restored from a backup). The engine's next report on the
+/// ended placement makes the server ask what it holds (`GetContents`); the answer reconciles
+/// both: the task is queued again and the engine drops its copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_engines_records_and_the_servers_disagree_the_server_asks_and_reconciles() {
+    use idlegrid_store::{AssignmentRowState, SqliteStore, Store, StoreError, Tx};
+    logs();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = server_config(dir.path());
+    // No periodic audit: the disagreement alone makes the server ask.
+    config.coordinator.contents_audit_ms = None;
+    let db = config.data_dir.join("state.db");
+    let server = idlegrid_server::Server::start(config).await.unwrap();
+    let client = connect(&server.url()).await;
+    let misbehave = upload_task(&client, "misbehave").await;
+    let job = client.create_job(JobProperties::default()).await.unwrap().job;
+    let spec = TaskSpec {
+        index: 0,
+        executable: misbehave.hash,
+        data: BTreeMap::new(),
+        params: b"mode=stop-aware target=20000 every=50".to_vec(),
+        priority: None,
+    };
+    client.add_tasks(job, vec![spec]).await.unwrap();
+    client.launch(job).await.unwrap();
+    let first = idlegrid_engine::Engine::start(engine_config(&server.url(), dir.path(), "first")).await.unwrap();
+    let first_party = idlegrid_protocol::auth::Identity::load_or_create(&dir.path().join("first").join("identity.key"))
+        .unwrap()
+        .id()
+        .clone();
+    let write = |f: &mut dyn FnMut(&mut dyn Tx) -> Result<(), StoreError>| {
+        SqliteStore::open(&db).unwrap().write(|tx| f(tx)).unwrap();
+    };
+    let mut running = None;
+    wait_for("the task to run on the first engine", || {
+        write(&mut |tx| {
+            let task = tx.task(job, 0)?.unwrap();
+            running = tx.active_assignments_of_task(task.key)?.first().map(|a| (task.key, a.id));
+            Ok(())
+        });
+        running.is_some()
+    })
+    .await;
+    let (task_key, real) = running.unwrap();
+    wait_for("the first engine to report progress", || first.stats().held == 1).await;
+
+    // The records disagree: the server ends the placement the engine runs and holds another
+    // one, of the same task on the same engine, that the engine never heard of.
+    let mut phantom = None;
+    write(&mut |tx| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+        assert!(tx.end_assignment(real, now)?);
+        phantom = Some(tx.insert_assignment(task_key, &first_party, now)?);
+        Ok(())
+    });
+    let phantom = phantom.unwrap();
+    let second = idlegrid_engine::Engine::start(engine_config(&server.url(), dir.path(), "second")).await.unwrap();
+
+    let (finals, info) = run_to_completion(&client, job, Replay::Undelivered).await;
+    assert_eq!(info.counts.succeeded, 1, "{info:?}");
+    assert_eq!(String::from_utf8(client.fetch(finals[0].result.as_ref().unwrap()).await.unwrap()).unwrap(), "20000");
+    // Without the question, the ended placement's result would have been taken (attempt 1).
+    assert!(finals[0].attempts >= 2, "the task was placed again once the engine said it did not hold it");
+    let mut ended = false;
+    write(&mut |tx| {
+        ended = tx.assignment(phantom)?.unwrap().state == AssignmentRowState::Ended;
+        Ok(())
+    });
+    assert!(ended, "the placement the engine never had was ended");
+    let succeeded = first.stats().tasks_succeeded + second.stats().tasks_succeeded;
+    assert_eq!(succeeded, 1, "one copy ran to the end: the first engine dropped the one the server had ended");
+    wait_for("the engines to hold nothing", || first.stats().held == 0 && second.stats().held == 0).await;
+    first.shutdown().await;
+    second.shutdown().await;
+    server.shutdown().await;
+}

@@ -254,6 +254,25 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("the server did not explain the job".into()))
     }
 
+    /// Have the server deliver the job's final results (or only `task`'s) to `url`, those in
+    /// already and each one as it arrives (an HTTP PUT of the result per task, retried until
+    /// accepted); `url: None` only asks how delivery goes. Returns the delivery's state.
+    pub async fn deliver_results(
+        &self,
+        job: JobId,
+        task: Option<TaskIndex>,
+        url: Option<String>,
+    ) -> Result<idlegrid_protocol::messages::DeliveryReport, ClientError> {
+        let answers = self.request(vec![ClientToServer::ExternalDelivery { job, task, url }]).await?;
+        answers
+            .into_iter()
+            .find_map(|a| match a {
+                ServerToClient::ExternalDelivery(report) => Some(report),
+                _ => None,
+            })
+            .ok_or_else(|| ClientError::Protocol("the server did not report the job's delivery".into()))
+    }
+
     /// A checkpoint of a task (P1.5): the engine running it is asked for a fresh one; `None`
     /// if the task has not saved any. Waits until the engine answers.
     pub async fn checkpoint(&self, job: JobId, task: TaskIndex) -> Result<Option<Vec<u8>>, ClientError> {

@@ -74,7 +74,7 @@ fn announced_engine(world: &mut World, capacity: u32) -> (Peer, Vec<Assignment>)
     let mut engine = world.join(Role::Provider);
     world.engine_send(
         &mut engine,
-        vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new() }, node_status(capacity)],
+        vec![node_profile(), ProviderToServer::Contents { tasks: Vec::new(), request: None }, node_status(capacity)],
     );
     let assignments = tests::assignments(world, &mut engine);
     (engine, assignments)

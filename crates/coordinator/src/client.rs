@@ -118,10 +118,10 @@ impl Coordinator {
                 tracing::warn!(client = %ctx.party.id, report = %Untrusted(&report.to_string()), "client reported an error");
                 Ok(())
             }
-            M::ExternalDelivery { url } => Err(report(
-                ErrorCode::Unsupported,
-                format!("external delivery ({url}) is not supported: send the message itself"),
-            )),
+            M::ExternalDelivery { job, task, url } => {
+                let row = self.owned_job(ctx, job)?;
+                self.external_delivery(ctx, seq, &row, task, url)
+            }
             M::Heartbeat => Ok(()),
             M::Deposit { amount_micros, reference } => {
                 let party = ctx.party.clone();

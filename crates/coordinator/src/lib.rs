@@ -21,7 +21,9 @@ pub mod checkpoints;
 mod client;
 pub mod client_profile;
 mod cluster;
+pub mod contents;
 mod deadlines;
+pub mod deliveries;
 mod engine_config;
 mod engine_news;
 mod error;
@@ -151,6 +153,13 @@ pub struct CoordinatorConfig {
     pub migrate_after_busy_ms: Option<u64>,
     /// Whether and how waiting tasks of a higher priority take engines from running ones (P5.6).
     pub preemption: idlegrid_scheduler::preempt::PreemptionPolicy,
+    /// How often an engine in contact is asked what it holds (`GetContents`) besides after a
+    /// silence or a disagreement; `None`: only then.
+    pub contents_audit_ms: Option<u64>,
+    /// Attempts at delivering a result to a client's URL before it is given up.
+    pub delivery_attempts_max: u32,
+    /// Longest wait between two attempts at a delivery (the wait doubles from a second).
+    pub delivery_retry_ms_max: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -190,6 +199,9 @@ impl Default for CoordinatorConfig {
             checkpoint_uploads: checkpoints::CheckpointUploads::default(),
             migrate_after_busy_ms: None,
             preemption: idlegrid_scheduler::preempt::PreemptionPolicy::default(),
+            contents_audit_ms: Some(3600 * 1000),
+            delivery_attempts_max: 12,
+            delivery_retry_ms_max: 600_000,
         }
     }
 }
@@ -540,8 +552,10 @@ impl Coordinator {
         ))
     }
 
-    /// Whether a party already has an element (so it need not upload it again). A client sees
-    /// only elements it owns or its jobs refer to: deduplication across clients stays invisible.
+    /// Whether a party already has an element (so it need not upload it again). A client has
+    /// only elements it owns: one its jobs merely refer to (a task's checkpoint, a result) may
+    /// go with them, so uploading it makes the client its owner. Deduplication across clients
+    /// stays invisible.
     pub fn element_known(
         &self,
         tx: &mut dyn Tx,
@@ -551,7 +565,7 @@ impl Coordinator {
         let size = tx.element_size(hash)?;
         match (party.role, size) {
             (_, None) => Ok(None),
-            (Role::Client, Some(size)) => Ok(tx.element_visible_to_client(&party.id, hash)?.then_some(size)),
+            (Role::Client, Some(size)) => Ok(tx.element_grant(&party.id, hash)?.is_some().then_some(size)),
             (Role::Provider | Role::Operator, Some(_)) => Ok(None),
         }
     }

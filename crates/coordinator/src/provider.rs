@@ -1,7 +1,5 @@
 //! Messages from engines (P3, P8.6 provider-to-server).
 
-use std::collections::BTreeSet;
-
 use idlegrid_protocol::messages::{
     AssignmentState, AssignmentStatus, ProviderToServer, ServerToProvider, TaskStatusReport,
 };
@@ -120,7 +118,7 @@ impl Coordinator {
                 ctx.reply(seq, &ServerToProvider::Config { settings })
             }
             M::CacheContents { elements } => self.cache_reported(ctx.tx, &ctx.party.id.clone(), &elements, ctx.now),
-            M::Contents { tasks } => self.reconcile(ctx, tasks),
+            M::Contents { tasks, request } => self.reconcile(ctx, tasks, request),
             M::TaskStatus(status) => self.assignment_status(ctx, status),
             M::Task { assignment, checkpoint } => {
                 // Answered even after the assignment ended: a client may be waiting for it.
@@ -199,9 +197,14 @@ impl Coordinator {
     ) -> Result<(), Reject> {
         match ctx.tx.element_size(&checkpoint.hash)? {
             Some(size) if size == checkpoint.size => {
-                ctx.tx.add_job_elements(task.job, &[checkpoint.hash])?;
+                // The task's checkpoint column is the element's reference: the one it replaces
+                // is released, and collected after the grace period unless something else
+                // (another task, a job, an owner) still refers to the same bytes.
                 ctx.tx.set_task_checkpoint(task.key, Some(&checkpoint.hash))?;
-                task.checkpoint = Some(checkpoint.hash);
+                if let Some(superseded) = task.checkpoint.replace(checkpoint.hash).filter(|old| *old != checkpoint.hash)
+                {
+                    ctx.tx.release_element(&superseded, ctx.now)?;
+                }
                 Ok(())
             }
             _ => Err(report(ErrorCode::UnknownElement, format!("checkpoint {} was not uploaded", checkpoint.hash))),
@@ -250,8 +253,17 @@ impl Coordinator {
                 )?;
                 return Ok(());
             }
+            Err(Reject::Report(r)) if r.code == ErrorCode::Forbidden => {
+                // A placement the server does not know on this engine: the records disagree.
+                self.ask_contents(ctx.tx, &ctx.party.id.clone(), ctx.session, ctx.now, ctx.fx)?;
+                return Err(Reject::Report(r));
+            }
             Err(other) => return Err(other),
         };
+        if assignment.state != AssignmentRowState::Active && status.state == AssignmentState::Running {
+            // The engine runs a placement the server has ended: the records disagree.
+            self.ask_contents(ctx.tx, &ctx.party.id.clone(), ctx.session, ctx.now, ctx.fx)?;
+        }
         if self.is_benchmark(&task) {
             return self.benchmark_status(ctx, assignment, task, status);
         }
@@ -459,29 +471,6 @@ impl Coordinator {
         if matches!(status.state, AssignmentState::Succeeded | AssignmentState::Failed) {
             let provider = ctx.party.id.clone();
             self.spot_check_answered(ctx.tx, &provider, id, expected, answer, job, ctx.now, ctx.fx)?;
-        }
-        Ok(())
-    }
-
-    /// The engine listed the tasks it holds: forget placements it no longer has, and tell it to
-    /// drop tasks the server no longer wants.
-    fn reconcile(&self, ctx: &mut Ctx<'_>, held: Vec<(AssignmentId, AssignmentState)>) -> Result<(), Reject> {
-        let held_ids: BTreeSet<AssignmentId> = held.iter().map(|(id, _)| *id).collect();
-        for assignment in ctx.tx.active_assignments_of_provider(&ctx.party.id)? {
-            if !held_ids.contains(&assignment.id) {
-                ctx.tx.end_assignment(assignment.id, ctx.now)?;
-                self.journal_conclude(ctx.tx, assignment.id, None, ctx.now)?;
-                let Some(mut task) = ctx.tx.task_by_key(assignment.task)? else { continue };
-                let Some(mut job) = ctx.tx.job(task.job)? else { continue };
-                self.lost(ctx.tx, &mut task, &mut job, assignment.id, None, ctx.now, ctx.fx)?;
-                ctx.tx.save_job_state(job.id, job.state, &job.counts)?;
-            }
-        }
-        for (id, _) in held {
-            let wanted = matches!(ctx.tx.assignment(id)?, Some(a) if a.provider == ctx.party.id && a.state == AssignmentRowState::Active);
-            if !wanted {
-                push(ctx.tx, ctx.fx, ctx.session, None, &ServerToProvider::RemoveTask { assignment: id }, None)?;
-            }
         }
         Ok(())
     }

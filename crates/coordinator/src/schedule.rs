@@ -364,13 +364,19 @@ impl Coordinator {
             cpu_ms: task.cpu_ms.saturating_add(cpu_ms),
             attempts: task.attempts,
         };
-        tx.insert_result(&record, now_ms)?;
+        let result_id = tx.insert_result(&record, now_ms)?;
         fx.tasks_concluded += 1;
+        self.deliver_if_asked(tx, job.id, task.index, result_id, now_ms)?;
         tx.set_task_run(task.key, task.attempts, record.cpu_ms)?;
         for other in tx.active_assignments_of_task(task.key)? {
             self.cancel_placement(tx, other.id, &other.provider, now_ms, fx)?;
         }
         self.answer_task_requests(tx, task, fx)?;
+        // A finished task restarts from nothing: its checkpoint is released for collection.
+        if let Some(checkpoint) = task.checkpoint.take() {
+            tx.set_task_checkpoint(task.key, None)?;
+            tx.release_element(&checkpoint, now_ms)?;
+        }
         tx.save_job_state(job.id, job.state, &job.counts)?;
         if job.state == idlegrid_types::JobState::Completed && !was_completed {
             tx.mark_job_completed(job.id, now_ms)?;

@@ -6,7 +6,7 @@ use idlegrid_protocol::messages::{
 };
 use idlegrid_protocol::wire::{PostBatch, PostReply, SessionInfo};
 use idlegrid_protocol::{ChannelMessage, ErrorCode};
-use idlegrid_store::{JobRow, OutboxRow, ResultRow, SessionRow, Tx};
+use idlegrid_store::{JobRow, OutboxRow, ResultRow, SessionRow, StoreError, Tx};
 use idlegrid_types::{Role, SessionId};
 use serde::Serialize;
 
@@ -181,12 +181,27 @@ impl Coordinator {
         if party.role != Role::Provider {
             return Err(CoordinatorError::forbidden("only engines send provider messages"));
         }
-        tx.touch_provider(&party.id, now_ms)?;
+        self.engine_contact(tx, party, session, now_ms, fx)?;
         let reply =
             self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_provider(ctx, seq, m))?;
         // Whatever the engine said may have freed room or changed what it wants.
         self.schedule(tx, now_ms, fx)?;
         Ok(reply)
+    }
+
+    /// An engine's request: it is in contact now; coming back from a silence, or due for an
+    /// audit, it is asked what it holds (`contents`).
+    fn engine_contact(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        session: SessionId,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<(), StoreError> {
+        let previous = tx.provider(&party.id)?.map(|row| row.last_contact_ms);
+        tx.touch_provider(&party.id, now_ms)?;
+        self.contents_on_contact(tx, &party.id, session, previous, now_ms, fx)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -300,7 +315,7 @@ impl Coordinator {
         self.acknowledge(tx, party, &session, ack.min(after), now_ms, fx)?;
         tx.touch_session(session_id, now_ms)?;
         if party.role == Role::Provider {
-            tx.touch_provider(&party.id, now_ms)?;
+            self.engine_contact(tx, party, session_id, now_ms, fx)?;
         }
         Ok(tx.outbox_after(session_id, after, max)?)
     }

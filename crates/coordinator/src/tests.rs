@@ -564,7 +564,7 @@ fn a_new_engine_session_gets_its_active_tasks_again() {
     // The engine reports that it holds only the first: the second goes back to the queue.
     world.engine_send(
         &mut fresh,
-        vec![ProviderToServer::Contents { tasks: vec![(before[0], AssignmentState::Running)] }],
+        vec![ProviderToServer::Contents { tasks: vec![(before[0], AssignmentState::Running)], request: None }],
     );
     let reassigned = assignments(&mut world, &mut fresh);
     assert_eq!(reassigned.len(), 1, "the lost task is placed again");

@@ -276,8 +276,16 @@ pub enum ClientToServer {
     },
     CloseSession,
     Error(ErrorReport),
+    /// Deliver the job's final results (or only `task`'s) to `url` as they arrive, and those
+    /// already in: an HTTP PUT of each result's bytes, retried with back-off until the
+    /// receiver answers 2xx. A new URL replaces the old. `url: None` only asks how delivery
+    /// goes. Answered with `ExternalDelivery`.
     ExternalDelivery {
-        url: String,
+        job: JobId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        task: Option<TaskIndex>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
     },
     Heartbeat,
     /// Ask to pay money into the client's account: a pending request that an operator (or the
@@ -384,13 +392,44 @@ pub enum ServerToClient {
     ExecutableElement(ElementInfo),
     DataElement(ElementInfo),
     Error(ErrorReport),
-    ExternalDelivery {
-        url: String,
-    },
+    /// Where a job's results are delivered and how far delivery got, in reply to
+    /// `ExternalDelivery`.
+    ExternalDelivery(DeliveryReport),
     Heartbeat,
     Explanation(JobExplanation),
     /// A deposit request, in reply to `Deposit`.
     MoneyRequest(MoneyRequestInfo),
+}
+
+/// Where a job's results are delivered outside the server, and each delivery's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    pub job: JobId,
+    /// Only this task's result is delivered; `None`: every task's.
+    pub task: Option<TaskIndex>,
+    /// The target, without credentials, query or fragment; `None`: no delivery was asked.
+    pub url: Option<String>,
+    pub pending: u64,
+    pub delivered: u64,
+    /// Given up after the last attempt.
+    pub failed: u64,
+    /// The first deliveries by task index (at most [`DELIVERIES_LISTED_MAX`]).
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+/// Most deliveries a [`DeliveryReport`] lists.
+pub const DELIVERIES_LISTED_MAX: u32 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryInfo {
+    pub task: TaskIndex,
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<u64>,
 }
 
 /// Why a job's task waits: requirement by requirement, the engines each rules out.
@@ -478,8 +517,13 @@ pub enum ServerToProvider {
     Config {
         settings: BTreeMap<String, String>,
     },
-    /// Ask for the engine's task queue.
-    GetContents,
+    /// Ask for the engine's task queue, answered with `Contents` naming the same `request`.
+    GetContents {
+        /// The server's mark of this question (the time it asked, in its clock), echoed in
+        /// the answer, so that placements made after the question are not taken for lost.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+    },
     /// The server's view of the provider's work, settled by billing, to show the owner beside
     /// the engine's own figures: tasks whose final result it returned, seconds its placements
     /// ran, and the provider's account balance.
@@ -622,9 +666,12 @@ pub enum ProviderToServer {
     CacheContents {
         elements: Vec<ElementHash>,
     },
-    /// The engine's task queue.
+    /// The engine's task queue: unasked when its session starts, or the answer to
+    /// `GetContents` (with its `request`).
     Contents {
         tasks: Vec<(AssignmentId, AssignmentState)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
     },
     TaskStatus(AssignmentStatus),
     /// A checkpoint, in reply to `GetTask`.

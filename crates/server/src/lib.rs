@@ -6,6 +6,7 @@
 //! Shape: [`ServerConfig`] -> [`Server::start`] -> [`ServerHandle`] (address, shutdown).
 
 pub mod access;
+mod deliveries;
 mod elements;
 mod http;
 mod listener;
@@ -356,6 +357,7 @@ impl Server {
         let app = http::router(state.clone());
         let maintenance = tokio::spawn(maintain(state.clone(), config.maintenance_interval));
         let delivery = tokio::spawn(notices::deliver(state.clone(), config.smtp.clone(), config.notice_interval));
+        let results_out = tokio::spawn(deliveries::deliver(state.clone(), config.notice_interval));
         let payments = config.payment_adapter.clone().map(|adapter| {
             tokio::spawn(payments::review_deposits(state.clone(), adapter, config.maintenance_interval))
         });
@@ -366,6 +368,7 @@ impl Server {
             stop_listening.store(true, std::sync::atomic::Ordering::Relaxed);
             maintenance.abort();
             delivery.abort();
+            results_out.abort();
             if let Some(payments) = payments {
                 payments.abort();
             }

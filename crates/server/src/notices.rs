@@ -55,7 +55,7 @@ impl reqwest::dns::Resolve for PermittedAddresses {
 
 /// The HTTP client of webhooks: names resolved through [`PermittedAddresses`], no proxy (it
 /// would resolve the name itself), no redirects (a redirect could lead anywhere).
-fn webhook_client(allow: Vec<NetRange>) -> reqwest::Client {
+pub(crate) fn webhook_client(allow: Vec<NetRange>) -> reqwest::Client {
     reqwest::Client::builder()
         .dns_resolver(PermittedAddresses { allow: Arc::new(allow) })
         .no_proxy()
@@ -93,7 +93,7 @@ async fn deliver_webhook(http: &reqwest::Client, allow: &[NetRange], id: i64, no
 }
 
 /// An error with its causes (reqwest keeps a resolver's refusal as a cause).
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

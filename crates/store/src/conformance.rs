@@ -19,6 +19,7 @@ use crate::*;
 
 mod accounts;
 mod caches;
+mod deliveries;
 mod elements;
 mod jobs;
 mod market;
@@ -30,6 +31,7 @@ mod watches;
 mod web;
 pub use accounts::*;
 pub use caches::cache_reports_replace_and_find_holders;
+pub use deliveries::deliveries_queue_retry_and_go_with_their_job;
 pub use elements::*;
 pub use jobs::*;
 pub use market::{market_refuses_conflicts_and_rolls_back, market_rows_round_trip_in_order};
@@ -88,6 +90,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     results_page_and_delivery(&make());
     deleting_a_job_removes_its_rows(&make());
     elements_are_referenced_by_grants_and_jobs(&make());
+    checkpoints_hold_their_elements_until_released(&make());
     meta_and_client_settings(&make());
     sessions_expire_and_delete_with_their_rows(&make());
     providers_keep_session_and_load_across_updates(&make());
@@ -113,6 +116,7 @@ pub fn run_all<S: Store>(make: impl Fn() -> S) {
     watches_round_trip_and_forget_their_marks(&make());
     a_deleted_session_forgets_its_watches(&make());
     cache_reports_replace_and_find_holders(&make());
+    deliveries_queue_retry_and_go_with_their_job(&make());
 }
 
 pub fn rollback_discards_everything(store: &impl Store) {

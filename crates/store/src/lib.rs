@@ -4,7 +4,8 @@
 //! logs, census), [`ProvidersTx`] (providers, profiles, result records), [`ElementsTx`]
 //! (elements and grants), [`JobsTx`] (jobs, tasks, assignments, results, attachments, result
 //! assurance) and [`AccountsTx`] (ledger, journal of work, notices, client settings), and
-//! through `Tx::market()` the market's offers, requests, negotiations and contracts. Each domain
+//! through `Tx::market()` the market's offers, requests, negotiations and contracts (and the
+//! smaller domains `web`, `watches`, `caches` and `deliveries` likewise). Each domain
 //! is a module (`<domain>.rs`) implemented side by side in `sqlite/<domain>.rs` and
 //! `postgres/<domain>.rs` and checked by `conformance/<domain>.rs`; `sqlite.rs` and
 //! `postgres.rs` keep the connection, the migrations and the row helpers. The coordinator is
@@ -17,6 +18,7 @@
 mod accounts;
 mod any;
 mod caches;
+mod deliveries;
 mod elements;
 mod jobs;
 mod market;
@@ -36,6 +38,7 @@ pub mod conformance;
 pub use self::postgres::PostgresStore;
 pub use any::{AnyStore, DatabaseLocation};
 pub use caches::CacheTx;
+pub use deliveries::{DeliveryCounts, DeliveryRow, DeliveryState, DeliveryTarget, DeliveryTx};
 pub use market::{ContractRow, ExecutionRow, MarketTable, MarketTx, NegotiationRow, OfferRow, RequestRow};
 pub use model::*;
 pub use sqlite::SqliteStore;
@@ -52,6 +55,7 @@ pub use {
 /// `dyn Tx`, calls them).
 pub mod prelude {
     pub use crate::caches::CacheTx;
+    pub use crate::deliveries::DeliveryTx;
     pub use crate::market::MarketTx;
     pub use crate::watches::WatchTx;
     pub use crate::web::WebTx;

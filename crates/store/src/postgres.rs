@@ -38,6 +38,7 @@ use crate::{Store, StoreError, StoreResult};
 
 mod accounts;
 mod caches;
+mod deliveries;
 mod elements;
 mod jobs;
 mod market;
@@ -904,6 +905,10 @@ impl Tx for PgTx<'_> {
     }
 
     fn caches(&mut self) -> &mut dyn crate::caches::CacheTx {
+        self
+    }
+
+    fn deliveries(&mut self) -> &mut dyn crate::deliveries::DeliveryTx {
         self
     }
 }

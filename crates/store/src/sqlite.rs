@@ -17,6 +17,7 @@ use crate::{Store, StoreError, StoreResult};
 
 mod accounts;
 mod caches;
+mod deliveries;
 mod elements;
 mod jobs;
 mod market;
@@ -142,6 +143,8 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     watches::MIGRATION,
     market::EXECUTION_MIGRATION,
     caches::MIGRATION,
+    elements::CHECKPOINT_MIGRATION,
+    deliveries::MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the
@@ -368,6 +371,10 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn caches(&mut self) -> &mut dyn crate::caches::CacheTx {
+        self
+    }
+
+    fn deliveries(&mut self) -> &mut dyn crate::deliveries::DeliveryTx {
         self
     }
 }

@@ -15,4 +15,6 @@ pub trait Tx: SessionsTx + SystemTx + ProvidersTx + ElementsTx + JobsTx + Accoun
     fn watches(&mut self) -> &mut dyn crate::watches::WatchTx;
     /// What each engine's element cache holds, in this same transaction.
     fn caches(&mut self) -> &mut dyn crate::caches::CacheTx;
+    /// Where clients asked results to be delivered, and each delivery, in this same transaction.
+    fn deliveries(&mut self) -> &mut dyn crate::deliveries::DeliveryTx;
 }

@@ -106,9 +106,9 @@ impl Inner {
                 let status = AssignmentStatus { progress, ..bare_status(assignment, state) };
                 self.send(ProviderToServer::TaskStatus(status), None);
             }
-            ServerToProvider::GetContents => {
+            ServerToProvider::GetContents { request } => {
                 let held = self.core().held().into_iter().map(|id| (id, AssignmentState::Running)).collect();
-                self.send(ProviderToServer::Contents { tasks: held }, None);
+                self.send(ProviderToServer::Contents { tasks: held, request }, None);
             }
             ServerToProvider::GetCacheContents => {
                 self.send(ProviderToServer::CacheContents { elements: self.cache.contents() }, None)

@@ -472,7 +472,7 @@ impl Inner {
             },
             None,
         );
-        self.send(ProviderToServer::Contents { tasks: held }, None);
+        self.send(ProviderToServer::Contents { tasks: held, request: None }, None);
         let status = self.core().node_status();
         self.send(status, None);
         // The server's settings for engines (the operator's, and its silence limit).

@@ -48,3 +48,47 @@ pub fn elements_are_referenced_by_grants_and_jobs(store: &impl Store) {
         })
         .unwrap();
 }
+
+/// A task's checkpoint keeps its element; replaced or cleared, the element goes once its
+/// grace period, counted again from the release, is over, unless another task still holds it.
+pub fn checkpoints_hold_their_elements_until_released(store: &impl Store) {
+    let client = party(1, Role::Client);
+    let j = job(&client.id);
+    let (shared, old) = (ElementHash::of(b"shared checkpoint"), ElementHash::of(b"old checkpoint"));
+    store
+        .write(|tx| -> R<()> {
+            tx.insert_party(&client)?;
+            tx.insert_job(&j)?;
+            tx.insert_tasks(j.id, &tasks(0..2, 0))?;
+            let (first, second) = (tx.task(j.id, 0)?.unwrap().key, tx.task(j.id, 1)?.unwrap().key);
+            tx.insert_element(&shared, 8, 0)?;
+            tx.insert_element(&old, 8, 0)?;
+            tx.set_task_checkpoint(first, Some(&old))?;
+            tx.set_task_checkpoint(second, Some(&shared))?;
+            assert!(tx.unreferenced_elements(100, 10)?.is_empty(), "both are tasks' checkpoints");
+            assert!(tx.element_visible_to_client(&client.id, &old)?, "the client reads its task's checkpoint");
+            assert!(!tx.element_visible_to_client(&party(9, Role::Client).id, &old)?);
+
+            // The first task's checkpoint is replaced by the one the second task holds too.
+            tx.set_task_checkpoint(first, Some(&shared))?;
+            tx.release_element(&old, 50)?;
+            assert!(tx.unreferenced_elements(50, 10)?.is_empty(), "released at 50: its grace starts again");
+            assert_eq!(tx.unreferenced_elements(51, 10)?, vec![old]);
+            assert!(!tx.element_visible_to_client(&client.id, &old)?);
+            tx.release_element(&old, 10)?;
+            assert_eq!(tx.unreferenced_elements(51, 10)?, vec![old], "a release never makes an element older");
+
+            // One task finishes: the shared blob stays while the other still refers to it.
+            tx.set_task_checkpoint(first, None)?;
+            tx.release_element(&shared, 60)?;
+            assert_eq!(tx.unreferenced_elements(1000, 10)?, vec![old]);
+            tx.set_task_checkpoint(second, None)?;
+            let mut free = tx.unreferenced_elements(1000, 10)?;
+            free.sort();
+            let mut both = vec![shared, old];
+            both.sort();
+            assert_eq!(free, both);
+            Ok(())
+        })
+        .unwrap();
+}

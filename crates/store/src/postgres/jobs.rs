@@ -246,6 +246,8 @@ impl JobsTx for PgTx<'_> {
         self.execute("DELETE FROM tasks WHERE job = $1", &[&key])?;
         self.execute("DELETE FROM attachments WHERE job = $1", &[&key])?;
         self.execute("DELETE FROM job_elements WHERE job = $1", &[&key])?;
+        self.execute("DELETE FROM deliveries WHERE job = $1", &[&key])?;
+        self.execute("DELETE FROM delivery_targets WHERE job = $1", &[&key])?;
         self.execute("DELETE FROM jobs WHERE id = $1", &[&key])?;
         Ok(())
     }

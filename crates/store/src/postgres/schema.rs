@@ -107,4 +107,6 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::watches::MIGRATION,
     super::market::EXECUTION_MIGRATION,
     super::caches::MIGRATION,
+    super::elements::CHECKPOINT_MIGRATION,
+    super::deliveries::MIGRATION,
 ];

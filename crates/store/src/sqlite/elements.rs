@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// Tasks' checkpoints are references the collection of unreferenced elements looks up.
+pub(super) const CHECKPOINT_MIGRATION: &str = r#"
+CREATE INDEX tasks_checkpoint ON tasks(checkpoint) WHERE checkpoint IS NOT NULL;
+"#;
+
 impl ElementsTx for SqliteTx<'_> {
     fn insert_element(&mut self, hash: &ElementHash, size: u64, now_ms: u64) -> StoreResult<()> {
         self.tx
@@ -80,6 +85,7 @@ impl ElementsTx for SqliteTx<'_> {
              WHERE e.created_ms < ?1
                AND NOT EXISTS (SELECT 1 FROM element_grants g WHERE g.hash = e.hash)
                AND NOT EXISTS (SELECT 1 FROM job_elements j WHERE j.hash = e.hash)
+               AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.checkpoint = e.hash)
              LIMIT ?2",
             params![int(created_before_ms), limit],
             |row| get_hash(row, 0),
@@ -104,13 +110,22 @@ impl ElementsTx for SqliteTx<'_> {
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM element_grants WHERE owner = ?1 AND hash = ?2)
                      OR EXISTS (SELECT 1 FROM job_elements je JOIN jobs j ON j.id = je.job
-                                WHERE je.hash = ?2 AND j.client = ?1)",
+                                WHERE je.hash = ?2 AND j.client = ?1)
+                     OR EXISTS (SELECT 1 FROM tasks t JOIN jobs j ON j.id = t.job
+                                WHERE t.checkpoint = ?2 AND j.client = ?1)",
             )?
             .query_row([&client.as_bytes()[..], &hash.as_bytes()[..]], |r| r.get(0))?)
     }
 
     fn delete_element(&mut self, hash: &ElementHash) -> StoreResult<()> {
         self.tx.prepare_cached("DELETE FROM elements WHERE hash = ?1")?.execute([&hash.as_bytes()[..]])?;
+        Ok(())
+    }
+
+    fn release_element(&mut self, hash: &ElementHash, now_ms: u64) -> StoreResult<()> {
+        self.tx
+            .prepare_cached("UPDATE elements SET created_ms = MAX(created_ms, ?2) WHERE hash = ?1")?
+            .execute(params![&hash.as_bytes()[..], int(now_ms)])?;
         Ok(())
     }
 }

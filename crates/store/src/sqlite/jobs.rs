@@ -267,6 +267,8 @@ impl JobsTx for SqliteTx<'_> {
         self.tx.prepare_cached("DELETE FROM tasks WHERE job = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM attachments WHERE job = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM job_elements WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM deliveries WHERE job = ?1")?.execute([key])?;
+        self.tx.prepare_cached("DELETE FROM delivery_targets WHERE job = ?1")?.execute([key])?;
         self.tx.prepare_cached("DELETE FROM jobs WHERE id = ?1")?.execute([key])?;
         Ok(())
     }
