@@ -142,6 +142,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     watches::MIGRATION,
     market::EXECUTION_MIGRATION,
     caches::MIGRATION,
+    jobs::TRACE_MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the

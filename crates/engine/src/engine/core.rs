@@ -610,6 +610,7 @@ pub(crate) fn bare_status(id: AssignmentId, state: AssignmentState) -> Assignmen
         failure: None,
         checkpoint: None,
         cpu_ms: 0,
+        trace: None,
     }
 }
 

@@ -107,4 +107,5 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::watches::MIGRATION,
     super::market::EXECUTION_MIGRATION,
     super::caches::MIGRATION,
+    super::jobs::TRACE_MIGRATION,
 ];
