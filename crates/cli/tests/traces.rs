@@ -149,9 +149,10 @@ struct Platform {
 impl Platform {
     /// The trace context the server keeps with each of the job's two tasks.
     fn stored_traces(&self) -> Vec<Option<String>> {
+        use idlegrid_store::Store;
         let store = idlegrid_store::SqliteStore::open(&self.dir.path().join("server/state.db")).unwrap();
         store
-            .write(|tx: &mut dyn idlegrid_store::Tx| {
+            .write(|tx: &mut dyn idlegrid_store::Tx| -> Result<Vec<Option<String>>, idlegrid_store::StoreError> {
                 (0..2).map(|index| Ok(tx.task(self.job, index)?.expect("the task").trace)).collect()
             })
             .unwrap()
@@ -257,7 +258,7 @@ async fn a_tasks_spans_from_client_server_and_engine_form_one_trace() {
         let parent = parent_of(request).unwrap_or_else(|| panic!("the caller's span of {request:#?}"));
         assert!(
             parent.service == "idlegrid-client"
-                || (parent.service, parent.name.as_str()) == ("idlegrid-engine", "engine.stage"),
+                || (parent.service.as_str(), parent.name.as_str()) == ("idlegrid-engine", "engine.stage"),
             "{request:#?} under {parent:#?}"
         );
         assert!(request.attributes.contains_key("http.response.status_code"), "{request:#?}");
