@@ -28,6 +28,8 @@ pub enum Install {
     AptThen(&'static [&'static str], &'static str),
     /// Python packages (pip, for the `python3` on the PATH).
     Pip(&'static [&'static str]),
+    /// Node.js programs (`npm install -g`, as root).
+    Npm(&'static [&'static str]),
     /// A Rust program (`cargo install --locked`).
     Cargo(&'static str),
 }
@@ -110,6 +112,18 @@ pub const PREREQUISITES: &[Prerequisite] = &[
         install: Install::Pip(&["moto[server]"]),
     },
     Prerequisite {
+        name: "Node.js with npm",
+        needed_by: "the S3-compatible server s3rver below",
+        probe: Probe::Program(&["npm"]),
+        install: Install::Apt(&["nodejs", "npm"]),
+    },
+    Prerequisite {
+        name: "s3rver, an S3-compatible server",
+        needed_by: "the tests of elements in S3-compatible storage (a second server besides moto)",
+        probe: Probe::Program(&["s3rver"]),
+        install: Install::Npm(&["s3rver@3.7.1"]),
+    },
+    Prerequisite {
         name: "the Python client with pytest",
         needed_by: "the Python client's test suite",
         probe: Probe::PythonImports("idlegrid, httpx, cryptography, pytest"),
@@ -127,12 +141,14 @@ pub struct Host {
 }
 
 /// Shell commands that install `missing`, in order: one apt-get for every Debian package, the
-/// setup scripts, one pip for every Python package, then cargo installs. Pure.
+/// setup scripts, one pip for every Python package, one npm for every Node.js program, then
+/// cargo installs. Pure.
 pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
     let root = if host.sudo { "sudo " } else { "" };
     let mut apt: Vec<&str> = Vec::new();
     let mut scripts = Vec::new();
     let mut pip: Vec<&str> = Vec::new();
+    let mut npm: Vec<&str> = Vec::new();
     let mut cargo = Vec::new();
     for prerequisite in missing {
         match prerequisite.install {
@@ -142,6 +158,7 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
                 scripts.push(script);
             }
             Install::Pip(packages) => pip.extend(packages),
+            Install::Npm(packages) => npm.extend(packages),
             Install::Cargo(krate) => cargo.push(krate),
         }
     }
@@ -160,6 +177,10 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
         let packages: Vec<String> = pip.iter().map(|p| shell_quote(p)).collect();
         commands.push(format!("python3 -m pip install{flag} {}", packages.join(" ")));
     }
+    if !npm.is_empty() {
+        let packages: Vec<String> = npm.iter().map(|p| shell_quote(p)).collect();
+        commands.push(format!("{root}npm install -g --no-audit --no-fund {}", packages.join(" ")));
+    }
     for krate in cargo {
         commands.push(format!("cargo install {krate} --locked"));
     }
@@ -168,7 +189,7 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
 
 /// `text` as one shell word.
 fn shell_quote(text: &str) -> String {
-    if text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:".contains(c)) {
+    if text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c)) {
         text.to_string()
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
@@ -271,6 +292,15 @@ mod tests {
         assert!(commands[0].starts_with("sudo apt-get update && sudo env DEBIAN_FRONTEND"), "{}", commands[0]);
         assert!(commands[1].starts_with("sudo sh -c 'for hba in"), "{}", commands[1]);
         assert_eq!(commands[2], "python3 -m pip install --break-system-packages aiosmtpd");
+    }
+
+    #[test]
+    fn node_programs_come_after_node_itself() {
+        let commands = install_commands(&named(&["s3rver", "Node.js", "moto"]), Host { sudo: true, ..Host::default() });
+        assert_eq!(commands.len(), 3, "{commands:#?}");
+        assert!(commands[0].ends_with("apt-get install -y nodejs npm"), "{}", commands[0]);
+        assert_eq!(commands[1], "python3 -m pip install 'moto[server]'");
+        assert_eq!(commands[2], "sudo npm install -g --no-audit --no-fund s3rver@3.7.1");
     }
 
     #[test]

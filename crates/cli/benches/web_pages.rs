@@ -46,6 +46,7 @@ fn fill(path: &Path, job: JobId, tasks: u64, done: u64, now_ms: u64) -> Result<(
                     executable: ElementHash::of(b"bench"),
                     data: BTreeMap::new(),
                     params: index.to_le_bytes().to_vec(),
+                    trace: None,
                 })
                 .collect();
             tx.insert_tasks(job, &batch)

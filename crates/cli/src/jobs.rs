@@ -309,11 +309,20 @@ pub async fn follow(
     while let Some(event) = watch.next().await {
         match event? {
             JobEvent::Task(report) if report.state.is_final() => {
+                // The client's part of the task's trace: receiving and keeping its result.
+                let span = tracing::info_span!(
+                    target: idlegrid_telemetry::TARGET,
+                    "client.result",
+                    task = report.task,
+                    state = report.state.as_str(),
+                );
                 let bytes = match (&report.result, report.state) {
-                    (Some(payload), TaskState::Succeeded) => Some(client.fetch(payload).await?),
+                    (Some(payload), TaskState::Succeeded) => {
+                        Some(tracing::Instrument::instrument(client.fetch(payload), span.clone()).await?)
+                    }
                     _ => None,
                 };
-                on_final(&report, bytes.as_deref())?;
+                span.in_scope(|| on_final(&report, bytes.as_deref()))?;
                 received += 1;
                 progress.set_length(report.counts.total());
                 progress.set_message(counts_line(&report.counts));

@@ -19,6 +19,7 @@ mod server_command;
 mod server_preemption;
 mod server_tasks;
 mod sim;
+mod traces;
 mod web;
 
 #[cfg(test)]
@@ -59,6 +60,11 @@ struct Cli {
     /// the libraries it uses).
     #[arg(long, global = true, env = "IDLEGRID_LOG")]
     log: Option<String>,
+    /// Export traces over OTLP/HTTP to this collector (a base URL such as
+    /// `http://127.0.0.1:4318`; `/v1/traces` is added). The standard `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// and `OTEL_SERVICE_NAME` variables work too. Without either, nothing is traced.
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -315,13 +321,21 @@ fn init_engine_logging(filter: Option<&str>) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = log_filter(filter, "info");
     let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_engine::log_shipper::layer()).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(idlegrid_engine::log_shipper::layer())
+        .with(traces::layer("idlegrid-engine"))
+        .try_init();
 }
 
+/// Logging for client commands: to stderr; their spans also to traces when configured.
 fn init_logging(filter: Option<&str>, default: &str) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = log_filter(filter, default);
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(terminal).with(traces::layer("idlegrid-client")).try_init();
 }
 
 fn home(cli_home: Option<PathBuf>) -> PathBuf {
@@ -352,6 +366,7 @@ fn client_endpoint(
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     idlegrid_pki::install_default_provider();
+    traces::set_endpoint(cli.otlp_endpoint.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -359,7 +374,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    traces::finish();
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // Errors may quote what a server or a task wrote: control characters are escaped.
@@ -567,16 +584,21 @@ async fn engine_status(data: &std::path::Path) -> anyhow::Result<()> {
 async fn job_command(client: &idlegrid_client::Client, command: JobCommand) -> anyhow::Result<()> {
     match command {
         JobCommand::Submit { job, watch, out } => {
-            let job_file = jobfile::Job::load(&job)?;
-            let info = jobs::submit(client, &job_file).await?;
-            println!("job {} launched ({} tasks)", info.job, info.counts.total());
-            if watch {
-                let summary = jobs::collect(client, info.job, Replay::Undelivered, out.as_deref()).await?;
-                summary.print(out.as_deref());
-                return summary.outcome();
-            }
-            println!("watch it with: idlegrid job watch {}", info.job);
-            Ok(())
+            // The root of the trace of every task submitted (when traces are exported).
+            let span = tracing::info_span!(target: idlegrid_telemetry::TARGET, "job.submit", job.file = %job.display());
+            let submit = async {
+                let job_file = jobfile::Job::load(&job)?;
+                let info = jobs::submit(client, &job_file).await?;
+                println!("job {} launched ({} tasks)", info.job, info.counts.total());
+                if watch {
+                    let summary = jobs::collect(client, info.job, Replay::Undelivered, out.as_deref()).await?;
+                    summary.print(out.as_deref());
+                    return summary.outcome();
+                }
+                println!("watch it with: idlegrid job watch {}", info.job);
+                Ok(())
+            };
+            tracing::Instrument::instrument(submit, span).await
         }
         JobCommand::Watch { job, out, replay } => {
             let replay = match replay.as_str() {

@@ -180,7 +180,11 @@ fn init_server_logging(filter: Option<&str>) {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = crate::log_filter(filter, "info");
     let terminal = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(terminal).with(idlegrid_server::self_log::layer()).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(terminal)
+        .with(idlegrid_server::self_log::layer())
+        .with(crate::traces::layer("idlegrid-server"))
+        .try_init();
 }
 
 /// A TOML settings file named by a flag, with errors that name the file.

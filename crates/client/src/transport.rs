@@ -268,11 +268,17 @@ impl Transport {
 
     fn signed(&self, method: Method, path_and_query: &str, body_sha256_hex: &str) -> reqwest::RequestBuilder {
         let headers = self.identity.sign(method.as_str(), path_and_query, now_ms(), body_sha256_hex);
-        self.http()
+        let request = self
+            .http()
             .request(method, format!("{}{}", self.base(), path_and_query))
             .header(wire::HEADER_ID, headers.id)
             .header(wire::HEADER_TIME, headers.time_ms)
-            .header(wire::HEADER_SIGNATURE, headers.signature)
+            .header(wire::HEADER_SIGNATURE, headers.signature);
+        // Within a traced span, the server's span for this request joins the trace.
+        match idlegrid_telemetry::current() {
+            Some(trace) => request.header(idlegrid_protocol::trace::HEADER, trace.as_str()),
+            None => request,
+        }
     }
 
     /// The server's CA: given, pinned, or taken from the server on first use and pinned.

@@ -54,6 +54,7 @@ fn status(a: &Assignment, state: AssignmentState, result: Option<Vec<u8>>, cpu_m
         failure: None,
         checkpoint: None,
         cpu_ms,
+        trace: None,
     })
 }
 

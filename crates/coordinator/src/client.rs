@@ -454,6 +454,7 @@ impl Coordinator {
                 executable: spec.executable,
                 data: spec.data,
                 params: spec.params,
+                trace: ctx.trace.map(|t| t.to_string()),
             });
         }
         ctx.tx.insert_tasks(job, &new_tasks).map_err(|e| match e {

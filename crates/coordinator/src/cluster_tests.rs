@@ -83,6 +83,7 @@ fn status(a: &Assignment, state: AssignmentState, checkpoint: Option<ElementRef>
         failure: None,
         checkpoint,
         cpu_ms: 5,
+        trace: None,
     })
 }
 

@@ -198,6 +198,7 @@ pub(crate) fn install_benchmark(
             executable: element.hash,
             data: Default::default(),
             params: benchmark::params(size, *seed),
+            trace: None,
         })
         .collect();
     tx.insert_tasks(job, &new)?;

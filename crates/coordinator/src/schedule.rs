@@ -328,6 +328,8 @@ impl Coordinator {
             ticket: String::new(),
             signature: String::new(),
             checkpoint_upload_ms: self.config.checkpoint_uploads.period_ms(job.properties.checkpoint_upload_secs),
+            // Stored only from a valid header; a value that no longer parses names no trace.
+            trace: task.trace.as_deref().and_then(|t| idlegrid_protocol::TraceParent::parse(t).ok()),
         }))
     }
 

@@ -5,7 +5,7 @@ use idlegrid_protocol::messages::{
     ClientToServer, JobInfo, ProviderToServer, Replay, ServerToClient, TaskStatusReport,
 };
 use idlegrid_protocol::wire::{PostBatch, PostReply, SessionInfo};
-use idlegrid_protocol::{ChannelMessage, ErrorCode};
+use idlegrid_protocol::{ChannelMessage, ErrorCode, TraceParent};
 use idlegrid_store::{JobRow, OutboxRow, ResultRow, SessionRow, StoreError, Tx};
 use idlegrid_types::{Role, SessionId};
 use serde::Serialize;
@@ -20,6 +20,8 @@ pub(crate) struct Ctx<'a> {
     pub fx: &'a mut Effects,
     pub party: &'a Party,
     pub session: SessionId,
+    /// The trace of the request that carried the batch, when it is traced: tasks it adds join it.
+    pub trace: Option<&'a TraceParent>,
 }
 
 pub(crate) fn encode<M: Serialize>(message: &M) -> String {
@@ -162,10 +164,26 @@ impl Coordinator {
         now_ms: u64,
         fx: &mut Effects,
     ) -> Result<PostReply, CoordinatorError> {
+        self.post_client_traced(tx, party, session, batch, None, now_ms, fx)
+    }
+
+    /// Process a batch from a client that came in a traced request: the tasks it adds keep
+    /// `trace`, and their assignments carry it to the engines.
+    #[allow(clippy::too_many_arguments)]
+    pub fn post_client_traced(
+        &self,
+        tx: &mut dyn Tx,
+        party: &Party,
+        session: SessionId,
+        batch: PostBatch<ClientToServer>,
+        trace: Option<&TraceParent>,
+        now_ms: u64,
+        fx: &mut Effects,
+    ) -> Result<PostReply, CoordinatorError> {
         if party.role != Role::Client {
             return Err(CoordinatorError::forbidden("only clients send client messages"));
         }
-        self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_client(ctx, seq, m))
+        self.post(tx, party, session, batch, trace, now_ms, fx, |c, ctx, seq, m| c.handle_client(ctx, seq, m))
     }
 
     /// Process a batch from an engine.
@@ -183,7 +201,7 @@ impl Coordinator {
         }
         self.engine_contact(tx, party, session, now_ms, fx)?;
         let reply =
-            self.post(tx, party, session, batch, now_ms, fx, |c, ctx, seq, m| c.handle_provider(ctx, seq, m))?;
+            self.post(tx, party, session, batch, None, now_ms, fx, |c, ctx, seq, m| c.handle_provider(ctx, seq, m))?;
         // Whatever the engine said may have freed room or changed what it wants.
         self.schedule(tx, now_ms, fx)?;
         Ok(reply)
@@ -211,6 +229,7 @@ impl Coordinator {
         party: &Party,
         session_id: SessionId,
         batch: PostBatch<M>,
+        trace: Option<&TraceParent>,
         now_ms: u64,
         fx: &mut Effects,
         mut handle: impl FnMut(&Self, &mut Ctx<'_>, u64, M) -> Result<(), Reject>,
@@ -228,7 +247,7 @@ impl Coordinator {
                 break; // a gap: the missing message must come first; the sender will resend
             }
             let name = envelope.message.name();
-            let mut ctx = Ctx { tx: &mut *tx, now: now_ms, fx: &mut *fx, party, session: session_id };
+            let mut ctx = Ctx { tx: &mut *tx, now: now_ms, fx: &mut *fx, party, session: session_id, trace };
             match handle(self, &mut ctx, envelope.seq, envelope.message) {
                 Ok(()) => {}
                 Err(Reject::Report(report)) => {

@@ -165,6 +165,7 @@ fn succeed(a: &Assignment) -> ProviderToServer {
         failure: None,
         checkpoint: None,
         cpu_ms: 5,
+        trace: None,
     })
 }
 
@@ -495,6 +496,7 @@ fn stop_hands_tasks_back_and_resume_restarts_them_from_the_checkpoint() {
             failure: None,
             checkpoint: Some(ElementRef { hash: checkpoint, size: 7 }),
             cpu_ms: 10,
+            trace: None,
         })],
     );
     assert!(assignments(&mut world, &mut engine).is_empty(), "a stopped job gets no engine");

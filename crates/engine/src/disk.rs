@@ -333,6 +333,7 @@ mod tests {
             ticket: "t".into(),
             signature: String::new(),
             checkpoint_upload_ms: None,
+            trace: None,
         }
     }
 
@@ -407,6 +408,7 @@ mod tests {
                 failure: None,
                 checkpoint: None,
                 cpu_ms: 3,
+                trace: None,
             };
             disk.save_outcomes(&[&status]).unwrap();
             let session = SessionId::random();

@@ -10,7 +10,9 @@ pub mod messages;
 pub mod ops;
 pub mod payload;
 pub mod ticket;
+pub mod trace;
 pub mod wire;
 
 pub use messages::*;
 pub use payload::Payload;
+pub use trace::TraceParent;

@@ -482,13 +482,18 @@ pub struct Assignment {
     /// server (P1.5); `None`: only when asked (`GetTask`) or when the task is handed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint_upload_ms: Option<u64>,
+    /// The trace the engine's spans for this task join (W3C `traceparent`), when the task is
+    /// traced. Not signed: it decides nothing, and engines that do not know it still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceParent>,
 }
 
 impl Assignment {
-    /// What the signature covers: the assignment's JSON with an empty signature (field order is
-    /// the declaration order, maps are sorted, so both ends produce the same bytes).
+    /// What the signature covers: the assignment's JSON with an empty signature and no trace
+    /// (field order is the declaration order, maps are sorted, so both ends produce the same
+    /// bytes).
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let unsigned = Assignment { signature: String::new(), ..self.clone() };
+        let unsigned = Assignment { signature: String::new(), trace: None, ..self.clone() };
         serde_json::to_vec(&unsigned).expect("assignments serialize")
     }
 }
@@ -625,6 +630,10 @@ pub struct AssignmentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<ElementRef>,
     pub cpu_ms: u64,
+    /// The engine's span that produced this status (W3C `traceparent`), for a traced task: the
+    /// server's handling of the result joins the task's trace through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<crate::TraceParent>,
 }
 
 /// What the engine is doing.

@@ -138,6 +138,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .compress_when(tower_http::compression::predicate::SizeAbove::new(16 * 1024)),
         )
         .layer(tower_http::decompression::RequestDecompressionLayer::new().gzip(true))
+        .layer(axum::middleware::from_fn(crate::traces::trace_requests))
         .with_state(state)
 }
 
@@ -415,6 +416,8 @@ async fn post_messages(
 ) -> AppResult {
     let session: SessionId = parse_id(&session)?;
     let body = read_body(&headers, body, limits::MESSAGE_BODY_BYTES_MAX).await?;
+    // A traced request's tasks join its trace (the server's span of this request).
+    let trace = idlegrid_telemetry::current();
     let reply = signed(&headers, &method, &uri, body_hash(&body))?
         .run_as(
             &state,
@@ -422,11 +425,12 @@ async fn post_messages(
                 Role::Client => {
                     let batch: PostBatch<ClientToServer> = parse_json(&body)?;
                     check_batch(batch.messages.len())?;
-                    c.post_client(tx, party, session, batch, now, fx)
+                    c.post_client_traced(tx, party, session, batch, trace.as_ref(), now, fx)
                 }
                 Role::Provider => {
                     let batch: PostBatch<ProviderToServer> = parse_json(&body)?;
                     check_batch(batch.messages.len())?;
+                    let _results = crate::traces::result_spans(&batch);
                     c.post_provider(tx, party, session, batch, now, fx)
                 }
                 Role::Operator => Err(CoordinatorError::forbidden("operators have no message channel")),

@@ -23,6 +23,7 @@ mod payments;
 mod private;
 mod rate;
 pub mod self_log;
+mod traces;
 mod validation;
 mod wakers;
 pub mod web;

@@ -69,6 +69,7 @@ fn tasks(range: std::ops::Range<u64>, priority: i32) -> Vec<NewTask> {
             executable: ElementHash::of(b"exe"),
             data: BTreeMap::from([("in".to_string(), ElementHash::of(b"data"))]),
             params: format!("i={index}").into_bytes(),
+            trace: None,
         })
         .collect()
 }

@@ -131,6 +131,8 @@ pub struct NewTask {
     pub executable: ElementHash,
     pub data: BTreeMap<String, ElementHash>,
     pub params: Vec<u8>,
+    /// The trace its spans join (a W3C `traceparent`), when the request that added it was traced.
+    pub trace: Option<String>,
 }
 
 /// Database key of a task (its row), distinct from the client's (job, index).
@@ -151,6 +153,8 @@ pub struct TaskRow {
     pub progress: f32,
     pub status: Option<Payload>,
     pub cpu_ms: u64,
+    /// The trace its spans join (a W3C `traceparent`), when the request that added it was traced.
+    pub trace: Option<String>,
 }
 
 /// What the coordinator keeps about checking a task's result (P6.1, P6.2).

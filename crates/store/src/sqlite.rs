@@ -145,6 +145,7 @@ CREATE TABLE spot_checks (assignment INTEGER PRIMARY KEY, expected BLOB NOT NULL
     caches::MIGRATION,
     elements::CHECKPOINT_MIGRATION,
     deliveries::MIGRATION,
+    jobs::TRACE_MIGRATION,
 ];
 
 /// SQLite behind a mutex: SQLite serialises writers anyway, and one connection keeps the

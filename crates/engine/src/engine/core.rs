@@ -86,6 +86,10 @@ pub(crate) struct Outbox {
 
 /// What the loops do for the core.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "an action lives only until the loops perform it; boxing the message would only add allocations"
+)]
 pub(crate) enum Action {
     /// Fetch the task's elements (and checkpoint) so that it may run.
     Stage { id: AssignmentId, has_local_checkpoint: bool },
@@ -610,6 +614,7 @@ pub(crate) fn bare_status(id: AssignmentId, state: AssignmentState) -> Assignmen
         failure: None,
         checkpoint: None,
         cpu_ms: 0,
+        trace: None,
     }
 }
 

@@ -26,6 +26,7 @@ fn assignment(id: u64, priority: i32) -> Assignment {
         ticket: "t".into(),
         signature: "s".into(),
         checkpoint_upload_ms: None,
+        trace: None,
     }
 }
 

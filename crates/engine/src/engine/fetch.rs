@@ -9,6 +9,7 @@ use idlegrid_protocol::backoff::Backoff;
 use idlegrid_protocol::messages::{Assignment, AssignmentState, AssignmentStatus, ProviderToServer, ServerToProvider};
 use idlegrid_protocol::{ErrorCode, ErrorReport};
 use idlegrid_types::{AssignmentId, ElementRef, FailureKind};
+use tracing::Instrument;
 
 use super::core::{Action, bare_status};
 use super::{Inner, check_assignment, lock, now_ms};
@@ -240,9 +241,16 @@ impl Inner {
         }
     }
 
-    /// Fetch a task's elements (and the checkpoint it restarts from) before it may run.
+    /// Fetch a task's elements (and the checkpoint it restarts from) before it may run, in a
+    /// span of the task's trace.
     pub(super) async fn stage(self: Arc<Self>, id: AssignmentId, has_local_checkpoint: bool) {
         let Some(assignment) = self.core().task(id).map(|t| t.assignment.clone()) else { return };
+        let span = tracing::info_span!(target: idlegrid_telemetry::TARGET, "engine.stage", assignment = id.0);
+        idlegrid_telemetry::set_parent(&span, assignment.trace.as_ref());
+        self.stage_assignment(id, assignment, has_local_checkpoint).instrument(span).await
+    }
+
+    async fn stage_assignment(self: Arc<Self>, id: AssignmentId, assignment: Assignment, has_local_checkpoint: bool) {
         let mut needed: Vec<ElementRef> = vec![assignment.executable];
         needed.extend(assignment.data.values().copied());
         for element in &needed {

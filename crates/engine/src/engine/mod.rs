@@ -575,6 +575,7 @@ mod tests {
             ticket: "t".into(),
             signature: String::new(),
             checkpoint_upload_ms: None,
+            trace: None,
         };
         assert!(check_assignment(&server.public_key_hex(), &assignment).unwrap_err().contains("not signed"));
         assignment.signature = server.sign_bytes(&assignment.signed_bytes());

@@ -148,7 +148,10 @@ impl Inner {
         }
         let inner = self.clone();
         let runtime = tokio::runtime::Handle::current();
-        tokio::spawn(async move {
+        // The run and its report are a span of the task's trace; the status names it.
+        let span = tracing::info_span!(target: idlegrid_telemetry::TARGET, "engine.run", assignment = id.0);
+        idlegrid_telemetry::set_parent(&span, assignment.trace.as_ref());
+        let task = async move {
             let worker = inner.clone();
             let run = inner.workers.run(move || worker.run_blocking(&assignment, &control, runtime)).await;
             let run = run.unwrap_or_else(|_| TaskRun {
@@ -159,7 +162,8 @@ impl Inner {
             });
             inner.finish(id, run).await;
             inner.wake_runner.notify_one();
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
     fn run_blocking(
@@ -299,6 +303,7 @@ impl Inner {
             }
             TaskOutcome::Suspended | TaskOutcome::Killed => return,
         };
+        let status = AssignmentStatus { trace: idlegrid_telemetry::current(), ..status };
         self.core().done(id);
         self.send(ProviderToServer::TaskStatus(status), Some(id));
     }

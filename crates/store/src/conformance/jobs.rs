@@ -194,6 +194,7 @@ pub fn tasks_keep_their_fields(store: &impl Store) {
             new[1].data =
                 BTreeMap::from([("a".to_string(), ElementHash::of(b"a")), ("b".to_string(), ElementHash::of(b"b"))]);
             new[1].params = vec![0, 1, 255];
+            new[1].trace = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string());
             new[2].data = BTreeMap::new();
             new[2].params = Vec::new();
             tx.insert_tasks(j.id, &new)?;
@@ -213,12 +214,13 @@ pub fn tasks_keep_their_fields(store: &impl Store) {
                     checkpoint: None,
                     progress: 0.0,
                     status: None,
-                    cpu_ms: 0
+                    cpu_ms: 0,
+                    trace: new[1].trace.clone(),
                 }
             );
             assert_eq!(tx.task_by_key(t.key)?, Some(t.clone()));
             let empty = tx.task(j.id, 2)?.unwrap();
-            assert!(empty.data.is_empty() && empty.params.is_empty());
+            assert!(empty.data.is_empty() && empty.params.is_empty() && empty.trace.is_none());
             assert!(tx.task(j.id, 3)?.is_none());
             assert!(tx.task_by_key(t.key + 1000)?.is_none());
             let conflict = tx.insert_tasks(j.id, &tasks(3..5, 0).into_iter().chain(tasks(3..4, 0)).collect::<Vec<_>>());

@@ -104,6 +104,7 @@ pub fn web_pages_read_tasks_by_page_and_results_by_time(store: &impl Store) {
                 executable: ElementHash::of(b"exe"),
                 data: BTreeMap::new(),
                 params: Vec::new(),
+                trace: None,
             };
             tx.insert_tasks(j.id, &(0..7).map(new).collect::<Vec<_>>())?;
             tx.insert_tasks(other.id, &[new(0)])?;

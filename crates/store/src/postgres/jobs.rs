@@ -2,8 +2,11 @@
 
 use super::*;
 
+/// Each task keeps the trace its request carried (a W3C `traceparent`), for its assignments.
+pub(super) const TRACE_MIGRATION: &str = "ALTER TABLE tasks ADD COLUMN trace TEXT;";
+
 const TASK_COLUMNS: &str =
-    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms";
+    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms, trace";
 
 fn task_row(row: &Row) -> StoreResult<TaskRow> {
     let checkpoint: Option<&[u8]> = col(row, 9, "tasks.checkpoint")?;
@@ -22,6 +25,7 @@ fn task_row(row: &Row) -> StoreResult<TaskRow> {
         progress: progress as f32,
         status: get_opt_json(row, 11, "tasks.status")?,
         cpu_ms: get_u64(row, 12, "tasks.cpu_ms")?,
+        trace: col(row, 13, "tasks.trace")?,
     })
 }
 
@@ -275,14 +279,15 @@ impl JobsTx for PgTx<'_> {
         let priorities: Vec<i64> = batch.iter().map(|t| i64::from(t.priority)).collect();
         let executables: Vec<&[u8]> = batch.iter().map(|t| &t.executable.as_bytes()[..]).collect();
         let params: Vec<&[u8]> = batch.iter().map(|t| &t.params[..]).collect();
+        let traces: Vec<Option<&str>> = batch.iter().map(|t| t.trace.as_deref()).collect();
         let inserted = self.execute(
-            "INSERT INTO tasks (job, idx, state, priority, executable, data, params)
-             SELECT $1, t.idx, 'created', t.priority, t.executable, t.data, t.params
-             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[], $5::TEXT[], $6::BYTEA[])
-                  WITH ORDINALITY AS t(idx, priority, executable, data, params, n)
+            "INSERT INTO tasks (job, idx, state, priority, executable, data, params, trace)
+             SELECT $1, t.idx, 'created', t.priority, t.executable, t.data, t.params, t.trace
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BYTEA[], $5::TEXT[], $6::BYTEA[], $7::TEXT[])
+                  WITH ORDINALITY AS t(idx, priority, executable, data, params, trace, n)
              ORDER BY t.n
              ON CONFLICT (job, idx) DO NOTHING",
-            &[&key, &&indexes[..prefix], &priorities, &executables, &data, &params],
+            &[&key, &&indexes[..prefix], &priorities, &executables, &data, &params, &traces],
         )?;
         if prefix < tasks.len() || inserted < prefix as u64 {
             let index = tasks.get(prefix).map(|t| t.index.to_string()).unwrap_or_else(|| "in the batch".to_string());

@@ -109,4 +109,5 @@ CREATE TABLE spot_checks (assignment BIGINT PRIMARY KEY, expected BYTEA NOT NULL
     super::caches::MIGRATION,
     super::elements::CHECKPOINT_MIGRATION,
     super::deliveries::MIGRATION,
+    super::jobs::TRACE_MIGRATION,
 ];

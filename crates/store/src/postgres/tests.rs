@@ -267,8 +267,14 @@ fn corrupt_rows_are_reported_with_their_column() {
         created_ms: 1,
         hold: None,
     };
-    let task =
-        NewTask { index: 0, priority: 0, executable: ElementHash::of(b"x"), data: BTreeMap::new(), params: Vec::new() };
+    let task = NewTask {
+        index: 0,
+        priority: 0,
+        executable: ElementHash::of(b"x"),
+        data: BTreeMap::new(),
+        params: Vec::new(),
+        trace: None,
+    };
     store
         .write(|tx| -> StoreResult<()> {
             tx.insert_job(&job)?;

@@ -2,8 +2,11 @@
 
 use super::*;
 
+/// Each task keeps the trace its request carried (a W3C `traceparent`), for its assignments.
+pub(super) const TRACE_MIGRATION: &str = "ALTER TABLE tasks ADD COLUMN trace TEXT;";
+
 const TASK_COLUMNS: &str =
-    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms";
+    "key, job, idx, state, priority, executable, data, params, attempts, checkpoint, progress, status, cpu_ms, trace";
 
 fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
     let data: BTreeMap<String, ElementHash> = get_json(row, 6)?;
@@ -24,6 +27,7 @@ fn task_row(row: &Row) -> rusqlite::Result<TaskRow> {
         progress: row.get::<_, f64>(10)? as f32,
         status: get_opt_json(row, 11)?,
         cpu_ms: uint(row.get(12)?)?,
+        trace: row.get(13)?,
     })
 }
 
@@ -275,7 +279,8 @@ impl JobsTx for SqliteTx<'_> {
 
     fn insert_tasks(&mut self, job: JobId, tasks: &[NewTask]) -> StoreResult<()> {
         let mut stmt = self.tx.prepare_cached(
-            "INSERT INTO tasks (job, idx, state, priority, executable, data, params) VALUES (?1, ?2, 'created', ?3, ?4, ?5, ?6)",
+            "INSERT INTO tasks (job, idx, state, priority, executable, data, params, trace)
+             VALUES (?1, ?2, 'created', ?3, ?4, ?5, ?6, ?7)",
         )?;
         for task in tasks {
             let data: BTreeMap<&String, String> = task.data.iter().map(|(k, v)| (k, v.to_string())).collect();
@@ -285,7 +290,8 @@ impl JobsTx for SqliteTx<'_> {
                 task.priority,
                 &task.executable.as_bytes()[..],
                 json(&data),
-                task.params
+                task.params,
+                task.trace
             ]);
             match inserted {
                 Ok(_) => {}
