@@ -75,7 +75,7 @@ type ServiceEvents = tokio::sync::mpsc::UnboundedReceiver<Result<(), String>>;
 fn service_events(as_service: bool) -> anyhow::Result<ServiceEvents> {
     let (sender, events) = tokio::sync::mpsc::unbounded_channel();
     if !as_service {
-        std::mem::forget(sender); // never a message: the engine runs until a signal
+        // The channel closes at once; `run` then waits for a signal only.
         return Ok(events);
     }
     #[cfg(windows)]

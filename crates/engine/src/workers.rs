@@ -13,11 +13,6 @@ pub struct Workers {
     pub priority: String,
 }
 
-/// Lower the calling thread's priority as far as it goes; returns what was applied.
-pub fn lower_this_thread() -> String {
-    idlegrid_platform::lower_this_thread()
-}
-
 impl Workers {
     /// Start `count` threads named `{prefix}-{i}` (Linux keeps 15 characters of a thread's
     /// name); `lowest` lowers their priority.
@@ -31,7 +26,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("{prefix}-{i}"))
                 .spawn(move || {
-                    let granted = if lowest { lower_this_thread() } else { "normal".into() };
+                    let granted = if lowest { idlegrid_platform::lower_this_thread() } else { "normal".into() };
                     let _ = granted_tx.send(granted);
                     loop {
                         let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();

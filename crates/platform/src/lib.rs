@@ -140,8 +140,25 @@ mod tests {
 
     #[test]
     fn the_calling_thread_can_be_lowered() {
-        let granted = std::thread::spawn(lower_this_thread).join().unwrap();
+        let (granted, applied) = std::thread::spawn(|| {
+            let granted = lower_this_thread();
+            #[cfg(target_os = "linux")]
+            // SAFETY: reading the calling thread's policy.
+            let applied = unsafe { libc::sched_getscheduler(0) } == libc::SCHED_IDLE || granted == "nice 19";
+            #[cfg(windows)]
+            // SAFETY: reading the calling thread's priority through its pseudo-handle.
+            let applied = unsafe {
+                use windows_sys::Win32::System::Threading::{GetCurrentThread, GetThreadPriority, THREAD_PRIORITY_IDLE};
+                GetThreadPriority(GetCurrentThread()) == THREAD_PRIORITY_IDLE
+            };
+            #[cfg(not(any(target_os = "linux", windows)))]
+            let applied = true;
+            (granted, applied)
+        })
+        .join()
+        .unwrap();
         assert_ne!(granted, "normal (could not lower)");
+        assert!(applied, "the system does not show what was applied: {granted}");
     }
 
     #[test]
