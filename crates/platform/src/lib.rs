@@ -148,7 +148,9 @@ mod tests {
             #[cfg(windows)]
             // SAFETY: reading the calling thread's priority through its pseudo-handle.
             let applied = unsafe {
-                use windows_sys::Win32::System::Threading::{GetCurrentThread, GetThreadPriority, THREAD_PRIORITY_IDLE};
+                use windows_sys::Win32::System::Threading::{
+                    GetCurrentThread, GetThreadPriority, THREAD_PRIORITY_IDLE,
+                };
                 GetThreadPriority(GetCurrentThread()) == THREAD_PRIORITY_IDLE
             };
             #[cfg(not(any(target_os = "linux", windows)))]
