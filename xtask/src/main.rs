@@ -5,8 +5,10 @@
 //! - `demo [ARGS]`: build-tasks, then build and run `idlegrid demo` (release build).
 //! - `test [--install] [ARGS]`: check that this machine has what the tests need (the list is
 //!   `prerequisites::PREREQUISITES`), stop with what is missing and the commands that install
-//!   it, or with `--install` run them; then build-tasks and run every test of the workspace
-//!   with cargo-nextest (ARGS go to it; `--no-run` builds only and needs only nextest).
+//!   it, or with `--install` run them; then build-tasks, build the engine for Windows, run
+//!   the platform and engine unit tests under Wine, type-check the platform crate for macOS
+//!   (see `platforms`), and run every test of the workspace with cargo-nextest (ARGS go to
+//!   it; `--no-run` builds only and needs only nextest and the cross-building tools).
 //! - `prerequisites [--install]`: only the check (and installation) of what the tests need.
 //! - `bench [ARGS]`: build-tasks, then run `idlegrid bench` (release build).
 //! - `bench-engine [ARGS]`: the same for `idlegrid bench-engine`.
@@ -17,6 +19,7 @@
 //!   memory of each. The client's must not grow with N.
 
 mod env;
+mod platforms;
 mod prerequisites;
 
 use std::process::Command;
@@ -38,6 +41,13 @@ fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     env::restore_terminal_environment(&mut command);
     command
+}
+
+/// Where cargo builds (CARGO_TARGET_DIR, or `target` in the workspace).
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn run(mut command: Command) -> anyhow::Result<()> {
@@ -173,14 +183,20 @@ fn run_command() -> anyhow::Result<()> {
         "test" => {
             let install = rest.iter().any(|a| a == INSTALL_FLAG);
             let rest: Vec<String> = rest.into_iter().filter(|a| a != INSTALL_FLAG).collect();
-            let runner: Vec<Prerequisite> =
-                PREREQUISITES.iter().filter(|p| p.name == "cargo-nextest").copied().collect();
-            // Building needs only the runner; running needs everything.
-            let needed = if rest.iter().any(|a| a == "--no-run") { &runner[..] } else { PREREQUISITES };
+            // Building needs only the runner and the cross-building tools; running needs everything.
+            let no_run = rest.iter().any(|a| a == "--no-run");
+            let cross: Vec<Prerequisite> = PREREQUISITES
+                .iter()
+                .filter(|p| p.name == "cargo-nextest" || p.needed_by.contains("Windows"))
+                .copied()
+                .collect();
+            let needed = if no_run { &cross[..] } else { PREREQUISITES };
             ensure_prerequisites(needed, install)?;
             build_tasks()?;
+            let target_dir = target_dir();
+            platforms::run(&cargo, &target_dir, no_run)?;
             let mut test = cargo();
-            test.args(nextest_args(&rest));
+            test.args(nextest_args(&rest)).env(platforms::WINDOWS_EXE_ENV, platforms::windows_exe(&target_dir));
             run(test)
         }
         "prerequisites" => {

@@ -17,6 +17,8 @@ pub enum Probe {
     /// Something answers TCP connections at this address, unless the environment variable
     /// names another place for it.
     Listening { address: &'static str, unless_env: &'static str },
+    /// `rustup target list --installed` names every one of these targets.
+    RustTargets(&'static [&'static str]),
 }
 
 /// How to install a prerequisite.
@@ -32,6 +34,8 @@ pub enum Install {
     Npm(&'static [&'static str]),
     /// A Rust program (`cargo install --locked`).
     Cargo(&'static str),
+    /// Rust targets (`rustup target add`).
+    Rustup(&'static [&'static str]),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,24 @@ pub const PREREQUISITES: &[Prerequisite] = &[
         needed_by: "the example tasks written in C",
         probe: Probe::ClangForWasi,
         install: Install::Apt(&["clang", "lld", "wasi-libc", "libclang-rt-dev-wasm32"]),
+    },
+    Prerequisite {
+        name: "mingw-w64",
+        needed_by: "the engine built for Windows",
+        probe: Probe::Program(&["x86_64-w64-mingw32-gcc"]),
+        install: Install::Apt(&["mingw-w64"]),
+    },
+    Prerequisite {
+        name: "Wine",
+        needed_by: "the engine's tests on Windows (under Wine)",
+        probe: Probe::Program(&["wine"]),
+        install: Install::Apt(&["wine"]),
+    },
+    Prerequisite {
+        name: "Rust targets for Windows and macOS",
+        needed_by: "the Windows build of the engine and the macOS type-check",
+        probe: Probe::RustTargets(crate::platforms::TARGETS),
+        install: Install::Rustup(crate::platforms::TARGETS),
     },
     Prerequisite {
         name: "PostgreSQL at 127.0.0.1:5432 (database test)",
@@ -150,6 +172,7 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
     let mut pip: Vec<&str> = Vec::new();
     let mut npm: Vec<&str> = Vec::new();
     let mut cargo = Vec::new();
+    let mut targets: Vec<&str> = Vec::new();
     for prerequisite in missing {
         match prerequisite.install {
             Install::Apt(packages) => apt.extend(packages),
@@ -160,6 +183,7 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
             Install::Pip(packages) => pip.extend(packages),
             Install::Npm(packages) => npm.extend(packages),
             Install::Cargo(krate) => cargo.push(krate),
+            Install::Rustup(list) => targets.extend(list),
         }
     }
     let mut commands = Vec::new();
@@ -183,6 +207,9 @@ pub fn install_commands(missing: &[&Prerequisite], host: Host) -> Vec<String> {
     }
     for krate in cargo {
         commands.push(format!("cargo install {krate} --locked"));
+    }
+    if !targets.is_empty() {
+        commands.push(format!("rustup target add {}", targets.join(" ")));
     }
     commands
 }
@@ -237,6 +264,12 @@ pub fn present(prerequisite: &Prerequisite, cargo: &dyn Fn() -> Command) -> bool
                 );
             let _ = std::fs::remove_dir_all(&dir);
             compiled
+        }
+        Probe::RustTargets(targets) => {
+            Command::new("rustup").args(["target", "list", "--installed"]).output().is_ok_and(|output| {
+                let installed = String::from_utf8_lossy(&output.stdout);
+                targets.iter().all(|target| installed.lines().any(|line| line.trim() == *target))
+            })
         }
         Probe::Listening { address, unless_env } => {
             std::env::var_os(unless_env).is_some()
@@ -301,6 +334,18 @@ mod tests {
         assert!(commands[0].ends_with("apt-get install -y nodejs npm"), "{}", commands[0]);
         assert_eq!(commands[1], "python3 -m pip install 'moto[server]'");
         assert_eq!(commands[2], "sudo npm install -g --no-audit --no-fund s3rver@3.7.1");
+    }
+
+    #[test]
+    fn cross_building_needs_mingw_wine_and_rust_targets() {
+        let commands = install_commands(&named(&["mingw-w64", "Wine", "Rust targets"]), Host::default());
+        assert_eq!(
+            commands,
+            [
+                "apt-get update && env DEBIAN_FRONTEND=noninteractive apt-get install -y mingw-w64 wine",
+                "rustup target add x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin",
+            ]
+        );
     }
 
     #[test]

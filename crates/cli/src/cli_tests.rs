@@ -129,7 +129,7 @@ fn engine_data_goes_before_or_after_status() {
         let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         match cli.command {
             Command::Engine { action: Some(EngineAction::Status), data, .. } => {
-                assert_eq!(data, std::path::Path::new("./engine-data"), "{argv:?}")
+                assert_eq!(data.as_deref(), Some(std::path::Path::new("./engine-data")), "{argv:?}")
             }
             _ => panic!("{argv:?} is not engine status"),
         }

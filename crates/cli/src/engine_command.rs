@@ -51,6 +51,53 @@ pub struct EngineFlags {
     /// 0.0.0.0:7720 (buyers must reach it).
     #[arg(long)]
     pub relay_listen: Option<String>,
+    /// Set by `engine install-service` on Windows: the engine answers the service control
+    /// manager (start, stop).
+    #[arg(long, hide = true)]
+    pub as_service: bool,
+}
+
+/// The data folder given, or this system's default one.
+pub fn data_dir(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(data) => Ok(data),
+        None => idlegrid_platform::default_data_dir()
+            .context("no --data given, and no default data folder: HOME (LOCALAPPDATA on Windows) is not set"),
+    }
+}
+
+/// What the service control manager says: stop (`Ok`), or that this process is not a
+/// service (`Err`). Nothing comes when the engine does not run as a service.
+type ServiceEvents = tokio::sync::mpsc::UnboundedReceiver<Result<(), String>>;
+
+/// Answer the Windows service control manager when asked to (`--as-service`); started
+/// before anything else, since it waits only 30 s for a service to answer.
+fn service_events(as_service: bool) -> anyhow::Result<ServiceEvents> {
+    let (sender, events) = tokio::sync::mpsc::unbounded_channel();
+    if !as_service {
+        // The channel closes at once; `run` then waits for a signal only.
+        return Ok(events);
+    }
+    #[cfg(windows)]
+    {
+        let stop = sender.clone();
+        std::thread::spawn(move || {
+            let on_stop = Box::new(move || {
+                let _ = stop.send(Ok(()));
+            });
+            if let Err(error) =
+                idlegrid_platform::service::dispatch(idlegrid_platform::service::WINDOWS_SERVICE, on_stop)
+            {
+                let _ = sender.send(Err(error));
+            }
+        });
+        Ok(events)
+    }
+    #[cfg(not(windows))]
+    {
+        drop(sender);
+        anyhow::bail!("--as-service is only for the Windows service control manager")
+    }
 }
 
 /// Start the engine for `server` and work until a shutdown signal.
@@ -61,6 +108,7 @@ pub async fn run(
     server_ca: Option<&Path>,
     log: Option<&str>,
 ) -> anyhow::Result<()> {
+    let mut service = service_events(flags.as_service)?;
     init_engine_logging(log);
     switch_to_staged_upgrade(&data);
     let endpoint =
@@ -72,9 +120,14 @@ pub async fn run(
         Some(addr) => println!("idlegrid engine {} working for {server}; status at http://{addr}/", engine.id()),
         None => println!("idlegrid engine {} working for {server}", engine.id()),
     }
-    shutdown_signal().await;
+    let outcome = tokio::select! {
+        _ = shutdown_signal() => Ok(()),
+        Some(event) = service.recv() => event,
+    };
     engine.shutdown().await;
-    Ok(())
+    #[cfg(windows)]
+    idlegrid_platform::service::report_stopped();
+    outcome.map_err(|e| anyhow::anyhow!(e))
 }
 
 impl EngineFlags {

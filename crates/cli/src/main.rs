@@ -18,6 +18,7 @@ mod ops;
 mod server_command;
 mod server_preemption;
 mod server_tasks;
+mod service_command;
 mod sim;
 mod traces;
 mod web;
@@ -79,9 +80,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<EngineAction>,
         /// Where the engine keeps its identity, keys, element cache and tasks (also before or
-        /// after `status`).
-        #[arg(long, global = true, default_value = "idlegrid-engine")]
-        data: PathBuf,
+        /// after `status`). Default: this system's place for application data
+        /// (~/.local/share/idlegrid/engine, %LOCALAPPDATA%\Idlegrid\engine,
+        /// ~/Library/Application Support/Idlegrid/engine).
+        #[arg(long, global = true)]
+        data: Option<PathBuf>,
         #[command(flatten)]
         flags: engine_command::EngineFlags,
     },
@@ -214,6 +217,14 @@ enum Command {
 enum EngineAction {
     /// Show what the engine running with this data folder is doing.
     Status,
+    /// Run the engine as a service of this computer, with --server, --server-ca, --data and
+    /// --config as given here: a systemd user unit (Linux), a launchd agent (macOS) or a
+    /// Windows service (as administrator).
+    InstallService {
+        /// Print what would be written and run, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -406,8 +417,15 @@ async fn shutdown_signal() {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => server_command::run(args, cli.log.as_deref()).await,
-        Command::Engine { action: Some(EngineAction::Status), data, .. } => engine_status(&data).await,
+        Command::Engine { action: Some(EngineAction::Status), data, .. } => {
+            engine_status(&engine_command::data_dir(data)?).await
+        }
+        Command::Engine { action: Some(EngineAction::InstallService { dry_run }), data, flags } => {
+            let data = engine_command::data_dir(data)?;
+            service_command::install(&cli.server, cli.server_ca.as_deref(), &data, flags.config.as_deref(), dry_run)
+        }
         Command::Engine { action: None, data, flags } => {
+            let data = engine_command::data_dir(data)?;
             engine_command::run(flags, data, &cli.server, cli.server_ca.as_deref(), cli.log.as_deref()).await
         }
         Command::Job(command) => {

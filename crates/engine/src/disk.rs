@@ -59,40 +59,12 @@ const TEMPORARY_EXTENSION: &str = "tmp";
 
 /// Bytes available to this (unprivileged) process on the file system holding `path`.
 pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::ffi::OsStrExt;
-        let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path with a NUL byte"))?;
-        let mut stats = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
-        // SAFETY: a valid NUL-terminated path and a buffer of the right type.
-        if unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: statvfs succeeded, so it filled the buffer.
-        let stats = unsafe { stats.assume_init() };
-        // The field types differ between platforms (32 or 64 bits).
-        #[allow(clippy::unnecessary_cast)]
-        Ok((stats.f_bavail as u64).saturating_mul(stats.f_frsize as u64))
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(u64::MAX)
-    }
+    idlegrid_platform::available_bytes(path)
 }
 
 /// Whether an I/O error means the disk (or the owner's quota) is full.
 pub fn is_disk_full(error: &std::io::Error) -> bool {
-    if error.kind() == std::io::ErrorKind::StorageFull {
-        return true;
-    }
-    #[cfg(unix)]
-    if matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
-        return true;
-    }
-    // SQLite reports a full disk in its own words.
-    error.to_string().contains("database or disk is full")
+    idlegrid_platform::is_disk_full(error)
 }
 
 fn io(error: rusqlite::Error) -> std::io::Error {

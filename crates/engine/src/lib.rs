@@ -46,7 +46,7 @@ pub use upgrade::{SWITCHED_ENV, StagedUpgrade, staged_upgrade};
 /// Where readings of the computer's activity come from.
 #[derive(Clone)]
 pub enum Activity {
-    /// X11 or logind for input, /proc for CPU.
+    /// The operating system's own readings, through `idlegrid-platform`.
     System,
     /// Set by hand (tests, owners with their own detector).
     Injected(activity::InjectedActivity),
@@ -158,5 +158,5 @@ impl EngineConfig {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "engine".to_string())
+    idlegrid_platform::hostname().unwrap_or_else(|| "engine".to_string())
 }

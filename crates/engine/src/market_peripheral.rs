@@ -103,7 +103,8 @@ async fn run(handler: &PeripheralHandler, work: &Path, input: &[u8]) -> Result<V
     std::fs::read(&output_path).map_err(|e| format!("the engine cannot read the output: {e}"))
 }
 
-#[cfg(test)]
+// The handlers of these tests are shell scripts.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -16,6 +16,8 @@ pub struct Reading {
     pub input_idle: Option<Duration>,
     /// Share of the whole CPU used by programs other than the engine, 0..1.
     pub others_cpu: Option<f64>,
+    /// Whether the computer runs on battery; `None` when the system does not say.
+    pub on_battery: Option<bool>,
 }
 
 /// Why tasks do not run.
@@ -30,6 +32,8 @@ pub enum Reason {
     OutsideHours {
         opens_in_minutes: u32,
     },
+    /// Unplugged, and the owner keeps the battery for themselves (`run_on_battery = false`).
+    OnBattery,
     /// The computer became free, but not long enough ago.
     Settling {
         remaining: Duration,
@@ -46,6 +50,7 @@ impl std::fmt::Display for Reason {
             Reason::OutsideHours { opens_in_minutes } => {
                 write!(f, "outside the allowed hours (next in {opens_in_minutes} min)")
             }
+            Reason::OnBattery => f.write_str("the computer runs on battery"),
             Reason::Settling { remaining } => {
                 write!(f, "the computer just became free; running again in {} s", remaining.as_secs().max(1))
             }
@@ -89,6 +94,12 @@ impl Governor {
             return Verdict::Wait(Reason::OutsideHours {
                 opens_in_minutes: settings.run_hours.minutes_until_open(week_minute),
             });
+        }
+        if !settings.run_on_battery && reading.on_battery == Some(true) {
+            // Back on mains, an idle-only engine settles first, as after the owner's return.
+            self.started = true;
+            self.free_since_ms = None;
+            return Verdict::Wait(Reason::OnBattery);
         }
         if settings.mode == RunMode::Continuous {
             // At the lowest OS priority the owner's programs always come first.
@@ -144,7 +155,7 @@ mod tests {
     }
 
     fn reading(input_ago_secs: Option<u64>, cpu: f64) -> Reading {
-        Reading { input_idle: input_ago_secs.map(Duration::from_secs), others_cpu: Some(cpu) }
+        Reading { input_idle: input_ago_secs.map(Duration::from_secs), others_cpu: Some(cpu), on_battery: None }
     }
 
     #[test]
@@ -162,7 +173,7 @@ mod tests {
     #[test]
     fn no_display_counts_as_no_input() {
         let mut g = Governor::new();
-        assert_eq!(g.decide(&idle_only(), Reading { input_idle: None, others_cpu: None }, 0, 0), Verdict::Run);
+        assert_eq!(g.decide(&idle_only(), Reading::default(), 0, 0), Verdict::Run);
     }
 
     #[test]
@@ -198,5 +209,25 @@ mod tests {
             Governor::new().decide(&idle, reading(None, 0.0), 12 * 60, 0),
             Verdict::Wait(Reason::OutsideHours { .. })
         ));
+    }
+
+    #[test]
+    fn on_battery_tasks_wait_unless_the_owner_allows_it() {
+        let unplugged = Reading { on_battery: Some(true), ..Reading::default() };
+        let continuous = OwnerSettings { mode: RunMode::Continuous, ..OwnerSettings::default() };
+        let mut g = Governor::new();
+        assert_eq!(g.decide(&continuous, unplugged, 0, 0), Verdict::Wait(Reason::OnBattery));
+        let plugged = Reading { on_battery: Some(false), ..Reading::default() };
+        assert_eq!(g.decide(&continuous, plugged, 0, 1_000), Verdict::Run);
+        let allowed = OwnerSettings { run_on_battery: true, ..continuous };
+        assert_eq!(g.decide(&allowed, unplugged, 0, 2_000), Verdict::Run);
+        // Idle-only: plugged in again, the computer settles before tasks resume.
+        let s = idle_only();
+        let mut g = Governor::new();
+        assert_eq!(g.decide(&s, unplugged, 0, 0), Verdict::Wait(Reason::OnBattery));
+        assert!(matches!(g.decide(&s, plugged, 0, 1_000), Verdict::Wait(Reason::Settling { .. })));
+        assert_eq!(g.decide(&s, plugged, 0, 11_000), Verdict::Run);
+        assert_eq!(g.decide(&s, Reading::default(), 0, 12_000), Verdict::Run, "no power information: run");
+        assert_eq!(Reason::OnBattery.to_string(), "the computer runs on battery");
     }
 }

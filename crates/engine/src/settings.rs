@@ -186,6 +186,8 @@ pub struct OwnerSettings {
     /// Before tasks run again, the computer must have been free for this long (hysteresis: a
     /// short spike does not make tasks flap).
     pub resume_after_secs: u64,
+    /// Whether tasks may run while the computer is on battery (laptops unplugged).
+    pub run_on_battery: bool,
     /// Tasks run at once (cores).
     pub cores: u32,
     /// Memory for all running tasks together, and the most one task may have.
@@ -217,6 +219,7 @@ impl Default for OwnerSettings {
             idle_after_secs: 180,
             others_cpu_busy_max: 0.25,
             resume_after_secs: 10,
+            run_on_battery: false,
             cores,
             memory_bytes_max: 2 << 30,
             task_memory_bytes_max: 1 << 30,

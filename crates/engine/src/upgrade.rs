@@ -52,11 +52,7 @@ pub async fn stage(
     std::fs::create_dir_all(&folder).map_err(|e| e.to_string())?;
     let path = folder.join(format!("idlegrid-{version}"));
     crate::disk::write_atomic(&path, &bytes, true).map_err(|e| e.to_string())?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    }
+    idlegrid_platform::make_executable(&path).map_err(|e| e.to_string())?;
     let staged =
         StagedUpgrade { version: version.to_string(), element: *element, signature: signature.to_string(), path };
     crate::disk::write_atomic(&staged_file(data_dir), &serde_json::to_vec(&staged).expect("serializes"), true)

@@ -42,12 +42,7 @@ impl Vault {
                 rand::fill(&mut key[..]);
                 let mut options = std::fs::OpenOptions::new();
                 options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut file = options.open(path)?;
+                let mut file = idlegrid_platform::private_file(&mut options).open(path)?;
                 file.write_all(&key)?;
                 file.sync_all()?;
                 key

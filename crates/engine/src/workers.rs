@@ -1,5 +1,6 @@
 //! The threads that run tasks, at the lowest scheduling priority the OS offers (P3.3): on Linux
-//! SCHED_IDLE, which runs only when no other thread wants the CPU; elsewhere nice 19.
+//! SCHED_IDLE, which runs only when no other thread wants the CPU (else nice 19); on Windows
+//! THREAD_PRIORITY_IDLE; on macOS the background band (`idlegrid-platform` applies it).
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -10,27 +11,6 @@ pub struct Workers {
     sender: Mutex<mpsc::Sender<Job>>,
     /// What the OS granted, for the status page.
     pub priority: String,
-}
-
-/// Lower the calling thread's priority as far as it goes; returns what was applied.
-pub fn lower_this_thread() -> String {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: sched_setscheduler on the calling thread (pid 0) with a valid parameter.
-        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
-            return "SCHED_IDLE".into();
-        }
-    }
-    #[cfg(unix)]
-    {
-        // SAFETY: setpriority on the calling thread; on Linux a thread id is a process id here.
-        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) } == 0 {
-            return "nice 19".into();
-        }
-    }
-    "normal (could not lower)".into()
 }
 
 impl Workers {
@@ -46,7 +26,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("{prefix}-{i}"))
                 .spawn(move || {
-                    let granted = if lowest { lower_this_thread() } else { "normal".into() };
+                    let granted = if lowest { idlegrid_platform::lower_this_thread() } else { "normal".into() };
                     let _ = granted_tx.send(granted);
                     loop {
                         let job = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
@@ -84,6 +64,8 @@ mod tests {
     async fn jobs_run_on_low_priority_threads() {
         let workers = Workers::start("igt-test", 2, true);
         assert_ne!(workers.priority, "normal (could not lower)");
+        #[cfg(windows)]
+        assert_eq!(workers.priority, "THREAD_PRIORITY_IDLE");
         let policy = workers.run(|| {
             #[cfg(target_os = "linux")]
             {

@@ -96,13 +96,8 @@ impl std::error::Error for Interrupt {}
 
 /// CPU time of the calling thread.
 fn thread_cpu_time() -> Duration {
-    #[cfg(unix)]
-    {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: clock_gettime writes into the timespec we own.
-        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
-            return Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-        }
+    if let Some(used) = idlegrid_platform::thread_cpu_time() {
+        return used;
     }
     thread_local!(static START: Instant = Instant::now());
     START.with(|start| start.elapsed())

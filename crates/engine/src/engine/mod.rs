@@ -260,7 +260,7 @@ impl Inner {
     /// Open the data folder, register, connect, and make the sandbox, cache and workers.
     async fn open(config: EngineConfig) -> anyhow::Result<(Inner, mpsc::UnboundedReceiver<Outgoing>)> {
         config.owner.validate().map_err(|e| anyhow::anyhow!("invalid owner settings: {e}"))?;
-        std::fs::create_dir_all(&config.data_dir)
+        idlegrid_platform::create_private_dir(&config.data_dir)
             .with_context(|| format!("cannot create the data folder {}", config.data_dir.display()))?;
         let vault = Arc::new(
             Vault::load_or_create(&config.data_dir.join("storage.key")).context("cannot load the storage key")?,

@@ -1,10 +1,11 @@
 //! The X11 idle-time source against a real X server (Xvfb, installed by .ci/run), with input
 //! injected through the XTest extension, as a keyboard would.
+#![cfg(target_os = "linux")]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use idlegrid_engine::activity::X11Idle;
+use idlegrid_platform::X11Idle;
 
 struct Xvfb(Child);
 
