@@ -49,7 +49,8 @@ impl Shelf {
         std::fs::create_dir_all(&self.folder)?;
         let partial = self.folder.join(format!("contract-{}.partial", kept.contract));
         std::fs::write(&partial, bytes)?;
-        std::fs::File::open(&partial)?.sync_all()?;
+        // Flushing needs write access on Windows; a read-only handle is refused there.
+        std::fs::OpenOptions::new().write(true).open(&partial)?.sync_all()?;
         std::fs::rename(&partial, self.blob_path(kept.contract))?;
         let meta = serde_json::to_vec(kept).map_err(std::io::Error::other)?;
         std::fs::write(self.meta_path(kept.contract), meta)
